@@ -1,0 +1,403 @@
+//! One Automerge document per fiber section.
+//!
+//! Layout (any Automerge implementation can read it):
+//!
+//! ```text
+//! { "fieldsync": 1,                      format version
+//!   "id": "<section id>", "project": "<project id>",
+//!   "edits":  { "<hlc>": { "field": "progress", "base": "<hlc>", "percent": 40, "at_state": "trenched" }, … },
+//!   "notes":  Text,                        merged character by character
+//!   "photos": { "<photo id>": { "uri": …, "caption": …, "hlc": … }, … } }
+//! ```
+//!
+//! Writes never overwrite: each is a new record under its HLC key, so every
+//! value ever written is in the current state and the rules decide which one
+//! counts. Unknown fields in a record, and records of unknown kinds, are
+//! ignored, which is how newer apps add fields without breaking older ones.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::edit::{Edit, EditId, EditValue, Field};
+use crate::hlc::Hlc;
+use crate::route::GeoPoint;
+
+/// Version of the document layout written by this code.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Errors reading or writing a section document.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// Automerge refused the bytes or the operation.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// A change could not be decoded.
+    #[error("undecodable change: {0}")]
+    BadChange(#[from] automerge::LoadChangeError),
+    /// The document lacks the section layout.
+    #[error("not a FieldSync section document: {0}")]
+    NotASection(&'static str),
+    /// Written by a newer FieldSync whose layout this version cannot read.
+    #[error("section document format {0} is newer than this app understands ({FORMAT_VERSION}); update the app")]
+    NewerFormat(i64),
+    /// Notes edit outside the text.
+    #[error("notes edit at {pos} deleting {delete} is outside the text of length {len}")]
+    NotesRange {
+        /// Start position requested.
+        pos: usize,
+        /// Characters to delete.
+        delete: usize,
+        /// Text length.
+        len: usize,
+    },
+}
+
+/// A photo reference attached to a section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    /// Its id.
+    pub id: String,
+    /// Where the app keeps the photo (URI or content hash).
+    pub uri: String,
+    /// Optional caption.
+    pub caption: Option<String>,
+    /// When it was attached.
+    pub hlc: String,
+}
+
+/// What the rules read from a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionInput {
+    /// Section id.
+    pub id: String,
+    /// Project id.
+    pub project: String,
+    /// Every write, ordered by id (= HLC order).
+    pub edits: Vec<Edit>,
+    /// Notes text.
+    pub notes: String,
+    /// Photo references, ordered by id.
+    pub photos: Vec<PhotoRef>,
+    /// Hex heads of the document.
+    pub heads: Vec<String>,
+}
+
+/// A section document.
+#[derive(Debug, Clone)]
+pub struct SectionDoc {
+    doc: Automerge,
+}
+
+fn obj(doc: &Automerge, parent: &ObjId, key: &str) -> Result<ObjId, DocumentError> {
+    match doc.get(parent, key)? {
+        Some((Value::Object(_), id)) => Ok(id),
+        _ => Err(DocumentError::NotASection("missing object")),
+    }
+}
+
+fn str_at(doc: &Automerge, o: &ObjId, key: &str) -> Option<String> {
+    match doc.get(o, key).ok()?? {
+        (Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn num_at(doc: &Automerge, o: &ObjId, key: &str) -> Option<f64> {
+    match doc.get(o, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Int(i) => Some(*i as f64),
+            ScalarValue::Uint(u) => Some(*u as f64),
+            ScalarValue::F64(f) => Some(*f),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl SectionDoc {
+    /// A new section, created by `actor` with its name and route as the first
+    /// edits, stamped with the two stamps given.
+    pub fn create(
+        actor: ActorId,
+        id: &str,
+        project: &str,
+        stamps: (&Hlc, &Hlc),
+        name: &str,
+        route: &[GeoPoint],
+    ) -> Result<(SectionDoc, Change), DocumentError> {
+        let (name_hlc, route_hlc) = stamps;
+        let mut doc = Automerge::new().with_actor(actor);
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "fieldsync", FORMAT_VERSION)?;
+        tx.put(ROOT, "id", id)?;
+        tx.put(ROOT, "project", project)?;
+        let edits = tx.put_object(ROOT, "edits", ObjType::Map)?;
+        tx.put_object(ROOT, "notes", ObjType::Text)?;
+        tx.put_object(ROOT, "photos", ObjType::Map)?;
+        write_record(&mut tx, &edits, name_hlc, None, &EditValue::Name { name: name.to_owned() })?;
+        write_record(&mut tx, &edits, route_hlc, None, &EditValue::Route { points: route.to_vec() })?;
+        tx.commit_with(CommitOptions::default().with_time(name_hlc.physical_ms as i64).with_message("create"));
+        let mut section = SectionDoc { doc };
+        let change = section.last_local_change();
+        Ok((section, change))
+    }
+
+    /// A document from saved bytes (a snapshot, changes, or both concatenated).
+    pub fn load(bytes: &[u8]) -> Result<SectionDoc, DocumentError> {
+        let doc = Automerge::load(bytes)?;
+        let section = SectionDoc { doc };
+        section.check_layout()?;
+        Ok(section)
+    }
+
+    /// An empty document, to apply a section's changes to when they arrive
+    /// from elsewhere.
+    pub fn empty(actor: ActorId) -> SectionDoc {
+        SectionDoc { doc: Automerge::new().with_actor(actor) }
+    }
+
+    /// Check that the document has the section layout in a version this code reads.
+    pub fn check_section(&self) -> Result<(), DocumentError> {
+        self.check_layout()
+    }
+
+    fn check_layout(&self) -> Result<(), DocumentError> {
+        match num_at(&self.doc, &ROOT, "fieldsync") {
+            Some(v) if v as i64 > FORMAT_VERSION => Err(DocumentError::NewerFormat(v as i64)),
+            Some(_) => Ok(()),
+            None => Err(DocumentError::NotASection("no `fieldsync` version key")),
+        }
+    }
+
+    /// Set the actor that local writes are made as.
+    pub fn set_actor(&mut self, actor: ActorId) {
+        self.doc.set_actor(actor);
+    }
+
+    /// The underlying Automerge document.
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Section id.
+    pub fn id(&self) -> String {
+        str_at(&self.doc, &ROOT, "id").unwrap_or_default()
+    }
+
+    /// Project id.
+    pub fn project(&self) -> String {
+        str_at(&self.doc, &ROOT, "project").unwrap_or_default()
+    }
+
+    /// Current heads.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The whole document, compacted.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    fn last_local_change(&mut self) -> Change {
+        self.doc.get_last_local_change().expect("a commit was just made")
+    }
+
+    /// Record one domain write; returns the change holding it.
+    pub fn write(&mut self, hlc: &Hlc, base: Option<&str>, value: &EditValue) -> Result<Change, DocumentError> {
+        let edits = obj(&self.doc, &ROOT, "edits")?;
+        let mut tx = self.doc.transaction();
+        write_record(&mut tx, &edits, hlc, base, value)?;
+        let message = value.field().map_or("edit", Field::as_str);
+        tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message(message));
+        Ok(self.last_local_change())
+    }
+
+    /// Replace `delete` characters at `pos` of the notes with `insert`.
+    pub fn splice_notes(&mut self, hlc: &Hlc, pos: usize, delete: usize, insert: &str) -> Result<Change, DocumentError> {
+        let notes = obj(&self.doc, &ROOT, "notes")?;
+        let len = self.doc.length(&notes);
+        if pos > len || pos + delete > len {
+            return Err(DocumentError::NotesRange { pos, delete, len });
+        }
+        let mut tx = self.doc.transaction();
+        tx.splice_text(&notes, pos, delete as isize, insert)?;
+        tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message("notes"));
+        Ok(self.last_local_change())
+    }
+
+    /// Make the notes read `text`, as the smallest character diff from what they are.
+    pub fn set_notes(&mut self, hlc: &Hlc, text: &str) -> Result<Change, DocumentError> {
+        let notes = obj(&self.doc, &ROOT, "notes")?;
+        let mut tx = self.doc.transaction();
+        tx.update_text(&notes, text)?;
+        tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message("notes"));
+        Ok(self.last_local_change())
+    }
+
+    /// Attach a photo reference.
+    pub fn add_photo(&mut self, hlc: &Hlc, photo_id: &str, uri: &str, caption: Option<&str>) -> Result<Change, DocumentError> {
+        let photos = obj(&self.doc, &ROOT, "photos")?;
+        let mut tx = self.doc.transaction();
+        let p = tx.put_object(&photos, photo_id, ObjType::Map)?;
+        tx.put(&p, "uri", uri)?;
+        if let Some(c) = caption {
+            tx.put(&p, "caption", c)?;
+        }
+        tx.put(&p, "hlc", hlc.to_string())?;
+        tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message("photo"));
+        Ok(self.last_local_change())
+    }
+
+    /// Apply changes from elsewhere; returns how many were new.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<usize, DocumentError> {
+        let before = self.doc.get_heads();
+        self.doc.apply_changes(changes)?;
+        Ok(self.doc.get_changes(&before).len())
+    }
+
+    /// The changes not among `heads`' ancestors.
+    pub fn changes_since(&self, heads: &[ChangeHash]) -> Vec<Change> {
+        self.doc.get_changes(heads)
+    }
+
+    /// The document as it was at `heads`.
+    pub fn at(&self, heads: &[ChangeHash]) -> Result<SectionDoc, DocumentError> {
+        Ok(SectionDoc { doc: self.doc.fork_at(heads)? })
+    }
+
+    /// The latest write to `field` this document holds (the base of the next local write).
+    pub fn latest_edit_of(&self, field: Field) -> Option<EditId> {
+        self.edits().into_iter().rev().find(|e| e.value.field() == Some(field)).map(|e| e.id)
+    }
+
+    /// Every write in the document, in HLC order. Records that cannot be
+    /// read (a malformed key) are skipped: they carry no valid stamp to weigh.
+    pub fn edits(&self) -> Vec<Edit> {
+        let Ok(edits_obj) = obj(&self.doc, &ROOT, "edits") else { return Vec::new() };
+        let mut out = Vec::new();
+        for item in self.doc.map_range(&edits_obj, ..) {
+            let key = item.key.to_string();
+            let Ok(hlc) = key.parse::<Hlc>() else { continue };
+            let Some((Value::Object(ObjType::Map), rec)) = self.doc.get(&edits_obj, key.as_str()).ok().flatten() else {
+                continue;
+            };
+            let ObjId::Id(_, ref actor, _) = rec else { continue };
+            let author = actor.to_hex_string();
+            let change_hash = self.doc.hash_for_opid(&rec).map(|h| h.to_string()).unwrap_or_default();
+            let base = str_at(&self.doc, &rec, "base");
+            let value = read_value(&self.doc, &rec);
+            out.push(Edit { id: key, hlc, author, base, change_hash, value });
+        }
+        out
+    }
+
+    /// Notes text.
+    pub fn notes(&self) -> String {
+        obj(&self.doc, &ROOT, "notes").ok().and_then(|n| self.doc.text(&n).ok()).unwrap_or_default()
+    }
+
+    /// Photo references, ordered by id.
+    pub fn photos(&self) -> Vec<PhotoRef> {
+        let Ok(photos) = obj(&self.doc, &ROOT, "photos") else { return Vec::new() };
+        self.doc
+            .map_range(&photos, ..)
+            .filter_map(|item| {
+                let id = item.key.to_string();
+                let (_, p) = self.doc.get(&photos, id.as_str()).ok()??;
+                Some(PhotoRef {
+                    uri: str_at(&self.doc, &p, "uri")?,
+                    caption: str_at(&self.doc, &p, "caption"),
+                    hlc: str_at(&self.doc, &p, "hlc").unwrap_or_default(),
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// Everything the rules read.
+    pub fn input(&self) -> SectionInput {
+        SectionInput {
+            id: self.id(),
+            project: self.project(),
+            edits: self.edits(),
+            notes: self.notes(),
+            photos: self.photos(),
+            heads: self.heads().iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+fn write_record<T: Transactable>(
+    tx: &mut T,
+    edits: &ObjId,
+    hlc: &Hlc,
+    base: Option<&str>,
+    value: &EditValue,
+) -> Result<(), DocumentError> {
+    let rec = tx.put_object(edits, hlc.to_string(), ObjType::Map)?;
+    let field = match value {
+        EditValue::Unknown { field } => field.as_str(),
+        v => v.field().map(Field::as_str).unwrap_or("unknown"),
+    };
+    tx.put(&rec, "field", field)?;
+    if let Some(b) = base {
+        tx.put(&rec, "base", b)?;
+    }
+    match value {
+        EditValue::Name { name } => tx.put(&rec, "name", name.as_str())?,
+        EditValue::Route { points } => {
+            // One string, not a list of lists: a route is replaced whole, never
+            // merged point by point, and a string costs one op instead of 3n.
+            let encoded = serde_json::to_string(points).expect("points serialize");
+            tx.put(&rec, "points", encoded)?;
+        }
+        EditValue::Transition { from, to, reason } => {
+            tx.put(&rec, "from", from.as_str())?;
+            tx.put(&rec, "to", to.as_str())?;
+            if let Some(r) = reason {
+                tx.put(&rec, "reason", r.as_str())?;
+            }
+        }
+        EditValue::Progress { percent, at_state } => {
+            tx.put(&rec, "percent", *percent)?;
+            tx.put(&rec, "at_state", at_state.as_str())?;
+        }
+        EditValue::Location { point } => {
+            tx.put(&rec, "lat", point.lat)?;
+            tx.put(&rec, "lon", point.lon)?;
+        }
+        EditValue::Accept { point_edit } => tx.put(&rec, "point_edit", point_edit.as_str())?,
+        EditValue::Unknown { .. } => {}
+    }
+    Ok(())
+}
+
+fn read_value(doc: &Automerge, rec: &ObjId) -> EditValue {
+    let field = str_at(doc, rec, "field").unwrap_or_default();
+    let unknown = || EditValue::Unknown { field: field.clone() };
+    let state = |key| str_at(doc, rec, key).and_then(|s| s.parse().ok());
+    let parsed = match Field::parse(&field) {
+        Some(Field::Name) => str_at(doc, rec, "name").map(|name| EditValue::Name { name }),
+        Some(Field::Route) => str_at(doc, rec, "points")
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .map(|points| EditValue::Route { points }),
+        Some(Field::State) => match (state("from"), state("to")) {
+            (Some(from), Some(to)) => Some(EditValue::Transition { from, to, reason: str_at(doc, rec, "reason") }),
+            _ => None,
+        },
+        Some(Field::Progress) => match (num_at(doc, rec, "percent"), state("at_state")) {
+            (Some(p), Some(at_state)) => Some(EditValue::Progress { percent: p as i64, at_state }),
+            _ => None,
+        },
+        Some(Field::Location) => match (num_at(doc, rec, "lat"), num_at(doc, rec, "lon")) {
+            (Some(lat), Some(lon)) => Some(EditValue::Location { point: GeoPoint { lat, lon } }),
+            _ => None,
+        },
+        Some(Field::Acceptance) => str_at(doc, rec, "point_edit").map(|point_edit| EditValue::Accept { point_edit }),
+        None => None,
+    };
+    parsed.unwrap_or_else(unknown)
+}

@@ -1,0 +1,56 @@
+//! FieldSync's engine: one Automerge document per fiber section, the rules
+//! that every replica applies over the merge, and the durable local store.
+//!
+//! Module guide:
+//! - [`hlc`]: hybrid logical clock stamps, anchored to the server's time.
+//! - [`project`], [`state_machine`], [`route`]: the domain: roles and roster,
+//!   project config, construction states and events, GPS distance to a route.
+//! - [`edit`], [`document`]: how writes sit in a section document.
+//! - [`rules`], [`view`], [`conflict`]: the validated view, decisions and
+//!   conflict records, a pure function of the merged document.
+//! - [`schema`], [`store`]: the SQLite store.
+//! - [`replica`]: the API the apps, the CLI and the bindings call.
+//!
+//! ```
+//! use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, ConstructionState};
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut office = Replica::open(dir.path().join("office.db"), ReplicaOptions { device: "office-1".into(), ..Default::default() }).unwrap();
+//! let me = Member { actor: office.actor(), user: "olga".into(), role: Role::Office };
+//! office.set_roster("p1", &[me]).unwrap();
+//! let route = [GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+//! let id = office.create_section("p1", "Hauptstraße north", &route).unwrap();
+//! office.transition(&id, ConstructionState::Surveyed, None).unwrap();
+//! office.record_progress(&id, 15).unwrap();
+//! let view = office.section(&id).unwrap();
+//! assert_eq!((view.state, view.progress), (ConstructionState::Surveyed, 15));
+//! // Rules refuse a bad write before anything is stored.
+//! assert!(office.record_progress(&id, 150).is_err());
+//! ```
+
+pub mod conflict;
+pub mod document;
+pub mod edit;
+pub mod hlc;
+pub mod project;
+pub mod replica;
+pub mod route;
+pub mod rules;
+pub mod schema;
+pub mod state_machine;
+pub mod store;
+pub mod view;
+
+pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+pub use document::{DocumentError, PhotoRef, SectionDoc};
+pub use edit::{Edit, EditId, EditValue, Field};
+pub use hlc::{Hlc, HlcClock};
+pub use project::{Member, ProgressBand, ProjectConfig, Role, Roster};
+pub use replica::{
+    EditOutcome, EditReceipt, HistoryEntry, MergeReport, PastPoint, Reconciliation, Replica, ReplicaError,
+    ReplicaOptions, SectionChange,
+};
+pub use route::GeoPoint;
+pub use schema::{Durability, OpenError};
+pub use state_machine::{ConstructionState, DomainEventKind};
+pub use store::{OutboxChange, SectionSummary, StoreError};
+pub use view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};

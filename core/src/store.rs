@@ -1,0 +1,278 @@
+//! SQL helpers over the local store: write helpers take a `&Transaction`,
+//! read helpers a `&Connection`, so that every write is part of a transaction
+//! that also carries what depends on it.
+
+use automerge::ReadDoc;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::conflict::ConflictRecord;
+use crate::project::{Member, ProjectConfig, Role, Roster};
+use crate::view::SectionView;
+
+/// Errors while using the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("local database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON value could not be read back.
+    #[error("stored value unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One row of a section list, read from the materialized view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionSummary {
+    /// Section id.
+    pub id: String,
+    /// Project id.
+    pub project: String,
+    /// Name.
+    pub name: String,
+    /// Construction state (snake_case).
+    pub state: String,
+    /// Progress percentage.
+    pub progress: u8,
+}
+
+/// A local change the server has not confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxChange {
+    /// Section it belongs to.
+    pub section: String,
+    /// Hex change hash.
+    pub hash: String,
+    /// Raw Automerge change bytes.
+    pub bytes: Vec<u8>,
+    /// When it was written (device wall clock, ms).
+    pub created_ms: i64,
+}
+
+pub(crate) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
+    tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])?;
+    Ok(())
+}
+
+/// The stored pieces of a section document: project, snapshot, changes since.
+pub(crate) type StoredDoc = (String, Option<Vec<u8>>, Vec<Vec<u8>>);
+
+pub(crate) fn load_doc(conn: &Connection, section: &str) -> Result<Option<StoredDoc>, StoreError> {
+    let head = conn
+        .query_row("SELECT project, snapshot FROM sections WHERE id = ?1", [section], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut stmt = conn.prepare_cached("SELECT bytes FROM changes WHERE section = ?1 ORDER BY seq")?;
+    let changes: Vec<Vec<u8>> = stmt.query_map([section], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(match head {
+        Some((project, snapshot)) => Some((project, snapshot, changes)),
+        None if !changes.is_empty() => Some((String::new(), None, changes)),
+        None => None,
+    })
+}
+
+pub(crate) fn put_change(
+    tx: &Transaction<'_>,
+    section: &str,
+    hash: &str,
+    bytes: &[u8],
+    local: bool,
+    created_ms: i64,
+) -> Result<bool, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO changes (section, hash, bytes, local, confirmed, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (section, hash) DO NOTHING",
+    )?;
+    Ok(stmt.execute(params![section, hash, bytes, local, !local, created_ms])? > 0)
+}
+
+pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView) -> Result<(), StoreError> {
+    let json = serde_json::to_string(view)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO sections (id, project, name, state, progress, view) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET project = ?2, name = ?3, state = ?4, progress = ?5, view = ?6",
+    )?;
+    stmt.execute(params![view.id, view.project, view.name, view.state.as_str(), view.progress, json])?;
+    Ok(())
+}
+
+pub(crate) fn view(conn: &Connection, section: &str) -> Result<Option<SectionView>, StoreError> {
+    let json: Option<String> =
+        conn.query_row("SELECT view FROM sections WHERE id = ?1", [section], |r| r.get(0)).optional()?;
+    Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+}
+
+pub(crate) fn replace_conflicts(tx: &Transaction<'_>, section: &str, records: &[ConflictRecord]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM conflicts WHERE section = ?1", [section])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO conflicts (id, section, field, kind, rule, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for c in records {
+        let kind = serde_json::to_value(c.kind)?;
+        stmt.execute(params![
+            c.id,
+            section,
+            c.field.as_str(),
+            kind.as_str().unwrap_or_default(),
+            c.rule.as_str(),
+            serde_json::to_string(c)?
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn conflicts(conn: &Connection, section: Option<&str>) -> Result<Vec<ConflictRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT record FROM conflicts WHERE ?1 IS NULL OR section = ?1 ORDER BY section, id",
+    )?;
+    let rows: Vec<String> = stmt.query_map([section], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    rows.iter().map(|j| Ok(serde_json::from_str(j)?)).collect()
+}
+
+pub(crate) fn roster(conn: &Connection, project: &str) -> Result<Roster, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT actor, user, role FROM roster WHERE project = ?1")?;
+    let rows = stmt.query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let mut members = Vec::new();
+    for row in rows {
+        let (actor, user, role) = row?;
+        let role: Role = role.parse().unwrap_or(Role::Technician);
+        members.push(Member { actor, user, role });
+    }
+    Ok(Roster::new(members))
+}
+
+pub(crate) fn set_roster(tx: &Transaction<'_>, project: &str, members: &[Member]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM roster WHERE project = ?1", [project])?;
+    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO roster (project, actor, user, role) VALUES (?1, ?2, ?3, ?4)")?;
+    for m in members {
+        stmt.execute(params![project, m.actor, m.user, m.role.as_str()])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn config(conn: &Connection, project: &str) -> Result<ProjectConfig, StoreError> {
+    let json: Option<String> =
+        conn.query_row("SELECT config FROM projects WHERE id = ?1", [project], |r| r.get(0)).optional()?;
+    Ok(json.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default())
+}
+
+pub(crate) fn set_config(tx: &Transaction<'_>, project: &str, config: &ProjectConfig) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO projects (id, config) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET config = ?2",
+        params![project, serde_json::to_string(config)?],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn list_sections(
+    conn: &Connection,
+    project: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<SectionSummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, project, name, state, progress FROM sections
+         WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR id > ?2)
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![project, after, limit as i64], |r| {
+        Ok(SectionSummary { id: r.get(0)?, project: r.get(1)?, name: r.get(2)?, state: r.get(3)?, progress: r.get(4)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn outbox(conn: &Connection, max_bytes: usize) -> Result<Vec<OutboxChange>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    let mut total = 0;
+    while let Some(r) = rows.next()? {
+        let bytes: Vec<u8> = r.get(2)?;
+        total += bytes.len();
+        if total > max_bytes && !out.is_empty() {
+            break;
+        }
+        out.push(OutboxChange { section: r.get(0)?, hash: r.get(1)?, bytes, created_ms: r.get(3)? });
+    }
+    Ok(out)
+}
+
+pub(crate) fn outbox_stats(conn: &Connection) -> Result<(i64, Option<i64>), StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*), min(created_ms) FROM changes WHERE local = 1 AND confirmed = 0",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+pub(crate) fn confirm(tx: &Transaction<'_>, hashes: &[String]) -> Result<(), StoreError> {
+    let mut change = tx.prepare_cached("UPDATE changes SET confirmed = 1 WHERE hash = ?1 AND local = 1")?;
+    let mut edits = tx.prepare_cached("DELETE FROM local_edits WHERE change_hash = ?1")?;
+    for h in hashes {
+        change.execute([h])?;
+        edits.execute([h])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn put_local_edit(tx: &Transaction<'_>, edit_id: &str, section: &str, change_hash: &str, field: &str) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO local_edits (edit_id, section, change_hash, field) VALUES (?1, ?2, ?3, ?4)")?
+        .execute([edit_id, section, change_hash, field])?;
+    Ok(())
+}
+
+pub(crate) fn local_edits(conn: &Connection, section: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT edit_id FROM local_edits WHERE section = ?1 ORDER BY edit_id")?;
+    let rows = stmt.query_map([section], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Fold a section's stored changes into its snapshot. Only the rows read are
+/// dropped (a change appended meanwhile stays), and unconfirmed local changes
+/// stay too, because the outbox sends them from there.
+pub(crate) fn compact(tx: &Transaction<'_>, section: &str) -> Result<bool, StoreError> {
+    let Some((_, snapshot, _)) = load_doc(tx, section)? else { return Ok(false) };
+    let mut stmt = tx.prepare_cached("SELECT seq, bytes FROM changes WHERE section = ?1 ORDER BY seq")?;
+    let rows: Vec<(i64, Vec<u8>)> = stmt.query_map([section], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let mut bytes = snapshot.unwrap_or_default();
+    for (_, b) in &rows {
+        bytes.extend_from_slice(b);
+    }
+    let Ok(doc) = automerge::Automerge::load(&bytes) else { return Ok(false) };
+    // Changes still waiting for their dependencies are not in `doc`; keep them.
+    let in_doc: Vec<i64> = rows
+        .iter()
+        .filter(|(_, b)| {
+            automerge::Change::from_bytes(b.clone()).is_ok_and(|c| doc.get_change_by_hash(&c.hash()).is_some())
+        })
+        .map(|(seq, _)| *seq)
+        .collect();
+    let heads: Vec<String> = doc.get_heads().iter().map(ToString::to_string).collect();
+    tx.execute(
+        "UPDATE sections SET snapshot = ?2, snapshot_heads = ?3 WHERE id = ?1",
+        params![section, doc.save(), heads.join(",")],
+    )?;
+    let mut del = tx.prepare_cached("DELETE FROM changes WHERE seq = ?1 AND NOT (local = 1 AND confirmed = 0)")?;
+    for seq in in_doc {
+        del.execute([seq])?;
+    }
+    Ok(true)
+}
+
+/// Sections with more than `threshold` loose changes: candidates for compaction.
+pub(crate) fn sections_to_compact(conn: &Connection, threshold: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT section FROM changes GROUP BY section HAVING count(*) > ?1 ORDER BY count(*) DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![threshold as i64, limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the test modules.
+
+use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, SectionChange};
+
+pub const PROJECT: &str = "p1";
+
+/// A straight route of about 1.1 km due east from (48.0, 11.0).
+pub fn route() -> Vec<GeoPoint> {
+    vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.015 }]
+}
+
+/// Replicas in `dir`, one per role given, all in one roster.
+pub fn crew(dir: &std::path::Path, roles: &[Role]) -> Vec<Replica> {
+    let mut replicas: Vec<Replica> = roles
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let options = ReplicaOptions { device: format!("dev{i}"), ..Default::default() };
+            Replica::open(dir.join(format!("dev{i}.db")), options).unwrap()
+        })
+        .collect();
+    let members: Vec<Member> = replicas
+        .iter()
+        .zip(roles)
+        .enumerate()
+        .map(|(i, (r, role))| Member { actor: r.actor(), user: format!("user{i}"), role: *role })
+        .collect();
+    for r in &mut replicas {
+        r.set_roster(PROJECT, &members).unwrap();
+    }
+    replicas
+}
+
+/// Every change `from` holds for `section`, as they would travel.
+pub fn changes_of(from: &mut Replica, section: &str) -> Vec<SectionChange> {
+    from.changes_of(section, &[]).unwrap().into_iter().map(|bytes| SectionChange { section: section.into(), bytes }).collect()
+}
+
+/// Copy every change of `section` from `from` to `to`.
+pub fn sync_section(from: &mut Replica, to: &mut Replica, section: &str) -> fieldsync_core::MergeReport {
+    let changes = changes_of(from, section);
+    to.apply_changes(&changes).unwrap()
+}

@@ -1,0 +1,7 @@
+//! fieldsync-core's one integration-test binary (one link, many modules).
+
+mod common;
+mod convergence;
+mod crash;
+mod replica;
+mod rules;
