@@ -152,6 +152,23 @@ impl SectionDoc {
         Ok(section)
     }
 
+    /// A document from its stored parts: an optional snapshot and the changes
+    /// stored since. Changes whose dependencies are missing wait in
+    /// Automerge's queue instead of failing the load.
+    pub fn from_parts(snapshot: Option<&[u8]>, changes: &[Vec<u8>]) -> Result<SectionDoc, DocumentError> {
+        let mut doc = match snapshot {
+            Some(s) => Automerge::load(s)?,
+            None => Automerge::new(),
+        };
+        let parsed = changes.iter().map(|c| Change::from_bytes(c.clone())).collect::<Result<Vec<_>, _>>()?;
+        doc.apply_changes(parsed)?;
+        let section = SectionDoc { doc };
+        if !section.doc.get_heads().is_empty() {
+            section.check_layout()?;
+        }
+        Ok(section)
+    }
+
     /// An empty document, to apply a section's changes to when they arrive
     /// from elsewhere.
     pub fn empty(actor: ActorId) -> SectionDoc {

@@ -293,9 +293,7 @@ impl Replica {
         let Some((_, snapshot, changes)) = store::load_doc(&self.conn, id)? else {
             return Err(ReplicaError::UnknownSection(id.to_owned()));
         };
-        let mut bytes = snapshot.unwrap_or_default();
-        changes.iter().for_each(|c| bytes.extend_from_slice(c));
-        let mut doc = SectionDoc::load(&bytes)?;
+        let mut doc = SectionDoc::from_parts(snapshot.as_deref(), &changes)?;
         doc.set_actor(self.actor.clone());
         Ok(doc)
     }
@@ -526,9 +524,7 @@ impl Replica {
                 Some(d) => d.clone(),
                 None => {
                     let Some((_, snapshot, changes)) = store::load_doc(tx, &id)? else { continue };
-                    let mut bytes = snapshot.unwrap_or_default();
-                    changes.iter().for_each(|c| bytes.extend_from_slice(c));
-                    SectionDoc::load(&bytes)?
+                    SectionDoc::from_parts(snapshot.as_deref(), &changes)?
                 }
             };
             let validated = validate(&doc.input(), &roster, &config);

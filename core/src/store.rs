@@ -243,11 +243,9 @@ pub(crate) fn compact(tx: &Transaction<'_>, section: &str) -> Result<bool, Store
     if rows.is_empty() {
         return Ok(false);
     }
-    let mut bytes = snapshot.unwrap_or_default();
-    for (_, b) in &rows {
-        bytes.extend_from_slice(b);
-    }
-    let Ok(doc) = automerge::Automerge::load(&bytes) else { return Ok(false) };
+    let bytes: Vec<Vec<u8>> = rows.iter().map(|(_, b)| b.clone()).collect();
+    let Ok(doc) = crate::document::SectionDoc::from_parts(snapshot.as_deref(), &bytes) else { return Ok(false) };
+    let doc = doc.automerge();
     // Changes still waiting for their dependencies are not in `doc`; keep them.
     let in_doc: Vec<i64> = rows
         .iter()

@@ -1,0 +1,337 @@
+//! Every rule over the merge, on hand-built writes, with the exact expected
+//! view, decisions and conflict records.
+
+use fieldsync_core::document::SectionInput;
+use fieldsync_core::rules::{Validated, validate};
+use fieldsync_core::{
+    ConflictKind, ConstructionState as S, Decision, DomainEventKind, Edit, EditValue, Field, GeoPoint, Hlc, Member,
+    ProjectConfig, Role, Roster, Rule,
+};
+
+const TECH: &str = "aa01";
+const TECH2: &str = "aa02";
+const FOREMAN: &str = "bb01";
+const OFFICE: &str = "cc01";
+
+fn roster() -> Roster {
+    Roster::new([
+        Member { actor: TECH.into(), user: "tina".into(), role: Role::Technician },
+        Member { actor: TECH2.into(), user: "tom".into(), role: Role::Technician },
+        Member { actor: FOREMAN.into(), user: "fred".into(), role: Role::Foreman },
+        Member { actor: OFFICE.into(), user: "olga".into(), role: Role::Office },
+    ])
+}
+
+fn edit(ms: u64, actor: &str, base: Option<&Edit>, value: EditValue) -> Edit {
+    let hlc = Hlc { physical_ms: ms, counter: 0, actor: actor.into() };
+    Edit {
+        id: hlc.to_string(),
+        hlc,
+        author: actor.into(),
+        base: base.map(|b| b.id.clone()),
+        change_hash: format!("hash{ms}"),
+        value,
+    }
+}
+
+fn progress(percent: i64, at_state: S) -> EditValue {
+    EditValue::Progress { percent, at_state }
+}
+
+fn go(from: S, to: S) -> EditValue {
+    EditValue::Transition { from, to, reason: None }
+}
+
+fn point(lat: f64, lon: f64) -> EditValue {
+    EditValue::Location { point: GeoPoint { lat, lon } }
+}
+
+fn run(mut edits: Vec<Edit>) -> Validated {
+    edits.sort_by(|a, b| a.id.cmp(&b.id));
+    let input = SectionInput {
+        id: "s1".into(),
+        project: "p1".into(),
+        edits,
+        notes: String::new(),
+        photos: vec![],
+        heads: vec![],
+    };
+    validate(&input, &roster(), &ProjectConfig::default())
+}
+
+fn decision(v: &Validated, e: &Edit) -> Decision {
+    v.decisions[&e.id].clone()
+}
+
+fn rejected_by(v: &Validated, e: &Edit) -> Rule {
+    match decision(v, e) {
+        Decision::Rejected { rule, .. } => rule,
+        other => panic!("{} was not rejected: {other:?}", e.id),
+    }
+}
+
+#[test]
+fn concurrent_progress_reports_the_highest_stands() {
+    let a = edit(10, TECH, None, progress(40, S::ConduitLaid));
+    let b = edit(20, TECH2, None, progress(60, S::ConduitLaid));
+    let v = run(vec![a.clone(), b.clone()]);
+    assert_eq!(v.view.progress, 60);
+    assert_eq!(decision(&v, &a), Decision::Superseded { by: b.id.clone() });
+    assert_eq!(decision(&v, &b), Decision::Accepted);
+    assert_eq!(v.conflicts.len(), 1);
+    let c = &v.conflicts[0];
+    assert_eq!((c.kind, c.rule, c.field), (ConflictKind::Contest, Rule::ProgressMaxWins, Field::Progress));
+    assert_eq!(c.winner.as_deref(), Some(b.id.as_str()));
+    let ids: Vec<_> = c.candidates.iter().map(|c| c.edit_id.as_str()).collect();
+    assert_eq!(ids, [a.id.as_str(), b.id.as_str()]);
+    assert_eq!(c.candidates[0].user.as_deref(), Some("tina"));
+    assert_eq!(c.candidates[0].role, Some(Role::Technician));
+    assert_eq!(c.candidates[0].change_hash, "hash10");
+}
+
+#[test]
+fn max_wins_whatever_the_stamps_say() {
+    // The higher value has the older stamp: the lower one is a refused decrease.
+    let a = edit(10, TECH, None, progress(60, S::ConduitLaid));
+    let b = edit(20, TECH2, None, progress(40, S::ConduitLaid));
+    let v = run(vec![b.clone(), a.clone()]);
+    assert_eq!(v.view.progress, 60);
+    assert_eq!(rejected_by(&v, &b), Rule::ProgressOnlyRises);
+    let rules: Vec<_> = v.conflicts.iter().map(|c| (c.kind, c.rule)).collect();
+    assert!(rules.contains(&(ConflictKind::Rejection, Rule::ProgressOnlyRises)), "{rules:?}");
+    assert!(rules.contains(&(ConflictKind::Contest, Rule::ProgressMaxWins)), "{rules:?}");
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!(contest.winner.as_deref(), Some(a.id.as_str()));
+}
+
+#[test]
+fn only_a_foreman_or_office_rolls_progress_back() {
+    let a = edit(10, TECH, None, progress(60, S::ConduitLaid));
+    let down_by_tech = edit(20, TECH, Some(&a), progress(50, S::ConduitLaid));
+    let v = run(vec![a.clone(), down_by_tech.clone()]);
+    assert_eq!(v.view.progress, 60);
+    assert_eq!(rejected_by(&v, &down_by_tech), Rule::ProgressOnlyRises);
+    let Decision::Rejected { winner, reason, .. } = decision(&v, &down_by_tech) else { unreachable!() };
+    assert_eq!(winner.as_deref(), Some(a.id.as_str()));
+    assert!(reason.contains("only a foreman or office"), "{reason}");
+
+    let down_by_foreman = edit(20, FOREMAN, Some(&a), progress(35, S::ConduitLaid));
+    let v = run(vec![a.clone(), down_by_foreman.clone()]);
+    assert_eq!(v.view.progress, 35);
+    assert_eq!(decision(&v, &down_by_foreman), Decision::Accepted);
+    assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+}
+
+#[test]
+fn progress_outside_range_or_band_is_refused() {
+    let too_high = edit(10, TECH, None, progress(101, S::ConduitLaid));
+    let negative = edit(11, TECH, None, progress(-1, S::ConduitLaid));
+    let out_of_band = edit(12, TECH, None, progress(80, S::Trenched)); // trenched allows 10–50
+    let v = run(vec![too_high.clone(), negative.clone(), out_of_band.clone()]);
+    assert_eq!(v.view.progress, 0);
+    assert_eq!(rejected_by(&v, &too_high), Rule::ProgressRange);
+    assert_eq!(rejected_by(&v, &negative), Rule::ProgressRange);
+    assert_eq!(rejected_by(&v, &out_of_band), Rule::ProgressBand);
+    assert_eq!(v.conflicts.len(), 3);
+    assert!(v.conflicts.iter().all(|c| c.kind == ConflictKind::Rejection && c.winner.is_none()));
+}
+
+#[test]
+fn technicians_step_forward_one_state_at_a_time() {
+    let ok = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    let skip = edit(20, TECH, Some(&ok), go(S::Surveyed, S::ConduitLaid));
+    let back = edit(30, TECH, Some(&skip), go(S::Surveyed, S::Planned));
+    let v = run(vec![ok.clone(), skip.clone(), back.clone()]);
+    assert_eq!(v.view.state, S::Surveyed);
+    assert_eq!(decision(&v, &ok), Decision::Accepted);
+    assert_eq!(rejected_by(&v, &skip), Rule::TransitionNotAllowed);
+    assert_eq!(rejected_by(&v, &back), Rule::TransitionNotAllowed);
+    assert_eq!(v.view.events.len(), 1);
+    assert_eq!(v.view.events[0].kind, DomainEventKind::SectionStarted);
+    assert_eq!(v.view.events[0].edit_id, ok.id);
+}
+
+#[test]
+fn concurrent_transitions_the_higher_role_wins_even_with_an_older_stamp() {
+    let by_foreman = edit(10, FOREMAN, None, go(S::Planned, S::Trenched));
+    let by_tech = edit(20, TECH, None, go(S::Planned, S::Surveyed));
+    let follow_up = edit(30, TECH, Some(&by_tech), go(S::Surveyed, S::Trenched));
+    let v = run(vec![by_tech.clone(), by_foreman.clone(), follow_up.clone()]);
+    assert_eq!(v.view.state, S::Trenched);
+    assert_eq!(decision(&v, &by_foreman), Decision::Accepted);
+    assert_eq!(rejected_by(&v, &by_tech), Rule::TransitionPrecedence);
+    // The technician's next step starts from a state the section never reached.
+    assert_eq!(rejected_by(&v, &follow_up), Rule::StaleTransition);
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!((contest.field, contest.rule), (Field::State, Rule::TransitionPrecedence));
+    assert_eq!(contest.winner.as_deref(), Some(by_foreman.id.as_str()));
+    assert_eq!(contest.candidates.len(), 2);
+}
+
+#[test]
+fn concurrent_transitions_of_equal_role_the_later_stamp_wins() {
+    let a = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    let b = edit(20, TECH2, None, go(S::Planned, S::Blocked));
+    let b = Edit { value: EditValue::Transition { from: S::Planned, to: S::Blocked, reason: Some("flood".into()) }, ..b };
+    let v = run(vec![a.clone(), b.clone()]);
+    assert_eq!(v.view.state, S::Blocked);
+    assert_eq!(v.view.blocked.as_ref().map(|b| (b.reason.as_str(), b.resume_to)), Some(("flood", S::Planned)));
+    assert_eq!(rejected_by(&v, &a), Rule::TransitionPrecedence);
+}
+
+#[test]
+fn the_same_transition_twice_concurs_and_the_follow_up_builds_on_it() {
+    let a = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    let b = edit(20, TECH2, None, go(S::Planned, S::Surveyed));
+    let a2 = edit(30, TECH, Some(&a), go(S::Surveyed, S::Trenched));
+    let v = run(vec![a.clone(), b.clone(), a2.clone()]);
+    assert_eq!(v.view.state, S::Trenched);
+    assert_eq!(decision(&v, &a), Decision::Concurred { with: b.id.clone() });
+    assert_eq!(decision(&v, &a2), Decision::Accepted);
+    assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+}
+
+#[test]
+fn blocked_sections_go_back_where_they_were_and_only_a_foreman_unblocks() {
+    let t1 = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    let block = edit(
+        20,
+        TECH,
+        Some(&t1),
+        EditValue::Transition { from: S::Surveyed, to: S::Blocked, reason: Some("landowner refused access".into()) },
+    );
+    let tech_unblock = edit(30, TECH, Some(&block), go(S::Blocked, S::Surveyed));
+    let v = run(vec![t1.clone(), block.clone(), tech_unblock.clone()]);
+    assert_eq!(v.view.state, S::Blocked);
+    assert_eq!(rejected_by(&v, &tech_unblock), Rule::TransitionNotAllowed);
+
+    let wrong_target = edit(30, FOREMAN, Some(&block), go(S::Blocked, S::Trenched));
+    let unblock = edit(40, FOREMAN, Some(&wrong_target), go(S::Blocked, S::Surveyed));
+    let v = run(vec![t1, block, wrong_target.clone(), unblock.clone()]);
+    assert_eq!(rejected_by(&v, &wrong_target), Rule::TransitionNotAllowed);
+    assert_eq!(decision(&v, &unblock), Decision::Accepted);
+    assert_eq!((v.view.state, v.view.blocked.clone()), (S::Surveyed, None));
+    let kinds: Vec<_> = v.view.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [DomainEventKind::SectionStarted, DomainEventKind::SectionBlocked, DomainEventKind::SectionUnblocked]
+    );
+}
+
+#[test]
+fn foremen_skip_and_rework_and_completion_raises_its_event() {
+    let skip = edit(10, FOREMAN, None, go(S::Planned, S::Tested));
+    let done = edit(20, TECH, Some(&skip), go(S::Tested, S::Completed));
+    let rework = edit(30, FOREMAN, Some(&done), go(S::Completed, S::Spliced));
+    let v = run(vec![skip, done, rework]);
+    assert_eq!(v.view.state, S::Spliced);
+    let kinds: Vec<_> = v.view.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [DomainEventKind::SectionStarted, DomainEventKind::SectionCompleted, DomainEventKind::ReworkOrdered]
+    );
+}
+
+fn with_route(mut edits: Vec<Edit>) -> Vec<Edit> {
+    let route = vec![GeoPoint { lat: 0.0, lon: 0.0 }, GeoPoint { lat: 0.0, lon: 0.01 }];
+    edits.push(edit(1, OFFICE, None, EditValue::Route { points: route }));
+    edits
+}
+
+#[test]
+fn locations_last_writer_wins_among_valid_points() {
+    let a = edit(10, TECH, None, point(0.0001, 0.002));
+    let b = edit(20, TECH2, None, point(0.0002, 0.004));
+    let v = run(with_route(vec![a.clone(), b.clone()]));
+    assert_eq!(v.view.location.as_ref().map(|p| p.edit_id.as_str()), Some(b.id.as_str()));
+    assert_eq!(v.view.as_built.len(), 2);
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!((contest.rule, contest.winner.as_deref()), (Rule::LocationLastWriterWins, Some(b.id.as_str())));
+}
+
+#[test]
+fn off_route_points_are_quarantined_not_lost_and_a_foreman_can_accept_them() {
+    let on = edit(10, TECH, None, point(0.0, 0.005));
+    let off = edit(20, TECH, Some(&on), point(0.002, 0.005)); // ≈ 221 m north of the route
+    let v = run(with_route(vec![on.clone(), off.clone()]));
+    assert_eq!(v.view.location.as_ref().unwrap().edit_id, on.id);
+    assert_eq!(v.view.quarantined.len(), 1);
+    assert_eq!(v.view.quarantined[0].edit_id, off.id);
+    assert!((v.view.quarantined[0].distance_m - 221.1).abs() < 0.5, "{}", v.view.quarantined[0].distance_m);
+    assert!(matches!(decision(&v, &off), Decision::Quarantined { .. }));
+    let q = v.conflicts.iter().find(|c| c.kind == ConflictKind::Quarantine).unwrap();
+    assert_eq!((q.rule, q.candidates.len(), q.winner.clone()), (Rule::OffRoute, 1, None));
+
+    let by_tech = edit(30, TECH2, None, EditValue::Accept { point_edit: off.id.clone() });
+    let v = run(with_route(vec![on.clone(), off.clone(), by_tech.clone()]));
+    assert_eq!(rejected_by(&v, &by_tech), Rule::AcceptRequiresForeman);
+    assert_eq!(v.view.quarantined.len(), 1);
+
+    let by_foreman = edit(30, FOREMAN, None, EditValue::Accept { point_edit: off.id.clone() });
+    let v = run(with_route(vec![on.clone(), off.clone(), by_foreman.clone()]));
+    assert!(v.view.quarantined.is_empty());
+    let loc = v.view.location.clone().unwrap();
+    assert_eq!((loc.edit_id, loc.accepted_by), (off.id.clone(), Some(by_foreman.id.clone())));
+    assert_eq!(decision(&v, &off), Decision::Accepted);
+    assert_eq!(decision(&v, &on), Decision::Superseded { by: off.id.clone() });
+}
+
+#[test]
+fn without_a_route_no_point_is_quarantined_but_bad_coordinates_are_refused() {
+    let a = edit(10, TECH, None, point(45.0, 7.0));
+    let bad = edit(20, TECH, Some(&a), point(95.0, 7.0));
+    let v = run(vec![a.clone(), bad.clone()]);
+    assert_eq!(v.view.location.clone().unwrap().edit_id, a.id);
+    assert_eq!(rejected_by(&v, &bad), Rule::InvalidPoint);
+}
+
+#[test]
+fn only_office_names_sections_and_plans_routes() {
+    let name = edit(10, OFFICE, None, EditValue::Name { name: "North".into() });
+    let by_foreman = edit(20, FOREMAN, Some(&name), EditValue::Name { name: "Mine".into() });
+    let route_by_tech = edit(30, TECH, None, EditValue::Route { points: vec![GeoPoint { lat: 1.0, lon: 1.0 }] });
+    let rename = edit(40, OFFICE, Some(&name), EditValue::Name { name: "North 2".into() });
+    let v = run(vec![name.clone(), by_foreman.clone(), route_by_tech.clone(), rename.clone()]);
+    assert_eq!(v.view.name, "North 2");
+    assert!(v.view.route.is_empty());
+    assert_eq!(rejected_by(&v, &by_foreman), Rule::OfficeOnly);
+    assert_eq!(rejected_by(&v, &route_by_tech), Rule::OfficeOnly);
+    assert_eq!(decision(&v, &name), Decision::Superseded { by: rename.id.clone() });
+}
+
+#[test]
+fn unknown_authors_and_forged_stamps_are_refused() {
+    let stranger = edit(10, "ee99", None, progress(5, S::Planned));
+    let mut forged = edit(20, TECH, None, progress(5, S::Planned));
+    forged.hlc.actor = FOREMAN.into();
+    forged.id = forged.hlc.to_string();
+    let v = run(vec![stranger.clone(), forged.clone()]);
+    assert_eq!(rejected_by(&v, &stranger), Rule::UnknownAuthor);
+    assert_eq!(rejected_by(&v, &forged), Rule::ForgedStamp);
+    assert_eq!(v.view.progress, 0);
+}
+
+#[test]
+fn conflict_ids_derive_from_the_candidates_only() {
+    let a = edit(10, TECH, None, progress(40, S::ConduitLaid));
+    let b = edit(20, TECH2, None, progress(60, S::ConduitLaid));
+    let first = run(vec![a.clone(), b.clone()]);
+    // Another replica whose change hashes are the same writes, computed anew.
+    let second = run(vec![b.clone(), a.clone()]);
+    assert_eq!(first.conflicts, second.conflicts);
+    // A third concurrent write makes it a different contest, with a different id.
+    let c = edit(30, FOREMAN, None, progress(50, S::ConduitLaid));
+    let third = run(vec![a, b, c]);
+    let contest = third.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_ne!(contest.id, first.conflicts[0].id);
+    assert_eq!(contest.candidates.len(), 3);
+}
+
+#[test]
+fn unknown_kinds_from_newer_apps_are_kept_and_ignored() {
+    let future = edit(10, TECH, None, EditValue::Unknown { field: "soil_type".into() });
+    let p = edit(20, TECH, None, progress(5, S::Planned));
+    let v = run(vec![future, p]);
+    assert_eq!(v.view.progress, 5);
+    assert!(v.conflicts.is_empty());
+}
