@@ -52,5 +52,5 @@ pub use replica::{
 pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};
-pub use store::{OutboxChange, SectionSummary, StoreError};
+pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
 pub use view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};

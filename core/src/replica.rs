@@ -511,6 +511,23 @@ impl Replica {
         Ok(report)
     }
 
+    /// Re-apply unsynced local changes recovered with [`crate::store::salvage`]
+    /// from a database that was moved aside, and queue them for the server again.
+    pub fn import_unsynced(&mut self, changes: &[OutboxChange]) -> Result<MergeReport, ReplicaError> {
+        let batch: Vec<SectionChange> =
+            changes.iter().map(|c| SectionChange { section: c.section.clone(), bytes: c.bytes.clone() }).collect();
+        let report = self.apply_changes(&batch)?;
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        for c in changes {
+            tx.execute(
+                "UPDATE changes SET local = 1, confirmed = 0, created_ms = ?3 WHERE section = ?1 AND hash = ?2",
+                rusqlite::params![c.section, c.hash, c.created_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
     /// Recompute and store every section of a project (after a roster or config change).
     fn revalidate_project(&self, tx: &Transaction<'_>, project: &str) -> Result<(), ReplicaError> {
         let ids: Vec<String> = tx

@@ -54,7 +54,7 @@ pub enum OpenError {
         found: i64,
     },
     /// The file was corrupt and has been moved aside, not deleted.
-    #[error("the database {path} was corrupt ({detail}); it was moved to {moved_to} with its unsynced changes, and a fresh store was started — export them with `fieldsync device salvage`")]
+    #[error("the database {path} was corrupt ({detail}); it was moved to {moved_to} with its unsynced changes, and a fresh store can be started — recover them with `store::salvage` and re-apply them")]
     Corrupt {
         /// Where the store was.
         path: PathBuf,

@@ -274,3 +274,15 @@ pub(crate) fn sections_to_compact(conn: &Connection, threshold: usize, limit: us
     let rows = stmt.query_map(params![threshold as i64, limit as i64], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Read, best effort, the unsynced local changes out of a database that was
+/// moved aside as corrupt, so they can be re-applied to a fresh store and
+/// sent. Rows that cannot be read are skipped; the file is opened read-only.
+pub fn salvage(path: &std::path::Path) -> Result<Vec<OutboxChange>, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(OutboxChange { section: r.get(0)?, hash: r.get(1)?, bytes: r.get(2)?, created_ms: r.get(3)? })
+    })?;
+    Ok(rows.filter_map(Result::ok).collect())
+}

@@ -5,3 +5,4 @@ mod convergence;
 mod crash;
 mod replica;
 mod rules;
+mod salvage;
