@@ -469,7 +469,13 @@ impl Replica {
                 Err(e) => return Err(e),
             };
             let before = doc.heads();
-            let raw: Vec<(String, Vec<u8>)> = batch.iter().map(|c| (c.hash().to_string(), c.raw_bytes().to_vec())).collect();
+            // Store only what the document lacks: a change sent again after it
+            // was folded into the snapshot must not come back as a loose row.
+            let raw: Vec<(String, Vec<u8>)> = batch
+                .iter()
+                .filter(|c| !doc.automerge().get_missing_deps(&[c.hash()]).is_empty())
+                .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec()))
+                .collect();
             let new = doc.apply_changes(batch)?;
             report.new_changes += new;
             if doc.id().is_empty() && !doc.automerge().get_heads().is_empty() {
