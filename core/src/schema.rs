@@ -131,6 +131,12 @@ fn open_checked(path: &Path, durability: Durability) -> Result<Connection, OpenE
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Check the version before anything writes: switching to WAL rewrites the
+    // header, and a newer app's file must be left exactly as it was.
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::NewerSchema { path: path.to_owned(), found });
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match durability {
         Durability::Normal => "NORMAL",
@@ -144,10 +150,6 @@ fn open_checked(path: &Path, durability: Durability) -> Result<Connection, OpenE
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
             Some(quick),
         )));
-    }
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(OpenError::NewerSchema { path: path.to_owned(), found });
     }
     let mut conn = conn;
     if found < SCHEMA_VERSION {
