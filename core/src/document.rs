@@ -16,7 +16,9 @@
 //! ignored, which is how newer apps add fields without breaking older ones.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::edit::{Edit, EditId, EditValue, Field};
@@ -270,9 +272,11 @@ impl SectionDoc {
 
     /// Apply changes from elsewhere; returns how many were new.
     pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<usize, DocumentError> {
-        let before = self.doc.get_heads();
+        // Count from the change graph's size: `get_changes` would rebuild and
+        // encode every new change just to count them.
+        let before = self.doc.stats().num_changes;
         self.doc.apply_changes(changes)?;
-        Ok(self.doc.get_changes(&before).len())
+        Ok((self.doc.stats().num_changes - before) as usize)
     }
 
     /// The changes not among `heads`' ancestors.
@@ -296,17 +300,17 @@ impl SectionDoc {
         let Ok(edits_obj) = obj(&self.doc, &ROOT, "edits") else { return Vec::new() };
         let mut out = Vec::new();
         for item in self.doc.map_range(&edits_obj, ..) {
-            let key = item.key.to_string();
-            let Ok(hlc) = key.parse::<Hlc>() else { continue };
-            let Some((Value::Object(ObjType::Map), rec)) = self.doc.get(&edits_obj, key.as_str()).ok().flatten() else {
-                continue;
-            };
+            let Ok(hlc) = item.key.parse::<Hlc>() else { continue };
+            let ValueRef::Object(ObjType::Map) = item.value else { continue };
+            let rec = item.id();
             let ObjId::Id(_, ref actor, _) = rec else { continue };
             let author = actor.to_hex_string();
             let change_hash = self.doc.hash_for_opid(&rec).map(|h| h.to_string()).unwrap_or_default();
-            let base = str_at(&self.doc, &rec, "base");
-            let value = read_value(&self.doc, &rec);
-            out.push(Edit { id: key, hlc, author, base, change_hash, value });
+            // One pass over the record rather than a lookup per field.
+            let record = Record::read(&self.doc, &rec);
+            let base = record.str("base");
+            let value = read_value(&record);
+            out.push(Edit { id: item.key.into_owned(), hlc, author, base, change_hash, value });
         }
         out
     }
@@ -392,28 +396,62 @@ fn write_record<T: Transactable>(
     Ok(())
 }
 
-fn read_value(doc: &Automerge, rec: &ObjId) -> EditValue {
-    let field = str_at(doc, rec, "field").unwrap_or_default();
+/// The fields of one edit record, read in a single pass.
+struct Record<'a>(Vec<(std::borrow::Cow<'a, str>, ValueRef<'a>)>);
+
+impl<'a> Record<'a> {
+    fn read(doc: &'a Automerge, rec: &ObjId) -> Record<'a> {
+        Record(doc.map_range(rec, ..).map(|item| (item.key, item.value)).collect())
+    }
+
+    fn scalar(&self, key: &str) -> Option<&ScalarValueRef<'a>> {
+        match self.0.iter().find(|(k, _)| k == key)? {
+            (_, ValueRef::Scalar(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Read like `str_at`.
+    fn str(&self, key: &str) -> Option<String> {
+        match self.scalar(key)? {
+            ScalarValueRef::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Read like `num_at`.
+    fn num(&self, key: &str) -> Option<f64> {
+        match self.scalar(key)? {
+            ScalarValueRef::Int(i) => Some(*i as f64),
+            ScalarValueRef::Uint(u) => Some(*u as f64),
+            ScalarValueRef::F64(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+fn read_value(rec: &Record<'_>) -> EditValue {
+    let field = rec.str("field").unwrap_or_default();
     let unknown = || EditValue::Unknown { field: field.clone() };
-    let state = |key| str_at(doc, rec, key).and_then(|s| s.parse().ok());
+    let state = |key| rec.str(key).and_then(|s| s.parse().ok());
     let parsed = match Field::parse(&field) {
-        Some(Field::Name) => str_at(doc, rec, "name").map(|name| EditValue::Name { name }),
-        Some(Field::Route) => str_at(doc, rec, "points")
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .map(|points| EditValue::Route { points }),
+        Some(Field::Name) => rec.str("name").map(|name| EditValue::Name { name }),
+        Some(Field::Route) => {
+            rec.str("points").and_then(|s| serde_json::from_str(&s).ok()).map(|points| EditValue::Route { points })
+        }
         Some(Field::State) => match (state("from"), state("to")) {
-            (Some(from), Some(to)) => Some(EditValue::Transition { from, to, reason: str_at(doc, rec, "reason") }),
+            (Some(from), Some(to)) => Some(EditValue::Transition { from, to, reason: rec.str("reason") }),
             _ => None,
         },
-        Some(Field::Progress) => match (num_at(doc, rec, "percent"), state("at_state")) {
+        Some(Field::Progress) => match (rec.num("percent"), state("at_state")) {
             (Some(p), Some(at_state)) => Some(EditValue::Progress { percent: p as i64, at_state }),
             _ => None,
         },
-        Some(Field::Location) => match (num_at(doc, rec, "lat"), num_at(doc, rec, "lon")) {
+        Some(Field::Location) => match (rec.num("lat"), rec.num("lon")) {
             (Some(lat), Some(lon)) => Some(EditValue::Location { point: GeoPoint { lat, lon } }),
             _ => None,
         },
-        Some(Field::Acceptance) => str_at(doc, rec, "point_edit").map(|point_edit| EditValue::Accept { point_edit }),
+        Some(Field::Acceptance) => rec.str("point_edit").map(|point_edit| EditValue::Accept { point_edit }),
         None => None,
     };
     parsed.unwrap_or_else(unknown)

@@ -131,6 +131,9 @@ fn open_checked(path: &Path, durability: Durability) -> Result<Connection, OpenE
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Room for every statement the store prepares (the default holds 16), so
+    // the hot paths never re-parse their SQL.
+    conn.set_prepared_statement_cache_capacity(64);
     // Check the version before anything writes: switching to WAL rewrites the
     // header, and a newer app's file must be left exactly as it was.
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -55,7 +55,8 @@ pub(crate) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, Store
 }
 
 pub(crate) fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
-    tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])?;
+    tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")?
+        .execute([key, value])?;
     Ok(())
 }
 
@@ -64,7 +65,8 @@ pub(crate) type StoredDoc = (String, Option<Vec<u8>>, Vec<Vec<u8>>);
 
 pub(crate) fn load_doc(conn: &Connection, section: &str) -> Result<Option<StoredDoc>, StoreError> {
     let head = conn
-        .query_row("SELECT project, snapshot FROM sections WHERE id = ?1", [section], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached("SELECT project, snapshot FROM sections WHERE id = ?1")?
+        .query_row([section], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let mut stmt = conn.prepare_cached("SELECT bytes FROM changes WHERE section = ?1 ORDER BY seq")?;
     let changes: Vec<Vec<u8>> = stmt.query_map([section], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -101,13 +103,15 @@ pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView) -> Result<(), S
 }
 
 pub(crate) fn view(conn: &Connection, section: &str) -> Result<Option<SectionView>, StoreError> {
-    let json: Option<String> =
-        conn.query_row("SELECT view FROM sections WHERE id = ?1", [section], |r| r.get(0)).optional()?;
+    let json: Option<String> = conn
+        .prepare_cached("SELECT view FROM sections WHERE id = ?1")?
+        .query_row([section], |r| r.get(0))
+        .optional()?;
     Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
 }
 
 pub(crate) fn replace_conflicts(tx: &Transaction<'_>, section: &str, records: &[ConflictRecord]) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM conflicts WHERE section = ?1", [section])?;
+    tx.prepare_cached("DELETE FROM conflicts WHERE section = ?1")?.execute([section])?;
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO conflicts (id, section, field, kind, rule, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -155,8 +159,10 @@ pub(crate) fn set_roster(tx: &Transaction<'_>, project: &str, members: &[Member]
 }
 
 pub(crate) fn config(conn: &Connection, project: &str) -> Result<ProjectConfig, StoreError> {
-    let json: Option<String> =
-        conn.query_row("SELECT config FROM projects WHERE id = ?1", [project], |r| r.get(0)).optional()?;
+    let json: Option<String> = conn
+        .prepare_cached("SELECT config FROM projects WHERE id = ?1")?
+        .query_row([project], |r| r.get(0))
+        .optional()?;
     Ok(json.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default())
 }
 
