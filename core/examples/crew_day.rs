@@ -15,7 +15,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => std::env::temp_dir().join(format!("fieldsync-crew-day-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let people = [("olga", Role::Office), ("fred", Role::Foreman), ("tina", Role::Technician), ("tom", Role::Technician)];
+    let people =
+        [("olga", Role::Office), ("fred", Role::Foreman), ("tina", Role::Technician), ("tom", Role::Technician)];
     let mut crew = Vec::new();
     for (name, _) in &people {
         let options = ReplicaOptions { device: format!("{name}-phone"), ..Default::default() };
@@ -71,7 +72,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("  conflict {} [{:?}/{}]: {}", &c.id[..8], c.kind, c.rule.as_str(), c.explanation);
     }
     let same = crew.iter().all(|r| {
-        sections.iter().all(|s| r.section(s).ok() == crew[0].section(s).ok() && r.conflicts(Some(s)).ok() == crew[0].conflicts(Some(s)).ok())
+        sections.iter().all(|s| {
+            r.section(s).ok() == crew[0].section(s).ok() && r.conflicts(Some(s)).ok() == crew[0].conflicts(Some(s)).ok()
+        })
     });
     println!("convergence: {}", if same { "every phone shows identical views and conflicts" } else { "DIVERGED" });
     if !same {
@@ -85,7 +88,9 @@ fn exchange(crew: &mut [Replica], sections: &[String]) -> Result<(), Box<dyn Err
     for from in 0..crew.len() {
         let mut changes = Vec::new();
         for s in sections {
-            changes.extend(crew[from].changes_of(s, &[])?.into_iter().map(|bytes| SectionChange { section: s.clone(), bytes }));
+            changes.extend(
+                crew[from].changes_of(s, &[])?.into_iter().map(|bytes| SectionChange { section: s.clone(), bytes }),
+            );
         }
         for (to, r) in crew.iter_mut().enumerate() {
             if to != from {

@@ -235,7 +235,13 @@ impl SectionDoc {
     }
 
     /// Replace `delete` characters at `pos` of the notes with `insert`.
-    pub fn splice_notes(&mut self, hlc: &Hlc, pos: usize, delete: usize, insert: &str) -> Result<Change, DocumentError> {
+    pub fn splice_notes(
+        &mut self,
+        hlc: &Hlc,
+        pos: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<Change, DocumentError> {
         let notes = obj(&self.doc, &ROOT, "notes")?;
         let len = self.doc.length(&notes);
         if pos > len || pos + delete > len {
@@ -257,7 +263,13 @@ impl SectionDoc {
     }
 
     /// Attach a photo reference.
-    pub fn add_photo(&mut self, hlc: &Hlc, photo_id: &str, uri: &str, caption: Option<&str>) -> Result<Change, DocumentError> {
+    pub fn add_photo(
+        &mut self,
+        hlc: &Hlc,
+        photo_id: &str,
+        uri: &str,
+        caption: Option<&str>,
+    ) -> Result<Change, DocumentError> {
         let photos = obj(&self.doc, &ROOT, "photos")?;
         let mut tx = self.doc.transaction();
         let p = tx.put_object(&photos, photo_id, ObjType::Map)?;

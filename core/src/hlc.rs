@@ -31,11 +31,7 @@ pub struct Hlc {
 
 impl Ord for Hlc {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.physical_ms, self.counter, &self.actor).cmp(&(
-            other.physical_ms,
-            other.counter,
-            &other.actor,
-        ))
+        (self.physical_ms, self.counter, &self.actor).cmp(&(other.physical_ms, other.counter, &other.actor))
     }
 }
 
@@ -143,10 +139,7 @@ impl HlcClock {
 
 /// Milliseconds since the Unix epoch by the device's wall clock.
 pub fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

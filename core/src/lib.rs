@@ -32,7 +32,9 @@ pub mod document;
 pub mod edit;
 pub mod hlc;
 pub mod project;
+pub mod protocol;
 pub mod replica;
+pub mod replica_sync;
 pub mod route;
 pub mod rules;
 pub mod schema;
@@ -49,6 +51,7 @@ pub use replica::{
     EditOutcome, EditReceipt, HistoryEntry, MergeReport, PastPoint, Reconciliation, Replica, ReplicaError,
     ReplicaOptions, SectionChange,
 };
+pub use replica_sync::{PreparedRound, RoundReport, SyncStatus};
 pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};

@@ -16,6 +16,7 @@ use crate::document::{DocumentError, SectionDoc};
 use crate::edit::{Edit, EditId, EditValue, Field};
 use crate::hlc::{HlcClock, wall_clock_ms};
 use crate::project::{Member, ProjectConfig, Role, Roster};
+use crate::protocol::SectionDocument;
 use crate::route::{GeoPoint, InvalidPoint};
 use crate::rules::{Validated, validate};
 use crate::schema::{self, Durability, OpenError};
@@ -163,11 +164,11 @@ pub struct SectionChange {
 
 /// A replica of the sections this device works on.
 pub struct Replica {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     device: String,
     actor: ActorId,
-    clock: HlcClock,
+    pub(crate) clock: HlcClock,
     docs: HashMap<String, SectionDoc>,
     lru: VecDeque<String>,
 }
@@ -184,10 +185,12 @@ impl Replica {
     pub fn open(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Replica, OpenError> {
         let path = path.as_ref().to_owned();
         let mut conn = schema::open(&path, options.durability)?;
-        let read = |conn: &Connection, k| store::meta(conn, k).map_err(|e| match e {
-            StoreError::Sqlite(s) => OpenError::Sqlite(s),
-            StoreError::Json(j) => OpenError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(j))),
-        });
+        let read = |conn: &Connection, k| {
+            store::meta(conn, k).map_err(|e| match e {
+                StoreError::Sqlite(s) => OpenError::Sqlite(s),
+                StoreError::Json(j) => OpenError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(j))),
+            })
+        };
         let device = read(&conn, "device")?;
         let actor = match (device, read(&conn, "actor")?) {
             (Some(found), _) if found != options.device => {
@@ -197,16 +200,21 @@ impl Replica {
             _ => {
                 let actor = ActorId::random();
                 let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate)?;
-                tx.execute("INSERT OR REPLACE INTO meta VALUES ('device', ?1), ('actor', ?2)", [
-                    &options.device,
-                    &actor.to_hex_string(),
-                ])?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('device', ?1), ('actor', ?2)",
+                    [&options.device, &actor.to_hex_string()],
+                )?;
                 tx.commit()?;
                 actor
             }
         };
         let num = |k| -> Result<i64, OpenError> { Ok(read(&conn, k)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
-        let clock = HlcClock::new(actor.to_hex_string(), num("hlc_ms")? as u64, num("hlc_counter")? as u32, num("server_offset_ms")?);
+        let clock = HlcClock::new(
+            actor.to_hex_string(),
+            num("hlc_ms")? as u64,
+            num("hlc_counter")? as u32,
+            num("server_offset_ms")?,
+        );
         Ok(Replica { conn, path, device: options.device, actor, clock, docs: HashMap::new(), lru: VecDeque::new() })
     }
 
@@ -267,7 +275,7 @@ impl Replica {
         Ok(())
     }
 
-    fn save_clock(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+    pub(crate) fn save_clock(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
         let (ms, counter, offset) = self.clock.state();
         store::set_meta(tx, "hlc_ms", &ms.to_string())?;
         store::set_meta(tx, "hlc_counter", &counter.to_string())?;
@@ -313,7 +321,13 @@ impl Replica {
     }
 
     /// Create a section with a chosen id (for imports and tests).
-    pub fn create_section_with_id(&mut self, id: &str, project: &str, name: &str, route: &[GeoPoint]) -> Result<(), ReplicaError> {
+    pub fn create_section_with_id(
+        &mut self,
+        id: &str,
+        project: &str,
+        name: &str,
+        route: &[GeoPoint],
+    ) -> Result<(), ReplicaError> {
         if id.is_empty() || project.is_empty() {
             return Err(ReplicaError::InvalidInput("a section needs an id and a project".into()));
         }
@@ -335,7 +349,8 @@ impl Replica {
         }
         let now = wall_clock_ms();
         let stamps = (self.clock.tick(now), self.clock.tick(now));
-        let (mut doc, change) = SectionDoc::create(self.actor.clone(), id, project, (&stamps.0, &stamps.1), name, route)?;
+        let (mut doc, change) =
+            SectionDoc::create(self.actor.clone(), id, project, (&stamps.0, &stamps.1), name, route)?;
         doc.set_actor(self.actor.clone());
         let edits = [(stamps.0.to_string(), Field::Name), (stamps.1.to_string(), Field::Route)];
         self.commit_local(doc, change, &edits)?;
@@ -349,7 +364,12 @@ impl Replica {
     }
 
     /// Move a section to `to`; blocking needs a reason.
-    pub fn transition(&mut self, section: &str, to: ConstructionState, reason: Option<&str>) -> Result<EditReceipt, ReplicaError> {
+    pub fn transition(
+        &mut self,
+        section: &str,
+        to: ConstructionState,
+        reason: Option<&str>,
+    ) -> Result<EditReceipt, ReplicaError> {
         let from = self.section(section)?.state;
         self.write(section, EditValue::Transition { from, to, reason: reason.map(str::to_owned) })
     }
@@ -419,7 +439,14 @@ impl Replica {
         let base = doc.latest_edit_of(field);
         let mut input = doc.input();
         let id = hlc.to_string();
-        let prospective = Edit { id: id.clone(), hlc: hlc.clone(), author: self.actor(), base: base.clone(), change_hash: String::new(), value: value.clone() };
+        let prospective = Edit {
+            id: id.clone(),
+            hlc: hlc.clone(),
+            author: self.actor(),
+            base: base.clone(),
+            change_hash: String::new(),
+            value: value.clone(),
+        };
         let at = input.edits.partition_point(|e| e.id < id);
         input.edits.insert(at, prospective);
         let roster = store::roster(&self.conn, &input.project)?;
@@ -430,11 +457,21 @@ impl Replica {
         let change = doc.write(&hlc, base.as_deref(), &value)?;
         let change_hash = change.hash().to_string();
         let decision = self.commit_local(doc, change, &[(id.clone(), field)])?;
-        Ok(EditReceipt { edit_id: id.clone(), section: section.to_owned(), change_hash, decision: decision.get(&id).cloned().unwrap_or(Decision::Accepted) })
+        Ok(EditReceipt {
+            edit_id: id.clone(),
+            section: section.to_owned(),
+            change_hash,
+            decision: decision.get(&id).cloned().unwrap_or(Decision::Accepted),
+        })
     }
 
     /// Store a local change with its view, conflicts, outbox entry and clock in one transaction.
-    fn commit_local(&mut self, doc: SectionDoc, mut change: Change, edits: &[(EditId, Field)]) -> Result<BTreeMap<EditId, Decision>, ReplicaError> {
+    fn commit_local(
+        &mut self,
+        doc: SectionDoc,
+        mut change: Change,
+        edits: &[(EditId, Field)],
+    ) -> Result<BTreeMap<EditId, Decision>, ReplicaError> {
         let validated = self.validated(&doc)?;
         let id = validated.view.id.clone();
         let hash = change.hash().to_string();
@@ -455,6 +492,18 @@ impl Replica {
     /// section touched is revalidated and stored with its changes in one
     /// transaction; the report says what became of our unconfirmed writes.
     pub fn apply_changes(&mut self, changes: &[SectionChange]) -> Result<MergeReport, ReplicaError> {
+        self.merge_in_transaction(changes, &[], |_| Ok(()))
+    }
+
+    /// Merge `changes` and whole `documents` (for sections this store lacks),
+    /// then run `also` in the same transaction: the sync client commits its
+    /// cursor and confirmations there, so a cut at any point loses nothing.
+    pub(crate) fn merge_in_transaction(
+        &mut self,
+        changes: &[SectionChange],
+        documents: &[SectionDocument],
+        also: impl FnOnce(&Transaction<'_>) -> Result<(), ReplicaError>,
+    ) -> Result<MergeReport, ReplicaError> {
         let mut by_section: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
         for c in changes {
             let change = Change::from_bytes(c.bytes.clone()).map_err(DocumentError::from)?;
@@ -462,6 +511,25 @@ impl Replica {
         }
         let mut report = MergeReport::default();
         let mut merged = Vec::new();
+        for d in documents {
+            match self.doc(&d.section) {
+                Ok(_) => {
+                    let whole = SectionDoc::load(&d.document)?;
+                    by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
+                }
+                Err(ReplicaError::UnknownSection(_)) if !by_section.contains_key(d.section.as_str()) => {
+                    let mut doc = SectionDoc::load(&d.document)?;
+                    doc.set_actor(self.actor.clone());
+                    report.new_changes += doc.automerge().get_changes(&[]).len();
+                    merged.push((d.section.clone(), doc, Vec::new(), Vec::new(), Some(d.document.as_slice())));
+                }
+                Err(ReplicaError::UnknownSection(_)) => {
+                    let whole = SectionDoc::load(&d.document)?;
+                    by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         for (section, batch) in by_section {
             let mut doc = match self.doc(section) {
                 Ok(d) => d,
@@ -481,12 +549,12 @@ impl Replica {
             if doc.id().is_empty() && !doc.automerge().get_heads().is_empty() {
                 doc.check_section()?;
             }
-            merged.push((section.to_owned(), doc, raw, before));
+            merged.push((section.to_owned(), doc, raw, before, None));
         }
         let now = wall_clock_ms();
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut done = Vec::new();
-        for (section, doc, raw, before) in merged {
+        for (section, doc, raw, before, snapshot) in merged {
             for (hash, bytes) in &raw {
                 store::put_change(&tx, &section, hash, bytes, false, now as i64)?;
             }
@@ -505,10 +573,14 @@ impl Replica {
                 report.sections_changed.push(section.clone());
             }
             store::put_view(&tx, &validated.view)?;
+            if let Some(bytes) = snapshot {
+                store::set_snapshot(&tx, &section, bytes, &validated.view.heads)?;
+            }
             store::replace_conflicts(&tx, &section, &validated.conflicts)?;
             report.reconciliation.extend(reconcile(&tx, &section, &input.edits, &validated, &roster, &self.actor())?);
             done.push((section, doc));
         }
+        also(&tx)?;
         self.save_clock(&tx)?;
         tx.commit()?;
         for (section, doc) in done {
@@ -563,7 +635,12 @@ impl Replica {
     }
 
     /// Sections ordered by id, `limit` at a time after the id `after`.
-    pub fn list_sections(&self, project: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<SectionSummary>, ReplicaError> {
+    pub fn list_sections(
+        &self,
+        project: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SectionSummary>, ReplicaError> {
         Ok(store::list_sections(&self.conn, project, after, limit)?)
     }
 
@@ -614,8 +691,11 @@ impl Replica {
                         kept.insert(c.hash());
                     }
                 }
-                let deps: std::collections::HashSet<ChangeHash> =
-                    kept.iter().filter_map(|h| doc.automerge().get_change_by_hash(h)).flat_map(|c| c.deps().to_vec()).collect();
+                let deps: std::collections::HashSet<ChangeHash> = kept
+                    .iter()
+                    .filter_map(|h| doc.automerge().get_change_by_hash(h))
+                    .flat_map(|c| c.deps().to_vec())
+                    .collect();
                 kept.into_iter().filter(|h| !deps.contains(h)).collect()
             }
         };
@@ -633,7 +713,7 @@ impl Replica {
 
     /// Local changes the server has not confirmed, oldest first, up to about `max_bytes`.
     pub fn outbox(&self, max_bytes: usize) -> Result<Vec<OutboxChange>, ReplicaError> {
-        Ok(store::outbox(&self.conn, max_bytes)?)
+        Ok(store::outbox(&self.conn, None, max_bytes)?)
     }
 
     /// (pending changes, oldest pending change's wall-clock ms).

@@ -171,7 +171,8 @@ impl<'a> Validator<'a> {
             let role = self.role(e);
             if role < Role::Office {
                 let field = e.value.field().expect("screened");
-                let reason = format!("only office staff may change the {}; a {} wrote it", field.as_str(), role.as_str());
+                let reason =
+                    format!("only office staff may change the {}; a {} wrote it", field.as_str(), role.as_str());
                 self.reject(e, field, Rule::OfficeOnly, current, reason);
             } else {
                 self.accept(e, &mut current);
@@ -207,8 +208,7 @@ impl<'a> Validator<'a> {
                     valid.push(e);
                 }
             }
-            let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc)))
-            else {
+            let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc))) else {
                 continue;
             };
             let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
@@ -225,7 +225,11 @@ impl<'a> Validator<'a> {
                         );
                         self.decide(
                             loser,
-                            Decision::Rejected { rule: Rule::TransitionPrecedence, winner: Some(winner.id.clone()), reason: why },
+                            Decision::Rejected {
+                                rule: Rule::TransitionPrecedence,
+                                winner: Some(winner.id.clone()),
+                                reason: why,
+                            },
                         );
                     }
                 }
@@ -266,12 +270,8 @@ impl<'a> Validator<'a> {
             if !(0..=100).contains(&percent) {
                 self.reject(e, Field::Progress, Rule::ProgressRange, current, format!("{percent}% is outside 0–100"));
             } else if percent < i64::from(band.min) || percent > i64::from(band.max) {
-                let why = format!(
-                    "{percent}% is outside {}–{}%, the band for {}",
-                    band.min,
-                    band.max,
-                    at_state.as_str()
-                );
+                let why =
+                    format!("{percent}% is outside {}–{}%, the band for {}", band.min, band.max, at_state.as_str());
                 self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
             } else if let Some(c) = current.filter(|c| percent < value(c) && role < Role::Foreman) {
                 let why = format!(
@@ -347,7 +347,12 @@ impl<'a> Validator<'a> {
                     why,
                 ));
                 self.decide(e, Decision::Quarantined { distance_m: d });
-                quarantined.push(QuarantinedPoint { edit_id: e.id.clone(), point, distance_m: d, author: e.author.clone() });
+                quarantined.push(QuarantinedPoint {
+                    edit_id: e.id.clone(),
+                    point,
+                    distance_m: d,
+                    author: e.author.clone(),
+                });
                 continue;
             }
             self.accept(e, &mut current);
@@ -395,5 +400,51 @@ impl<'a> Validator<'a> {
             winner.map(|w| w.id.clone()),
             explanation,
         ));
+    }
+}
+
+/// Check one write on its own, as the server does before storing an upload:
+/// whatever else is merged, a write that fails here could never count, and a
+/// correct client never makes it. Writes that merely lose a race (a stale
+/// transition, a concurrent lower progress) pass: they must be stored.
+pub fn screen_write(edit: &Edit, roster: &Roster, config: &ProjectConfig) -> Result<(), (Rule, String)> {
+    if edit.hlc.actor != edit.author {
+        return Err((Rule::ForgedStamp, format!("stamped as actor {} but written by {}", edit.hlc.actor, edit.author)));
+    }
+    let Some(member) = roster.member(&edit.author) else {
+        return Err((Rule::UnknownAuthor, format!("actor {} is not in the project's roster", edit.author)));
+    };
+    let role = member.role;
+    match &edit.value {
+        EditValue::Name { .. } | EditValue::Route { .. } if role < Role::Office => Err((
+            Rule::OfficeOnly,
+            format!("only office staff may change the name or route; {} is a {}", member.user, role.as_str()),
+        )),
+        EditValue::Route { points } if points.iter().any(|p| !p.is_valid()) => {
+            Err((Rule::InvalidPoint, "the route has a point outside WGS84".into()))
+        }
+        EditValue::Transition { from, to, reason } => {
+            // In isolation the state a blocked section resumes to is unknown: assume the target.
+            let resume = (*from == ConstructionState::Blocked).then_some(*to);
+            check_transition(role, *from, *to, resume, reason.as_deref())
+                .map_err(|e| (Rule::TransitionNotAllowed, e.to_string()))
+        }
+        EditValue::Progress { percent, at_state } => {
+            let band = config.band(*at_state);
+            if !(0..=100).contains(percent) {
+                Err((Rule::ProgressRange, format!("{percent}% is outside 0–100")))
+            } else if *percent < i64::from(band.min) || *percent > i64::from(band.max) {
+                Err((Rule::ProgressBand, format!("{percent}% is outside the band for {}", at_state.as_str())))
+            } else {
+                Ok(())
+            }
+        }
+        EditValue::Location { point } if !point.is_valid() => {
+            Err((Rule::InvalidPoint, format!("({}, {}) is not a WGS84 position", point.lat, point.lon)))
+        }
+        EditValue::Accept { .. } if role < Role::Foreman => {
+            Err((Rule::AcceptRequiresForeman, "only a foreman or office may accept an off-route point".into()))
+        }
+        _ => Ok(()),
     }
 }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 2] = [
+const UPGRADES: [&str; 3] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -39,6 +39,11 @@ const UPGRADES: [&str; 2] = [
          id TEXT PRIMARY KEY, section TEXT NOT NULL, field TEXT NOT NULL, kind TEXT NOT NULL,
          rule TEXT NOT NULL, record TEXT NOT NULL) STRICT;
      CREATE INDEX conflicts_by_section ON conflicts (section);",
+    // 2 → 3: sync state per project, and changes the server refused (kept, not re-sent).
+    "CREATE TABLE sync_state (
+         project TEXT PRIMARY KEY, cursor TEXT NOT NULL, roster_version INTEGER NOT NULL,
+         last_success_ms INTEGER, last_error TEXT) STRICT;
+     ALTER TABLE changes ADD COLUMN refused TEXT;",
 ];
 
 /// Why a store could not be opened.
@@ -46,7 +51,9 @@ const UPGRADES: [&str; 2] = [
 #[non_exhaustive]
 pub enum OpenError {
     /// Written by a newer FieldSync; opening it could damage it.
-    #[error("the database {path} has schema version {found}, newer than this app's {SCHEMA_VERSION}; update the app (the file was not touched)")]
+    #[error(
+        "the database {path} has schema version {found}, newer than this app's {SCHEMA_VERSION}; update the app (the file was not touched)"
+    )]
     NewerSchema {
         /// The file.
         path: PathBuf,
@@ -54,7 +61,9 @@ pub enum OpenError {
         found: i64,
     },
     /// The file was corrupt and has been moved aside, not deleted.
-    #[error("the database {path} was corrupt ({detail}); it was moved to {moved_to} with its unsynced changes, and a fresh store can be started — recover them with `store::salvage` and re-apply them")]
+    #[error(
+        "the database {path} was corrupt ({detail}); it was moved to {moved_to} with its unsynced changes, and a fresh store can be started — recover them with `store::salvage` and re-apply them"
+    )]
     Corrupt {
         /// Where the store was.
         path: PathBuf,
@@ -64,7 +73,9 @@ pub enum OpenError {
         detail: String,
     },
     /// The file belongs to another device identity.
-    #[error("the database {path} belongs to device `{found}`, not `{wanted}`; open it as that device or use another file")]
+    #[error(
+        "the database {path} belongs to device `{found}`, not `{wanted}`; open it as that device or use another file"
+    )]
     OtherDevice {
         /// The file.
         path: PathBuf,
@@ -106,10 +117,7 @@ pub fn open(path: &Path, durability: Durability) -> Result<Connection, OpenError
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-    )
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, std::io::Error> {
@@ -136,6 +144,7 @@ fn open_checked(path: &Path, durability: Durability) -> Result<Connection, OpenE
     conn.set_prepared_statement_cache_capacity(64);
     // Check the version before anything writes: switching to WAL rewrites the
     // header, and a newer app's file must be left exactly as it was.
+    // Before any pragma that writes (WAL mode does): a newer file stays untouched.
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::NewerSchema { path: path.to_owned(), found });
@@ -181,9 +190,7 @@ mod tests {
     use super::*;
 
     fn schema_of(conn: &Connection) -> Vec<(String, String)> {
-        let mut stmt = conn
-            .prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
-            .unwrap();
+        let mut stmt = conn.prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     }
 

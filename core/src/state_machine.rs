@@ -66,17 +66,14 @@ impl ConstructionState {
 impl std::str::FromStr for ConstructionState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        FORWARD
-            .iter()
-            .chain([ConstructionState::Blocked].iter())
-            .find(|st| st.as_str() == s)
-            .copied()
-            .ok_or_else(|| {
+        FORWARD.iter().chain([ConstructionState::Blocked].iter()).find(|st| st.as_str() == s).copied().ok_or_else(
+            || {
                 format!(
                     "unknown state `{s}`: use planned, surveyed, trenched, conduit_laid, \
                      cable_pulled, spliced, tested, completed or blocked"
                 )
-            })
+            },
+        )
     }
 }
 
@@ -122,9 +119,7 @@ pub fn check_transition(
     let foreman = role >= Role::Foreman;
     match (from, to) {
         (Completed, Blocked) => Err(TransitionError::BlockCompleted),
-        (_, Blocked) if reason.is_none_or(|r| r.trim().is_empty()) => {
-            Err(TransitionError::BlockWithoutReason)
-        }
+        (_, Blocked) if reason.is_none_or(|r| r.trim().is_empty()) => Err(TransitionError::BlockWithoutReason),
         (_, Blocked) => Ok(()),
         (Blocked, to) => {
             let back = blocked_from.unwrap_or(Planned);

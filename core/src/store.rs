@@ -102,6 +102,19 @@ pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView) -> Result<(), S
     Ok(())
 }
 
+pub(crate) fn set_snapshot(
+    tx: &Transaction<'_>,
+    section: &str,
+    bytes: &[u8],
+    heads: &[String],
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE sections SET snapshot = ?2, snapshot_heads = ?3 WHERE id = ?1",
+        params![section, bytes, heads.join(",")],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn view(conn: &Connection, section: &str) -> Result<Option<SectionView>, StoreError> {
     let json: Option<String> = conn
         .prepare_cached("SELECT view FROM sections WHERE id = ?1")?
@@ -110,7 +123,11 @@ pub(crate) fn view(conn: &Connection, section: &str) -> Result<Option<SectionVie
     Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
 }
 
-pub(crate) fn replace_conflicts(tx: &Transaction<'_>, section: &str, records: &[ConflictRecord]) -> Result<(), StoreError> {
+pub(crate) fn replace_conflicts(
+    tx: &Transaction<'_>,
+    section: &str,
+    records: &[ConflictRecord],
+) -> Result<(), StoreError> {
     tx.prepare_cached("DELETE FROM conflicts WHERE section = ?1")?.execute([section])?;
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO conflicts (id, section, field, kind, rule, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -130,16 +147,16 @@ pub(crate) fn replace_conflicts(tx: &Transaction<'_>, section: &str, records: &[
 }
 
 pub(crate) fn conflicts(conn: &Connection, section: Option<&str>) -> Result<Vec<ConflictRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT record FROM conflicts WHERE ?1 IS NULL OR section = ?1 ORDER BY section, id",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT record FROM conflicts WHERE ?1 IS NULL OR section = ?1 ORDER BY section, id")?;
     let rows: Vec<String> = stmt.query_map([section], |r| r.get(0))?.collect::<Result<_, _>>()?;
     rows.iter().map(|j| Ok(serde_json::from_str(j)?)).collect()
 }
 
 pub(crate) fn roster(conn: &Connection, project: &str) -> Result<Roster, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT actor, user, role FROM roster WHERE project = ?1")?;
-    let rows = stmt.query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let rows =
+        stmt.query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     let mut members = Vec::new();
     for row in rows {
         let (actor, user, role) = row?;
@@ -151,7 +168,8 @@ pub(crate) fn roster(conn: &Connection, project: &str) -> Result<Roster, StoreEr
 
 pub(crate) fn set_roster(tx: &Transaction<'_>, project: &str, members: &[Member]) -> Result<(), StoreError> {
     tx.execute("DELETE FROM roster WHERE project = ?1", [project])?;
-    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO roster (project, actor, user, role) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO roster (project, actor, user, role) VALUES (?1, ?2, ?3, ?4)")?;
     for m in members {
         stmt.execute(params![project, m.actor, m.user, m.role.as_str()])?;
     }
@@ -191,11 +209,18 @@ pub(crate) fn list_sections(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(crate) fn outbox(conn: &Connection, max_bytes: usize) -> Result<Vec<OutboxChange>, StoreError> {
+pub(crate) fn outbox(
+    conn: &Connection,
+    project: Option<&str>,
+    max_bytes: usize,
+) -> Result<Vec<OutboxChange>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0 ORDER BY seq",
+        "SELECT c.section, c.hash, c.bytes, c.created_ms FROM changes c
+         WHERE c.local = 1 AND c.confirmed = 0 AND c.refused IS NULL
+           AND (?1 IS NULL OR c.section IN (SELECT id FROM sections WHERE project = ?1))
+         ORDER BY c.seq",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([project])?;
     let mut out = Vec::new();
     let mut total = 0;
     while let Some(r) = rows.next()? {
@@ -211,7 +236,7 @@ pub(crate) fn outbox(conn: &Connection, max_bytes: usize) -> Result<Vec<OutboxCh
 
 pub(crate) fn outbox_stats(conn: &Connection) -> Result<(i64, Option<i64>), StoreError> {
     Ok(conn.query_row(
-        "SELECT count(*), min(created_ms) FROM changes WHERE local = 1 AND confirmed = 0",
+        "SELECT count(*), min(created_ms) FROM changes WHERE local = 1 AND confirmed = 0 AND refused IS NULL",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
@@ -227,9 +252,17 @@ pub(crate) fn confirm(tx: &Transaction<'_>, hashes: &[String]) -> Result<(), Sto
     Ok(())
 }
 
-pub(crate) fn put_local_edit(tx: &Transaction<'_>, edit_id: &str, section: &str, change_hash: &str, field: &str) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT OR IGNORE INTO local_edits (edit_id, section, change_hash, field) VALUES (?1, ?2, ?3, ?4)")?
-        .execute([edit_id, section, change_hash, field])?;
+pub(crate) fn put_local_edit(
+    tx: &Transaction<'_>,
+    edit_id: &str,
+    section: &str,
+    change_hash: &str,
+    field: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO local_edits (edit_id, section, change_hash, field) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute([edit_id, section, change_hash, field])?;
     Ok(())
 }
 
@@ -245,7 +278,8 @@ pub(crate) fn local_edits(conn: &Connection, section: &str) -> Result<Vec<String
 pub(crate) fn compact(tx: &Transaction<'_>, section: &str) -> Result<bool, StoreError> {
     let Some((_, snapshot, _)) = load_doc(tx, section)? else { return Ok(false) };
     let mut stmt = tx.prepare_cached("SELECT seq, bytes FROM changes WHERE section = ?1 ORDER BY seq")?;
-    let rows: Vec<(i64, Vec<u8>)> = stmt.query_map([section], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let rows: Vec<(i64, Vec<u8>)> =
+        stmt.query_map([section], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     if rows.is_empty() {
         return Ok(false);
     }
@@ -273,7 +307,11 @@ pub(crate) fn compact(tx: &Transaction<'_>, section: &str) -> Result<bool, Store
 }
 
 /// Sections with more than `threshold` loose changes: candidates for compaction.
-pub(crate) fn sections_to_compact(conn: &Connection, threshold: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+pub(crate) fn sections_to_compact(
+    conn: &Connection,
+    threshold: usize,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT section FROM changes GROUP BY section HAVING count(*) > ?1 ORDER BY count(*) DESC LIMIT ?2",
     )?;
@@ -286,7 +324,8 @@ pub(crate) fn sections_to_compact(conn: &Connection, threshold: usize, limit: us
 /// sent. Rows that cannot be read are skipped; the file is opened read-only.
 pub fn salvage(path: &std::path::Path) -> Result<Vec<OutboxChange>, StoreError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare("SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0")?;
+    let mut stmt =
+        conn.prepare("SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0")?;
     let rows = stmt.query_map([], |r| {
         Ok(OutboxChange { section: r.get(0)?, hash: r.get(1)?, bytes: r.get(2)?, created_ms: r.get(3)? })
     })?;

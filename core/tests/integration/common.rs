@@ -33,7 +33,11 @@ pub fn crew(dir: &std::path::Path, roles: &[Role]) -> Vec<Replica> {
 
 /// Every change `from` holds for `section`, as they would travel.
 pub fn changes_of(from: &mut Replica, section: &str) -> Vec<SectionChange> {
-    from.changes_of(section, &[]).unwrap().into_iter().map(|bytes| SectionChange { section: section.into(), bytes }).collect()
+    from.changes_of(section, &[])
+        .unwrap()
+        .into_iter()
+        .map(|bytes| SectionChange { section: section.into(), bytes })
+        .collect()
 }
 
 /// Copy every change of `section` from `from` to `to`.

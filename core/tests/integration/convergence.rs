@@ -57,7 +57,10 @@ fn all_changes(r: &mut Replica) -> Vec<SectionChange> {
     (0..SECTIONS)
         .flat_map(|s| {
             let id = format!("s{s}");
-            r.changes_of(&id, &[]).unwrap_or_default().into_iter().map(move |bytes| SectionChange { section: id.clone(), bytes })
+            r.changes_of(&id, &[])
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |bytes| SectionChange { section: id.clone(), bytes })
         })
         .collect()
 }
@@ -102,7 +105,9 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
     let mut written: Vec<(String, String)> = Vec::new();
     for a in actions {
         let receipt = match a.clone() {
-            Action::Progress { who, section, percent } => replicas[who].record_progress(&format!("s{section}"), percent),
+            Action::Progress { who, section, percent } => {
+                replicas[who].record_progress(&format!("s{section}"), percent)
+            }
             Action::Transition { who, section, to, reason } => {
                 let reason = reason.then_some("washed out");
                 replicas[who].transition(&format!("s{section}"), STATES[to], reason)
@@ -124,7 +129,9 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
                 replicas[who].splice_notes(&id, pos.min(len), 0, &text).unwrap();
                 continue;
             }
-            Action::Rename { who, section, name } => replicas[who].rename_section(&format!("s{section}"), &format!("N{name}")),
+            Action::Rename { who, section, name } => {
+                replicas[who].rename_section(&format!("s{section}"), &format!("N{name}"))
+            }
             Action::Sync { from, to, order, duplicate } => {
                 deliver(&mut replicas, from, to, order, duplicate);
                 continue;

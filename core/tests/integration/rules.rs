@@ -172,7 +172,8 @@ fn concurrent_transitions_the_higher_role_wins_even_with_an_older_stamp() {
 fn concurrent_transitions_of_equal_role_the_later_stamp_wins() {
     let a = edit(10, TECH, None, go(S::Planned, S::Surveyed));
     let b = edit(20, TECH2, None, go(S::Planned, S::Blocked));
-    let b = Edit { value: EditValue::Transition { from: S::Planned, to: S::Blocked, reason: Some("flood".into()) }, ..b };
+    let b =
+        Edit { value: EditValue::Transition { from: S::Planned, to: S::Blocked, reason: Some("flood".into()) }, ..b };
     let v = run(vec![a.clone(), b.clone()]);
     assert_eq!(v.view.state, S::Blocked);
     assert_eq!(v.view.blocked.as_ref().map(|b| (b.reason.as_str(), b.resume_to)), Some(("flood", S::Planned)));

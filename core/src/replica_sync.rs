@@ -1,0 +1,182 @@
+//! The replica's side of a sync round, without any I/O: build the request
+//! from the outbox and the stored cursor, and commit a response — changes,
+//! confirmations, refusals, cursor, roster and server time — in one
+//! transaction, so a cut at any byte loses nothing and the next round goes on
+//! from the last committed one.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
+use crate::replica::{MergeReport, Replica, ReplicaError, SectionChange};
+use crate::store;
+
+/// What the app can see of sync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Local changes not yet confirmed by the server.
+    pub pending_changes: i64,
+    /// Device wall-clock ms of the oldest of them.
+    pub oldest_pending_ms: Option<i64>,
+    /// Changes the server refused (kept locally, not re-sent).
+    pub refused_changes: i64,
+    /// Device wall-clock ms of the last successful round.
+    pub last_success_ms: Option<i64>,
+    /// The last round's error, cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// What one committed round did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// Merge of what the server sent, with the reconciliation report.
+    pub merge: MergeReport,
+    /// Our changes the server confirmed.
+    pub confirmed: usize,
+    /// Our changes the server refused.
+    pub refused: Vec<Refusal>,
+    /// Whether the server has more for us (run another round).
+    pub more: bool,
+    /// Whether a new roster arrived.
+    pub roster_changed: bool,
+}
+
+/// A request ready to send, and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRound {
+    /// The request.
+    pub request: SyncRequest,
+    /// Hashes of the changes uploaded, to confirm when the response arrives.
+    pub sent: Vec<String>,
+    /// Whether the outbox held more than the upload budget.
+    pub more_to_send: bool,
+}
+
+impl Replica {
+    /// Register a project to sync (idempotent).
+    pub fn join_project(&mut self, project: &str) -> Result<(), ReplicaError> {
+        self.conn.execute(
+            "INSERT INTO sync_state (project, cursor, roster_version) VALUES (?1, '', 0) ON CONFLICT DO NOTHING",
+            [project],
+        )?;
+        Ok(())
+    }
+
+    /// Projects this replica syncs.
+    pub fn projects(&self) -> Result<Vec<String>, ReplicaError> {
+        let mut stmt = self.conn.prepare_cached("SELECT project FROM sync_state ORDER BY project")?;
+        Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+
+    /// The request for the next round of `project`: the unconfirmed changes
+    /// of its sections (up to about `upload_budget` bytes) and the cursor.
+    pub fn prepare_round(
+        &mut self,
+        project: &str,
+        upload_budget: usize,
+        response_budget: u32,
+    ) -> Result<PreparedRound, ReplicaError> {
+        self.join_project(project)?;
+        let (cursor, roster_version): (String, i64) = self.conn.query_row(
+            "SELECT cursor, roster_version FROM sync_state WHERE project = ?1",
+            [project],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
+        let total: usize = store::outbox(&self.conn, Some(project), usize::MAX)?.len();
+        let mut by_section: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut sent = Vec::with_capacity(outbox.len());
+        let more_to_send = total > outbox.len();
+        for c in outbox {
+            sent.push(c.hash);
+            by_section.entry(c.section).or_default().push(c.bytes);
+        }
+        let upload = by_section.into_iter().map(|(section, changes)| SectionBatch { section, changes }).collect();
+        let request = SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            project: project.to_owned(),
+            actor: self.actor(),
+            cursor,
+            roster_version: roster_version as u64,
+            response_budget,
+            upload,
+        };
+        Ok(PreparedRound { request, sent, more_to_send })
+    }
+
+    /// Commit a response in one transaction (the roster first, so the views
+    /// the merge computes already use it).
+    pub fn commit_round(
+        &mut self,
+        project: &str,
+        sent: &[String],
+        response: SyncResponse,
+    ) -> Result<RoundReport, ReplicaError> {
+        let roster_changed = response.roster.is_some();
+        if let Some(r) = &response.roster {
+            self.set_roster(project, &r.members)?;
+            self.set_project_config(project, &r.config)?;
+            self.conn.execute(
+                "UPDATE sync_state SET roster_version = ?2 WHERE project = ?1",
+                params![project, r.version as i64],
+            )?;
+        }
+        self.observe_server_time(response.server_time_ms)?;
+        let changes: Vec<SectionChange> = response
+            .changes
+            .iter()
+            .flat_map(|b| {
+                b.changes.iter().map(|bytes| SectionChange { section: b.section.clone(), bytes: bytes.clone() })
+            })
+            .collect();
+        let refused = response.refused.clone();
+        let confirmed: Vec<String> = sent.iter().filter(|h| !refused.iter().any(|r| &r.hash == *h)).cloned().collect();
+        let cursor = response.cursor.clone();
+        let now = crate::hlc::wall_clock_ms() as i64;
+        let merge = self.merge_in_transaction(&changes, &response.documents, |tx: &Transaction<'_>| {
+            store::confirm(tx, &confirmed)?;
+            for r in &refused {
+                let why = match &r.rule {
+                    Some(rule) => format!("{rule}: {}", r.reason),
+                    None => r.reason.clone(),
+                };
+                tx.execute("UPDATE changes SET refused = ?2 WHERE hash = ?1 AND local = 1", params![r.hash, why])?;
+            }
+            tx.execute(
+                "UPDATE sync_state SET cursor = ?2, last_success_ms = ?3, last_error = NULL WHERE project = ?1",
+                params![project, cursor, now],
+            )?;
+            Ok(())
+        })?;
+        Ok(RoundReport { merge, confirmed: confirmed.len(), refused, more: response.more, roster_changed })
+    }
+
+    /// Remember why a round failed, for the status the app shows.
+    pub fn record_sync_error(&mut self, project: &str, error: &str) -> Result<(), ReplicaError> {
+        self.join_project(project)?;
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        tx.execute("UPDATE sync_state SET last_error = ?2 WHERE project = ?1", params![project, error])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The sync status across projects.
+    pub fn sync_status(&self) -> Result<SyncStatus, ReplicaError> {
+        let (pending_changes, oldest_pending_ms) = self.outbox_stats()?;
+        let refused_changes: i64 =
+            self.conn.query_row("SELECT count(*) FROM changes WHERE refused IS NOT NULL", [], |r| r.get(0))?;
+        let (last_success_ms, last_error) = self
+            .conn
+            .query_row(
+                "SELECT max(last_success_ms), (SELECT last_error FROM sync_state WHERE last_error IS NOT NULL LIMIT 1)
+                 FROM sync_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None));
+        Ok(SyncStatus { pending_changes, oldest_pending_ms, refused_changes, last_success_ms, last_error })
+    }
+}
