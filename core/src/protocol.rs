@@ -61,8 +61,9 @@ pub struct SyncRequest {
     pub upload: Vec<SectionBatch>,
 }
 
-/// Why the server refused an uploaded change. The device keeps it (nothing
-/// is lost) but stops sending it.
+/// Why the server refused an uploaded change (listed in a 422 [`ErrorBody`];
+/// nothing of that request was stored). The device keeps the change — nothing
+/// is lost — but stops sending it and what depends on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// Section of the change.
@@ -73,6 +74,19 @@ pub struct Refusal {
     pub rule: Option<String>,
     /// Why, in words.
     pub reason: String,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code: `malformed`, `too_large`, `unauthorized`, `forbidden`,
+    /// `unknown_project`, `refused`, `protocol_version`, `internal`.
+    pub error: String,
+    /// What happened and what to do, in words.
+    pub message: String,
+    /// For `refused`: each change refused and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
 }
 
 /// The project's roster and config, sent when the device's copy is stale.
@@ -90,9 +104,8 @@ pub struct RosterUpdate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncResponse {
     /// The server's clock, ms since the epoch: the device anchors its HLC to it.
+    /// Every uploaded change is stored (a refusal is an HTTP 422 instead).
     pub server_time_ms: u64,
-    /// Uploaded changes that were refused; every other uploaded change is stored.
-    pub refused: Vec<Refusal>,
     /// Changes the device lacks, in feed order.
     pub changes: Vec<SectionBatch>,
     /// Whole documents, for a device bootstrapping from an empty cursor.

@@ -35,8 +35,6 @@ pub struct RoundReport {
     pub merge: MergeReport,
     /// Our changes the server confirmed.
     pub confirmed: usize,
-    /// Our changes the server refused.
-    pub refused: Vec<Refusal>,
     /// Whether the server has more for us (run another round).
     pub more: bool,
     /// Whether a new roster arrived.
@@ -131,26 +129,47 @@ impl Replica {
                 b.changes.iter().map(|bytes| SectionChange { section: b.section.clone(), bytes: bytes.clone() })
             })
             .collect();
-        let refused = response.refused.clone();
-        let confirmed: Vec<String> = sent.iter().filter(|h| !refused.iter().any(|r| &r.hash == *h)).cloned().collect();
+        let confirmed = sent.to_vec();
         let cursor = response.cursor.clone();
         let now = crate::hlc::wall_clock_ms() as i64;
         let merge = self.merge_in_transaction(&changes, &response.documents, |tx: &Transaction<'_>| {
             store::confirm(tx, &confirmed)?;
-            for r in &refused {
-                let why = match &r.rule {
-                    Some(rule) => format!("{rule}: {}", r.reason),
-                    None => r.reason.clone(),
-                };
-                tx.execute("UPDATE changes SET refused = ?2 WHERE hash = ?1 AND local = 1", params![r.hash, why])?;
-            }
             tx.execute(
                 "UPDATE sync_state SET cursor = ?2, last_success_ms = ?3, last_error = NULL WHERE project = ?1",
                 params![project, cursor, now],
             )?;
             Ok(())
         })?;
-        Ok(RoundReport { merge, confirmed: confirmed.len(), refused, more: response.more, roster_changed })
+        Ok(RoundReport { merge, confirmed: confirmed.len(), more: response.more, roster_changed })
+    }
+
+    /// Mark changes the server refused, and the local changes that build on
+    /// them, so the outbox stops sending them (they stay stored: nothing is
+    /// lost). Returns how many changes were marked.
+    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<usize, ReplicaError> {
+        let mut refused: BTreeMap<String, String> = refusals
+            .iter()
+            .map(|r| (r.hash.clone(), r.rule.as_ref().map_or(r.reason.clone(), |rule| format!("{rule}: {}", r.reason))))
+            .collect();
+        for section in refusals.iter().map(|r| r.section.as_str()).collect::<std::collections::BTreeSet<_>>() {
+            // Local changes are stored in causal order, so one pass finds every dependent.
+            for c in store::outbox(&self.conn, None, usize::MAX)?.into_iter().filter(|c| c.section == section) {
+                let change = automerge::Change::from_bytes(c.bytes).map_err(crate::document::DocumentError::from)?;
+                if let Some(why) = change.deps().iter().find_map(|d| refused.get(&d.to_string()).cloned()) {
+                    refused.entry(c.hash).or_insert(format!("depends on a refused change ({why})"));
+                }
+            }
+        }
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        for (hash, why) in &refused {
+            n += tx.execute(
+                "UPDATE changes SET refused = ?2 WHERE hash = ?1 AND local = 1 AND confirmed = 0",
+                params![hash, why],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Remember why a round failed, for the status the app shows.
