@@ -40,6 +40,9 @@ pub mod rules;
 pub mod schema;
 pub mod state_machine;
 pub mod store;
+pub mod sync_client;
+pub mod sync_engine;
+pub mod transport;
 pub mod view;
 
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
@@ -56,4 +59,9 @@ pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};
 pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
+pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncReport, SyncUpdate};
+pub use sync_engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
+#[cfg(feature = "http")]
+pub use transport::HttpTransport;
+pub use transport::{Transport, TransportError};
 pub use view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
