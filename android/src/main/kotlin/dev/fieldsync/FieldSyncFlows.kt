@@ -1,0 +1,74 @@
+// Kotlin idioms over the generated bindings (`fieldsync.kt`, generated at build
+// time from the Rust library): Flows for the observers, suspend forms for calls
+// that block, and the technician-facing text of an error. Nothing here passes a
+// call through unchanged; everything else is the generated API itself.
+package dev.fieldsync
+
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.flow.conflate
+import kotlinx.coroutines.flow.flowOn
+import kotlinx.coroutines.withContext
+
+/**
+ * The validated view of [section]: the current one first, then every change
+ * (local writes and merges). Collecting registers an observer; cancelling the
+ * collection cancels it. Intermediate views may be skipped if the collector is
+ * slow (the flow is conflated, like a `StateFlow`). Throws
+ * [FieldSyncException.NotFound] if there is no such section.
+ */
+fun Replica.sectionFlow(section: String): Flow<SectionView> = callbackFlow {
+    val handle = observeSection(section, object : SectionObserver {
+        override fun onUpdate(view: SectionView) {
+            trySend(view)
+        }
+    })
+    awaitClose { handle.close() }
+}.conflate().flowOn(Dispatchers.IO)
+
+/** The conflict records of [section] (of every section when `null`): the current ones first, then every change. */
+fun Replica.conflictsFlow(section: String? = null): Flow<List<ConflictRecord>> = callbackFlow {
+    val handle = observeConflicts(section, object : ConflictsObserver {
+        override fun onUpdate(conflicts: List<ConflictRecord>) {
+            trySend(conflicts)
+        }
+    })
+    awaitClose { handle.close() }
+}.conflate().flowOn(Dispatchers.IO)
+
+/** The sync status: the current one first, then every change. */
+fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
+    val handle = observeSyncStatus(object : SyncStatusObserver {
+        override fun onUpdate(status: SyncStatus) {
+            trySend(status)
+        }
+    })
+    awaitClose { handle.close() }
+}.conflate().flowOn(Dispatchers.IO)
+
+/**
+ * Run [block] on this replica off the main thread. Every replica call touches
+ * the disk and writes return only once durable, so from a coroutine:
+ * `replica.io { recordProgress(id, 40) }`.
+ */
+suspend fun <T> Replica.io(block: Replica.() -> T): T = withContext(Dispatchers.IO) { block() }
+
+/** Open (or create) a replica off the main thread (opening may upgrade the database's schema). */
+suspend fun openReplica(path: String, device: String): Replica =
+    withContext(Dispatchers.IO) { Replica.open(path, device) }
+
+// When the sync client lands: `suspend fun Replica.sync(): SyncReport` (withContext(Dispatchers.IO) around the
+// blocking `syncNow()`), and the Flow of the background sync's state beside `syncStatusFlow`.
+
+/** The words to show the person using the app (the rule's reason, or what to do next). */
+val FieldSyncException.text: String
+    get() = when (this) {
+        is FieldSyncException.RefusedByRule -> reason
+        is FieldSyncException.NotAuthorized -> detail
+        is FieldSyncException.Offline -> detail
+        is FieldSyncException.Storage -> detail
+        is FieldSyncException.InvalidInput -> detail
+        is FieldSyncException.NotFound -> detail
+    }

@@ -1,0 +1,66 @@
+//! FieldSync's surface for phone apps, exported with UniFFI proc-macros to
+//! Kotlin (`dev.fieldsync`) and Swift (`FieldSync`). The only crate that
+//! depends on UniFFI; `fieldsync-core` knows nothing of it.
+//!
+//! Module guide:
+//! - [`replica`]: the `Replica` object, one delegation per method.
+//! - [`domain`], [`view`], [`conflict`], [`merge`], [`history`], [`sync`]:
+//!   records and enums mirroring core's types, with `From` conversions.
+//! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
+//! - [`observer`]: observers of a section, of conflicts and of the sync
+//!   status, and the handle that cancels them on drop.
+//!
+//! The same API from Rust (the foreign languages read the same way):
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use fieldsync_ffi::{FieldSyncError, GeoPoint, Member, ObserverError, Replica, Role, SectionObserver, SectionView};
+//!
+//! struct Latest(Mutex<Vec<u8>>);
+//! impl SectionObserver for Latest {
+//!     fn on_update(&self, view: SectionView) -> Result<(), ObserverError> {
+//!         self.0.lock().unwrap().push(view.progress);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("office.db").display().to_string();
+//! let office = Replica::open(path, "office-1".into(), None).unwrap();
+//! office.set_roster("p1".into(), vec![Member { actor: office.actor(), user: "olga".into(), role: Role::Office }]).unwrap();
+//! let route = vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+//! let id = office.create_section("p1".into(), "Hauptstraße north".into(), route).unwrap();
+//!
+//! let seen = Arc::new(Latest(Mutex::new(Vec::new())));
+//! let handle = office.observe_section(id.clone(), seen.clone()).unwrap(); // the current view comes first
+//! office.record_progress(id.clone(), 5).unwrap();
+//! assert!(matches!(office.record_progress(id.clone(), 150), Err(FieldSyncError::RefusedByRule { .. })));
+//! drop(handle); // cancels
+//! office.record_progress(id, 8).unwrap();
+//! assert_eq!(*seen.0.lock().unwrap(), vec![0, 5]);
+//! ```
+
+uniffi::setup_scaffolding!("fieldsync");
+
+pub mod conflict;
+pub mod domain;
+pub mod error;
+pub mod history;
+pub mod merge;
+pub mod observer;
+pub mod replica;
+pub mod sync;
+pub mod view;
+
+pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+pub use domain::{ConstructionState, Field, GeoPoint, Member, Role};
+pub use error::FieldSyncError;
+pub use history::{HistoryEntry, PastPoint};
+pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionChange};
+pub use observer::{ConflictsObserver, ObserverError, ObserverHandle, SectionObserver, SyncStatusObserver};
+pub use replica::Replica;
+pub use sync::SyncStatus;
+pub use view::{
+    AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoRef, PointRecord, QuarantinedPoint,
+    SectionSummary, SectionView,
+};

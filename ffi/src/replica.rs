@@ -1,0 +1,253 @@
+//! The `Replica` object the apps hold: core's replica behind a mutex, plus the
+//! registry of its observers. Every method is a delegation plus conversion;
+//! writes also notify the observers of what they touched.
+
+use std::sync::{Arc, Mutex};
+
+use fieldsync_core::{self as core, ReplicaError};
+
+use crate::conflict::ConflictRecord;
+use crate::domain::{ConstructionState, GeoPoint, Member};
+use crate::error::FieldSyncError;
+use crate::history::{HistoryEntry, PastPoint};
+use crate::merge::{EditReceipt, MergeReport, SectionChange};
+use crate::observer::{
+    ConflictsObserver, ObserverHandle, Observers, SectionObserver, SyncStatusObserver, Touched, lock,
+};
+use crate::sync::SyncStatus;
+use crate::view::{AuditEntry, SectionSummary, SectionView};
+
+/// A replica of the sections this device works on, in one SQLite file.
+///
+/// Thread-safe: calls are serialized on the replica. Every call touches the
+/// disk, and writes return only once durable, so call from a background
+/// thread (the Kotlin and Swift layers offer suspend/async forms).
+#[derive(uniffi::Object)]
+pub struct Replica {
+    inner: Arc<Mutex<core::Replica>>,
+    observers: Arc<Observers>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("inner", &self.inner).field("observers", &self.observers.len()).finish()
+    }
+}
+
+impl Replica {
+    /// Run `f` on the core replica.
+    fn read<T>(&self, f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>) -> Result<T, FieldSyncError> {
+        Ok(f(&mut lock(&self.inner))?)
+    }
+
+    /// Run the write `f`, then (its lock released) tell the observers what it touched.
+    fn write<T>(
+        &self,
+        touched: Touched,
+        f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
+    ) -> Result<T, FieldSyncError> {
+        let out = self.read(f)?;
+        self.observers.notify(touched, &self.inner);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+impl Replica {
+    pub(crate) fn observers_len(&self) -> usize {
+        self.observers.len()
+    }
+}
+
+fn one(section: &str) -> Touched {
+    Touched::Sections(vec![section.to_owned()])
+}
+
+fn points(route: Vec<GeoPoint>) -> Vec<core::GeoPoint> {
+    route.into_iter().map(Into::into).collect()
+}
+
+#[uniffi::export]
+impl Replica {
+    /// Open (or create) the store at `path` for `device`. Encryption at rest
+    /// is not built yet: passing a key fails with `InvalidInput`.
+    #[uniffi::constructor(default(encryption_key = None))]
+    pub fn open(path: String, device: String, encryption_key: Option<Vec<u8>>) -> Result<Arc<Self>, FieldSyncError> {
+        if encryption_key.is_some() {
+            let detail = "encryption at rest is not built yet: open the store without a key".to_owned();
+            return Err(FieldSyncError::InvalidInput { detail });
+        }
+        let replica = core::Replica::open(path, core::ReplicaOptions { device, ..Default::default() })?;
+        Ok(Arc::new(Replica { inner: Arc::new(Mutex::new(replica)), observers: Arc::default() }))
+    }
+
+    /// The device this store belongs to.
+    pub fn device(&self) -> String {
+        lock(&self.inner).device().to_owned()
+    }
+
+    /// Hex actor id this replica writes as (what a roster binds to a user).
+    pub fn actor(&self) -> String {
+        lock(&self.inner).actor()
+    }
+
+    /// Replace a project's roster. The server delivers rosters; call this in tests and development only.
+    pub fn set_roster(&self, project: String, members: Vec<Member>) -> Result<(), FieldSyncError> {
+        let members: Vec<core::Member> = members.into_iter().map(Into::into).collect();
+        self.write(Touched::All, |r| r.set_roster(&project, &members))
+    }
+
+    /// Create a section (office only) with its name and planned route; returns its id.
+    pub fn create_section(
+        &self,
+        project: String,
+        name: String,
+        route: Vec<GeoPoint>,
+    ) -> Result<String, FieldSyncError> {
+        self.write(Touched::All, |r| r.create_section(&project, &name, &points(route)))
+    }
+
+    /// Record progress (percent); refused if a rule forbids it.
+    pub fn record_progress(&self, section: String, percent: i64) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.record_progress(&section, percent)).map(Into::into)
+    }
+
+    /// Move a section to `to`; blocking needs a `reason`.
+    #[uniffi::method(default(reason = None))]
+    pub fn transition(
+        &self,
+        section: String,
+        to: ConstructionState,
+        reason: Option<String>,
+    ) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.transition(&section, to.into(), reason.as_deref())).map(Into::into)
+    }
+
+    /// Report the crew's position; an off-route point is stored and quarantined, not refused.
+    pub fn report_location(&self, section: String, point: GeoPoint) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.report_location(&section, point.into())).map(Into::into)
+    }
+
+    /// Accept a quarantined point (foreman or office) by its write's id.
+    pub fn accept_point(&self, section: String, point_edit: String) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.accept_point(&section, &point_edit)).map(Into::into)
+    }
+
+    /// Rename a section (office only).
+    pub fn rename_section(&self, section: String, name: String) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.rename_section(&section, &name)).map(Into::into)
+    }
+
+    /// Replace a section's planned route (office only).
+    pub fn set_route(&self, section: String, route: Vec<GeoPoint>) -> Result<EditReceipt, FieldSyncError> {
+        self.write(one(&section), |r| r.set_route(&section, &points(route))).map(Into::into)
+    }
+
+    /// Make the notes read `text` (stored as the smallest character diff, so concurrent edits merge).
+    pub fn set_notes(&self, section: String, text: String) -> Result<(), FieldSyncError> {
+        self.write(one(&section), |r| r.set_notes(&section, &text))
+    }
+
+    /// Replace `delete` characters at character `pos` of the notes with `insert`.
+    pub fn splice_notes(&self, section: String, pos: u32, delete: u32, insert: String) -> Result<(), FieldSyncError> {
+        self.write(one(&section), |r| r.splice_notes(&section, pos as usize, delete as usize, &insert))
+    }
+
+    /// Attach a photo reference (the app keeps the photo); returns its id.
+    #[uniffi::method(default(caption = None))]
+    pub fn add_photo(&self, section: String, uri: String, caption: Option<String>) -> Result<String, FieldSyncError> {
+        self.write(one(&section), |r| r.add_photo(&section, &uri, caption.as_deref()))
+    }
+
+    /// The validated view of a section.
+    pub fn section(&self, id: String) -> Result<SectionView, FieldSyncError> {
+        self.read(|r| r.section(&id)).map(Into::into)
+    }
+
+    /// Sections ordered by id, at most `limit`, after the id `after` (the last of the previous page).
+    #[uniffi::method(default(project = None, after = None, limit = 100))]
+    pub fn list_sections(
+        &self,
+        project: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<SectionSummary>, FieldSyncError> {
+        let page = self.read(|r| r.list_sections(project.as_deref(), after.as_deref(), limit as usize))?;
+        Ok(page.into_iter().map(Into::into).collect())
+    }
+
+    /// Conflict records of one section, or of all when `section` is `None`.
+    #[uniffi::method(default(section = None))]
+    pub fn conflicts(&self, section: Option<String>) -> Result<Vec<ConflictRecord>, FieldSyncError> {
+        Ok(self.read(|r| r.conflicts(section.as_deref()))?.into_iter().map(Into::into).collect())
+    }
+
+    /// A section's audit trail: every write and what the rules made of it.
+    pub fn audit(&self, section: String) -> Result<Vec<AuditEntry>, FieldSyncError> {
+        Ok(self.read(|r| r.audit(&section))?.into_iter().map(Into::into).collect())
+    }
+
+    /// A section's changes in causal order.
+    pub fn history(&self, section: String) -> Result<Vec<HistoryEntry>, FieldSyncError> {
+        Ok(self.read(|r| r.history(&section))?.into_iter().map(Into::into).collect())
+    }
+
+    /// A section's view as it was at a past point (judged by today's roster).
+    pub fn view_at(&self, section: String, at: PastPoint) -> Result<SectionView, FieldSyncError> {
+        self.read(|r| r.view_at(&section, &at.into())).map(Into::into)
+    }
+
+    /// What the app can see of sync: pending and refused changes, last success or error.
+    pub fn sync_status(&self) -> Result<SyncStatus, FieldSyncError> {
+        self.read(|r| r.sync_status()).map(Into::into)
+    }
+
+    /// A section's changes after `since` (hex heads; empty for all), to hand to
+    /// another replica's `apply_changes` (tests, peer-to-peer transfer).
+    #[uniffi::method(default(since = []))]
+    pub fn changes_of(&self, section: String, since: Vec<String>) -> Result<Vec<SectionChange>, FieldSyncError> {
+        let changes = self.read(|r| r.changes_of(&section, &since))?;
+        Ok(changes.into_iter().map(|bytes| SectionChange { section: section.clone(), bytes }).collect())
+    }
+
+    /// Merge changes from elsewhere; the report says what became of this device's unconfirmed writes.
+    pub fn apply_changes(&self, changes: Vec<SectionChange>) -> Result<MergeReport, FieldSyncError> {
+        let changes: Vec<core::SectionChange> = changes.into_iter().map(Into::into).collect();
+        self.write(Touched::All, |r| r.apply_changes(&changes)).map(Into::into)
+    }
+
+    /// The section's whole Automerge document (loadable by any Automerge implementation).
+    pub fn export_section(&self, section: String) -> Result<Vec<u8>, FieldSyncError> {
+        self.read(|r| r.export(&section))
+    }
+
+    /// Fold loose changes of up to `limit` sections with more than `threshold`
+    /// of them into snapshots; returns how many sections were compacted.
+    pub fn compact(&self, threshold: u32, limit: u32) -> Result<u32, FieldSyncError> {
+        self.read(|r| r.compact(threshold as usize, limit as usize)).map(|n| n as u32)
+    }
+
+    /// Observe a section's view: the current one at once, then every change.
+    pub fn observe_section(
+        &self,
+        section: String,
+        observer: Arc<dyn SectionObserver>,
+    ) -> Result<Arc<ObserverHandle>, FieldSyncError> {
+        self.read(|r| r.section(&section))?;
+        Ok(self.observers.section(&self.inner, section, observer))
+    }
+
+    /// Observe the conflict records of one section (or all when `None`): the current ones at once, then every change.
+    pub fn observe_conflicts(
+        &self,
+        section: Option<String>,
+        observer: Arc<dyn ConflictsObserver>,
+    ) -> Arc<ObserverHandle> {
+        self.observers.conflicts(&self.inner, section, observer)
+    }
+
+    /// Observe the sync status: the current one at once, then every change.
+    pub fn observe_sync_status(&self, observer: Arc<dyn SyncStatusObserver>) -> Arc<ObserverHandle> {
+        self.observers.sync_status(&self.inner, observer)
+    }
+}

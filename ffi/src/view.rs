@@ -1,0 +1,311 @@
+//! The validated view of a section and what the rules made of each write, as
+//! the app reads them.
+
+use fieldsync_core as core;
+
+use crate::conflict::Rule;
+use crate::domain::{ConstructionState, Field, GeoPoint, Role};
+
+/// What the rules made of one write.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Decision {
+    /// Applied and still the current value.
+    Accepted,
+    /// Applied, then replaced by a later accepted write.
+    Superseded {
+        /// The write that replaced it.
+        by: String,
+    },
+    /// Lost a race to a write with the same value: its intent stands.
+    Concurred {
+        /// The write that stands for both.
+        with: String,
+    },
+    /// Refused by a rule; the value stays in the document and the audit.
+    Rejected {
+        /// The rule.
+        rule: Rule,
+        /// The write that stands instead, if any.
+        winner: Option<String>,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An off-route point held back until a foreman accepts it.
+    Quarantined {
+        /// Distance to the planned route, metres.
+        distance_m: f64,
+    },
+}
+
+impl From<core::Decision> for Decision {
+    fn from(d: core::Decision) -> Self {
+        match d {
+            core::Decision::Accepted => Decision::Accepted,
+            core::Decision::Superseded { by } => Decision::Superseded { by },
+            core::Decision::Concurred { with } => Decision::Concurred { with },
+            core::Decision::Rejected { rule, winner, reason } => {
+                Decision::Rejected { rule: rule.into(), winner, reason }
+            }
+            core::Decision::Quarantined { distance_m } => Decision::Quarantined { distance_m },
+        }
+    }
+}
+
+/// A blocked section's reason and where it goes back to.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Blocked {
+    /// Why work stopped.
+    pub reason: String,
+    /// The state it blocked, to which unblocking returns.
+    pub resume_to: ConstructionState,
+}
+
+/// A position that counts: the current location or an as-built point.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PointRecord {
+    /// The write that reported it.
+    pub edit_id: String,
+    /// Where.
+    pub point: GeoPoint,
+    /// Hex actor id of the reporter.
+    pub author: String,
+    /// The foreman's acceptance, if it was off route.
+    pub accepted_by: Option<String>,
+}
+
+impl From<core::PointRecord> for PointRecord {
+    fn from(p: core::PointRecord) -> Self {
+        PointRecord { edit_id: p.edit_id, point: p.point.into(), author: p.author, accepted_by: p.accepted_by }
+    }
+}
+
+/// An off-route point held back.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct QuarantinedPoint {
+    /// The write that reported it (give this to `accept_point`).
+    pub edit_id: String,
+    /// Where.
+    pub point: GeoPoint,
+    /// Distance to the planned route, metres.
+    pub distance_m: f64,
+    /// Hex actor id of the reporter.
+    pub author: String,
+}
+
+impl From<core::QuarantinedPoint> for QuarantinedPoint {
+    fn from(q: core::QuarantinedPoint) -> Self {
+        QuarantinedPoint { edit_id: q.edit_id, point: q.point.into(), distance_m: q.distance_m, author: q.author }
+    }
+}
+
+/// What an accepted transition means for the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum DomainEventKind {
+    /// Left `planned`: work on the section began.
+    SectionStarted,
+    /// Reached `trenched`.
+    TrenchDug,
+    /// Reached `conduit_laid`.
+    ConduitLaid,
+    /// Reached `cable_pulled`.
+    CablePulled,
+    /// Reached `spliced`.
+    CableSpliced,
+    /// Reached `tested`.
+    SectionTested,
+    /// Reached `completed`.
+    SectionCompleted,
+    /// Work stopped.
+    SectionBlocked,
+    /// Work resumed after a block.
+    SectionUnblocked,
+    /// A foreman moved the section back.
+    ReworkOrdered,
+    /// An event newer than these bindings (core's kind is non-exhaustive).
+    Unrecognized,
+}
+
+impl From<core::DomainEventKind> for DomainEventKind {
+    fn from(k: core::DomainEventKind) -> Self {
+        use core::DomainEventKind as C;
+        match k {
+            C::SectionStarted => Self::SectionStarted,
+            C::TrenchDug => Self::TrenchDug,
+            C::ConduitLaid => Self::ConduitLaid,
+            C::CablePulled => Self::CablePulled,
+            C::CableSpliced => Self::CableSpliced,
+            C::SectionTested => Self::SectionTested,
+            C::SectionCompleted => Self::SectionCompleted,
+            C::SectionBlocked => Self::SectionBlocked,
+            C::SectionUnblocked => Self::SectionUnblocked,
+            C::ReworkOrdered => Self::ReworkOrdered,
+            _ => Self::Unrecognized,
+        }
+    }
+}
+
+/// A domain event raised by an accepted transition.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct DomainEvent {
+    /// The transition write (also the event's stable id).
+    pub edit_id: String,
+    /// The section.
+    pub section: String,
+    /// What happened.
+    pub kind: DomainEventKind,
+    /// State before.
+    pub from: ConstructionState,
+    /// State after.
+    pub to: ConstructionState,
+    /// Hex actor id of the writer.
+    pub author: String,
+}
+
+impl From<core::DomainEvent> for DomainEvent {
+    fn from(e: core::DomainEvent) -> Self {
+        DomainEvent {
+            edit_id: e.edit_id,
+            section: e.section,
+            kind: e.kind.into(),
+            from: e.from.into(),
+            to: e.to.into(),
+            author: e.author,
+        }
+    }
+}
+
+/// A photo reference attached to a section (the app keeps the photo itself).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PhotoRef {
+    /// Its id.
+    pub id: String,
+    /// Where the app keeps the photo (URI or content hash).
+    pub uri: String,
+    /// Optional caption.
+    pub caption: Option<String>,
+    /// HLC stamp of when it was attached.
+    pub hlc: String,
+}
+
+impl From<core::PhotoRef> for PhotoRef {
+    fn from(p: core::PhotoRef) -> Self {
+        PhotoRef { id: p.id, uri: p.uri, caption: p.caption, hlc: p.hlc }
+    }
+}
+
+/// What every replica shows for a section.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SectionView {
+    /// Section id.
+    pub id: String,
+    /// Project id.
+    pub project: String,
+    /// Name (the office's latest).
+    pub name: String,
+    /// Planned route (the office's latest).
+    pub route: Vec<GeoPoint>,
+    /// Construction state.
+    pub state: ConstructionState,
+    /// Set when the state is `Blocked`.
+    pub blocked: Option<Blocked>,
+    /// Progress percentage.
+    pub progress: u8,
+    /// Latest valid reported position.
+    pub location: Option<PointRecord>,
+    /// Every valid point, oldest first.
+    pub as_built: Vec<PointRecord>,
+    /// Off-route points awaiting a foreman.
+    pub quarantined: Vec<QuarantinedPoint>,
+    /// Notes text.
+    pub notes: String,
+    /// Photo references.
+    pub photos: Vec<PhotoRef>,
+    /// Accepted transitions, oldest first.
+    pub events: Vec<DomainEvent>,
+    /// How many conflict records the section has.
+    pub conflict_count: u64,
+    /// Hex heads of the merged document the view was computed from (give
+    /// them to `view_at` to come back to this point).
+    pub heads: Vec<String>,
+}
+
+impl From<core::SectionView> for SectionView {
+    fn from(v: core::SectionView) -> Self {
+        SectionView {
+            id: v.id,
+            project: v.project,
+            name: v.name,
+            route: v.route.into_iter().map(Into::into).collect(),
+            state: v.state.into(),
+            blocked: v.blocked.map(|b| Blocked { reason: b.reason, resume_to: b.resume_to.into() }),
+            progress: v.progress,
+            location: v.location.map(Into::into),
+            as_built: v.as_built.into_iter().map(Into::into).collect(),
+            quarantined: v.quarantined.into_iter().map(Into::into).collect(),
+            notes: v.notes,
+            photos: v.photos.into_iter().map(Into::into).collect(),
+            events: v.events.into_iter().map(Into::into).collect(),
+            conflict_count: v.conflict_count as u64,
+            heads: v.heads,
+        }
+    }
+}
+
+/// One row of a section list (read without loading any document).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SectionSummary {
+    /// Section id (pass the last one as `after` for the next page).
+    pub id: String,
+    /// Project id.
+    pub project: String,
+    /// Name.
+    pub name: String,
+    /// Construction state.
+    pub state: ConstructionState,
+    /// Progress percentage.
+    pub progress: u8,
+}
+
+impl From<core::SectionSummary> for SectionSummary {
+    fn from(s: core::SectionSummary) -> Self {
+        // The store writes the state with `ConstructionState::as_str`, so it always parses.
+        let state = s.state.parse::<core::ConstructionState>().map_or(ConstructionState::Planned, Into::into);
+        SectionSummary { id: s.id, project: s.project, name: s.name, state, progress: s.progress }
+    }
+}
+
+/// One line of a section's audit trail: a write and what the rules made of it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AuditEntry {
+    /// The write.
+    pub edit_id: String,
+    /// Its field (`None` for a kind of write from a newer app).
+    pub field: Option<Field>,
+    /// Its value, in words.
+    pub value: String,
+    /// Hex actor id of the writer.
+    pub author: String,
+    /// The writer's user, if known.
+    pub user: Option<String>,
+    /// The writer's role, if known.
+    pub role: Option<Role>,
+    /// Hex hash of its change.
+    pub change_hash: String,
+    /// What the rules made of it.
+    pub decision: Decision,
+}
+
+impl From<core::AuditEntry> for AuditEntry {
+    fn from(a: core::AuditEntry) -> Self {
+        AuditEntry {
+            edit_id: a.edit_id,
+            field: a.field.map(Into::into),
+            value: a.value,
+            author: a.author,
+            user: a.user,
+            role: a.role.map(Into::into),
+            change_hash: a.change_hash,
+            decision: a.decision.into(),
+        }
+    }
+}

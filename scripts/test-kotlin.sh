@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The Kotlin package's tests on a plain JVM, against the host-built library.
+#
+# Installs what it needs once (kotlinc from npm, JNA from Debian's packages,
+# into $FIELDSYNC_TOOLS, default ~/.cache/fieldsync-tools), then: builds
+# `fieldsync-ffi` alone, generates the Kotlin bindings from the built library
+# into target/bindings/kotlin (generated at build time, never committed, so
+# they cannot be stale), compiles them with android/src/main and
+# android/src/test, and runs the tests. The runner's last line is
+# `N passed, N failed`; the script exits non-zero if any failed.
+#
+# Usage: scripts/test-kotlin.sh [test-name filter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TOOLS=${FIELDSYNC_TOOLS:-$HOME/.cache/fieldsync-tools}
+KOTLIN_VERSION=2.4.20
+JNA_VERSION=5.13.0
+mkdir -p "$TOOLS"
+
+# kotlinc (the npm package ships the compiler, the stdlib and kotlinx-coroutines).
+KOTLIN_HOME=$TOOLS/node_modules/kotlin-compiler
+if ! grep -qs "\"version\": \"$KOTLIN_VERSION\"" "$KOTLIN_HOME/package.json"; then
+    echo "== installing kotlin-compiler@$KOTLIN_VERSION into $TOOLS"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS" "kotlin-compiler@$KOTLIN_VERSION"
+fi
+KOTLIN_LIB=$KOTLIN_HOME/lib
+
+# JNA, which the generated bindings load the library with; its native part goes
+# into a jar at the path JNA looks for it.
+JNA_JAR=$TOOLS/jna/jna-$JNA_VERSION.jar
+JNA_NATIVE_JAR=$TOOLS/jna/jnidispatch-linux-x86-64.jar
+if [[ ! -f $JNA_JAR || ! -f $JNA_NATIVE_JAR ]]; then
+    echo "== installing JNA $JNA_VERSION (Debian's libjna-java, libjna-jni) into $TOOLS/jna"
+    rm -rf "$TOOLS/jna" && mkdir -p "$TOOLS/jna/deb" "$TOOLS/jna/native/com/sun/jna/linux-x86-64"
+    (cd "$TOOLS/jna/deb" && { apt-get download libjna-java libjna-jni >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download libjna-java libjna-jni; }; })
+    for deb in "$TOOLS"/jna/deb/*.deb; do dpkg-deb -x "$deb" "$TOOLS/jna/root"; done
+    cp "$(find "$TOOLS/jna/root" -name "jna-$JNA_VERSION.jar" | head -1)" "$JNA_JAR"
+    cp "$(find "$TOOLS/jna/root" -name 'libjnidispatch*.so' | head -1)" \
+        "$TOOLS/jna/native/com/sun/jna/linux-x86-64/libjnidispatch.so"
+    (cd "$TOOLS/jna/native" && jar cf "$JNA_NATIVE_JAR" com)
+fi
+
+# The library alone: a workspace-wide build would unify uniffi's `cli` feature into it.
+echo "== cargo build -p fieldsync-ffi"
+cargo build -q -p fieldsync-ffi
+LIB=$ROOT/target/debug/libfieldsync_ffi.so
+
+OUT=$ROOT/target/kotlin
+GEN=$ROOT/target/bindings/kotlin
+rm -rf "$GEN" "$OUT" && mkdir -p "$GEN" "$OUT"
+echo "== generating the Kotlin bindings from $LIB"
+cargo run -q -p uniffi-bindgen -- generate --library "$LIB" --language kotlin --out-dir "$GEN" --no-format
+
+CP=$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar:$JNA_JAR
+echo "== kotlinc"
+"$KOTLIN_HOME/bin/kotlinc" -nowarn -jvm-target 17 -cp "$CP" -d "$OUT/classes" \
+    "$GEN" android/src/main/kotlin android/src/test/kotlin 2>&1 | grep -v '^warning: unable to find kotlin-stdlib' || true
+[[ -f $OUT/classes/dev/fieldsync/FieldSyncTestKt.class ]] || { echo "kotlinc failed" >&2; exit 1; }
+
+echo "== Kotlin tests (JVM $(java -version 2>&1 | head -1))"
+java -Djna.library.path="$ROOT/target/debug" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
+    dev.fieldsync.FieldSyncTestKt "$@"
