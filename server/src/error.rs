@@ -1,0 +1,84 @@
+//! The hub's one error type, and the one place that maps it to HTTP.
+
+use fieldsync_core::protocol::{self, ErrorBody, Refusal};
+
+use crate::store::StoreError;
+
+/// Why the hub refused a request or an admin call. A request that fails
+/// changed nothing (an audit line in `refusals` aside, for [`HubError::Refused`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The body, a change in it or the cursor could not be understood.
+    #[error("{0}")]
+    Malformed(String),
+    /// Over a size limit (compressed body or inflated body).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No token, an unknown one, or a revoked one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed: another project, another device's actor.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such project on this hub.
+    #[error("no project `{0}` on this server; check the project id the app was set up with")]
+    UnknownProject(String),
+    /// No such device (admin calls).
+    #[error("no device `{0}`; list devices to see the ids")]
+    UnknownDevice(String),
+    /// The thing to create exists already (admin calls).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Writes that the rules refuse; nothing of the request was stored.
+    #[error("{} change(s) refused by the project's rules; nothing of this request was stored", .0.len())]
+    Refused(Vec<Refusal>),
+    /// The client speaks another protocol version.
+    #[error(
+        "protocol version {found} is not served here (this server speaks {}); update the app",
+        protocol::PROTOCOL_VERSION
+    )]
+    ProtocolVersion {
+        /// What the request said.
+        found: u16,
+    },
+    /// The storage backend failed.
+    #[error("server storage failed: {0}; try again later")]
+    Storage(#[from] StoreError),
+}
+
+impl From<protocol::ProtocolError> for HubError {
+    fn from(e: protocol::ProtocolError) -> Self {
+        match e {
+            protocol::ProtocolError::TooLarge { .. } => HubError::TooLarge(e.to_string()),
+            _ => HubError::Malformed(format!("{e}; send a deflated postcard SyncRequest (docs/protocol.md)")),
+        }
+    }
+}
+
+impl HubError {
+    /// The HTTP status and the machine-readable code (the `error` of [`ErrorBody`]).
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            HubError::Malformed(_) => (400, "malformed"),
+            HubError::Unauthorized(_) => (401, "unauthorized"),
+            HubError::Forbidden(_) => (403, "forbidden"),
+            HubError::UnknownProject(_) => (404, "unknown_project"),
+            HubError::UnknownDevice(_) => (404, "unknown_device"),
+            HubError::AlreadyExists(_) => (409, "already_exists"),
+            HubError::TooLarge(_) => (413, "too_large"),
+            HubError::Refused(_) => (422, "refused"),
+            HubError::ProtocolVersion { .. } => (426, "protocol_version"),
+            HubError::Storage(_) => (500, "internal"),
+        }
+    }
+
+    /// The JSON body sent with the status.
+    pub fn body(&self) -> ErrorBody {
+        let refusals = match self {
+            HubError::Refused(r) => r.clone(),
+            _ => Vec::new(),
+        };
+        ErrorBody { error: self.status().1.to_owned(), message: self.to_string(), refusals }
+    }
+}

@@ -1,0 +1,624 @@
+//! The hub: the sync protocol over a [`HubStore`], without any HTTP, so the
+//! production logic can be driven in-process (by a simulated network) exactly
+//! as the axum layer in [`crate::http`] drives it.
+//!
+//! A sync round, in order: authenticate the token → check the protocol
+//! version → the project exists and the device's user is a member → bind the
+//! request's actor to the device on first use → decode every uploaded change,
+//! check its actor is this device's, skip those already stored, apply the rest
+//! to the server's copy of each touched section (snapshot + feed rows since),
+//! check the section's project, that every dependency is present, and screen
+//! every new write with [`rules::screen_write`] → store the changes, views and
+//! conflict records in one transaction → answer with what the device lacks
+//! since its cursor, up to its byte budget.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use automerge::{Change, ReadDoc};
+use fieldsync_core::protocol::{
+    self, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
+};
+use fieldsync_core::{ConflictRecord, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, rules};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use crate::cursor::Cursor;
+use crate::error::HubError;
+use crate::sqlite_store::SqliteHubStore;
+use crate::store::{
+    DeviceRecord, DeviceSummary, HubStore, ProjectRecord, ProjectSummary, RoundWrite, SectionWrite, StoreError,
+};
+
+/// A section's loose feed rows past which a round folds it into a new snapshot.
+pub const SNAPSHOT_AFTER: usize = 64;
+/// The largest response budget honoured, whatever a device asks for.
+pub const MAX_RESPONSE_BUDGET: usize = 8 * 1024 * 1024;
+/// How many section ids bootstrapping reads from the store at a time.
+const BOOTSTRAP_BATCH: usize = 32;
+
+/// What enrolling a device returns. The token is shown once: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// The new device's id.
+    pub device_id: String,
+    /// Its bearer token (64 hex characters).
+    pub token: String,
+}
+
+/// The sync hub.
+pub struct Hub {
+    store: Mutex<Box<dyn HubStore>>,
+    live: Mutex<HashMap<String, broadcast::Sender<u64>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of a token, hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the OS has randomness");
+    hex::encode(b)
+}
+
+/// A section being changed by a round.
+struct Touched {
+    doc: SectionDoc,
+    loose: usize,
+    new: Vec<Change>,
+    seen: HashSet<String>,
+}
+
+impl Hub {
+    /// A hub over any store.
+    pub fn new(store: impl HubStore + 'static) -> Hub {
+        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()) }
+    }
+
+    /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Hub, HubError> {
+        Ok(Hub::new(SqliteHubStore::open(dir)?))
+    }
+
+    fn store(&self) -> MutexGuard<'_, Box<dyn HubStore>> {
+        // A panic mid-round dropped its transaction (rolled back): the store is fine.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serve one round: `body` is a deflated postcard [`SyncRequest`]; returns
+    /// the encoded [`SyncResponse`]. Limits are checked before decoding.
+    pub fn sync(&self, bearer_token: &str, body: &[u8], now_ms: u64) -> Result<Vec<u8>, HubError> {
+        if body.len() > protocol::MAX_BODY_BYTES {
+            return Err(HubError::TooLarge(format!(
+                "the body is {} bytes, over the limit of {}; upload fewer changes per round",
+                body.len(),
+                protocol::MAX_BODY_BYTES
+            )));
+        }
+        let mut store = self.store();
+        let device = authenticate(store.as_mut(), bearer_token)?;
+        let request: SyncRequest = protocol::decode(body)?;
+        let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
+        drop(store);
+        if let Some((project, seq)) = notify {
+            self.notify(&project, seq);
+        }
+        Ok(protocol::encode(&response))
+    }
+
+    /// Serve one round from an already decoded request.
+    pub fn sync_request(
+        &self,
+        bearer_token: &str,
+        request: SyncRequest,
+        now_ms: u64,
+    ) -> Result<SyncResponse, HubError> {
+        let mut store = self.store();
+        let device = authenticate(store.as_mut(), bearer_token)?;
+        let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
+        drop(store);
+        if let Some((project, seq)) = notify {
+            self.notify(&project, seq);
+        }
+        Ok(response)
+    }
+
+    /// Check that `bearer_token` may follow `project`'s live channel.
+    pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<(), HubError> {
+        let mut store = self.store();
+        let device = authenticate(store.as_mut(), bearer_token)?;
+        member_project(store.as_mut(), &device, project)?;
+        Ok(())
+    }
+
+    /// Subscribe to `project`'s feed growth: each message is the new highest feed seq.
+    pub fn subscribe(&self, project: &str) -> broadcast::Receiver<u64> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.entry(project.to_owned()).or_insert_with(|| broadcast::channel(16).0).subscribe()
+    }
+
+    fn notify(&self, project: &str, seq: u64) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = live.get(project)
+            && tx.send(seq).is_err()
+        {
+            live.remove(project); // Nobody listens any more.
+        }
+    }
+
+    fn round(
+        &self,
+        store: &mut dyn HubStore,
+        device: &DeviceRecord,
+        request: SyncRequest,
+        now_ms: u64,
+    ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
+        if request.protocol != PROTOCOL_VERSION {
+            return Err(HubError::ProtocolVersion { found: request.protocol });
+        }
+        let project = request.project.as_str();
+        let (record, role) = member_project(store, device, project)?;
+        let cursor = Cursor::parse(&request.cursor)?;
+        if automerge::ActorId::try_from(request.actor.as_str()).is_err() || request.actor.is_empty() {
+            return Err(HubError::Malformed(format!("`{}` is not a hex Automerge actor id", request.actor)));
+        }
+        let bind_actor = match store.actor_device(&request.actor)? {
+            Some(d) if d != device.id => {
+                return Err(HubError::Forbidden(format!(
+                    "actor {} belongs to another device; a device syncs only as its own actor",
+                    request.actor
+                )));
+            }
+            Some(_) => None,
+            None => Some(request.actor.clone()),
+        };
+
+        let mut members = store.roster(project)?;
+        if bind_actor.is_some() {
+            members.push(Member { actor: request.actor.clone(), user: device.user.clone(), role });
+        }
+        let roster = Roster::new(members);
+        let touched = self.apply_upload(store, device, &request, &record.config, &roster, now_ms)?;
+
+        let mut notify = None;
+        if !touched.is_empty() || bind_actor.is_some() {
+            let mut sections = Vec::with_capacity(touched.len());
+            let mut new_changes = 0;
+            for (section, t) in touched {
+                let validated = rules::validate(&t.doc.input(), &roster, &record.config);
+                let conflicts = validated
+                    .conflicts
+                    .iter()
+                    .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)))
+                    .collect::<Result<Vec<_>, serde_json::Error>>()
+                    .map_err(StoreError::from)?;
+                let snapshot = (t.loose + t.new.len() > SNAPSHOT_AFTER).then(|| t.doc.save());
+                new_changes += t.new.len();
+                sections.push(SectionWrite {
+                    section,
+                    changes: t.new.into_iter().map(|mut c| (c.hash().to_string(), c.bytes().to_vec())).collect(),
+                    view: serde_json::to_string(&validated.view).map_err(StoreError::from)?,
+                    conflicts,
+                    snapshot,
+                });
+            }
+            let write = RoundWrite {
+                project: project.to_owned(),
+                device: device.id.clone(),
+                user: device.user.clone(),
+                bind_actor,
+                now_ms,
+                sections,
+            };
+            let max = store.commit_round(&write).map_err(|e| match e {
+                StoreError::ActorTaken { actor } => {
+                    HubError::Forbidden(format!("actor {actor} belongs to another device"))
+                }
+                e => HubError::Storage(e),
+            })?;
+            if new_changes > 0 {
+                notify = Some((project.to_owned(), max));
+            }
+        }
+
+        let budget = match request.response_budget as usize {
+            0 => protocol::DEFAULT_RESPONSE_BUDGET as usize,
+            b => b.min(MAX_RESPONSE_BUDGET),
+        };
+        let mut response = SyncResponse {
+            server_time_ms: now_ms,
+            changes: Vec::new(),
+            documents: Vec::new(),
+            cursor: String::new(),
+            more: false,
+            roster: None,
+        };
+        let record = store.project(project)?.unwrap_or(record);
+        if request.roster_version != record.roster_version {
+            response.roster = Some(RosterUpdate {
+                version: record.roster_version,
+                members: store.roster(project)?,
+                config: record.config,
+            });
+        }
+        let (after, used) = match cursor {
+            Cursor::Start => {
+                let seq = store.feed_max(project)?;
+                self.bootstrap(store, project, seq, String::new(), budget, &mut response)?
+            }
+            Cursor::Bootstrap { seq, after } => self.bootstrap(store, project, seq, after, budget, &mut response)?,
+            Cursor::Changes(seq) => (Some(seq), 0),
+        };
+        if let Some(after) = after {
+            self.changes(store, project, &device.id, after, budget.saturating_sub(used), used == 0, &mut response)?;
+        }
+        Ok((response, notify))
+    }
+
+    /// Decode, check and apply the upload to the server's documents, without
+    /// storing anything. Returns the touched sections with their new changes.
+    fn apply_upload(
+        &self,
+        store: &mut dyn HubStore,
+        device: &DeviceRecord,
+        request: &SyncRequest,
+        config: &ProjectConfig,
+        roster: &Roster,
+        now_ms: u64,
+    ) -> Result<BTreeMap<String, Touched>, HubError> {
+        let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
+        let mut own_actors: HashSet<String> = HashSet::from([request.actor.clone()]);
+        for batch in &request.upload {
+            if batch.section.is_empty() {
+                return Err(HubError::Malformed("a batch names no section".into()));
+            }
+            for bytes in &batch.changes {
+                let change = Change::from_bytes(bytes.clone()).map_err(|e| {
+                    HubError::Malformed(format!(
+                        "a change of section {} is not an Automerge change ({e}); it cannot be stored",
+                        batch.section
+                    ))
+                })?;
+                let actor = change.actor_id().to_hex_string();
+                if !own_actors.contains(&actor) {
+                    match store.actor_device(&actor)? {
+                        Some(d) if d == device.id => {
+                            own_actors.insert(actor);
+                        }
+                        _ => {
+                            return Err(HubError::Forbidden(format!(
+                                "change {} of section {} was made by actor {actor}, which is not this device's; \
+                                 a device uploads only its own changes",
+                                change.hash(),
+                                batch.section
+                            )));
+                        }
+                    }
+                }
+                let hash = change.hash().to_string();
+                if store.has_change(&batch.section, &hash)? {
+                    continue; // Sent before: harmless.
+                }
+                let t = match touched.entry(batch.section.clone()) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let (doc, loose) = match store.section(&batch.section)? {
+                            Some(s) if s.project != request.project => {
+                                return Err(HubError::Forbidden(format!(
+                                    "section {} belongs to another project than {}",
+                                    batch.section, request.project
+                                )));
+                            }
+                            Some(s) => {
+                                let doc = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes).map_err(|e| {
+                                    HubError::Storage(StoreError::Io(std::io::Error::other(format!(
+                                        "stored section {} unreadable: {e}",
+                                        batch.section
+                                    ))))
+                                })?;
+                                (doc, s.changes.len())
+                            }
+                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0),
+                        };
+                        v.insert(Touched { doc, loose, new: Vec::new(), seen: HashSet::new() })
+                    }
+                };
+                if t.seen.insert(hash) {
+                    t.new.push(change);
+                }
+            }
+        }
+
+        let mut refusals = Vec::new();
+        for (section, t) in &mut touched {
+            let malformed = |what: String| HubError::Malformed(format!("section {section}: {what}"));
+            t.doc
+                .apply_changes(t.new.clone())
+                .map_err(|e| malformed(format!("the changes do not apply ({e}); they cannot be stored")))?;
+            let missing = t.doc.automerge().get_missing_deps(&[]);
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                return Err(malformed(format!(
+                    "changes depend on {} which the server does not have; upload them in the same or an earlier round",
+                    list.join(", ")
+                )));
+            }
+            t.doc
+                .check_section()
+                .map_err(|e| malformed(format!("{e}; only FieldSync section documents are synced")))?;
+            if t.doc.id() != *section {
+                return Err(malformed(format!(
+                    "the document's id is `{}`, not the section it was sent as",
+                    t.doc.id()
+                )));
+            }
+            if t.doc.project() != request.project {
+                return Err(HubError::Forbidden(format!(
+                    "section {section} belongs to project `{}`, not `{}`",
+                    t.doc.project(),
+                    request.project
+                )));
+            }
+            let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
+            for edit in t.doc.edits().iter().filter(|e| new.contains(&e.change_hash)) {
+                if let Err((rule, reason)) = rules::screen_write(edit, roster, config) {
+                    refusals.push(Refusal {
+                        section: section.clone(),
+                        hash: edit.change_hash.clone(),
+                        rule: Some(rule.as_str().to_owned()),
+                        reason,
+                    });
+                }
+            }
+        }
+        if !refusals.is_empty() {
+            store.record_refusals(&request.project, &device.id, &refusals, now_ms)?;
+            return Err(HubError::Refused(refusals));
+        }
+        Ok(touched)
+    }
+
+    /// Whole documents after `after`, up to `budget` bytes. Returns where the
+    /// feed is to continue (None: more documents remain) and the bytes used.
+    fn bootstrap(
+        &self,
+        store: &mut dyn HubStore,
+        project: &str,
+        seq: u64,
+        mut after: String,
+        budget: usize,
+        response: &mut SyncResponse,
+    ) -> Result<(Option<u64>, usize), HubError> {
+        let mut used = 0;
+        loop {
+            let ids = store.sections_after(project, &after, BOOTSTRAP_BATCH)?;
+            if ids.is_empty() {
+                return Ok((Some(seq), used));
+            }
+            for id in ids {
+                let Some(s) = store.section(&id)? else { continue };
+                let document = match (s.snapshot, s.changes.is_empty()) {
+                    (Some(snapshot), true) => snapshot,
+                    (snapshot, _) => SectionDoc::from_parts(snapshot.as_deref(), &s.changes)
+                        .map_err(|e| {
+                            HubError::Storage(StoreError::Io(std::io::Error::other(format!(
+                                "stored section {id} unreadable: {e}"
+                            ))))
+                        })?
+                        .save(),
+                };
+                if !response.documents.is_empty() && used + document.len() > budget {
+                    response.cursor = Cursor::Bootstrap { seq, after }.to_string();
+                    response.more = true;
+                    return Ok((None, used));
+                }
+                used += document.len();
+                response.documents.push(SectionDocument { section: id.clone(), document });
+                after = id;
+            }
+        }
+    }
+
+    /// Feed rows after `after` from other devices, up to `budget` bytes
+    /// (at least one if `at_least_one`), grouped by section in feed order.
+    #[allow(clippy::too_many_arguments)]
+    fn changes(
+        &self,
+        store: &mut dyn HubStore,
+        project: &str,
+        device: &str,
+        after: u64,
+        budget: usize,
+        at_least_one: bool,
+        response: &mut SyncResponse,
+    ) -> Result<(), HubError> {
+        let mut page = store.feed_page(project, after, device, budget)?;
+        if !at_least_one && page.rows.first().is_some_and(|r| r.bytes.len() > budget) {
+            page.rows.clear();
+            page.more = true;
+        }
+        let last = page.rows.last().map_or(after, |r| r.seq);
+        response.more = page.more;
+        response.cursor =
+            if page.more { Cursor::Changes(last) } else { Cursor::Changes(store.feed_max(project)?.max(last)) }
+                .to_string();
+        let mut order: Vec<String> = Vec::new();
+        let mut by_section: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        for row in page.rows {
+            if !by_section.contains_key(&row.section) {
+                order.push(row.section.clone());
+            }
+            by_section.entry(row.section).or_default().push(row.bytes);
+        }
+        for section in order {
+            let changes = by_section.remove(&section).unwrap_or_default();
+            response.changes.push(SectionBatch { section, changes });
+        }
+        Ok(())
+    }
+
+    // ---- admin ----
+
+    /// Create a project.
+    pub fn create_project(&self, id: &str, config: ProjectConfig) -> Result<(), HubError> {
+        if id.is_empty() || id.trim() != id {
+            return Err(HubError::Malformed(format!("`{id}` is not a usable project id")));
+        }
+        if !self.store().create_project(id, &config)? {
+            return Err(HubError::AlreadyExists(format!("project `{id}` exists already")));
+        }
+        Ok(())
+    }
+
+    /// Replace a project's rule configuration (every view is recomputed).
+    pub fn set_config(&self, project: &str, config: ProjectConfig) -> Result<(), HubError> {
+        let mut store = self.store();
+        if !store.set_config(project, &config)? {
+            return Err(HubError::UnknownProject(project.to_owned()));
+        }
+        revalidate(store.as_mut(), project)
+    }
+
+    /// Make `user` a member of `project` with `role` (or change their role).
+    pub fn add_member(&self, project: &str, user: &str, role: Role) -> Result<(), HubError> {
+        if user.is_empty() {
+            return Err(HubError::Malformed("a member needs a user name".into()));
+        }
+        let mut store = self.store();
+        if store.project(project)?.is_none() {
+            return Err(HubError::UnknownProject(project.to_owned()));
+        }
+        store.put_member(project, user, role)?;
+        revalidate(store.as_mut(), project)
+    }
+
+    /// Remove `user` from `project`: their devices can no longer sync it.
+    pub fn remove_member(&self, project: &str, user: &str) -> Result<(), HubError> {
+        let mut store = self.store();
+        if store.project(project)?.is_none() {
+            return Err(HubError::UnknownProject(project.to_owned()));
+        }
+        store.remove_member(project, user)?;
+        revalidate(store.as_mut(), project)
+    }
+
+    /// Enroll a device for `user`; the token in the answer is shown only once.
+    pub fn enroll_device(&self, user: &str, device_name: &str) -> Result<Enrollment, HubError> {
+        if user.is_empty() {
+            return Err(HubError::Malformed("a device needs a user".into()));
+        }
+        let token = random_hex(32);
+        let device = DeviceRecord {
+            id: random_hex(16),
+            user: user.to_owned(),
+            name: device_name.to_owned(),
+            created_ms: crate::now_ms(),
+            revoked_ms: None,
+        };
+        self.store().create_device(&device, &token_hash(&token))?;
+        Ok(Enrollment { device_id: device.id, token })
+    }
+
+    /// Revoke a device: its token stops working at once. Its past changes stay.
+    pub fn revoke_device(&self, device_id: &str) -> Result<(), HubError> {
+        if !self.store().revoke_device(device_id, crate::now_ms())? {
+            return Err(HubError::UnknownDevice(device_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Every project with its members.
+    pub fn list_projects(&self) -> Result<Vec<ProjectSummary>, HubError> {
+        Ok(self.store().list_projects()?)
+    }
+
+    /// Every device with its actors.
+    pub fn list_devices(&self) -> Result<Vec<DeviceSummary>, HubError> {
+        Ok(self.store().list_devices()?)
+    }
+
+    /// The server's validated view of a section.
+    pub fn section_view(&self, section: &str) -> Result<Option<SectionView>, HubError> {
+        match self.store().section_view(section)? {
+            Some(json) => Ok(Some(serde_json::from_str(&json).map_err(StoreError::from)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The server's conflict records of a project (the audit of rule decisions).
+    pub fn conflicts(&self, project: &str) -> Result<Vec<ConflictRecord>, HubError> {
+        let rows = self.store().conflicts(project)?;
+        rows.iter().map(|j| Ok(serde_json::from_str(j).map_err(StoreError::from)?)).collect()
+    }
+
+    /// The project's current roster (actor → user → role).
+    pub fn roster(&self, project: &str) -> Result<Vec<Member>, HubError> {
+        Ok(self.store().roster(project)?)
+    }
+}
+
+fn authenticate(store: &mut dyn HubStore, token: &str) -> Result<DeviceRecord, HubError> {
+    if token.is_empty() {
+        return Err(HubError::Unauthorized(
+            "no device token; send `Authorization: Bearer <token>` with the token from enrollment".into(),
+        ));
+    }
+    match store.device_by_token_hash(&token_hash(token))? {
+        None => Err(HubError::Unauthorized("unknown device token; enroll the device again".into())),
+        Some(d) if d.revoked_ms.is_some() => {
+            Err(HubError::Unauthorized(format!("device {} was revoked; ask an administrator to enroll it again", d.id)))
+        }
+        Some(d) => Ok(d),
+    }
+}
+
+fn member_project(
+    store: &mut dyn HubStore,
+    device: &DeviceRecord,
+    project: &str,
+) -> Result<(ProjectRecord, Role), HubError> {
+    let record = store.project(project)?.ok_or_else(|| HubError::UnknownProject(project.to_owned()))?;
+    let role = store.member_role(project, &device.user)?.ok_or_else(|| {
+        HubError::Forbidden(format!(
+            "user `{}` is not a member of project `{project}`; ask an administrator to add them",
+            device.user
+        ))
+    })?;
+    Ok((record, role))
+}
+
+/// Recompute every section view and conflict set of a project (after its
+/// roster or config changed), one document at a time.
+fn revalidate(store: &mut dyn HubStore, project: &str) -> Result<(), HubError> {
+    let Some(record) = store.project(project)? else { return Ok(()) };
+    let roster = Roster::new(store.roster(project)?);
+    let mut after = String::new();
+    loop {
+        let ids = store.sections_after(project, &after, BOOTSTRAP_BATCH)?;
+        let Some(last) = ids.last().cloned() else { return Ok(()) };
+        for id in ids {
+            let Some(s) = store.section(&id)? else { continue };
+            let Ok(doc) = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes) else { continue };
+            let validated = rules::validate(&doc.input(), &roster, &record.config);
+            let conflicts = validated
+                .conflicts
+                .iter()
+                .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)))
+                .collect::<Result<Vec<_>, serde_json::Error>>()
+                .map_err(StoreError::from)?;
+            let view = serde_json::to_string(&validated.view).map_err(StoreError::from)?;
+            store.put_view(&id, &view, &conflicts)?;
+        }
+        after = last;
+    }
+}

@@ -1,0 +1,62 @@
+//! FieldSync's sync hub: it authenticates devices, keeps each project's
+//! change feed, screens every upload with the same rules code as the phones,
+//! answers a device's round with what it lacks, and tells online devices
+//! when there is something new.
+//!
+//! Module guide:
+//! - [`hub`]: [`Hub`], the protocol over a store, callable in-process (a
+//!   simulated network drives exactly this code), plus the admin calls.
+//! - [`store`], [`sqlite_store`], [`schema`]: the [`HubStore`] trait and its
+//!   embedded SQLite backend (`<data dir>/hub.db`).
+//! - [`http`]: the axum routes and [`serve`] with graceful shutdown.
+//! - [`error`]: [`HubError`] and its one mapping to HTTP statuses.
+//! - [`cursor`]: the opaque feed cursor devices send back.
+//!
+//! ```
+//! use fieldsync_core::protocol::{self, PROTOCOL_VERSION, SyncRequest, SyncResponse};
+//! use fieldsync_core::{ProjectConfig, Role};
+//! use fieldsync_server::Hub;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let hub = Hub::open(dir.path()).unwrap();
+//! hub.create_project("p1", ProjectConfig::default()).unwrap();
+//! hub.add_member("p1", "olga", Role::Office).unwrap();
+//! let phone = hub.enroll_device("olga", "Olga's phone").unwrap();
+//! let request = SyncRequest {
+//!     protocol: PROTOCOL_VERSION,
+//!     project: "p1".into(),
+//!     actor: "0a0b0c0d".into(),
+//!     cursor: String::new(),
+//!     roster_version: 0,
+//!     response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
+//!     upload: vec![],
+//! };
+//! let body = hub.sync(&phone.token, &protocol::encode(&request), 1_700_000_000_000).unwrap();
+//! let response: SyncResponse = protocol::decode(&body).unwrap();
+//! // The first round binds the device's actor and brings the roster: the device learns its role.
+//! let roster = response.roster.unwrap();
+//! assert_eq!((roster.members[0].actor.as_str(), roster.members[0].role), ("0a0b0c0d", Role::Office));
+//! assert_eq!(response.cursor, "c:0");
+//! ```
+
+pub mod cursor;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod schema;
+pub mod sqlite_store;
+pub mod store;
+
+pub use error::HubError;
+pub use http::{router, serve};
+pub use hub::{Enrollment, Hub, token_hash};
+pub use sqlite_store::SqliteHubStore;
+pub use store::{
+    DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
+    SectionWrite, StoreError, StoredSection,
+};
+
+/// The wall clock, ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

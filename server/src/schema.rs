@@ -1,0 +1,101 @@
+//! The hub database's schema as code: the current version and the ladder of
+//! upgrades to it, run in one IMMEDIATE transaction; a newer database is
+//! refused untouched.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// Schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Each step upgrades from its index to the next version.
+const UPGRADES: [&str; 1] = [
+    // 0 → 1
+    "CREATE TABLE projects (
+         id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
+     CREATE TABLE members (
+         project TEXT NOT NULL REFERENCES projects (id), user TEXT NOT NULL, role TEXT NOT NULL,
+         PRIMARY KEY (project, user)) STRICT;
+     CREATE INDEX members_by_user ON members (user);
+     -- Only the SHA-256 of a token is kept.
+     CREATE TABLE devices (
+         id TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+         created_ms INTEGER NOT NULL, revoked_ms INTEGER) STRICT;
+     CREATE INDEX devices_by_user ON devices (user);
+     -- Each Automerge actor belongs to the device that first used it.
+     CREATE TABLE actors (
+         actor TEXT PRIMARY KEY, device TEXT NOT NULL REFERENCES devices (id), bound_ms INTEGER NOT NULL) STRICT;
+     CREATE INDEX actors_by_device ON actors (device);
+     -- The per-project change feed; a change is stored once per section.
+     CREATE TABLE feed (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, section TEXT NOT NULL,
+         hash TEXT NOT NULL, device TEXT NOT NULL, bytes BLOB NOT NULL,
+         UNIQUE (section, hash)) STRICT;
+     CREATE INDEX feed_by_project ON feed (project, seq);
+     CREATE INDEX feed_by_section ON feed (section, seq);
+     -- Documents: a snapshot covering the feed up to snapshot_seq, and the validated view.
+     CREATE TABLE sections (
+         id TEXT PRIMARY KEY, project TEXT NOT NULL, snapshot BLOB, snapshot_seq INTEGER NOT NULL,
+         view TEXT NOT NULL) STRICT;
+     CREATE INDEX sections_by_project ON sections (project, id);
+     -- The audit of rule decisions, materialized per section like the view.
+     CREATE TABLE conflicts (
+         id TEXT PRIMARY KEY, project TEXT NOT NULL, section TEXT NOT NULL, record TEXT NOT NULL) STRICT;
+     CREATE INDEX conflicts_by_section ON conflicts (section);
+     CREATE INDEX conflicts_by_project ON conflicts (project, section, id);
+     -- Uploads the rules refused (their data was not stored).
+     CREATE TABLE refusals (
+         id INTEGER PRIMARY KEY, project TEXT NOT NULL, device TEXT NOT NULL, section TEXT NOT NULL,
+         hash TEXT NOT NULL, rule TEXT, reason TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;",
+];
+
+/// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found, supported: SCHEMA_VERSION });
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if found < SCHEMA_VERSION {
+        let tx = Transaction::new(conn, TransactionBehavior::Immediate)?;
+        upgrade_between(&tx, found, SCHEMA_VERSION)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn upgrade_between(tx: &Transaction<'_>, from: i64, to: i64) -> Result<(), rusqlite::Error> {
+    for step in &UPGRADES[from as usize..to as usize] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let mut conn = Connection::open(&path).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::NewerSchema { .. })));
+        drop(conn);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn migrating_twice_is_harmless() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,421 @@
+//! The embedded default backend: one SQLite file, `<data dir>/hub.db`, in WAL
+//! mode with `synchronous = FULL`, so a round acknowledged to a device has
+//! reached the disk.
+
+use std::path::Path;
+
+use fieldsync_core::protocol::Refusal;
+use fieldsync_core::{Member, ProjectConfig, Role};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::schema;
+use crate::store::{
+    DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
+    StoreError, StoredSection,
+};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "hub.db";
+
+/// The hub's SQLite store.
+#[derive(Debug)]
+pub struct SqliteHubStore {
+    conn: Connection,
+}
+
+fn role(s: &str) -> Result<Role, rusqlite::Error> {
+    s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+impl SqliteHubStore {
+    /// Open (creating or upgrading) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<SqliteHubStore, StoreError> {
+        std::fs::create_dir_all(dir.as_ref())?;
+        Self::open_file(&dir.as_ref().join(DB_FILE))
+    }
+
+    /// Open (creating or upgrading) the store in the file `path`.
+    pub fn open_file(path: &Path) -> Result<SqliteHubStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn)?;
+        Ok(SqliteHubStore { conn })
+    }
+
+    fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?)
+    }
+}
+
+fn bump_user_projects(tx: &Transaction<'_>, user: &str) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "UPDATE projects SET roster_version = roster_version + 1
+         WHERE id IN (SELECT project FROM members WHERE user = ?1)",
+    )?
+    .execute([user])?;
+    Ok(())
+}
+
+fn bump_project(tx: &Transaction<'_>, project: &str) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("UPDATE projects SET roster_version = roster_version + 1 WHERE id = ?1")?.execute([project])?;
+    Ok(())
+}
+
+impl HubStore for SqliteHubStore {
+    fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, user, name, created_ms, revoked_ms FROM devices WHERE token_hash = ?1")?
+            .query_row([token_hash], |r| {
+                Ok(DeviceRecord {
+                    id: r.get(0)?,
+                    user: r.get(1)?,
+                    name: r.get(2)?,
+                    created_ms: r.get::<_, i64>(3)? as u64,
+                    revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                })
+            })
+            .optional()?)
+    }
+
+    fn project(&mut self, id: &str) -> Result<Option<ProjectRecord>, StoreError> {
+        let row: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT config, roster_version FROM projects WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((config, v)) => Ok(Some(ProjectRecord {
+                id: id.to_owned(),
+                config: serde_json::from_str(&config)?,
+                roster_version: v as u64,
+            })),
+        }
+    }
+
+    fn member_role(&mut self, project: &str, user: &str) -> Result<Option<Role>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT role FROM members WHERE project = ?1 AND user = ?2")?
+            .query_row([project, user], |r| role(&r.get::<_, String>(0)?))
+            .optional()?)
+    }
+
+    fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT device FROM actors WHERE actor = ?1")?
+            .query_row([actor], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
+        // Revoked devices stay in: their past writes keep their author's role.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.actor, m.user, m.role FROM members m
+             JOIN devices d ON d.user = m.user JOIN actors a ON a.device = d.id
+             WHERE m.project = ?1 ORDER BY a.actor",
+        )?;
+        let rows = stmt.query_map([project], |r| {
+            Ok(Member { actor: r.get(0)?, user: r.get(1)?, role: role(&r.get::<_, String>(2)?)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM feed WHERE section = ?1 AND hash = ?2")?
+            .query_row([section, hash], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError> {
+        let head: Option<(String, Option<Vec<u8>>, i64)> = self
+            .conn
+            .prepare_cached("SELECT project, snapshot, snapshot_seq FROM sections WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((project, snapshot, snapshot_seq)) = head else { return Ok(None) };
+        let mut stmt =
+            self.conn.prepare_cached("SELECT bytes FROM feed WHERE section = ?1 AND seq > ?2 ORDER BY seq")?;
+        let changes = stmt.query_map(params![id, snapshot_seq], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes }))
+    }
+
+    fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
+        let tx = self.tx()?;
+        if let Some(actor) = &write.bind_actor {
+            tx.prepare_cached(
+                "INSERT INTO actors (actor, device, bound_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![actor, write.device, write.now_ms as i64])?;
+            let bound: String = tx.query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| r.get(0))?;
+            if bound != write.device {
+                return Err(StoreError::ActorTaken { actor: actor.clone() });
+            }
+            bump_user_projects(&tx, &write.user)?;
+        }
+        for s in &write.sections {
+            {
+                let mut insert = tx.prepare_cached(
+                    // Not `ON CONFLICT DO NOTHING`: that would still use up a seq.
+                    "INSERT INTO feed (project, section, hash, device, bytes)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = ?2 AND hash = ?3)",
+                )?;
+                for (hash, bytes) in &s.changes {
+                    insert.execute(params![write.project, s.section, hash, write.device, bytes])?;
+                }
+            }
+            let (snapshot, snapshot_seq): (Option<&[u8]>, i64) = match &s.snapshot {
+                Some(bytes) => {
+                    let seq: i64 = tx
+                        .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE section = ?1")?
+                        .query_row([&s.section], |r| r.get(0))?;
+                    (Some(bytes.as_slice()), seq)
+                }
+                None => (None, 0),
+            };
+            if snapshot.is_some() {
+                tx.prepare_cached(
+                    "INSERT INTO sections (id, project, snapshot, snapshot_seq, view) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET snapshot = ?3, snapshot_seq = ?4, view = ?5",
+                )?
+                .execute(params![s.section, write.project, snapshot, snapshot_seq, s.view])?;
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO sections (id, project, snapshot, snapshot_seq, view) VALUES (?1, ?2, NULL, 0, ?3)
+                     ON CONFLICT (id) DO UPDATE SET view = ?3",
+                )?
+                .execute(params![s.section, write.project, s.view])?;
+            }
+            replace_conflicts(&tx, &write.project, &s.section, &s.conflicts)?;
+        }
+        let max: i64 = tx
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE project = ?1")?
+            .query_row([&write.project], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(max as u64)
+    }
+
+    fn record_refusals(
+        &mut self,
+        project: &str,
+        device: &str,
+        refusals: &[Refusal],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO refusals (project, device, section, hash, rule, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in refusals {
+                stmt.execute(params![project, device, r.section, r.hash, r.rule, r.reason, now_ms as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn feed_page(
+        &mut self,
+        project: &str,
+        after: u64,
+        exclude_device: &str,
+        budget: usize,
+    ) -> Result<FeedPage, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, section, bytes FROM feed WHERE project = ?1 AND seq > ?2 AND device != ?3 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![project, after as i64, exclude_device])?;
+        let mut page = FeedPage::default();
+        let mut used = 0usize;
+        while let Some(r) = rows.next()? {
+            let bytes: Vec<u8> = r.get(2)?;
+            if !page.rows.is_empty() && used + bytes.len() > budget {
+                page.more = true;
+                break;
+            }
+            used += bytes.len();
+            page.rows.push(FeedRow { seq: r.get::<_, i64>(0)? as u64, section: r.get(1)?, bytes });
+        }
+        Ok(page)
+    }
+
+    fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {
+        let max: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE project = ?1")?
+            .query_row([project], |r| r.get(0))?;
+        Ok(max as u64)
+    }
+
+    fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id FROM sections WHERE project = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
+        let ids = stmt.query_map(params![project, after, limit as i64], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    fn section_view(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT view FROM sections WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn conflicts(&mut self, project: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT record FROM conflicts WHERE project = ?1 ORDER BY section, id")?;
+        let rows = stmt.query_map([project], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        let project: String = tx.query_row("SELECT project FROM sections WHERE id = ?1", [section], |r| r.get(0))?;
+        tx.execute("UPDATE sections SET view = ?2 WHERE id = ?1", params![section, view])?;
+        replace_conflicts(&tx, &project, section, conflicts)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let n = tx.execute(
+            "INSERT INTO projects (id, config, roster_version) VALUES (?1, ?2, 1) ON CONFLICT DO NOTHING",
+            params![id, serde_json::to_string(config)?],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn set_config(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let n = tx.execute(
+            "UPDATE projects SET config = ?2, roster_version = roster_version + 1 WHERE id = ?1",
+            params![id, serde_json::to_string(config)?],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO members (project, user, role) VALUES (?1, ?2, ?3)
+             ON CONFLICT (project, user) DO UPDATE SET role = ?3",
+            params![project, user, role.as_str()],
+        )?;
+        bump_project(&tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let n = tx.execute("DELETE FROM members WHERE project = ?1 AND user = ?2", params![project, user])?;
+        bump_project(&tx, project)?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO devices (id, user, name, token_hash, created_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            params![device.id, device.user, device.name, token_hash, device.created_ms as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let found = tx.query_row("SELECT 1 FROM devices WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some();
+        tx.execute(
+            "UPDATE devices SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now_ms as i64],
+        )?;
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError> {
+        let rows: Vec<(String, String, i64)> = self
+            .conn
+            .prepare("SELECT id, config, roster_version FROM projects ORDER BY id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, config, roster_version) in rows {
+            let members = self
+                .conn
+                .prepare_cached("SELECT user, role FROM members WHERE project = ?1 ORDER BY user")?
+                .query_map([&id], |r| Ok(MemberSummary { user: r.get(0)?, role: role(&r.get::<_, String>(1)?)? }))?
+                .collect::<Result<_, _>>()?;
+            let sections: i64 =
+                self.conn.query_row("SELECT count(*) FROM sections WHERE project = ?1", [&id], |r| r.get(0))?;
+            let changes: i64 =
+                self.conn.query_row("SELECT count(*) FROM feed WHERE project = ?1", [&id], |r| r.get(0))?;
+            out.push(ProjectSummary {
+                config: serde_json::from_str(&config)?,
+                id,
+                roster_version: roster_version as u64,
+                members,
+                sections: sections as u64,
+                changes: changes as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
+        let devices: Vec<DeviceRecord> = self
+            .conn
+            .prepare("SELECT id, user, name, created_ms, revoked_ms FROM devices ORDER BY user, id")?
+            .query_map([], |r| {
+                Ok(DeviceRecord {
+                    id: r.get(0)?,
+                    user: r.get(1)?,
+                    name: r.get(2)?,
+                    created_ms: r.get::<_, i64>(3)? as u64,
+                    revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(devices.len());
+        for device in devices {
+            let actors = self
+                .conn
+                .prepare_cached("SELECT actor FROM actors WHERE device = ?1 ORDER BY actor")?
+                .query_map([&device.id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            out.push(DeviceSummary { device, actors });
+        }
+        Ok(out)
+    }
+}
+
+fn replace_conflicts(
+    tx: &Transaction<'_>,
+    project: &str,
+    section: &str,
+    conflicts: &[(String, String)],
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("DELETE FROM conflicts WHERE section = ?1")?.execute([section])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO conflicts (id, project, section, record) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET record = ?4",
+    )?;
+    for (id, record) in conflicts {
+        stmt.execute(params![id, project, section, record])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The storage the hub runs on, as a trait: [`crate::SqliteHubStore`] is the
+//! embedded default; a PostgreSQL backend implements the same trait.
+//!
+//! The hub calls a store from one thread at a time (it holds it behind a
+//! mutex), reads what it needs, decides, then hands every write of a sync
+//! round to [`HubStore::commit_round`], which must apply all of it or none of
+//! it. A backend shared by several hub processes must also make
+//! `commit_round` safe against the others: re-check the actor binding inside
+//! its transaction (as the SQLite one does) and serialize writers per project
+//! so that a section's snapshot never claims rows it has not folded.
+
+use fieldsync_core::{Member, ProjectConfig, Role};
+use serde::{Deserialize, Serialize};
+
+/// Errors of a storage backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON value could not be read back.
+    #[error("stored value unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The database was written by a newer server.
+    #[error("the hub database has schema version {found}, newer than this server's {supported}; run a newer server")]
+    NewerSchema {
+        /// Its version.
+        found: i64,
+        /// Ours.
+        supported: i64,
+    },
+    /// The data directory could not be used.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// While committing, the actor turned out to be bound to another device.
+    #[error("actor {actor} is bound to another device")]
+    ActorTaken {
+        /// The actor.
+        actor: String,
+    },
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Its id (random hex).
+    pub id: String,
+    /// The person it belongs to.
+    pub user: String,
+    /// A name to recognize it by ("Tina's phone").
+    pub name: String,
+    /// When it was enrolled, ms since the epoch.
+    pub created_ms: u64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<u64>,
+}
+
+/// A project as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    /// Its id.
+    pub id: String,
+    /// The rules' configuration.
+    pub config: ProjectConfig,
+    /// Bumped whenever members, actor bindings of members' devices, or config change.
+    pub roster_version: u64,
+}
+
+/// What the store holds of one section document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSection {
+    /// The project it belongs to.
+    pub project: String,
+    /// `Automerge::save` of the document up to `snapshot_seq`, if any.
+    pub snapshot: Option<Vec<u8>>,
+    /// Feed seq the snapshot covers (0: none).
+    pub snapshot_seq: u64,
+    /// The section's feed rows after `snapshot_seq`, in feed order.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// One row of a project's change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    /// Position in the feed.
+    pub seq: u64,
+    /// Section of the change.
+    pub section: String,
+    /// Raw Automerge change.
+    pub bytes: Vec<u8>,
+}
+
+/// A page of the feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    /// Rows in feed order.
+    pub rows: Vec<FeedRow>,
+    /// Whether rows remain after the last one (the budget was reached).
+    pub more: bool,
+}
+
+/// Everything a sync round writes about one section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionWrite {
+    /// Section id.
+    pub section: String,
+    /// New changes: (hex hash, raw bytes), in the order to append them.
+    pub changes: Vec<(String, Vec<u8>)>,
+    /// The validated view as JSON.
+    pub view: String,
+    /// Conflict records: (id, record JSON); they replace the section's previous ones.
+    pub conflicts: Vec<(String, String)>,
+    /// A new snapshot covering every row of the section, this round's included.
+    pub snapshot: Option<Vec<u8>>,
+}
+
+/// Everything one sync round writes, applied all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundWrite {
+    /// The project.
+    pub project: String,
+    /// The uploading device.
+    pub device: String,
+    /// Its user (whose projects' roster versions a new binding bumps).
+    pub user: String,
+    /// An actor to bind to the device (first use).
+    pub bind_actor: Option<String>,
+    /// Server time.
+    pub now_ms: u64,
+    /// Per-section writes.
+    pub sections: Vec<SectionWrite>,
+}
+
+/// A project with its members, for the admin CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectSummary {
+    /// Its id.
+    pub id: String,
+    /// The rules' configuration.
+    pub config: ProjectConfig,
+    /// Current roster version.
+    pub roster_version: u64,
+    /// Users and roles, ordered by user.
+    pub members: Vec<MemberSummary>,
+    /// Number of sections.
+    pub sections: u64,
+    /// Number of changes in its feed.
+    pub changes: u64,
+}
+
+/// A member of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSummary {
+    /// The user.
+    pub user: String,
+    /// Their role.
+    pub role: Role,
+}
+
+/// A device with the actors bound to it, for the admin CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// The device.
+    #[serde(flatten)]
+    pub device: DeviceRecord,
+    /// Automerge actors bound to it.
+    pub actors: Vec<String>,
+}
+
+/// The hub's storage.
+pub trait HubStore: Send {
+    /// The device whose token hashes to `token_hash` (revoked ones included).
+    fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError>;
+    /// A project.
+    fn project(&mut self, id: &str) -> Result<Option<ProjectRecord>, StoreError>;
+    /// `user`'s role in `project`, if a member.
+    fn member_role(&mut self, project: &str, user: &str) -> Result<Option<Role>, StoreError>;
+    /// The device an actor is bound to.
+    fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError>;
+    /// The project's roster: every actor bound to a device of a member, ordered by actor.
+    fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError>;
+    /// Whether the change is stored for the section.
+    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError>;
+    /// A section's stored document.
+    fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError>;
+    /// Apply one round's writes in one transaction, all or nothing; returns
+    /// the project's feed max seq afterwards.
+    fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError>;
+    /// Keep an audit line for each refused change (outside any round's data).
+    fn record_refusals(
+        &mut self,
+        project: &str,
+        device: &str,
+        refusals: &[fieldsync_core::protocol::Refusal],
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Feed rows of `project` after `after`, not uploaded by `exclude_device`,
+    /// up to `budget` bytes of change (at least one row if any).
+    fn feed_page(
+        &mut self,
+        project: &str,
+        after: u64,
+        exclude_device: &str,
+        budget: usize,
+    ) -> Result<FeedPage, StoreError>;
+    /// The project's highest feed seq (0 when empty).
+    fn feed_max(&mut self, project: &str) -> Result<u64, StoreError>;
+    /// Up to `limit` section ids of the project after `after`, ordered.
+    fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// The stored validated view (JSON) of a section.
+    fn section_view(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+    /// The stored conflict records (JSON) of a project, ordered by section and id.
+    fn conflicts(&mut self, project: &str) -> Result<Vec<String>, StoreError>;
+    /// Replace a section's view and conflicts (after a roster or config change).
+    fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError>;
+
+    /// Create a project; false if it exists.
+    fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError>;
+    /// Replace a project's config (bumps the roster version); false if no such project.
+    fn set_config(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError>;
+    /// Add a member or change their role (bumps the roster version).
+    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError>;
+    /// Remove a member (bumps the roster version); false if not a member.
+    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError>;
+    /// Store a new device with its token's hash.
+    fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError>;
+    /// Revoke a device; false if no such device.
+    fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// Every project.
+    fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError>;
+    /// Every device.
+    fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError>;
+}

@@ -1,0 +1,86 @@
+//! The live channel: a WebSocket per project that says when the feed grew.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use fieldsync_core::Role;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+use crate::common::*;
+
+fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
+    let stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("ws://{}/v1/live?project={project}", server.addr).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    match tungstenite::client(req, stream) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_upload_wakes_the_other_online_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    olga.sync(&server);
+    tina.sync(&server);
+    let mut ws = connect(&server, &tina.token, PROJECT).unwrap();
+
+    let started = Instant::now();
+    let id = olga.replica.create_section(PROJECT, "s", &route()).unwrap();
+    olga.round(&server);
+    let seq: u64 = next_text(&mut ws).parse().unwrap();
+    assert_eq!(seq, 1);
+    // Woken, tina syncs and has the edit: two round trips after olga's.
+    let r = tina.round(&server);
+    assert_eq!(r.changes.len(), 1);
+    assert_eq!(tina.replica.section(&id).unwrap().name, "s");
+    println!("edit reached the other device in {:?} on loopback", started.elapsed());
+
+    // A round that uploads nothing wakes nobody; the next upload does.
+    olga.round(&server);
+    olga.replica.rename_section(&id, "t").unwrap();
+    olga.round(&server);
+    assert_eq!(next_text(&mut ws), "2");
+    ws.close(None).unwrap();
+}
+
+#[test]
+fn the_live_channel_checks_the_token_and_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
+    let tina = Device::enroll(&server.hub, dir.path(), "tina");
+    server.hub.create_project("p2", fieldsync_core::ProjectConfig::default()).unwrap();
+    assert_eq!(connect(&server, "wrong", PROJECT).err(), Some(401));
+    assert_eq!(connect(&server, &tina.token, "p2").err(), Some(403));
+    assert_eq!(connect(&server, &tina.token, "nope").err(), Some(404));
+    assert!(connect(&server, &tina.token, PROJECT).is_ok());
+}
+
+#[test]
+fn shutting_down_closes_live_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
+    let tina = Device::enroll(&server.hub, dir.path(), "tina");
+    let mut ws = connect(&server, &tina.token, PROJECT).unwrap();
+    server.stop(); // Returns only once the server has stopped, live channel included.
+    match ws.read() {
+        Ok(Message::Close(_)) | Err(_) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -1,0 +1,263 @@
+//! Bad input, each refused over real HTTP with the right status and a clear
+//! error body, and nothing stored.
+
+use std::io::Write;
+
+use automerge::transaction::Transactable;
+use fieldsync_core::protocol::{self, PROTOCOL_VERSION, SectionBatch, SyncRequest};
+use fieldsync_core::{GeoPoint, Member, ProjectConfig, Role};
+
+use crate::common::*;
+
+fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest {
+    SyncRequest {
+        protocol: PROTOCOL_VERSION,
+        project: project.into(),
+        actor: actor.into(),
+        cursor: "c:0".into(),
+        roster_version: 0,
+        response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
+        upload,
+    }
+}
+
+/// A hub where olga (office) made a section and tina (technician) holds it.
+struct Scene {
+    _dir: tempfile::TempDir,
+    server: TestServer,
+    olga: Device,
+    tina: Device,
+    section: String,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    olga.sync(&server);
+    let section = olga.replica.create_section(PROJECT, "Hauptstraße north", &route()).unwrap();
+    olga.sync(&server);
+    tina.sync(&server);
+    Scene { _dir: dir, server, olga, tina, section }
+}
+
+/// Send `body` as `token`, expect `status` and `code`, and check nothing was stored.
+fn refused(s: &Scene, token: &str, body: &[u8], status: u16, code: &str) -> protocol::ErrorBody {
+    let before = stored(&s.server.hub);
+    let reply = post_sync(s.server.addr, token, body);
+    assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let error = reply.error();
+    assert_eq!(error.error, code);
+    assert!(!error.message.is_empty());
+    assert_eq!(stored(&s.server.hub), before, "a refused request changed something");
+    error
+}
+
+#[test]
+fn another_devices_actor_is_forbidden() {
+    let mut s = scene();
+    // tina sends olga's round, actor and all.
+    s.olga.replica.rename_section(&s.section, "renamed").unwrap();
+    let olgas = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    let e = refused(&s, &s.tina.token, &protocol::encode(&olgas.request), 403, "forbidden");
+    assert!(e.message.contains("another device"), "{}", e.message);
+    // tina, as herself, relays a change olga's actor made.
+    let olgas_change = s.olga.replica.changes_of(&s.section, &[]).unwrap().pop().unwrap();
+    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![olgas_change] }];
+    let e = refused(
+        &s,
+        &s.tina.token,
+        &protocol::encode(&request(&s.tina.replica.actor(), PROJECT, upload)),
+        403,
+        "forbidden",
+    );
+    assert!(e.message.contains("not this device's"), "{}", e.message);
+    // olga's own round still goes through.
+    s.olga.sync(&s.server);
+}
+
+#[test]
+fn a_technicians_device_writing_the_route_is_refused_with_the_rule() {
+    let mut s = scene();
+    // The phone believes it is office (a tampered or stale roster); the hub knows better.
+    let olga = Member { actor: s.olga.replica.actor(), user: "olga".into(), role: Role::Office };
+    let me = Member { actor: s.tina.replica.actor(), user: "tina".into(), role: Role::Office };
+    s.tina.replica.set_roster(PROJECT, &[olga, me]).unwrap();
+    let receipt = s
+        .tina
+        .replica
+        .set_route(&s.section, &[GeoPoint { lat: 48.1, lon: 11.0 }, GeoPoint { lat: 48.1, lon: 11.02 }])
+        .unwrap();
+    let prepared = s.tina.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    let e = refused(&s, &s.tina.token, &protocol::encode(&prepared.request), 422, "refused");
+    assert_eq!(e.refusals.len(), 1);
+    let r = &e.refusals[0];
+    assert_eq!((r.section.as_str(), r.hash.as_str()), (s.section.as_str(), receipt.change_hash.as_str()));
+    assert_eq!(r.rule.as_deref(), Some("office_only"));
+    assert!(r.reason.contains("technician"), "{}", r.reason);
+    // The device keeps it, stops sending it, and its next rounds succeed.
+    s.tina.replica.mark_refused(&e.refusals).unwrap();
+    assert_eq!(s.tina.replica.sync_status().unwrap().refused_changes, 1);
+    s.tina.sync(&s.server);
+    assert_eq!(s.server.hub.section_view(&s.section).unwrap().unwrap().route, route());
+}
+
+#[test]
+fn a_token_for_another_project_is_forbidden() {
+    let s = scene();
+    s.server.hub.create_project("p2", ProjectConfig::default()).unwrap();
+    let body = protocol::encode(&request(&s.tina.replica.actor(), "p2", vec![]));
+    let e = refused(&s, &s.tina.token, &body, 403, "forbidden");
+    assert!(e.message.contains("not a member"), "{}", e.message);
+}
+
+#[test]
+fn a_section_of_another_project_is_forbidden() {
+    let mut s = scene();
+    s.server.hub.create_project("p2", ProjectConfig::default()).unwrap();
+    s.server.hub.add_member("p2", "olga", Role::Office).unwrap();
+    // A new change to a p1 section, sent as p2.
+    s.olga.replica.rename_section(&s.section, "moved?").unwrap();
+    let mut prepared = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    prepared.request.project = "p2".into();
+    let e = refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 403, "forbidden");
+    assert!(e.message.contains("another project"), "{}", e.message);
+    // A new section of p1, sent as p2.
+    s.olga.sync(&s.server);
+    s.olga.replica.create_section(PROJECT, "new", &route()).unwrap();
+    let mut prepared = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    prepared.request.project = "p2".into();
+    refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 403, "forbidden");
+}
+
+#[test]
+fn a_revoked_or_missing_token_is_unauthorized() {
+    let s = scene();
+    let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, vec![]));
+    s.server.hub.revoke_device(&s.tina.id).unwrap();
+    let e = refused(&s, &s.tina.token, &body, 401, "unauthorized");
+    assert!(e.message.contains("revoked"), "{}", e.message);
+    refused(&s, "", &body, 401, "unauthorized");
+    refused(&s, &"ab".repeat(32), &body, 401, "unauthorized");
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let s = scene();
+    let before = stored(&s.server.hub);
+    // Claims 100 MB; only the head and 1 KiB are ever sent.
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        s.tina.token,
+        protocol::CONTENT_TYPE,
+        100 * 1024 * 1024
+    );
+    let reply = raw(s.server.addr, &head, &[0u8; 1024]);
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.error().error, "too_large");
+    assert_eq!(stored(&s.server.hub), before);
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let s = scene();
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0u8; protocol::MAX_INFLATED_BYTES + 1024]).unwrap();
+    let bomb = z.finish().unwrap();
+    assert!(bomb.len() < 200_000);
+    refused(&s, &s.tina.token, &bomb, 413, "too_large");
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let s = scene();
+    refused(&s, &s.tina.token, b"\x00\x01 this is not a sync request", 400, "malformed");
+    refused(&s, &s.tina.token, &protocol::encode(&"a string, not a request"), 400, "malformed");
+    // The wrong content type.
+    let reply = raw(
+        s.server.addr,
+        &format!(
+            "POST /v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n",
+            s.tina.token
+        ),
+        b"{}",
+    );
+    assert_eq!((reply.status, reply.error().error.as_str()), (400, "malformed"));
+}
+
+#[test]
+fn an_undecodable_change_is_malformed() {
+    let s = scene();
+    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![b"not an automerge change".to_vec()] }];
+    let e = refused(
+        &s,
+        &s.tina.token,
+        &protocol::encode(&request(&s.tina.replica.actor(), PROJECT, upload)),
+        400,
+        "malformed",
+    );
+    assert!(e.message.contains("not an Automerge change"), "{}", e.message);
+}
+
+#[test]
+fn a_change_whose_dependencies_are_missing_is_malformed() {
+    let mut s = scene();
+    s.olga.replica.rename_section(&s.section, "first").unwrap();
+    s.olga.replica.rename_section(&s.section, "second").unwrap();
+    let mut prepared = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    assert_eq!(prepared.request.upload[0].changes.len(), 2);
+    prepared.request.upload[0].changes.remove(0);
+    let e = refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 400, "malformed");
+    assert!(e.message.contains("depend on"), "{}", e.message);
+    // Both together are fine.
+    s.olga.sync(&s.server);
+    assert_eq!(s.server.hub.section_view(&s.section).unwrap().unwrap().name, "second");
+}
+
+#[test]
+fn a_document_that_is_not_a_section_is_malformed() {
+    let s = scene();
+    let actor = automerge::ActorId::try_from(s.olga.replica.actor().as_str()).unwrap();
+    let mut doc = automerge::Automerge::new().with_actor(actor);
+    let mut tx = doc.transaction();
+    tx.put(automerge::ROOT, "hello", "world").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let upload = vec![SectionBatch { section: "not-a-section".into(), changes: vec![change] }];
+    let e = refused(
+        &s,
+        &s.olga.token,
+        &protocol::encode(&request(&s.olga.replica.actor(), PROJECT, upload)),
+        400,
+        "malformed",
+    );
+    assert!(e.message.contains("section"), "{}", e.message);
+}
+
+#[test]
+fn an_unknown_project_is_not_found() {
+    let s = scene();
+    let body = protocol::encode(&request(&s.tina.replica.actor(), "nope", vec![]));
+    let e = refused(&s, &s.tina.token, &body, 404, "unknown_project");
+    assert!(e.message.contains("nope"), "{}", e.message);
+}
+
+#[test]
+fn another_protocol_version_is_upgrade_required() {
+    let s = scene();
+    let mut req = request(&s.tina.replica.actor(), PROJECT, vec![]);
+    req.protocol = PROTOCOL_VERSION + 1;
+    refused(&s, &s.tina.token, &protocol::encode(&req), 426, "protocol_version");
+}
+
+#[test]
+fn an_unknown_cursor_is_malformed() {
+    let s = scene();
+    let mut req = request(&s.tina.replica.actor(), PROJECT, vec![]);
+    req.cursor = "z:9".into();
+    refused(&s, &s.tina.token, &protocol::encode(&req), 400, "malformed");
+}

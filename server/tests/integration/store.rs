@@ -1,0 +1,132 @@
+//! The `HubStore` conformance suite: what every backend must do, run against
+//! each one (SQLite today; a PostgreSQL backend adds its line below).
+
+use fieldsync_core::{ProjectConfig, Role};
+use fieldsync_server::{DeviceRecord, HubStore, RoundWrite, SectionWrite, SqliteHubStore, StoreError};
+
+fn device(id: &str, user: &str) -> DeviceRecord {
+    DeviceRecord { id: id.into(), user: user.into(), name: format!("{user}'s phone"), created_ms: 1, revoked_ms: None }
+}
+
+fn write(device: &str, user: &str, bind: Option<&str>, sections: Vec<SectionWrite>) -> RoundWrite {
+    RoundWrite {
+        project: "p".into(),
+        device: device.into(),
+        user: user.into(),
+        bind_actor: bind.map(str::to_owned),
+        now_ms: 5,
+        sections,
+    }
+}
+
+fn section(id: &str, changes: &[(&str, &[u8])], snapshot: Option<&[u8]>) -> SectionWrite {
+    SectionWrite {
+        section: id.into(),
+        changes: changes.iter().map(|(h, b)| (h.to_string(), b.to_vec())).collect(),
+        view: format!("{{\"id\":\"{id}\"}}"),
+        conflicts: vec![(format!("c-{id}"), format!("{{\"section\":\"{id}\"}}"))],
+        snapshot: snapshot.map(<[u8]>::to_vec),
+    }
+}
+
+fn conformance(store: &mut dyn HubStore) {
+    // Projects and members; every roster change bumps the version.
+    assert!(store.create_project("p", &ProjectConfig::default()).unwrap());
+    assert!(!store.create_project("p", &ProjectConfig::default()).unwrap());
+    let v0 = store.project("p").unwrap().unwrap().roster_version;
+    store.put_member("p", "olga", Role::Office).unwrap();
+    store.put_member("p", "tina", Role::Technician).unwrap();
+    assert_eq!(store.member_role("p", "tina").unwrap(), Some(Role::Technician));
+    assert_eq!(store.member_role("p", "nobody").unwrap(), None);
+    let v1 = store.project("p").unwrap().unwrap().roster_version;
+    assert!(v1 > v0);
+    assert!(store.project("q").unwrap().is_none());
+
+    // Devices by token hash; revocation is kept.
+    store.create_device(&device("d1", "olga"), "h1").unwrap();
+    store.create_device(&device("d2", "tina"), "h2").unwrap();
+    assert_eq!(store.device_by_token_hash("h1").unwrap().unwrap().id, "d1");
+    assert!(store.device_by_token_hash("h3").unwrap().is_none());
+
+    // A round binds an actor (bumping the roster) and appends to the feed.
+    let w = write("d1", "olga", Some("aa"), vec![section("s1", &[("x1", b"one"), ("x2", b"two")], None)]);
+    assert_eq!(store.commit_round(&w).unwrap(), 2);
+    assert!(store.project("p").unwrap().unwrap().roster_version > v1);
+    assert_eq!(store.actor_device("aa").unwrap().as_deref(), Some("d1"));
+    let roster = store.roster("p").unwrap();
+    assert_eq!(roster.len(), 1);
+    assert_eq!((roster[0].actor.as_str(), roster[0].user.as_str(), roster[0].role), ("aa", "olga", Role::Office));
+    assert!(store.has_change("s1", "x1").unwrap());
+    assert!(!store.has_change("s2", "x1").unwrap());
+
+    // The same changes again: nothing new. Another device's round with the
+    // same actor fails whole.
+    assert_eq!(store.commit_round(&w).unwrap(), 2);
+    let stolen = write("d2", "tina", Some("aa"), vec![section("s2", &[("y1", b"three")], None)]);
+    assert!(matches!(store.commit_round(&stolen), Err(StoreError::ActorTaken { .. })));
+    assert!(!store.has_change("s2", "y1").unwrap(), "a failed round stored nothing");
+    assert!(store.section("s2").unwrap().is_none());
+
+    // tina's device writes too.
+    let w = write("d2", "tina", Some("bb"), vec![section("s2", &[("y1", b"three")], None)]);
+    assert_eq!(store.commit_round(&w).unwrap(), 3);
+
+    // Feed pages: others' rows only, in order, by budget, at least one.
+    let page = store.feed_page("p", 0, "d2", 1_000).unwrap();
+    assert_eq!(page.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(!page.more);
+    let page = store.feed_page("p", 0, "nobody", 4).unwrap();
+    assert_eq!((page.rows.len(), page.more), (1, true));
+    let page = store.feed_page("p", 1, "nobody", 8).unwrap();
+    assert_eq!((page.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), page.more), (vec![2, 3], false));
+    assert_eq!(store.feed_max("p").unwrap(), 3);
+    assert_eq!(store.feed_max("q").unwrap(), 0);
+
+    // Sections: loose rows until a snapshot folds them.
+    let s1 = store.section("s1").unwrap().unwrap();
+    assert_eq!((s1.project.as_str(), s1.snapshot.as_deref(), s1.changes.len()), ("p", None, 2));
+    let w = write("d1", "olga", None, vec![section("s1", &[("x3", b"four")], Some(b"snap"))]);
+    store.commit_round(&w).unwrap();
+    let s1 = store.section("s1").unwrap().unwrap();
+    assert_eq!((s1.snapshot.as_deref(), s1.changes.len()), (Some(&b"snap"[..]), 0));
+    let w = write("d1", "olga", None, vec![section("s1", &[("x5", b"five")], None)]);
+    store.commit_round(&w).unwrap();
+    let s1 = store.section("s1").unwrap().unwrap();
+    assert_eq!((s1.snapshot.as_deref(), s1.changes), (Some(&b"snap"[..]), vec![b"five".to_vec()]));
+    assert_eq!(store.sections_after("p", "", 10).unwrap(), vec!["s1", "s2"]);
+    assert_eq!(store.sections_after("p", "s1", 10).unwrap(), vec!["s2"]);
+    assert_eq!(store.section_view("s2").unwrap().as_deref(), Some("{\"id\":\"s2\"}"));
+    assert_eq!(store.conflicts("p").unwrap().len(), 2);
+    store.put_view("s2", "{}", &[]).unwrap();
+    assert_eq!(store.conflicts("p").unwrap().len(), 1);
+
+    // Admin listings and revocation.
+    assert!(store.revoke_device("d2", 9).unwrap());
+    assert!(!store.revoke_device("zz", 9).unwrap());
+    assert_eq!(store.device_by_token_hash("h2").unwrap().unwrap().revoked_ms, Some(9));
+    let devices = store.list_devices().unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[0].actors, vec!["aa"]);
+    let projects = store.list_projects().unwrap();
+    assert_eq!((projects[0].sections, projects[0].changes, projects[0].members.len()), (2, 5, 2));
+    assert!(store.remove_member("p", "tina").unwrap());
+    assert_eq!(store.roster("p").unwrap().len(), 1);
+
+    // Refusals are an audit apart from the data.
+    let r =
+        fieldsync_core::protocol::Refusal { section: "s1".into(), hash: "h".into(), rule: None, reason: "r".into() };
+    store.record_refusals("p", "d1", &[r], 10).unwrap();
+    assert_eq!(store.feed_max("p").unwrap(), 5);
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteHubStore::open(dir.path()).unwrap();
+    conformance(&mut store);
+    // And everything is still there after reopening.
+    drop(store);
+    let mut store = SqliteHubStore::open(dir.path()).unwrap();
+    assert_eq!(store.feed_max("p").unwrap(), 5);
+    assert_eq!(store.list_devices().unwrap().len(), 2);
+}
