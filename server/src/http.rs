@@ -59,6 +59,29 @@ pub async fn serve(
         .await
 }
 
+/// Completes on Ctrl-C or SIGTERM: the `shutdown` to pass to [`serve`] in a
+/// server process.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = ErrorBody { error: code.to_owned(), message: message.to_owned(), refusals: Vec::new() };
     json_error(status, &body)

@@ -48,7 +48,7 @@ pub mod sqlite_store;
 pub mod store;
 
 pub use error::HubError;
-pub use http::{router, serve};
+pub use http::{router, serve, shutdown_signal};
 pub use hub::{Enrollment, Hub, token_hash};
 pub use sqlite_store::SqliteHubStore;
 pub use store::{
