@@ -74,6 +74,8 @@ fn random_hex(bytes: usize) -> String {
 /// A section being changed by a round.
 struct Touched {
     doc: SectionDoc,
+    /// Whether the server had no document for it before this round.
+    is_new: bool,
     loose: usize,
     new: Vec<Change>,
     seen: HashSet<String>,
@@ -312,7 +314,7 @@ impl Hub {
                 let t = match touched.entry(batch.section.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {
-                        let (doc, loose) = match store.section(&batch.section)? {
+                        let (doc, loose, is_new) = match store.section(&batch.section)? {
                             Some(s) if s.project != request.project => {
                                 return Err(HubError::Forbidden(format!(
                                     "section {} belongs to another project than {}",
@@ -326,11 +328,11 @@ impl Hub {
                                         batch.section
                                     ))))
                                 })?;
-                                (doc, s.changes.len())
+                                (doc, s.changes.len(), false)
                             }
-                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0),
+                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true),
                         };
-                        v.insert(Touched { doc, loose, new: Vec::new(), seen: HashSet::new() })
+                        v.insert(Touched { doc, is_new, loose, new: Vec::new(), seen: HashSet::new() })
                     }
                 };
                 if t.seen.insert(hash) {
@@ -368,6 +370,16 @@ impl Hub {
                     t.doc.project(),
                     request.project
                 )));
+            }
+            for change in &t.new {
+                if let Err(reason) = check_structure(&t.doc, change, t.is_new) {
+                    refusals.push(Refusal {
+                        section: section.clone(),
+                        hash: change.hash().to_string(),
+                        rule: None,
+                        reason,
+                    });
+                }
             }
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
             for edit in t.doc.edits().iter().filter(|e| new.contains(&e.change_hash)) {
@@ -565,6 +577,46 @@ impl Hub {
     pub fn roster(&self, project: &str) -> Result<Vec<Member>, HubError> {
         Ok(self.store().roster(project)?)
     }
+}
+
+/// Check that a change only adds to a section document the way FieldSync
+/// writes do: new edit records and photos (new keys, never over an existing
+/// one), notes text, and the root only in the first change of a new section.
+/// The rules take a record's author from the op that created it, so a change
+/// that rewrote the fields of someone else's record would pass as theirs.
+fn check_structure(doc: &SectionDoc, change: &Change, section_is_new: bool) -> Result<(), String> {
+    use automerge::legacy::{ObjectId, OpId, OpType};
+    let am = doc.automerge();
+    let id_of = |key: &str| match am.get(automerge::ROOT, key) {
+        Ok(Some((automerge::Value::Object(_), automerge::ObjId::Id(counter, actor, _)))) => Some((counter, actor)),
+        _ => None,
+    };
+    let (edits, notes, photos) = (id_of("edits"), id_of("notes"), id_of("photos"));
+    let expanded = change.decode();
+    let start = expanded.start_op.get();
+    let end = start + expanded.operations.len() as u64;
+    let actor = &expanded.actor_id;
+    for op in &expanded.operations {
+        let ObjectId::Id(OpId(counter, obj_actor)) = &op.obj else {
+            if section_is_new && change.deps().is_empty() {
+                continue;
+            }
+            return Err("writes the document's root after its creation; only new records may be added".into());
+        };
+        let obj = Some((*counter, obj_actor.clone()));
+        let made_here = obj_actor == actor && (start..end).contains(counter);
+        if made_here || obj == notes {
+            continue;
+        }
+        if obj == edits || obj == photos {
+            if matches!(op.action, OpType::Make(automerge::ObjType::Map)) && op.pred.is_empty() && !op.insert {
+                continue;
+            }
+            return Err("replaces or deletes an existing record; records are only ever added".into());
+        }
+        return Err("changes a record written earlier; a record is never rewritten, write a new one".into());
+    }
+    Ok(())
 }
 
 fn authenticate(store: &mut dyn HubStore, token: &str) -> Result<DeviceRecord, HubError> {

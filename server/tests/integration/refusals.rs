@@ -261,3 +261,36 @@ fn an_unknown_cursor_is_malformed() {
     req.cursor = "z:9".into();
     refused(&s, &s.tina.token, &protocol::encode(&req), 400, "malformed");
 }
+
+#[test]
+fn rewriting_someone_elses_record_is_refused() {
+    use automerge::ReadDoc;
+    let s = scene();
+    // tina edits the fields of olga's route record in place with raw Automerge:
+    // the rules would take the new points as olga's (office) write.
+    let mut tina = s.tina;
+    let saved = tina.replica.export(&s.section).unwrap();
+    let actor = automerge::ActorId::try_from(tina.replica.actor().as_str()).unwrap();
+    let mut doc = automerge::Automerge::load(&saved).unwrap().with_actor(actor);
+    let (_, edits) = doc.get(automerge::ROOT, "edits").unwrap().unwrap();
+    let route_record = doc
+        .map_range(&edits, ..)
+        .map(|item| item.id())
+        .find(|rec| {
+            matches!(doc.get(rec, "field"), Ok(Some((automerge::Value::Scalar(v), _))) if v.to_str() == Some("route"))
+        })
+        .unwrap();
+    let mut tx = doc.transaction();
+    tx.put(&route_record, "points", "[{\"lat\":48.5,\"lon\":11.0},{\"lat\":48.5,\"lon\":11.1}]").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let hash = change.hash().to_string();
+    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()] }];
+    let body = protocol::encode(&request(&tina.replica.actor(), PROJECT, upload));
+    let scene = Scene { tina, ..s };
+    let e = refused(&scene, &scene.tina.token, &body, 422, "refused");
+    assert_eq!(e.refusals.len(), 1);
+    assert_eq!((e.refusals[0].hash.as_str(), e.refusals[0].rule.as_deref()), (hash.as_str(), None));
+    assert!(e.refusals[0].reason.contains("never rewritten"), "{}", e.refusals[0].reason);
+    assert_eq!(scene.server.hub.section_view(&scene.section).unwrap().unwrap().route, route());
+}

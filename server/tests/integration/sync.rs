@@ -45,22 +45,24 @@ fn changes_flow_between_devices_through_the_hub() {
     let id = olga.replica.create_section(PROJECT, "Hauptstraße north", &route()).unwrap();
     olga.replica.transition(&id, ConstructionState::Surveyed, None).unwrap();
     olga.replica.set_notes(&id, "dig carefully near the school").unwrap();
+    olga.replica.add_photo(&id, "content://photos/1", Some("the school")).unwrap();
     let up = olga.round(&server);
-    assert_eq!(up.report.confirmed, 3, "creation, transition, notes");
+    assert_eq!(up.report.confirmed, 4, "creation, transition, notes, photo");
     assert_eq!(olga.replica.sync_status().unwrap().pending_changes, 0);
 
     let down = tina.round(&server);
-    assert_eq!(down.changes.len(), 3, "tina receives olga's changes");
+    assert_eq!(down.changes.len(), 4, "tina receives olga's changes");
     assert_eq!(tina.replica.section(&id).unwrap(), olga.replica.section(&id).unwrap());
 
     // And back: tina's progress and location reach olga.
     tina.replica.transition(&id, ConstructionState::Trenched, None).unwrap();
     tina.replica.record_progress(&id, 30).unwrap();
     tina.replica.report_location(&id, GeoPoint { lat: 48.0001, lon: 11.005 }).unwrap();
+    tina.replica.splice_notes(&id, 0, 3, "Dig").unwrap();
     let up = tina.round(&server);
     assert!(up.changes.is_empty(), "a device is not sent its own changes");
     let down = olga.round(&server);
-    assert_eq!(down.changes.len(), 3);
+    assert_eq!(down.changes.len(), 4);
     let view = olga.replica.section(&id).unwrap();
     assert_eq!((view.state, view.progress), (ConstructionState::Trenched, 30));
     assert_eq!(view, tina.replica.section(&id).unwrap());
