@@ -277,7 +277,7 @@ fn rewriting_someone_elses_record_is_refused() {
         .map_range(&edits, ..)
         .map(|item| item.id())
         .find(|rec| {
-            matches!(doc.get(rec, "field"), Ok(Some((automerge::Value::Scalar(v), _))) if v.to_str() == Some("route"))
+            matches!(doc.get(rec, "field"), Ok(Some((automerge::Value::Scalar(v), _))) if v.as_str() == Some("route"))
         })
         .unwrap();
     let mut tx = doc.transaction();
