@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: lints, then every test of the workspace.
-# It installs what it needs on a fresh machine (only the Rust toolchain's own
-# components today; the Kotlin and simulated-network suites add theirs here).
+# It installs what it needs on a fresh machine: the Rust toolchain's own
+# components here, kotlinc and JNA in scripts/test-kotlin.sh (once, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +13,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== Swift bindings (generated header checked; the Swift tests run on macOS only)"
+scripts/check-swift.sh
+echo "== Kotlin bindings on the JVM"
+scripts/test-kotlin.sh
