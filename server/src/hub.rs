@@ -421,13 +421,18 @@ impl Hub {
                 let Some(s) = store.section(&id)? else { continue };
                 let document = match (s.snapshot, s.changes.is_empty()) {
                     (Some(snapshot), true) => snapshot,
-                    (snapshot, _) => SectionDoc::from_parts(snapshot.as_deref(), &s.changes)
-                        .map_err(|e| {
-                            HubError::Storage(StoreError::Io(std::io::Error::other(format!(
-                                "stored section {id} unreadable: {e}"
-                            ))))
-                        })?
-                        .save(),
+                    (snapshot, _) => {
+                        let saved = SectionDoc::from_parts(snapshot.as_deref(), &s.changes)
+                            .map_err(|e| {
+                                HubError::Storage(StoreError::Io(std::io::Error::other(format!(
+                                    "stored section {id} unreadable: {e}"
+                                ))))
+                            })?
+                            .save();
+                        // The next device to bootstrap takes it as it is.
+                        store.put_snapshot(&id, &saved, s.last_seq)?;
+                        saved
+                    }
                 };
                 if !response.documents.is_empty() && used + document.len() > budget {
                     response.cursor = Cursor::Bootstrap { seq, after }.to_string();

@@ -141,9 +141,12 @@ impl HubStore for SqliteHubStore {
             .optional()?;
         let Some((project, snapshot, snapshot_seq)) = head else { return Ok(None) };
         let mut stmt =
-            self.conn.prepare_cached("SELECT bytes FROM feed WHERE section = ?1 AND seq > ?2 ORDER BY seq")?;
-        let changes = stmt.query_map(params![id, snapshot_seq], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes }))
+            self.conn.prepare_cached("SELECT seq, bytes FROM feed WHERE section = ?1 AND seq > ?2 ORDER BY seq")?;
+        let rows: Vec<(i64, Vec<u8>)> =
+            stmt.query_map(params![id, snapshot_seq], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let last_seq = rows.last().map_or(snapshot_seq, |(seq, _)| *seq) as u64;
+        let changes = rows.into_iter().map(|(_, bytes)| bytes).collect();
+        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq }))
     }
 
     fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
@@ -260,6 +263,14 @@ impl HubStore for SqliteHubStore {
             self.conn.prepare_cached("SELECT id FROM sections WHERE project = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
         let ids = stmt.query_map(params![project, after, limit as i64], |r| r.get(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    fn put_snapshot(&mut self, section: &str, snapshot: &[u8], covers_seq: u64) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        tx.prepare_cached("UPDATE sections SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq < ?3")?
+            .execute(params![section, snapshot, covers_seq as i64])?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn section_view(&mut self, id: &str) -> Result<Option<String>, StoreError> {

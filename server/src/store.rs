@@ -78,6 +78,8 @@ pub struct StoredSection {
     pub snapshot_seq: u64,
     /// The section's feed rows after `snapshot_seq`, in feed order.
     pub changes: Vec<Vec<u8>>,
+    /// The highest feed seq of the section (`snapshot_seq` if no rows follow it).
+    pub last_seq: u64,
 }
 
 /// One row of a project's change feed.
@@ -208,6 +210,9 @@ pub trait HubStore: Send {
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError>;
     /// Up to `limit` section ids of the project after `after`, ordered.
     fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Keep `snapshot` as the section's snapshot, covering its feed up to
+    /// `covers_seq`, unless the stored one already covers as much.
+    fn put_snapshot(&mut self, section: &str, snapshot: &[u8], covers_seq: u64) -> Result<(), StoreError>;
     /// The stored validated view (JSON) of a section.
     fn section_view(&mut self, id: &str) -> Result<Option<String>, StoreError>;
     /// The stored conflict records (JSON) of a project, ordered by section and id.

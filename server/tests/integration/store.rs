@@ -93,6 +93,13 @@ fn conformance(store: &mut dyn HubStore) {
     store.commit_round(&w).unwrap();
     let s1 = store.section("s1").unwrap().unwrap();
     assert_eq!((s1.snapshot.as_deref(), s1.changes), (Some(&b"snap"[..]), vec![b"five".to_vec()]));
+    assert_eq!(s1.last_seq, 5);
+    // A snapshot that covers less than the stored one is not kept.
+    store.put_snapshot("s1", b"older", 3).unwrap();
+    assert_eq!(store.section("s1").unwrap().unwrap().snapshot.as_deref(), Some(&b"snap"[..]));
+    store.put_snapshot("s1", b"newer", 5).unwrap();
+    let s1 = store.section("s1").unwrap().unwrap();
+    assert_eq!((s1.snapshot.as_deref(), s1.changes.len(), s1.last_seq), (Some(&b"newer"[..]), 0, 5));
     assert_eq!(store.sections_after("p", "", 10).unwrap(), vec!["s1", "s2"]);
     assert_eq!(store.sections_after("p", "s1", 10).unwrap(), vec!["s2"]);
     assert_eq!(store.section_view("s2").unwrap().as_deref(), Some("{\"id\":\"s2\"}"));
