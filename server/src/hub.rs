@@ -107,9 +107,10 @@ impl Hub {
                 protocol::MAX_BODY_BYTES
             )));
         }
-        let mut store = self.store();
-        let device = authenticate(store.as_mut(), bearer_token)?;
+        let device = authenticate(self.store().as_mut(), bearer_token)?;
+        // Inflate and parse without holding the store: other devices' rounds go on meanwhile.
         let request: SyncRequest = protocol::decode(body)?;
+        let mut store = self.store();
         let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
         drop(store);
         if let Some((project, seq)) = notify {
