@@ -8,11 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 # The library alone: a workspace-wide build would unify uniffi's `cli` feature into it.
 cargo build -q -p fieldsync-ffi
-LIB=$ROOT/target/debug/libfieldsync_ffi.so
-GEN=$ROOT/target/bindings/swift
+LIB=$TARGET/debug/libfieldsync_ffi.so
+GEN=$TARGET/bindings/swift
 rm -rf "$GEN" && mkdir -p "$GEN"
 echo "== generating the Swift bindings from $LIB"
 cargo run -q -p uniffi-bindgen -- generate --library "$LIB" --language swift --out-dir "$GEN" --no-format

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 TOOLS=${FIELDSYNC_TOOLS:-$HOME/.cache/fieldsync-tools}
 KOTLIN_VERSION=2.4.20
 JNA_VERSION=5.13.0
@@ -45,10 +46,10 @@ fi
 # The library alone: a workspace-wide build would unify uniffi's `cli` feature into it.
 echo "== cargo build -p fieldsync-ffi"
 cargo build -q -p fieldsync-ffi
-LIB=$ROOT/target/debug/libfieldsync_ffi.so
+LIB=$TARGET/debug/libfieldsync_ffi.so
 
-OUT=$ROOT/target/kotlin
-GEN=$ROOT/target/bindings/kotlin
+OUT=$TARGET/kotlin
+GEN=$TARGET/bindings/kotlin
 rm -rf "$GEN" "$OUT" && mkdir -p "$GEN" "$OUT"
 echo "== generating the Kotlin bindings from $LIB"
 cargo run -q -p uniffi-bindgen -- generate --library "$LIB" --language kotlin --out-dir "$GEN" --no-format
@@ -60,5 +61,5 @@ echo "== kotlinc"
 [[ -f $OUT/classes/dev/fieldsync/FieldSyncTestKt.class ]] || { echo "kotlinc failed" >&2; exit 1; }
 
 echo "== Kotlin tests (JVM $(java -version 2>&1 | head -1))"
-java -Djna.library.path="$ROOT/target/debug" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
+java -Djna.library.path="$TARGET/debug" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
     dev.fieldsync.FieldSyncTestKt "$@"
