@@ -117,7 +117,8 @@ async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
 
 async fn sync_inner(hub: &Arc<Hub>, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, HubError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type != protocol::CONTENT_TYPE {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case(protocol::CONTENT_TYPE) {
         return Err(HubError::Malformed(format!(
             "Content-Type `{content_type}` is not served; send `{}`",
             protocol::CONTENT_TYPE
