@@ -3,7 +3,7 @@
 //! change, and the returned [`ObserverHandle`] cancels on drop or on `cancel()`.
 //!
 //! Delivery: after every local write or merge the replica calls
-//! [`Observers::notify`] with what it touched, outside the replica's lock. One
+//! `Observers::notify` with what it touched, outside the replica's lock. One
 //! thread at a time delivers (the *pump*): it reads the current state of every
 //! observer concerned, under the replica's lock, then calls each observer with
 //! no lock held, so an observer may call the replica again, even write to it
