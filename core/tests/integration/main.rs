@@ -6,3 +6,4 @@ mod crash;
 mod replica;
 mod rules;
 mod salvage;
+mod sync_client;

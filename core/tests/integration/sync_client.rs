@@ -1,0 +1,101 @@
+//! The sync client around a stand-in transport (the real server is in the
+//! server's and the simulation's tests): refusals are kept but not re-sent,
+//! failures land in the status, responses commit with their cursor.
+
+use std::sync::{Arc, Mutex};
+
+use fieldsync_core::protocol::{self, ErrorBody, Refusal, SyncRequest, SyncResponse};
+use fieldsync_core::{Role, SyncClient, TransportError};
+
+use crate::common::{PROJECT, crew, route};
+
+fn response(cursor: &str, more: bool) -> SyncResponse {
+    SyncResponse { server_time_ms: 1, changes: vec![], documents: vec![], cursor: cursor.into(), more, roster: None }
+}
+
+#[test]
+fn refused_changes_stay_stored_but_leave_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    office.join_project(PROJECT).unwrap();
+    let id = office.create_section(PROJECT, "North", &route()).unwrap();
+    let rename = office.rename_section(&id, "North 2").unwrap();
+    let replica = Arc::new(Mutex::new(office));
+    let seen = Arc::new(Mutex::new(Vec::<SyncRequest>::new()));
+    let log = seen.clone();
+    let transport = move |body: Vec<u8>| {
+        let req: SyncRequest = protocol::decode(&body).unwrap();
+        log.lock().unwrap().push(req.clone());
+        let first_change = req.upload.iter().flat_map(|b| &b.changes).next().cloned();
+        match first_change {
+            // Refuse the section's first change: everything after builds on it.
+            Some(bytes) => {
+                let hash = automerge::Change::from_bytes(bytes).unwrap().hash().to_string();
+                let refusal =
+                    Refusal { section: id.clone(), hash, rule: Some("office_only".into()), reason: "demoted".into() };
+                let body = ErrorBody { error: "refused".into(), message: "refused".into(), refusals: vec![refusal] };
+                Err(TransportError::Server { status: 422, body })
+            }
+            None => Ok(protocol::encode(&response("c:1", false))),
+        }
+    };
+    let client = SyncClient::new(replica.clone(), Arc::new(transport));
+    let report = client.sync_now().unwrap();
+    assert_eq!(report.refused, 2, "the refused change and the rename that builds on it");
+    assert_eq!(report.rounds, 2);
+    let requests = seen.lock().unwrap();
+    assert!(requests[1].upload.is_empty(), "refused changes are not sent again");
+    let status = client.status().unwrap();
+    assert_eq!((status.pending_changes, status.refused_changes), (0, 2));
+    // Nothing lost: the writes are still in the local document and audit.
+    let audit = replica.lock().unwrap().audit(&rename.section).unwrap();
+    assert!(audit.iter().any(|e| e.edit_id == rename.edit_id));
+}
+
+#[test]
+fn a_failed_round_is_in_the_status_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    office.join_project(PROJECT).unwrap();
+    office.create_section(PROJECT, "North", &route()).unwrap();
+    let replica = Arc::new(Mutex::new(office));
+    let down = |_: Vec<u8>| Err(TransportError::Unreachable("no route to host".into()));
+    let client = SyncClient::new(replica.clone(), Arc::new(down));
+    let err = client.sync_now().unwrap_err();
+    assert!(err.retryable());
+    let status = client.status().unwrap();
+    assert_eq!(status.pending_changes, 1);
+    assert!(status.last_error.unwrap().contains("no route to host"));
+    assert_eq!(status.last_success_ms, None);
+
+    // A cut-off response is no different: the next round sends the same again.
+    let garbage = |_: Vec<u8>| Ok(b"\x00\x01 not deflate".to_vec());
+    let client = SyncClient::new(replica.clone(), Arc::new(garbage));
+    assert!(client.sync_now().is_err());
+    assert_eq!(client.status().unwrap().pending_changes, 1);
+}
+
+#[test]
+fn a_response_commits_the_cursor_and_more_means_another_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tech = crew(dir.path(), &[Role::Technician]).remove(0);
+    tech.join_project(PROJECT).unwrap();
+    let replica = Arc::new(Mutex::new(tech));
+    let cursors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = cursors.clone();
+    let pages = move |body: Vec<u8>| {
+        let req: SyncRequest = protocol::decode(&body).unwrap();
+        let mut log = log.lock().unwrap();
+        log.push(req.cursor.clone());
+        let n = log.len();
+        Ok(protocol::encode(&response(&format!("c:{n}"), n < 3)))
+    };
+    let client = SyncClient::new(replica.clone(), Arc::new(pages));
+    let report = client.sync_now().unwrap();
+    assert_eq!(report.rounds, 3);
+    assert_eq!(*cursors.lock().unwrap(), ["", "c:1", "c:2"]);
+    assert!(client.status().unwrap().last_success_ms.is_some());
+    // The next sync starts from the committed cursor.
+    client.sync_now().unwrap();
+    assert_eq!(cursors.lock().unwrap().last().unwrap(), "c:3");
+}
