@@ -10,6 +10,7 @@
 //!   conflict records, a pure function of the merged document.
 //! - [`schema`], [`store`]: the SQLite store.
 //! - [`replica`]: the API the apps, the CLI and the bindings call.
+//! - [`settings`]: small named settings kept in the replica's database.
 //!
 //! ```
 //! use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, ConstructionState};
@@ -38,6 +39,7 @@ pub mod replica_sync;
 pub mod route;
 pub mod rules;
 pub mod schema;
+pub mod settings;
 pub mod state_machine;
 pub mod store;
 pub mod sync_client;

@@ -1,0 +1,227 @@
+//! `fieldsync admin --data DIR …`: the hub's admin calls on its data
+//! directory. SQLite serializes them with a running server's rounds, so they
+//! work while `fieldsync serve` runs on the same directory.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use fieldsync_core::{ProjectConfig, Role};
+use fieldsync_server::Hub;
+use serde_json::json;
+
+use crate::error::CliError;
+use crate::output::{self, short};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The server's data directory (holds hub.db).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a project.
+    CreateProject {
+        /// Project id.
+        id: String,
+        /// Points farther than this from a section's planned route are quarantined (metres; default 100).
+        #[arg(long, value_name = "METRES")]
+        max_route_distance: Option<f64>,
+    },
+    /// Add a user to a project with a role (or change their role).
+    AddUser {
+        /// User name.
+        user: String,
+        /// Project id.
+        #[arg(long)]
+        project: String,
+        /// technician, foreman or office.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Enroll a device for a user; prints its token once (only its hash is kept).
+    Enroll {
+        /// User the device belongs to.
+        #[arg(long)]
+        user: String,
+        /// A name to recognize it by.
+        #[arg(long, default_value = "device")]
+        name: String,
+    },
+    /// Revoke a device: its token stops working at once; its past changes stay.
+    Revoke {
+        /// Device id (from `devices`).
+        device: String,
+    },
+    /// List projects with their members.
+    Projects,
+    /// List devices with their actors.
+    Devices,
+    /// A project's roster: every device actor with its user and role.
+    Roster {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+    },
+    /// The server's validated view of a section.
+    Section {
+        /// Section id.
+        id: String,
+    },
+    /// The server's conflict records of a project.
+    Conflicts {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+    },
+}
+
+pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
+    if !args.data.join(fieldsync_server::sqlite_store::DB_FILE).exists()
+        && !matches!(args.command, AdminCommand::CreateProject { .. })
+    {
+        return Err(CliError::Failed(format!(
+            "no server data in {}; start with `fieldsync admin --data {} create-project <id>` or `fieldsync serve --data {}`",
+            args.data.display(),
+            args.data.display(),
+            args.data.display()
+        )));
+    }
+    let hub = Hub::open(&args.data)?;
+    match args.command {
+        AdminCommand::CreateProject { id, max_route_distance } => {
+            let mut config = ProjectConfig::default();
+            if let Some(m) = max_route_distance {
+                if !(m.is_finite() && m > 0.0) {
+                    return Err(CliError::Usage(format!(
+                        "--max-route-distance must be a positive number of metres, not {m}"
+                    )));
+                }
+                config.max_route_distance_m = m;
+            }
+            hub.create_project(&id, config.clone())?;
+            if json {
+                output::json(&json!({ "project": id, "config": config }))
+            } else {
+                println!(
+                    "created project {id} (points farther than {} m from the route are quarantined)",
+                    config.max_route_distance_m
+                );
+                Ok(())
+            }
+        }
+        AdminCommand::AddUser { user, project, role } => {
+            hub.add_member(&project, &user, role)?;
+            if json {
+                output::json(&json!({ "project": project, "user": user, "role": role }))
+            } else {
+                println!("{user} is {} in {project}", role.as_str());
+                Ok(())
+            }
+        }
+        AdminCommand::Enroll { user, name } => {
+            let e = hub.enroll_device(&user, &name)?;
+            if json {
+                output::json(&json!({ "device_id": e.device_id, "user": user, "name": name, "token": e.token }))
+            } else {
+                println!("enrolled device {} ({name}) for {user}", e.device_id);
+                println!("token: {}", e.token);
+                println!("(shown once: only its hash is kept)");
+                Ok(())
+            }
+        }
+        AdminCommand::Revoke { device } => {
+            hub.revoke_device(&device)?;
+            if json {
+                output::json(&json!({ "device_id": device, "revoked": true }))
+            } else {
+                println!("revoked device {device}; its token no longer works, its past changes stay");
+                Ok(())
+            }
+        }
+        AdminCommand::Projects => {
+            let projects = hub.list_projects()?;
+            if json {
+                return output::json(&json!({ "projects": projects }));
+            }
+            if projects.is_empty() {
+                println!("no projects");
+            }
+            for p in projects {
+                println!(
+                    "{}  {} section(s), {} change(s), max route distance {} m, roster version {}",
+                    p.id, p.sections, p.changes, p.config.max_route_distance_m, p.roster_version
+                );
+                for m in p.members {
+                    println!("  {}  {}", m.user, m.role.as_str());
+                }
+            }
+            Ok(())
+        }
+        AdminCommand::Devices => {
+            let devices = hub.list_devices()?;
+            if json {
+                return output::json(&json!({ "devices": devices }));
+            }
+            if devices.is_empty() {
+                println!("no devices");
+            }
+            for d in devices {
+                let status = match d.device.revoked_ms {
+                    Some(ms) => format!("revoked {}", output::time(ms as i64)),
+                    None => "active".into(),
+                };
+                let actors: Vec<&str> = d.actors.iter().map(|a| short(a)).collect();
+                println!(
+                    "{}  {}  {:?}  enrolled {}  {status}  actors: {}",
+                    d.device.id,
+                    d.device.user,
+                    d.device.name,
+                    output::time(d.device.created_ms as i64),
+                    if actors.is_empty() { "(none yet)".into() } else { actors.join(", ") }
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Roster { project } => {
+            if !hub.list_projects()?.iter().any(|p| p.id == project) {
+                return Err(fieldsync_server::HubError::UnknownProject(project).into());
+            }
+            let members = hub.roster(&project)?;
+            if json {
+                return output::json(&json!({ "project": project, "members": members }));
+            }
+            for m in members {
+                println!("{}  {}  {}", m.actor, m.user, m.role.as_str());
+            }
+            Ok(())
+        }
+        AdminCommand::Section { id } => {
+            let Some(view) = hub.section_view(&id)? else {
+                return Err(CliError::Failed(format!("the server has no section `{id}`")));
+            };
+            if json {
+                return output::json(&view);
+            }
+            let roster = fieldsync_core::Roster::new(hub.roster(&view.project)?);
+            println!("{}", output::view(&view, &roster));
+            Ok(())
+        }
+        AdminCommand::Conflicts { project } => {
+            let conflicts = hub.conflicts(&project)?;
+            if json {
+                return output::json(&json!({ "conflicts": conflicts }));
+            }
+            if conflicts.is_empty() {
+                println!("no conflicts");
+            }
+            for c in conflicts {
+                println!("{}", output::conflict(&c));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! `fieldsync device --db FILE …`: a full replica on a local SQLite file,
+//! for support staff, scripts and tests. Every call is the core `Replica`
+//! API the apps use; the server URL, token and project are kept in the
+//! replica's own database (`Replica::set_setting`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use fieldsync_core::{
+    ConstructionState, Durability, EditReceipt, GeoPoint, HttpTransport, OpenError, PastPoint, Replica, ReplicaError,
+    ReplicaOptions, Roster, SyncClient, SyncReport,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::CliError;
+use crate::output::{self, short};
+
+/// The device name a store made by this command is created with.
+const DEFAULT_DEVICE: &str = "fieldsync-cli";
+/// How long one round trip may take before sync gives up (rural links are slow).
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The replica's SQLite file (`init` creates it).
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: DeviceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Create (or re-point) the replica: remember server, token and project, then sync once to learn the roster.
+    Init {
+        /// Server URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        server: String,
+        /// The device token `fieldsync admin enroll` printed.
+        #[arg(long)]
+        token: String,
+        /// Project id.
+        #[arg(long)]
+        project: String,
+        /// Device name recorded in a new store.
+        #[arg(long, default_value = DEFAULT_DEVICE)]
+        device: String,
+        /// Do not sync now (the roster arrives with the first `sync`).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Create a section with its planned route (office only).
+    Create {
+        /// The section's name.
+        #[arg(long)]
+        name: String,
+        /// Planned route: `lat,lon;lat,lon;…` (WGS84 degrees).
+        #[arg(long, value_parser = parse_route, allow_hyphen_values = true)]
+        route: RouteArg,
+        /// Choose the section id (default: random).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Record progress (percent).
+    Progress {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// 0–100.
+        percent: i64,
+    },
+    /// Move a section to another construction state.
+    State {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// planned, surveyed, trenched, conduit_laid, cable_pulled, spliced, tested, completed or blocked.
+        state: ConstructionState,
+        /// Why work stopped (needed for `blocked`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Report the crew's position (an as-built point); off-route points are quarantined, not refused.
+    Location {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// `lat,lon` (WGS84 degrees).
+        #[arg(value_parser = parse_point, allow_hyphen_values = true)]
+        point: GeoPoint,
+    },
+    /// Make a section's notes read TEXT (merged character by character with others' edits).
+    Notes {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// The whole new text.
+        text: String,
+    },
+    /// Accept a quarantined point (foreman or office).
+    Accept {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// The point's edit id (shown by `show`; a unique prefix will do).
+        point: String,
+    },
+    /// Rename a section (office only).
+    Rename {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// New name.
+        name: String,
+    },
+    /// Attach a photo reference.
+    Photo {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// Where the photo is kept (URI or content hash).
+        uri: String,
+        /// Caption.
+        #[arg(long)]
+        caption: Option<String>,
+    },
+    /// Sync once with the server, and report what became of unconfirmed local edits.
+    Sync,
+    /// A section's validated view.
+    Show {
+        /// Section id (or a unique prefix).
+        section: String,
+    },
+    /// List sections, ordered by id, a page at a time.
+    List {
+        /// Start after this section id (the `next_after` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Conflict records (contests, rejections, quarantines), of one section or all.
+    Conflicts {
+        /// Section id (or a unique prefix); all sections if omitted.
+        section: Option<String>,
+    },
+    /// A section's audit trail: every write and what the rules made of it.
+    Audit {
+        /// Section id (or a unique prefix).
+        section: String,
+    },
+    /// A section's changes in causal order.
+    History {
+        /// Section id (or a unique prefix).
+        section: String,
+    },
+    /// A section's view as it was at a past point (time travel).
+    ViewAt {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// As of this HLC time, ms since the epoch.
+        #[arg(long, conflicts_with = "heads", required_unless_present = "heads")]
+        time: Option<u64>,
+        /// As of these change hashes (comma-separated, from `history`).
+        #[arg(long, value_delimiter = ',')]
+        heads: Option<Vec<String>>,
+    },
+    /// Write a section's Automerge document (the bytes any Automerge implementation loads) to a file.
+    Export {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// File to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Sync status: pending and refused changes, last success, last error.
+    Status,
+}
+
+/// A planned route from the command line.
+#[derive(Debug, Clone)]
+struct RouteArg(Vec<GeoPoint>);
+
+fn parse_point(s: &str) -> Result<GeoPoint, String> {
+    let (lat, lon) = s.split_once(',').ok_or_else(|| format!("`{s}` is not `lat,lon`"))?;
+    let num = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("`{}` is not a number (in `{s}`)", v.trim()));
+    GeoPoint::new(num(lat)?, num(lon)?).map_err(|e| e.to_string())
+}
+
+fn parse_route(s: &str) -> Result<RouteArg, String> {
+    let points = s.split(';').filter(|p| !p.trim().is_empty()).map(parse_point).collect::<Result<Vec<_>, _>>()?;
+    if points.len() < 2 {
+        return Err("a route needs at least two points: `lat,lon;lat,lon`".into());
+    }
+    Ok(RouteArg(points))
+}
+
+/// Open an existing store (or create one with `create`), as whichever device it belongs to.
+fn open(db: &Path, device: &str, create: bool) -> Result<Replica, CliError> {
+    if !create && !db.exists() {
+        return Err(CliError::Failed(format!(
+            "no replica at {}; create one with `fieldsync device --db {} init --server URL --token TOKEN --project P`",
+            db.display(),
+            db.display()
+        )));
+    }
+    let options = |device: &str| ReplicaOptions { device: device.to_owned(), durability: Durability::Full };
+    match Replica::open(db, options(device)) {
+        // A store made elsewhere (a phone's, for support): open it as the device it belongs to.
+        Err(OpenError::OtherDevice { found, .. }) if !create => Ok(Replica::open(db, options(&found))?),
+        other => Ok(other?),
+    }
+}
+
+fn setting(replica: &Replica, key: &str) -> Result<String, CliError> {
+    replica.setting(key)?.ok_or_else(|| {
+        CliError::Failed(format!(
+            "this replica has no {key} set; run `fieldsync device --db {} init --server URL --token TOKEN --project P`",
+            replica.path().display()
+        ))
+    })
+}
+
+/// A section id from an id or a unique prefix of one.
+fn resolve(replica: &Replica, given: &str) -> Result<String, CliError> {
+    match replica.section(given) {
+        Ok(_) => return Ok(given.to_owned()),
+        Err(ReplicaError::UnknownSection(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Ids sort after their prefixes: the first two ids after it tell whether it is unique.
+    let after = replica.list_sections(None, Some(given), 2)?;
+    let matching: Vec<_> = after.iter().filter(|s| s.id.starts_with(given)).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(CliError::Failed(format!("no section `{given}` in this replica; `list` shows the ids"))),
+        _ => Err(CliError::Failed(format!("`{given}` is the start of several section ids; give more of it"))),
+    }
+}
+
+fn roster_of(replica: &Replica, project: &str) -> Result<Roster, CliError> {
+    Ok(replica.roster(project)?)
+}
+
+/// Sync once over HTTP; a spinner on a terminal shows rounds and bytes.
+fn sync(replica: Replica, json: bool) -> Result<(Replica, SyncReport), CliError> {
+    let server = setting(&replica, "server")?;
+    let token = setting(&replica, "token")?;
+    let transport = HttpTransport::new(&server, &token, ROUND_TRIP_TIMEOUT)
+        .map_err(|e| CliError::Failed(format!("sync failed: {e}")))?;
+    let shared = Arc::new(Mutex::new(replica));
+    let client = SyncClient::new(Arc::clone(&shared), Arc::new(transport));
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    bar.set_message(format!("syncing with {server}"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let result = client.sync_with_progress(&mut |r: &SyncReport| {
+        bar.set_message(format!(
+            "syncing with {server}: {} round(s), sent {}, received {}",
+            r.rounds,
+            output::bytes(r.bytes_sent),
+            output::bytes(r.bytes_received)
+        ));
+    });
+    bar.finish_and_clear();
+    drop(client);
+    let replica = Arc::try_unwrap(shared)
+        .map_err(|_| CliError::Failed("internal: the replica is still shared after sync".into()))?
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok((replica, result?))
+}
+
+fn print_sync(report: &SyncReport, server: &str) {
+    println!(
+        "synced with {server}: {} round trip(s), sent {}, received {}",
+        report.rounds,
+        output::bytes(report.bytes_sent),
+        output::bytes(report.bytes_received)
+    );
+    println!(
+        "  {} of your change(s) confirmed, {} refused by the server; {} new change(s) received, {} section(s) changed",
+        report.confirmed,
+        report.refused,
+        report.new_changes,
+        report.sections_changed.len()
+    );
+    if !report.reconciliation.is_empty() {
+        println!("your unconfirmed edits:");
+        for r in &report.reconciliation {
+            println!("{}", output::reconciliation(r));
+        }
+    }
+}
+
+/// What `init --json` prints.
+#[derive(Serialize)]
+struct InitOut<'a> {
+    device: &'a str,
+    actor: String,
+    server: &'a str,
+    project: &'a str,
+    user: Option<String>,
+    role: Option<&'static str>,
+    sync: Option<SyncReport>,
+}
+
+/// What `status --json` prints.
+#[derive(Serialize)]
+struct StatusOut {
+    device: String,
+    actor: String,
+    server: Option<String>,
+    project: Option<String>,
+    user: Option<String>,
+    role: Option<&'static str>,
+    #[serde(flatten)]
+    sync: fieldsync_core::SyncStatus,
+}
+
+fn receipt(json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
+    if json {
+        return output::json(r);
+    }
+    println!("{what}: {}  (section {}, edit {})", output::decision(&r.decision), short(&r.section), r.edit_id);
+    if let fieldsync_core::Decision::Quarantined { .. } = r.decision {
+        println!("a foreman or office can accept it: accept {} {}", short(&r.section), r.edit_id);
+    }
+    Ok(())
+}
+
+pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
+    let db = args.db;
+    if let DeviceCommand::Init { server, token, project, device, offline } = args.command {
+        let mut replica = open(&db, &device, true)?;
+        replica.set_setting("server", server.trim_end_matches('/'))?;
+        replica.set_setting("token", &token)?;
+        replica.set_setting("project", &project)?;
+        replica.join_project(&project)?;
+        let (replica, report) = if offline {
+            (replica, None)
+        } else {
+            let (r, report) = sync(replica, json)?;
+            (r, Some(report))
+        };
+        let me = roster_of(&replica, &project)?.member(&replica.actor()).cloned();
+        if json {
+            return output::json(&InitOut {
+                device: replica.device(),
+                actor: replica.actor(),
+                server: &server,
+                project: &project,
+                user: me.as_ref().map(|m| m.user.clone()),
+                role: me.as_ref().map(|m| m.role.as_str()),
+                sync: report,
+            });
+        }
+        println!("replica {} (device {}, actor {})", db.display(), replica.device(), replica.actor());
+        match (&me, &report) {
+            (Some(m), _) => println!("you are {} ({}) in project {project}", m.user, m.role.as_str()),
+            (None, Some(_)) => println!("project {project}: this device is not in the roster yet"),
+            (None, None) => println!("project {project}: the roster arrives with the first `sync`"),
+        }
+        if let Some(r) = report {
+            print_sync(&r, &server);
+        }
+        return Ok(());
+    }
+
+    let mut replica = open(&db, DEFAULT_DEVICE, false)?;
+    match args.command {
+        DeviceCommand::Init { .. } => unreachable!("handled above"),
+        DeviceCommand::Create { name, route, id } => {
+            let project = setting(&replica, "project")?;
+            let id = match id {
+                Some(id) => {
+                    replica.create_section_with_id(&id, &project, &name, &route.0)?;
+                    id
+                }
+                None => replica.create_section(&project, &name, &route.0)?,
+            };
+            if json {
+                return output::json(&json!({ "section": id }));
+            }
+            println!("created section {id} {name:?} with a route of {} points", route.0.len());
+            Ok(())
+        }
+        DeviceCommand::Progress { section, percent } => {
+            let section = resolve(&replica, &section)?;
+            let r = replica.record_progress(&section, percent)?;
+            receipt(json, &r, &format!("progress {percent}%"))
+        }
+        DeviceCommand::State { section, state, reason } => {
+            let section = resolve(&replica, &section)?;
+            if state == ConstructionState::Blocked && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(CliError::Usage("blocking a section needs a reason: --reason \"…\"".into()));
+            }
+            let r = replica.transition(&section, state, reason.as_deref())?;
+            receipt(json, &r, &format!("state {}", state.as_str()))
+        }
+        DeviceCommand::Location { section, point } => {
+            let section = resolve(&replica, &section)?;
+            let r = replica.report_location(&section, point)?;
+            receipt(json, &r, &format!("location {:.6},{:.6}", point.lat, point.lon))
+        }
+        DeviceCommand::Notes { section, text } => {
+            let section = resolve(&replica, &section)?;
+            replica.set_notes(&section, &text)?;
+            if json {
+                return output::json(&json!({ "section": section, "notes": replica.section(&section)?.notes }));
+            }
+            println!("notes of section {} set ({} characters)", short(&section), text.chars().count());
+            Ok(())
+        }
+        DeviceCommand::Accept { section, point } => {
+            let section = resolve(&replica, &section)?;
+            let view = replica.section(&section)?;
+            let matching: Vec<_> = view.quarantined.iter().filter(|q| q.edit_id.starts_with(&point)).collect();
+            let edit = match matching.as_slice() {
+                [one] => one.edit_id.clone(),
+                // Not (or no longer) quarantined: let the rules say what they make of it.
+                [] => point.clone(),
+                _ => return Err(CliError::Usage(format!("`{point}` starts several quarantined points' ids"))),
+            };
+            let r = replica.accept_point(&section, &edit)?;
+            receipt(json, &r, "acceptance")
+        }
+        DeviceCommand::Rename { section, name } => {
+            let section = resolve(&replica, &section)?;
+            let r = replica.rename_section(&section, &name)?;
+            receipt(json, &r, &format!("name {name:?}"))
+        }
+        DeviceCommand::Photo { section, uri, caption } => {
+            let section = resolve(&replica, &section)?;
+            let id = replica.add_photo(&section, &uri, caption.as_deref())?;
+            if json {
+                return output::json(&json!({ "section": section, "photo": id }));
+            }
+            println!("photo {id} attached to section {}", short(&section));
+            Ok(())
+        }
+        DeviceCommand::Sync => {
+            let server = setting(&replica, "server")?;
+            let (_, report) = sync(replica, json)?;
+            if json {
+                return output::json(&report);
+            }
+            print_sync(&report, &server);
+            Ok(())
+        }
+        DeviceCommand::Show { section } => {
+            let section = resolve(&replica, &section)?;
+            let view = replica.section(&section)?;
+            if json {
+                return output::json(&view);
+            }
+            println!("{}", output::view(&view, &roster_of(&replica, &view.project)?));
+            Ok(())
+        }
+        DeviceCommand::List { after, limit } => {
+            if limit == 0 {
+                return Err(CliError::Usage("--limit must be at least 1".into()));
+            }
+            let sections = replica.list_sections(None, after.as_deref(), limit)?;
+            let next_after = (sections.len() == limit).then(|| sections.last().map(|s| s.id.clone())).flatten();
+            if json {
+                return output::json(&json!({ "sections": sections, "next_after": next_after }));
+            }
+            if sections.is_empty() {
+                println!("no sections{}", if after.is_some() { " after that id" } else { "" });
+            }
+            for s in &sections {
+                println!("{}  {:<12}  {:>3}%  {}", s.id, s.state, s.progress, s.name);
+            }
+            if let Some(n) = next_after {
+                println!("more: list --after {n}");
+            }
+            Ok(())
+        }
+        DeviceCommand::Conflicts { section } => {
+            let section = section.map(|s| resolve(&replica, &s)).transpose()?;
+            let conflicts = replica.conflicts(section.as_deref())?;
+            if json {
+                return output::json(&json!({ "conflicts": conflicts }));
+            }
+            if conflicts.is_empty() {
+                println!("no conflicts");
+            }
+            for c in &conflicts {
+                println!("{}", output::conflict(c));
+            }
+            Ok(())
+        }
+        DeviceCommand::Audit { section } => {
+            let section = resolve(&replica, &section)?;
+            let entries = replica.audit(&section)?;
+            if json {
+                return output::json(&json!({ "section": section, "entries": entries }));
+            }
+            for e in &entries {
+                let who = match (&e.user, e.role) {
+                    (Some(u), Some(r)) => format!("{u} ({})", r.as_str()),
+                    _ => format!("actor {}", short(&e.author)),
+                };
+                let field = e.field.map_or("?", |f| f.as_str());
+                println!("{}  {field:<10}  {:<28}  {who:<24}  {}", e.edit_id, e.value, output::decision(&e.decision));
+            }
+            Ok(())
+        }
+        DeviceCommand::History { section } => {
+            let section = resolve(&replica, &section)?;
+            let changes = replica.history(&section)?;
+            if json {
+                return output::json(&json!({ "section": section, "changes": changes }));
+            }
+            let project = replica.section(&section)?.project;
+            let roster = roster_of(&replica, &project)?;
+            for c in &changes {
+                let deps: Vec<&str> = c.deps.iter().map(|d| short(d)).collect();
+                println!(
+                    "{}  {} ({})  {:<10}  {:<24}  deps {}",
+                    c.hash,
+                    c.time_ms,
+                    output::time(c.time_ms),
+                    c.message.as_deref().unwrap_or(""),
+                    output::who(&roster, &c.actor),
+                    if deps.is_empty() { "-".into() } else { deps.join(",") }
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::ViewAt { section, time, heads } => {
+            let section = resolve(&replica, &section)?;
+            let at = match (time, heads) {
+                (Some(ms), _) => PastPoint::Time(ms),
+                (None, Some(hs)) => PastPoint::Heads(hs),
+                (None, None) => return Err(CliError::Usage("give --time MS or --heads H,…".into())),
+            };
+            let view = replica.view_at(&section, &at)?;
+            if json {
+                return output::json(&view);
+            }
+            println!("{}", output::view(&view, &roster_of(&replica, &view.project)?));
+            Ok(())
+        }
+        DeviceCommand::Export { section, out } => {
+            let section = resolve(&replica, &section)?;
+            let bytes = replica.export(&section)?;
+            std::fs::write(&out, &bytes)
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", out.display())))?;
+            if json {
+                return output::json(&json!({ "section": section, "file": out, "bytes": bytes.len() }));
+            }
+            println!(
+                "wrote section {section}'s Automerge document ({}) to {}",
+                output::bytes(bytes.len() as u64),
+                out.display()
+            );
+            Ok(())
+        }
+        DeviceCommand::Status => {
+            let project = replica.setting("project")?;
+            let me = match &project {
+                Some(p) => roster_of(&replica, p)?.member(&replica.actor()).cloned(),
+                None => None,
+            };
+            let out = StatusOut {
+                device: replica.device().to_owned(),
+                actor: replica.actor(),
+                server: replica.setting("server")?,
+                project,
+                user: me.as_ref().map(|m| m.user.clone()),
+                role: me.as_ref().map(|m| m.role.as_str()),
+                sync: replica.sync_status()?,
+            };
+            if json {
+                return output::json(&out);
+            }
+            println!("device      {} (actor {})", out.device, out.actor);
+            println!("server      {}", out.server.as_deref().unwrap_or("(not set: run init)"));
+            match (&out.project, &out.user) {
+                (Some(p), Some(u)) => println!("project     {p}, as {u} ({})", out.role.unwrap_or("?")),
+                (Some(p), None) => println!("project     {p} (not in the roster yet: sync)"),
+                (None, _) => println!("project     (not set: run init)"),
+            }
+            let s = &out.sync;
+            match s.oldest_pending_ms {
+                Some(ms) => println!("pending     {} change(s), oldest from {}", s.pending_changes, output::time(ms)),
+                None => println!("pending     {} change(s)", s.pending_changes),
+            }
+            println!("refused     {} change(s) (kept here, not re-sent)", s.refused_changes);
+            println!("last sync   {}", s.last_success_ms.map_or("never".into(), output::time));
+            println!("last error  {}", s.last_error.as_deref().unwrap_or("none"));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_points_parse_and_are_checked() {
+        let r = parse_route("48.0,11.0; 48.0,11.01;").unwrap();
+        assert_eq!(r.0, vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }]);
+        assert_eq!(parse_point("-33.9,18.4").unwrap(), GeoPoint { lat: -33.9, lon: 18.4 });
+        assert!(parse_route("48.0,11.0").unwrap_err().contains("two points"));
+        assert!(parse_point("48.0").unwrap_err().contains("lat,lon"));
+        assert!(parse_point("91,0").unwrap_err().contains("WGS84"));
+        assert!(parse_point("x,0").unwrap_err().contains("not a number"));
+    }
+}

@@ -1,0 +1,68 @@
+//! `fieldsync`: the command a newcomer runs first, and the tool operators,
+//! support staff and scripts use.
+//!
+//! - [`serve`]: the sync hub on its embedded SQLite store.
+//! - [`admin`]: projects, members, devices of a hub's data directory.
+//! - [`device`]: a full replica on a local SQLite file (edit, sync, inspect).
+//! - [`simulate`]: a crew's working day over a simulated rural network.
+//! - [`bench`]: a quick run of the core's headline figures.
+//! - [`error`]: the one error type and its exit codes; [`output`]: how
+//!   values are printed for people and as JSON.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage, 3 an edit refused by a rule.
+
+mod admin;
+mod bench;
+mod device;
+mod error;
+mod output;
+mod serve;
+mod simulate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// FieldSync: offline-first sync for field crews.
+#[derive(Debug, Parser)]
+#[command(name = "fieldsync", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Print machine-readable JSON (the shapes are documented in docs/cli.md).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sync server on its embedded SQLite store.
+    Serve(serve::ServeArgs),
+    /// Manage a server's projects, members and devices (works while it serves).
+    Admin(admin::AdminArgs),
+    /// A full replica on a local SQLite file: edit, sync, inspect.
+    Device(device::DeviceArgs),
+    /// Play a crew's working day over a simulated rural network and report.
+    Simulate(simulate::SimulateArgs),
+    /// Measure the core's headline figures quickly.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args, json),
+        Command::Device(args) => device::run(args, json),
+        Command::Simulate(args) => simulate::run(args, json),
+        Command::Bench(args) => bench::run(args, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report(json);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

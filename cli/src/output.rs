@@ -1,0 +1,192 @@
+//! Printing: JSON for scripts (shapes documented in docs/cli.md) and plain
+//! text for people. Nothing here decides anything.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use fieldsync_core::{
+    Candidate, ConflictKind, ConflictRecord, Decision, EditOutcome, Reconciliation, Roster, SectionView,
+};
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// Print `value` as pretty JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The first 12 characters of an id: enough to tell ids apart on screen
+/// (the commands accept unique prefixes of section ids).
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// ms since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Bytes in words: `812 B`, `3.4 KiB`, `1.2 MiB`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+/// Who wrote as `actor`: `tina (technician)`, or the short actor id if the
+/// roster does not know it.
+pub fn who(roster: &Roster, actor: &str) -> String {
+    match roster.member(actor) {
+        Some(m) => format!("{} ({})", m.user, m.role.as_str()),
+        None => format!("actor {}", short(actor)),
+    }
+}
+
+fn candidate_who(c: &Candidate) -> String {
+    match (&c.user, c.role) {
+        (Some(u), Some(r)) => format!("{u} ({})", r.as_str()),
+        (Some(u), None) => u.clone(),
+        _ => format!("actor {}", short(&c.author)),
+    }
+}
+
+/// What the rules made of a write, in words.
+pub fn decision(d: &Decision) -> String {
+    match d {
+        Decision::Accepted => "accepted".into(),
+        Decision::Superseded { by } => format!("superseded by {}", short(by)),
+        Decision::Concurred { with } => format!("concurred with {}", short(with)),
+        Decision::Rejected { rule, reason, .. } => format!("rejected by rule {}: {reason}", rule.as_str()),
+        Decision::Quarantined { distance_m } => format!("quarantined: {distance_m:.1} m off the planned route"),
+    }
+}
+
+/// A section's view, for people.
+pub fn view(v: &SectionView, roster: &Roster) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "section   {}  {:?}  (project {})", v.id, v.name, v.project);
+    let _ = write!(s, "state     {}", v.state.as_str());
+    if let Some(b) = &v.blocked {
+        let _ = write!(s, " (reason: {}; resumes at {})", b.reason, b.resume_to.as_str());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "progress  {}%", v.progress);
+    let route: Vec<String> = v.route.iter().map(|p| format!("{:.6},{:.6}", p.lat, p.lon)).collect();
+    let _ = writeln!(s, "route     {}", if route.is_empty() { "(none)".into() } else { route.join(" → ") });
+    match &v.location {
+        Some(l) => {
+            let _ = writeln!(s, "location  {:.6},{:.6}  by {}", l.point.lat, l.point.lon, who(roster, &l.author));
+        }
+        None => {
+            let _ = writeln!(s, "location  (none)");
+        }
+    }
+    let _ = writeln!(s, "as-built  {} point(s)", v.as_built.len());
+    for q in &v.quarantined {
+        let _ = writeln!(
+            s,
+            "quarantined  {:.6},{:.6}  {:.1} m off route  by {}  (accept with: accept {} {})",
+            q.point.lat,
+            q.point.lon,
+            q.distance_m,
+            who(roster, &q.author),
+            short(&v.id),
+            q.edit_id
+        );
+    }
+    let _ = writeln!(s, "notes     {}", if v.notes.is_empty() { "(none)".into() } else { format!("{:?}", v.notes) });
+    for p in &v.photos {
+        let _ =
+            writeln!(s, "photo     {}{}", p.uri, p.caption.as_ref().map(|c| format!("  {c:?}")).unwrap_or_default());
+    }
+    for e in &v.events {
+        let _ = writeln!(
+            s,
+            "event     {:?}  {} → {}  by {}",
+            e.kind,
+            e.from.as_str(),
+            e.to.as_str(),
+            who(roster, &e.author)
+        );
+    }
+    let _ = write!(s, "conflicts {}", v.conflict_count);
+    s
+}
+
+/// A conflict record, for people.
+pub fn conflict(c: &ConflictRecord) -> String {
+    let kind = match c.kind {
+        ConflictKind::Contest => "contest",
+        ConflictKind::Rejection => "rejection",
+        ConflictKind::Quarantine => "quarantine",
+    };
+    let mut s = format!(
+        "{}  section {}  {}  {}  rule {}\n  {}",
+        short(&c.id),
+        short(&c.section),
+        c.field.as_str(),
+        kind,
+        c.rule.as_str(),
+        c.explanation
+    );
+    for cand in &c.candidates {
+        let mark = if c.winner.as_ref() == Some(&cand.edit_id) { "*" } else { " " };
+        let _ = write!(s, "\n  {mark} {}  by {}  ({})", cand.value, candidate_who(cand), cand.edit_id);
+    }
+    s
+}
+
+/// One line of the reconciliation report, for people.
+pub fn reconciliation(r: &Reconciliation) -> String {
+    let field = r.field.map_or("?", |f| f.as_str());
+    match &r.outcome {
+        EditOutcome::Stands => format!("  confirmed   section {}  {field}  (edit {})", short(&r.section), r.edit_id),
+        EditOutcome::Overridden { by, rule, reason } => {
+            let by = by.as_ref().map(|c| format!(" by {} from {}", c.value, candidate_who(c))).unwrap_or_default();
+            format!(
+                "  overridden  section {}  {field}{by}  under rule {}: {reason}  (edit {})",
+                short(&r.section),
+                rule.as_str(),
+                r.edit_id
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(3482), "3.4 KiB");
+        assert_eq!(bytes(5 * 1_048_576), "5.0 MiB");
+    }
+}
