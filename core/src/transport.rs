@@ -22,6 +22,20 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The error for an HTTP answer other than 200: `body` is the
+    /// [`ErrorBody`] JSON the server sends (a refusal's list included), or,
+    /// from something in between (a proxy, a load balancer), any text.
+    /// For transports outside core (an app's OkHttp or URLSession) as well as
+    /// the built-in `HttpTransport`.
+    pub fn from_response(status: u16, body: &[u8]) -> TransportError {
+        let body = serde_json::from_slice(body).unwrap_or_else(|_| ErrorBody {
+            error: "http".into(),
+            message: String::from_utf8_lossy(body).chars().take(200).collect(),
+            refusals: vec![],
+        });
+        TransportError::Server { status, body }
+    }
+
     /// Whether trying again later may help.
     pub fn retryable(&self) -> bool {
         match self {
@@ -92,11 +106,6 @@ impl Transport for HttpTransport {
         if status == 200 {
             return Ok(bytes.to_vec());
         }
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-            error: "http".into(),
-            message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            refusals: vec![],
-        });
-        Err(TransportError::Server { status, body })
+        Err(TransportError::from_response(status, &bytes))
     }
 }

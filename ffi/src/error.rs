@@ -2,7 +2,7 @@
 //! about; every core error is mapped to one of them in [`FieldSyncError::from`]'s
 //! single `match`, the only place that knows core's error types.
 
-use fieldsync_core::{self as core, DocumentError, OpenError, ReplicaError};
+use fieldsync_core::{self as core, DocumentError, OpenError, ReplicaError, SyncError, TransportError};
 
 use crate::conflict::Rule;
 
@@ -20,23 +20,26 @@ pub enum FieldSyncError {
         reason: String,
     },
     /// This device (or its token) is not allowed to do this in the project:
-    /// it is not in the project's roster yet. Ask the office to add it, or
-    /// sign in again.
+    /// it is not in the project's roster (yet), or the server refused its
+    /// token (revoked, unknown) or its project. Ask the office to add it, or
+    /// sign in again (then `connect` with the new token).
     #[error("{detail}")]
     NotAuthorized {
         /// What was refused.
         detail: String,
     },
-    /// The sync server could not be reached; edits are kept and go out at
-    /// the next sync. Nothing to do but wait for a connection.
+    /// The sync server could not be reached (no network, a timeout, a server
+    /// failing for now, an answer cut off); edits are kept and go out at the
+    /// next sync. Nothing to do but wait for a connection.
     #[error("{detail}")]
     Offline {
         /// What failed.
         detail: String,
     },
     /// The local database failed or cannot be used as it is (disk full, a
-    /// newer app's schema, a corrupt file moved aside). `detail` says what
-    /// to do next.
+    /// newer app's schema, a corrupt file moved aside), or the server no
+    /// longer speaks this app's protocol. `detail` says what to do next
+    /// (often: update the app).
     #[error("{detail}")]
     Storage {
         /// What happened and what to do.
@@ -49,7 +52,8 @@ pub enum FieldSyncError {
         /// What is wrong.
         detail: String,
     },
-    /// No such section here (yet): it may arrive with the next sync.
+    /// No such section here (yet): it may arrive with the next sync. Or no
+    /// such project on the server: check the project the app was set up with.
     #[error("{detail}")]
     NotFound {
         /// What was looked for.
@@ -58,13 +62,14 @@ pub enum FieldSyncError {
 }
 
 /// Every core error the bindings can meet, so that one `match` maps them all.
-/// The sync client's error joins here when it lands.
 #[derive(Debug)]
 pub(crate) enum CoreError {
     /// From a call on an open replica.
     Replica(ReplicaError),
     /// From opening a store.
     Open(OpenError),
+    /// From a sync.
+    Sync(SyncError),
 }
 
 impl From<ReplicaError> for FieldSyncError {
@@ -79,12 +84,20 @@ impl From<OpenError> for FieldSyncError {
     }
 }
 
+impl From<SyncError> for FieldSyncError {
+    fn from(e: SyncError) -> Self {
+        CoreError::Sync(e).into()
+    }
+}
+
 impl From<CoreError> for FieldSyncError {
     fn from(e: CoreError) -> Self {
-        use CoreError::{Open, Replica};
+        use CoreError::{Open, Replica, Sync};
+        use TransportError::Server;
         let detail = match &e {
             Replica(e) => e.to_string(),
             Open(e) => e.to_string(),
+            Sync(e) => e.to_string(),
         };
         match e {
             Replica(ReplicaError::Refused { rule: core::Rule::UnknownAuthor, reason }) => {
@@ -99,6 +112,18 @@ impl From<CoreError> for FieldSyncError {
                 DocumentError::NotesRange { .. } | DocumentError::BadChange(_) | DocumentError::NotASection(_),
             )) => FieldSyncError::InvalidInput { detail },
             Open(OpenError::OtherDevice { .. }) => FieldSyncError::InvalidInput { detail },
+            // The local half of a sync: as any other call on the replica.
+            Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
+            // A token unknown or revoked (401), a project or actor not this device's (403).
+            Sync(SyncError::Transport(Server { status: 401 | 403, .. })) => FieldSyncError::NotAuthorized { detail },
+            Sync(SyncError::Transport(Server { status: 404, .. })) => FieldSyncError::NotFound { detail },
+            // The server speaks another protocol version: the message says to update the app.
+            Sync(SyncError::Transport(Server { status: 426, .. })) => FieldSyncError::Storage { detail },
+            // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless answer.
+            Sync(SyncError::Transport(t)) if t.retryable() => FieldSyncError::Offline { detail },
+            Sync(SyncError::Protocol(_) | SyncError::TooManyRounds(_)) => FieldSyncError::Offline { detail },
+            // A request the server could not take (400, 413, a 422 without refusals): a bug.
+            Sync(_) => FieldSyncError::InvalidInput { detail },
             // Store and document failures, newer or corrupt databases: the
             // message says what to do (update the app, recover the moved file).
             Replica(_) | Open(_) => FieldSyncError::Storage { detail },
@@ -130,5 +155,32 @@ mod tests {
         assert!(matches!(other.into(), FieldSyncError::InvalidInput { .. }));
         let io = OpenError::Io(std::io::Error::other("disk"));
         assert!(matches!(io.into(), FieldSyncError::Storage { .. }));
+    }
+
+    #[test]
+    fn each_sync_error_maps_to_what_the_app_can_do() {
+        let server = |status: u16| -> FieldSyncError {
+            let body = format!(r#"{{"error":"e{status}","message":"said {status}"}}"#);
+            SyncError::Transport(TransportError::from_response(status, body.as_bytes())).into()
+        };
+        assert!(matches!(server(401), FieldSyncError::NotAuthorized { detail } if detail.contains("said 401")));
+        assert!(matches!(server(403), FieldSyncError::NotAuthorized { .. }));
+        assert!(matches!(server(404), FieldSyncError::NotFound { .. }));
+        assert!(matches!(server(426), FieldSyncError::Storage { .. }));
+        for status in [500, 502, 503, 408, 429] {
+            assert!(matches!(server(status), FieldSyncError::Offline { .. }), "{status}");
+        }
+        for status in [400, 413, 422] {
+            assert!(matches!(server(status), FieldSyncError::InvalidInput { .. }), "{status}");
+        }
+        let unreachable = SyncError::Transport(TransportError::Unreachable("connection refused".into()));
+        assert!(matches!(unreachable.into(), FieldSyncError::Offline { detail } if detail.contains("refused")));
+        let garbled = SyncError::Protocol(core::protocol::decode::<u8>(b"not deflate").unwrap_err());
+        assert!(matches!(garbled.into(), FieldSyncError::Offline { .. }));
+        assert!(matches!(SyncError::TooManyRounds(3).into(), FieldSyncError::Offline { .. }));
+        let local = SyncError::Replica(ReplicaError::UnknownSection("s".into()));
+        assert!(matches!(local.into(), FieldSyncError::NotFound { .. }));
+        let proxy = SyncError::Transport(TransportError::from_response(502, b"<html>Bad Gateway</html>"));
+        assert!(matches!(proxy.into(), FieldSyncError::Offline { detail } if detail.contains("Bad Gateway")));
     }
 }

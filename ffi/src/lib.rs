@@ -4,6 +4,8 @@
 //!
 //! Module guide:
 //! - [`replica`]: the `Replica` object, one delegation per method.
+//! - [`sync`]: its sync methods (`connect`, `connect_with` an [`AppTransport`],
+//!   `sync_now`, background sync, connectivity hints, the status).
 //! - [`domain`], [`view`], [`conflict`], [`merge`], [`history`], [`sync`]:
 //!   records and enums mirroring core's types, with `From` conversions.
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
@@ -59,7 +61,7 @@ pub use history::{HistoryEntry, PastPoint};
 pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionChange};
 pub use observer::{ConflictsObserver, ObserverError, ObserverHandle, SectionObserver, SyncStatusObserver};
 pub use replica::Replica;
-pub use sync::SyncStatus;
+pub use sync::{AppTransport, SyncConfig, SyncReport, SyncStatus, TransportError, sync_content_type};
 pub use view::{
     AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoRef, PointRecord, QuarantinedPoint,
     SectionSummary, SectionView,

@@ -1,6 +1,7 @@
-//! The `Replica` object the apps hold: core's replica behind a mutex, plus the
-//! registry of its observers. Every method is a delegation plus conversion;
-//! writes also notify the observers of what they touched.
+//! The `Replica` object the apps hold: core's replica behind a mutex, the
+//! registry of its observers, and its sync (in [`crate::sync`], which adds the
+//! sync methods). Every method is a delegation plus conversion; local writes
+//! also notify the observers of what they touched and tell background sync.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,10 +12,8 @@ use crate::domain::{ConstructionState, GeoPoint, Member};
 use crate::error::FieldSyncError;
 use crate::history::{HistoryEntry, PastPoint};
 use crate::merge::{EditReceipt, MergeReport, SectionChange};
-use crate::observer::{
-    ConflictsObserver, ObserverHandle, Observers, SectionObserver, SyncStatusObserver, Touched, lock,
-};
-use crate::sync::SyncStatus;
+use crate::observer::{ConflictsObserver, ObserverHandle, Observers, SectionObserver, Touched, lock};
+use crate::sync::Syncing;
 use crate::view::{AuditEntry, SectionSummary, SectionView};
 
 /// A replica of the sections this device works on, in one SQLite file.
@@ -24,8 +23,9 @@ use crate::view::{AuditEntry, SectionSummary, SectionView};
 /// thread (the Kotlin and Swift layers offer suspend/async forms).
 #[derive(uniffi::Object)]
 pub struct Replica {
-    inner: Arc<Mutex<core::Replica>>,
-    observers: Arc<Observers>,
+    pub(crate) inner: Arc<Mutex<core::Replica>>,
+    pub(crate) observers: Arc<Observers>,
+    pub(crate) sync: Syncing,
 }
 
 impl std::fmt::Debug for Replica {
@@ -36,12 +36,27 @@ impl std::fmt::Debug for Replica {
 
 impl Replica {
     /// Run `f` on the core replica.
-    fn read<T>(&self, f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>) -> Result<T, FieldSyncError> {
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
+    ) -> Result<T, FieldSyncError> {
         Ok(f(&mut lock(&self.inner))?)
     }
 
-    /// Run the write `f`, then (its lock released) tell the observers what it touched.
+    /// Run the local write `f`, then (its lock released) tell the observers
+    /// what it touched and background sync that there is something to send.
     fn write<T>(
+        &self,
+        touched: Touched,
+        f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
+    ) -> Result<T, FieldSyncError> {
+        let out = self.merge(touched, f)?;
+        self.sync.notify(core::SyncEvent::LocalEdit);
+        Ok(out)
+    }
+
+    /// Run `f`, which may change what observers see, then tell them.
+    pub(crate) fn merge<T>(
         &self,
         touched: Touched,
         f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
@@ -78,7 +93,11 @@ impl Replica {
             return Err(FieldSyncError::InvalidInput { detail });
         }
         let replica = core::Replica::open(path, core::ReplicaOptions { device, ..Default::default() })?;
-        Ok(Arc::new(Replica { inner: Arc::new(Mutex::new(replica)), observers: Arc::default() }))
+        Ok(Arc::new(Replica {
+            inner: Arc::new(Mutex::new(replica)),
+            observers: Arc::default(),
+            sync: Syncing::default(),
+        }))
     }
 
     /// The device this store belongs to.
@@ -94,7 +113,7 @@ impl Replica {
     /// Replace a project's roster. The server delivers rosters; call this in tests and development only.
     pub fn set_roster(&self, project: String, members: Vec<Member>) -> Result<(), FieldSyncError> {
         let members: Vec<core::Member> = members.into_iter().map(Into::into).collect();
-        self.write(Touched::All, |r| r.set_roster(&project, &members))
+        self.merge(Touched::All, |r| r.set_roster(&project, &members))
     }
 
     /// Create a section (office only) with its name and planned route; returns its id.
@@ -197,11 +216,6 @@ impl Replica {
         self.read(|r| r.view_at(&section, &at.into())).map(Into::into)
     }
 
-    /// What the app can see of sync: pending and refused changes, last success or error.
-    pub fn sync_status(&self) -> Result<SyncStatus, FieldSyncError> {
-        self.read(|r| r.sync_status()).map(Into::into)
-    }
-
     /// A section's changes after `since` (hex heads; empty for all), to hand to
     /// another replica's `apply_changes` (tests, peer-to-peer transfer).
     #[uniffi::method(default(since = []))]
@@ -213,7 +227,7 @@ impl Replica {
     /// Merge changes from elsewhere; the report says what became of this device's unconfirmed writes.
     pub fn apply_changes(&self, changes: Vec<SectionChange>) -> Result<MergeReport, FieldSyncError> {
         let changes: Vec<core::SectionChange> = changes.into_iter().map(Into::into).collect();
-        self.write(Touched::All, |r| r.apply_changes(&changes)).map(Into::into)
+        self.merge(Touched::All, |r| r.apply_changes(&changes)).map(Into::into)
     }
 
     /// The section's whole Automerge document (loadable by any Automerge implementation).
@@ -244,10 +258,5 @@ impl Replica {
         observer: Arc<dyn ConflictsObserver>,
     ) -> Arc<ObserverHandle> {
         self.observers.conflicts(&self.inner, section, observer)
-    }
-
-    /// Observe the sync status: the current one at once, then every change.
-    pub fn observe_sync_status(&self, observer: Arc<dyn SyncStatusObserver>) -> Arc<ObserverHandle> {
-        self.observers.sync_status(&self.inner, observer)
     }
 }

@@ -1,40 +1,42 @@
-//! Sync as the app sees it. Today: the status the replica keeps (pending,
-//! refused, last success or error), readable and observable.
+//! Sync as the app sees it: connect the replica to a server (the built-in
+//! HTTPS transport, or the app's own through [`AppTransport`]), sync now,
+//! background sync with connectivity hints, and the status, readable and
+//! observable.
 //!
-//! The place for the sync client (`core::sync_client`, landed after this
-//! module was written). Each item a line or two of delegation like the rest:
+//! The wiring, over core's sync client (`core::sync_client`):
+//! - `connect` / `connect_with` register the project (`join_project`) and put
+//!   a `core::SyncClient` over the object's own `Arc<Mutex<core::Replica>>`
+//!   into [`Syncing`]. Connecting again replaces it; a running background
+//!   sync goes on over the new transport.
+//! - `sync_now` runs `SyncClient::sync_with_progress` and tells the observers
+//!   after each committed round (the sections it changed, and the status),
+//!   then every observer once at the end (a new roster can change any view).
+//!   A failure tells the sync-status observers (the status holds the error).
+//! - `start_background_sync` runs `core::BackgroundSync` with a listener that
+//!   does the same after each background sync; local writes send it
+//!   `SyncEvent::LocalEdit` (`Replica::write`), `set_connectivity` sends
+//!   `SyncEvent::Connectivity` and is remembered for the next start.
+//! - Errors go through `FieldSyncError::from` (`CoreError::Sync` in `error.rs`).
 //!
-//! - `Replica` gains `client: Mutex<Option<Arc<core::SyncClient>>>` and
-//!   `background: Mutex<Option<core::BackgroundSync>>`. `SyncClient::new` takes
-//!   the same `Arc<Mutex<core::Replica>>` the object already holds (`inner`).
-//! - `connect(server_url, token)` builds `core::HttpTransport::new(url, token,
-//!   timeout)`; `connect_with(transport: Arc<dyn AppTransport>)` wraps an
-//!   app-provided transport: `#[uniffi::export(foreign)] trait AppTransport {
-//!   fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError>; }`
-//!   mirrors `core::Transport` exactly, with a `TransportError` record-enum
-//!   (`Unreachable { detail }`, `Server { status, error, message }`) and
-//!   `From<UnexpectedUniFFICallbackError>` into `Unreachable`, like
-//!   `ObserverError`. (Or a trailing `server: Option<ServerConfig>` argument,
-//!   default `None`, on `open`: today's calls keep compiling either way.)
-//! - `sync_now() -> SyncReport`: `client.sync_now()`, then
-//!   `observers.notify(Touched::Sections(report.sections_changed), &inner)`;
-//!   on error `observers.notify(Touched::Nothing, …)` (sync-status observers
-//!   are due on every notice) and the error through `FieldSyncError::from`.
-//!   Blocking: Kotlin gets `suspend fun Replica.sync()` in FieldSyncFlows.kt
-//!   and Swift `func sync() async throws` beside `run`.
-//! - `start_background_sync(config)`: `BackgroundSync::start(client, config,
-//!   listener)` where the listener (on the sync thread) does the same notify
-//!   for `SyncUpdate::Synced(report)` / `Failed`; `stop_background_sync()`
-//!   drops it. `set_connectivity(online)` sends `SyncEvent::Connectivity`;
-//!   `Replica::write` sends `SyncEvent::LocalEdit` after each local write.
-//! - `CoreError::Sync(core::SyncError)` in `error.rs`: `Transport(Unreachable)`,
-//!   `Protocol`, `TooManyRounds` → `Offline`; `Transport(Server { 401 | 403 })`
-//!   → `NotAuthorized`; `Transport(Server { 426 })` → `Storage` ("update the
-//!   app"); `Replica(e)` → the replica arms.
-//! - Records: `SyncReport` (rounds, bytes, confirmed, refused, new changes,
-//!   documents, sections changed, reconciliation) and `SyncConfig`.
+//! `sync_now` and background sync may overlap: both are safe (the server
+//! skips changes it already has, merges are idempotent), only wasteful.
+//!
+//! Not wired yet: the live channel (core's `LiveChannel`, being written),
+//! which should connect in `start_background_sync` when the server URL and
+//! token are known (`connect`, not `connect_with`) and send
+//! `SyncEvent::Nudge` through `BackgroundSync::notifier()`; it would live in
+//! [`Background`] beside the background sync, and stop with it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fieldsync_core as core;
+
+use crate::error::FieldSyncError;
+use crate::merge::Reconciliation;
+use crate::observer::{ObserverHandle, SyncStatusObserver, Touched, lock};
+use crate::replica::Replica;
 
 /// What the app can see of sync.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -60,5 +62,499 @@ impl From<core::SyncStatus> for SyncStatus {
             last_success_ms: s.last_success_ms,
             last_error: s.last_error,
         }
+    }
+}
+
+/// What a sync did, summed over its rounds.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SyncReport {
+    /// Round trips made.
+    pub rounds: u32,
+    /// Request bytes on the wire.
+    pub bytes_sent: u64,
+    /// Response bytes on the wire.
+    pub bytes_received: u64,
+    /// Local changes the server confirmed.
+    pub confirmed: u64,
+    /// Local changes the server refused (kept here, not sent again; see `sync_status`).
+    pub refused: u64,
+    /// Changes that were new here.
+    pub new_changes: u64,
+    /// Whole section documents received (the first sync of a new device).
+    pub documents: u64,
+    /// Sections whose view changed.
+    pub sections_changed: Vec<String>,
+    /// What became of this device's unconfirmed writes in the sections that
+    /// changed: each still stands, or was overridden (by which write, under
+    /// which rule, and why, in words for the technician). The latest word on each.
+    pub reconciliation: Vec<Reconciliation>,
+}
+
+impl From<core::SyncReport> for SyncReport {
+    fn from(r: core::SyncReport) -> Self {
+        SyncReport {
+            rounds: r.rounds,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            confirmed: r.confirmed as u64,
+            refused: r.refused as u64,
+            new_changes: r.new_changes as u64,
+            documents: r.documents as u64,
+            sections_changed: r.sections_changed,
+            reconciliation: r.reconciliation.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Tuning of background sync. The defaults suit a phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct SyncConfig {
+    /// Sync this often even when nothing happens (catches missed notifications).
+    #[uniffi(default = 300000)]
+    pub interval_ms: u64,
+    /// After a local edit, wait this long for more before syncing.
+    #[uniffi(default = 2000)]
+    pub edit_debounce_ms: u64,
+    /// First retry delay after a failure; doubles per failure (with jitter).
+    #[uniffi(default = 1000)]
+    pub min_backoff_ms: u64,
+    /// Retry delay cap.
+    #[uniffi(default = 600000)]
+    pub max_backoff_ms: u64,
+}
+
+impl From<SyncConfig> for core::SyncConfig {
+    fn from(c: SyncConfig) -> Self {
+        core::SyncConfig {
+            interval_ms: c.interval_ms,
+            edit_debounce_ms: c.edit_debounce_ms,
+            min_backoff_ms: c.min_backoff_ms,
+            max_backoff_ms: c.max_backoff_ms,
+        }
+    }
+}
+
+/// A transport the app provides (OkHttp, URLSession), used instead of the
+/// built-in one after `connect_with`. One call is one round:
+/// `POST {server}/v1/sync` with `Authorization: Bearer {token}` and
+/// `Content-Type: ` [`sync_content_type`], `request` as the body.
+///
+/// Return the body of a 200 answer. For any other status throw
+/// `TransportError.Server` with the status and the body as received (it
+/// carries the server's reasons, a refusal's included). When no answer came
+/// (no network, DNS, timeout, a cut connection) throw
+/// `TransportError.Unreachable`; any other exception counts as that too.
+/// Do not retry: background sync decides when to try again. Called on a
+/// background thread, and may block.
+#[uniffi::export(foreign)]
+pub trait AppTransport: Send + Sync {
+    /// One round trip.
+    fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError>;
+}
+
+/// Why an [`AppTransport`] round trip failed.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum TransportError {
+    /// No answer: no network, DNS, timeout, connection cut.
+    #[error("server unreachable: {detail}")]
+    Unreachable {
+        /// What failed.
+        detail: String,
+    },
+    /// The server answered with another status than 200.
+    #[error("server answered {status}")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The response body, as received.
+        body: Vec<u8>,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for TransportError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        TransportError::Unreachable { detail: e.reason }
+    }
+}
+
+impl From<TransportError> for core::TransportError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Unreachable { detail } => core::TransportError::Unreachable(detail),
+            TransportError::Server { status, body } => core::TransportError::from_response(status, &body),
+        }
+    }
+}
+
+/// An app's transport as core's.
+struct Foreign(Arc<dyn AppTransport>);
+
+impl core::Transport for Foreign {
+    fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, core::TransportError> {
+        self.0.round_trip(request).map_err(Into::into)
+    }
+}
+
+/// The `Content-Type` of a sync request, for an [`AppTransport`].
+#[uniffi::export]
+pub fn sync_content_type() -> String {
+    core::protocol::CONTENT_TYPE.to_owned()
+}
+
+/// The sync half of a [`Replica`]: the client once connected, background
+/// sync while it runs, the last connectivity hint.
+#[derive(Default)]
+pub(crate) struct Syncing {
+    client: Mutex<Option<Arc<core::SyncClient>>>,
+    background: Mutex<Option<Background>>,
+    offline: AtomicBool,
+}
+
+/// A running background sync and the config it was started with.
+struct Background {
+    sync: core::BackgroundSync,
+    config: core::SyncConfig,
+}
+
+impl Syncing {
+    fn client(&self) -> Result<Arc<core::SyncClient>, FieldSyncError> {
+        lock(&self.client).clone().ok_or_else(|| FieldSyncError::InvalidInput {
+            detail: "the replica is not connected to a server: call connect or connect_with first".into(),
+        })
+    }
+
+    /// Tell background sync, if it runs, about `event`.
+    pub(crate) fn notify(&self, event: core::SyncEvent) {
+        if let Some(b) = lock(&self.background).as_ref() {
+            b.sync.notify(event);
+        }
+    }
+
+    /// Stop background sync, if it runs, waiting for a round in flight to
+    /// finish outside the lock (the round's listener may call the replica);
+    /// returns the config it ran with.
+    fn stop(&self) -> Option<core::SyncConfig> {
+        let running = lock(&self.background).take();
+        running.map(|b| {
+            b.sync.stop();
+            b.config
+        })
+    }
+}
+
+impl Replica {
+    /// Sync through `transport` from now on, `project` among the projects synced.
+    fn attach(&self, transport: Arc<dyn core::Transport>, project: &str) -> Result<(), FieldSyncError> {
+        self.read(|r| r.join_project(project))?;
+        *lock(&self.sync.client) = Some(Arc::new(core::SyncClient::new(Arc::clone(&self.inner), transport)));
+        match self.sync.stop() {
+            Some(config) => self.start(config),
+            None => Ok(()),
+        }
+    }
+
+    /// Sync now, telling the observers after each round and at the end.
+    fn sync_and_notify(&self) -> Result<core::SyncReport, FieldSyncError> {
+        let client = self.sync.client()?;
+        let outcome = client.sync_with_progress(&mut |so_far| {
+            self.observers.notify(Touched::Sections(so_far.sections_changed.clone()), &self.inner)
+        });
+        self.observers.notify(if outcome.is_ok() { Touched::All } else { Touched::Nothing }, &self.inner);
+        Ok(outcome?)
+    }
+
+    /// (Re)start background sync with `config`.
+    fn start(&self, config: core::SyncConfig) -> Result<(), FieldSyncError> {
+        let client = self.sync.client()?;
+        self.sync.stop();
+        let (observers, inner) = (Arc::clone(&self.observers), Arc::clone(&self.inner));
+        let listener = Box::new(move |update: core::SyncUpdate| {
+            let touched = match update {
+                core::SyncUpdate::Synced(_) => Touched::All,
+                core::SyncUpdate::Failed { .. } => Touched::Nothing,
+            };
+            observers.notify(touched, &inner)
+        });
+        let sync = core::BackgroundSync::start(client, config, listener);
+        if self.sync.offline.load(Ordering::Relaxed) {
+            sync.notify(core::SyncEvent::Connectivity { online: false });
+        }
+        // Another thread may have started one meanwhile: the older stops, outside the lock.
+        let older = lock(&self.sync.background).replace(Background { sync, config });
+        drop(older);
+        Ok(())
+    }
+}
+
+#[uniffi::export]
+impl Replica {
+    /// Sync `project` (and any project synced before) with the server at
+    /// `server_url` (e.g. `https://sync.example.com`), authenticating with the
+    /// device's `token`, over the built-in HTTPS transport. Nothing is sent
+    /// yet: call `sync_now` or `start_background_sync`.
+    #[uniffi::method(default(timeout_ms = 30000))]
+    pub fn connect(
+        &self,
+        server_url: String,
+        token: String,
+        project: String,
+        timeout_ms: u32,
+    ) -> Result<(), FieldSyncError> {
+        let http = core::HttpTransport::new(&server_url, &token, Duration::from_millis(timeout_ms.into()));
+        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project)
+    }
+
+    /// Like `connect`, with rounds sent through the app's own transport.
+    pub fn connect_with(&self, transport: Arc<dyn AppTransport>, project: String) -> Result<(), FieldSyncError> {
+        self.attach(Arc::new(Foreign(transport)), &project)
+    }
+
+    /// Sync until nothing is left either way. Blocks on the network: call it
+    /// off the main thread (Kotlin `sync()`, Swift `sync() async`). Observers
+    /// hear of each round. Fails with `Offline` (edits are kept and go out
+    /// next time), `NotAuthorized` (sign in again), or `InvalidInput` if not
+    /// connected.
+    pub fn sync_now(&self) -> Result<SyncReport, FieldSyncError> {
+        self.sync_and_notify().map(Into::into)
+    }
+
+    /// Sync in the background from now on: at once, shortly after local
+    /// edits, every `interval_ms`, and with backoff after failures (not at
+    /// all after `NotAuthorized` until started again). Restarts it if it
+    /// runs. Observers hear of each sync.
+    #[uniffi::method(default(config = None))]
+    pub fn start_background_sync(&self, config: Option<SyncConfig>) -> Result<(), FieldSyncError> {
+        self.start(config.map_or_else(core::SyncConfig::default, Into::into))
+    }
+
+    /// Stop background sync (a round in flight finishes first, so this may
+    /// block briefly). Harmless if it does not run.
+    pub fn stop_background_sync(&self) {
+        self.sync.stop();
+    }
+
+    /// The app's connectivity hint (from ConnectivityManager, NWPathMonitor):
+    /// offline pauses background sync, online syncs at once if anything waits.
+    pub fn set_connectivity(&self, online: bool) {
+        self.sync.offline.store(!online, Ordering::Relaxed);
+        self.sync.notify(core::SyncEvent::Connectivity { online });
+    }
+
+    /// What the app can see of sync: pending and refused changes, last success or error.
+    pub fn sync_status(&self) -> Result<SyncStatus, FieldSyncError> {
+        self.read(|r| r.sync_status()).map(Into::into)
+    }
+
+    /// Observe the sync status: the current one at once, then after every
+    /// change (each local write, each sync round, each failure).
+    pub fn observe_sync_status(&self, observer: Arc<dyn SyncStatusObserver>) -> Arc<ObserverHandle> {
+        self.observers.sync_status(&self.inner, observer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use fieldsync_core::protocol::{self, SectionBatch, SyncRequest, SyncResponse};
+
+    use super::*;
+    use crate::domain::{GeoPoint, Member, Role};
+    use crate::merge::EditOutcome;
+    use crate::observer::ObserverError;
+
+    /// A stand-in for the server: one feed of every change uploaded, the
+    /// cursor an index into it. No rules, no roster: the replicas bring theirs.
+    #[derive(Default)]
+    struct StandIn {
+        feed: Mutex<Vec<(String, Vec<u8>)>>,
+        rounds: Mutex<u32>,
+    }
+
+    impl AppTransport for StandIn {
+        fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            let request: SyncRequest = protocol::decode(&request).unwrap();
+            *self.rounds.lock().unwrap() += 1;
+            let mut feed = self.feed.lock().unwrap();
+            let from: usize = request.cursor.parse().unwrap_or(0);
+            let changes = feed[from..]
+                .iter()
+                .map(|(section, bytes)| SectionBatch { section: section.clone(), changes: vec![bytes.clone()] })
+                .collect();
+            for batch in request.upload {
+                feed.extend(batch.changes.into_iter().map(|c| (batch.section.clone(), c)));
+            }
+            let response = SyncResponse {
+                server_time_ms: core::hlc::wall_clock_ms(),
+                changes,
+                documents: vec![],
+                cursor: feed.len().to_string(),
+                more: false,
+                roster: None,
+            };
+            Ok(protocol::encode(&response))
+        }
+    }
+
+    /// A transport that always fails with what `fail` makes.
+    struct Failing(fn() -> TransportError);
+
+    impl AppTransport for Failing {
+        fn round_trip(&self, _: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            Err((self.0)())
+        }
+    }
+
+    #[derive(Default)]
+    struct Statuses(Mutex<Vec<SyncStatus>>);
+
+    impl SyncStatusObserver for Statuses {
+        fn on_update(&self, status: SyncStatus) -> Result<(), ObserverError> {
+            self.0.lock().unwrap().push(status);
+            Ok(())
+        }
+    }
+
+    impl Statuses {
+        fn last(&self) -> SyncStatus {
+            self.0.lock().unwrap().last().unwrap().clone()
+        }
+    }
+
+    const P: &str = "p";
+
+    /// Replicas of one crew with the same roster, the office's section created.
+    fn crew(dir: &tempfile::TempDir, roles: &[(&str, Role)]) -> (Vec<Arc<Replica>>, String) {
+        let open = |name: &str| Replica::open(dir.path().join(name).display().to_string(), name.into(), None).unwrap();
+        let replicas: Vec<Arc<Replica>> = roles.iter().map(|(name, _)| open(name)).collect();
+        let roster: Vec<Member> = replicas
+            .iter()
+            .zip(roles)
+            .map(|(r, (name, role))| Member { actor: r.actor(), user: (*name).into(), role: *role })
+            .collect();
+        for r in &replicas {
+            r.set_roster(P.into(), roster.clone()).unwrap();
+        }
+        let route = vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+        let id = replicas[0].create_section(P.into(), "north".into(), route).unwrap();
+        (replicas, id)
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn syncing_before_connecting_is_invalid_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = crew(&dir, &[("olga", Role::Office)]);
+        assert!(matches!(r[0].sync_now(), Err(FieldSyncError::InvalidInput { .. })));
+        assert!(matches!(r[0].start_background_sync(None), Err(FieldSyncError::InvalidInput { .. })));
+        r[0].set_connectivity(false); // remembered, harmless
+        r[0].stop_background_sync();
+    }
+
+    #[test]
+    fn two_replicas_converge_and_the_report_says_whose_write_won_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, id) = crew(&dir, &[("olga", Role::Office), ("fred", Role::Foreman), ("tina", Role::Technician)]);
+        let hub = Arc::new(StandIn::default());
+        for replica in &r {
+            replica.connect_with(hub.clone(), P.into()).unwrap();
+        }
+        let statuses = Arc::new(Statuses::default());
+        let _handle = r[2].observe_sync_status(statuses.clone());
+        assert_eq!(r[0].sync_now().unwrap().confirmed, 1);
+        let (fred, tina) = (&r[1], &r[2]);
+        assert_eq!(tina.sync_now().unwrap().sections_changed, vec![id.clone()]);
+        fred.sync_now().unwrap();
+
+        tina.record_progress(id.clone(), 5).unwrap();
+        assert_eq!(statuses.last().pending_changes, 1);
+        std::thread::sleep(Duration::from_millis(5)); // fred's stamp is the later one: "max wins" decides
+        fred.record_progress(id.clone(), 8).unwrap();
+        fred.sync_now().unwrap();
+        let report = tina.sync_now().unwrap();
+        assert_eq!((report.confirmed, report.new_changes), (1, 1));
+        let mine = report.reconciliation.iter().find(|rec| rec.section == id).expect("tina's write reconciled");
+        match &mine.outcome {
+            EditOutcome::Overridden { by: Some(by), rule, reason } => {
+                assert_eq!((by.user.as_deref(), *rule), (Some("fred"), crate::Rule::ProgressMaxWins));
+                assert!(!reason.is_empty());
+            }
+            other => panic!("tina's progress should be overridden, is {other:?}"),
+        }
+        fred.sync_now().unwrap();
+        assert_eq!(tina.section(id.clone()).unwrap(), fred.section(id.clone()).unwrap());
+        assert_eq!(tina.section(id).unwrap().progress, 8);
+        let status = statuses.last();
+        assert_eq!((status.pending_changes, status.last_error), (0, None));
+        assert!(status.last_success_ms.is_some());
+    }
+
+    #[test]
+    fn failures_are_offline_or_not_authorized_and_the_status_observer_hears_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = crew(&dir, &[("olga", Role::Office)]);
+        let statuses = Arc::new(Statuses::default());
+        let _handle = r[0].observe_sync_status(statuses.clone());
+
+        r[0].connect_with(Arc::new(Failing(|| TransportError::Unreachable { detail: "no route".into() })), P.into())
+            .unwrap();
+        assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { detail }) if detail.contains("no route")));
+        assert!(statuses.last().last_error.unwrap().contains("no route"));
+        assert_eq!(statuses.last().pending_changes, 1, "the edit is kept");
+
+        let revoked = || TransportError::Server {
+            status: 401,
+            body: br#"{"error":"unauthorized","message":"this device was revoked"}"#.to_vec(),
+        };
+        r[0].connect_with(Arc::new(Failing(revoked)), P.into()).unwrap();
+        assert!(matches!(r[0].sync_now(), Err(FieldSyncError::NotAuthorized { detail }) if detail.contains("revoked")));
+        assert!(statuses.last().last_error.unwrap().contains("revoked"));
+
+        // The built-in transport to a closed port: refused at once.
+        r[0].connect("http://127.0.0.1:1".into(), "token".into(), P.into(), 5_000).unwrap();
+        assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { .. })));
+    }
+
+    #[test]
+    fn background_sync_sends_local_edits_by_itself_and_pauses_while_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, id) = crew(&dir, &[("olga", Role::Office)]);
+        let hub = Arc::new(StandIn::default());
+        r[0].connect_with(hub.clone(), P.into()).unwrap();
+        let statuses = Arc::new(Statuses::default());
+        let _handle = r[0].observe_sync_status(statuses.clone());
+        let config = SyncConfig { interval_ms: 60_000, edit_debounce_ms: 10, min_backoff_ms: 10, max_backoff_ms: 100 };
+        r[0].start_background_sync(Some(config)).unwrap();
+        wait_until("the first background sync", || statuses.last().pending_changes == 0);
+
+        r[0].record_progress(id.clone(), 5).unwrap();
+        wait_until("the edit to go out", || statuses.last().pending_changes == 0);
+
+        r[0].set_connectivity(false);
+        let rounds = *hub.rounds.lock().unwrap();
+        r[0].record_progress(id.clone(), 6).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(*hub.rounds.lock().unwrap(), rounds, "no round while offline");
+        assert_eq!(statuses.last().pending_changes, 1);
+        r[0].set_connectivity(true);
+        wait_until("the edit to go out once online", || statuses.last().pending_changes == 0);
+
+        // Reconnecting keeps background sync running, over the new transport.
+        let other = Arc::new(StandIn::default());
+        r[0].connect_with(other.clone(), P.into()).unwrap();
+        wait_until("a round over the new transport", || *other.rounds.lock().unwrap() > 0);
+        r[0].stop_background_sync();
+        let rounds = *other.rounds.lock().unwrap();
+        r[0].record_progress(id, 7).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(*other.rounds.lock().unwrap(), rounds, "stopped");
     }
 }
