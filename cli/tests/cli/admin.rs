@@ -1,0 +1,101 @@
+//! `fieldsync admin`: projects, users, devices, revocation, usage errors.
+
+use crate::support::*;
+
+#[test]
+fn admin_creates_projects_users_and_devices_and_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let p = ok_json(&["admin", "--data", d, "create-project", "north", "--max-route-distance", "75"]);
+    assert_eq!(p["config"]["max_route_distance_m"], 75.0);
+    ok(&["admin", "--data", d, "create-project", "south"]);
+    ok(&["admin", "--data", d, "add-user", "olga", "--project", "north", "--role", "office"]);
+    ok(&["admin", "--data", d, "add-user", "tina", "--project", "north", "--role", "technician"]);
+    ok(&["admin", "--data", d, "add-user", "tina", "--project", "south", "--role", "foreman"]);
+
+    let human = ok(&["admin", "--data", d, "enroll", "--user", "tina", "--name", "Tina's phone"]);
+    let token = human.stdout.lines().find_map(|l| l.strip_prefix("token: ")).unwrap();
+    assert_eq!(token.len(), 64);
+    let e = ok_json(&["admin", "--data", d, "enroll", "--user", "olga"]);
+    assert_eq!(e["token"].as_str().unwrap().len(), 64);
+    assert_ne!(e["token"].as_str().unwrap(), token);
+
+    let projects = ok_json(&["admin", "--data", d, "projects"]);
+    let projects = projects["projects"].as_array().unwrap();
+    assert_eq!(projects.len(), 2);
+    assert_eq!(projects[0]["id"], "north");
+    assert_eq!(
+        projects[0]["members"],
+        serde_json::json!([{"user": "olga", "role": "office"}, {"user": "tina", "role": "technician"}])
+    );
+    assert_eq!(projects[1]["members"], serde_json::json!([{"user": "tina", "role": "foreman"}]));
+
+    let devices = ok_json(&["admin", "--data", d, "devices"]);
+    let devices = devices["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    let tina = devices.iter().find(|d| d["user"] == "tina").unwrap();
+    assert_eq!(tina["name"], "Tina's phone");
+    assert!(tina["revoked_ms"].is_null());
+
+    let text = ok(&["admin", "--data", d, "projects"]).stdout;
+    assert!(text.contains("north  0 section(s)") && text.contains("  tina  foreman"), "{text}");
+}
+
+#[test]
+fn admin_errors_say_what_is_wrong_with_the_right_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let r = run(&["admin", "--data", d, "projects"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no server data in"), "{}", r.stderr);
+
+    ok(&["admin", "--data", d, "create-project", "north"]);
+    let r = run(&["admin", "--data", d, "create-project", "north"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("project `north` exists already"), "{}", r.stderr);
+
+    let r = run(&["admin", "--data", d, "add-user", "x", "--project", "north", "--role", "boss"]);
+    assert_eq!(r.code, 2, "a bad role is a usage error: {r:?}");
+    assert!(r.stderr.contains("unknown role `boss`"), "{}", r.stderr);
+
+    let r = run(&["--json", "admin", "--data", d, "add-user", "x", "--project", "nowhere", "--role", "office"]);
+    assert_eq!(r.code, 1);
+    let err: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(err["error"], "failed");
+    assert!(err["message"].as_str().unwrap().contains("no project `nowhere`"));
+
+    let r = run(&["admin", "--data", d, "revoke", "0000"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no device `0000`"), "{}", r.stderr);
+
+    let r = run(&["admin", "--data", d, "create-project", "x", "--max-route-distance", "-5"]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
+
+#[test]
+fn a_revoked_device_can_no_longer_sync_and_keeps_its_edits() {
+    let crew = Crew::new();
+    crew.init("olga");
+    crew.init("tina");
+    crew.create_section("s1", "Dorfstraße");
+    crew.device_json("olga", &["sync"]);
+    crew.device_json("tina", &["sync"]);
+    crew.device_json("tina", &["progress", "s1", "5"]);
+
+    let devices = ok_json(&["admin", "--data", &crew.data(), "devices"]);
+    let tina = devices["devices"].as_array().unwrap().iter().find(|d| d["user"] == "tina").unwrap().clone();
+    assert_eq!(tina["actors"].as_array().unwrap().len(), 1, "{tina}");
+    let id = tina["id"].as_str().unwrap();
+    let revoked = ok_json(&["admin", "--data", &crew.data(), "revoke", id]);
+    assert_eq!(revoked["revoked"], true);
+
+    let r = crew.device("tina", &["sync"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+    let status = crew.device_json("tina", &["status"]);
+    assert_eq!(status["pending_changes"], 1);
+    assert!(status["last_error"].as_str().unwrap().contains("401"), "{status}");
+    assert_eq!(crew.device_json("tina", &["show", "s1"])["progress"], 5);
+}

@@ -1,0 +1,257 @@
+//! `fieldsync device`: replicas that edit offline, sync through the server
+//! and show identical views; refusals by rule; every read command.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn replicas_edit_offline_sync_and_show_identical_views() {
+    let crew = Crew::new();
+    for user in ["olga", "fred", "tina", "tom"] {
+        let init = crew.init(user);
+        assert_eq!(init["project"], PROJECT);
+        assert_eq!(init["user"], user);
+        assert_eq!(init["sync"]["rounds"], 1, "{init}");
+    }
+    assert_eq!(crew.init("fred")["role"], "foreman", "init again is harmless");
+    crew.create_section("s1", "Hauptstraße north");
+    crew.create_section("s2", "Hauptstraße south");
+    crew.device_json("olga", &["sync"]);
+    for user in ["fred", "tina", "tom"] {
+        assert_eq!(crew.device_json(user, &["sync"])["new_changes"], 2);
+    }
+
+    // Offline (no sync in between): overlapping edits.
+    crew.device_json("tina", &["state", "s1", "surveyed"]);
+    crew.device_json("tina", &["progress", "s1", "15"]);
+    crew.device_json("tina", &["notes", "s1", "manhole 4 flooded"]);
+    crew.device_json("tom", &["progress", "s1", "10"]);
+    crew.device_json("tom", &["location", "s1", "48.0002,11.004"]);
+    crew.device_json("fred", &["state", "s1", "trenched"]);
+    crew.device_json("fred", &["state", "s2", "blocked", "--reason", "landowner refuses access"]);
+    let off = crew.device_json("tom", &["location", "s2", "48.01,11.005"]);
+    assert_eq!(off["decision"]["outcome"], "quarantined", "{off}");
+    assert!((off["decision"]["distance_m"].as_f64().unwrap() - 1111.9).abs() < 1.0, "{off}");
+
+    let pending = crew.device_json("tina", &["status"]);
+    assert_eq!(pending["pending_changes"], 3);
+    assert!(pending["last_success_ms"].is_number());
+
+    // Tina syncs first: her edits reach the server, nothing of the others yet.
+    let t = crew.device_json("tina", &["sync"]);
+    assert_eq!((t["confirmed"].as_u64(), t["refused"].as_u64()), (Some(3), Some(0)), "{t}");
+    // Fred's concurrent transition beats hers (higher role); his sync reports his edits.
+    let f = crew.device_json("fred", &["sync"]);
+    assert_eq!(f["confirmed"], 2, "{f}");
+    let stands: Vec<&Value> = f["reconciliation"].as_array().unwrap().iter().collect();
+    assert!(stands.iter().any(|r| r["section"] == "s1" && r["outcome"]["status"] == "stands"), "{f}");
+    // Tom's lower progress report, made later without knowing of Tina's, may not lower it.
+    let tom = crew.device_json("tom", &["sync"]);
+    let overridden = tom["reconciliation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["field"] == "progress")
+        .unwrap_or_else(|| panic!("no progress line in {tom}"));
+    assert_eq!(overridden["outcome"]["status"], "overridden", "{tom}");
+    assert_eq!(overridden["outcome"]["rule"], "progress_only_rises", "{tom}");
+    assert_eq!(overridden["outcome"]["by"]["user"], "tina", "{tom}");
+    // The human report says the same.
+    for user in ["olga", "fred", "tina", "tom"] {
+        crew.device_ok(user, &["sync"]);
+    }
+
+    // Everyone, and the server, shows the same views.
+    for s in ["s1", "s2"] {
+        let views: Vec<Value> =
+            ["olga", "fred", "tina", "tom"].iter().map(|u| crew.device_json(u, &["show", s])).collect();
+        for v in &views[1..] {
+            assert_eq!(v, &views[0], "views of {s} differ");
+        }
+        assert_eq!(ok_json(&["admin", "--data", &crew.data(), "section", s]), views[0], "the server's view of {s}");
+    }
+    let s1 = crew.device_json("olga", &["show", "s1"]);
+    assert_eq!(s1["state"], "trenched");
+    assert_eq!(s1["progress"], 15);
+    assert_eq!(s1["notes"], "manhole 4 flooded");
+    assert_eq!(s1["location"]["point"], serde_json::json!({"lat": 48.0002, "lon": 11.004}));
+    let s2 = crew.device_json("tina", &["show", "s2"]);
+    assert_eq!(s2["state"], "blocked");
+    assert_eq!(s2["blocked"]["reason"], "landowner refuses access");
+    assert_eq!(s2["quarantined"].as_array().unwrap().len(), 1);
+
+    // Conflicts agree too, and the server has the same records.
+    let mine = crew.device_json("tom", &["conflicts"]);
+    assert_eq!(crew.device_json("olga", &["conflicts"]), mine);
+    assert_eq!(ok_json(&["admin", "--data", &crew.data(), "conflicts", "--project", PROJECT]), mine);
+    let rules: Vec<&str> = mine["conflicts"].as_array().unwrap().iter().map(|c| c["rule"].as_str().unwrap()).collect();
+    for rule in ["transition_precedence", "progress_only_rises", "off_route"] {
+        assert!(rules.contains(&rule), "no {rule} conflict in {rules:?}");
+    }
+
+    // A foreman accepts the quarantined point (by a prefix of its edit id); everyone sees it applied.
+    let point = s2["quarantined"][0]["edit_id"].as_str().unwrap();
+    let accepted = crew.device_json("fred", &["accept", "s2", &point[..20]]);
+    assert_eq!(accepted["decision"]["outcome"], "accepted");
+    crew.device_json("fred", &["sync"]);
+    crew.device_json("tina", &["sync"]);
+    let s2 = crew.device_json("tina", &["show", "s2"]);
+    assert_eq!(s2["quarantined"], serde_json::json!([]));
+    assert_eq!(s2["location"]["edit_id"], point);
+}
+
+#[test]
+fn a_refused_edit_exits_3_with_the_rule_and_stores_nothing() {
+    let crew = Crew::new();
+    crew.init("olga");
+    crew.init("tina");
+    crew.create_section("s1", "Dorfstraße");
+    crew.device_json("olga", &["sync"]);
+    crew.device_json("tina", &["sync"]);
+    crew.device_json("tina", &["state", "s1", "surveyed"]);
+
+    let r = crew.device("tina", &["state", "s1", "planned"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.starts_with("error: refused by rule transition_not_allowed: "), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+
+    let r = crew.device("tina", &["--json", "progress", "s1", "150"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let err: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(err["error"], "refused");
+    assert_eq!(err["rule"], "progress_range");
+    assert!(err["message"].as_str().unwrap().starts_with("refused by rule progress_range: "), "{err}");
+
+    let r = crew.device("tina", &["create", "--name", "mine", "--route", "48,11;48,11.01"]);
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("refused by rule office_only: only office staff may create sections"), "{}", r.stderr);
+
+    let r = crew.device("tina", &["accept", "s1", "1700000000000-00000-00"]);
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("refused by rule accept_requires_foreman"), "{}", r.stderr);
+
+    // Nothing of those was stored: one pending change (the transition), the state unchanged.
+    assert_eq!(crew.device_json("tina", &["status"])["pending_changes"], 1);
+    assert_eq!(crew.device_json("tina", &["show", "s1"])["state"], "surveyed");
+    assert_eq!(crew.device_json("tina", &["list"])["sections"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn usage_and_other_errors_have_their_own_exit_codes() {
+    let crew = Crew::new();
+    crew.init("olga");
+    crew.create_section("s1", "Dorfstraße");
+    let cases: [(&[&str], i32, &str); 7] = [
+        (&["show", "nope"], 1, "no section `nope`"),
+        (&["state", "s1", "dug"], 2, "unknown state `dug`"),
+        (&["state", "s1", "blocked"], 2, "needs a reason"),
+        (&["location", "s1", "95,11"], 2, "not a WGS84 position"),
+        (&["create", "--name", "x", "--route", "48,11"], 2, "at least two points"),
+        (&["view-at", "s1"], 2, "--time"),
+        (&["list", "--limit", "0"], 2, "--limit must be at least 1"),
+    ];
+    for (args, code, says) in cases {
+        let r = crew.device("olga", args);
+        assert_eq!(r.code, code, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+    let r = run(&["device", "--db", crew.dir.path().join("none.db").to_str().unwrap(), "status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no replica at") && r.stderr.contains("init --server"), "{}", r.stderr);
+    assert!(!crew.dir.path().join("none.db").exists(), "a read must not create a store");
+
+    // Offline: sync fails with exit 1, the edit stays pending and the status says why.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lone.db");
+    let db = db.to_str().unwrap();
+    let init = ok_json(&[
+        "device",
+        "--db",
+        db,
+        "init",
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        "x",
+        "--project",
+        "p",
+        "--offline",
+    ]);
+    assert!(init["sync"].is_null());
+    let r = run(&["device", "--db", db, "sync"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("server unreachable"), "{}", r.stderr);
+    let status = ok_json(&["device", "--db", db, "status"]);
+    assert!(status["last_error"].as_str().unwrap().contains("unreachable"), "{status}");
+}
+
+#[test]
+fn reads_list_pages_audit_history_time_travel_and_export() {
+    let crew = Crew::new();
+    crew.init("olga");
+    for (id, name) in [("a1", "Am Bach"), ("b2", "Bergweg"), ("c3", "Chausseestraße")] {
+        crew.create_section(id, name);
+    }
+    crew.device_json("olga", &["state", "b2", "surveyed"]);
+    crew.device_json("olga", &["progress", "b2", "20"]);
+
+    // Paging.
+    let page = crew.device_json("olga", &["list", "--limit", "2"]);
+    let ids: Vec<&str> = page["sections"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1", "b2"]);
+    assert_eq!(page["next_after"], "b2");
+    let page = crew.device_json("olga", &["list", "--limit", "2", "--after", "b2"]);
+    assert_eq!(page["sections"][0]["name"], "Chausseestraße");
+    assert!(page["next_after"].is_null());
+    let text = crew.device_ok("olga", &["list", "--limit", "2"]).stdout;
+    assert!(text.contains("more: list --after b2"), "{text}");
+
+    // Unique prefixes of section ids work; ambiguous ones are refused.
+    crew.create_section("b2x", "Bergweg Ost");
+    assert_eq!(crew.device_json("olga", &["show", "b2x"])["name"], "Bergweg Ost");
+    assert_eq!(crew.device_json("olga", &["show", "c"])["name"], "Chausseestraße");
+    let r = crew.device("olga", &["show", "b"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("several section ids"), "{}", r.stderr);
+
+    // Audit: every write and its decision.
+    let audit = crew.device_json("olga", &["audit", "b2"]);
+    let fields: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "route", "state", "progress"]);
+    assert!(audit["entries"].as_array().unwrap().iter().all(|e| e["decision"]["outcome"] == "accepted"));
+
+    // History and time travel: as of the first change, the section was only planned.
+    let history = crew.device_json("olga", &["history", "b2"]);
+    let changes = history["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes[0]["message"], "create");
+    let first = changes[0]["hash"].as_str().unwrap();
+    let then = crew.device_json("olga", &["view-at", "b2", "--heads", first]);
+    assert_eq!((then["state"].as_str(), then["progress"].as_u64()), (Some("planned"), Some(0)));
+    let t = changes[1]["time_ms"].as_u64().unwrap();
+    let then = crew.device_json("olga", &["view-at", "b2", "--time", &t.to_string()]);
+    assert_eq!((then["state"].as_str(), then["progress"].as_u64()), (Some("surveyed"), Some(0)));
+    let now = crew.device_json("olga", &["view-at", "b2", "--time", &u64::MAX.to_string()]);
+    assert_eq!(now, crew.device_json("olga", &["show", "b2"]));
+
+    // Export: a plain Automerge document with the section's records.
+    let file = crew.dir.path().join("b2.automerge");
+    let out = crew.device_json("olga", &["export", "b2", "--out", file.to_str().unwrap()]);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(out["bytes"].as_u64(), Some(bytes.len() as u64));
+    let doc = automerge::Automerge::load(&bytes).unwrap();
+    use automerge::ReadDoc;
+    let (id, _) = doc.get(automerge::ROOT, "id").unwrap().unwrap();
+    assert_eq!(id.into_scalar().unwrap().into_string().unwrap(), "b2");
+    let (_, edits) = doc.get(automerge::ROOT, "edits").unwrap().unwrap();
+    assert_eq!(doc.length(&edits), 4);
+
+    // The human forms carry the same facts.
+    let show = crew.device_ok("olga", &["show", "b2"]).stdout;
+    assert!(show.contains("state     surveyed") && show.contains("progress  20%"), "{show}");
+    let audit = crew.device_ok("olga", &["audit", "b2"]).stdout;
+    assert!(audit.contains("olga (office)") && audit.contains("accepted"), "{audit}");
+    let status = crew.device_ok("olga", &["status"]).stdout;
+    assert!(status.contains("as olga (office)") && status.contains("pending     6 change(s)"), "{status}");
+}

@@ -1,0 +1,8 @@
+//! Black-box tests of the `fieldsync` binary: every test runs the built
+//! command (`CARGO_BIN_EXE_fieldsync`) as a user or a script would.
+
+mod admin;
+mod device;
+mod serve;
+mod snapshots;
+mod support;

@@ -1,0 +1,57 @@
+//! `fieldsync serve`: where it listens, health, a clean stop on SIGTERM that
+//! keeps every acknowledged change.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::support::*;
+
+#[test]
+fn serve_prints_its_address_answers_health_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    assert!(server.url.starts_with("http://127.0.0.1:"), "{}", server.url);
+    assert!(!server.url.ends_with(":0"));
+
+    let mut conn = TcpStream::connect(server.addr()).unwrap();
+    write!(conn, "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+
+    let (code, rest) = server.stop();
+    assert_eq!(code, 0);
+    assert!(rest.contains("stopped; every acknowledged change is on disk"), "{rest}");
+    assert!(dir.path().join("data/hub.db").exists());
+}
+
+#[test]
+fn a_change_acknowledged_before_sigterm_is_served_after_a_restart() {
+    let crew = Crew::new();
+    crew.init("olga");
+    crew.create_section("s1", "Hauptstraße north");
+    let report = crew.device_json("olga", &["sync"]);
+    assert_eq!(report["confirmed"], 1);
+
+    let Crew { dir, server, tokens } = crew;
+    let data = server.data.clone();
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    let server = Server::start(&data);
+    let crew = Crew { dir, server, tokens };
+
+    // A device that was never online before gets the section from the restarted server.
+    let init = crew.init("tina");
+    assert_eq!(init["sync"]["new_changes"], 1, "{init}");
+    assert_eq!(crew.device_json("tina", &["show", "s1"])["name"], "Hauptstraße north");
+    assert_eq!(ok_json(&["admin", "--data", &crew.data(), "section", "s1"])["name"], "Hauptstraße north");
+}
+
+#[test]
+fn serve_refuses_an_address_it_cannot_listen_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&["serve", "--data", dir.path().to_str().unwrap(), "--listen", "not-an-address"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cannot listen on not-an-address"), "{}", r.stderr);
+}
