@@ -6,8 +6,9 @@
 # `fieldsync-ffi` alone, generates the Kotlin bindings from the built library
 # into target/bindings/kotlin (generated at build time, never committed, so
 # they cannot be stale), compiles them with android/src/main and
-# android/src/test, and runs the tests. The runner's last line is
-# `N passed, N failed`; the script exits non-zero if any failed.
+# android/src/test, and runs the tests. The sync tests start the `fieldsync`
+# binary (cli/, built here too) as a real server on loopback. The runner's
+# last line is `N passed, N failed`; the script exits non-zero if any failed.
 #
 # Usage: scripts/test-kotlin.sh [test-name filter]
 set -euo pipefail
@@ -47,6 +48,10 @@ fi
 echo "== cargo build -p fieldsync-ffi"
 cargo build -q -p fieldsync-ffi
 LIB=$TARGET/debug/libfieldsync_ffi.so
+# The server the sync tests run against (`fieldsync serve`, `fieldsync admin`).
+echo "== cargo build -p fieldsync (the server for the sync tests)"
+cargo build -q -p fieldsync
+SERVER_BIN=$TARGET/debug/fieldsync
 
 OUT=$TARGET/kotlin
 GEN=$TARGET/bindings/kotlin
@@ -61,5 +66,5 @@ echo "== kotlinc"
 [[ -f $OUT/classes/dev/fieldsync/FieldSyncTestKt.class ]] || { echo "kotlinc failed" >&2; exit 1; }
 
 echo "== Kotlin tests (JVM $(java -version 2>&1 | head -1))"
-java -Djna.library.path="$TARGET/debug" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
+java -Djna.library.path="$TARGET/debug" -Dfieldsync.bin="$SERVER_BIN" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
     dev.fieldsync.FieldSyncTestKt "$@"

@@ -171,9 +171,11 @@ pub enum TransportError {
     },
 }
 
+/// Any other exception the app's transport throws: no answer. (Kotlin sends
+/// the whole stack trace; its first line names the exception and its message.)
 impl From<uniffi::UnexpectedUniFFICallbackError> for TransportError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        TransportError::Unreachable { detail: e.reason }
+        TransportError::Unreachable { detail: e.reason.lines().next().unwrap_or_default().to_owned() }
     }
 }
 

@@ -38,7 +38,10 @@ fun Replica.conflictsFlow(section: String? = null): Flow<List<ConflictRecord>> =
     awaitClose { handle.close() }
 }.conflate().flowOn(Dispatchers.IO)
 
-/** The sync status: the current one first, then every change. */
+/**
+ * The sync status: the current one first, then every change: each local write, each sync round
+ * (by [sync] or background sync), each failure ([SyncStatus.lastError]).
+ */
 fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
     val handle = observeSyncStatus(object : SyncStatusObserver {
         override fun onUpdate(status: SyncStatus) {
@@ -59,8 +62,15 @@ suspend fun <T> Replica.io(block: Replica.() -> T): T = withContext(Dispatchers.
 suspend fun openReplica(path: String, device: String): Replica =
     withContext(Dispatchers.IO) { Replica.open(path, device) }
 
-// When the sync client lands: `suspend fun Replica.sync(): SyncReport` (withContext(Dispatchers.IO) around the
-// blocking `syncNow()`), and the Flow of the background sync's state beside `syncStatusFlow`.
+/**
+ * Sync until nothing is left either way, off the main thread (`syncNow()` blocks on the network).
+ * Connect first: `connect(serverUrl, token, project)`, or `connectWith(transport, project)` for an
+ * app-provided [AppTransport]. The report says what each unconfirmed local edit became
+ * ([SyncReport.reconciliation]). Throws [FieldSyncException.Offline] (edits are kept and go out next
+ * time) or [FieldSyncException.NotAuthorized] (sign in again, then `connect` with the new token).
+ * Observers, [syncStatusFlow] among them, hear of every round.
+ */
+suspend fun Replica.sync(): SyncReport = withContext(Dispatchers.IO) { syncNow() }
 
 /** The words to show the person using the app (the rule's reason, or what to do next). */
 val FieldSyncException.text: String

@@ -455,5 +455,6 @@ fun registerTests() {
 
 fun main(args: Array<String>) {
     registerTests()
+    registerSyncTests()
     runTests(args.firstOrNull())
 }
