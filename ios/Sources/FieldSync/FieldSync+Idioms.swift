@@ -1,6 +1,7 @@
 // Swift idioms over the generated bindings (Generated/FieldSync.swift, made by
 // build-xcframework.sh from the Rust library): AsyncSequences for the
-// observers, async forms for calls that block, and the text of an error.
+// observers, async forms for calls that block, an AppTransport over
+// URLSession, and the text of an error.
 // Nothing here passes a call through unchanged; everything else is the
 // generated API itself.
 import Foundation
@@ -48,7 +49,8 @@ extension Replica {
         return stream
     }
 
-    /// The sync status: the current one first, then every change.
+    /// The sync status: the current one first, then every change: each local write, each sync
+    /// round (by `sync()` or background sync), each failure (`lastError`).
     public func syncStatusUpdates() -> AsyncStream<SyncStatus> {
         let (stream, continuation) = AsyncStream.makeStream(of: SyncStatus.self, bufferingPolicy: .bufferingNewest(1))
         let handle = observeSyncStatus(observer: SyncStatusRelay(continuation))
@@ -76,8 +78,60 @@ extension Replica {
         try await offCallerThread { try body(self) }
     }
 
-    // When the sync client lands: `public func sync() async throws -> SyncReport` around the blocking
-    // `syncNow()`, and an AsyncSequence of the background sync's state beside `syncStatusUpdates()`.
+    /// Sync until nothing is left either way, off the caller's thread (`syncNow()` blocks on the
+    /// network). Connect first: `connect(serverUrl:token:project:)`, or `connectWith(transport:project:)`
+    /// for an app-provided `AppTransport` (`URLSessionTransport` below). The report says what each
+    /// unconfirmed local edit became (`reconciliation`). Throws `FieldSyncError.Offline` (edits are
+    /// kept and go out next time) or `.NotAuthorized` (sign in again, then `connect` with the new
+    /// token). Observers, `syncStatusUpdates()` among them, hear of every round.
+    @discardableResult
+    public func sync() async throws -> SyncReport {
+        try await offCallerThread { try self.syncNow() }
+    }
+}
+
+// MARK: - An app transport over URLSession
+
+/// Sync rounds through the app's own `URLSession` (its configuration, proxies, certificate
+/// pinning), for `replica.connectWith(transport: URLSessionTransport(server:token:), project:)`.
+/// Rust calls `roundTrip` on its sync thread and waits for the answer, so blocking here is right.
+public final class URLSessionTransport: AppTransport, @unchecked Sendable {
+    private let session: URLSession
+    private let url: URL
+    private let token: String
+
+    /// `server` as for `connect`, e.g. `https://sync.example.com`.
+    public init(server: URL, token: String, session: URLSession = .shared) {
+        self.session = session
+        self.url = server.appendingPathComponent("v1/sync")
+        self.token = token
+    }
+
+    public func roundTrip(request: Data) throws -> Data {
+        var post = URLRequest(url: url, timeoutInterval: 30)
+        post.httpMethod = "POST"
+        post.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        post.setValue(syncContentType(), forHTTPHeaderField: "Content-Type")
+        post.httpBody = request
+        let done = DispatchSemaphore(value: 0)
+        let answer = Answer()
+        session.dataTask(with: post) { data, response, error in
+            if let error {
+                answer.result = .failure(.Unreachable(detail: error.localizedDescription))
+            } else if let http = response as? HTTPURLResponse, http.statusCode != 200 {
+                answer.result = .failure(.Server(status: UInt16(clamping: http.statusCode), body: data ?? Data()))
+            } else {
+                answer.result = .success(data ?? Data())
+            }
+            done.signal()
+        }.resume()
+        done.wait() // the semaphore orders the write above before this read
+        return try answer.result.get()
+    }
+
+    private final class Answer: @unchecked Sendable {
+        var result: Result<Data, TransportError> = .failure(.Unreachable(detail: "no answer"))
+    }
 }
 
 /// Open (or create) a replica off the caller's thread (opening may upgrade the database's schema).
