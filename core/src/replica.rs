@@ -198,7 +198,7 @@ impl Replica {
             }
             (Some(_), Some(actor)) => ActorId::from(hex::decode(&actor).unwrap_or_default()),
             _ => {
-                let actor = ActorId::random();
+                let actor = ActorId::from(hex::decode(new_id()).expect("new_id is hex"));
                 let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate)?;
                 tx.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('device', ?1), ('actor', ?2)",
@@ -294,7 +294,7 @@ impl Replica {
         self.docs.insert(id.to_owned(), doc);
     }
 
-    fn doc(&mut self, id: &str) -> Result<SectionDoc, ReplicaError> {
+    fn doc(&self, id: &str) -> Result<SectionDoc, ReplicaError> {
         if let Some(d) = self.docs.get(id) {
             return Ok(d.clone());
         }
@@ -509,81 +509,87 @@ impl Replica {
             let change = Change::from_bytes(c.bytes.clone()).map_err(DocumentError::from)?;
             by_section.entry(c.section.as_str()).or_default().push(change);
         }
-        let mut report = MergeReport::default();
-        let mut merged = Vec::new();
+        // Whole documents for sections we lack are stored as they come;
+        // for sections we have, their changes merge like any others.
+        let mut whole_docs: Vec<(&str, &[u8])> = Vec::new();
         for d in documents {
-            match self.doc(&d.section) {
-                Ok(_) => {
-                    let whole = SectionDoc::load(&d.document)?;
-                    by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
-                }
-                Err(ReplicaError::UnknownSection(_)) if !by_section.contains_key(d.section.as_str()) => {
-                    let mut doc = SectionDoc::load(&d.document)?;
+            let known = store::view(&self.conn, &d.section)?.is_some() || by_section.contains_key(d.section.as_str());
+            if known {
+                let whole = SectionDoc::load(&d.document)?;
+                by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
+            } else {
+                whole_docs.push((d.section.as_str(), d.document.as_slice()));
+            }
+        }
+        let mut report = MergeReport::default();
+        let now = wall_clock_ms();
+        let me = self.actor();
+        let mut rules: HashMap<String, (Roster, ProjectConfig)> = HashMap::new();
+        let mut keep: VecDeque<(String, SectionDoc)> = VecDeque::new();
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let sections = whole_docs.into_iter().map(|(s, d)| (s, None, Some(d)));
+        let sections = sections.chain(by_section.into_iter().map(|(s, b)| (s, Some(b), None)));
+        // One section at a time, start to end, so at most a cache's worth of
+        // documents is alive at once however large the batch.
+        for (section, batch, whole) in sections {
+            let (doc, before) = match (batch, whole) {
+                (_, Some(bytes)) => {
+                    let mut doc = SectionDoc::load(bytes)?;
                     doc.set_actor(self.actor.clone());
                     report.new_changes += doc.automerge().get_changes(&[]).len();
-                    merged.push((d.section.clone(), doc, Vec::new(), Vec::new(), Some(d.document.as_slice())));
+                    (doc, Vec::new())
                 }
-                Err(ReplicaError::UnknownSection(_)) => {
-                    let whole = SectionDoc::load(&d.document)?;
-                    by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
+                (batch, None) => {
+                    let batch = batch.unwrap_or_default();
+                    let mut doc = match self.doc(section) {
+                        Ok(d) => d,
+                        Err(ReplicaError::UnknownSection(_)) => SectionDoc::empty(self.actor.clone()),
+                        Err(e) => return Err(e),
+                    };
+                    let before = doc.heads();
+                    // Store only what the document lacks: a change sent again after it
+                    // was folded into the snapshot must not come back as a loose row.
+                    for c in batch.iter().filter(|c| doc.automerge().get_change_meta_by_hash(&c.hash()).is_none()) {
+                        store::put_change(&tx, section, &c.hash().to_string(), c.raw_bytes(), false, now as i64)?;
+                    }
+                    report.new_changes += doc.apply_changes(batch)?;
+                    if doc.id().is_empty() {
+                        if doc.automerge().get_heads().is_empty() {
+                            continue; // Only changes whose dependencies have not arrived yet.
+                        }
+                        doc.check_section()?;
+                    }
+                    (doc, before)
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        for (section, batch) in by_section {
-            let mut doc = match self.doc(section) {
-                Ok(d) => d,
-                Err(ReplicaError::UnknownSection(_)) => SectionDoc::empty(self.actor.clone()),
-                Err(e) => return Err(e),
             };
-            let before = doc.heads();
-            // Store only what the document lacks: a change sent again after it
-            // was folded into the snapshot must not come back as a loose row.
-            let raw: Vec<(String, Vec<u8>)> = batch
-                .iter()
-                .filter(|c| !doc.automerge().get_missing_deps(&[c.hash()]).is_empty())
-                .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec()))
-                .collect();
-            let new = doc.apply_changes(batch)?;
-            report.new_changes += new;
-            if doc.id().is_empty() && !doc.automerge().get_heads().is_empty() {
-                doc.check_section()?;
-            }
-            merged.push((section.to_owned(), doc, raw, before, None));
-        }
-        let now = wall_clock_ms();
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let mut done = Vec::new();
-        for (section, doc, raw, before, snapshot) in merged {
-            for (hash, bytes) in &raw {
-                store::put_change(&tx, &section, hash, bytes, false, now as i64)?;
-            }
-            if doc.id().is_empty() {
-                continue; // Only changes whose dependencies have not arrived yet.
-            }
-            let project = doc.project();
-            let roster = store::roster(&tx, &project)?;
-            let config = store::config(&tx, &project)?;
             let input = doc.input();
+            if !rules.contains_key(&input.project) {
+                let r = (store::roster(&tx, &input.project)?, store::config(&tx, &input.project)?);
+                rules.insert(input.project.clone(), r);
+            }
+            let (roster, config) = &rules[&input.project];
             for e in &input.edits {
                 self.clock.observe(&e.hlc, now);
             }
-            let validated = validate(&input, &roster, &config);
+            let validated = validate(&input, roster, config);
             if doc.heads() != before {
-                report.sections_changed.push(section.clone());
+                report.sections_changed.push(section.to_owned());
             }
             store::put_view(&tx, &validated.view)?;
-            if let Some(bytes) = snapshot {
-                store::set_snapshot(&tx, &section, bytes, &validated.view.heads)?;
+            if let Some(bytes) = whole {
+                store::set_snapshot(&tx, section, bytes, &validated.view.heads)?;
             }
-            store::replace_conflicts(&tx, &section, &validated.conflicts)?;
-            report.reconciliation.extend(reconcile(&tx, &section, &input.edits, &validated, &roster, &self.actor())?);
-            done.push((section, doc));
+            store::replace_conflicts(&tx, section, &validated.conflicts)?;
+            report.reconciliation.extend(reconcile(&tx, section, &input.edits, &validated, roster, &me)?);
+            keep.push_back((section.to_owned(), doc));
+            if keep.len() > DOC_CACHE {
+                keep.pop_front();
+            }
         }
         also(&tx)?;
         self.save_clock(&tx)?;
         tx.commit()?;
-        for (section, doc) in done {
+        for (section, doc) in keep {
             self.cache(&section, doc);
         }
         Ok(report)
@@ -787,9 +793,33 @@ fn reconcile(
         .collect())
 }
 
+thread_local! {
+    static SIMULATED_IDS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Make [`new_id`] (section, photo and actor ids) draw from a sequence seeded
+/// with `seed` on the calling thread (`None`: the OS's randomness again). For
+/// deterministic simulations (`fieldsync-tests`); an app never calls it.
+pub fn set_simulated_ids(seed: Option<u64>) {
+    SIMULATED_IDS.with(|c| c.set(seed));
+}
+
 /// A random 128-bit id in hex.
 pub fn new_id() -> String {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS has randomness");
+    if let Some(state) = SIMULATED_IDS.with(std::cell::Cell::get) {
+        // SplitMix64, twice.
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let (a, c) = (state.wrapping_add(0x9E37_79B9_7F4A_7C15), state.wrapping_add(0x3C6E_F372_FE94_F82A));
+        SIMULATED_IDS.with(|cell| cell.set(Some(c)));
+        b[..8].copy_from_slice(&mix(a).to_le_bytes());
+        b[8..].copy_from_slice(&mix(c).to_le_bytes());
+    } else {
+        getrandom::fill(&mut b).expect("the OS has randomness");
+    }
     hex::encode(b)
 }
