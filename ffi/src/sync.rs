@@ -330,7 +330,8 @@ impl Replica {
     }
 
     /// Stop background sync (a round in flight finishes first, so this may
-    /// block briefly). Harmless if it does not run.
+    /// block briefly). Harmless if it does not run. Closing the replica
+    /// (Kotlin `close()`, Swift release) stops it the same way.
     pub fn stop_background_sync(&self) {
         self.sync.stop();
     }

@@ -143,6 +143,7 @@ final class SyncTests: XCTestCase {
         try olga.startBackgroundSync(config: SyncConfig(intervalMs: 200, editDebounceMs: 20, minBackoffMs: 50, maxBackoffMs: 500))
         for await status in olga.syncStatusUpdates() where status.pendingChanges == 0 && status.lastSuccessMs != nil { break }
         olga.setConnectivity(online: false)
+        try await Task.sleep(nanoseconds: 300_000_000) // a periodic round already under way may finish
         _ = try olga.recordProgress(section: id, percent: 4)
         try await Task.sleep(nanoseconds: 400_000_000)
         XCTAssertEqual(try olga.syncStatus().pendingChanges, 1)

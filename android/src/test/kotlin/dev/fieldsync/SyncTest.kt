@@ -190,6 +190,7 @@ fun registerSyncTests() {
                     assertEq(7, tina.sectionFlow(id).first { it.progress.toInt() == 7 }.progress.toInt(), "at tina")
 
                     olga.setConnectivity(false)
+                    delay(300) // a periodic round already under way when the hint came may finish
                     olga.io { setNotes(id, "written offline") }
                     delay(500)
                     assertEq(1L, olga.syncStatus().pendingChanges, "pending while offline")
