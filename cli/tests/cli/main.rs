@@ -2,6 +2,7 @@
 //! command (`CARGO_BIN_EXE_fieldsync`) as a user or a script would.
 
 mod admin;
+mod bench;
 mod device;
 mod serve;
 mod snapshots;
