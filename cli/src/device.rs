@@ -328,15 +328,23 @@ fn receipt(json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
 pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
     let db = args.db;
     if let DeviceCommand::Init { server, token, project, device, offline } = args.command {
+        let server = server.trim_end_matches('/');
         let mut replica = open(&db, &device, true)?;
-        replica.set_setting("server", server.trim_end_matches('/'))?;
+        replica.set_setting("server", server)?;
         replica.set_setting("token", &token)?;
         replica.set_setting("project", &project)?;
         replica.join_project(&project)?;
         let (replica, report) = if offline {
             (replica, None)
         } else {
-            let (r, report) = sync(replica, json)?;
+            let (r, report) = sync(replica, json).map_err(|e| match e {
+                CliError::Failed(m) => CliError::Failed(format!(
+                    "the replica is set up (server, token and project saved) but its first {m}; \
+                     run `fieldsync device --db {} sync` once the server is reachable",
+                    db.display()
+                )),
+                other => other,
+            })?;
             (r, Some(report))
         };
         let me = roster_of(&replica, &project)?.member(&replica.actor()).cloned();
@@ -344,7 +352,7 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             return output::json(&InitOut {
                 device: replica.device(),
                 actor: replica.actor(),
-                server: &server,
+                server,
                 project: &project,
                 user: me.as_ref().map(|m| m.user.clone()),
                 role: me.as_ref().map(|m| m.role.as_str()),
@@ -358,7 +366,7 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             (None, None) => println!("project {project}: the roster arrives with the first `sync`"),
         }
         if let Some(r) = report {
-            print_sync(&r, &server);
+            print_sync(&r, server);
         }
         return Ok(());
     }

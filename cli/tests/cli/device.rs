@@ -184,6 +184,14 @@ fn usage_and_other_errors_have_their_own_exit_codes() {
     assert!(r.stderr.contains("server unreachable"), "{}", r.stderr);
     let status = ok_json(&["device", "--db", db, "status"]);
     assert!(status["last_error"].as_str().unwrap().contains("unreachable"), "{status}");
+    // Without --offline, init keeps what it was told even when the first sync fails.
+    let db2 = dir.path().join("second.db");
+    let db2 = db2.to_str().unwrap();
+    let r = run(&["device", "--db", db2, "init", "--server", "http://127.0.0.1:9/", "--token", "x", "--project", "p"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("set up (server, token and project saved) but its first sync failed"), "{}", r.stderr);
+    let status = ok_json(&["device", "--db", db2, "status"]);
+    assert_eq!((status["server"].as_str(), status["project"].as_str()), (Some("http://127.0.0.1:9"), Some("p")));
 }
 
 #[test]
