@@ -10,6 +10,10 @@
 //!   conflict records, a pure function of the merged document.
 //! - [`schema`], [`store`]: the SQLite store.
 //! - [`replica`]: the API the apps, the CLI and the bindings call.
+//! - [`protocol`], [`replica_sync`], [`sync_engine`], [`sync_client`],
+//!   [`transport`]: sync with the hub (wire format, the replica's side of a
+//!   round, when to sync, the runtime, how a round travels); `live` (feature
+//!   `http`): the WebSocket that nudges background sync.
 //! - [`settings`]: small named settings kept in the replica's database.
 //!
 //! ```
@@ -32,6 +36,8 @@ pub mod conflict;
 pub mod document;
 pub mod edit;
 pub mod hlc;
+#[cfg(feature = "http")]
+pub mod live;
 pub mod project;
 pub mod protocol;
 pub mod replica;
@@ -61,7 +67,9 @@ pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};
 pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
-pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncReport, SyncUpdate};
+#[cfg(feature = "http")]
+pub use live::{LiveChannel, LiveConfig, LiveError};
+pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate};
 pub use sync_engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
 pub use transport::HttpTransport;

@@ -20,6 +20,9 @@ pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Largest inflated body either side accepts.
 pub const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+/// The `error` code of the 400 answering a cursor the server does not know
+/// (its data was restored or replaced): the device starts over with an empty cursor.
+pub const UNKNOWN_CURSOR: &str = "unknown_cursor";
 /// Response budget a client asks for when it does not say.
 pub const DEFAULT_RESPONSE_BUDGET: u32 = 256 * 1024;
 
@@ -79,8 +82,8 @@ pub struct Refusal {
 /// The JSON body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// Machine-readable code: `malformed`, `too_large`, `unauthorized`, `forbidden`,
-    /// `unknown_project`, `refused`, `protocol_version`, `internal`.
+    /// Machine-readable code: `malformed`, `unknown_cursor`, `too_large`, `unauthorized`,
+    /// `forbidden`, `unknown_project`, `refused`, `protocol_version`, `internal`.
     pub error: String,
     /// What happened and what to do, in words.
     pub message: String,

@@ -172,6 +172,15 @@ impl Replica {
         Ok(n)
     }
 
+    /// Forget where `project`'s feed was (and the roster version), so the next
+    /// round starts over from an empty cursor: what the server sends again is
+    /// deduplicated by hash. For a server that no longer knows the cursor.
+    pub fn reset_cursor(&mut self, project: &str) -> Result<(), ReplicaError> {
+        self.join_project(project)?;
+        self.conn.execute("UPDATE sync_state SET cursor = '', roster_version = 0 WHERE project = ?1", [project])?;
+        Ok(())
+    }
+
     /// Remember why a round failed, for the status the app shows.
     pub fn record_sync_error(&mut self, project: &str, error: &str) -> Result<(), ReplicaError> {
         self.join_project(project)?;

@@ -115,9 +115,20 @@ impl SyncClient {
         report: &mut SyncReport,
         progress: &mut dyn FnMut(&SyncReport),
     ) -> Result<(), SyncError> {
+        let mut cursor_reset = false;
         for _ in 0..MAX_ROUNDS {
             let go_on = match self.round(project, report) {
                 Ok(go_on) => go_on,
+                // The server does not know our cursor (its data was restored or
+                // replaced): start over from an empty cursor, once. What arrives
+                // again is deduplicated by hash.
+                Err(SyncError::Transport(TransportError::Server { status: 400, body }))
+                    if body.error == protocol::UNKNOWN_CURSOR && !cursor_reset =>
+                {
+                    cursor_reset = true;
+                    self.lock().reset_cursor(project)?;
+                    true
+                }
                 Err(e) => {
                     self.lock().record_sync_error(project, &e.to_string())?;
                     return Err(e);
@@ -189,9 +200,24 @@ pub enum SyncUpdate {
 /// Background sync: a thread running [`SyncEngine`] over a [`SyncClient`].
 /// Stops when dropped.
 pub struct BackgroundSync {
-    events: mpsc::Sender<SyncEvent>,
+    events: mpsc::Sender<Option<SyncEvent>>,
     online: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable handle that sends events to a [`BackgroundSync`] from other
+/// threads (the live channel's callback, the app's connectivity listener).
+/// Events sent after background sync stopped are ignored.
+#[derive(Debug, Clone)]
+pub struct SyncNotifier {
+    events: mpsc::Sender<Option<SyncEvent>>,
+}
+
+impl SyncNotifier {
+    /// Tell background sync about something (see [`BackgroundSync::notify`]).
+    pub fn notify(&self, event: SyncEvent) {
+        let _ = self.events.send(Some(event));
+    }
 }
 
 impl BackgroundSync {
@@ -240,7 +266,8 @@ impl BackgroundSync {
                         Duration::from_millis(t.saturating_sub(wall_clock_ms()))
                     });
                     match rx.recv_timeout(wait) {
-                        Ok(e) => event = Some(e),
+                        Ok(Some(e)) => event = Some(e),
+                        Ok(None) => return, // Stop.
                         Err(RecvTimeoutError::Timeout) => {
                             wake_at = None;
                             event = Some(SyncEvent::Timer);
@@ -256,7 +283,13 @@ impl BackgroundSync {
     /// Tell background sync about something: a connectivity hint from the
     /// app, a live notification ([`SyncEvent::Nudge`]), a local edit.
     pub fn notify(&self, event: SyncEvent) {
-        let _ = self.events.send(event);
+        let _ = self.events.send(Some(event));
+    }
+
+    /// A handle for notifying from other threads, e.g. the live channel:
+    /// `let n = bg.notifier(); LiveChannel::connect(url, token, project, move || n.notify(SyncEvent::Nudge))`.
+    pub fn notifier(&self) -> SyncNotifier {
+        SyncNotifier { events: self.events.clone() }
     }
 
     /// Whether the last connectivity hint said online.
@@ -270,8 +303,8 @@ impl BackgroundSync {
     }
 
     fn shutdown(&mut self) {
-        let (dead, _) = mpsc::channel();
-        self.events = dead;
+        // A stop message rather than closing the channel: notifiers may still hold senders.
+        let _ = self.events.send(None);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -26,7 +26,7 @@ pub enum Cursor {
 impl Cursor {
     /// Parse what a device sent.
     pub fn parse(s: &str) -> Result<Cursor, HubError> {
-        let bad = || HubError::Malformed(format!("cursor `{s}` is not one this server gave; send an empty cursor"));
+        let bad = || HubError::UnknownCursor(format!("cursor `{s}` is not one this server gave; send an empty cursor"));
         if s.is_empty() {
             return Ok(Cursor::Start);
         }
@@ -38,6 +38,14 @@ impl Cursor {
             return Ok(Cursor::Bootstrap { seq: seq.parse().map_err(|_| bad())?, after: after.to_owned() });
         }
         Err(bad())
+    }
+
+    /// The feed seq the cursor stands at.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Cursor::Start => 0,
+            Cursor::Bootstrap { seq, .. } | Cursor::Changes(seq) => *seq,
+        }
     }
 }
 

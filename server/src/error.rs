@@ -12,6 +12,10 @@ pub enum HubError {
     /// The body, a change in it or the cursor could not be understood.
     #[error("{0}")]
     Malformed(String),
+    /// A cursor this server did not write, or one past its feed (its data was
+    /// restored or replaced): the device starts over with an empty cursor.
+    #[error("{0}")]
+    UnknownCursor(String),
     /// Over a size limit (compressed body or inflated body).
     #[error("{0}")]
     TooLarge(String),
@@ -61,6 +65,7 @@ impl HubError {
     pub fn status(&self) -> (u16, &'static str) {
         match self {
             HubError::Malformed(_) => (400, "malformed"),
+            HubError::UnknownCursor(_) => (400, protocol::UNKNOWN_CURSOR),
             HubError::Unauthorized(_) => (401, "unauthorized"),
             HubError::Forbidden(_) => (403, "forbidden"),
             HubError::UnknownProject(_) => (404, "unknown_project"),

@@ -175,6 +175,15 @@ impl Hub {
         if automerge::ActorId::try_from(request.actor.as_str()).is_err() || request.actor.is_empty() {
             return Err(HubError::Malformed(format!("`{}` is not a hex Automerge actor id", request.actor)));
         }
+        // A cursor past the feed was written by a server whose data this one
+        // does not have (restored from an older backup, or replaced).
+        if cursor.seq() > 0 && cursor.seq() > store.feed_max(project)? {
+            return Err(HubError::UnknownCursor(format!(
+                "cursor `{}` is past the end of this server's feed (its data was restored or replaced); \
+                 send an empty cursor",
+                request.cursor
+            )));
+        }
         let bind_actor = match store.actor_device(&request.actor)? {
             Some(d) if d != device.id => {
                 return Err(HubError::Forbidden(format!(

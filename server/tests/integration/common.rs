@@ -238,3 +238,95 @@ pub fn stored(hub: &Hub) -> (Vec<ProjectSummary>, Vec<fieldsync_server::DeviceSu
     let conflicts = hub.conflicts(PROJECT).unwrap().into_iter().map(|c| c.id).collect();
     (hub.list_projects().unwrap(), hub.list_devices().unwrap(), conflicts)
 }
+
+/// A phone as an app runs it: a replica behind a mutex, core's `SyncClient`
+/// over the real `HttpTransport` (reqwest) to `url`.
+pub struct Phone {
+    pub user: String,
+    pub token: String,
+    pub replica: std::sync::Arc<std::sync::Mutex<Replica>>,
+    pub client: std::sync::Arc<fieldsync_core::SyncClient>,
+}
+
+impl Phone {
+    pub fn new(url: &str, device: Device, user: &str) -> Phone {
+        let transport = fieldsync_core::HttpTransport::new(url, &device.token, Duration::from_secs(20)).unwrap();
+        Phone::with_transport(std::sync::Arc::new(transport), device, user)
+    }
+
+    pub fn with_transport(transport: Arc<dyn fieldsync_core::Transport>, device: Device, user: &str) -> Phone {
+        let mut replica = device.replica;
+        replica.join_project(PROJECT).unwrap();
+        let replica = Arc::new(std::sync::Mutex::new(replica));
+        let client = Arc::new(fieldsync_core::SyncClient::new(Arc::clone(&replica), transport));
+        Phone { user: user.to_owned(), token: device.token, replica, client }
+    }
+
+    pub fn enroll(server: &TestServer, url: &str, dir: &Path, user: &str) -> Phone {
+        Phone::new(url, Device::enroll(&server.hub, dir, user), user)
+    }
+
+    pub fn r(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap()
+    }
+
+    pub fn sync(&self) -> fieldsync_core::SyncReport {
+        self.client.sync_now().unwrap_or_else(|e| panic!("{}: {e}", self.user))
+    }
+
+    /// Every section's view and every conflict record, sorted: what must be
+    /// identical on every replica holding the same changes.
+    pub fn state(&self) -> (Vec<fieldsync_core::SectionView>, Vec<fieldsync_core::ConflictRecord>) {
+        let r = self.r();
+        let mut views: Vec<_> = section_ids(&r).iter().map(|id| r.section(id).unwrap()).collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut conflicts = r.conflicts(None).unwrap();
+        conflicts.sort_by(|a, b| a.id.cmp(&b.id));
+        (views, conflicts)
+    }
+}
+
+/// The ids of every section a replica holds.
+pub fn section_ids(replica: &Replica) -> Vec<String> {
+    let mut ids: Vec<String> = replica
+        .connection()
+        .prepare("SELECT id FROM sections ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    ids.sort();
+    ids
+}
+
+/// The hub's views of `ids` and its conflict records, sorted like [`Phone::state`].
+pub fn hub_state(hub: &Hub, ids: &[String]) -> (Vec<fieldsync_core::SectionView>, Vec<fieldsync_core::ConflictRecord>) {
+    let mut views: Vec<_> = ids.iter().map(|id| hub.section_view(id).unwrap().unwrap()).collect();
+    views.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut conflicts = hub.conflicts(PROJECT).unwrap();
+    conflicts.sort_by(|a, b| a.id.cmp(&b.id));
+    (views, conflicts)
+}
+
+/// A small deterministic PRNG (xorshift), so a failing order can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}

@@ -3,7 +3,11 @@
 
 mod client;
 mod common;
+mod converge;
+mod faults;
 mod live;
+mod live_client;
+mod proxy;
 mod refusals;
 mod store;
 mod sync;

@@ -255,11 +255,14 @@ fn another_protocol_version_is_upgrade_required() {
 }
 
 #[test]
-fn an_unknown_cursor_is_malformed() {
+fn an_unknown_cursor_is_refused_as_such() {
     let s = scene();
     let mut req = request(&s.tina.replica.actor(), PROJECT, vec![]);
     req.cursor = "z:9".into();
-    refused(&s, &s.tina.token, &protocol::encode(&req), 400, "malformed");
+    refused(&s, &s.tina.token, &protocol::encode(&req), 400, "unknown_cursor");
+    // A cursor past the feed comes from a server whose data this one does not have.
+    req.cursor = "c:999999".into();
+    refused(&s, &s.tina.token, &protocol::encode(&req), 400, "unknown_cursor");
 }
 
 #[test]
