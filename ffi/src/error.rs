@@ -2,7 +2,7 @@
 //! about; every core error is mapped to one of them in [`FieldSyncError::from`]'s
 //! single `match`, the only place that knows core's error types.
 
-use fieldsync_core::{self as core, DocumentError, OpenError, ReplicaError, SyncError, TransportError};
+use fieldsync_core::{self as core, DocumentError, LiveError, OpenError, ReplicaError, SyncError, TransportError};
 
 use crate::conflict::Rule;
 
@@ -70,6 +70,8 @@ pub(crate) enum CoreError {
     Open(OpenError),
     /// From a sync.
     Sync(SyncError),
+    /// From setting up the live channel.
+    Live(LiveError),
 }
 
 impl From<ReplicaError> for FieldSyncError {
@@ -90,14 +92,21 @@ impl From<SyncError> for FieldSyncError {
     }
 }
 
+impl From<LiveError> for FieldSyncError {
+    fn from(e: LiveError) -> Self {
+        CoreError::Live(e).into()
+    }
+}
+
 impl From<CoreError> for FieldSyncError {
     fn from(e: CoreError) -> Self {
-        use CoreError::{Open, Replica, Sync};
+        use CoreError::{Live, Open, Replica, Sync};
         use TransportError::Server;
         let detail = match &e {
             Replica(e) => e.to_string(),
             Open(e) => e.to_string(),
             Sync(e) => e.to_string(),
+            Live(e) => e.to_string(),
         };
         match e {
             Replica(ReplicaError::Refused { rule: core::Rule::UnknownAuthor, reason }) => {
@@ -124,6 +133,8 @@ impl From<CoreError> for FieldSyncError {
             Sync(SyncError::Protocol(_) | SyncError::TooManyRounds(_)) => FieldSyncError::Offline { detail },
             // A request the server could not take (400, 413, a 422 without refusals): a bug.
             Sync(_) => FieldSyncError::InvalidInput { detail },
+            // A server URL that is no URL, or no TLS trust store (on Android: not initialised).
+            Live(_) => FieldSyncError::InvalidInput { detail },
             // Store and document failures, newer or corrupt databases: the
             // message says what to do (update the app, recover the moved file).
             Replica(_) | Open(_) => FieldSyncError::Storage { detail },
@@ -180,6 +191,8 @@ mod tests {
         assert!(matches!(SyncError::TooManyRounds(3).into(), FieldSyncError::Offline { .. }));
         let local = SyncError::Replica(ReplicaError::UnknownSection("s".into()));
         assert!(matches!(local.into(), FieldSyncError::NotFound { .. }));
+        let url = LiveError::BadUrl("ftp://x".into());
+        assert!(matches!(url.into(), FieldSyncError::InvalidInput { detail } if detail.contains("ftp://x")));
         let proxy = SyncError::Transport(TransportError::from_response(502, b"<html>Bad Gateway</html>"));
         assert!(matches!(proxy.into(), FieldSyncError::Offline { detail } if detail.contains("Bad Gateway")));
     }

@@ -16,16 +16,16 @@
 //!   does the same after each background sync; local writes send it
 //!   `SyncEvent::LocalEdit` (`Replica::write`), `set_connectivity` sends
 //!   `SyncEvent::Connectivity` and is remembered for the next start.
-//! - Errors go through `FieldSyncError::from` (`CoreError::Sync` in `error.rs`).
+//! - With a server URL and token (`connect`, not `connect_with`: an app
+//!   transport's server is the app's business), background sync also keeps a
+//!   `core::LiveChannel` open to the server, whose notifications (and every
+//!   reconnection) send `SyncEvent::Nudge` through the background sync's
+//!   notifier: another device's edit arrives within a round trip. It lives
+//!   in [`Background`] and stops with it.
+//! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
 //! skips changes it already has, merges are idempotent), only wasteful.
-//!
-//! Not wired yet: the live channel (core's `LiveChannel`, being written),
-//! which should connect in `start_background_sync` when the server URL and
-//! token are known (`connect`, not `connect_with`) and send
-//! `SyncEvent::Nudge` through `BackgroundSync::notifier()`; it would live in
-//! [`Background`] beside the background sync, and stop with it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,17 +203,29 @@ pub fn sync_content_type() -> String {
     core::protocol::CONTENT_TYPE.to_owned()
 }
 
-/// The sync half of a [`Replica`]: the client once connected, background
-/// sync while it runs, the last connectivity hint.
+/// The sync half of a [`Replica`]: the client once connected, the server
+/// when `connect` named one, background sync while it runs, the last
+/// connectivity hint.
 #[derive(Default)]
 pub(crate) struct Syncing {
     client: Mutex<Option<Arc<core::SyncClient>>>,
+    server: Mutex<Option<Server>>,
     background: Mutex<Option<Background>>,
     offline: AtomicBool,
 }
 
-/// A running background sync and the config it was started with.
+/// The server `connect` was given, for the live channel.
+#[derive(Debug, Clone)]
+struct Server {
+    url: String,
+    token: String,
+    project: String,
+}
+
+/// A running background sync, its live channel, and the config it was started with.
 struct Background {
+    /// First, so that it closes before background sync stops.
+    live: Option<core::LiveChannel>,
     sync: core::BackgroundSync,
     config: core::SyncConfig,
 }
@@ -237,18 +249,26 @@ impl Syncing {
     /// returns the config it ran with.
     fn stop(&self) -> Option<core::SyncConfig> {
         let running = lock(&self.background).take();
-        running.map(|b| {
-            b.sync.stop();
-            b.config
+        running.map(|Background { live, sync, config }| {
+            drop(live);
+            sync.stop();
+            config
         })
     }
 }
 
 impl Replica {
-    /// Sync through `transport` from now on, `project` among the projects synced.
-    fn attach(&self, transport: Arc<dyn core::Transport>, project: &str) -> Result<(), FieldSyncError> {
+    /// Sync through `transport` from now on, `project` among the projects
+    /// synced; `server` for the live channel when known.
+    fn attach(
+        &self,
+        transport: Arc<dyn core::Transport>,
+        project: &str,
+        server: Option<Server>,
+    ) -> Result<(), FieldSyncError> {
         self.read(|r| r.join_project(project))?;
         *lock(&self.sync.client) = Some(Arc::new(core::SyncClient::new(Arc::clone(&self.inner), transport)));
+        *lock(&self.sync.server) = server;
         match self.sync.stop() {
             Some(config) => self.start(config),
             None => Ok(()),
@@ -265,7 +285,7 @@ impl Replica {
         Ok(outcome?)
     }
 
-    /// (Re)start background sync with `config`.
+    /// (Re)start background sync with `config`, and the live channel if there is a server.
     fn start(&self, config: core::SyncConfig) -> Result<(), FieldSyncError> {
         let client = self.sync.client()?;
         self.sync.stop();
@@ -281,8 +301,17 @@ impl Replica {
         if self.sync.offline.load(Ordering::Relaxed) {
             sync.notify(core::SyncEvent::Connectivity { online: false });
         }
+        let server = lock(&self.sync.server).clone();
+        let live = match server {
+            Some(Server { url, token, project }) => {
+                let nudge = sync.notifier();
+                let on_message = move || nudge.notify(core::SyncEvent::Nudge);
+                Some(core::LiveChannel::connect(&url, &token, &project, on_message)?) // `sync` stops if this fails
+            }
+            None => None,
+        };
         // Another thread may have started one meanwhile: the older stops, outside the lock.
-        let older = lock(&self.sync.background).replace(Background { sync, config });
+        let older = lock(&self.sync.background).replace(Background { live, sync, config });
         drop(older);
         Ok(())
     }
@@ -303,12 +332,13 @@ impl Replica {
         timeout_ms: u32,
     ) -> Result<(), FieldSyncError> {
         let http = core::HttpTransport::new(&server_url, &token, Duration::from_millis(timeout_ms.into()));
-        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project)
+        let server = Server { url: server_url, token, project: project.clone() };
+        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project, Some(server))
     }
 
     /// Like `connect`, with rounds sent through the app's own transport.
     pub fn connect_with(&self, transport: Arc<dyn AppTransport>, project: String) -> Result<(), FieldSyncError> {
-        self.attach(Arc::new(Foreign(transport)), &project)
+        self.attach(Arc::new(Foreign(transport)), &project, None)
     }
 
     /// Sync until nothing is left either way. Blocks on the network: call it
@@ -321,9 +351,12 @@ impl Replica {
     }
 
     /// Sync in the background from now on: at once, shortly after local
-    /// edits, every `interval_ms`, and with backoff after failures (not at
-    /// all after `NotAuthorized` until started again). Restarts it if it
-    /// runs. Observers hear of each sync.
+    /// edits, every `interval_ms`, with backoff after failures (not at all
+    /// after `NotAuthorized` until connected or started again), and, after
+    /// `connect`, as soon as the server says over its live channel that
+    /// another device sent something. Restarts it if it runs. Observers hear
+    /// of each sync. Fails with `InvalidInput` if not connected, or if the
+    /// server URL given to `connect` is not `http(s)://host[:port]`.
     #[uniffi::method(default(config = None))]
     pub fn start_background_sync(&self, config: Option<SyncConfig>) -> Result<(), FieldSyncError> {
         self.start(config.map_or_else(core::SyncConfig::default, Into::into))
@@ -524,6 +557,14 @@ mod tests {
         // The built-in transport to a closed port: refused at once.
         r[0].connect("http://127.0.0.1:1".into(), "token".into(), P.into(), 5_000).unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { .. })));
+        // Background sync with it keeps a live channel trying too, and stops with it.
+        r[0].start_background_sync(None).unwrap();
+        r[0].stop_background_sync();
+
+        // A server URL that is no URL: the live channel cannot follow it.
+        r[0].connect("sync.example.com".into(), "token".into(), P.into(), 5_000).unwrap();
+        let started = r[0].start_background_sync(None);
+        assert!(matches!(started, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("sync.example.com")));
     }
 
     #[test]

@@ -152,6 +152,23 @@ final class SyncTests: XCTestCase {
         olga.stopBackgroundSync()
     }
 
+    func testTheLiveChannelBringsAnotherDevicesEditAtOnce() async throws {
+        let server = try TestServer()
+        let olga = try server.device("olga")
+        let tina = try server.device("tina")
+        try await olga.sync()
+        let id = try olga.createSection(project: project, name: "Am Anger", route: route)
+        try await olga.sync()
+        try await tina.sync()
+        // No periodic sync within the test: only the live channel's notice can bring the edit.
+        try tina.startBackgroundSync(config: SyncConfig(intervalMs: 600_000, editDebounceMs: 20, minBackoffMs: 50, maxBackoffMs: 500))
+        try await Task.sleep(nanoseconds: 500_000_000) // let the live channel connect
+        _ = try olga.recordProgress(section: id, percent: 6)
+        try await olga.sync()
+        for await view in try tina.sectionUpdates(id) where view.progress == 6 { break }
+        tina.stopBackgroundSync()
+    }
+
     func testURLSessionTransportConvergesWithTheBuiltInOne() async throws {
         let server = try TestServer()
         let olga = try server.device("olga")

@@ -208,6 +208,33 @@ fun registerSyncTests() {
         }
     }
 
+    test("sync: the live channel brings another device's edit at once, long before the interval") {
+        TestServer().use { server ->
+            val olga = server.device("olga")
+            val tina = server.device("tina")
+            runBlocking {
+                withTimeout(20_000) {
+                    olga.sync()
+                    val id = olga.io { createSection(PROJECT, "Am Anger", ROUTE) }
+                    olga.sync()
+                    tina.sync()
+                    tina.startBackgroundSync(FAST.copy(intervalMs = 600_000uL)) // no periodic sync within the test
+                    delay(500) // let the live channel connect (a round as it connects would bring the edit too)
+                    olga.io { recordProgress(id, 6) }
+                    val started = System.nanoTime()
+                    olga.sync() // the server tells tina's live channel; tina's background sync runs a round
+                    tina.sectionFlow(id).first { it.progress.toInt() == 6 }
+                    val ms = (System.nanoTime() - started) / 1_000_000
+                    println("BENCH live: olga's edit in tina's view $ms ms after olga's sync began (interval 10 min)")
+                    check(ms < 10_000) { "took $ms ms" }
+                    tina.io { stopBackgroundSync() }
+                }
+            }
+            olga.close()
+            tina.close()
+        }
+    }
+
     test("sync: an app transport (java.net.http) to the same server converges with the built-in one") {
         TestServer().use { server ->
             val olga = server.device("olga")
