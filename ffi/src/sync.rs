@@ -214,8 +214,8 @@ pub(crate) struct Syncing {
     offline: AtomicBool,
 }
 
-/// The server `connect` was given, for the live channel.
-#[derive(Debug, Clone)]
+/// The server `connect` was given, for the live channel. (No `Debug`: it holds the token.)
+#[derive(Clone)]
 struct Server {
     url: String,
     token: String,
