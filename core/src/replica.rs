@@ -469,14 +469,16 @@ impl Replica {
     fn commit_local(
         &mut self,
         doc: SectionDoc,
-        mut change: Change,
+        change: Change,
         edits: &[(EditId, Field)],
     ) -> Result<BTreeMap<EditId, Decision>, ReplicaError> {
         let validated = self.validated(&doc)?;
         let id = validated.view.id.clone();
         let hash = change.hash().to_string();
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        store::put_change(&tx, &id, &hash, &change.bytes(), true, wall_clock_ms() as i64)?;
+        // Uncompressed: a sync batch deflates many changes together far better than
+        // changes deflated one by one (Automerge compresses a change over 256 bytes).
+        store::put_change(&tx, &id, &hash, change.raw_bytes(), true, wall_clock_ms() as i64)?;
         for (edit_id, field) in edits {
             store::put_local_edit(&tx, edit_id, &id, &hash, field.as_str())?;
         }

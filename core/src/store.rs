@@ -243,12 +243,20 @@ pub(crate) fn outbox_stats(conn: &Connection) -> Result<(i64, Option<i64>), Stor
 }
 
 pub(crate) fn confirm(tx: &Transaction<'_>, hashes: &[String]) -> Result<(), StoreError> {
-    let mut change = tx.prepare_cached("UPDATE changes SET confirmed = 1 WHERE hash = ?1 AND local = 1")?;
-    let mut edits = tx.prepare_cached("DELETE FROM local_edits WHERE change_hash = ?1")?;
-    for h in hashes {
-        change.execute([h])?;
-        edits.execute([h])?;
+    if hashes.is_empty() {
+        return Ok(());
     }
+    // One statement each over the whole list: neither table is indexed by hash
+    // alone, so a statement per hash would scan them once per confirmed change
+    // (seconds for a day's 4,000 changes); `IN (json_each)` scans them once.
+    let list = serde_json::to_string(hashes)?;
+    tx.prepare_cached(
+        "UPDATE changes SET confirmed = 1
+         WHERE local = 1 AND confirmed = 0 AND hash IN (SELECT value FROM json_each(?1))",
+    )?
+    .execute([&list])?;
+    tx.prepare_cached("DELETE FROM local_edits WHERE change_hash IN (SELECT value FROM json_each(?1))")?
+        .execute([&list])?;
     Ok(())
 }
 

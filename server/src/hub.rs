@@ -218,7 +218,8 @@ impl Hub {
                 new_changes += t.new.len();
                 sections.push(SectionWrite {
                     section,
-                    changes: t.new.into_iter().map(|mut c| (c.hash().to_string(), c.bytes().to_vec())).collect(),
+                    // Uncompressed, like the phones: a response deflates its changes together.
+                    changes: t.new.into_iter().map(|c| (c.hash().to_string(), c.raw_bytes().to_vec())).collect(),
                     view: serde_json::to_string(&validated.view).map_err(StoreError::from)?,
                     conflicts,
                     snapshot,

@@ -122,6 +122,7 @@ fn a_section_of_another_project_is_forbidden() {
     s.olga.replica.rename_section(&s.section, "moved?").unwrap();
     let mut prepared = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
     prepared.request.project = "p2".into();
+    prepared.request.cursor = "c:0".into(); // p1's cursor means nothing in p2.
     let e = refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 403, "forbidden");
     assert!(e.message.contains("another project"), "{}", e.message);
     // A new section of p1, sent as p2.
@@ -129,6 +130,7 @@ fn a_section_of_another_project_is_forbidden() {
     s.olga.replica.create_section(PROJECT, "new", &route()).unwrap();
     let mut prepared = s.olga.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
     prepared.request.project = "p2".into();
+    prepared.request.cursor = "c:0".into(); // p1's cursor means nothing in p2.
     refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 403, "forbidden");
 }
 
