@@ -137,9 +137,25 @@ impl HlcClock {
     }
 }
 
-/// Milliseconds since the Unix epoch by the device's wall clock.
+thread_local! {
+    static SIMULATED_WALL_CLOCK: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Milliseconds since the Unix epoch by the device's wall clock, or by the
+/// simulated clock set on this thread with [`set_simulated_wall_clock`].
 pub fn wall_clock_ms() -> u64 {
+    if let Some(ms) = SIMULATED_WALL_CLOCK.with(std::cell::Cell::get) {
+        return ms;
+    }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Make [`wall_clock_ms`] return `ms` on the calling thread from now on
+/// (`None`: the real clock again). For deterministic simulations
+/// (`fieldsync-tests` runs devices in virtual time, with skewed clocks); an
+/// app never calls it.
+pub fn set_simulated_wall_clock(ms: Option<u64>) {
+    SIMULATED_WALL_CLOCK.with(|c| c.set(ms));
 }
 
 #[cfg(test)]
@@ -172,6 +188,15 @@ mod tests {
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
         c.anchor_to_server(1_000_000, 1_000_000 + skew);
         assert_eq!(c.tick(1_000_500 + skew).physical_ms, 1_000_500);
+    }
+
+    #[test]
+    fn a_simulated_wall_clock_holds_on_its_thread_only() {
+        set_simulated_wall_clock(Some(42));
+        assert_eq!(wall_clock_ms(), 42);
+        assert!(std::thread::spawn(wall_clock_ms).join().unwrap() > 42);
+        set_simulated_wall_clock(None);
+        assert!(wall_clock_ms() > 42);
     }
 
     #[test]
