@@ -1,0 +1,496 @@
+//! The invariants, checked after the network healed and the outboxes
+//! drained. The server is read through its public API (`Hub::section_view`,
+//! `Hub::conflicts`, `Hub::roster`) and its store (`HubStore`, plus two
+//! counting queries on `hub.db`); devices through the `Replica` API.
+//!
+//! The rules are checked against small oracles written here from the design
+//! brief (progress only falls by a foreman or office, the state machine's
+//! permissions, a flat-earth distance to the route), not by calling the
+//! production rules again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use fieldsync_core::{
+    ConflictRecord, ConstructionState, Decision, Field, Member, ProjectConfig, Replica, Role, Roster, SectionDoc,
+    SectionView, rules,
+};
+use fieldsync_server::{Hub, HubStore, SqliteHubStore};
+
+use crate::report::{Invariant, Violation};
+use crate::sim::{FNV_START, fnv};
+use crate::workload::distance_m;
+
+/// An edit a device's API acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Its section.
+    pub section: String,
+    /// Hex hash of the change holding it.
+    pub hash: String,
+    /// Which install of the app made it.
+    pub install: u32,
+    /// Wiped by a reinstall before the server confirmed it.
+    pub wiped: bool,
+}
+
+/// A device as the checks see it.
+#[derive(Debug)]
+pub struct Subject<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its store (None: it could not be reopened).
+    pub replica: Option<&'a Arc<Mutex<Replica>>>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// What its API acknowledged.
+    pub acks: &'a [Ack],
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Sections on the server.
+    pub sections: usize,
+    /// Server conflict records by kind.
+    pub conflicts_by_kind: BTreeMap<String, u64>,
+    /// Server conflict records by rule.
+    pub conflicts_by_rule: BTreeMap<String, u64>,
+    /// Points still quarantined.
+    pub quarantined: u64,
+    /// Changes on the server.
+    pub changes: u64,
+    /// Their raw size.
+    pub changes_raw_bytes: u64,
+    /// Their size deflated together.
+    pub changes_deflated_bytes: u64,
+    /// Digest of the server's views and conflicts.
+    pub digest: String,
+    /// What broke.
+    pub violations: Vec<Violation>,
+}
+
+struct Found(Vec<Violation>);
+
+impl Found {
+    fn add(&mut self, invariant: Invariant, detail: String) {
+        // Enough to act on; a broken run can otherwise report thousands.
+        if self.0.iter().filter(|v| v.invariant == invariant).count() < 8 {
+            self.0.push(Violation { invariant, detail });
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The top-level fields where two JSON objects differ, for messages.
+fn differing_fields(a: &str, b: &str) -> String {
+    let (Ok(serde_json::Value::Object(x)), Ok(serde_json::Value::Object(y))) =
+        (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b))
+    else {
+        return "unreadable".into();
+    };
+    let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+    keys.into_iter()
+        .filter(|k| x.get(*k) != y.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| {
+                let s = v.map_or("-".into(), |v| v.to_string());
+                if s.len() > 80 { format!("{}…", &s[..s.char_indices().nth(77).map_or(s.len(), |c| c.0)]) } else { s }
+            };
+            format!("{k}: device {} / server {}", show(x.get(k)), show(y.get(k)))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Run every check.
+pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subject<'_>]) -> Checked {
+    let mut out = Checked::default();
+    let mut found = Found(Vec::new());
+    let Some(hub) = hub else {
+        found.add(Invariant::Liveness, "no hub instance is up at the end".into());
+        out.violations = found.0;
+        return out;
+    };
+    let mut store = match SqliteHubStore::open(hub_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            found.add(Invariant::NoUnexpectedError, format!("cannot open the hub's store: {e}"));
+            out.violations = found.0;
+            return out;
+        }
+    };
+
+    // ---- the server's state ----
+    let ids = store.sections_after(project, "", usize::MAX).unwrap_or_default();
+    out.sections = ids.len();
+    let mut docs: BTreeMap<String, SectionDoc> = BTreeMap::new();
+    let mut change_sets: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut views: BTreeMap<String, String> = BTreeMap::new();
+    let mut raw_all = Vec::new();
+    for id in &ids {
+        let doc = match store.section(id) {
+            Ok(Some(s)) => SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes),
+            Ok(None) => continue,
+            Err(e) => {
+                found.add(Invariant::NoUnexpectedError, format!("server section {id} unreadable: {e}"));
+                continue;
+            }
+        };
+        let doc = match doc {
+            Ok(d) => d,
+            Err(e) => {
+                found.add(Invariant::NoUnexpectedError, format!("server section {id} does not load: {e}"));
+                continue;
+            }
+        };
+        let changes = doc.automerge().get_changes(&[]);
+        out.changes += changes.len() as u64;
+        for c in &changes {
+            raw_all.extend_from_slice(c.raw_bytes());
+        }
+        change_sets.insert(id.clone(), changes.iter().map(|c| c.hash().to_string()).collect());
+        match hub.section_view(id) {
+            Ok(Some(view)) => {
+                let mut heads: Vec<String> = doc.heads().iter().map(ToString::to_string).collect();
+                heads.sort();
+                let mut shown = view.heads.clone();
+                shown.sort();
+                if heads != shown {
+                    found.add(
+                        Invariant::Convergence,
+                        format!("server section {id}: its view was computed from other heads than its document's"),
+                    );
+                }
+                out.quarantined += view.quarantined.len() as u64;
+                views.insert(id.clone(), json(&view));
+            }
+            Ok(None) => found.add(Invariant::Convergence, format!("server section {id} has no view")),
+            Err(e) => found.add(Invariant::NoUnexpectedError, format!("server view of {id}: {e}")),
+        }
+        docs.insert(id.clone(), doc);
+    }
+    out.changes_raw_bytes = raw_all.len() as u64;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = z.write_all(&raw_all);
+    out.changes_deflated_bytes = z.finish().map_or(0, |b| b.len() as u64);
+
+    let mut conflicts: Vec<ConflictRecord> = hub.conflicts(project).unwrap_or_default();
+    conflicts.sort_by(|a, b| a.id.cmp(&b.id));
+    for c in &conflicts {
+        *out.conflicts_by_kind.entry(json(&c.kind).trim_matches('"').to_owned()).or_default() += 1;
+        *out.conflicts_by_rule.entry(c.rule.as_str().to_owned()).or_default() += 1;
+    }
+    let server_conflicts: Vec<String> = conflicts.iter().map(json).collect();
+    let mut members: Vec<Member> = hub.roster(project).unwrap_or_default();
+    members.sort_by(|a, b| a.actor.cmp(&b.actor));
+    let config = hub
+        .list_projects()
+        .ok()
+        .and_then(|ps| ps.into_iter().find(|p| p.id == project).map(|p| p.config))
+        .unwrap_or_default();
+
+    let mut digest = FNV_START;
+    for (id, v) in &views {
+        digest = fnv(v.as_bytes(), fnv(id.as_bytes(), digest));
+    }
+    for c in &server_conflicts {
+        digest = fnv(c.as_bytes(), digest);
+    }
+    out.digest = format!("{digest:016x}");
+
+    // ---- idempotence on the server: each change once on the feed ----
+    match rusqlite::Connection::open(hub_dir.join("hub.db")).and_then(|c| {
+        c.query_row(
+            "SELECT count(*), count(DISTINCT section || ' ' || hash) FROM feed WHERE project = ?1",
+            [project],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+    }) {
+        Ok((rows, distinct)) => {
+            if rows != distinct || rows as u64 != out.changes {
+                found.add(
+                    Invariant::Idempotence,
+                    format!(
+                        "the server's feed holds {rows} rows for {distinct} distinct changes, its documents {} changes",
+                        out.changes
+                    ),
+                );
+            }
+        }
+        Err(e) => found.add(Invariant::NoUnexpectedError, format!("counting the feed: {e}")),
+    }
+
+    // ---- every device against the server ----
+    for s in subjects {
+        let Some(replica) = s.replica else {
+            if !s.revoked {
+                found.add(Invariant::Liveness, format!("{}: its store is not open at the end", s.name));
+            }
+            continue;
+        };
+        let r = replica.lock().unwrap_or_else(|p| p.into_inner());
+        check_no_lost_edit(s, &r, &change_sets, &mut found);
+        check_idempotence(s, &r, &mut found);
+        if s.revoked {
+            continue;
+        }
+        let local: Vec<String> = match r.list_sections(Some(project), None, usize::MAX) {
+            Ok(list) => list.into_iter().map(|x| x.id).collect(),
+            Err(e) => {
+                found.add(Invariant::NoUnexpectedError, format!("{}: listing sections: {e}", s.name));
+                continue;
+            }
+        };
+        if local != ids {
+            let (l, srv): (BTreeSet<_>, BTreeSet<_>) = (local.iter().collect(), ids.iter().collect());
+            found.add(
+                Invariant::Convergence,
+                format!(
+                    "{}: sections missing {:?}, extra {:?}",
+                    s.name,
+                    srv.difference(&l).take(5).collect::<Vec<_>>(),
+                    l.difference(&srv).take(5).collect::<Vec<_>>()
+                ),
+            );
+        }
+        let mut bad_views = 0;
+        for (id, server_view) in &views {
+            let Ok(view) = r.section(id) else { continue };
+            let mine = json(&view);
+            if &mine != server_view {
+                bad_views += 1;
+                if bad_views == 1 {
+                    found.add(
+                        Invariant::Convergence,
+                        format!(
+                            "{}: section {id} differs from the server's ({})",
+                            s.name,
+                            differing_fields(&mine, server_view)
+                        ),
+                    );
+                }
+            }
+        }
+        if bad_views > 1 {
+            found.add(Invariant::Convergence, format!("{}: {bad_views} sections differ from the server's", s.name));
+        }
+        let mut mine: Vec<ConflictRecord> = r.conflicts(None).unwrap_or_default();
+        mine.sort_by(|a, b| a.id.cmp(&b.id));
+        let mine: Vec<String> = mine.iter().map(json).collect();
+        if mine != server_conflicts {
+            found.add(
+                Invariant::Convergence,
+                format!(
+                    "{}: {} conflict records, the server {} ({} differ)",
+                    s.name,
+                    mine.len(),
+                    server_conflicts.len(),
+                    mine.iter().filter(|c| !server_conflicts.contains(c)).count()
+                ),
+            );
+        }
+        let mut roster: Vec<Member> = r.roster(project).map(|x| x.members().cloned().collect()).unwrap_or_default();
+        roster.sort_by(|a, b| a.actor.cmp(&b.actor));
+        if roster != members {
+            let show = |m: &Member| format!("{} ({}, {})", m.user, m.role.as_str(), &m.actor[..m.actor.len().min(8)]);
+            let missing: Vec<String> = members.iter().filter(|m| !roster.contains(m)).map(show).collect();
+            let extra: Vec<String> = roster.iter().filter(|m| !members.contains(m)).map(show).collect();
+            found.add(
+                Invariant::Convergence,
+                format!(
+                    "{}: roster of {} members, the server's {} (missing {missing:?}, extra {extra:?}, its roster version {})",
+                    s.name,
+                    roster.len(),
+                    members.len(),
+                    r.connection()
+                        .query_row("SELECT roster_version FROM sync_state WHERE project = ?1", [project], |x| x.get::<_, i64>(0))
+                        .unwrap_or(-1)
+                ),
+            );
+        }
+    }
+
+    // ---- the rules, on the server's views ----
+    let roster = Roster::new(members.clone());
+    for (id, doc) in &docs {
+        let Some(view) = views.get(id).and_then(|v| serde_json::from_str::<SectionView>(v).ok()) else { continue };
+        check_rules(&view, doc, &roster, &config, &mut found);
+    }
+    out.violations = found.0;
+    out
+}
+
+fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, HashSet<String>>, found: &mut Found) {
+    let status = r.sync_status().unwrap_or_default();
+    if status.refused_changes > 0 && !s.revoked {
+        found.add(
+            Invariant::NoLostEdit,
+            format!(
+                "{}: the server refused {} of its changes ({:?})",
+                s.name, status.refused_changes, status.last_error
+            ),
+        );
+    }
+    let mut missing = Vec::new();
+    for a in s.acks.iter().filter(|a| !a.wiped) {
+        if server.get(&a.section).is_some_and(|set| set.contains(&a.hash)) {
+            continue;
+        }
+        if s.revoked {
+            // Stranded by the revocation: it must still be on the device, and
+            // the device must have been told why.
+            let kept: i64 = r
+                .connection()
+                .query_row(
+                    "SELECT count(*) FROM changes WHERE section = ?1 AND hash = ?2",
+                    [&a.section, &a.hash],
+                    |x| x.get(0),
+                )
+                .unwrap_or(0);
+            let told = status.last_error.as_deref().is_some_and(|e| e.contains("revoked"));
+            if kept == 1 && told {
+                continue;
+            }
+        }
+        missing.push(format!("{} in {}", &a.hash[..a.hash.len().min(12)], a.section));
+    }
+    if !missing.is_empty() {
+        found.add(
+            Invariant::NoLostEdit,
+            format!(
+                "{}: {} acknowledged edit(s) not on the server{}: {}",
+                s.name,
+                missing.len(),
+                if s.revoked { " nor kept on the revoked device with its refusal" } else { "" },
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+}
+
+fn check_idempotence(s: &Subject<'_>, r: &Replica, found: &mut Found) {
+    match r.connection().query_row("SELECT count(*), count(DISTINCT section || ' ' || hash) FROM changes", [], |x| {
+        Ok((x.get::<_, i64>(0)?, x.get::<_, i64>(1)?))
+    }) {
+        Ok((rows, distinct)) if rows != distinct => {
+            found.add(Invariant::Idempotence, format!("{}: {rows} change rows for {distinct} changes", s.name))
+        }
+        Ok(_) => {}
+        Err(e) => found.add(Invariant::NoUnexpectedError, format!("{}: counting changes: {e}", s.name)),
+    }
+}
+
+/// Whether `role` may move a section `from` → `to`, per the design brief: a
+/// technician one step forward or into `blocked` (with a reason); a foreman
+/// or office anywhere, but a completed section is not blocked and a blocked
+/// one goes back only to where it was.
+fn transition_allowed(
+    role: Role,
+    from: ConstructionState,
+    to: ConstructionState,
+    resume: Option<ConstructionState>,
+) -> bool {
+    use ConstructionState::*;
+    if from == to || (from == Completed && to == Blocked) {
+        return false;
+    }
+    if from == Blocked {
+        return role >= Role::Foreman && Some(to) == resume;
+    }
+    if to == Blocked {
+        return true;
+    }
+    let forward_one = matches!((from.step(), to.step()), (Some(a), Some(b)) if b == a + 1);
+    forward_one || role >= Role::Foreman
+}
+
+fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &ProjectConfig, found: &mut Found) {
+    let id = &view.id;
+    let role_of = |actor: &str| roster.member(actor).map(|m| m.role);
+    let input = doc.input();
+    let audit = rules::validate(&input, roster, config).audit(&input, roster);
+
+    // Progress: applied writes in HLC order; a fall needs a foreman or office.
+    let mut last: Option<i64> = None;
+    for e in audit.iter().filter(|e| e.field == Some(Field::Progress) && e.decision.applied()) {
+        let v: i64 = e.value.trim_end_matches('%').parse().unwrap_or(-1);
+        if let Some(prev) = last
+            && v < prev
+            && e.role.is_none_or(|r| r < Role::Foreman)
+        {
+            found.add(Invariant::Rules, format!("section {id}: progress fell {prev}% → {v}% by a {:?}", e.role));
+        }
+        if !matches!(e.decision, Decision::Concurred { .. }) {
+            last = Some(v);
+        }
+    }
+    if i64::from(view.progress) != last.unwrap_or(0) {
+        found.add(
+            Invariant::Rules,
+            format!("section {id}: shows {}% but its last applied progress is {last:?}", view.progress),
+        );
+    }
+
+    // Transitions: a chain from `planned`, each allowed for its author's role.
+    let mut state = ConstructionState::Planned;
+    let mut resume = None;
+    for ev in &view.events {
+        let role = role_of(&ev.author).unwrap_or(Role::Technician);
+        if ev.from != state || !transition_allowed(role, ev.from, ev.to, resume) {
+            found.add(
+                Invariant::Rules,
+                format!("section {id}: transition {:?} → {:?} by a {role:?} from {state:?}", ev.from, ev.to),
+            );
+        }
+        resume = (ev.to == ConstructionState::Blocked).then_some(ev.from);
+        state = ev.to;
+    }
+    if view.state != state {
+        found.add(
+            Invariant::Rules,
+            format!("section {id}: shows {:?} but its transitions end at {state:?}", view.state),
+        );
+    }
+
+    // Points: on the route, or accepted by a foreman or office.
+    let acceptors: HashMap<&str, Option<Role>> = audit
+        .iter()
+        .filter(|e| e.field == Some(Field::Acceptance) && e.decision == Decision::Accepted)
+        .map(|e| (e.edit_id.as_str(), e.role))
+        .collect();
+    let limit = config.max_route_distance_m;
+    for p in &view.as_built {
+        let Some(d) = distance_m(p.point, &view.route) else { continue };
+        if d > limit * 1.03 {
+            let ok = p
+                .accepted_by
+                .as_deref()
+                .and_then(|a| acceptors.get(a))
+                .is_some_and(|r| r.is_some_and(|r| r >= Role::Foreman));
+            if !ok {
+                found.add(
+                    Invariant::Rules,
+                    format!("section {id}: a point {d:.0} m off route shows, not accepted by a foreman"),
+                );
+            }
+        }
+    }
+    for q in &view.quarantined {
+        if distance_m(q.point, &view.route).is_some_and(|d| d < limit * 0.97) {
+            found.add(Invariant::Rules, format!("section {id}: a point on the route is quarantined"));
+        }
+    }
+
+    // Name and route: only office writes apply.
+    for e in audit.iter().filter(|e| matches!(e.field, Some(Field::Name | Field::Route)) && e.decision.applied()) {
+        if e.role != Some(Role::Office) {
+            found.add(Invariant::Rules, format!("section {id}: a {:?} write by a {:?} applied", e.field, e.role));
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! What a run reports: progress while it runs, and the final report with the
+//! invariants' verdict (serde-serializable: `fieldsync simulate --json`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Opening stores, enrolling devices, the office planning, the morning sync.
+    Setup,
+    /// The working day: edits, syncs and faults.
+    Day,
+    /// The network healed; outboxes drain.
+    Heal,
+    /// Checking the invariants.
+    Check,
+    /// Finished.
+    Done,
+}
+
+/// Running totals, reported every simulated ten minutes and at each phase change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimProgress {
+    /// The phase.
+    pub phase: Phase,
+    /// Simulated time since the morning sync, ms.
+    pub simulated_ms: u64,
+    /// Length of the working day, ms.
+    pub day_ms: u64,
+    /// Edits acknowledged so far.
+    pub edits: u64,
+    /// Round trips so far.
+    pub round_trips: u64,
+}
+
+/// The invariants checked after every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    /// Every device and the server hold the same change set and heads, the
+    /// same validated views byte for byte, the same conflict records and roster.
+    Convergence,
+    /// Every edit a device's API returned from is on the server and every
+    /// device, unless the device was revoked (and its refusal recorded) or
+    /// wiped by a reinstall before it synced.
+    NoLostEdit,
+    /// Duplicated deliveries leave no duplicate rows: each change is stored
+    /// once on the server's feed and in each device's store.
+    Idempotence,
+    /// After the network heals, every outbox drains and every device catches
+    /// up within the heal limit; no device is left stuck.
+    Liveness,
+    /// No view shows progress that fell without authority, an invalid
+    /// transition, an off-route point not accepted by a foreman, or a name or
+    /// route not written by the office.
+    Rules,
+    /// Nothing panicked and no call failed in a way an app could not handle
+    /// (a storage error, a malformed-request answer to a correct client).
+    NoUnexpectedError,
+}
+
+impl Invariant {
+    /// Its snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invariant::Convergence => "convergence",
+            Invariant::NoLostEdit => "no_lost_edit",
+            Invariant::Idempotence => "idempotence",
+            Invariant::Liveness => "liveness",
+            Invariant::Rules => "rules",
+            Invariant::NoUnexpectedError => "no_unexpected_error",
+        }
+    }
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Which.
+    pub invariant: Invariant,
+    /// What was found, in words.
+    pub detail: String,
+}
+
+/// How many faults the run went through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// Outages (no network).
+    pub outages: u64,
+    /// Partitions (server unreachable).
+    pub partitions: u64,
+    /// Requests lost before the server.
+    pub lost_requests: u64,
+    /// Responses lost or timed out after the server committed.
+    pub lost_responses: u64,
+    /// Responses cut off mid-body after the server committed.
+    pub cut_responses: u64,
+    /// Requests delivered a second time, late.
+    pub duplicated_requests: u64,
+    /// Apps killed with a request in flight.
+    pub kills_mid_sync: u64,
+    /// Apps killed during a write.
+    pub kills_mid_write: u64,
+    /// Server restarts (planned, and crashes after a commit).
+    pub server_restarts: u64,
+    /// Devices whose clock was hours or days wrong, or jumped.
+    pub skewed_clocks: u64,
+    /// Reinstalls with an empty store.
+    pub reinstalls: u64,
+    /// Revocations.
+    pub revocations: u64,
+}
+
+/// What a run did and whether the invariants held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// The profile's name.
+    pub profile: String,
+    /// Devices.
+    pub devices: usize,
+    /// Sections at the end of the day.
+    pub sections: usize,
+    /// Whether two hub instances served the run.
+    pub two_servers: bool,
+    /// Edits a device's API acknowledged.
+    pub edits: u64,
+    /// Edits by kind (`progress`, `transition`, `location`, `notes`, …).
+    pub edits_by_kind: BTreeMap<String, u64>,
+    /// Edits the rules refused on the device before storing anything, by rule.
+    pub refused_locally: BTreeMap<String, u64>,
+    /// The server's conflict records at the end, by kind (`contest`, `rejection`, `quarantine`).
+    pub conflicts_by_kind: BTreeMap<String, u64>,
+    /// The same, by rule.
+    pub conflicts_by_rule: BTreeMap<String, u64>,
+    /// Points still quarantined at the end (off route, not accepted).
+    pub quarantined_points: u64,
+    /// Round trips attempted (failed ones included).
+    pub round_trips: u64,
+    /// Round trips that failed (network, timeout, server down, revoked).
+    pub failed_round_trips: u64,
+    /// Request bytes that left devices (bodies; partial ones counted as sent).
+    pub bytes_up: u64,
+    /// Response bytes that reached devices (partial ones counted as received).
+    pub bytes_down: u64,
+    /// Bytes on the wire that were repeats: requests and responses lost or cut,
+    /// and uploads of changes sent before.
+    pub bytes_repeated: u64,
+    /// Every distinct change once, raw.
+    pub changes_raw_bytes: u64,
+    /// Every distinct change once, deflated together.
+    pub changes_deflated_bytes: u64,
+    /// The floor for the wire: each change up once and down to every other
+    /// device, deflated (`changes_deflated_bytes` × devices).
+    pub change_floor_bytes: u64,
+    /// Changes on the server at the end.
+    pub changes: u64,
+    /// Faults the run went through.
+    pub faults: FaultCounts,
+    /// Simulated time from the morning sync until everything converged, ms.
+    pub simulated_ms: u64,
+    /// Simulated time the heal took (network healed → quiescent), ms.
+    pub heal_ms: u64,
+    /// Round trips after the network healed.
+    pub heal_round_trips: u64,
+    /// Real time the run took, ms (the one field that differs between runs).
+    pub wall_ms: u64,
+    /// Whether every invariant held.
+    pub converged: bool,
+    /// What broke, if anything.
+    pub violations: Vec<Violation>,
+    /// SHA-free digest of the final state (views, conflicts, heads) on the
+    /// server: the same seed gives the same digest.
+    pub state_digest: String,
+    /// How to replay this run.
+    pub replay: String,
+}
+
+impl SimReport {
+    /// The report without the wall time: equal for runs of the same config.
+    pub fn deterministic_part(&self) -> SimReport {
+        SimReport { wall_ms: 0, ..self.clone() }
+    }
+
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        let conflicts: u64 = self.conflicts_by_kind.values().sum();
+        let refused: u64 = self.refused_locally.values().sum();
+        format!(
+            "seed {} {:<11} {} devices, {} sections: {} edits ({} refused locally), {} conflicts, {} round trips \
+             ({} failed), {:.1} h simulated, {} ms wall: {}",
+            self.seed,
+            self.profile,
+            self.devices,
+            self.sections,
+            self.edits,
+            refused,
+            conflicts,
+            self.round_trips,
+            self.failed_round_trips,
+            self.simulated_ms as f64 / 3_600_000.0,
+            self.wall_ms,
+            if self.converged { "converged".to_owned() } else { format!("{} violation(s)", self.violations.len()) }
+        )
+    }
+}

@@ -1,0 +1,1354 @@
+//! The discrete-event loop: virtual time, a queue of events, devices and
+//! servers. See the crate docs for what a run does.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use fieldsync_core::hlc::set_simulated_wall_clock;
+use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
+use fieldsync_core::replica::set_simulated_ids;
+use fieldsync_core::{
+    ProjectConfig, Replica, ReplicaError, Role, SyncClient, SyncConfig, SyncEngine, SyncError, SyncEvent,
+    TransportError,
+};
+
+use crate::config::{InjectedBug, SimConfig};
+use crate::device::{self, Session, Step};
+use crate::invariants::{self, Ack, Subject};
+use crate::link::Link;
+use crate::profile::LinkProfile;
+use crate::report::{FaultCounts, Invariant, Phase, SimProgress, SimReport, Violation};
+use crate::rng::Rng;
+use crate::server::{Servers, transport_error};
+use crate::workload::{self, EditKind, Plan};
+
+/// The project every run works in.
+pub const PROJECT: &str = "sim";
+/// Virtual time 0: Monday 2 June 2025, 06:00 UTC (the morning sync).
+pub const EPOCH_MS: u64 = 1_748_844_000_000;
+/// How often progress is reported, simulated ms.
+const PROGRESS_EVERY_MS: u64 = 10 * 60_000;
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+
+#[derive(Debug)]
+enum Event {
+    /// A device's `SyncEngine` asked to be woken (only the latest request counts).
+    Timer { device: usize, generation: u64 },
+    /// A device's user edits something.
+    Edit { device: usize },
+    /// A request reaches the server (`replay`: a late duplicate, answered to no one).
+    Arrive { device: usize, session: u64, body: Vec<u8>, replay: bool },
+    /// The answer (or the failure) reaches the device.
+    Answer { device: usize, session: u64, result: Result<Vec<u8>, TransportError> },
+    /// The app is told its network went (`false`) or came back (`true`).
+    Connectivity { device: usize, online: bool },
+    /// The live channel says something is new.
+    Nudge { device: usize },
+    /// The app is killed while `session` is in flight.
+    Kill { device: usize, session: u64 },
+    /// A killed app is started again.
+    Reopen { device: usize },
+    /// The app is reinstalled with an empty store.
+    Reinstall { device: usize },
+    /// An administrator revokes the device.
+    Revoke { device: usize },
+    /// The device's clock jumps to `skew_ms` off.
+    ClockJump { device: usize, skew_ms: i64 },
+    /// A server instance dies.
+    ServerCrash { instance: usize, down_ms: u64 },
+    /// A server instance starts again.
+    ServerStart { instance: usize },
+    /// Report progress.
+    Tick,
+    /// The working day ends and the network heals.
+    EndOfDay,
+    /// The heal limit: whatever has not drained by now breaks liveness.
+    HealLimit,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Device {
+    name: String,
+    user: String,
+    role: Role,
+    crew: Option<usize>,
+    install: u32,
+    token: String,
+    device_id: String,
+    replica: Option<Arc<Mutex<Replica>>>,
+    engine: SyncEngine,
+    wake_generation: u64,
+    session: Option<Session>,
+    sent_at: u64,
+    skew_ms: i64,
+    link: Link,
+    rng: Rng,
+    revoked: bool,
+    live: bool,
+    live_instance: usize,
+    acks: Vec<Ack>,
+    /// Server time of the latest round the server answered in the current session.
+    round_at: u64,
+    /// Server time up to which the last successful sync caught up.
+    synced_through: u64,
+}
+
+impl Device {
+    fn wall(&self, now: u64) -> u64 {
+        (EPOCH_MS + now).saturating_add_signed(self.skew_ms)
+    }
+
+    fn alive(&self) -> bool {
+        self.replica.is_some()
+    }
+}
+
+fn lock(r: &Arc<Mutex<Replica>>) -> MutexGuard<'_, Replica> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct Stats {
+    edits: u64,
+    edits_by_kind: BTreeMap<String, u64>,
+    refused_locally: BTreeMap<String, u64>,
+    round_trips: u64,
+    failed_round_trips: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+    bytes_repeated: u64,
+    heal_round_trips: u64,
+    faults: FaultCounts,
+}
+
+struct Sim {
+    config: SimConfig,
+    dir: PathBuf,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    rng: Rng,
+    servers: Servers,
+    devices: Vec<Device>,
+    plan: Plan,
+    phase: Phase,
+    day_ms: u64,
+    heal_started: u64,
+    quiescent_at: Option<u64>,
+    faults_on: bool,
+    /// Only this device has to catch up for the heal to end (a scenario about one device).
+    watch: Option<usize>,
+    stopping: bool,
+    sessions: u64,
+    /// When the server last changed in a way every device must catch up
+    /// with: new changes on the feed, or a new actor in the roster.
+    last_growth: u64,
+    bound_actors: HashSet<String>,
+    uploaded: HashSet<u64>,
+    stats: Stats,
+    violations: Vec<Violation>,
+}
+
+/// FNV-1a, 64 bits: a stable hash for digests and for recognizing re-sent changes.
+pub(crate) fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Run one simulation; `progress` hears running totals every simulated ten
+/// minutes and at each phase change. The same config gives the same report
+/// (but its `wall_ms`).
+pub fn run_simulation(config: SimConfig, mut progress: impl FnMut(SimProgress)) -> SimReport {
+    let started = Instant::now();
+    set_simulated_ids(Some(config.seed));
+    let base = config.dir.clone().unwrap_or_else(|| {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() }
+    });
+    let report = match tempfile::Builder::new().prefix("fieldsync-sim-").tempdir_in(&base) {
+        Ok(tmp) => run_in(config.clone(), tmp.path(), &mut progress),
+        Err(e) => Err(format!("cannot make a temporary directory in {}: {e}", base.display())),
+    };
+    set_simulated_ids(None);
+    set_simulated_wall_clock(None);
+    let mut report = report.unwrap_or_else(|e| failed_setup(&config, e));
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn failed_setup(config: &SimConfig, why: String) -> SimReport {
+    let mut r = empty_report(config);
+    r.violations.push(Violation { invariant: Invariant::NoUnexpectedError, detail: format!("setup failed: {why}") });
+    r
+}
+
+fn empty_report(config: &SimConfig) -> SimReport {
+    SimReport {
+        seed: config.seed,
+        profile: config.profile.name.clone(),
+        devices: config.workload.devices,
+        sections: 0,
+        two_servers: config.faults.two_servers,
+        edits: 0,
+        edits_by_kind: BTreeMap::new(),
+        refused_locally: BTreeMap::new(),
+        conflicts_by_kind: BTreeMap::new(),
+        conflicts_by_rule: BTreeMap::new(),
+        quarantined_points: 0,
+        round_trips: 0,
+        failed_round_trips: 0,
+        bytes_up: 0,
+        bytes_down: 0,
+        bytes_repeated: 0,
+        changes_raw_bytes: 0,
+        changes_deflated_bytes: 0,
+        change_floor_bytes: 0,
+        changes: 0,
+        faults: FaultCounts::default(),
+        simulated_ms: 0,
+        heal_ms: 0,
+        heal_round_trips: 0,
+        wall_ms: 0,
+        converged: false,
+        violations: Vec::new(),
+        state_digest: String::new(),
+        replay: crate::seeds::replay_command(config),
+    }
+}
+
+fn run_in(config: SimConfig, dir: &Path, progress: &mut dyn FnMut(SimProgress)) -> Result<SimReport, String> {
+    let mut sim = Sim::new(config, dir)?;
+    sim.report_progress(progress);
+    sim.setup()?;
+    sim.plan_day();
+    sim.phase = Phase::Day;
+    sim.report_progress(progress);
+    sim.run(progress);
+    sim.phase = Phase::Check;
+    sim.report_progress(progress);
+    let (day_ms, edits) = (sim.day_ms, sim.stats.edits);
+    let report = sim.check();
+    progress(SimProgress {
+        phase: Phase::Done,
+        simulated_ms: report.simulated_ms,
+        day_ms,
+        edits,
+        round_trips: report.round_trips,
+    });
+    Ok(report)
+}
+
+/// Who is who: office devices first, then crews of a foreman and up to three technicians.
+fn roles(devices: usize) -> (usize, Vec<(String, Role, Option<usize>)>) {
+    let office = if devices >= 16 { 2 } else { 1 }.min(devices.max(1));
+    let mut out = Vec::new();
+    for i in 0..office {
+        out.push((format!("office-{}", i + 1), Role::Office, None));
+    }
+    let crew_devices = devices.saturating_sub(office);
+    let crews = crew_devices.div_ceil(4).max(1);
+    for i in 0..crew_devices {
+        let (crew, k) = (i / 4, i % 4);
+        let name = if k == 0 { format!("c{}-foreman", crew + 1) } else { format!("c{}-tech{k}", crew + 1) };
+        out.push((name, if k == 0 { Role::Foreman } else { Role::Technician }, Some(crew)));
+    }
+    (crews, out)
+}
+
+impl Sim {
+    fn new(config: SimConfig, dir: &Path) -> Result<Sim, String> {
+        let mut rng = Rng::new(config.seed);
+        let (crews, people) = roles(config.workload.devices);
+        let plan = Plan::new(PROJECT, config.workload.sections, crews, config.workload.overlap, &mut rng.fork(1));
+        let instances = if config.faults.two_servers { 2 } else { 1 };
+        let hub_dir = dir.join("hub");
+        std::fs::create_dir_all(&hub_dir).map_err(|e| e.to_string())?;
+        let servers = Servers::open(&hub_dir, PROJECT, instances).map_err(|e| format!("hub: {e}"))?;
+        let hub = servers.any().expect("just started").clone();
+        hub.create_project(PROJECT, ProjectConfig::default()).map_err(|e| e.to_string())?;
+        let mut devices = Vec::new();
+        for (i, (name, role, crew)) in people.into_iter().enumerate() {
+            hub.add_member(PROJECT, &name, role).map_err(|e| e.to_string())?;
+            let enrollment = hub.enroll_device(&name, &format!("{name}'s phone")).map_err(|e| e.to_string())?;
+            let mut drng = rng.fork(100 + i as u64);
+            let live = drng.chance(config.workload.live_channel);
+            let link = if role == Role::Office { crate::profile::wifi() } else { config.profile.link.clone() };
+            devices.push(Device {
+                user: name.clone(),
+                name,
+                role,
+                crew,
+                install: 0,
+                token: enrollment.token,
+                device_id: enrollment.device_id,
+                replica: None,
+                engine: SyncEngine::new(config.sync),
+                wake_generation: 0,
+                session: None,
+                sent_at: 0,
+                skew_ms: 0,
+                link: Link::new(link),
+                rng: drng,
+                revoked: false,
+                live,
+                live_instance: i % instances,
+                acks: Vec::new(),
+                round_at: 0,
+                synced_through: 0,
+            });
+        }
+        let day_ms = (config.workload.day_hours * HOUR as f64) as u64;
+        Ok(Sim {
+            config,
+            dir: dir.to_owned(),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            servers,
+            devices,
+            plan,
+            phase: Phase::Setup,
+            day_ms,
+            heal_started: 0,
+            quiescent_at: None,
+            faults_on: true,
+            watch: None,
+            stopping: false,
+            sessions: 0,
+            last_growth: 0,
+            bound_actors: HashSet::new(),
+            uploaded: HashSet::new(),
+            stats: Stats::default(),
+            violations: Vec::new(),
+        })
+    }
+
+    fn path(&self, d: usize) -> PathBuf {
+        let dev = &self.devices[d];
+        self.dir.join(format!("{}-{}.db", dev.name, dev.install))
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at: at.max(self.now), seq: self.seq, event }));
+    }
+
+    fn violation(&mut self, invariant: Invariant, detail: String) {
+        if self.violations.len() < 50 {
+            self.violations.push(Violation { invariant, detail });
+        }
+    }
+
+    fn report_progress(&self, progress: &mut dyn FnMut(SimProgress)) {
+        progress(SimProgress {
+            phase: self.phase,
+            simulated_ms: self.now,
+            day_ms: self.day_ms,
+            edits: self.stats.edits,
+            round_trips: self.stats.round_trips,
+        });
+    }
+
+    fn set_clock(&self, d: usize) {
+        set_simulated_wall_clock(Some(self.devices[d].wall(self.now)));
+    }
+
+    // ---- setup: the morning at the depot ----
+
+    fn open_device(&mut self, d: usize) -> Result<(), String> {
+        self.set_clock(d);
+        let path = self.path(d);
+        let replica = device::open(&path, &self.devices[d].name).map_err(|e| format!("{}: {e}", path.display()))?;
+        lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
+        self.devices[d].replica = Some(replica);
+        Ok(())
+    }
+
+    /// A sync over a perfect link, now (the depot's Wi-Fi; the final drain).
+    fn direct_sync(&mut self, d: usize) -> Result<(), SyncError> {
+        let Some(hub) = self.servers.any().cloned() else {
+            return Err(SyncError::Transport(TransportError::Unreachable("no server up".into())));
+        };
+        let Some(replica) = self.devices[d].replica.clone() else { return Ok(()) };
+        self.set_clock(d);
+        let token = self.devices[d].token.clone();
+        let now = EPOCH_MS + self.now;
+        let bytes = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
+        let count = bytes.clone();
+        let transport = move |body: Vec<u8>| -> Result<Vec<u8>, TransportError> {
+            let answer = hub.sync(&token, &body, now).map_err(|e| transport_error(&e));
+            let mut c = count.lock().unwrap_or_else(|p| p.into_inner());
+            c.0 += 1;
+            c.1 += body.len() as u64;
+            c.2 += answer.as_ref().map_or(0, |b| b.len() as u64);
+            answer
+        };
+        let mut client = SyncClient::new(replica, Arc::new(transport));
+        client.upload_budget = self.config.profile.upload_budget;
+        client.response_budget = self.config.profile.response_budget;
+        let result = client.sync_now();
+        let (rounds, up, down) = *bytes.lock().unwrap_or_else(|p| p.into_inner());
+        self.stats.round_trips += rounds;
+        self.stats.bytes_up += up;
+        self.stats.bytes_down += down;
+        for i in 0..self.servers.count() {
+            if self.servers.feed_grew(i) {
+                self.last_growth = self.now;
+            }
+        }
+        if result.is_ok() {
+            self.devices[d].synced_through = self.now;
+            let actor = self.devices[d].replica.as_ref().map(|r| lock(r).actor()).unwrap_or_default();
+            if self.bound_actors.insert(actor) {
+                self.last_growth = self.now;
+            }
+        }
+        result.map(|_| ())
+    }
+
+    fn setup(&mut self) -> Result<(), String> {
+        for d in 0..self.devices.len() {
+            self.open_device(d)?;
+        }
+        // Everyone opens the app (binding its actor: the roster is complete
+        // before any section exists, so no one recomputes views for it), the
+        // office plans the sections, then everyone syncs at the depot.
+        for d in 0..self.devices.len() {
+            self.direct_sync(d).map_err(|e| format!("{}'s first sync: {e}", self.devices[d].name))?;
+        }
+        let office = self.devices[0].replica.clone().expect("opened");
+        self.set_clock(0);
+        for s in self.plan.sections.clone() {
+            let name = format!("Route {} section {}", s.route + 1, s.id);
+            lock(&office)
+                .create_section_with_id(&s.id, PROJECT, &name, &s.points)
+                .map_err(|e| format!("planning {}: {e}", s.id))?;
+        }
+        for d in 0..self.devices.len() {
+            self.direct_sync(d).map_err(|e| format!("{}'s morning sync: {e}", self.devices[d].name))?;
+        }
+        Ok(())
+    }
+
+    // ---- the day's plan ----
+
+    fn plan_day(&mut self) {
+        let f = self.config.faults.clone();
+        let day = self.day_ms;
+        let mut rng = self.rng.fork(2);
+        let wrong_clock = |rng: &mut Rng| {
+            let off = rng.log_uniform(HOUR / 1000, 3 * 24 * HOUR / 1000) as i64 * 1000;
+            if rng.chance(0.5) { off } else { -off }
+        };
+        for d in 0..self.devices.len() {
+            let crew_device = self.devices[d].role != Role::Office;
+            let mut outages: Vec<(u64, u64)> = Vec::new();
+            if crew_device {
+                if self.config.profile.crews_offline_all_day || rng.chance(f.offline_all_day) {
+                    outages.push((rng.range(5 * MINUTE, 30 * MINUTE), day + 1));
+                }
+                let n = poisson(&mut rng, f.outages_per_device);
+                for _ in 0..n {
+                    let start = rng.below(day);
+                    let len = rng.log_uniform(f.outage_minutes.0.max(1), f.outage_minutes.1.max(1)) * MINUTE;
+                    outages.push((start, (start + len).min(day + 1)));
+                }
+            }
+            outages.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::new();
+            for (s, e) in outages {
+                match merged.last_mut() {
+                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            for &(s, e) in &merged {
+                if rng.chance(f.connectivity_hints) {
+                    self.schedule(s, Event::Connectivity { device: d, online: false });
+                    self.schedule(e, Event::Connectivity { device: d, online: true });
+                }
+            }
+            self.stats.faults.outages += merged.len() as u64;
+            self.devices[d].link.outages = merged;
+            if rng.chance(f.skewed_clocks) {
+                self.devices[d].skew_ms = wrong_clock(&mut rng);
+                self.stats.faults.skewed_clocks += 1;
+            }
+            if rng.chance(f.clock_jumps) {
+                let skew_ms = wrong_clock(&mut rng);
+                self.schedule(rng.below(day), Event::ClockJump { device: d, skew_ms });
+            }
+            if d > 0 && rng.chance(f.reinstalls) {
+                self.schedule(rng.below(day), Event::Reinstall { device: d });
+            }
+            if d > 0 && rng.chance(f.revocations) {
+                self.schedule(rng.below(day), Event::Revoke { device: d });
+            }
+            let mean_gap = day as f64 / self.config.workload.edits_per_device.max(0.01);
+            let first = self.devices[d].rng.exp(mean_gap) as u64;
+            if first < day {
+                self.schedule(first, Event::Edit { device: d });
+            }
+        }
+        let crews = self.plan.crew_sections.len();
+        for _ in 0..f.partitions {
+            let crew = rng.below(crews as u64) as usize;
+            let start = rng.below(day);
+            let len = rng.log_uniform(f.partition_minutes.0.max(1), f.partition_minutes.1.max(1)) * MINUTE;
+            for dev in self.devices.iter_mut().filter(|x| x.crew == Some(crew)) {
+                dev.link.partitions.push((start, start + len));
+            }
+            self.stats.faults.partitions += 1;
+        }
+        for _ in 0..f.server_restarts {
+            let instance = rng.below(self.servers.count() as u64) as usize;
+            let down_ms = rng.log_uniform(10, 600) * 1000;
+            self.schedule(rng.below(day), Event::ServerCrash { instance, down_ms });
+        }
+        self.schedule(day, Event::EndOfDay);
+        self.schedule(PROGRESS_EVERY_MS, Event::Tick);
+        for d in 0..self.devices.len() {
+            // Background sync starts; its first round was the morning sync.
+            let random = self.devices[d].rng.next_u64();
+            let first = self.devices[d].engine.handle(SyncEvent::Started, 0, random);
+            debug_assert_eq!(first, [fieldsync_core::SyncAction::StartRound]);
+            self.engine_event(d, SyncEvent::RoundDone { more: false });
+            if self.devices[d].link.offline_at(0) {
+                self.engine_event(d, SyncEvent::Connectivity { online: false });
+            }
+        }
+    }
+
+    // ---- the loop ----
+
+    fn run(&mut self, progress: &mut dyn FnMut(SimProgress)) {
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.now = next.at;
+            match next.event {
+                Event::Tick => {
+                    self.report_progress(progress);
+                    if !self.stopping {
+                        self.schedule(self.now + PROGRESS_EVERY_MS, Event::Tick);
+                    }
+                }
+                Event::EndOfDay => {
+                    self.heal();
+                    self.report_progress(progress);
+                }
+                Event::HealLimit => {
+                    if self.quiescent_at.is_none() {
+                        self.stopping = true;
+                    }
+                }
+                e => self.handle(e),
+            }
+            if self.stopping && self.devices.iter().all(|d| d.session.is_none()) {
+                break;
+            }
+        }
+        // Whatever is still in flight is abandoned (sessions are killed on drop).
+        for d in &mut self.devices {
+            d.session = None;
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Timer { device, generation } => {
+                if self.devices[device].wake_generation == generation && self.devices[device].alive() {
+                    self.engine_event(device, SyncEvent::Timer);
+                }
+            }
+            Event::Edit { device } => self.edit(device),
+            Event::Arrive { device, session, body, replay } => self.arrive(device, session, body, replay),
+            Event::Answer { device, session, result } => {
+                if self.devices[device].session.as_ref().is_some_and(|s| s.id == session) {
+                    if result.is_err() {
+                        self.stats.failed_round_trips += 1;
+                    }
+                    let wall = self.devices[device].wall(self.now);
+                    let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall);
+                    self.on_step(device, step);
+                }
+            }
+            Event::Connectivity { device, online } => {
+                if self.devices[device].alive() && !self.stopping {
+                    self.engine_event(device, SyncEvent::Connectivity { online });
+                    if online && self.devices[device].live {
+                        // The live channel reconnects and nudges once.
+                        self.engine_event(device, SyncEvent::Nudge);
+                    }
+                }
+            }
+            Event::Nudge { device } => {
+                if self.devices[device].alive() && !self.stopping {
+                    self.engine_event(device, SyncEvent::Nudge);
+                }
+            }
+            Event::Kill { device, session } => {
+                if self.devices[device].session.as_ref().is_some_and(|s| s.id == session) {
+                    let s = self.devices[device].session.take().expect("checked");
+                    s.kill();
+                    self.stats.faults.kills_mid_sync += 1;
+                    self.crash(device);
+                }
+            }
+            Event::Reopen { device } => self.reopen(device),
+            Event::Reinstall { device } => self.reinstall(device),
+            Event::Revoke { device } => self.revoke(device),
+            Event::ClockJump { device, skew_ms } => {
+                self.devices[device].skew_ms = skew_ms;
+                self.stats.faults.skewed_clocks += 1;
+            }
+            Event::ServerCrash { instance, down_ms } => {
+                if self.faults_on && self.servers.is_up(instance) {
+                    self.stop_server(instance, down_ms);
+                }
+            }
+            Event::ServerStart { instance } => {
+                if let Err(e) = self.servers.start(instance) {
+                    self.violation(Invariant::NoUnexpectedError, format!("the hub did not restart: {e}"));
+                }
+            }
+            Event::Tick | Event::EndOfDay | Event::HealLimit => unreachable!("handled in run"),
+        }
+    }
+
+    fn engine_event(&mut self, d: usize, event: SyncEvent) {
+        let now = self.now;
+        let dev = &mut self.devices[d];
+        let random = dev.rng.next_u64();
+        for action in dev.engine.handle(event, now, random) {
+            match action {
+                fieldsync_core::SyncAction::StartRound => self.start_session(d),
+                fieldsync_core::SyncAction::WakeAt(t) => {
+                    if !self.stopping {
+                        let dev = &mut self.devices[d];
+                        dev.wake_generation += 1;
+                        let generation = dev.wake_generation;
+                        self.schedule(t, Event::Timer { device: d, generation });
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_session(&mut self, d: usize) {
+        let Some(replica) = self.devices[d].replica.clone() else { return };
+        self.sessions += 1;
+        let id = self.sessions;
+        let wall = self.devices[d].wall(self.now);
+        let (session, step) =
+            Session::start(id, replica, wall, self.config.profile.upload_budget, self.config.profile.response_budget);
+        self.devices[d].session = Some(session);
+        self.devices[d].round_at = 0;
+        if self.faults_on && self.devices[d].rng.chance(self.config.faults.kill_mid_sync) {
+            let link = &self.devices[d].link.profile;
+            let window = 2 * (link.up_latency_ms + link.down_latency_ms) + 2_000;
+            let at = self.now + self.devices[d].rng.below(window);
+            self.schedule(at, Event::Kill { device: d, session: id });
+        }
+        self.on_step(d, step);
+    }
+
+    fn on_step(&mut self, d: usize, step: Step) {
+        match step {
+            Step::Request(body) => self.send(d, body),
+            Step::Finished(result) => self.end_session(d, result),
+            Step::Killed => {
+                self.devices[d].session = None;
+            }
+            Step::Panicked(msg) => {
+                let name = self.devices[d].name.clone();
+                self.violation(Invariant::NoUnexpectedError, format!("{name}: the sync session panicked: {msg}"));
+                self.devices[d].session = None;
+                self.engine_event(d, SyncEvent::RoundFailed { retryable: true });
+            }
+        }
+    }
+
+    fn end_session(&mut self, d: usize, result: Result<fieldsync_core::SyncReport, SyncError>) {
+        self.devices[d].session = None;
+        match result {
+            Ok(_) => {
+                let dev = &mut self.devices[d];
+                dev.synced_through = dev.synced_through.max(dev.round_at);
+                self.engine_event(d, SyncEvent::RoundDone { more: false });
+            }
+            Err(e) => {
+                let expected = match &e {
+                    SyncError::Transport(TransportError::Unreachable(_)) => true,
+                    SyncError::Transport(TransportError::Server { status: 401, .. }) => self.devices[d].revoked,
+                    _ => false,
+                };
+                if !expected {
+                    let name = self.devices[d].name.clone();
+                    let invariant = if matches!(e, SyncError::TooManyRounds(_)) {
+                        Invariant::Liveness
+                    } else {
+                        Invariant::NoUnexpectedError
+                    };
+                    self.violation(invariant, format!("{name}: sync failed: {e}"));
+                }
+                self.engine_event(d, SyncEvent::RoundFailed { retryable: e.retryable() });
+            }
+        }
+        if self.phase == Phase::Heal && self.quiescent_at.is_none() && self.quiescent() {
+            self.quiescent_at = Some(self.now);
+            self.stopping = true;
+        }
+    }
+
+    fn fail(&mut self, d: usize, session: u64, at: u64, why: &str) {
+        let result = Err(TransportError::Unreachable(why.to_owned()));
+        self.schedule(at, Event::Answer { device: d, session, result });
+    }
+
+    /// Count how much of an upload was sent before (re-sent after a cut).
+    fn repeated_share(&mut self, body: &[u8]) -> u64 {
+        let Ok(request) = protocol::decode::<SyncRequest>(body) else { return 0 };
+        let (mut total, mut again) = (0u64, 0u64);
+        for batch in &request.upload {
+            for c in &batch.changes {
+                total += c.len() as u64;
+                if !self.uploaded.insert(fnv(c, FNV_START)) {
+                    again += c.len() as u64;
+                }
+            }
+        }
+        (body.len() as u64 * again).checked_div(total).unwrap_or(0)
+    }
+
+    fn send(&mut self, d: usize, body: Vec<u8>) {
+        let now = self.now;
+        let session = self.devices[d].session.as_ref().map_or(0, |s| s.id);
+        self.stats.round_trips += 1;
+        if self.phase == Phase::Heal {
+            self.stats.heal_round_trips += 1;
+        }
+        let len = body.len() as u64;
+        self.stats.bytes_repeated += self.repeated_share(&body);
+        let dev = &mut self.devices[d];
+        dev.sent_at = now;
+        let timeout = dev.link.profile.timeout_ms;
+        if dev.link.offline_at(now) {
+            return self.fail(d, session, now + 20, "no network");
+        }
+        if dev.link.partitioned_at(now) {
+            return self.fail(d, session, now + timeout.min(30_000), "connect timed out");
+        }
+        let up = dev.link.upload_ms(now, len, &mut dev.rng);
+        let arrive = now + up;
+        if let Some(cut) = dev.link.breaks_between(now, arrive) {
+            let partial = len * (cut - now) / up.max(1);
+            self.stats.bytes_up += partial;
+            self.stats.bytes_repeated += partial;
+            return self.fail(d, session, cut, "connection lost while sending");
+        }
+        if self.faults_on && dev.rng.chance(dev.link.profile.loss) {
+            self.stats.bytes_up += len;
+            self.stats.bytes_repeated += len;
+            self.stats.faults.lost_requests += 1;
+            return self.fail(d, session, now + timeout, "timed out");
+        }
+        self.stats.bytes_up += len;
+        if self.faults_on && dev.rng.chance(self.config.faults.duplicate_requests) {
+            let late = arrive + dev.rng.range(1_000, 10 * MINUTE);
+            self.stats.faults.duplicated_requests += 1;
+            self.schedule(late, Event::Arrive { device: d, session, body: body.clone(), replay: true });
+        }
+        self.schedule(arrive, Event::Arrive { device: d, session, body, replay: false });
+    }
+
+    fn arrive(&mut self, d: usize, session: u64, mut body: Vec<u8>, replay: bool) {
+        let now = self.now;
+        let instance = if self.servers.count() > 1 { self.devices[d].rng.below(2) as usize } else { 0 };
+        let down_latency = self.devices[d].link.profile.down_latency_ms;
+        if !self.servers.is_up(instance) {
+            if !replay {
+                self.fail(d, session, now + down_latency, "connection refused");
+            }
+            return;
+        }
+        if self.config.inject == Some(InjectedBug::DropUpload)
+            && !replay
+            && self.devices[d].rng.chance(0.2)
+            && let Ok(mut request) = protocol::decode::<SyncRequest>(&body)
+        {
+            request.upload.clear();
+            body = protocol::encode(&request);
+        }
+        let token = self.devices[d].token.clone();
+        let mut result = self.servers.sync(instance, &token, &body, EPOCH_MS + now).expect("checked up");
+        if result.is_ok()
+            && let Ok(request) = protocol::decode::<SyncRequest>(&body)
+            && self.bound_actors.insert(request.actor)
+        {
+            // A new actor in the roster: every device must hear of it.
+            self.last_growth = now;
+        }
+        if self.servers.feed_grew(instance) {
+            self.last_growth = now;
+            for (e, dev) in self.devices.iter().enumerate() {
+                let listening = dev.live && dev.live_instance == instance && dev.alive() && !dev.revoked;
+                if listening && !dev.link.offline_at(now) && !dev.link.partitioned_at(now) {
+                    let at = now + dev.link.profile.down_latency_ms;
+                    self.seq += 1;
+                    self.queue.push(Reverse(Scheduled { at, seq: self.seq, event: Event::Nudge { device: e } }));
+                }
+            }
+        }
+        if let Err(TransportError::Server { status, body }) = &result
+            && !(*status == 401 && self.devices[d].revoked)
+            && !(replay && *status == 401)
+        {
+            let name = self.devices[d].name.clone();
+            let what = format!(
+                "{name}: the hub answered {status} {} to a correct client{}: {}",
+                body.error,
+                if replay { " (a late duplicate)" } else { "" },
+                body.message
+            );
+            self.violation(Invariant::NoUnexpectedError, what);
+        }
+        if replay {
+            return;
+        }
+        if result.is_ok() {
+            self.devices[d].round_at = now;
+        }
+        if self.faults_on && self.devices[d].rng.chance(self.config.faults.server_crash_after_commit) {
+            let down_ms = self.devices[d].rng.log_uniform(10, 300) * 1000;
+            self.stop_server(instance, down_ms);
+            return self.fail(d, session, now + down_latency, "connection reset by peer");
+        }
+        if self.config.inject == Some(InjectedBug::DropChanges)
+            && let Ok(bytes) = &result
+            && self.devices[d].rng.chance(0.2)
+            && let Ok(mut response) = protocol::decode::<SyncResponse>(bytes)
+            && response.changes.pop().is_some()
+        {
+            result = Ok(protocol::encode(&response));
+        }
+        let len = match &result {
+            Ok(b) => b.len() as u64,
+            Err(TransportError::Server { body, .. }) => serde_json::to_vec(body).map_or(200, |b| b.len() as u64),
+            Err(_) => 0,
+        };
+        let dev = &mut self.devices[d];
+        let deadline = dev.sent_at + dev.link.profile.timeout_ms;
+        let down = dev.link.download_ms(now, len, &mut dev.rng);
+        let done = now + down;
+        let partial_at = |t: u64| len * t.saturating_sub(now) / down.max(1);
+        if done > deadline {
+            let p = partial_at(deadline);
+            self.stats.bytes_down += p;
+            self.stats.bytes_repeated += p;
+            self.stats.faults.lost_responses += 1;
+            return self.fail(d, session, deadline, "timed out");
+        }
+        if let Some(cut) = dev.link.breaks_between(now, done) {
+            let p = partial_at(cut);
+            self.stats.bytes_down += p;
+            self.stats.bytes_repeated += p;
+            self.stats.faults.cut_responses += 1;
+            return self.fail(d, session, cut, "connection lost mid-response");
+        }
+        if self.faults_on && dev.rng.chance(self.config.faults.cut_responses) {
+            let cut = now + dev.rng.below(down.max(1));
+            let p = partial_at(cut);
+            self.stats.bytes_down += p;
+            self.stats.bytes_repeated += p;
+            self.stats.faults.cut_responses += 1;
+            return self.fail(d, session, cut, "response cut off");
+        }
+        if self.faults_on && dev.rng.chance(dev.link.profile.loss) {
+            self.stats.bytes_repeated += len;
+            self.stats.faults.lost_responses += 1;
+            return self.fail(d, session, deadline, "timed out");
+        }
+        self.stats.bytes_down += len;
+        self.schedule(done, Event::Answer { device: d, session, result });
+    }
+
+    fn stop_server(&mut self, instance: usize, down_ms: u64) {
+        if let Err(e) = self.servers.stop(instance) {
+            self.violation(Invariant::NoUnexpectedError, format!("stopping the hub: {e}"));
+        }
+        self.stats.faults.server_restarts += 1;
+        self.schedule(self.now + down_ms, Event::ServerStart { instance });
+    }
+
+    // ---- device faults ----
+
+    fn crash(&mut self, d: usize) {
+        self.devices[d].session = None;
+        if let Some(replica) = self.devices[d].replica.take()
+            && let Err(e) = device::crash(replica)
+        {
+            let name = self.devices[d].name.clone();
+            self.violation(Invariant::NoUnexpectedError, format!("{name}: crashing the app: {e}"));
+        }
+        let back = self.now + self.devices[d].rng.range(20_000, 5 * MINUTE);
+        self.schedule(back, Event::Reopen { device: d });
+    }
+
+    fn reopen(&mut self, d: usize) {
+        if self.devices[d].alive() {
+            return;
+        }
+        if let Err(e) = self.open_device(d) {
+            let name = self.devices[d].name.clone();
+            self.violation(Invariant::NoUnexpectedError, format!("{name}: the store did not reopen: {e}"));
+            return;
+        }
+        self.devices[d].engine = SyncEngine::new(self.config.sync);
+        if self.devices[d].link.offline_at(self.now) {
+            self.engine_event(d, SyncEvent::Connectivity { online: false });
+        }
+        self.engine_event(d, SyncEvent::Started);
+    }
+
+    fn reinstall(&mut self, d: usize) {
+        if !self.faults_on || self.devices[d].revoked || !self.devices[d].alive() {
+            return;
+        }
+        self.devices[d].session = None; // The app is gone, mid-request or not.
+        let replica = self.devices[d].replica.take().expect("alive");
+        // Acknowledged edits the server never confirmed go with the wiped store.
+        let unsent: HashSet<String> =
+            lock(&replica).outbox(usize::MAX).map(|o| o.into_iter().map(|c| c.hash).collect()).unwrap_or_default();
+        let install = self.devices[d].install;
+        for a in self.devices[d].acks.iter_mut().filter(|a| a.install == install && unsent.contains(&a.hash)) {
+            a.wiped = true;
+        }
+        drop(replica);
+        device::wipe(&self.path(d));
+        self.devices[d].install += 1;
+        if self.devices[d].rng.chance(0.5)
+            && let Some(hub) = self.servers.any()
+        {
+            let dev = &self.devices[d];
+            match hub.enroll_device(&dev.user, &format!("{}'s phone (reinstalled)", dev.name)) {
+                Ok(e) => {
+                    let dev = &mut self.devices[d];
+                    dev.token = e.token;
+                    dev.device_id = e.device_id;
+                }
+                Err(e) => self.violation(Invariant::NoUnexpectedError, format!("enrolling again: {e}")),
+            }
+        }
+        self.stats.faults.reinstalls += 1;
+        if let Err(e) = self.open_device(d) {
+            self.violation(Invariant::NoUnexpectedError, format!("reinstall: {e}"));
+            return;
+        }
+        self.devices[d].engine = SyncEngine::new(self.config.sync);
+        if self.devices[d].link.offline_at(self.now) {
+            self.engine_event(d, SyncEvent::Connectivity { online: false });
+        }
+        self.engine_event(d, SyncEvent::Started);
+    }
+
+    fn revoke(&mut self, d: usize) {
+        if !self.faults_on || self.devices[d].revoked {
+            return;
+        }
+        let Some(hub) = self.servers.any().cloned() else {
+            return self.schedule(self.now + MINUTE, Event::Revoke { device: d });
+        };
+        match hub.revoke_device(&self.devices[d].device_id) {
+            Ok(()) => {
+                self.devices[d].revoked = true;
+                self.stats.faults.revocations += 1;
+            }
+            Err(e) => self.violation(Invariant::NoUnexpectedError, format!("revoking: {e}")),
+        }
+    }
+
+    // ---- the workload ----
+
+    fn edit(&mut self, d: usize) {
+        let mean_gap = self.day_ms as f64 / self.config.workload.edits_per_device.max(0.01);
+        let next = self.now + self.devices[d].rng.exp(mean_gap) as u64 + 1;
+        if next < self.day_ms {
+            self.schedule(next, Event::Edit { device: d });
+        }
+        if !self.devices[d].alive() {
+            return;
+        }
+        let ids: Vec<String> = match self.devices[d].crew {
+            Some(c) => self.plan.crew_sections[c].clone(),
+            None => self.plan.sections.iter().map(|s| s.id.clone()).collect(),
+        };
+        let dev = &mut self.devices[d];
+        let section = dev.rng.pick(&ids).clone();
+        let kind = EditKind::draw(dev.role, self.config.workload.off_route, &mut dev.rng);
+        let kill = self.faults_on && dev.rng.chance(self.config.faults.kill_mid_write);
+        if kill && dev.rng.chance(0.5) {
+            // Killed inside the write's transaction: as if it never happened.
+            self.stats.faults.kills_mid_write += 1;
+            return self.crash(d);
+        }
+        self.set_clock(d);
+        let name = self.devices[d].name.clone();
+        let replica = self.devices[d].replica.clone().expect("alive");
+        let mut r = lock(&replica);
+        let view = match r.section(&section) {
+            Ok(v) => v,
+            Err(ReplicaError::UnknownSection(_)) => return, // Not synced here yet.
+            Err(e) => {
+                drop(r);
+                return self.violation(Invariant::NoUnexpectedError, format!("{name}: reading {section}: {e}"));
+            }
+        };
+        let outcome = workload::perform(kind, &mut r, &view, &mut self.plan, &name, &mut self.devices[d].rng);
+        drop(r);
+        drop(replica);
+        match outcome {
+            Ok(Some(done)) => {
+                if kill {
+                    // Killed after the commit, before the call returned: stored, never acknowledged.
+                    self.stats.faults.kills_mid_write += 1;
+                    return self.crash(d);
+                }
+                self.stats.edits += 1;
+                *self.stats.edits_by_kind.entry(kind.as_str().to_owned()).or_default() += 1;
+                let install = self.devices[d].install;
+                self.devices[d].acks.push(Ack { section: done.section, hash: done.change_hash, install, wiped: false });
+                self.engine_event(d, SyncEvent::LocalEdit);
+            }
+            Ok(None) => {}
+            Err(ReplicaError::Refused { rule, .. }) => {
+                *self.stats.refused_locally.entry(rule.as_str().to_owned()).or_default() += 1;
+            }
+            Err(ReplicaError::UnknownSection(_)) => {}
+            Err(e) => {
+                self.violation(Invariant::NoUnexpectedError, format!("{name}: {} on {section}: {e}", kind.as_str()))
+            }
+        }
+    }
+
+    // ---- healing ----
+
+    fn heal(&mut self) {
+        self.phase = Phase::Heal;
+        self.faults_on = false;
+        self.heal_started = self.now;
+        let healed = LinkProfile { loss: 0.0, ..self.config.profile.link.clone() };
+        for dev in &mut self.devices {
+            dev.link.heal(self.now);
+            if dev.role != Role::Office {
+                dev.link.set_profile(healed.clone());
+            }
+        }
+        for i in 0..self.servers.count() {
+            if let Err(e) = self.servers.start(i) {
+                self.violation(Invariant::NoUnexpectedError, format!("the hub did not restart: {e}"));
+            }
+        }
+        for d in 0..self.devices.len() {
+            self.reopen(d);
+            // An app told it was offline hears that the network is back;
+            // the others go on with their timers and backoff.
+            if self.devices[d].alive() && !self.devices[d].engine.online() {
+                self.engine_event(d, SyncEvent::Connectivity { online: true });
+            }
+        }
+        self.schedule(self.now + self.config.heal_limit_ms, Event::HealLimit);
+    }
+
+    fn pending(&self, d: usize) -> i64 {
+        self.devices[d].replica.as_ref().map_or(0, |r| lock(r).outbox_stats().map_or(1, |s| s.0))
+    }
+
+    fn quiescent(&self) -> bool {
+        (0..self.devices.len()).filter(|d| self.watch.is_none_or(|w| w == *d)).all(|d| {
+            let dev = &self.devices[d];
+            dev.revoked
+                || (dev.alive()
+                    && dev.session.is_none()
+                    && dev.synced_through >= self.last_growth
+                    && self.pending(d) == 0)
+        })
+    }
+
+    // ---- checks ----
+
+    fn check(mut self) -> SimReport {
+        let stuck: Vec<String> = (0..self.devices.len())
+            .filter(|&d| {
+                let dev = &self.devices[d];
+                !dev.revoked && (!dev.alive() || dev.synced_through < self.last_growth || self.pending(d) > 0)
+            })
+            .map(|d| {
+                let dev = &self.devices[d];
+                format!(
+                    "{} ({} pending, last caught up {} s before the last change)",
+                    dev.name,
+                    self.pending(d),
+                    self.last_growth.saturating_sub(dev.synced_through) / 1000
+                )
+            })
+            .collect();
+        if self.quiescent_at.is_none() && !stuck.is_empty() {
+            let limit = self.config.heal_limit_ms / MINUTE;
+            self.violation(
+                Invariant::Liveness,
+                format!("not drained {limit} min after the network healed: {}", stuck.join(", ")),
+            );
+        }
+        let end = self.quiescent_at.unwrap_or(self.now);
+        // Whatever liveness said, drain now over a perfect link so that
+        // convergence is judged on its own.
+        for _pass in 0..3 {
+            if self.quiescent() {
+                break;
+            }
+            for d in 0..self.devices.len() {
+                if !self.devices[d].revoked {
+                    self.reopen(d);
+                    if let Err(e) = self.direct_sync(d) {
+                        let name = self.devices[d].name.clone();
+                        self.violation(Invariant::Liveness, format!("{name}: the final drain failed: {e}"));
+                    }
+                }
+            }
+        }
+        let subjects: Vec<Subject<'_>> = self
+            .devices
+            .iter()
+            .map(|d| Subject { name: &d.name, replica: d.replica.as_ref(), revoked: d.revoked, acks: &d.acks })
+            .collect();
+        let hub = self.servers.any().cloned();
+        let checked = invariants::check(hub.as_deref(), &self.servers.dir, PROJECT, &subjects);
+        let mut report = empty_report(&self.config);
+        report.sections = checked.sections;
+        report.conflicts_by_kind = checked.conflicts_by_kind;
+        report.conflicts_by_rule = checked.conflicts_by_rule;
+        report.quarantined_points = checked.quarantined;
+        report.changes = checked.changes;
+        report.changes_raw_bytes = checked.changes_raw_bytes;
+        report.changes_deflated_bytes = checked.changes_deflated_bytes;
+        report.change_floor_bytes = checked.changes_deflated_bytes * self.devices.len() as u64;
+        report.state_digest = checked.digest;
+        let mut violations = self.violations;
+        violations.extend(checked.violations);
+        report.converged = violations.is_empty();
+        report.violations = violations;
+        let s = self.stats;
+        report.edits = s.edits;
+        report.edits_by_kind = s.edits_by_kind;
+        report.refused_locally = s.refused_locally;
+        report.round_trips = s.round_trips;
+        report.failed_round_trips = s.failed_round_trips;
+        report.bytes_up = s.bytes_up;
+        report.bytes_down = s.bytes_down;
+        report.bytes_repeated = s.bytes_repeated;
+        report.heal_round_trips = s.heal_round_trips;
+        report.faults = s.faults;
+        report.simulated_ms = end;
+        report.heal_ms = end.saturating_sub(self.heal_started);
+        report
+    }
+}
+
+/// A Poisson-distributed count with mean `mean` (Knuth; small means only).
+fn poisson(rng: &mut Rng, mean: f64) -> u64 {
+    let limit = (-mean.max(0.0)).exp();
+    let (mut k, mut p) = (0, rng.unit());
+    while p > limit && k < 1000 {
+        k += 1;
+        p *= rng.unit();
+    }
+    k
+}
+
+/// The background-sync tuning the simulation uses unless told otherwise.
+pub fn default_sync_config() -> SyncConfig {
+    SyncConfig { interval_ms: 20 * MINUTE, ..SyncConfig::default() }
+}
+
+/// What [`return_from_offline_day`] measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReturnReport {
+    /// The seed.
+    pub seed: u64,
+    /// The returning device's profile.
+    pub profile: String,
+    /// Sections the others changed while it was away.
+    pub sections_changed: usize,
+    /// Edits it made offline.
+    pub own_edits: u64,
+    /// Simulated time from its link coming back until it had uploaded
+    /// everything and caught up, ms.
+    pub converge_ms: u64,
+    /// Round trips it took (failed ones included).
+    pub round_trips: u64,
+    /// Of which failed (cut, lost, timed out).
+    pub failed_round_trips: u64,
+    /// Request bytes sent.
+    pub bytes_up: u64,
+    /// Response bytes received.
+    pub bytes_down: u64,
+    /// Bytes that crossed the link more than once or for nothing: cut and
+    /// lost bodies, and uploads of changes sent before.
+    pub bytes_repeated: u64,
+    /// Responses cut off mid-body.
+    pub cut_responses: u64,
+    /// Whether every invariant held afterwards (all devices).
+    pub converged: bool,
+    /// What broke, if anything.
+    pub violations: Vec<Violation>,
+    /// Real time the run took, ms.
+    pub wall_ms: u64,
+}
+
+/// A technician back from a day offline on `profile`: while it was away
+/// the foreman changed every one of `sections` sections (at the office, on
+/// Wi-Fi), and it made `own_edits` edits of its own. Its link comes back
+/// with `cut_responses` of the responses cut off mid-body (plus the
+/// profile's loss); how long until it has uploaded everything and caught
+/// up, and how many bytes went over the link twice?
+pub fn return_from_offline_day(
+    seed: u64,
+    profile: crate::profile::Profile,
+    sections: usize,
+    own_edits: u64,
+    cut_responses: f64,
+) -> ReturnReport {
+    let started = Instant::now();
+    let mut config = SimConfig::new(seed, profile);
+    config.workload.devices = 3;
+    config.workload.sections = sections;
+    config.faults = crate::config::FaultConfig { cut_responses, ..crate::config::FaultConfig::none() };
+    set_simulated_ids(Some(seed));
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let outcome = tempfile::Builder::new()
+        .prefix("fieldsync-return-")
+        .tempdir_in(base)
+        .map_err(|e| e.to_string())
+        .and_then(|tmp| return_in(config.clone(), tmp.path(), own_edits));
+    set_simulated_ids(None);
+    set_simulated_wall_clock(None);
+    let mut report = outcome.unwrap_or_else(|e| ReturnReport {
+        seed,
+        profile: config.profile.name.clone(),
+        sections_changed: 0,
+        own_edits: 0,
+        converge_ms: 0,
+        round_trips: 0,
+        failed_round_trips: 0,
+        bytes_up: 0,
+        bytes_down: 0,
+        bytes_repeated: 0,
+        cut_responses: 0,
+        converged: false,
+        violations: vec![Violation { invariant: Invariant::NoUnexpectedError, detail: format!("setup failed: {e}") }],
+        wall_ms: 0,
+    });
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn return_in(config: SimConfig, dir: &Path, own_edits: u64) -> Result<ReturnReport, String> {
+    let (office, foreman, tech) = (0, 1, 2);
+    let mut sim = Sim::new(config, dir)?;
+    sim.setup()?;
+    let ids: Vec<String> = sim.plan.sections.iter().map(|s| s.id.clone()).collect();
+    // The day: the technician is offline; the foreman changes every section.
+    sim.now = 8 * HOUR;
+    let edit = |sim: &mut Sim, d: usize, id: &str, kind: EditKind| -> Result<bool, String> {
+        sim.set_clock(d);
+        let replica = sim.devices[d].replica.clone().expect("open");
+        let mut r = lock(&replica);
+        let view = r.section(id).map_err(|e| e.to_string())?;
+        let name = sim.devices[d].name.clone();
+        match workload::perform(kind, &mut r, &view, &mut sim.plan, &name, &mut sim.devices[d].rng) {
+            Ok(Some(done)) => {
+                let install = sim.devices[d].install;
+                drop(r);
+                sim.devices[d].acks.push(Ack { section: done.section, hash: done.change_hash, install, wiped: false });
+                Ok(true)
+            }
+            Ok(None) | Err(ReplicaError::Refused { .. }) => Ok(false),
+            Err(e) => Err(format!("{name}: {e}")),
+        }
+    };
+    for (i, id) in ids.iter().enumerate() {
+        sim.now = 8 * HOUR + i as u64 * 20_000;
+        edit(&mut sim, foreman, id, if i % 2 == 0 { EditKind::Step } else { EditKind::Progress })?;
+    }
+    let mut mine = 0;
+    for i in 0..own_edits {
+        sim.now = 9 * HOUR + i * 60_000;
+        let id = ids[(i as usize * 7) % ids.len()].clone();
+        let kind = [EditKind::Progress, EditKind::Location, EditKind::Notes][i as usize % 3];
+        mine += u64::from(edit(&mut sim, tech, &id, kind)?);
+    }
+    sim.now = 18 * HOUR;
+    sim.direct_sync(foreman).map_err(|e| e.to_string())?;
+    sim.direct_sync(office).map_err(|e| e.to_string())?;
+    // Back in coverage: the link returns and background sync hears of it.
+    sim.stats = Stats::default();
+    sim.phase = Phase::Heal;
+    sim.watch = Some(tech);
+    let t0 = sim.now;
+    sim.heal_started = t0;
+    let random = sim.devices[tech].rng.next_u64();
+    sim.devices[tech].engine.handle(SyncEvent::Connectivity { online: false }, t0, random);
+    sim.engine_event(tech, SyncEvent::Connectivity { online: true });
+    sim.schedule(t0 + sim.config.heal_limit_ms, Event::HealLimit);
+    sim.run(&mut |_| {});
+    let converge_ms = sim.quiescent_at.map_or(sim.now, |t| t) - t0;
+    let stats = std::mem::take(&mut sim.stats);
+    sim.watch = None;
+    let report = sim.check();
+    Ok(ReturnReport {
+        seed: report.seed,
+        profile: report.profile,
+        sections_changed: ids.len(),
+        own_edits: mine,
+        converge_ms,
+        round_trips: stats.round_trips,
+        failed_round_trips: stats.failed_round_trips,
+        bytes_up: stats.bytes_up,
+        bytes_down: stats.bytes_down,
+        bytes_repeated: stats.bytes_repeated,
+        cut_responses: stats.faults.cut_responses,
+        converged: report.violations.is_empty(),
+        violations: report.violations,
+        wall_ms: 0,
+    })
+}

@@ -1,0 +1,33 @@
+//! The suite finds the bugs the simulator injects on its side of the wire
+//! (production code untouched): see tests/README.md.
+
+use fieldsync_tests::seeds::run_many;
+use fieldsync_tests::{InjectedBug, Invariant, SimConfig};
+
+fn caught(bug: InjectedBug) -> Vec<Invariant> {
+    let configs: Vec<SimConfig> = (100..104)
+        .map(|s| {
+            let mut c = SimConfig::for_seed(s);
+            c.inject = Some(bug);
+            c
+        })
+        .collect();
+    let reports = run_many(configs, 2, &|_| {});
+    assert!(reports.iter().all(|r| !r.converged), "{bug:?} went unnoticed on some seed");
+    let mut found: Vec<Invariant> = reports.iter().flat_map(|r| r.violations.iter().map(|v| v.invariant)).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn a_server_that_answers_without_storing_the_upload_is_caught() {
+    let found = caught(InjectedBug::DropUpload);
+    assert!(found.contains(&Invariant::NoLostEdit), "{found:?}");
+}
+
+#[test]
+fn a_feed_page_that_skips_changes_is_caught() {
+    let found = caught(InjectedBug::DropChanges);
+    assert!(found.contains(&Invariant::Convergence), "{found:?}");
+}

@@ -1,0 +1,14 @@
+//! The simulation suite: one binary (link time), a module per concern.
+//!
+//! - `seeds`: the seed window (500 by default, moving with the commit) and
+//!   every seed that ever failed (`tests/regressions.txt`).
+//! - `fuzz`: the action fuzzer (proptest, shrunk on failure) and its fixtures.
+//! - `api`: the simulator as a product: a small run, determinism, the report.
+//! - `injected`: the suite catches the bugs the simulator can inject.
+//! - `figures`: `#[ignore]`d runs that print the figures in BENCHMARKS.md.
+
+mod api;
+mod figures;
+mod fuzz;
+mod injected;
+mod seeds;
