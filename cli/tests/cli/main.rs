@@ -5,5 +5,6 @@ mod admin;
 mod bench;
 mod device;
 mod serve;
+mod simulate;
 mod snapshots;
 mod support;

@@ -55,3 +55,12 @@ fn serve_refuses_an_address_it_cannot_listen_on() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("cannot listen on not-an-address"), "{}", r.stderr);
 }
+
+#[test]
+fn ctrl_c_stops_the_server_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let (code, rest) = server.stop_with("INT");
+    assert_eq!(code, 0);
+    assert!(rest.contains("stopped; every acknowledged change is on disk"), "{rest}");
+}

@@ -99,16 +99,21 @@ impl Server {
     }
 
     /// Send SIGTERM and wait; returns the exit code and the rest of stdout.
-    pub fn stop(mut self) -> (i32, String) {
+    pub fn stop(self) -> (i32, String) {
+        self.stop_with("TERM")
+    }
+
+    /// Send `signal` (`TERM`, `INT`) and wait; returns the exit code and the rest of stdout.
+    pub fn stop_with(mut self, signal: &str) -> (i32, String) {
         let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        let killed = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
         assert!(killed.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIG{signal}");
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut rest = String::new();
