@@ -32,6 +32,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
+        // Before saying where it listens: a signal sent as soon as the address
+        // is printed must stop the server cleanly, not kill it.
+        let shutdown = shutdown_signals()?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -46,11 +49,32 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             writeln!(out, "stop with Ctrl-C (or SIGTERM); rounds in flight finish first")?;
             out.flush()?;
         }
-        fieldsync_server::serve(listener, Arc::clone(&hub), fieldsync_server::shutdown_signal())
+        fieldsync_server::serve(listener, Arc::clone(&hub), shutdown)
             .await
             .map_err(|e| CliError::Failed(format!("the server failed: {e}")))
     })?;
     drop(hub);
     println!("stopped; every acknowledged change is on disk");
     Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. Unlike
+/// `fieldsync_server::shutdown_signal`, which registers its handlers when
+/// first polled, the handlers are in place when this returns.
+#[cfg(unix)]
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()> + Send + 'static, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler = |kind| signal(kind).map_err(|e| CliError::Failed(format!("cannot handle signals: {e}")));
+    let (mut int, mut term) = (handler(SignalKind::interrupt())?, handler(SignalKind::terminate())?);
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()> + Send + 'static, CliError> {
+    Ok(fieldsync_server::shutdown_signal())
 }
