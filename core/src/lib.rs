@@ -38,6 +38,7 @@ pub mod edit;
 pub mod hlc;
 #[cfg(feature = "http")]
 pub mod live;
+pub mod pack;
 pub mod project;
 pub mod protocol;
 pub mod replica;

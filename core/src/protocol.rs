@@ -31,7 +31,9 @@ pub const DEFAULT_RESPONSE_BUDGET: u32 = 256 * 1024;
 pub struct SectionBatch {
     /// Section id.
     pub section: String,
-    /// Raw Automerge changes, each whole.
+    /// Raw Automerge changes, each whole. On the wire each is packed
+    /// ([`crate::pack`]: hashes of earlier changes of the batch left out).
+    #[serde(with = "crate::pack::serde_changes")]
     pub changes: Vec<Vec<u8>>,
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
+use fieldsync_core::pack;
 use fieldsync_core::{
     ConstructionState, GeoPoint, Replica, ReplicaOptions, Role, SyncClient, Transport, TransportError,
 };
@@ -267,6 +268,8 @@ fn main() {
     let (mut phone_docs, mut server_docs): (Vec<Automerge>, Vec<Automerge>) = (Vec::new(), Vec::new());
     let (mut up_raw, mut down_raw, mut n_up, mut n_down) = (Vec::new(), Vec::new(), 0, 0);
     let mut up_bundles = Vec::new();
+    // The same changes packed as FieldSync's wire does (per section), without any framing.
+    let (mut up_packed, mut down_packed) = (Vec::new(), Vec::new());
     {
         let mut fr = fred.replica.lock().unwrap();
         let mut fi = fiona.replica.lock().unwrap();
@@ -277,14 +280,17 @@ fn main() {
             if !hashes.is_empty() {
                 up_bundles.extend_from_slice(mine.bundle(hashes).unwrap().bytes());
             }
-            for c in new_changes(&mine, &base_heads[i]) {
+            let (m, t) = (new_changes(&mine, &base_heads[i]), new_changes(&theirs, &base_heads[i]));
+            for c in &m {
                 n_up += 1;
-                up_raw.extend_from_slice(&c);
+                up_raw.extend_from_slice(c);
             }
-            for c in new_changes(&theirs, &base_heads[i]) {
+            for c in &t {
                 n_down += 1;
-                down_raw.extend_from_slice(&c);
+                down_raw.extend_from_slice(c);
             }
+            up_packed.extend(pack::pack(&m).concat());
+            down_packed.extend(pack::pack(&t).concat());
             phone_docs.push(mine);
             server_docs.push(theirs);
         }
@@ -298,6 +304,12 @@ fn main() {
          {} B, {} B deflated together",
         up_bundles.len(),
         deflated(&up_bundles)
+    );
+    let (packed_up, packed_down) = (deflated(&up_packed), deflated(&down_packed));
+    println!(
+        "the same changes packed as on FieldSync's wire, no framing, deflated: {packed_up} B up, {packed_down} B down \
+         ({} B together)",
+        packed_up + packed_down
     );
     println!(
         "new changes: {n_up} up ({} B raw, {floor_up} B deflated), {n_down} down ({} B raw, {floor_down} B deflated)",

@@ -239,7 +239,9 @@ impl Hub {
                 }
                 e => HubError::Storage(e),
             })?;
-            if new_changes > 0 {
+            // New changes, or a new actor in the roster (a device's first round):
+            // online devices run a round and learn of it.
+            if new_changes > 0 || write.bind_actor.is_some() {
                 notify = Some((project.to_owned(), max));
             }
         }

@@ -61,6 +61,22 @@ fn an_upload_wakes_the_other_online_device() {
 }
 
 #[test]
+fn a_new_device_in_the_roster_wakes_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    tina.sync(&server);
+    let mut ws = connect(&server, &tina.token, PROJECT).unwrap();
+    // olga's first round binds her actor: the roster grows, the feed does not.
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    olga.round(&server);
+    assert_eq!(next_text(&mut ws), "0");
+    let r = tina.round(&server);
+    assert!(r.roster && r.changes.is_empty(), "woken, tina learns of the new member");
+    assert_eq!(tina.replica.roster(PROJECT).unwrap().members().count(), 2);
+}
+
+#[test]
 fn the_live_channel_checks_the_token_and_the_project() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));

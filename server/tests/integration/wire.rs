@@ -64,6 +64,36 @@ fn sync_response() {
     insta::assert_snapshot!("sync_response", dump(&example_response()));
 }
 
+/// Two real changes of one section, the second building on the first, with a
+/// fixed actor and time: their packed wire form (docs/protocol.md, "Changes in
+/// a batch") and that it unpacks to the very same chunks.
+#[test]
+fn packed_changes() {
+    use automerge::transaction::{CommitOptions, Transactable};
+    let actor = automerge::ActorId::from(hex::decode(ACTOR).unwrap());
+    let mut doc = automerge::AutoCommit::new().with_actor(actor);
+    doc.put(automerge::ROOT, "fieldsync", 1).unwrap();
+    doc.commit_with(CommitOptions::default().with_time(0));
+    doc.put(automerge::ROOT, "id", "s1").unwrap();
+    doc.commit_with(CommitOptions::default().with_time(0));
+    let changes: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let batch = SectionBatch { section: "s1".into(), changes: changes.clone() };
+    let hexdump = |label: &str, bytes: &[u8]| {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{label} ({} bytes): {}\n", bytes.len(), hex.join(" "))
+    };
+    let mut out = String::new();
+    for (i, c) in changes.iter().enumerate() {
+        out.push_str(&hexdump(&format!("change {i}"), c));
+    }
+    for (i, w) in fieldsync_core::pack::pack(&changes).iter().enumerate() {
+        out.push_str(&hexdump(&format!("wire {i}"), w));
+    }
+    out.push_str(&dump(&batch));
+    assert_eq!(fieldsync_core::pack::unpack(fieldsync_core::pack::pack(&changes)).unwrap(), changes);
+    insta::assert_snapshot!("packed_changes", out);
+}
+
 #[test]
 fn idle_round_messages() {
     let request = SyncRequest { upload: vec![], ..example_request() };
@@ -94,6 +124,7 @@ fn every_error_maps_to_its_status() {
     use fieldsync_server::HubError as E;
     let cases = [
         (E::Malformed("m".into()), 400, "malformed"),
+        (E::UnknownCursor("c".into()), 400, "unknown_cursor"),
         (E::Unauthorized("u".into()), 401, "unauthorized"),
         (E::Forbidden("f".into()), 403, "forbidden"),
         (E::UnknownProject("p".into()), 404, "unknown_project"),
