@@ -10,10 +10,11 @@
 //!   conflict records, a pure function of the merged document.
 //! - [`schema`], [`store`]: the SQLite store.
 //! - [`replica`]: the API the apps, the CLI and the bindings call.
-//! - [`protocol`], [`replica_sync`], [`sync_engine`], [`sync_client`],
-//!   [`transport`]: sync with the hub (wire format, the replica's side of a
-//!   round, when to sync, the runtime, how a round travels); `live` (feature
-//!   `http`): the WebSocket that nudges background sync.
+//! - [`protocol`], [`pack`], [`replica_sync`], [`sync_engine`],
+//!   [`sync_client`], [`transport`]: sync with the hub (wire format, changes
+//!   packed on the wire, the replica's side of a round, when to sync, the
+//!   runtime, how a round travels); `live` (feature `http`): the WebSocket
+//!   that nudges background sync.
 //! - [`settings`]: small named settings kept in the replica's database.
 //!
 //! ```
