@@ -111,3 +111,27 @@ fn an_edit_reaches_the_other_online_device_through_the_live_channel() {
     tina.bg.stop();
     println!("live channel + background sync stopped in {:?}", stopping.elapsed());
 }
+
+#[test]
+fn wss_to_a_server_without_tls_fails_closed_and_retries() {
+    // The TLS path (rustls, ring, the platform verifier) runs against a
+    // server that speaks plain HTTP: no connection, no callback, and dropping
+    // the channel stops it at once.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
+    let tina = Device::enroll(&server.hub, dir.path(), "tina");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let config = LiveConfig { min_backoff: Duration::from_millis(20), ..LiveConfig::default() };
+    let url = format!("https://{}", server.addr);
+    let live = LiveChannel::connect_with(&url, &tina.token, PROJECT, config, move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!live.connected());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let stopping = Instant::now();
+    drop(live);
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}
