@@ -78,6 +78,7 @@ pub struct SyncEngine {
     stopped_by_error: bool,
     failures: u32,
     nudged: bool,
+    edited_in_flight: bool,
     due_at: Option<u64>,
 }
 
@@ -91,6 +92,7 @@ impl SyncEngine {
             stopped_by_error: false,
             failures: 0,
             nudged: false,
+            edited_in_flight: false,
             due_at: None,
         }
     }
@@ -129,6 +131,8 @@ impl SyncEngine {
                 self.stopped_by_error = false;
             }
             SyncEvent::LocalEdit => {
+                // The round under way was prepared before this edit: it goes in the next one.
+                self.edited_in_flight |= self.in_flight;
                 let soon = now_ms + self.config.edit_debounce_ms;
                 self.due_at = Some(self.due_at.map_or(soon, |d| d.min(soon)));
             }
@@ -136,10 +140,16 @@ impl SyncEngine {
                 self.in_flight = false;
                 self.failures = 0;
                 self.nudged |= more;
-                self.due_at = Some(now_ms + self.config.interval_ms);
+                let wait = if std::mem::take(&mut self.edited_in_flight) {
+                    self.config.edit_debounce_ms
+                } else {
+                    self.config.interval_ms
+                };
+                self.due_at = Some(now_ms + wait);
             }
             SyncEvent::RoundFailed { retryable } => {
                 self.in_flight = false;
+                self.edited_in_flight = false; // The retry carries it.
                 self.failures += 1;
                 self.stopped_by_error = !retryable;
                 self.due_at = Some(now_ms + self.backoff(random));
@@ -245,6 +255,16 @@ mod tests {
         e.handle(RoundDone { more: false }, 0, 0);
         assert_eq!(e.handle(LocalEdit, 10, 0), [WakeAt(2_010)]);
         assert_eq!(e.handle(Timer, 2_010, 0), [StartRound]);
+    }
+
+    #[test]
+    fn a_local_edit_during_a_round_is_synced_after_it_not_at_the_next_interval() {
+        let mut e = engine();
+        e.handle(Started, 0, 0);
+        assert_eq!(e.handle(LocalEdit, 5, 0), []);
+        assert_eq!(e.handle(RoundDone { more: false }, 100, 0), [WakeAt(2_100)]);
+        assert_eq!(e.handle(Timer, 2_100, 0), [StartRound]);
+        assert_eq!(e.handle(RoundDone { more: false }, 2_200, 0), [WakeAt(62_200)]);
     }
 
     #[test]
