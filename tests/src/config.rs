@@ -244,6 +244,7 @@ impl SimConfig {
         config.workload.edits_per_device = 4.0;
         config.workload.live_channel = 0.05;
         config.sync.interval_ms = 3 * 3_600_000;
+        config.heal_limit_ms = config.sync.interval_ms + 3_600_000;
         config.faults = FaultConfig::varied(&mut Rng::new(seed ^ 0xFA17));
         config
     }

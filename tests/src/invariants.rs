@@ -487,10 +487,34 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
         }
     }
 
-    // Name and route: only office writes apply.
+    // Name and route: only office writes apply, and the latest stands.
     for e in audit.iter().filter(|e| matches!(e.field, Some(Field::Name | Field::Route)) && e.decision.applied()) {
         if e.role != Some(Role::Office) {
             found.add(Invariant::Rules, format!("section {id}: a {:?} write by a {:?} applied", e.field, e.role));
         }
+    }
+    let latest_name = audit.iter().rev().find(|e| e.field == Some(Field::Name) && e.decision.applied());
+    if latest_name.is_some_and(|e| e.value != format!("name {:?}", view.name)) {
+        found.add(Invariant::Rules, format!("section {id}: shows name {:?}, not its latest office write", view.name));
+    }
+
+    // Concurrent transitions: the higher role, then the later stamp, wins.
+    let by_id: HashMap<&str, &fieldsync_core::AuditEntry> = audit.iter().map(|e| (e.edit_id.as_str(), e)).collect();
+    for e in &audit {
+        if let Decision::Rejected { rule: fieldsync_core::Rule::TransitionPrecedence, winner: Some(w), .. } =
+            &e.decision
+            && let Some(w) = by_id.get(w.as_str())
+            && (w.role, w.edit_id.as_str()) < (e.role, e.edit_id.as_str())
+        {
+            found.add(
+                Invariant::Rules,
+                format!("section {id}: {} by a {:?} beat {} by a {:?}", w.value, w.role, e.value, e.role),
+            );
+        }
+    }
+
+    // Location: the latest valid point (as-built points are in stamp order).
+    if view.location.as_ref() != view.as_built.last() {
+        found.add(Invariant::Rules, format!("section {id}: its location is not its latest valid point"));
     }
 }

@@ -40,8 +40,9 @@ enum Event {
     Timer { device: usize, generation: u64 },
     /// A device's user edits something.
     Edit { device: usize },
-    /// A request reaches the server (`replay`: a late duplicate, answered to no one).
-    Arrive { device: usize, session: u64, body: Vec<u8>, replay: bool },
+    /// A request reaches the server (`replay`: a late duplicate, answered to
+    /// no one); `token` is its bearer token, `actor` the one it syncs as.
+    Arrive { device: usize, session: u64, body: Vec<u8>, token: String, actor: String, replay: bool },
     /// The answer (or the failure) reaches the device.
     Answer { device: usize, session: u64, result: Result<Vec<u8>, TransportError> },
     /// The app is told its network went (`false`) or came back (`true`).
@@ -113,9 +114,9 @@ struct Device {
     live: bool,
     live_instance: usize,
     acks: Vec<Ack>,
-    /// Server time of the latest round the server answered in the current session.
+    /// The hub call that answered the latest round of the current session.
     round_at: u64,
-    /// Server time up to which the last successful sync caught up.
+    /// The hub call up to which the last successful sync caught up.
     synced_through: u64,
 }
 
@@ -166,8 +167,11 @@ struct Sim {
     watch: Option<usize>,
     stopping: bool,
     sessions: u64,
-    /// When the server last changed in a way every device must catch up
-    /// with: new changes on the feed, or a new actor in the roster.
+    /// Hub calls so far: the order of what the server saw (two calls in the
+    /// same simulated millisecond are still ordered).
+    hub_calls: u64,
+    /// The hub call that last changed the server in a way every device must
+    /// catch up with: new changes on the feed, or a new actor in the roster.
     last_growth: u64,
     bound_actors: HashSet<String>,
     uploaded: HashSet<u64>,
@@ -346,6 +350,7 @@ impl Sim {
             watch: None,
             stopping: false,
             sessions: 0,
+            hub_calls: 0,
             last_growth: 0,
             bound_actors: HashSet::new(),
             uploaded: HashSet::new(),
@@ -418,20 +423,22 @@ impl Sim {
         client.upload_budget = self.config.profile.upload_budget;
         client.response_budget = self.config.profile.response_budget;
         let result = client.sync_now();
+        self.hub_calls += 1;
+        let call = self.hub_calls;
         let (rounds, up, down) = *bytes.lock().unwrap_or_else(|p| p.into_inner());
         self.stats.round_trips += rounds;
         self.stats.bytes_up += up;
         self.stats.bytes_down += down;
         for i in 0..self.servers.count() {
             if self.servers.feed_grew(i) {
-                self.last_growth = self.now;
+                self.last_growth = call;
             }
         }
         if result.is_ok() {
-            self.devices[d].synced_through = self.now;
+            self.devices[d].synced_through = call;
             let actor = self.devices[d].replica.as_ref().map(|r| lock(r).actor()).unwrap_or_default();
             if self.bound_actors.insert(actor) {
-                self.last_growth = self.now;
+                self.last_growth = call;
             }
         }
         result.map(|_| ())
@@ -591,7 +598,9 @@ impl Sim {
                 }
             }
             Event::Edit { device } => self.edit(device),
-            Event::Arrive { device, session, body, replay } => self.arrive(device, session, body, replay),
+            Event::Arrive { device, session, body, token, actor, replay } => {
+                self.arrive(device, session, body, &token, actor, replay)
+            }
             Event::Answer { device, session, result } => {
                 if self.devices[device].session.as_ref().is_some_and(|s| s.id == session) {
                     if result.is_err() {
@@ -735,9 +744,10 @@ impl Sim {
         self.schedule(at, Event::Answer { device: d, session, result });
     }
 
-    /// Count how much of an upload was sent before (re-sent after a cut).
-    fn repeated_share(&mut self, body: &[u8]) -> u64 {
-        let Ok(request) = protocol::decode::<SyncRequest>(body) else { return 0 };
+    /// How much of an upload was sent before (re-sent after a cut), and the
+    /// actor the request syncs as.
+    fn repeated_share(&mut self, body: &[u8]) -> (u64, String) {
+        let Ok(request) = protocol::decode::<SyncRequest>(body) else { return (0, String::new()) };
         let (mut total, mut again) = (0u64, 0u64);
         for batch in &request.upload {
             for c in &batch.changes {
@@ -747,7 +757,7 @@ impl Sim {
                 }
             }
         }
-        (body.len() as u64 * again).checked_div(total).unwrap_or(0)
+        ((body.len() as u64 * again).checked_div(total).unwrap_or(0), request.actor)
     }
 
     fn send(&mut self, d: usize, body: Vec<u8>) {
@@ -758,7 +768,8 @@ impl Sim {
             self.stats.heal_round_trips += 1;
         }
         let len = body.len() as u64;
-        self.stats.bytes_repeated += self.repeated_share(&body);
+        let (repeated, actor) = self.repeated_share(&body);
+        self.stats.bytes_repeated += repeated;
         let dev = &mut self.devices[d];
         dev.sent_at = now;
         let timeout = dev.link.profile.timeout_ms;
@@ -786,12 +797,15 @@ impl Sim {
         if self.faults_on && dev.rng.chance(self.config.faults.duplicate_requests) {
             let late = arrive + dev.rng.range(1_000, 10 * MINUTE);
             self.stats.faults.duplicated_requests += 1;
-            self.schedule(late, Event::Arrive { device: d, session, body: body.clone(), replay: true });
+            let (body, actor) = (body.clone(), actor.clone());
+            let token = self.devices[d].token.clone();
+            self.schedule(late, Event::Arrive { device: d, session, body, token, actor, replay: true });
         }
-        self.schedule(arrive, Event::Arrive { device: d, session, body, replay: false });
+        let token = self.devices[d].token.clone();
+        self.schedule(arrive, Event::Arrive { device: d, session, body, token, actor, replay: false });
     }
 
-    fn arrive(&mut self, d: usize, session: u64, mut body: Vec<u8>, replay: bool) {
+    fn arrive(&mut self, d: usize, session: u64, mut body: Vec<u8>, token: &str, actor: String, replay: bool) {
         let now = self.now;
         let instance = if self.servers.count() > 1 { self.devices[d].rng.below(2) as usize } else { 0 };
         let down_latency = self.devices[d].link.profile.down_latency_ms;
@@ -809,17 +823,15 @@ impl Sim {
             request.upload.clear();
             body = protocol::encode(&request);
         }
-        let token = self.devices[d].token.clone();
-        let mut result = self.servers.sync(instance, &token, &body, EPOCH_MS + now).expect("checked up");
-        if result.is_ok()
-            && let Ok(request) = protocol::decode::<SyncRequest>(&body)
-            && self.bound_actors.insert(request.actor)
-        {
+        let mut result = self.servers.sync(instance, token, &body, EPOCH_MS + now).expect("checked up");
+        self.hub_calls += 1;
+        let call = self.hub_calls;
+        if result.is_ok() && self.bound_actors.insert(actor) {
             // A new actor in the roster: every device must hear of it.
-            self.last_growth = now;
+            self.last_growth = call;
         }
         if self.servers.feed_grew(instance) {
-            self.last_growth = now;
+            self.last_growth = call;
             for (e, dev) in self.devices.iter().enumerate() {
                 let listening = dev.live && dev.live_instance == instance && dev.alive() && !dev.revoked;
                 if listening && !dev.link.offline_at(now) && !dev.link.partitioned_at(now) {
@@ -846,7 +858,7 @@ impl Sim {
             return;
         }
         if result.is_ok() {
-            self.devices[d].round_at = now;
+            self.devices[d].round_at = call;
         }
         if self.faults_on && self.devices[d].rng.chance(self.config.faults.server_crash_after_commit) {
             let down_ms = self.devices[d].rng.log_uniform(10, 300) * 1000;
@@ -1094,14 +1106,12 @@ impl Sim {
     }
 
     fn quiescent(&self) -> bool {
-        (0..self.devices.len()).filter(|d| self.watch.is_none_or(|w| w == *d)).all(|d| {
+        let watched = || (0..self.devices.len()).filter(|d| self.watch.is_none_or(|w| w == *d));
+        // The cheap conditions first: the outboxes are read only when everyone looks done.
+        watched().all(|d| {
             let dev = &self.devices[d];
-            dev.revoked
-                || (dev.alive()
-                    && dev.session.is_none()
-                    && dev.synced_through >= self.last_growth
-                    && self.pending(d) == 0)
-        })
+            dev.revoked || (dev.alive() && dev.session.is_none() && dev.synced_through >= self.last_growth)
+        }) && watched().all(|d| self.devices[d].revoked || self.pending(d) == 0)
     }
 
     // ---- checks ----
@@ -1114,12 +1124,8 @@ impl Sim {
             })
             .map(|d| {
                 let dev = &self.devices[d];
-                format!(
-                    "{} ({} pending, last caught up {} s before the last change)",
-                    dev.name,
-                    self.pending(d),
-                    self.last_growth.saturating_sub(dev.synced_through) / 1000
-                )
+                let behind = if dev.synced_through < self.last_growth { ", behind the server" } else { "" };
+                format!("{} ({} pending{behind})", dev.name, self.pending(d))
             })
             .collect();
         if self.quiescent_at.is_none() && !stuck.is_empty() {
