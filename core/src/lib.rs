@@ -59,6 +59,8 @@ pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use document::{DocumentError, PhotoRef, SectionDoc};
 pub use edit::{Edit, EditId, EditValue, Field};
 pub use hlc::{Hlc, HlcClock};
+#[cfg(feature = "http")]
+pub use live::{LiveChannel, LiveConfig, LiveError};
 pub use project::{Member, ProgressBand, ProjectConfig, Role, Roster};
 pub use replica::{
     EditOutcome, EditReceipt, HistoryEntry, MergeReport, PastPoint, Reconciliation, Replica, ReplicaError,
@@ -69,8 +71,6 @@ pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};
 pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
-#[cfg(feature = "http")]
-pub use live::{LiveChannel, LiveConfig, LiveError};
 pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate};
 pub use sync_engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
