@@ -232,8 +232,12 @@ impl HubStore for SqliteHubStore {
         exclude_device: &str,
         budget: usize,
     ) -> Result<FeedPage, StoreError> {
+        // A device that synced as several actors (an app reinstalled with the
+        // same token) gets its own rows too: one install's changes are news
+        // to another, and what it has already is skipped by hash.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, section, bytes FROM feed WHERE project = ?1 AND seq > ?2 AND device != ?3 ORDER BY seq",
+            "SELECT seq, section, bytes FROM feed WHERE project = ?1 AND seq > ?2
+               AND (device != ?3 OR (SELECT count(*) FROM actors WHERE device = ?3) > 1) ORDER BY seq",
         )?;
         let mut rows = stmt.query(params![project, after as i64, exclude_device])?;
         let mut page = FeedPage::default();

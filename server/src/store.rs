@@ -197,8 +197,9 @@ pub trait HubStore: Send {
         refusals: &[fieldsync_core::protocol::Refusal],
         now_ms: u64,
     ) -> Result<(), StoreError>;
-    /// Feed rows of `project` after `after`, not uploaded by `exclude_device`,
-    /// up to `budget` bytes of change (at least one row if any).
+    /// Feed rows of `project` after `after`, not uploaded by `exclude_device`
+    /// (unless that device has several actors: then its installs need each
+    /// other's rows), up to `budget` bytes of change (at least one row if any).
     fn feed_page(
         &mut self,
         project: &str,
