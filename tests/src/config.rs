@@ -174,14 +174,19 @@ pub enum InjectedBug {
     /// Now and then a response loses its last batch of changes but keeps its
     /// cursor (a feed page that skips rows). Expect `convergence`.
     DropChanges,
+    /// Every request goes out with an empty cursor, as if the device never
+    /// committed the one it got: everything comes again, every round. The
+    /// protocol is idempotent, so everything converges. Expect `efficiency`.
+    ForgetCursor,
 }
 
 impl InjectedBug {
-    /// From its kebab-case name (`drop-upload`, `drop-changes`).
+    /// From its kebab-case name (`drop-upload`, `drop-changes`, `forget-cursor`).
     pub fn by_name(name: &str) -> Option<InjectedBug> {
         match name {
             "drop-upload" => Some(InjectedBug::DropUpload),
             "drop-changes" => Some(InjectedBug::DropChanges),
+            "forget-cursor" => Some(InjectedBug::ForgetCursor),
             _ => None,
         }
     }

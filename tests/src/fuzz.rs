@@ -61,6 +61,14 @@ pub enum Action {
         /// Which peer.
         peer: u8,
     },
+    /// `peer` syncs, but its first request is held back in the network (the
+    /// device sees a timeout) until [`Action::ReleaseHeld`].
+    SyncHeld {
+        /// Which peer.
+        peer: u8,
+    },
+    /// Every held request reaches the hub now, late; the answers go nowhere.
+    ReleaseHeld,
     /// `peer`'s app is killed and reopened from its files.
     Crash {
         /// Which peer.
@@ -103,12 +111,17 @@ struct Peer {
     acks: Vec<Ack>,
 }
 
+/// A request held back in the network: its token and body.
+type Held = (String, Vec<u8>);
+
 struct Fuzz {
     dir: std::path::PathBuf,
     hub: Arc<Hub>,
     peers: Vec<Peer>,
     plan: Plan,
     now: u64,
+    /// Requests held back in the network.
+    held: Arc<Mutex<Vec<Held>>>,
 }
 
 fn lock(r: &Arc<Mutex<Replica>>) -> std::sync::MutexGuard<'_, Replica> {
@@ -119,6 +132,7 @@ enum Delivery {
     Once,
     LoseFirstResponse,
     DuplicateFirst,
+    HoldFirst,
 }
 
 impl Fuzz {
@@ -138,8 +152,13 @@ impl Fuzz {
         }
         let (hub, token, now) = (self.hub.clone(), peer.token.clone(), EPOCH_MS + self.now);
         let first = Mutex::new(true);
+        let held = self.held.clone();
         let transport = move |body: Vec<u8>| -> Result<Vec<u8>, TransportError> {
             let is_first = std::mem::replace(&mut *first.lock().unwrap_or_else(|p| p.into_inner()), false);
+            if is_first && matches!(delivery, Delivery::HoldFirst) {
+                held.lock().unwrap_or_else(|p| p.into_inner()).push((token.clone(), body));
+                return Err(TransportError::Unreachable("timed out".into()));
+            }
             let answer = hub.sync(&token, &body, now).map_err(|e| transport_error(&e));
             match delivery {
                 Delivery::LoseFirstResponse if is_first => Err(TransportError::Unreachable("response lost".into())),
@@ -189,6 +208,13 @@ impl Fuzz {
             Action::Sync { peer: p } => self.sync(peer(p), Delivery::Once)?,
             Action::SyncLostResponse { peer: p } => self.sync(peer(p), Delivery::LoseFirstResponse)?,
             Action::SyncDuplicated { peer: p } => self.sync(peer(p), Delivery::DuplicateFirst)?,
+            Action::SyncHeld { peer: p } => self.sync(peer(p), Delivery::HoldFirst)?,
+            Action::ReleaseHeld => {
+                let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+                for (token, body) in held {
+                    let _ = self.hub.sync(&token, &body, EPOCH_MS + self.now);
+                }
+            }
             Action::Crash { peer: p } => {
                 let p = peer(p);
                 let path = lock(&self.peers[p].replica).path().to_owned();
@@ -296,7 +322,7 @@ fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
         });
     }
     let plan = Plan::new(PROJECT, SECTIONS, 1, 0.0, &mut Rng::new(5));
-    let mut f = Fuzz { dir: dir.to_owned(), hub, peers, plan, now: 0 };
+    let mut f = Fuzz { dir: dir.to_owned(), hub, peers, plan, now: 0, held: Arc::default() };
     f.sync(0, Delivery::Once)?;
     f.clock(0);
     for s in f.plan.sections.clone() {
@@ -317,6 +343,7 @@ fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
     for p in &mut f.peers {
         p.partitioned = false;
     }
+    f.apply(Action::ReleaseHeld)?;
     for _ in 0..3 {
         for p in 0..PEERS {
             f.sync(p, Delivery::Once)?;

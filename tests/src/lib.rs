@@ -61,6 +61,6 @@ pub mod workload;
 
 pub use config::{FaultConfig, InjectedBug, SimConfig, Workload};
 pub use profile::{LinkProfile, Profile};
-pub use report::{FaultCounts, Invariant, Phase, SimProgress, SimReport, Violation};
+pub use report::{EFFICIENCY_LIMIT, FaultCounts, Invariant, Phase, SimProgress, SimReport, Violation};
 pub use rng::Rng;
 pub use sim::run_simulation;

@@ -823,6 +823,12 @@ impl Sim {
             request.upload.clear();
             body = protocol::encode(&request);
         }
+        if self.config.inject == Some(InjectedBug::ForgetCursor)
+            && let Ok(mut request) = protocol::decode::<SyncRequest>(&body)
+        {
+            request.cursor.clear();
+            body = protocol::encode(&request);
+        }
         let mut result = self.servers.sync(instance, token, &body, EPOCH_MS + now).expect("checked up");
         self.hub_calls += 1;
         let call = self.hub_calls;
@@ -1171,6 +1177,19 @@ impl Sim {
         report.state_digest = checked.digest;
         let mut violations = self.violations;
         violations.extend(checked.violations);
+        let wire = self.stats.bytes_up + self.stats.bytes_down;
+        let limit = (report.change_floor_bytes as f64 * crate::report::EFFICIENCY_LIMIT) as u64;
+        if report.change_floor_bytes > 0 && wire > limit {
+            violations.push(Violation {
+                invariant: Invariant::Efficiency,
+                detail: format!(
+                    "{wire} bytes on the wire, {:.1}× the change floor of {} (limit {}×)",
+                    wire as f64 / report.change_floor_bytes as f64,
+                    report.change_floor_bytes,
+                    crate::report::EFFICIENCY_LIMIT
+                ),
+            });
+        }
         report.converged = violations.is_empty();
         report.violations = violations;
         let s = self.stats;

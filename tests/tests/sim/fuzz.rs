@@ -16,6 +16,8 @@ fn action() -> impl Strategy<Value = Action> {
         4 => peer.clone().prop_map(|peer| Action::Sync { peer }),
         1 => peer.clone().prop_map(|peer| Action::SyncLostResponse { peer }),
         1 => peer.clone().prop_map(|peer| Action::SyncDuplicated { peer }),
+        1 => peer.clone().prop_map(|peer| Action::SyncHeld { peer }),
+        1 => Just(Action::ReleaseHeld),
         1 => peer.clone().prop_map(|peer| Action::Crash { peer }),
         1 => peer.clone().prop_map(|peer| Action::Partition { peer }),
         1 => (peer.clone(), -72i8..72).prop_map(|(peer, hours)| Action::Skew { peer, hours }),
@@ -87,4 +89,22 @@ fn fixture_concurrent_transitions() {
     actions.extend((0..4).map(|p| Sync { peer: p }));
     let outcome = run_actions(&actions).unwrap();
     assert!(outcome.conflicts > 0, "{outcome:?}");
+}
+
+/// A request held in the network while its app is reinstalled with the same
+/// token reaches the hub after the new install bootstrapped: its changes are
+/// the device's own as far as the feed is concerned.
+#[test]
+fn fixture_a_late_request_from_before_a_reinstall() {
+    let actions = [
+        edit(2, 0, EditKind::Progress, 1),
+        SyncHeld { peer: 2 },
+        Reinstall { peer: 2 },
+        Sync { peer: 2 },
+        ReleaseHeld,
+        edit(1, 0, EditKind::Notes, 2),
+        Sync { peer: 1 },
+        Sync { peer: 2 },
+    ];
+    run_actions(&actions).unwrap();
 }

@@ -31,3 +31,9 @@ fn a_feed_page_that_skips_changes_is_caught() {
     let found = caught(InjectedBug::DropChanges);
     assert!(found.contains(&Invariant::Convergence), "{found:?}");
 }
+
+#[test]
+fn a_device_that_never_commits_its_cursor_is_caught() {
+    let found = caught(InjectedBug::ForgetCursor);
+    assert_eq!(found, [Invariant::Efficiency]);
+}
