@@ -238,7 +238,7 @@ impl SimConfig {
     }
 
     /// The test suite's run of `seed`: 20 devices and 30 sections over an
-    /// 8-hour day kept to a few hundred round trips (4 edits per device, the
+    /// 8-hour day kept to a few hundred round trips (3 edits per device, the
     /// live channel on one device in twenty, a periodic sync every 3 hours);
     /// the profile cycles with the seed (`seed % 4`: 3g, edge, 2g-rural,
     /// offline-day) and the fault rates vary with it.
@@ -246,7 +246,7 @@ impl SimConfig {
         let profiles = Profile::all();
         let profile = profiles[(seed % profiles.len() as u64) as usize].clone();
         let mut config = SimConfig::new(seed, profile);
-        config.workload.edits_per_device = 4.0;
+        config.workload.edits_per_device = 3.0;
         config.workload.live_channel = 0.05;
         config.sync.interval_ms = 3 * 3_600_000;
         config.heal_limit_ms = config.sync.interval_ms + 3_600_000;

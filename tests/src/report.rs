@@ -83,9 +83,9 @@ impl Invariant {
 }
 
 /// How far above the change floor the bytes on the wire may go (the
-/// [`Invariant::Efficiency`] bound). Runs of the test suite stay under 2×
-/// with all their faults (`tests/README.md`); re-sending everything every
-/// round goes far over it.
+/// [`Invariant::Efficiency`] bound). The test suite's seeds average 1.5×,
+/// 2.0× at worst, with all their faults (`tests/README.md`); re-sending
+/// everything every round goes far over it.
 pub const EFFICIENCY_LIMIT: f64 = 3.0;
 
 /// One broken invariant.

@@ -17,29 +17,36 @@ fn a_device_back_from_a_day_offline_catches_up() {
     eprintln!("{r:?}");
 }
 
-/// 2G rural: back from a day offline, 1,000 sections changed meanwhile.
+/// 2G rural: back from a day offline, 1,000 sections changed meanwhile, over
+/// ten seeds per cut rate.
 /// `cargo test --release -p fieldsync-tests --test sim -- figures --ignored --nocapture`
 #[test]
 #[ignore = "a figure for BENCHMARKS.md; run in release with --ignored"]
 fn figure_rural_2g_return_with_1000_changed_sections() {
     for cut in [0.0, 0.05, 0.15] {
-        let r = return_from_offline_day(seed(), Profile::rural_2g(), 1000, 50, cut);
+        let runs: Vec<_> = (1..=10).map(|s| return_from_offline_day(s, Profile::rural_2g(), 1000, 50, cut)).collect();
+        for r in &runs {
+            assert!(r.converged, "seed {}: {:#?}", r.seed, r.violations);
+        }
+        let mean = |f: &dyn Fn(&fieldsync_tests::sim::ReturnReport) -> f64| runs.iter().map(f).sum::<f64>() / 10.0;
+        let max = |f: &dyn Fn(&fieldsync_tests::sim::ReturnReport) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+        let minutes = |r: &fieldsync_tests::sim::ReturnReport| r.converge_ms as f64 / 60_000.0;
+        let repeated = |r: &fieldsync_tests::sim::ReturnReport| r.bytes_repeated as f64;
         println!(
-            "cut {:>4.0} %: converged in {:.1} min simulated, {} round trips ({} failed, {} cut), {} B up, {} B down, \
-             {} B repeated, {} own edits, {} ms wall, invariants {}",
+            "cut {:>4.0} %: converged in {:.1} min mean, {:.1} max; repeats {:.0} B mean, {:.0} B max; \
+             {:.0} B down, {:.0} B up, {:.1} round trips ({:.1} failed) mean; {} own edits; {} ms wall per run",
             cut * 100.0,
-            r.converge_ms as f64 / 60_000.0,
-            r.round_trips,
-            r.failed_round_trips,
-            r.cut_responses,
-            r.bytes_up,
-            r.bytes_down,
-            r.bytes_repeated,
-            r.own_edits,
-            r.wall_ms,
-            if r.converged { "held".to_owned() } else { format!("{:?}", r.violations) }
+            mean(&minutes),
+            max(&minutes),
+            mean(&repeated),
+            max(&repeated),
+            mean(&|r| r.bytes_down as f64),
+            mean(&|r| r.bytes_up as f64),
+            mean(&|r| r.round_trips as f64),
+            mean(&|r| r.failed_round_trips as f64),
+            runs[0].own_edits,
+            runs.iter().map(|r| r.wall_ms).sum::<u64>() / 10,
         );
-        assert!(r.converged, "{:#?}", r.violations);
     }
 }
 

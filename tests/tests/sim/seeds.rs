@@ -76,10 +76,6 @@ fn summary(reports: &[SimReport], wall: f64) -> String {
     let worst = reports.iter().map(ratio).fold(0.0, f64::max);
     let mean = reports.iter().map(ratio).sum::<f64>() / reports.len().max(1) as f64;
     s.push_str(&format!("bytes on the wire / change floor: mean {mean:.2}, worst {worst:.2}\n"));
-    let ratio = |r: &SimReport| (r.bytes_up + r.bytes_down) as f64 / r.change_floor_bytes.max(1) as f64;
-    let worst = reports.iter().map(ratio).fold(0.0, f64::max);
-    let mean = reports.iter().map(ratio).sum::<f64>() / reports.len().max(1) as f64;
-    s.push_str(&format!("bytes on the wire / change floor: mean {mean:.2}, worst {worst:.2}\n"));
     let two = reports.iter().filter(|r| r.two_servers).count();
     s.push_str(&format!("faults over all seeds ({two} with two hub instances): {faults:?}\n"));
     s
