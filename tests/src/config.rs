@@ -81,8 +81,9 @@ pub struct FaultConfig {
     pub revocations: f64,
     /// Server restarts during the day (drop and reopen the hub on the same data dir).
     pub server_restarts: u32,
-    /// Per request: the server dies after committing the round, before answering.
-    pub server_crash_after_commit: f64,
+    /// Per request: the hub dies during the round, half the time before its
+    /// commit (nothing stored), half after it (stored, never answered).
+    pub server_crash_mid_round: f64,
     /// Two hub instances on the same data dir behind a load balancer
     /// (each request to either; a device's live channel to one).
     pub two_servers: bool,
@@ -106,7 +107,7 @@ impl Default for FaultConfig {
             reinstalls: 0.03,
             revocations: 0.02,
             server_restarts: 1,
-            server_crash_after_commit: 0.005,
+            server_crash_mid_round: 0.005,
             two_servers: false,
         }
     }
@@ -129,7 +130,7 @@ impl FaultConfig {
             reinstalls: 0.0,
             revocations: 0.0,
             server_restarts: 0,
-            server_crash_after_commit: 0.0,
+            server_crash_mid_round: 0.0,
             two_servers: false,
             ..FaultConfig::default()
         }
@@ -153,7 +154,7 @@ impl FaultConfig {
             clock_jumps: s(d.clock_jumps),
             reinstalls: s(d.reinstalls),
             revocations: s(d.revocations),
-            server_crash_after_commit: s(d.server_crash_after_commit),
+            server_crash_mid_round: s(d.server_crash_mid_round),
             partitions: rng.below(3) as u32,
             server_restarts: rng.below(3) as u32,
             two_servers: rng.below(3) == 0,

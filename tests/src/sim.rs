@@ -11,8 +11,7 @@ use fieldsync_core::hlc::set_simulated_wall_clock;
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
 use fieldsync_core::replica::set_simulated_ids;
 use fieldsync_core::{
-    ProjectConfig, Replica, ReplicaError, Role, SyncClient, SyncConfig, SyncEngine, SyncError, SyncEvent,
-    TransportError,
+    ProjectConfig, Replica, ReplicaError, Role, SyncClient, SyncEngine, SyncError, SyncEvent, TransportError,
 };
 
 use crate::config::{InjectedBug, SimConfig};
@@ -829,6 +828,14 @@ impl Sim {
             request.cursor.clear();
             body = protocol::encode(&request);
         }
+        // The hub dies during the round: half the time before its commit
+        // (nothing stored), half after it (stored, never answered).
+        let crash = !replay && self.faults_on && self.devices[d].rng.chance(self.config.faults.server_crash_mid_round);
+        if crash && self.devices[d].rng.chance(0.5) {
+            let down_ms = self.devices[d].rng.log_uniform(10, 300) * 1000;
+            self.stop_server(instance, down_ms);
+            return self.fail(d, session, now + down_latency, "connection reset by peer");
+        }
         let mut result = self.servers.sync(instance, token, &body, EPOCH_MS + now).expect("checked up");
         self.hub_calls += 1;
         let call = self.hub_calls;
@@ -867,7 +874,7 @@ impl Sim {
         if result.is_ok() {
             self.devices[d].round_at = call;
         }
-        if self.faults_on && self.devices[d].rng.chance(self.config.faults.server_crash_after_commit) {
+        if crash {
             let down_ms = self.devices[d].rng.log_uniform(10, 300) * 1000;
             self.stop_server(instance, down_ms);
             return self.fail(d, session, now + down_latency, "connection reset by peer");
@@ -1219,11 +1226,6 @@ fn poisson(rng: &mut Rng, mean: f64) -> u64 {
         p *= rng.unit();
     }
     k
-}
-
-/// The background-sync tuning the simulation uses unless told otherwise.
-pub fn default_sync_config() -> SyncConfig {
-    SyncConfig { interval_ms: 20 * MINUTE, ..SyncConfig::default() }
 }
 
 /// What [`return_from_offline_day`] measured.

@@ -58,7 +58,7 @@ fn two_servers_and_every_fault_at_once() {
         reinstalls: 0.3,
         revocations: 0.2,
         server_restarts: 3,
-        server_crash_after_commit: 0.05,
+        server_crash_mid_round: 0.05,
         partitions: 2,
         outages_per_device: 2.0,
         ..FaultConfig::default()
