@@ -88,6 +88,10 @@ impl Invariant {
 /// everything every round goes far over it.
 pub const EFFICIENCY_LIMIT: f64 = 3.0;
 
+/// Bytes per failed round trip allowed on top of [`EFFICIENCY_LIMIT`]: what a
+/// cut or lost answer wasted, which the floor leaves out.
+pub const EFFICIENCY_ROUND_ALLOWANCE: u64 = 600;
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
