@@ -472,6 +472,9 @@ impl Hub {
         at_least_one: bool,
         response: &mut SyncResponse,
     ) -> Result<(), HubError> {
+        // The feed's end is read before the page: a round committed by another
+        // process in between lands after it, so the cursor never skips it.
+        let max = store.feed_max(project)?;
         let mut page = store.feed_page(project, after, device, budget)?;
         if !at_least_one && page.rows.first().is_some_and(|r| r.bytes.len() > budget) {
             page.rows.clear();
@@ -479,9 +482,7 @@ impl Hub {
         }
         let last = page.rows.last().map_or(after, |r| r.seq);
         response.more = page.more;
-        response.cursor =
-            if page.more { Cursor::Changes(last) } else { Cursor::Changes(store.feed_max(project)?.max(last)) }
-                .to_string();
+        response.cursor = if page.more { Cursor::Changes(last) } else { Cursor::Changes(max.max(last)) }.to_string();
         let mut order: Vec<String> = Vec::new();
         let mut by_section: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
         for row in page.rows {
