@@ -4,10 +4,12 @@
 //!   every seed that ever failed (`tests/regressions.txt`).
 //! - `fuzz`: the action fuzzer (proptest, shrunk on failure) and its fixtures.
 //! - `api`: the simulator as a product: a small run, determinism, the report.
+//! - `concurrency`: two hubs on one data dir serving at once, on real threads.
 //! - `injected`: the suite catches the bugs the simulator can inject.
 //! - `figures`: `#[ignore]`d runs that print the figures in BENCHMARKS.md.
 
 mod api;
+mod concurrency;
 mod figures;
 mod fuzz;
 mod injected;
