@@ -92,6 +92,11 @@ pub const EFFICIENCY_LIMIT: f64 = 3.0;
 /// cut or lost answer wasted, which the floor leaves out.
 pub const EFFICIENCY_ROUND_ALLOWANCE: u64 = 600;
 
+/// Bytes per round trip allowed on top of [`EFFICIENCY_LIMIT`]: an idle
+/// round's request and answer (about 100 bytes together), which the floor
+/// leaves out too; a long quiet day of periodic syncs is made of them.
+pub const EFFICIENCY_ROUND_OVERHEAD: u64 = 150;
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {

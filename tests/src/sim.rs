@@ -1190,15 +1190,18 @@ impl Sim {
         // nothing; a small run with many cuts is dominated by them.
         let rounds = self.stats.failed_round_trips;
         let limit = (report.change_floor_bytes as f64 * crate::report::EFFICIENCY_LIMIT) as u64
-            + rounds * crate::report::EFFICIENCY_ROUND_ALLOWANCE;
+            + rounds * crate::report::EFFICIENCY_ROUND_ALLOWANCE
+            + self.stats.round_trips * crate::report::EFFICIENCY_ROUND_OVERHEAD;
         if report.change_floor_bytes > 0 && wire > limit {
             violations.push(Violation {
                 invariant: Invariant::Efficiency,
                 detail: format!(
-                    "{wire} bytes on the wire, {:.1}× the change floor of {} (limit {}× + {} bytes per failed round trip)",
+                    "{wire} bytes on the wire, {:.1}× the change floor of {} (limit {}×, plus {} bytes per round trip and {} \
+                     per failed one)",
                     wire as f64 / report.change_floor_bytes as f64,
                     report.change_floor_bytes,
                     crate::report::EFFICIENCY_LIMIT,
+                    crate::report::EFFICIENCY_ROUND_OVERHEAD,
                     crate::report::EFFICIENCY_ROUND_ALLOWANCE
                 ),
             });
