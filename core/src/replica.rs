@@ -615,7 +615,7 @@ impl Replica {
     }
 
     /// Recompute and store every section of a project (after a roster or config change).
-    fn revalidate_project(&self, tx: &Transaction<'_>, project: &str) -> Result<(), ReplicaError> {
+    pub(crate) fn revalidate_project(&self, tx: &Transaction<'_>, project: &str) -> Result<(), ReplicaError> {
         let ids: Vec<String> = tx
             .prepare("SELECT id FROM sections WHERE project = ?1")?
             .query_map([project], |r| r.get(0))?

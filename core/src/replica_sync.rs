@@ -114,12 +114,16 @@ impl Replica {
     ) -> Result<RoundReport, ReplicaError> {
         let roster_changed = response.roster.is_some();
         if let Some(r) = &response.roster {
-            self.set_roster(project, &r.members)?;
-            self.set_project_config(project, &r.config)?;
-            self.conn.execute(
+            // Roster, config and their version together, and every view recomputed once.
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            store::set_roster(&tx, project, &r.members)?;
+            store::set_config(&tx, project, &r.config)?;
+            tx.execute(
                 "UPDATE sync_state SET roster_version = ?2 WHERE project = ?1",
                 params![project, r.version as i64],
             )?;
+            self.revalidate_project(&tx, project)?;
+            tx.commit()?;
         }
         self.observe_server_time(response.server_time_ms)?;
         let changes: Vec<SectionChange> = response
