@@ -39,6 +39,7 @@ pub mod edit;
 pub mod hlc;
 #[cfg(feature = "http")]
 pub mod live;
+mod merge;
 pub mod pack;
 pub mod project;
 pub mod protocol;

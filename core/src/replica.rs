@@ -16,7 +16,6 @@ use crate::document::{DocumentError, SectionDoc};
 use crate::edit::{Edit, EditId, EditValue, Field};
 use crate::hlc::{HlcClock, wall_clock_ms};
 use crate::project::{Member, ProjectConfig, Role, Roster};
-use crate::protocol::SectionDocument;
 use crate::route::{GeoPoint, InvalidPoint};
 use crate::rules::{Validated, validate};
 use crate::schema::{self, Durability, OpenError};
@@ -25,7 +24,7 @@ use crate::store::{self, OutboxChange, SectionSummary, StoreError};
 use crate::view::{AuditEntry, Decision, SectionView};
 
 /// How many parsed documents a replica keeps in memory.
-const DOC_CACHE: usize = 32;
+pub(crate) const DOC_CACHE: usize = 32;
 
 /// Errors from replica calls.
 #[derive(Debug, thiserror::Error)]
@@ -167,9 +166,9 @@ pub struct Replica {
     pub(crate) conn: Connection,
     path: PathBuf,
     device: String,
-    actor: ActorId,
+    pub(crate) actor: ActorId,
     pub(crate) clock: HlcClock,
-    docs: HashMap<String, SectionDoc>,
+    pub(crate) docs: HashMap<String, SectionDoc>,
     lru: VecDeque<String>,
 }
 
@@ -282,7 +281,7 @@ impl Replica {
         store::set_meta(tx, "server_offset_ms", &offset.to_string())
     }
 
-    fn cache(&mut self, id: &str, doc: SectionDoc) {
+    pub(crate) fn cache(&mut self, id: &str, doc: SectionDoc) {
         if !self.docs.contains_key(id) {
             self.lru.push_back(id.to_owned());
             if self.lru.len() > DOC_CACHE
@@ -490,113 +489,6 @@ impl Replica {
         Ok(validated.decisions)
     }
 
-    /// Merge changes from elsewhere (the sync engine's entry point). Every
-    /// section touched is revalidated and stored with its changes in one
-    /// transaction; the report says what became of our unconfirmed writes.
-    pub fn apply_changes(&mut self, changes: &[SectionChange]) -> Result<MergeReport, ReplicaError> {
-        self.merge_in_transaction(changes, &[], |_| Ok(()))
-    }
-
-    /// Merge `changes` and whole `documents` (for sections this store lacks),
-    /// then run `also` in the same transaction: the sync client commits its
-    /// cursor and confirmations there, so a cut at any point loses nothing.
-    pub(crate) fn merge_in_transaction(
-        &mut self,
-        changes: &[SectionChange],
-        documents: &[SectionDocument],
-        also: impl FnOnce(&Transaction<'_>) -> Result<(), ReplicaError>,
-    ) -> Result<MergeReport, ReplicaError> {
-        let mut by_section: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
-        for c in changes {
-            let change = Change::from_bytes(c.bytes.clone()).map_err(DocumentError::from)?;
-            by_section.entry(c.section.as_str()).or_default().push(change);
-        }
-        // Whole documents for sections we lack are stored as they come;
-        // for sections we have, their changes merge like any others.
-        let mut whole_docs: Vec<(&str, &[u8])> = Vec::new();
-        for d in documents {
-            let known = store::view(&self.conn, &d.section)?.is_some() || by_section.contains_key(d.section.as_str());
-            if known {
-                let whole = SectionDoc::load(&d.document)?;
-                by_section.entry(d.section.as_str()).or_default().extend(whole.changes_since(&[]));
-            } else {
-                whole_docs.push((d.section.as_str(), d.document.as_slice()));
-            }
-        }
-        let mut report = MergeReport::default();
-        let now = wall_clock_ms();
-        let me = self.actor();
-        let mut rules: HashMap<String, (Roster, ProjectConfig)> = HashMap::new();
-        let mut keep: VecDeque<(String, SectionDoc)> = VecDeque::new();
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let sections = whole_docs.into_iter().map(|(s, d)| (s, None, Some(d)));
-        let sections = sections.chain(by_section.into_iter().map(|(s, b)| (s, Some(b), None)));
-        // One section at a time, start to end, so at most a cache's worth of
-        // documents is alive at once however large the batch.
-        for (section, batch, whole) in sections {
-            let (doc, before) = match (batch, whole) {
-                (_, Some(bytes)) => {
-                    let mut doc = SectionDoc::load(bytes)?;
-                    doc.set_actor(self.actor.clone());
-                    report.new_changes += doc.automerge().get_changes(&[]).len();
-                    (doc, Vec::new())
-                }
-                (batch, None) => {
-                    let batch = batch.unwrap_or_default();
-                    let mut doc = match self.doc(section) {
-                        Ok(d) => d,
-                        Err(ReplicaError::UnknownSection(_)) => SectionDoc::empty(self.actor.clone()),
-                        Err(e) => return Err(e),
-                    };
-                    let before = doc.heads();
-                    // Store only what the document lacks: a change sent again after it
-                    // was folded into the snapshot must not come back as a loose row.
-                    for c in batch.iter().filter(|c| doc.automerge().get_change_meta_by_hash(&c.hash()).is_none()) {
-                        store::put_change(&tx, section, &c.hash().to_string(), c.raw_bytes(), false, now as i64)?;
-                    }
-                    report.new_changes += doc.apply_changes(batch)?;
-                    if doc.id().is_empty() {
-                        if doc.automerge().get_heads().is_empty() {
-                            continue; // Only changes whose dependencies have not arrived yet.
-                        }
-                        doc.check_section()?;
-                    }
-                    (doc, before)
-                }
-            };
-            let input = doc.input();
-            if !rules.contains_key(&input.project) {
-                let r = (store::roster(&tx, &input.project)?, store::config(&tx, &input.project)?);
-                rules.insert(input.project.clone(), r);
-            }
-            let (roster, config) = &rules[&input.project];
-            for e in &input.edits {
-                self.clock.observe(&e.hlc, now);
-            }
-            let validated = validate(&input, roster, config);
-            if doc.heads() != before {
-                report.sections_changed.push(section.to_owned());
-            }
-            store::put_view(&tx, &validated.view)?;
-            if let Some(bytes) = whole {
-                store::set_snapshot(&tx, section, bytes, &validated.view.heads)?;
-            }
-            store::replace_conflicts(&tx, section, &validated.conflicts)?;
-            report.reconciliation.extend(reconcile(&tx, section, &input.edits, &validated, roster, &me)?);
-            keep.push_back((section.to_owned(), doc));
-            if keep.len() > DOC_CACHE {
-                keep.pop_front();
-            }
-        }
-        also(&tx)?;
-        self.save_clock(&tx)?;
-        tx.commit()?;
-        for (section, doc) in keep {
-            self.cache(&section, doc);
-        }
-        Ok(report)
-    }
-
     /// Re-apply unsynced local changes recovered with [`crate::store::salvage`]
     /// from a database that was moved aside, and queue them for the server again.
     pub fn import_unsynced(&mut self, changes: &[OutboxChange]) -> Result<MergeReport, ReplicaError> {
@@ -756,43 +648,6 @@ impl Replica {
         }
         Ok(n)
     }
-}
-
-/// What became of each unconfirmed local write of `section`.
-fn reconcile(
-    conn: &Connection,
-    section: &str,
-    edits: &[Edit],
-    validated: &Validated,
-    roster: &Roster,
-    me: &str,
-) -> Result<Vec<Reconciliation>, StoreError> {
-    let by_id: HashMap<&str, &Edit> = edits.iter().map(|e| (e.id.as_str(), e)).collect();
-    let candidate = |id: &Option<EditId>| id.as_deref().and_then(|i| by_id.get(i)).map(|e| Candidate::of(e, roster));
-    Ok(store::local_edits(conn, section)?
-        .into_iter()
-        .map(|edit_id| {
-            let field = by_id.get(edit_id.as_str()).and_then(|e| e.value.field());
-            let outcome = match validated.decisions.get(&edit_id) {
-                Some(Decision::Rejected { rule, winner, reason }) => {
-                    EditOutcome::Overridden { by: candidate(winner), rule: *rule, reason: reason.clone() }
-                }
-                Some(Decision::Superseded { by }) if by_id.get(by.as_str()).is_some_and(|e| e.author != me) => {
-                    let rule = match field {
-                        Some(Field::Progress) => Rule::ProgressMaxWins,
-                        Some(Field::Location) => Rule::LocationLastWriterWins,
-                        Some(Field::State) => Rule::TransitionPrecedence,
-                        _ => Rule::LastWriterWins,
-                    };
-                    let by = candidate(&Some(by.clone()));
-                    let reason = format!("replaced by {}", by.as_ref().map_or("a later write", |c| c.value.as_str()));
-                    EditOutcome::Overridden { by, rule, reason }
-                }
-                _ => EditOutcome::Stands,
-            };
-            Reconciliation { edit_id, section: section.to_owned(), field, outcome }
-        })
-        .collect())
 }
 
 thread_local! {

@@ -2,6 +2,8 @@
 //! read helpers a `&Connection`, so that every write is part of a transaction
 //! that also carries what depends on it.
 
+use std::collections::HashMap;
+
 use automerge::ReadDoc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -274,10 +276,16 @@ pub(crate) fn put_local_edit(
     Ok(())
 }
 
-pub(crate) fn local_edits(conn: &Connection, section: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT edit_id FROM local_edits WHERE section = ?1 ORDER BY edit_id")?;
-    let rows = stmt.query_map([section], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// Every local write the server has not confirmed yet, by section, in id order.
+/// One query for a whole merge: there are few of them and many sections.
+pub(crate) fn local_edits(conn: &Connection) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT section, edit_id FROM local_edits ORDER BY section, edit_id")?;
+    let mut by_section: HashMap<String, Vec<String>> = HashMap::new();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (section, edit) = row?;
+        by_section.entry(section).or_default().push(edit);
+    }
+    Ok(by_section)
 }
 
 /// Fold a section's stored changes into its snapshot. Only the rows read are
