@@ -309,14 +309,66 @@ impl SectionDoc {
     /// Every write in the document, in HLC order. Records that cannot be
     /// read (a malformed key) are skipped: they carry no valid stamp to weigh.
     pub fn edits(&self) -> Vec<Edit> {
-        let Ok(edits_obj) = obj(&self.doc, &ROOT, "edits") else { return Vec::new() };
+        self.root().edits.map(|o| self.edits_in(&o)).unwrap_or_default()
+    }
+
+    /// Notes text.
+    pub fn notes(&self) -> String {
+        self.root().notes.map(|o| self.notes_in(&o)).unwrap_or_default()
+    }
+
+    /// Photo references, ordered by id.
+    pub fn photos(&self) -> Vec<PhotoRef> {
+        self.root().photos.map(|o| self.photos_in(&o)).unwrap_or_default()
+    }
+
+    /// Everything the rules read.
+    pub fn input(&self) -> SectionInput {
+        let root = self.root();
+        SectionInput {
+            edits: root.edits.map(|o| self.edits_in(&o)).unwrap_or_default(),
+            notes: root.notes.map(|o| self.notes_in(&o)).unwrap_or_default(),
+            photos: root.photos.map(|o| self.photos_in(&o)).unwrap_or_default(),
+            heads: self.heads().iter().map(ToString::to_string).collect(),
+            id: root.id,
+            project: root.project,
+        }
+    }
+
+    /// The root's entries in one pass: a lookup per key costs about as much
+    /// as the whole pass, and the rules need all of them.
+    fn root(&self) -> Root {
+        let mut root = Root::default();
+        for item in self.doc.map_range(ROOT, ..) {
+            match (item.key.as_ref(), &item.value) {
+                ("id", ValueRef::Scalar(ScalarValueRef::Str(s))) => root.id = s.to_string(),
+                ("project", ValueRef::Scalar(ScalarValueRef::Str(s))) => root.project = s.to_string(),
+                ("edits", ValueRef::Object(ObjType::Map)) => root.edits = Some(item.id()),
+                ("notes", ValueRef::Object(_)) => root.notes = Some(item.id()),
+                ("photos", ValueRef::Object(ObjType::Map)) => root.photos = Some(item.id()),
+                _ => {}
+            }
+        }
+        root
+    }
+
+    fn edits_in(&self, edits: &ObjId) -> Vec<Edit> {
         let mut out = Vec::new();
-        for item in self.doc.map_range(&edits_obj, ..) {
+        // Few actors write a section: spell each one's id once.
+        let mut authors: Vec<(ActorId, String)> = Vec::new();
+        for item in self.doc.map_range(edits, ..) {
             let Ok(hlc) = item.key.parse::<Hlc>() else { continue };
             let ValueRef::Object(ObjType::Map) = item.value else { continue };
             let rec = item.id();
             let ObjId::Id(_, ref actor, _) = rec else { continue };
-            let author = actor.to_hex_string();
+            let author = match authors.iter().find(|(a, _)| a == actor) {
+                Some((_, hex)) => hex.clone(),
+                None => {
+                    let hex = actor.to_hex_string();
+                    authors.push((actor.clone(), hex.clone()));
+                    hex
+                }
+            };
             let change_hash = self.doc.hash_for_opid(&rec).map(|h| h.to_string()).unwrap_or_default();
             // One pass over the record rather than a lookup per field.
             let record = Record::read(&self.doc, &rec);
@@ -327,40 +379,35 @@ impl SectionDoc {
         out
     }
 
-    /// Notes text.
-    pub fn notes(&self) -> String {
-        obj(&self.doc, &ROOT, "notes").ok().and_then(|n| self.doc.text(&n).ok()).unwrap_or_default()
+    fn notes_in(&self, notes: &ObjId) -> String {
+        self.doc.text(notes).unwrap_or_default()
     }
 
-    /// Photo references, ordered by id.
-    pub fn photos(&self) -> Vec<PhotoRef> {
-        let Ok(photos) = obj(&self.doc, &ROOT, "photos") else { return Vec::new() };
+    fn photos_in(&self, photos: &ObjId) -> Vec<PhotoRef> {
         self.doc
-            .map_range(&photos, ..)
+            .map_range(photos, ..)
             .filter_map(|item| {
-                let id = item.key.to_string();
-                let (_, p) = self.doc.get(&photos, id.as_str()).ok()??;
+                let ValueRef::Object(ObjType::Map) = item.value else { return None };
+                let record = Record::read(&self.doc, &item.id());
                 Some(PhotoRef {
-                    uri: str_at(&self.doc, &p, "uri")?,
-                    caption: str_at(&self.doc, &p, "caption"),
-                    hlc: str_at(&self.doc, &p, "hlc").unwrap_or_default(),
-                    id,
+                    uri: record.str("uri")?,
+                    caption: record.str("caption"),
+                    hlc: record.str("hlc").unwrap_or_default(),
+                    id: item.key.into_owned(),
                 })
             })
             .collect()
     }
+}
 
-    /// Everything the rules read.
-    pub fn input(&self) -> SectionInput {
-        SectionInput {
-            id: self.id(),
-            project: self.project(),
-            edits: self.edits(),
-            notes: self.notes(),
-            photos: self.photos(),
-            heads: self.heads().iter().map(ToString::to_string).collect(),
-        }
-    }
+/// The root entries of a section document (see [`SectionDoc::root`]).
+#[derive(Default)]
+struct Root {
+    id: String,
+    project: String,
+    edits: Option<ObjId>,
+    notes: Option<ObjId>,
+    photos: Option<ObjId>,
 }
 
 fn write_record<T: Transactable>(
