@@ -33,6 +33,7 @@
 //! assert!(office.record_progress(&id, 150).is_err());
 //! ```
 
+mod checkpoint;
 pub mod conflict;
 pub mod document;
 pub mod edit;

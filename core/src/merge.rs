@@ -144,16 +144,16 @@ impl Replica {
         chunk: Vec<(&'a str, Arrival<'a>)>,
         report: &mut MergeReport,
     ) -> Result<Vec<Merging<'a>>, ReplicaError> {
-        let mut stored = Vec::with_capacity(chunk.len());
-        for (section, arrival) in &chunk {
-            let cached = self.docs.contains_key(*section);
-            stored.push(match arrival {
-                Arrival::Changes { .. } if !cached => store::load_doc(tx, section)?,
-                _ => None,
-            });
-        }
+        let unloaded: Vec<&str> = chunk
+            .iter()
+            .filter(|(section, arrival)| {
+                matches!(arrival, Arrival::Changes { .. }) && !self.docs.contains_key(*section)
+            })
+            .map(|(section, _)| *section)
+            .collect();
+        let mut stored = store::load_docs(tx, &unloaded)?;
         let mut merging = Vec::with_capacity(chunk.len());
-        for ((section, arrival), stored) in chunk.into_iter().zip(stored) {
+        for (section, arrival) in chunk {
             let (raw, parsed) = match arrival {
                 Arrival::Whole(bytes) => {
                     let mut doc = SectionDoc::load(bytes)?;
@@ -171,10 +171,13 @@ impl Replica {
                 }
                 Arrival::Changes { raw, parsed } => (raw, parsed),
             };
-            let mut doc = match (self.docs.get(section), stored) {
-                (Some(cached), _) => cached.clone(),
-                (None, Some((_, snapshot, loose))) => SectionDoc::from_parts(snapshot.as_deref(), &loose)?,
-                (None, None) => SectionDoc::empty(self.actor.clone()),
+            let (mut doc, fresh) = match (self.docs.get(section), stored.remove(section)) {
+                (Some(cached), _) => (cached.clone(), false),
+                // Only loose changes stored (their dependencies had not arrived): still new here.
+                (None, Some((project, snapshot, loose))) => {
+                    (SectionDoc::from_parts(snapshot.as_deref(), &loose)?, project.is_empty())
+                }
+                (None, None) => (SectionDoc::empty(self.actor.clone()), true),
             };
             doc.set_actor(self.actor.clone());
             let mut batch = Vec::with_capacity(raw.len() + parsed.len());
@@ -193,7 +196,7 @@ impl Replica {
                 .collect();
             let before = doc.heads();
             report.new_changes += doc.apply_changes(batch)?;
-            if doc.id().is_empty() && !doc.automerge().get_heads().is_empty() {
+            if fresh && !doc.automerge().get_heads().is_empty() {
                 doc.check_section()?;
             }
             merging.push(Merging { section, doc, before, whole: None, rows, input: None });

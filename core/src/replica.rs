@@ -11,6 +11,7 @@ use automerge::{ActorId, Change, ChangeHash, ReadDoc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpointer;
 use crate::conflict::{Candidate, ConflictRecord, Rule};
 use crate::document::{DocumentError, SectionDoc};
 use crate::edit::{Edit, EditId, EditValue, Field};
@@ -163,6 +164,9 @@ pub struct SectionChange {
 
 /// A replica of the sections this device works on.
 pub struct Replica {
+    // First, so that it stops (closing its connection) before `conn` closes
+    // last and SQLite folds the WAL back into the file.
+    _checkpoints: Checkpointer,
     pub(crate) conn: Connection,
     path: PathBuf,
     device: String,
@@ -184,6 +188,7 @@ impl Replica {
     pub fn open(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Replica, OpenError> {
         let path = path.as_ref().to_owned();
         let mut conn = schema::open(&path, options.durability)?;
+        let checkpoints = Checkpointer::start(&mut conn, &path).map_err(OpenError::Checkpointer)?;
         let read = |conn: &Connection, k| {
             store::meta(conn, k).map_err(|e| match e {
                 StoreError::Sqlite(s) => OpenError::Sqlite(s),
@@ -214,7 +219,16 @@ impl Replica {
             num("hlc_counter")? as u32,
             num("server_offset_ms")?,
         );
-        Ok(Replica { conn, path, device: options.device, actor, clock, docs: HashMap::new(), lru: VecDeque::new() })
+        Ok(Replica {
+            _checkpoints: checkpoints,
+            conn,
+            path,
+            device: options.device,
+            actor,
+            clock,
+            docs: HashMap::new(),
+            lru: VecDeque::new(),
+        })
     }
 
     /// The file this replica lives in.

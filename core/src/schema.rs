@@ -90,6 +90,9 @@ pub enum OpenError {
     /// The file could not be moved aside.
     #[error("could not move a corrupt database aside: {0}")]
     Io(#[from] std::io::Error),
+    /// The thread that checkpoints the WAL could not start.
+    #[error("could not start the store's checkpoint thread: {0}")]
+    Checkpointer(std::io::Error),
 }
 
 /// How long an edit waits to be durable: `Normal` survives an app crash,

@@ -66,17 +66,27 @@ pub(crate) fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(
 pub(crate) type StoredDoc = (String, Option<Vec<u8>>, Vec<Vec<u8>>);
 
 pub(crate) fn load_doc(conn: &Connection, section: &str) -> Result<Option<StoredDoc>, StoreError> {
-    let head = conn
-        .prepare_cached("SELECT project, snapshot FROM sections WHERE id = ?1")?
-        .query_row([section], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let mut stmt = conn.prepare_cached("SELECT bytes FROM changes WHERE section = ?1 ORDER BY seq")?;
-    let changes: Vec<Vec<u8>> = stmt.query_map([section], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(match head {
-        Some((project, snapshot)) => Some((project, snapshot, changes)),
-        None if !changes.is_empty() => Some((String::new(), None, changes)),
-        None => None,
-    })
+    Ok(load_docs(conn, &[section])?.remove(section))
+}
+
+/// The stored pieces of several sections, in two queries rather than two per section.
+pub(crate) fn load_docs(conn: &Connection, sections: &[&str]) -> Result<HashMap<String, StoredDoc>, StoreError> {
+    let ids = serde_json::to_string(sections)?;
+    let mut docs = HashMap::with_capacity(sections.len());
+    let mut stmt = conn
+        .prepare_cached("SELECT id, project, snapshot FROM sections WHERE id IN (SELECT value FROM json_each(?1))")?;
+    for row in stmt.query_map([&ids], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))? {
+        let (id, project, snapshot) = row?;
+        docs.insert(id, (project, snapshot, Vec::new()));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT section, bytes FROM changes WHERE section IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+    )?;
+    for row in stmt.query_map([&ids], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+        let (section, bytes) = row?;
+        docs.entry(section).or_insert_with(|| (String::new(), None, Vec::new())).2.push(bytes);
+    }
+    Ok(docs)
 }
 
 pub(crate) fn put_change(

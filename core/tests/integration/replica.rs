@@ -443,6 +443,30 @@ fn the_audit_lists_every_write_with_its_decision() {
 }
 
 #[test]
+fn the_wal_is_checkpointed_into_the_file_while_the_replica_stays_open() {
+    // The replica turns SQLite's in-commit checkpoint off and checkpoints on a
+    // thread of its own: if that thread did nothing, every page would stay in
+    // the WAL until the replica closed and the database file would stay tiny.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = crew(dir.path(), &[Role::Office]);
+    let office = &mut rs[0];
+    let path = office.path().to_owned();
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    let long_name = "n".repeat(2_000);
+    let mut ids = Vec::new();
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 8 << 20 && ids.len() < 5_000 {
+        ids.push(office.create_section(PROJECT, &format!("{long_name}{}", ids.len()), &route()).unwrap());
+    }
+    let file_len = || std::fs::metadata(&path).unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while file_len() < 1 << 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(file_len() >= 1 << 20, "database file still {} bytes after {} sections", file_len(), ids.len());
+    assert_eq!(office.section(ids.last().unwrap()).unwrap().name, format!("{long_name}{}", ids.len() - 1));
+}
+
+#[test]
 fn compaction_keeps_the_view_and_the_outbox_and_the_store_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
     let mut rs = crew(dir.path(), &[Role::Office, Role::Technician]);
