@@ -15,7 +15,7 @@ use automerge::{Change, ChangeHash, ReadDoc};
 use rusqlite::{Transaction, TransactionBehavior};
 
 use crate::conflict::{Candidate, Rule};
-use crate::document::{DocumentError, SectionDoc, SectionInput};
+use crate::document::{DocumentError, SectionDoc, SectionInput, hash_hex};
 use crate::edit::{Edit, EditId, Field};
 use crate::hlc::wall_clock_ms;
 use crate::project::{ProjectConfig, Roster};
@@ -192,7 +192,7 @@ impl Replica {
             let rows = batch
                 .iter()
                 .filter(|c| lacking.contains(&c.hash()))
-                .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec()))
+                .map(|c| (hash_hex(&c.hash()), c.raw_bytes().to_vec()))
                 .collect();
             let before = doc.heads();
             report.new_changes += doc.apply_changes(batch)?;
