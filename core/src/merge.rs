@@ -91,6 +91,7 @@ impl Replica {
         let me = self.actor();
         let mut rules: HashMap<String, (Roster, ProjectConfig)> = HashMap::new();
         let mut last_chunk = Vec::new();
+        let mut earlier_chunks = Vec::new();
         let mut arrivals = arrivals.into_iter().peekable();
         while arrivals.peek().is_some() {
             let chunk: Vec<_> = arrivals.by_ref().take(DOC_CACHE).collect();
@@ -125,11 +126,16 @@ impl Replica {
                     report.reconciliation.extend(reconcile(m.section, mine, &input.edits, &validated, roster, &me));
                 }
             }
-            last_chunk = merging;
+            earlier_chunks.extend(std::mem::replace(&mut last_chunk, merging).into_iter().map(|m| m.section));
         }
         also(&tx)?;
         self.save_clock(&tx)?;
         tx.commit()?;
+        // The last chunk's documents stay cached; any cached copy of an earlier
+        // chunk's section is now older than the store's and must go.
+        for section in earlier_chunks {
+            self.uncache(section);
+        }
         for m in last_chunk {
             self.cache(m.section, m.doc);
         }

@@ -295,6 +295,13 @@ impl Replica {
         store::set_meta(tx, "server_offset_ms", &offset.to_string())
     }
 
+    /// Forget a cached document (it is older than what the store now holds).
+    pub(crate) fn uncache(&mut self, id: &str) {
+        if self.docs.remove(id).is_some() {
+            self.lru.retain(|cached| cached != id);
+        }
+    }
+
     pub(crate) fn cache(&mut self, id: &str, doc: SectionDoc) {
         if !self.docs.contains_key(id) {
             self.lru.push_back(id.to_owned());

@@ -443,6 +443,40 @@ fn the_audit_lists_every_write_with_its_decision() {
 }
 
 #[test]
+fn a_merge_of_many_sections_leaves_no_stale_document_in_the_cache() {
+    // The merge caches only its last chunk's documents (32); a document cached
+    // before the merge for a section of an earlier chunk must not be used
+    // afterwards, or the next local write would build on the state before it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = crew(dir.path(), &[Role::Office, Role::Technician]);
+    let (office, tech) = two(&mut rs);
+    let ids: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let mut all = Vec::new();
+    for id in &ids {
+        office.create_section_with_id(id, PROJECT, id, &route()).unwrap();
+        all.extend(changes_of(office, id));
+    }
+    tech.apply_changes(&all).unwrap();
+    tech.record_progress("s00", 5).unwrap(); // "s00" is now in the technician's cache
+    let mut remote = Vec::new();
+    for id in &ids {
+        office.record_progress(id, 8).unwrap();
+        remote.extend(changes_of(office, id));
+    }
+    tech.apply_changes(&remote).unwrap();
+    assert_eq!(tech.section("s00").unwrap().progress, 8);
+    tech.record_progress("s00", 9).unwrap();
+    let office_head = office.section("s00").unwrap().heads;
+    let history = history_hashes(tech, "s00");
+    assert!(
+        office_head.iter().all(|h| history.contains(h)),
+        "the office's write is lost from the technician's document"
+    );
+    assert_eq!(tech.section("s00").unwrap().progress, 9);
+    assert_eq!(tech.section("s00").unwrap().heads.len(), 1, "the technician's write builds on the office's");
+}
+
+#[test]
 fn the_wal_is_checkpointed_into_the_file_while_the_replica_stays_open() {
     // The replica turns SQLite's in-commit checkpoint off and checkpoints on a
     // thread of its own: if that thread did nothing, every page would stay in
