@@ -20,6 +20,9 @@ val abis: List<String> = providers.gradleProperty("fieldsync.abis")
 /** Cargo profile of the Android libraries (`release`, or `dev` while debugging Rust). */
 val rustProfile: String = providers.gradleProperty("fieldsync.rustProfile").getOrElse("release")
 
+/** `-Pfieldsync.encryption=true`: SQLCipher encryption at rest, with OpenSSL built from source and linked in. */
+val encryption: Boolean = providers.gradleProperty("fieldsync.encryption").map { it.toBoolean() }.getOrElse(false)
+
 val jniLibsDir = layout.buildDirectory.dir("rust/jniLibs")
 val bindingsDir = layout.buildDirectory.dir("generated/source/uniffi/kotlin")
 
@@ -75,6 +78,7 @@ val cargoNdk by tasks.registering(Exec::class) {
     abis.forEach { command += listOf("-t", it) }
     // The library alone: a workspace-wide build would unify uniffi's `cli` feature into it.
     command += listOf("build", "-p", "fieldsync-ffi", "--profile", rustProfile)
+    if (encryption) command += listOf("--features", "encryption-vendored-openssl")
     commandLine(command)
 }
 

@@ -6,6 +6,7 @@
 #
 #   ./build-xcframework.sh            # release
 #   PROFILE=dev ./build-xcframework.sh
+#   ENCRYPTION=1 ./build-xcframework.sh   # SQLCipher at rest (crypto from CommonCrypto)
 set -euo pipefail
 IOS=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$IOS/.." && pwd)
@@ -22,7 +23,7 @@ rustup target add "$DEVICE" "${SIMULATOR[@]}" "${MACOS[@]}"
 # The library alone, one target at a time: a workspace-wide build would unify
 # uniffi's `cli` feature (only uniffi-bindgen needs it) into the library.
 for target in "$DEVICE" "${SIMULATOR[@]}" "${MACOS[@]}"; do
-    cargo build -p fieldsync-ffi --profile "$PROFILE" --target "$target"
+    cargo build -p fieldsync-ffi --profile "$PROFILE" --target "$target" ${ENCRYPTION:+--features encryption}
 done
 lib() { echo "$ROOT/target/$1/$DIR/libfieldsync_ffi.a"; }
 

@@ -114,7 +114,7 @@ pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
     let open = |name: &str| {
         Replica::open(
             dir.path().join(format!("{name}.db")),
-            ReplicaOptions { device: name.into(), durability: Durability::Normal },
+            ReplicaOptions { device: name.into(), durability: Durability::Normal, encryption_key: None },
         )
     };
     let mut clients = Vec::new();

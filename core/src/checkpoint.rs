@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::encryption::{self, StoreKey};
+
 /// WAL size (pages) past which a commit asks for a checkpoint: SQLite's default.
 const WAL_PAGES: c_int = 1000;
 
@@ -31,12 +33,17 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Take over `conn`'s checkpoints (this turns SQLite's automatic ones off).
-    pub(crate) fn start(conn: &mut Connection, path: &Path) -> Result<Checkpointer, std::io::Error> {
+    pub(crate) fn start(
+        conn: &mut Connection,
+        path: &Path,
+        key: Option<StoreKey>,
+    ) -> Result<Checkpointer, std::io::Error> {
         // One nudge waiting is enough: the checkpoint it starts covers every commit before it.
         let (nudge, nudged) = sync_channel(1);
         let path = path.to_owned();
-        let thread =
-            std::thread::Builder::new().name("fieldsync-checkpoint".into()).spawn(move || run(&path, nudged))?;
+        let thread = std::thread::Builder::new()
+            .name("fieldsync-checkpoint".into())
+            .spawn(move || run(&path, key.as_ref(), nudged))?;
         let from_commits = nudge.clone();
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {
             if pages >= WAL_PAGES {
@@ -49,13 +56,14 @@ impl Checkpointer {
     }
 }
 
-fn run(path: &PathBuf, nudged: Receiver<Nudge>) {
+fn run(path: &PathBuf, key: Option<&StoreKey>, nudged: Receiver<Nudge>) {
     let mut conn = None;
     while let Ok(Nudge::Checkpoint) = nudged.recv() {
         if conn.is_none() {
-            conn =
-                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .ok();
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            conn = Connection::open_with_flags(path, flags)
+                .and_then(|c| key.map_or(Ok(()), |k| encryption::apply(&c, k)).map(|()| c))
+                .ok();
         }
         // PASSIVE never waits for (or blocks) the replica's writes. A failed or
         // partial checkpoint is retried at the next nudge, and SQLite

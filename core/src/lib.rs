@@ -37,6 +37,7 @@ mod checkpoint;
 pub mod conflict;
 pub mod document;
 pub mod edit;
+pub mod encryption;
 pub mod hlc;
 #[cfg(feature = "http")]
 pub mod live;
@@ -60,6 +61,7 @@ pub mod view;
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use document::{DocumentError, PhotoRef, SectionDoc};
 pub use edit::{Edit, EditId, EditValue, Field};
+pub use encryption::{KeyError, StoreKey};
 pub use hlc::{Hlc, HlcClock};
 #[cfg(feature = "http")]
 pub use live::{LiveChannel, LiveConfig, LiveError};

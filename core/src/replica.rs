@@ -15,6 +15,7 @@ use crate::checkpoint::Checkpointer;
 use crate::conflict::{Candidate, ConflictRecord, Rule};
 use crate::document::{DocumentError, SectionDoc};
 use crate::edit::{Edit, EditId, EditValue, Field};
+use crate::encryption::StoreKey;
 use crate::hlc::{HlcClock, wall_clock_ms};
 use crate::project::{Member, ProjectConfig, Role, Roster};
 use crate::route::{GeoPoint, InvalidPoint};
@@ -72,6 +73,8 @@ pub struct ReplicaOptions {
     pub device: String,
     /// Durability of each edit.
     pub durability: Durability,
+    /// Encrypt the store with this key (feature `encryption`); `None`: a plain SQLite file.
+    pub encryption_key: Option<StoreKey>,
 }
 
 /// What a local write returns: its id and what the rules made of it.
@@ -187,8 +190,9 @@ impl Replica {
     /// metadata is read: no document is loaded until it is used.
     pub fn open(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Replica, OpenError> {
         let path = path.as_ref().to_owned();
-        let mut conn = schema::open(&path, options.durability)?;
-        let checkpoints = Checkpointer::start(&mut conn, &path).map_err(OpenError::Checkpointer)?;
+        let key = options.encryption_key.as_ref();
+        let mut conn = schema::open(&path, options.durability, key)?;
+        let checkpoints = Checkpointer::start(&mut conn, &path, key.cloned()).map_err(OpenError::Checkpointer)?;
         let read = |conn: &Connection, k| {
             store::meta(conn, k).map_err(|e| match e {
                 StoreError::Sqlite(s) => OpenError::Sqlite(s),

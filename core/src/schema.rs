@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::encryption::{self, StoreKey};
+
 /// Schema version this code writes.
 pub const SCHEMA_VERSION: i64 = 3;
 
@@ -90,6 +92,27 @@ pub enum OpenError {
     /// The file could not be moved aside.
     #[error("could not move a corrupt database aside: {0}")]
     Io(#[from] std::io::Error),
+    /// The key given does not open the file (the file was not touched).
+    #[error(
+        "the key given does not open {path}: it is another store's key, or the store was created without encryption (open it without a key); the file was not touched"
+    )]
+    WrongKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not a plain SQLite file, and no key was given (the file was not touched).
+    #[error(
+        "{path} is not a plain SQLite database: an encrypted store (open it with its key) or not a FieldSync store at all; the file was not touched"
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key was given but this build cannot encrypt.
+    #[error(
+        "this build of FieldSync has no encryption at rest (build it with the `encryption` feature); the store was not opened"
+    )]
+    EncryptionUnavailable,
     /// The thread that checkpoints the WAL could not start.
     #[error("could not start the store's checkpoint thread: {0}")]
     Checkpointer(std::io::Error),
@@ -106,17 +129,31 @@ pub enum Durability {
     Full,
 }
 
-/// Open (creating or upgrading) the store at `path`. A corrupt file is moved
-/// aside next to it and reported as [`OpenError::Corrupt`]; call again to
-/// start fresh.
-pub fn open(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
-    match open_checked(path, durability) {
+/// Open (creating or upgrading) the store at `path`, encrypted with `key` if
+/// one is given. A corrupt file is moved aside next to it and reported as
+/// [`OpenError::Corrupt`]; call again to start fresh. A file that the key does
+/// not open, or an encrypted one opened without a key, is left untouched.
+pub fn open(path: &Path, durability: Durability, key: Option<&StoreKey>) -> Result<Connection, OpenError> {
+    if key.is_some() && !encryption::AVAILABLE {
+        return Err(OpenError::EncryptionUnavailable);
+    }
+    match open_checked(path, durability, key) {
+        Err(OpenError::Sqlite(e)) if is_not_a_database(&e) && key.is_some() => {
+            Err(OpenError::WrongKey { path: path.to_owned() })
+        }
+        Err(OpenError::Sqlite(e)) if is_not_a_database(&e) && !encryption::looks_like_plain_sqlite(path) => {
+            Err(OpenError::Unreadable { path: path.to_owned() })
+        }
         Err(OpenError::Sqlite(e)) if is_corruption(&e) => {
             let moved_to = move_aside(path)?;
             Err(OpenError::Corrupt { path: path.to_owned(), moved_to, detail: e.to_string() })
         }
         other => other,
     }
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
@@ -136,11 +173,14 @@ fn move_aside(path: &Path) -> Result<PathBuf, std::io::Error> {
     Ok(moved)
 }
 
-fn open_checked(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
+fn open_checked(path: &Path, durability: Durability, key: Option<&StoreKey>) -> Result<Connection, OpenError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    if let Some(key) = key {
+        encryption::apply(&conn, key)?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Room for every statement the store prepares (the default holds 16), so
     // the hot paths never re-parse their SQL.
@@ -208,8 +248,8 @@ mod tests {
             tx.execute("INSERT INTO meta VALUES ('device', 'd1')", []).unwrap();
             tx.commit().unwrap();
         }
-        let upgraded = open(&old, Durability::Normal).unwrap();
-        let fresh = open(&dir.path().join("fresh.db"), Durability::Normal).unwrap();
+        let upgraded = open(&old, Durability::Normal, None).unwrap();
+        let fresh = open(&dir.path().join("fresh.db"), Durability::Normal, None).unwrap();
         assert_eq!(schema_of(&upgraded), schema_of(&fresh));
         let v: i64 = upgraded.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
@@ -223,7 +263,7 @@ mod tests {
         let path = dir.path().join("new.db");
         Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let before = std::fs::read(&path).unwrap();
-        let err = open(&path, Durability::Normal).unwrap_err();
+        let err = open(&path, Durability::Normal, None).unwrap_err();
         assert!(matches!(err, OpenError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
@@ -232,12 +272,15 @@ mod tests {
     fn a_corrupt_database_is_moved_aside_not_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.db");
-        let garbage = b"this is not an sqlite database, it is a field notebook".repeat(100);
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+        // A damaged magic string; the rest of the header says it is (was) SQLite.
+        let mut garbage = std::fs::read(&path).unwrap();
+        garbage[..16].copy_from_slice(b"field notebook!!");
         std::fs::write(&path, &garbage).unwrap();
-        let err = open(&path, Durability::Normal).unwrap_err();
+        let err = open(&path, Durability::Normal, None).unwrap_err();
         let OpenError::Corrupt { moved_to, .. } = err else { panic!("{err}") };
         assert_eq!(std::fs::read(&moved_to).unwrap(), garbage);
         assert!(!path.exists());
-        open(&path, Durability::Normal).expect("a fresh store opens after the move");
+        open(&path, Durability::Normal, None).expect("a fresh store opens after the move");
     }
 }

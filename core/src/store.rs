@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::conflict::ConflictRecord;
+use crate::encryption::StoreKey;
 use crate::project::{Member, ProjectConfig, Role, Roster};
 use crate::view::SectionView;
 
@@ -347,9 +348,13 @@ pub(crate) fn sections_to_compact(
 
 /// Read, best effort, the unsynced local changes out of a database that was
 /// moved aside as corrupt, so they can be re-applied to a fresh store and
-/// sent. Rows that cannot be read are skipped; the file is opened read-only.
-pub fn salvage(path: &std::path::Path) -> Result<Vec<OutboxChange>, StoreError> {
+/// sent. Rows that cannot be read are skipped; the file is opened read-only
+/// (with the store's key if it was encrypted).
+pub fn salvage(path: &std::path::Path, key: Option<&StoreKey>) -> Result<Vec<OutboxChange>, StoreError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    if let Some(key) = key {
+        crate::encryption::apply(&conn, key)?;
+    }
     let mut stmt =
         conn.prepare("SELECT section, hash, bytes, created_ms FROM changes WHERE local = 1 AND confirmed = 0")?;
     let rows = stmt.query_map([], |r| {

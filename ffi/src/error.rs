@@ -120,7 +120,10 @@ impl From<CoreError> for FieldSyncError {
             Replica(ReplicaError::Document(
                 DocumentError::NotesRange { .. } | DocumentError::BadChange(_) | DocumentError::NotASection(_),
             )) => FieldSyncError::InvalidInput { detail },
-            Open(OpenError::OtherDevice { .. }) => FieldSyncError::InvalidInput { detail },
+            // The wrong device or key for this file, or a key this build cannot use.
+            Open(OpenError::OtherDevice { .. } | OpenError::WrongKey { .. } | OpenError::EncryptionUnavailable) => {
+                FieldSyncError::InvalidInput { detail }
+            }
             // The local half of a sync: as any other call on the replica.
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
             // A token unknown or revoked (401), a project or actor not this device's (403).

@@ -84,15 +84,19 @@ fn points(route: Vec<GeoPoint>) -> Vec<core::GeoPoint> {
 
 #[uniffi::export]
 impl Replica {
-    /// Open (or create) the store at `path` for `device`. Encryption at rest
-    /// is not built yet: passing a key fails with `InvalidInput`.
+    /// Open (or create) the store at `path` for `device`, encrypted with
+    /// `encryption_key` (32 random bytes the app keeps in the platform's
+    /// keystore) if one is given. Encryption needs a library built with the
+    /// `encryption` feature; without it, a key fails with `InvalidInput`, as
+    /// does a key of another length or one that does not open the file.
     #[uniffi::constructor(default(encryption_key = None))]
     pub fn open(path: String, device: String, encryption_key: Option<Vec<u8>>) -> Result<Arc<Self>, FieldSyncError> {
-        if encryption_key.is_some() {
-            let detail = "encryption at rest is not built yet: open the store without a key".to_owned();
-            return Err(FieldSyncError::InvalidInput { detail });
-        }
-        let replica = core::Replica::open(path, core::ReplicaOptions { device, ..Default::default() })?;
+        let encryption_key = encryption_key
+            .map(|k| core::StoreKey::from_bytes(&k))
+            .transpose()
+            .map_err(|e| FieldSyncError::InvalidInput { detail: e.to_string() })?;
+        let options = core::ReplicaOptions { device, encryption_key, ..Default::default() };
+        let replica = core::Replica::open(path, options)?;
         Ok(Arc::new(Replica {
             inner: Arc::new(Mutex::new(replica)),
             observers: Arc::default(),

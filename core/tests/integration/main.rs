@@ -3,6 +3,7 @@
 mod common;
 mod convergence;
 mod crash;
+mod encryption;
 mod replica;
 mod rules;
 mod salvage;

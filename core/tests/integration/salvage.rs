@@ -32,7 +32,7 @@ fn unsynced_changes_survive_a_corrupt_store() {
     // Support restores the header from a backup of the page, or the app reads
     // what it can: here the body is intact, so put the header back on the copy.
     std::fs::write(&moved_to, &good).unwrap();
-    let recovered = salvage(&moved_to).unwrap();
+    let recovered = salvage(&moved_to, None).unwrap();
     assert_eq!(recovered.len() as i64, pending);
 
     let mut fresh = Replica::open(&path, options).unwrap();

@@ -135,8 +135,10 @@ public final class URLSessionTransport: AppTransport, @unchecked Sendable {
 }
 
 /// Open (or create) a replica off the caller's thread (opening may upgrade the database's schema).
-public func openReplica(path: String, device: String) async throws -> Replica {
-    try await offCallerThread { try Replica.open(path: path, device: device) }
+/// `encryptionKey`: 32 random bytes kept in the Keychain, to encrypt the store at rest (needs the
+/// XCFramework built with `ENCRYPTION=1 ./build-xcframework.sh`).
+public func openReplica(path: String, device: String, encryptionKey: Data? = nil) async throws -> Replica {
+    try await offCallerThread { try Replica.open(path: path, device: device, encryptionKey: encryptionKey) }
 }
 
 // MARK: - Errors

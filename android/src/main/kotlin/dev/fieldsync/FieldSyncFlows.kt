@@ -58,9 +58,13 @@ fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
  */
 suspend fun <T> Replica.io(block: Replica.() -> T): T = withContext(Dispatchers.IO) { block() }
 
-/** Open (or create) a replica off the main thread (opening may upgrade the database's schema). */
-suspend fun openReplica(path: String, device: String): Replica =
-    withContext(Dispatchers.IO) { Replica.open(path, device) }
+/**
+ * Open (or create) a replica off the main thread (opening may upgrade the database's schema).
+ * [encryptionKey]: 32 random bytes kept with the Android Keystore, to encrypt the store at rest
+ * (needs the library built with `-Pfieldsync.encryption=true`).
+ */
+suspend fun openReplica(path: String, device: String, encryptionKey: ByteArray? = null): Replica =
+    withContext(Dispatchers.IO) { Replica.open(path, device, encryptionKey) }
 
 /**
  * Sync until nothing is left either way, off the main thread (`syncNow()` blocks on the network).

@@ -203,6 +203,10 @@ fun registerTests() {
             Replica.open(File(dir, "k.db").path, "k", ByteArray(32))
         }
         check(key.detail.contains("encryption")) { key.detail }
+        val short = assertThrows<FieldSyncException.InvalidInput> {
+            Replica.open(File(dir, "k.db").path, "k", ByteArray(5))
+        }
+        check(short.detail.contains("32 bytes")) { short.detail }
         Replica.open(File(dir, "d.db").path, "phone-a").close()
         assertThrows<FieldSyncException.InvalidInput> { Replica.open(File(dir, "d.db").path, "phone-b") }
         r.close()
