@@ -169,6 +169,9 @@ mod tests {
         assert!(matches!(other.into(), FieldSyncError::InvalidInput { .. }));
         let io = OpenError::Io(std::io::Error::other("disk"));
         assert!(matches!(io.into(), FieldSyncError::Storage { .. }));
+        assert!(matches!(OpenError::WrongKey { path: "a.db".into() }.into(), FieldSyncError::InvalidInput { .. }));
+        assert!(matches!(OpenError::EncryptionUnavailable.into(), FieldSyncError::InvalidInput { .. }));
+        assert!(matches!(OpenError::Unreadable { path: "a.db".into() }.into(), FieldSyncError::Storage { .. }));
     }
 
     #[test]

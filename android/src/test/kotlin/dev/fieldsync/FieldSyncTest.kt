@@ -212,14 +212,22 @@ fun registerTests() {
         r.close()
     }
 
-    test("Storage: a corrupt file is moved aside, a newer schema left untouched") {
+    test("Storage: a corrupt store is moved aside; an unreadable file and a newer schema are left untouched") {
         val dir = tempDir()
         val corrupt = File(dir, "corrupt.db")
-        corrupt.writeBytes(ByteArray(8192) { 0x5a })
+        Replica.open(corrupt.path, "p").close()
+        RandomAccessFile(corrupt, "rw").use { f -> f.write("field notebook!!".toByteArray()) } // its magic string
         val e = assertThrows<FieldSyncException.Storage> { Replica.open(corrupt.path, "p") }
         check(e.detail.contains("moved")) { e.detail }
         check(dir.listFiles()!!.any { it.name.startsWith("corrupt.corrupt-") }) { "moved-aside file" }
         Replica.open(corrupt.path, "p").close() // a fresh store now
+
+        // No SQLite header at all: an encrypted store opened without its key looks like this.
+        val noise = File(dir, "noise.db")
+        noise.writeBytes(ByteArray(8192) { 0x5a })
+        val u = assertThrows<FieldSyncException.Storage> { Replica.open(noise.path, "p") }
+        check(u.detail.contains("open it with its key")) { u.detail }
+        check(noise.readBytes().all { it == 0x5a.toByte() }) { "the unreadable file was changed" }
 
         val newer = File(dir, "newer.db")
         Replica.open(newer.path, "p").close()
