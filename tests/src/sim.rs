@@ -117,6 +117,40 @@ struct Device {
     round_at: u64,
     /// The hub call up to which the last successful sync caught up.
     synced_through: u64,
+    /// What committed responses brought since the store was installed (or its
+    /// cursor reset): each change (FNV of its bytes) and each section's whole
+    /// document. Its cursor moved past them, so none may come again.
+    received: Received,
+}
+
+#[derive(Default)]
+struct Received {
+    changes: HashSet<u64>,
+    documents: HashSet<String>,
+}
+
+impl Received {
+    /// Record what `response` brought; returns how many of its changes and
+    /// documents had come before.
+    fn commit(&mut self, response: &SyncResponse) -> (u64, Option<String>) {
+        let mut again = 0;
+        let mut example = None;
+        for batch in &response.changes {
+            for c in &batch.changes {
+                if !self.changes.insert(fnv(c, FNV_START)) {
+                    again += 1;
+                    example.get_or_insert_with(|| format!("a change of {}", batch.section));
+                }
+            }
+        }
+        for d in &response.documents {
+            if !self.documents.insert(d.section.clone()) {
+                again += 1;
+                example.get_or_insert_with(|| format!("the whole document of {}", d.section));
+            }
+        }
+        (again, example)
+    }
 }
 
 impl Device {
@@ -143,6 +177,8 @@ struct Stats {
     bytes_up: u64,
     bytes_down: u64,
     bytes_repeated: u64,
+    /// Changes and documents sent again to a device that had committed them.
+    redelivered: u64,
     heal_round_trips: u64,
     faults: FaultCounts,
 }
@@ -328,6 +364,7 @@ impl Sim {
                 acks: Vec::new(),
                 round_at: 0,
                 synced_through: 0,
+                received: Received::default(),
             });
         }
         let day_ms = (config.workload.day_hours * HOUR as f64) as u64;
@@ -366,6 +403,22 @@ impl Sim {
     fn schedule(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled { at: at.max(self.now), seq: self.seq, event }));
+    }
+
+    /// A change or document a device's committed cursor had moved past, sent
+    /// to it again: the server ignored its cursor or the device lost it.
+    fn check_received(&mut self, d: usize, response: &SyncResponse) {
+        let (again, example) = self.devices[d].received.commit(response);
+        self.stats.redelivered += again;
+        if let Some(example) = example
+            && self.stats.redelivered == again
+        {
+            let name = self.devices[d].name.clone();
+            self.violation(
+                Invariant::Efficiency,
+                format!("{name} was sent {example} again after committing a cursor past it ({again} in that response)"),
+            );
+        }
     }
 
     fn violation(&mut self, invariant: Invariant, detail: String) {
@@ -605,8 +658,20 @@ impl Sim {
                     if result.is_err() {
                         self.stats.failed_round_trips += 1;
                     }
+                    if let Err(TransportError::Server { status: 400, body }) = &result
+                        && body.error == protocol::UNKNOWN_CURSOR
+                    {
+                        self.devices[device].received = Received::default(); // It starts over, legitimately.
+                    }
+                    let response = result.as_ref().ok().and_then(|b| protocol::decode::<SyncResponse>(b).ok());
                     let wall = self.devices[device].wall(self.now);
                     let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall);
+                    // The client commits a response before it asks again or returns.
+                    if let Some(response) = response
+                        && matches!(step, Step::Request(_) | Step::Finished(Ok(_)))
+                    {
+                        self.check_received(device, &response);
+                    }
                     self.on_step(device, step);
                 }
             }
@@ -982,6 +1047,7 @@ impl Sim {
         drop(replica);
         device::wipe(&self.path(d));
         self.devices[d].install += 1;
+        self.devices[d].received = Received::default();
         if self.devices[d].rng.chance(0.5)
             && let Some(hub) = self.servers.any()
         {
