@@ -17,8 +17,8 @@ val workspace: File = projectDir.parentFile
 val abis: List<String> = providers.gradleProperty("fieldsync.abis")
     .getOrElse("arm64-v8a,armeabi-v7a,x86_64").split(",").map { it.trim() }.filter { it.isNotEmpty() }
 
-/** Cargo profile of the Android libraries (`release`, or `dev` while debugging Rust). */
-val rustProfile: String = providers.gradleProperty("fieldsync.rustProfile").getOrElse("release")
+/** Cargo profile of the Android libraries (`mobile`: release with fat LTO; `dev` while debugging Rust). */
+val rustProfile: String = providers.gradleProperty("fieldsync.rustProfile").getOrElse("mobile")
 
 /** `-Pfieldsync.encryption=true`: SQLCipher encryption at rest, with OpenSSL built from source and linked in. */
 val encryption: Boolean = providers.gradleProperty("fieldsync.encryption").map { it.toBoolean() }.getOrElse(false)

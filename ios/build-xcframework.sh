@@ -4,7 +4,7 @@
 # Needs macOS with Xcode (xcodebuild, lipo) and rustup. Not run on Linux: no
 # Apple SDK is reachable there (see README.md).
 #
-#   ./build-xcframework.sh            # release
+#   ./build-xcframework.sh            # the `mobile` profile: release with fat LTO
 #   PROFILE=dev ./build-xcframework.sh
 #   ENCRYPTION=1 ./build-xcframework.sh   # SQLCipher at rest (crypto from CommonCrypto)
 set -euo pipefail
@@ -12,7 +12,7 @@ IOS=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$IOS/.." && pwd)
 cd "$ROOT"
 
-PROFILE=${PROFILE:-release}
+PROFILE=${PROFILE:-mobile}
 DIR=$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 DEVICE=aarch64-apple-ios
 SIMULATOR=(aarch64-apple-ios-sim x86_64-apple-ios)
