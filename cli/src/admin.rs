@@ -1,22 +1,19 @@
-//! `fieldsync admin --data DIR …`: the hub's admin calls on its data
-//! directory. SQLite serializes them with a running server's rounds, so they
-//! work while `fieldsync serve` runs on the same directory.
-
-use std::path::PathBuf;
+//! `fieldsync admin --data DIR …` (or `--database-url URL`): the hub's admin
+//! calls on its store. SQLite (or PostgreSQL) serializes them with a running
+//! server's rounds, so they work while `fieldsync serve` runs on the same store.
 
 use clap::{Args, Subcommand};
 use fieldsync_core::{ProjectConfig, Role};
-use fieldsync_server::Hub;
 use serde_json::json;
 
 use crate::error::CliError;
+use crate::hub_store::StoreArgs;
 use crate::output::{self, short};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The server's data directory (holds hub.db).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -80,17 +77,18 @@ enum AdminCommand {
 }
 
 pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
-    if !args.data.join(fieldsync_server::sqlite_store::DB_FILE).exists()
+    if let Some(data) = &args.store.data
+        && !data.join(fieldsync_server::sqlite_store::DB_FILE).exists()
         && !matches!(args.command, AdminCommand::CreateProject { .. })
     {
         return Err(CliError::Failed(format!(
             "no server data in {}; start with `fieldsync admin --data {} create-project <id>` or `fieldsync serve --data {}`",
-            args.data.display(),
-            args.data.display(),
-            args.data.display()
+            data.display(),
+            data.display(),
+            data.display()
         )));
     }
-    let hub = Hub::open(&args.data)?;
+    let hub = args.store.open()?;
     match args.command {
         AdminCommand::CreateProject { id, max_route_distance } => {
             let mut config = ProjectConfig::default();

@@ -15,6 +15,7 @@ mod admin;
 mod bench;
 mod device;
 mod error;
+mod hub_store;
 mod output;
 mod serve;
 mod simulate;

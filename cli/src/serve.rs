@@ -1,31 +1,30 @@
-//! `fieldsync serve`: the hub on its embedded SQLite store, until Ctrl-C or
+//! `fieldsync serve`: the hub on its embedded SQLite store (or on
+//! PostgreSQL, shared with other `fieldsync serve` processes), until Ctrl-C or
 //! SIGTERM. A round is committed before its response is sent
 //! (`fieldsync_server::serve`), so stopping loses nothing acknowledged.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use fieldsync_server::Hub;
 
 use crate::error::CliError;
+use crate::hub_store::StoreArgs;
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Data directory (holds hub.db; created if missing).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on (port 0: any free port; the one chosen is printed).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: String,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let hub = Arc::new(Hub::open(&args.data)?);
+    let (hub, listener) = args.store.open_to_serve()?;
     let projects = hub.list_projects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,9 +41,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "fieldsync server listening on http://{addr}")?;
-            writeln!(out, "data: {}", args.data.join(fieldsync_server::sqlite_store::DB_FILE).display())?;
+            writeln!(out, "data: {}", args.store.describe())?;
             if projects == 0 {
-                writeln!(out, "no projects yet: fieldsync admin --data {} create-project <id>", args.data.display())?;
+                writeln!(out, "no projects yet: fieldsync admin {} create-project <id>", args.store.flag())?;
             }
             writeln!(out, "stop with Ctrl-C (or SIGTERM); rounds in flight finish first")?;
             out.flush()?;
@@ -53,6 +52,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Failed(format!("the server failed: {e}")))
     })?;
+    drop(listener);
     drop(hub);
     println!("stopped; every acknowledged change is on disk");
     Ok(())

@@ -150,7 +150,10 @@ impl Hub {
         live.entry(project.to_owned()).or_insert_with(|| broadcast::channel(16).0).subscribe()
     }
 
-    fn notify(&self, project: &str, seq: u64) {
+    /// Tell this hub's live subscribers that `project`'s feed reached `seq`.
+    /// The hub does so after each round it commits; call it for rounds another
+    /// process committed (see [`crate::pg_store::listen`]).
+    pub fn notify(&self, project: &str, seq: u64) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = live.get(project)
             && tx.send(seq).is_err()

@@ -8,6 +8,8 @@
 //!   simulated network drives exactly this code), plus the admin calls.
 //! - [`store`], [`sqlite_store`], [`schema`]: the [`HubStore`] trait and its
 //!   embedded SQLite backend (`<data dir>/hub.db`).
+//! - [`pg_store`]: the PostgreSQL backend, for several hub processes serving
+//!   the same projects, and [`pg_store::listen`] for their live notices.
 //! - [`http`]: the axum routes and [`serve`] with graceful shutdown.
 //! - [`error`]: [`HubError`] and its one mapping to HTTP statuses.
 //! - [`cursor`]: the opaque feed cursor devices send back.
@@ -43,6 +45,7 @@ pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod pg_store;
 pub mod schema;
 pub mod sqlite_store;
 pub mod store;
@@ -50,6 +53,7 @@ pub mod store;
 pub use error::HubError;
 pub use http::{router, serve, shutdown_signal};
 pub use hub::{Enrollment, Hub, token_hash};
+pub use pg_store::PgHubStore;
 pub use sqlite_store::SqliteHubStore;
 pub use store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,

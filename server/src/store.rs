@@ -1,5 +1,6 @@
 //! The storage the hub runs on, as a trait: [`crate::SqliteHubStore`] is the
-//! embedded default; a PostgreSQL backend implements the same trait.
+//! embedded default; [`crate::PgHubStore`] keeps everything in PostgreSQL,
+//! for several hub processes at once.
 //!
 //! The hub calls a store from one thread at a time (it holds it behind a
 //! mutex), reads what it needs, decides, then hands every write of a sync
@@ -19,6 +20,12 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or could not be reached).
+    #[error("postgresql: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// A stored value is not one this server writes.
+    #[error("stored value unreadable: {0}")]
+    Corrupt(String),
     /// A stored JSON value could not be read back.
     #[error("stored value unreadable: {0}")]
     Json(#[from] serde_json::Error),

@@ -64,3 +64,17 @@ fn ctrl_c_stops_the_server_cleanly_too() {
     assert_eq!(code, 0);
     assert!(rest.contains("stopped; every acknowledged change is on disk"), "{rest}");
 }
+
+#[test]
+fn serve_on_an_unreachable_database_says_so_and_store_flags_exclude_each_other() {
+    let r = run(&["serve", "--database-url", "postgres://hub:secret@127.0.0.1:1/fieldsync"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cannot use the database at postgres://hub@127.0.0.1:1/fieldsync"), "{}", r.stderr);
+    assert!(r.stderr.contains("check --database-url"), "{}", r.stderr);
+    assert!(!r.stderr.contains("secret"), "the password is not shown: {}", r.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let both = run(&["admin", "--data", dir.path().to_str().unwrap(), "--database-url", "postgres://db/x", "projects"]);
+    assert_eq!(both.code, 2, "{both:?}");
+    let neither = run(&["serve"]);
+    assert_eq!(neither.code, 2, "{neither:?}");
+}

@@ -7,6 +7,7 @@ mod converge;
 mod faults;
 mod live;
 mod live_client;
+mod pg;
 mod proxy;
 mod refusals;
 mod store;

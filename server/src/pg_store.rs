@@ -1,0 +1,575 @@
+//! The PostgreSQL backend: every hub process given the same database URL
+//! serves the same projects at once.
+//!
+//! What makes several processes safe: `commit_round` locks its project's row
+//! (`FOR UPDATE`) before it touches the feed, so a project's rounds commit one
+//! after another and its feed's `seq` grows in commit order: a reader's cursor
+//! never passes a row that commits later. A round that binds an actor locks
+//! every project of the device's user, in id order, so two such rounds cannot
+//! deadlock. The actor binding is re-checked inside the transaction, as in
+//! SQLite. Each committed round sends `NOTIFY fieldsync_feed`, and
+//! [`listen`] turns the other processes' notices into live-channel messages.
+//!
+//! Connections: one per hub (the hub serializes its store calls), re-opened
+//! after the server drops it; one more per process for [`listen`]. No TLS:
+//! reach the database over a private network or a local socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fieldsync_core::protocol::Refusal;
+use fieldsync_core::{Member, ProjectConfig, Role};
+use postgres::{Client, IsolationLevel, NoTls, Transaction};
+
+use crate::store::{
+    DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
+    StoreError, StoredSection,
+};
+
+/// Schema version this code writes (kept in `fieldsync_schema`).
+pub const PG_SCHEMA_VERSION: i64 = 1;
+
+/// The channel committed rounds notify on.
+const CHANNEL: &str = "fieldsync_feed";
+
+/// Taken (per transaction) while migrating, so that processes starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
+
+const UPGRADES: [&str; 1] = [
+    // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
+    r#"CREATE TABLE projects (
+         id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
+     CREATE TABLE members (
+         project TEXT COLLATE "C" NOT NULL REFERENCES projects (id), user_id TEXT COLLATE "C" NOT NULL,
+         role TEXT NOT NULL, PRIMARY KEY (project, user_id));
+     CREATE INDEX members_by_user ON members (user_id);
+     CREATE TABLE devices (
+         id TEXT COLLATE "C" PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL,
+         token_hash TEXT NOT NULL UNIQUE, created_ms BIGINT NOT NULL, revoked_ms BIGINT);
+     CREATE INDEX devices_by_user ON devices (user_id);
+     CREATE TABLE actors (
+         actor TEXT COLLATE "C" PRIMARY KEY, device TEXT NOT NULL REFERENCES devices (id), bound_ms BIGINT NOT NULL);
+     CREATE INDEX actors_by_device ON actors (device);
+     CREATE TABLE feed (
+         seq BIGSERIAL PRIMARY KEY, project TEXT NOT NULL, section TEXT NOT NULL,
+         hash TEXT NOT NULL, device TEXT NOT NULL, bytes BYTEA NOT NULL, UNIQUE (section, hash));
+     CREATE INDEX feed_by_project ON feed (project, seq);
+     CREATE INDEX feed_by_section ON feed (section, seq);
+     CREATE TABLE sections (
+         id TEXT COLLATE "C" PRIMARY KEY, project TEXT NOT NULL, snapshot BYTEA, snapshot_seq BIGINT NOT NULL,
+         view TEXT NOT NULL);
+     CREATE INDEX sections_by_project ON sections (project, id);
+     CREATE TABLE conflicts (
+         id TEXT COLLATE "C" PRIMARY KEY, project TEXT NOT NULL, section TEXT COLLATE "C" NOT NULL,
+         record TEXT NOT NULL);
+     CREATE INDEX conflicts_by_section ON conflicts (section);
+     CREATE INDEX conflicts_by_project ON conflicts (project, section, id);
+     CREATE TABLE refusals (
+         id BIGSERIAL PRIMARY KEY, project TEXT NOT NULL, device TEXT NOT NULL, section TEXT NOT NULL,
+         hash TEXT NOT NULL, rule TEXT, reason TEXT NOT NULL, at_ms BIGINT NOT NULL);"#,
+];
+
+/// The hub's PostgreSQL store.
+pub struct PgHubStore {
+    url: String,
+    client: Client,
+    instance: String,
+}
+
+impl std::fmt::Debug for PgHubStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgHubStore").field("instance", &self.instance).finish_non_exhaustive()
+    }
+}
+
+fn role(s: &str) -> Result<Role, StoreError> {
+    s.parse().map_err(|e: String| StoreError::Corrupt(format!("a stored role: {e}")))
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    Ok(Client::connect(url, NoTls)?)
+}
+
+/// Bring the database to [`PG_SCHEMA_VERSION`], refusing a newer one untouched.
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS fieldsync_schema (version BIGINT NOT NULL)")?;
+    let found: i64 = tx.query_opt("SELECT version FROM fieldsync_schema", &[])?.map_or(0, |r| r.get(0));
+    if found > PG_SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found, supported: PG_SCHEMA_VERSION });
+    }
+    for step in &UPGRADES[found as usize..PG_SCHEMA_VERSION as usize] {
+        tx.batch_execute(step)?;
+    }
+    tx.execute("DELETE FROM fieldsync_schema", &[])?;
+    tx.execute("INSERT INTO fieldsync_schema (version) VALUES ($1)", &[&PG_SCHEMA_VERSION])?;
+    tx.commit()?;
+    Ok(())
+}
+
+impl PgHubStore {
+    /// Connect to `url` (`postgres://user:password@host:port/database`),
+    /// creating or upgrading the schema.
+    pub fn connect(url: &str) -> Result<PgHubStore, StoreError> {
+        let mut client = connect(url)?;
+        migrate(&mut client)?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).expect("the OS has randomness");
+        Ok(PgHubStore { url: url.to_owned(), client, instance: hex::encode(id) })
+    }
+
+    /// This store's process-unique id, which its notices carry (see [`listen`]).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The connection, opened again if the server dropped it.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            self.client = connect(&self.url)?;
+        }
+        Ok(&mut self.client)
+    }
+
+    fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self.client()?.transaction()?)
+    }
+
+    /// A read-only transaction seeing one snapshot, for reads of several statements.
+    fn snapshot(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .client()?
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?)
+    }
+}
+
+fn device_record(r: &postgres::Row) -> DeviceRecord {
+    DeviceRecord {
+        id: r.get(0),
+        user: r.get(1),
+        name: r.get(2),
+        created_ms: r.get::<_, i64>(3) as u64,
+        revoked_ms: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+    }
+}
+
+fn bump_project(tx: &mut Transaction<'_>, project: &str) -> Result<(), StoreError> {
+    tx.execute("UPDATE projects SET roster_version = roster_version + 1 WHERE id = $1", &[&project])?;
+    Ok(())
+}
+
+fn replace_conflicts(
+    tx: &mut Transaction<'_>,
+    project: &str,
+    section: &str,
+    conflicts: &[(String, String)],
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM conflicts WHERE section = $1", &[&section])?;
+    let insert = tx.prepare(
+        "INSERT INTO conflicts (id, project, section, record) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+    )?;
+    for (id, record) in conflicts {
+        tx.execute(&insert, &[id, &project, &section, record])?;
+    }
+    Ok(())
+}
+
+impl HubStore for PgHubStore {
+    fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = self.client()?.query_opt(
+            "SELECT id, user_id, name, created_ms, revoked_ms FROM devices WHERE token_hash = $1",
+            &[&token_hash],
+        )?;
+        Ok(row.as_ref().map(device_record))
+    }
+
+    fn project(&mut self, id: &str) -> Result<Option<ProjectRecord>, StoreError> {
+        let row = self.client()?.query_opt("SELECT config, roster_version FROM projects WHERE id = $1", &[&id])?;
+        row.map(|r| {
+            Ok(ProjectRecord {
+                id: id.to_owned(),
+                config: serde_json::from_str(r.get(0))?,
+                roster_version: r.get::<_, i64>(1) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    fn member_role(&mut self, project: &str, user: &str) -> Result<Option<Role>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt("SELECT role FROM members WHERE project = $1 AND user_id = $2", &[&project, &user])?;
+        row.map(|r| role(r.get(0))).transpose()
+    }
+
+    fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.client()?.query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])?.map(|r| r.get(0)))
+    }
+
+    fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
+        // Revoked devices stay in: their past writes keep their author's role.
+        let rows = self.client()?.query(
+            "SELECT a.actor, m.user_id, m.role FROM members m
+             JOIN devices d ON d.user_id = m.user_id JOIN actors a ON a.device = d.id
+             WHERE m.project = $1 ORDER BY a.actor",
+            &[&project],
+        )?;
+        rows.iter().map(|r| Ok(Member { actor: r.get(0), user: r.get(1), role: role(r.get(2))? })).collect()
+    }
+
+    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
+        let row =
+            self.client()?.query_opt("SELECT 1 FROM feed WHERE section = $1 AND hash = $2", &[&section, &hash])?;
+        Ok(row.is_some())
+    }
+
+    fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError> {
+        let mut tx = self.snapshot()?;
+        let Some(head) = tx.query_opt("SELECT project, snapshot, snapshot_seq FROM sections WHERE id = $1", &[&id])?
+        else {
+            return Ok(None);
+        };
+        let (project, snapshot, snapshot_seq): (String, Option<Vec<u8>>, i64) = (head.get(0), head.get(1), head.get(2));
+        let rows = tx
+            .query("SELECT seq, bytes FROM feed WHERE section = $1 AND seq > $2 ORDER BY seq", &[&id, &snapshot_seq])?;
+        tx.commit()?;
+        let last_seq = rows.last().map_or(snapshot_seq, |r| r.get(0)) as u64;
+        let changes = rows.iter().map(|r| r.get(1)).collect();
+        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq }))
+    }
+
+    fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
+        let instance = self.instance.clone();
+        let mut tx = self.tx()?;
+        // The project's rounds one after another (see the module's text).
+        let lock = match &write.bind_actor {
+            None => "SELECT id FROM projects WHERE id = $1 ORDER BY id FOR UPDATE",
+            Some(_) => {
+                "SELECT id FROM projects WHERE id = $1
+                   OR id IN (SELECT project FROM members WHERE user_id = $2) ORDER BY id FOR UPDATE"
+            }
+        };
+        if write.bind_actor.is_some() {
+            tx.query(lock, &[&write.project, &write.user])?;
+        } else {
+            tx.query(lock, &[&write.project])?;
+        }
+        if let Some(actor) = &write.bind_actor {
+            tx.execute(
+                "INSERT INTO actors (actor, device, bound_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[actor, &write.device, &(write.now_ms as i64)],
+            )?;
+            let bound: String = tx.query_one("SELECT device FROM actors WHERE actor = $1", &[actor])?.get(0);
+            if bound != write.device {
+                return Err(StoreError::ActorTaken { actor: actor.clone() });
+            }
+            tx.execute(
+                "UPDATE projects SET roster_version = roster_version + 1
+                 WHERE id IN (SELECT project FROM members WHERE user_id = $1)",
+                &[&write.user],
+            )?;
+        }
+        let insert = tx.prepare(
+            "INSERT INTO feed (project, section, hash, device, bytes)
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)",
+        )?;
+        for s in &write.sections {
+            for (hash, bytes) in &s.changes {
+                tx.execute(&insert, &[&write.project, &s.section, hash, &write.device, bytes])?;
+            }
+            match &s.snapshot {
+                Some(bytes) => {
+                    let seq: i64 = tx
+                        .query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE section = $1", &[&s.section])?
+                        .get(0);
+                    tx.execute(
+                        "INSERT INTO sections (id, project, snapshot, snapshot_seq, view) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (id) DO UPDATE SET snapshot = $3, snapshot_seq = $4, view = $5",
+                        &[&s.section, &write.project, bytes, &seq, &s.view],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO sections (id, project, snapshot, snapshot_seq, view) VALUES ($1, $2, NULL, 0, $3)
+                         ON CONFLICT (id) DO UPDATE SET view = $3",
+                        &[&s.section, &write.project, &s.view],
+                    )?;
+                }
+            }
+            replace_conflicts(&mut tx, &write.project, &s.section, &s.conflicts)?;
+        }
+        let max: i64 =
+            tx.query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE project = $1", &[&write.project])?.get(0);
+        // Delivered at commit, to every process listening (this one skips its own).
+        let notice = format!("{instance} {max} {}", write.project);
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])?;
+        tx.commit()?;
+        Ok(max as u64)
+    }
+
+    fn record_refusals(
+        &mut self,
+        project: &str,
+        device: &str,
+        refusals: &[Refusal],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tx()?;
+        let insert = tx.prepare(
+            "INSERT INTO refusals (project, device, section, hash, rule, reason, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )?;
+        for r in refusals {
+            tx.execute(&insert, &[&project, &device, &r.section, &r.hash, &r.rule, &r.reason, &(now_ms as i64)])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn feed_page(
+        &mut self,
+        project: &str,
+        after: u64,
+        exclude_device: &str,
+        budget: usize,
+    ) -> Result<FeedPage, StoreError> {
+        // As in SQLite: a device that synced as several actors gets its own rows too.
+        let rows = self.client()?.query(
+            "SELECT seq, section, bytes FROM feed WHERE project = $1 AND seq > $2
+               AND (device != $3 OR (SELECT count(*) FROM actors WHERE device = $3) > 1)
+             ORDER BY seq LIMIT $4",
+            &[&project, &(after as i64), &exclude_device, &(budget as i64 / 64 + 64)],
+        )?;
+        let mut page = FeedPage::default();
+        let mut used = 0usize;
+        for r in &rows {
+            let bytes: Vec<u8> = r.get(2);
+            if !page.rows.is_empty() && used + bytes.len() > budget {
+                page.more = true;
+                break;
+            }
+            used += bytes.len();
+            page.rows.push(FeedRow { seq: r.get::<_, i64>(0) as u64, section: r.get(1), bytes });
+        }
+        // The row limit (changes are at least 64 bytes) can end the rows before the budget does.
+        page.more |= rows.len() as i64 == budget as i64 / 64 + 64 && page.rows.len() == rows.len();
+        Ok(page)
+    }
+
+    fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {
+        let max: i64 =
+            self.client()?.query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE project = $1", &[&project])?.get(0);
+        Ok(max as u64)
+    }
+
+    fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT id FROM sections WHERE project = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &[&project, &after, &(limit as i64)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn put_snapshot(&mut self, section: &str, snapshot: &[u8], covers_seq: u64) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "UPDATE sections SET snapshot = $2, snapshot_seq = $3 WHERE id = $1 AND snapshot_seq < $3",
+            &[&section, &snapshot, &(covers_seq as i64)],
+        )?;
+        Ok(())
+    }
+
+    fn section_view(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.client()?.query_opt("SELECT view FROM sections WHERE id = $1", &[&id])?.map(|r| r.get(0)))
+    }
+
+    fn conflicts(&mut self, project: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()?
+            .query("SELECT record FROM conflicts WHERE project = $1 ORDER BY section, id", &[&project])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.tx()?;
+        let project: String = tx.query_one("SELECT project FROM sections WHERE id = $1", &[&section])?.get(0);
+        tx.execute("UPDATE sections SET view = $2 WHERE id = $1", &[&section, &view])?;
+        replace_conflicts(&mut tx, &project, section, conflicts)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {
+        let config = serde_json::to_string(config)?;
+        let n = self.client()?.execute(
+            "INSERT INTO projects (id, config, roster_version) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING",
+            &[&id, &config],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn set_config(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {
+        let config = serde_json::to_string(config)?;
+        let n = self.client()?.execute(
+            "UPDATE projects SET config = $2, roster_version = roster_version + 1 WHERE id = $1",
+            &[&id, &config],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
+        let mut tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO members (project, user_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT (project, user_id) DO UPDATE SET role = $3",
+            &[&project, &user, &role.as_str()],
+        )?;
+        bump_project(&mut tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError> {
+        let mut tx = self.tx()?;
+        let n = tx.execute("DELETE FROM members WHERE project = $1 AND user_id = $2", &[&project, &user])?;
+        bump_project(&mut tx, project)?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "INSERT INTO devices (id, user_id, name, token_hash, created_ms, revoked_ms)
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+            &[&device.id, &device.user, &device.name, &token_hash, &(device.created_ms as i64)],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let mut tx = self.tx()?;
+        let found = tx.query_opt("SELECT 1 FROM devices WHERE id = $1", &[&id])?.is_some();
+        tx.execute(
+            "UPDATE devices SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&id, &(now_ms as i64)],
+        )?;
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError> {
+        let mut tx = self.snapshot()?;
+        let projects = tx.query("SELECT id, config, roster_version FROM projects ORDER BY id", &[])?;
+        let mut out = Vec::with_capacity(projects.len());
+        for p in projects {
+            let id: String = p.get(0);
+            let members = tx
+                .query("SELECT user_id, role FROM members WHERE project = $1 ORDER BY user_id", &[&id])?
+                .iter()
+                .map(|r| Ok(MemberSummary { user: r.get(0), role: role(r.get(1))? }))
+                .collect::<Result<_, StoreError>>()?;
+            let sections: i64 = tx.query_one("SELECT count(*) FROM sections WHERE project = $1", &[&id])?.get(0);
+            let changes: i64 = tx.query_one("SELECT count(*) FROM feed WHERE project = $1", &[&id])?.get(0);
+            out.push(ProjectSummary {
+                config: serde_json::from_str(p.get(1))?,
+                roster_version: p.get::<_, i64>(2) as u64,
+                id,
+                members,
+                sections: sections as u64,
+                changes: changes as u64,
+            });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
+        let mut tx = self.snapshot()?;
+        let devices =
+            tx.query("SELECT id, user_id, name, created_ms, revoked_ms FROM devices ORDER BY user_id, id", &[])?;
+        let mut out = Vec::with_capacity(devices.len());
+        for d in &devices {
+            let device = device_record(d);
+            let actors = tx
+                .query("SELECT actor FROM actors WHERE device = $1 ORDER BY actor", &[&device.id])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            out.push(DeviceSummary { device, actors });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Listens for the rounds other hub processes commit (their `NOTIFY`s) until
+/// dropped; see [`listen`].
+pub struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Call `on_notice(project, seq)` for every round another process commits to
+/// the database at `url` (notices from `instance`, this process's store, are
+/// skipped: the hub has told its own subscribers already). Returns once it
+/// listens (or after 5 s if the database cannot be reached: it keeps trying,
+/// with backoff, and reconnects whenever the connection drops; a round
+/// committed while it was down reaches devices at their next timed sync).
+pub fn listen(url: &str, instance: &str, on_notice: impl Fn(&str, u64) + Send + 'static) -> Listener {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (url, instance, flag) = (url.to_owned(), instance.to_owned(), stop.clone());
+    let (listening, ready) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("fieldsync-pg-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !flag.load(Ordering::SeqCst) {
+                let Ok(mut client) = connect(&url) else {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                };
+                if client.batch_execute(&format!("LISTEN {CHANNEL}")).is_err() {
+                    continue;
+                }
+                let _ = listening.send(());
+                backoff = Duration::from_millis(200);
+                while !flag.load(Ordering::SeqCst) && !client.is_closed() {
+                    let mut notices = client.notifications();
+                    let mut iter = notices.timeout_iter(Duration::from_millis(250));
+                    loop {
+                        match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
+                            Ok(Some(n)) => {
+                                let mut parts = n.payload().splitn(3, ' ');
+                                if let (Some(from), Some(Ok(seq)), Some(project)) =
+                                    (parts.next(), parts.next().map(str::parse::<u64>), parts.next())
+                                    && from != instance
+                                {
+                                    on_notice(project, seq);
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawn the listener thread");
+    let _ = ready.recv_timeout(Duration::from_secs(5));
+    Listener { stop, thread: Some(thread) }
+}

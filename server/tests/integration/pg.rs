@@ -1,0 +1,297 @@
+//! The PostgreSQL backend against a real PostgreSQL server (a throwaway
+//! cluster per test, started with the machine's `initdb` and `pg_ctl`; the
+//! test command installs Debian's `postgresql` if it is missing): several hub
+//! processes on one database serve the same project at once, live notices
+//! cross between them, a reader misses nothing another hub commits, and a
+//! dropped connection or a newer schema is handled.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fieldsync_core::{ConstructionState, Role};
+use fieldsync_server::pg_store::{self, Listener};
+use fieldsync_server::{Hub, HubStore, PgHubStore, RoundWrite, SectionWrite, StoreError};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+use crate::common::*;
+
+/// A PostgreSQL server of its own in a temporary directory, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+/// Run a PostgreSQL tool as the user that owns the cluster: `postgres` when
+/// the tests run as root (PostgreSQL refuses to run as root), else ourselves.
+fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let program = bin.join(tool);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).max()
+            })
+            .expect("PostgreSQL's server is not installed: `apt-get install postgresql` (scripts/test.sh does)");
+        let dir = tempfile::Builder::new().prefix("fieldsync-pg").tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let _ = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status();
+        let data_arg = data.to_str().unwrap();
+        let init = pg_tool(&bin, "initdb", &["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let options = format!("-p {port} -k {data_arg} -c listen_addresses=127.0.0.1 -c fsync=off");
+        let log = dir.path().join("log");
+        let start =
+            pg_tool(&bin, "pg_ctl", &["-D", data_arg, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
+        assert!(
+            start.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&start.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Cluster { dir, bin, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        pg_tool(&self.bin, "pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+    }
+}
+
+/// A hub process's worth: a hub on the database, served over HTTP, with its
+/// listener for the other processes' rounds.
+struct Process {
+    server: TestServer,
+    _listener: Listener,
+}
+
+fn process(url: &str) -> Process {
+    let store = PgHubStore::connect(url).unwrap();
+    let instance = store.instance().to_owned();
+    let hub = Arc::new(Hub::new(store));
+    let weak = Arc::downgrade(&hub);
+    let listener = pg_store::listen(url, &instance, move |project, seq| {
+        if let Some(hub) = weak.upgrade() {
+            hub.notify(project, seq);
+        }
+    });
+    Process { server: TestServer::start(hub), _listener: listener }
+}
+
+fn setup(hub: &Hub, members: &[(&str, Role)]) {
+    hub.create_project(PROJECT, fieldsync_core::ProjectConfig::default()).unwrap();
+    for (user, role) in members {
+        hub.add_member(PROJECT, user, *role).unwrap();
+    }
+}
+
+fn live(server: &TestServer, token: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("ws://{}/v1/live?project={PROJECT}", server.addr).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    tungstenite::client(req, stream).unwrap().0
+}
+
+fn next_notice(ws: &mut WebSocket<TcpStream>) -> u64 {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => return t.parse().unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn two_hub_processes_on_one_database_serve_one_project_and_wake_each_other_s_devices() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("olga", Role::Office), ("tina", Role::Technician), ("fred", Role::Foreman)]);
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&b.server.hub, dir.path(), "tina");
+    let mut fred = Device::enroll(&a.server.hub, dir.path(), "fred");
+    olga.sync(&a.server);
+    tina.sync(&b.server);
+    fred.sync(&b.server);
+    let mut tina_live = live(&b.server, &tina.token);
+
+    // Olga's round commits through process A; tina, online at process B, hears of it.
+    let id = olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+    olga.round(&a.server);
+    assert!(next_notice(&mut tina_live) >= 1);
+    tina.sync(&b.server);
+    fred.sync(&a.server);
+    assert_eq!(tina.replica.section(&id).unwrap().name, "North");
+
+    // Concurrent edits through both processes, then everyone converges.
+    tina.replica.transition(&id, ConstructionState::Surveyed, None).unwrap();
+    tina.replica.record_progress(&id, 8).unwrap();
+    fred.replica.transition(&id, ConstructionState::Surveyed, None).unwrap();
+    fred.replica.record_progress(&id, 6).unwrap();
+    tina.sync(&b.server);
+    fred.sync(&a.server);
+    for _ in 0..2 {
+        olga.sync(&a.server);
+        tina.sync(&b.server);
+        fred.sync(&a.server);
+    }
+    let view = olga.replica.section(&id).unwrap();
+    assert_eq!(view.state, ConstructionState::Surveyed);
+    assert!(!olga.replica.conflicts(None).unwrap().is_empty(), "the concurrent writes are conflicts");
+    for d in [&tina, &fred] {
+        assert_eq!(d.replica.section(&id).unwrap(), view);
+        assert_eq!(d.replica.conflicts(None).unwrap(), olga.replica.conflicts(None).unwrap());
+    }
+    assert!(!view.heads.is_empty());
+    // Both processes answer from the same store.
+    assert_eq!(hub_state(&a.server.hub, std::slice::from_ref(&id)), hub_state(&b.server.hub, &[id]));
+    assert_eq!(stored(&a.server.hub), stored(&b.server.hub));
+}
+
+#[test]
+fn a_reader_on_one_hub_misses_nothing_other_hubs_commit_meanwhile() {
+    // The feed's seq must grow in commit order within a project: if a round
+    // committed out of order, the reader's cursor would pass it for good.
+    const SECTIONS: usize = 120;
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (process(&cluster.url()), process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("olga", Role::Office), ("otto", Role::Office), ("tom", Role::Technician)]);
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let mut otto = Device::enroll(&c.server.hub, dir.path(), "otto");
+    let mut tom = Device::enroll(&b.server.hub, dir.path(), "tom");
+    olga.sync(&a.server);
+    otto.sync(&c.server);
+    tom.sync(&b.server);
+    let mut rounds = 0;
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = [(olga, &a.server, 0), (otto, &c.server, 1)]
+            .into_iter()
+            .map(|(mut device, server, w)| {
+                scope.spawn(move || {
+                    for i in 0..SECTIONS {
+                        let id = format!("s{w}-{i:03}");
+                        device.replica.create_section_with_id(&id, PROJECT, "x", &route()).unwrap();
+                        device.round(server);
+                    }
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        while !writers.iter().all(|w| w.is_finished()) {
+            tom.round(&b.server);
+            rounds += 1;
+            assert!(started.elapsed() < Duration::from_secs(120), "the writers do not finish");
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+    });
+    tom.sync(&b.server);
+    let ids = section_ids(&tom.replica);
+    assert_eq!(ids.len(), 2 * SECTIONS, "the reader missed sections ({rounds} rounds while they were written)");
+}
+
+#[test]
+fn a_dropped_connection_is_reopened_and_a_newer_schema_refused_untouched() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = process(&cluster.url());
+    setup(&p.server.hub, &[("olga", Role::Office)]);
+    let mut olga = Device::enroll(&p.server.hub, dir.path(), "olga");
+    olga.sync(&p.server);
+
+    // The database ends every session (as a restart or a failover would).
+    let mut admin = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'")
+        .unwrap();
+    let id = olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+    // The round in flight may fail (the device keeps its changes); the next one goes through.
+    let _ = olga.try_round(&p.server, fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET);
+    olga.sync(&p.server);
+    assert_eq!(p.server.hub.section_view(&id).unwrap().unwrap().name, "North");
+    drop(p);
+
+    // A hub process started later finds everything.
+    let again = process(&cluster.url());
+    assert_eq!(again.server.hub.section_view(&id).unwrap().unwrap().name, "North");
+    drop(again);
+
+    admin.batch_execute("UPDATE fieldsync_schema SET version = 99").unwrap();
+    let before: i64 = admin.query_one("SELECT count(*) FROM feed", &[]).unwrap().get(0);
+    match PgHubStore::connect(&cluster.url()) {
+        Err(StoreError::NewerSchema { found: 99, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let after: i64 = admin.query_one("SELECT count(*) FROM feed", &[]).unwrap().get(0);
+    assert_eq!((before, after), (1, 1));
+}
+
+#[test]
+fn a_round_waits_for_another_round_of_the_same_project_to_commit() {
+    // The mechanism behind the reader test, without its luck: while one
+    // round holds its project, another round of that project cannot take a
+    // feed seq (it would commit out of order); one of another project can.
+    let cluster = Cluster::start();
+    let mut store = PgHubStore::connect(&cluster.url()).unwrap();
+    for project in ["p1", "p2"] {
+        store.create_project(project, &fieldsync_core::ProjectConfig::default()).unwrap();
+    }
+    let write = |project: &str, hash: &str| RoundWrite {
+        project: project.into(),
+        device: "d".into(),
+        user: "u".into(),
+        bind_actor: None,
+        now_ms: 1,
+        sections: vec![SectionWrite {
+            section: format!("{project}-s"),
+            changes: vec![(hash.into(), vec![1, 2, 3])],
+            view: "{}".into(),
+            conflicts: vec![],
+            snapshot: None,
+        }],
+    };
+    let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let mut round = holder.transaction().unwrap();
+    round.query("SELECT id FROM projects WHERE id = 'p1' FOR UPDATE", &[]).unwrap();
+
+    let url = cluster.url();
+    let other = std::thread::spawn(move || {
+        let mut store = PgHubStore::connect(&url).unwrap();
+        let started = Instant::now();
+        store.commit_round(&write("p1", "h1")).unwrap();
+        started.elapsed()
+    });
+    store.commit_round(&write("p2", "h2")).unwrap(); // Another project: not held up.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!other.is_finished(), "a round of p1 committed while another round held p1");
+    round.commit().unwrap();
+    assert!(other.join().unwrap() >= Duration::from_millis(500));
+}
