@@ -20,7 +20,7 @@ use tungstenite::{Message, WebSocket};
 use crate::common::*;
 
 /// A PostgreSQL server of its own in a temporary directory, stopped on drop.
-struct Cluster {
+pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -42,7 +42,7 @@ fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    pub fn start() -> Cluster {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -70,7 +70,7 @@ impl Cluster {
         Cluster { dir, bin, port }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }

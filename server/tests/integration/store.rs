@@ -1,8 +1,8 @@
 //! The `HubStore` conformance suite: what every backend must do, run against
-//! each one (SQLite today; a PostgreSQL backend adds its line below).
+//! each one: SQLite, and PostgreSQL on a throwaway cluster.
 
 use fieldsync_core::{ProjectConfig, Role};
-use fieldsync_server::{DeviceRecord, HubStore, RoundWrite, SectionWrite, SqliteHubStore, StoreError};
+use fieldsync_server::{DeviceRecord, HubStore, PgHubStore, RoundWrite, SectionWrite, SqliteHubStore, StoreError};
 
 fn device(id: &str, user: &str) -> DeviceRecord {
     DeviceRecord { id: id.into(), user: user.into(), name: format!("{user}'s phone"), created_ms: 1, revoked_ms: None }
@@ -134,6 +134,17 @@ fn sqlite_store_conforms() {
     // And everything is still there after reopening.
     drop(store);
     let mut store = SqliteHubStore::open(dir.path()).unwrap();
+    assert_eq!(store.feed_max("p").unwrap(), 5);
+    assert_eq!(store.list_devices().unwrap().len(), 2);
+}
+
+#[test]
+fn postgres_store_conforms() {
+    let cluster = crate::pg::Cluster::start();
+    let mut store = PgHubStore::connect(&cluster.url()).unwrap();
+    conformance(&mut store);
+    drop(store);
+    let mut store = PgHubStore::connect(&cluster.url()).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
     assert_eq!(store.list_devices().unwrap().len(), 2);
 }
