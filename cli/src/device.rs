@@ -595,7 +595,11 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             }
             println!("refused     {} change(s) (kept here, not re-sent)", s.refused_changes);
             println!("last sync   {}", s.last_success_ms.map_or("never".into(), output::time));
-            println!("last error  {}", s.last_error.as_deref().unwrap_or("none"));
+            match (&s.last_error, s.last_problem) {
+                (Some(e), Some(p)) => println!("last error  {e} ({})", p.as_str().replace('_', " ")),
+                (Some(e), None) => println!("last error  {e}"),
+                (None, _) => println!("last error  none"),
+            }
             Ok(())
         }
     }

@@ -75,7 +75,7 @@ pub use route::GeoPoint;
 pub use schema::{Durability, OpenError};
 pub use state_machine::{ConstructionState, DomainEventKind};
 pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
-pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate};
+pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncNotifier, SyncProblem, SyncReport, SyncUpdate};
 pub use sync_engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
 pub use transport::HttpTransport;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
 use crate::replica::{MergeReport, Replica, ReplicaError, SectionChange};
 use crate::store;
+use crate::sync_client::SyncProblem;
 
 /// What the app can see of sync.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,8 @@ pub struct SyncStatus {
     pub last_success_ms: Option<i64>,
     /// The last round's error, cleared by a success.
     pub last_error: Option<String>,
+    /// What that error needs, by kind.
+    pub last_problem: Option<SyncProblem>,
 }
 
 /// What one committed round did.
@@ -139,7 +142,8 @@ impl Replica {
         let merge = self.merge_in_transaction(&changes, &response.documents, |tx: &Transaction<'_>| {
             store::confirm(tx, &confirmed)?;
             tx.execute(
-                "UPDATE sync_state SET cursor = ?2, last_success_ms = ?3, last_error = NULL WHERE project = ?1",
+                "UPDATE sync_state SET cursor = ?2, last_success_ms = ?3, last_error = NULL, last_problem = NULL
+                 WHERE project = ?1",
                 params![project, cursor, now],
             )?;
             Ok(())
@@ -186,10 +190,13 @@ impl Replica {
     }
 
     /// Remember why a round failed, for the status the app shows.
-    pub fn record_sync_error(&mut self, project: &str, error: &str) -> Result<(), ReplicaError> {
+    pub fn record_sync_error(&mut self, project: &str, error: &str, problem: SyncProblem) -> Result<(), ReplicaError> {
         self.join_project(project)?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        tx.execute("UPDATE sync_state SET last_error = ?2 WHERE project = ?1", params![project, error])?;
+        tx.execute(
+            "UPDATE sync_state SET last_error = ?2, last_problem = ?3 WHERE project = ?1",
+            params![project, error, problem.as_str()],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -199,16 +206,25 @@ impl Replica {
         let (pending_changes, oldest_pending_ms) = self.outbox_stats()?;
         let refused_changes: i64 =
             self.conn.query_row("SELECT count(*) FROM changes WHERE refused IS NOT NULL", [], |r| r.get(0))?;
-        let (last_success_ms, last_error) = self
+        let last_success_ms: Option<i64> =
+            self.conn.query_row("SELECT max(last_success_ms) FROM sync_state", [], |r| r.get(0))?;
+        let (last_error, last_problem): (Option<String>, Option<String>) = self
             .conn
             .query_row(
-                "SELECT max(last_success_ms), (SELECT last_error FROM sync_state WHERE last_error IS NOT NULL LIMIT 1)
-                 FROM sync_state",
+                "SELECT last_error, last_problem FROM sync_state WHERE last_error IS NOT NULL LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
             .unwrap_or((None, None));
-        Ok(SyncStatus { pending_changes, oldest_pending_ms, refused_changes, last_success_ms, last_error })
+        let last_problem = last_problem.as_deref().and_then(SyncProblem::parse);
+        Ok(SyncStatus {
+            pending_changes,
+            oldest_pending_ms,
+            refused_changes,
+            last_success_ms,
+            last_error,
+            last_problem,
+        })
     }
 }

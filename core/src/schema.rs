@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 3] = [
+const UPGRADES: [&str; 4] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -46,6 +46,8 @@ const UPGRADES: [&str; 3] = [
          project TEXT PRIMARY KEY, cursor TEXT NOT NULL, roster_version INTEGER NOT NULL,
          last_success_ms INTEGER, last_error TEXT) STRICT;
      ALTER TABLE changes ADD COLUMN refused TEXT;",
+    // What the last sync error needs, by kind (`SyncProblem`).
+    "ALTER TABLE sync_state ADD COLUMN last_problem TEXT;",
 ];
 
 /// Why a store could not be opened.

@@ -44,7 +44,61 @@ pub enum SyncError {
     TooManyRounds(u32),
 }
 
+/// What a failed sync needs, by kind: what the app (or the person using it)
+/// can do about it. Kept with the error in the sync status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncProblem {
+    /// No network, the server down or overloaded, an answer cut off: sync goes
+    /// on by itself when it can.
+    Offline,
+    /// The server refuses this device: its token was revoked or is unknown, or
+    /// its user is not in the project. Sign in (enroll the device) again.
+    NotAuthorized,
+    /// The server does not know the project.
+    NotFound,
+    /// The server speaks a newer protocol: update the app.
+    UpdateRequired,
+    /// The server refused the request itself: a bug to report.
+    Rejected,
+    /// This device's store failed (the disk full, say).
+    Storage,
+}
+
+impl SyncProblem {
+    /// Its snake_case name, as stored and as `--json` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncProblem::Offline => "offline",
+            SyncProblem::NotAuthorized => "not_authorized",
+            SyncProblem::NotFound => "not_found",
+            SyncProblem::UpdateRequired => "update_required",
+            SyncProblem::Rejected => "rejected",
+            SyncProblem::Storage => "storage",
+        }
+    }
+
+    /// From [`SyncProblem::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<SyncProblem> {
+        use SyncProblem::*;
+        [Offline, NotAuthorized, NotFound, UpdateRequired, Rejected, Storage].into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 impl SyncError {
+    /// What this failure needs.
+    pub fn problem(&self) -> SyncProblem {
+        match self {
+            SyncError::Transport(TransportError::Server { status: 401 | 403, .. }) => SyncProblem::NotAuthorized,
+            SyncError::Transport(TransportError::Server { status: 404, .. }) => SyncProblem::NotFound,
+            SyncError::Transport(TransportError::Server { status: 426, .. }) => SyncProblem::UpdateRequired,
+            SyncError::Transport(t) if t.retryable() => SyncProblem::Offline,
+            SyncError::Transport(_) => SyncProblem::Rejected,
+            SyncError::Protocol(_) | SyncError::TooManyRounds(_) => SyncProblem::Offline,
+            SyncError::Replica(_) => SyncProblem::Storage,
+        }
+    }
+
     /// Whether trying again later may help.
     pub fn retryable(&self) -> bool {
         match self {
@@ -136,7 +190,7 @@ impl SyncClient {
                     true
                 }
                 Err(e) => {
-                    self.lock().record_sync_error(project, &e.to_string())?;
+                    self.lock().record_sync_error(project, &e.to_string(), e.problem())?;
                     return Err(e);
                 }
             };

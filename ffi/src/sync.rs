@@ -51,6 +51,39 @@ pub struct SyncStatus {
     pub last_success_ms: Option<i64>,
     /// The last round's error, cleared by a success.
     pub last_error: Option<String>,
+    /// What that error needs, by kind: act on this, show `last_error`.
+    pub last_problem: Option<SyncProblem>,
+}
+
+/// What a failed sync needs (core's `SyncProblem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncProblem {
+    /// No network, the server down or overloaded: sync goes on by itself.
+    Offline,
+    /// The server refuses this device (token revoked or unknown, user not in
+    /// the project): sign in again, then `connect` with the new token.
+    NotAuthorized,
+    /// The server does not know the project.
+    NotFound,
+    /// The server speaks a newer protocol: update the app.
+    UpdateRequired,
+    /// The server refused the request itself: a bug to report.
+    Rejected,
+    /// This device's store failed (the disk full, say).
+    Storage,
+}
+
+impl From<core::SyncProblem> for SyncProblem {
+    fn from(p: core::SyncProblem) -> Self {
+        match p {
+            core::SyncProblem::Offline => SyncProblem::Offline,
+            core::SyncProblem::NotAuthorized => SyncProblem::NotAuthorized,
+            core::SyncProblem::NotFound => SyncProblem::NotFound,
+            core::SyncProblem::UpdateRequired => SyncProblem::UpdateRequired,
+            core::SyncProblem::Rejected => SyncProblem::Rejected,
+            core::SyncProblem::Storage => SyncProblem::Storage,
+        }
+    }
 }
 
 impl From<core::SyncStatus> for SyncStatus {
@@ -61,6 +94,7 @@ impl From<core::SyncStatus> for SyncStatus {
             refused_changes: s.refused_changes,
             last_success_ms: s.last_success_ms,
             last_error: s.last_error,
+            last_problem: s.last_problem.map(Into::into),
         }
     }
 }
@@ -529,7 +563,7 @@ mod tests {
         assert_eq!(tina.section(id.clone()).unwrap(), fred.section(id.clone()).unwrap());
         assert_eq!(tina.section(id).unwrap().progress, 8);
         let status = statuses.last();
-        assert_eq!((status.pending_changes, status.last_error), (0, None));
+        assert_eq!((status.pending_changes, status.last_error, status.last_problem), (0, None, None));
         assert!(status.last_success_ms.is_some());
     }
 
@@ -544,6 +578,7 @@ mod tests {
             .unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { detail }) if detail.contains("no route")));
         assert!(statuses.last().last_error.unwrap().contains("no route"));
+        assert_eq!(statuses.last().last_problem, Some(SyncProblem::Offline));
         assert_eq!(statuses.last().pending_changes, 1, "the edit is kept");
 
         let revoked = || TransportError::Server {
@@ -553,6 +588,7 @@ mod tests {
         r[0].connect_with(Arc::new(Failing(revoked)), P.into()).unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::NotAuthorized { detail }) if detail.contains("revoked")));
         assert!(statuses.last().last_error.unwrap().contains("revoked"));
+        assert_eq!(statuses.last().last_problem, Some(SyncProblem::NotAuthorized));
 
         // The built-in transport to a closed port: refused at once.
         r[0].connect("http://127.0.0.1:1".into(), "token".into(), P.into(), 5_000).unwrap();

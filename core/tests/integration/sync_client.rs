@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use fieldsync_core::protocol::{self, ErrorBody, Refusal, SyncRequest, SyncResponse};
-use fieldsync_core::{Role, SyncClient, TransportError};
+use fieldsync_core::{Role, SyncClient, SyncProblem, TransportError};
 
 use crate::common::{PROJECT, crew, route};
 
@@ -66,6 +66,7 @@ fn a_failed_round_is_in_the_status_and_changes_nothing() {
     let status = client.status().unwrap();
     assert_eq!(status.pending_changes, 1);
     assert!(status.last_error.unwrap().contains("no route to host"));
+    assert_eq!(status.last_problem, Some(SyncProblem::Offline));
     assert_eq!(status.last_success_ms, None);
 
     // A cut-off response is no different: the next round sends the same again.
@@ -73,6 +74,29 @@ fn a_failed_round_is_in_the_status_and_changes_nothing() {
     let client = SyncClient::new(replica.clone(), Arc::new(garbage));
     assert!(client.sync_now().is_err());
     assert_eq!(client.status().unwrap().pending_changes, 1);
+
+    // Each kind of answer says what it needs; the status keeps the latest.
+    let answer = |status: u16| {
+        move |_: Vec<u8>| {
+            let body = format!(r#"{{"error":"e","message":"said {status}"}}"#);
+            Err(TransportError::from_response(status, body.as_bytes()))
+        }
+    };
+    for (status, problem) in [
+        (401, SyncProblem::NotAuthorized),
+        (403, SyncProblem::NotAuthorized),
+        (404, SyncProblem::NotFound),
+        (426, SyncProblem::UpdateRequired),
+        (400, SyncProblem::Rejected),
+        (503, SyncProblem::Offline),
+    ] {
+        let client = SyncClient::new(replica.clone(), Arc::new(answer(status)));
+        assert_eq!(client.sync_now().unwrap_err().problem(), problem, "{status}");
+        let seen = client.status().unwrap();
+        assert_eq!(seen.last_problem, Some(problem), "{status}");
+        assert!(seen.last_error.unwrap().ends_with(&format!("said {status}")), "{status}");
+        assert_eq!(SyncProblem::parse(problem.as_str()), Some(problem));
+    }
 }
 
 #[test]

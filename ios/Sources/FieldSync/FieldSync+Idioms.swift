@@ -50,7 +50,8 @@ extension Replica {
     }
 
     /// The sync status: the current one first, then every change: each local write, each sync
-    /// round (by `sync()` or background sync), each failure (`lastError`).
+    /// round (by `sync()` or background sync), each failure (`lastError` to show, and
+    /// `lastProblem` to act on: `.notAuthorized` means sign in again).
     public func syncStatusUpdates() -> AsyncStream<SyncStatus> {
         let (stream, continuation) = AsyncStream.makeStream(of: SyncStatus.self, bufferingPolicy: .bufferingNewest(1))
         let handle = observeSyncStatus(observer: SyncStatusRelay(continuation))

@@ -204,6 +204,7 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(e?.text.contains("no signal") ?? false)
         XCTAssertEqual(try r.syncStatus().pendingChanges, 1, "the edit is kept")
         XCTAssertNotNil(try r.syncStatus().lastError)
+        XCTAssertEqual(try r.syncStatus().lastProblem, .offline)
         try r.connectWith(transport: Failing { URLError(.notConnectedToInternet) }, project: project)
         assertThrows(offline) { _ = try r.syncNow() }
         let body = Data(#"{"error":"unauthorized","message":"revoked"}"#.utf8)

@@ -40,7 +40,8 @@ fun Replica.conflictsFlow(section: String? = null): Flow<List<ConflictRecord>> =
 
 /**
  * The sync status: the current one first, then every change: each local write, each sync round
- * (by [sync] or background sync), each failure ([SyncStatus.lastError]).
+ * (by [sync] or background sync), each failure ([SyncStatus.lastError] to show, and
+ * [SyncStatus.lastProblem] to act on: [SyncProblem.NOT_AUTHORIZED] means sign in again).
  */
 fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
     val handle = observeSyncStatus(object : SyncStatusObserver {

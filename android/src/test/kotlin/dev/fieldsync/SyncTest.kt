@@ -275,6 +275,7 @@ fun registerSyncTests() {
         val status = r.syncStatus()
         assertEq(1L, status.pendingChanges, "the edit is kept")
         check(status.lastError != null) { "status $status" }
+        assertEq(SyncProblem.OFFLINE, status.lastProblem, "what it needs")
 
         r.connect("http://127.0.0.1:1", token, PROJECT)
         assertThrows<FieldSyncException.Offline> { r.syncNow() }
@@ -312,6 +313,7 @@ fun registerSyncTests() {
             server.revoke(enrollment.deviceId)
             val revoked = assertThrows<FieldSyncException.NotAuthorized> { runBlocking { tina.sync() } }
             check(tina.syncStatus().lastError != null) { "status ${tina.syncStatus()}" }
+            assertEq(SyncProblem.NOT_AUTHORIZED, tina.syncStatus().lastProblem, "sign in again")
             check(revoked.detail.isNotBlank()) { "detail" }
             tina.close()
             outsider.close()
