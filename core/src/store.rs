@@ -340,7 +340,9 @@ pub(crate) fn sections_to_compact(
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT section FROM changes GROUP BY section HAVING count(*) > ?1 ORDER BY count(*) DESC LIMIT ?2",
+        // Only rows compaction can drop: unconfirmed local ones stay for the outbox.
+        "SELECT section FROM changes WHERE NOT (local = 1 AND confirmed = 0)
+         GROUP BY section HAVING count(*) > ?1 ORDER BY count(*) DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![threshold as i64, limit as i64], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -238,6 +238,18 @@ impl SyncClient {
     }
 
     /// The status the app shows.
+    /// Fold the loose changes of up to `sections` sections that have more
+    /// than `threshold` of them into snapshots, taking the replica's lock for
+    /// one section at a time so the app's own calls go on in between.
+    /// Returns how many were compacted.
+    pub fn compact(&self, threshold: usize, sections: usize) -> Result<usize, ReplicaError> {
+        let mut done = 0;
+        while done < sections && self.lock().compact(threshold, 1)? == 1 {
+            done += 1;
+        }
+        Ok(done)
+    }
+
     pub fn status(&self) -> Result<SyncStatus, SyncError> {
         Ok(self.lock().sync_status()?)
     }
@@ -257,7 +269,15 @@ pub enum SyncUpdate {
     },
 }
 
-/// Background sync: a thread running [`SyncEngine`] over a [`SyncClient`].
+/// Background sync compacts a section once it has more loose changes than
+/// this (each document load reads them all)...
+pub const COMPACT_THRESHOLD: usize = 64;
+/// ...and at most this many sections after each sync, so a long backlog is
+/// folded a bit at a time.
+pub const COMPACT_SECTIONS: usize = 16;
+
+/// Background sync: a thread running [`SyncEngine`] over a [`SyncClient`];
+/// after each successful sync it also compacts (see [`COMPACT_THRESHOLD`]).
 /// Stops when dropped.
 pub struct BackgroundSync {
     events: mpsc::Sender<Option<SyncEvent>>,
@@ -306,6 +326,12 @@ impl BackgroundSync {
                                 SyncAction::WakeAt(t) => wake_at = Some(t),
                                 SyncAction::StartRound => {
                                     let outcome = client.sync_now();
+                                    if outcome.is_ok() {
+                                        // A good moment to tidy up: what was sent is confirmed
+                                        // now, so compaction can drop its rows. A failure here
+                                        // is retried after the next sync.
+                                        let _ = client.compact(COMPACT_THRESHOLD, COMPACT_SECTIONS);
+                                    }
                                     event = Some(match &outcome {
                                         Ok(_) => SyncEvent::RoundDone { more: false },
                                         Err(e) => SyncEvent::RoundFailed { retryable: e.retryable() },

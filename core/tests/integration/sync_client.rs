@@ -123,3 +123,37 @@ fn a_response_commits_the_cursor_and_more_means_another_round() {
     client.sync_now().unwrap();
     assert_eq!(cursors.lock().unwrap().last().unwrap(), "c:3");
 }
+
+#[test]
+fn background_sync_compacts_what_the_server_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    office.join_project(PROJECT).unwrap();
+    let id = office.create_section(PROJECT, "North", &route()).unwrap();
+    for i in 0..fieldsync_core::sync_client::COMPACT_THRESHOLD + 10 {
+        office.rename_section(&id, &format!("North {i}")).unwrap();
+    }
+    let rows = |r: &fieldsync_core::Replica| -> i64 {
+        r.connection().query_row("SELECT count(*) FROM changes WHERE section = ?1", [&id], |x| x.get(0)).unwrap()
+    };
+    let view = office.section(&id).unwrap();
+    assert!(rows(&office) > fieldsync_core::sync_client::COMPACT_THRESHOLD as i64);
+    let replica = Arc::new(Mutex::new(office));
+    let accept_all = |_: Vec<u8>| Ok(protocol::encode(&response("c:1", false)));
+    let client = Arc::new(SyncClient::new(replica.clone(), Arc::new(accept_all)));
+    let (updates, heard) = std::sync::mpsc::channel();
+    let bg = fieldsync_core::BackgroundSync::start(
+        client,
+        fieldsync_core::SyncConfig::default(),
+        Box::new(move |u| {
+            let _ = updates.send(u);
+        }),
+    );
+    let first = heard.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+    assert!(matches!(first, fieldsync_core::SyncUpdate::Synced(_)), "{first:?}");
+    bg.stop();
+    let r = replica.lock().unwrap();
+    assert_eq!(rows(&r), 0, "confirmed and folded into the snapshot");
+    assert_eq!(r.section(&id).unwrap(), view);
+    assert_eq!(r.outbox_stats().unwrap().0, 0);
+}
