@@ -61,7 +61,7 @@ pub mod view;
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use document::{DocumentError, PhotoRef, SectionDoc};
 pub use edit::{Edit, EditId, EditValue, Field};
-pub use encryption::{KeyError, StoreKey};
+pub use encryption::{EncryptionError, StoreKey, encrypt_store};
 pub use hlc::{Hlc, HlcClock};
 #[cfg(feature = "http")]
 pub use live::{LiveChannel, LiveConfig, LiveError};

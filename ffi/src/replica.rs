@@ -78,6 +78,28 @@ fn one(section: &str) -> Touched {
     Touched::Sections(vec![section.to_owned()])
 }
 
+/// Encrypt the plain store at `path` in place with `encryption_key` (32 random
+/// bytes kept in the platform's keystore), for an app that turns encryption
+/// on for users who already have data: their unsynced edits stay and go out
+/// at the next sync. Call it before opening the store; afterwards open it with
+/// the key. A failure leaves the plain store as it was. Needs a library built
+/// with the `encryption` feature (`InvalidInput` otherwise, as for a key of
+/// another length or a store that is encrypted already).
+#[uniffi::export]
+pub fn encrypt_store(path: String, encryption_key: Vec<u8>) -> Result<(), FieldSyncError> {
+    use core::EncryptionError::{KeyLength, NotPlain, Unavailable};
+    let encrypted = core::StoreKey::from_bytes(&encryption_key)
+        .and_then(|key| core::encrypt_store(std::path::Path::new(&path), &key));
+    match encrypted {
+        Ok(()) => Ok(()),
+        Err(e @ (KeyLength(_) | Unavailable | NotPlain(_))) => {
+            Err(FieldSyncError::InvalidInput { detail: e.to_string() })
+        }
+        // The copy failed: the plain store is as it was.
+        Err(e) => Err(FieldSyncError::Storage { detail: e.to_string() }),
+    }
+}
+
 fn points(route: Vec<GeoPoint>) -> Vec<core::GeoPoint> {
     route.into_iter().map(Into::into).collect()
 }

@@ -3,7 +3,7 @@
 //! `--features encryption` (the test command runs them); the default build
 //! checks that a key is refused rather than ignored.
 
-use fieldsync_core::{KeyError, OpenError, Replica, ReplicaOptions, StoreKey};
+use fieldsync_core::{EncryptionError, OpenError, Replica, ReplicaOptions, StoreKey, encrypt_store};
 
 fn key(byte: u8) -> StoreKey {
     StoreKey::from_bytes(&[byte; 32]).unwrap()
@@ -15,8 +15,8 @@ fn options(key: Option<StoreKey>) -> ReplicaOptions {
 
 #[test]
 fn a_key_must_be_32_bytes_and_never_shows_in_debug_output() {
-    assert!(matches!(StoreKey::from_bytes(&[7; 31]), Err(KeyError::Length(31))));
-    assert!(matches!(StoreKey::from_bytes(&[]), Err(KeyError::Length(0))));
+    assert!(matches!(StoreKey::from_bytes(&[7; 31]), Err(EncryptionError::KeyLength(31))));
+    assert!(matches!(StoreKey::from_bytes(&[]), Err(EncryptionError::KeyLength(0))));
     assert_eq!(format!("{:?}", key(0xab)), "StoreKey(…)");
     assert!(!format!("{:?}", options(Some(key(0xab)))).contains("171"));
 }
@@ -44,6 +44,7 @@ fn without_the_encryption_feature_a_key_is_refused_not_ignored() {
     let err = Replica::open(&path, options(Some(key(1)))).unwrap_err();
     assert!(matches!(err, OpenError::EncryptionUnavailable), "{err}");
     assert!(!path.exists(), "no plain store created in its place");
+    assert!(matches!(encrypt_store(&path, &key(1)), Err(EncryptionError::Unavailable)));
 }
 
 #[cfg(feature = "encryption")]
@@ -158,5 +159,32 @@ mod sqlcipher {
         assert!(fieldsync_core::salvage(&path, None).is_err(), "unreadable without the key");
         assert!(fieldsync_core::salvage(&path, Some(&key(5))).is_err(), "unreadable with another key");
         assert_eq!(fieldsync_core::salvage(&path, Some(&key(4))).unwrap().len() as i64, pending);
+    }
+
+    #[test]
+    fn a_plain_store_is_encrypted_in_place_with_its_unsynced_edits() {
+        // An app update that turns encryption on for a user who has data.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phone.db");
+        let name = "Mill Lane east spur";
+        let (r, id) = office_with_section(&path, None, name);
+        let (view, outbox) = (r.section(&id).unwrap(), r.outbox(usize::MAX).unwrap());
+        assert!(!outbox.is_empty());
+        drop(r);
+        encrypt_store(&path, &key(6)).unwrap();
+        for bytes in files_of(&path) {
+            assert!(!contains(&bytes, name.as_bytes()), "plain text left on disk");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no copy or side file left");
+        let err = Replica::open(&path, options(None)).unwrap_err();
+        assert!(matches!(err, OpenError::Unreadable { .. }), "{err}");
+        let r = Replica::open(&path, options(Some(key(6)))).unwrap();
+        assert_eq!(r.section(&id).unwrap(), view);
+        assert_eq!(r.outbox(usize::MAX).unwrap(), outbox, "the unsynced edits are still to be sent");
+        drop(r);
+        // Once is enough: an encrypted store is refused, untouched.
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(encrypt_store(&path, &key(7)), Err(EncryptionError::NotPlain(_))));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

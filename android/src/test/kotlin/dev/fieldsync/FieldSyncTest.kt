@@ -207,6 +207,11 @@ fun registerTests() {
             Replica.open(File(dir, "k.db").path, "k", ByteArray(5))
         }
         check(short.detail.contains("32 bytes")) { short.detail }
+        Replica.open(File(dir, "plain.db").path, "k").close()
+        val noCipher = assertThrows<FieldSyncException.InvalidInput> {
+            encryptStore(File(dir, "plain.db").path, ByteArray(32))
+        }
+        check(noCipher.detail.contains("no encryption at rest")) { noCipher.detail }
         Replica.open(File(dir, "d.db").path, "phone-a").close()
         assertThrows<FieldSyncException.InvalidInput> { Replica.open(File(dir, "d.db").path, "phone-b") }
         r.close()
