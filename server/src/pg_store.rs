@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use fieldsync_core::protocol::Refusal;
 use fieldsync_core::{Member, ProjectConfig, Role};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::store::{
@@ -536,35 +537,38 @@ pub fn listen(url: &str, instance: &str, on_notice: impl Fn(&str, u64) + Send + 
     let thread = std::thread::Builder::new()
         .name("fieldsync-pg-listen".into())
         .spawn(move || {
+            // Sleeps that end early when the listener is dropped.
+            let pause = |d: Duration| {
+                let end = std::time::Instant::now() + d;
+                while !flag.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            };
             let mut backoff = Duration::from_millis(200);
-            while !flag.load(Ordering::SeqCst) {
-                let Ok(mut client) = connect(&url) else {
-                    std::thread::sleep(backoff);
+            'connection: while !flag.load(Ordering::SeqCst) {
+                let listening_client =
+                    connect(&url).and_then(|mut c| Ok(c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c)?));
+                let Ok(mut client) = listening_client else {
+                    pause(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 };
-                if client.batch_execute(&format!("LISTEN {CHANNEL}")).is_err() {
-                    continue;
-                }
                 let _ = listening.send(());
                 backoff = Duration::from_millis(200);
-                while !flag.load(Ordering::SeqCst) && !client.is_closed() {
+                while !flag.load(Ordering::SeqCst) {
                     let mut notices = client.notifications();
-                    let mut iter = notices.timeout_iter(Duration::from_millis(250));
-                    loop {
-                        match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
-                            Ok(Some(n)) => {
-                                let mut parts = n.payload().splitn(3, ' ');
-                                if let (Some(from), Some(Ok(seq)), Some(project)) =
-                                    (parts.next(), parts.next().map(str::parse::<u64>), parts.next())
-                                    && from != instance
-                                {
-                                    on_notice(project, seq);
-                                }
+                    match notices.timeout_iter(Duration::from_millis(250)).next() {
+                        Ok(Some(n)) => {
+                            let mut parts = n.payload().splitn(3, ' ');
+                            if let (Some(from), Some(Ok(seq)), Some(project)) =
+                                (parts.next(), parts.next().map(str::parse::<u64>), parts.next())
+                                && from != instance
+                            {
+                                on_notice(project, seq);
                             }
-                            Ok(None) => break,
-                            Err(_) => break,
                         }
+                        Ok(None) => {} // Quiet for a while: look at the stop flag.
+                        Err(_) => continue 'connection,
                     }
                 }
             }

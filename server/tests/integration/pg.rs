@@ -170,8 +170,27 @@ fn two_hub_processes_on_one_database_serve_one_project_and_wake_each_other_s_dev
     }
     assert!(!view.heads.is_empty());
     // Both processes answer from the same store.
-    assert_eq!(hub_state(&a.server.hub, std::slice::from_ref(&id)), hub_state(&b.server.hub, &[id]));
+    assert_eq!(
+        hub_state(&a.server.hub, std::slice::from_ref(&id)),
+        hub_state(&b.server.hub, std::slice::from_ref(&id))
+    );
     assert_eq!(stored(&a.server.hub), stored(&b.server.hub));
+
+    // The database drops every connection (a restart, a failover): the
+    // listeners reconnect, and a round through A wakes tina at B again.
+    tina_live.get_ref().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    while tina_live.read().is_ok() {} // The notices of the rounds above.
+    let mut admin = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+        .unwrap();
+    tina_live.get_ref().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let woken = (0..40).any(|i| {
+        olga.replica.rename_section(&id, &format!("North {i}")).unwrap();
+        let _ = olga.try_round(&a.server, fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET); // may meet the dropped connection
+        matches!(tina_live.read(), Ok(Message::Text(_)))
+    });
+    assert!(woken, "no notice reached process B's live channel after the database dropped its connections");
 }
 
 #[test]
