@@ -2,7 +2,7 @@
 //! about; every core error is mapped to one of them in [`FieldSyncError::from`]'s
 //! single `match`, the only place that knows core's error types.
 
-use fieldsync_core::{self as core, DocumentError, LiveError, OpenError, ReplicaError, SyncError, TransportError};
+use fieldsync_core::{self as core, DocumentError, LiveError, OpenError, ReplicaError, SyncError};
 
 use crate::conflict::Rule;
 
@@ -101,7 +101,6 @@ impl From<LiveError> for FieldSyncError {
 impl From<CoreError> for FieldSyncError {
     fn from(e: CoreError) -> Self {
         use CoreError::{Live, Open, Replica, Sync};
-        use TransportError::Server;
         let detail = match &e {
             Replica(e) => e.to_string(),
             Open(e) => e.to_string(),
@@ -126,16 +125,18 @@ impl From<CoreError> for FieldSyncError {
             }
             // The local half of a sync: as any other call on the replica.
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
-            // A token unknown or revoked (401), a project or actor not this device's (403).
-            Sync(SyncError::Transport(Server { status: 401 | 403, .. })) => FieldSyncError::NotAuthorized { detail },
-            Sync(SyncError::Transport(Server { status: 404, .. })) => FieldSyncError::NotFound { detail },
-            // The server speaks another protocol version: the message says to update the app.
-            Sync(SyncError::Transport(Server { status: 426, .. })) => FieldSyncError::Storage { detail },
-            // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless answer.
-            Sync(SyncError::Transport(t)) if t.retryable() => FieldSyncError::Offline { detail },
-            Sync(SyncError::Protocol(_) | SyncError::TooManyRounds(_)) => FieldSyncError::Offline { detail },
-            // A request the server could not take (400, 413, a 422 without refusals): a bug.
-            Sync(_) => FieldSyncError::InvalidInput { detail },
+            // The rest as core classifies it (`SyncError::problem`).
+            Sync(e) => match e.problem() {
+                // A token unknown or revoked (401), a project or actor not this device's (403).
+                core::SyncProblem::NotAuthorized => FieldSyncError::NotAuthorized { detail },
+                core::SyncProblem::NotFound => FieldSyncError::NotFound { detail },
+                // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless answer.
+                core::SyncProblem::Offline => FieldSyncError::Offline { detail },
+                // A request the server could not take (400, 413, a 422 without refusals): a bug.
+                core::SyncProblem::Rejected => FieldSyncError::InvalidInput { detail },
+                // A newer protocol (the message says to update the app), or the store.
+                core::SyncProblem::UpdateRequired | core::SyncProblem::Storage => FieldSyncError::Storage { detail },
+            },
             // A server URL that is no URL, or no TLS trust store (on Android: not initialised).
             Live(_) => FieldSyncError::InvalidInput { detail },
             // Store and document failures, newer or corrupt databases: the
@@ -150,6 +151,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use fieldsync_core::TransportError;
 
     #[test]
     fn each_core_error_maps_to_what_the_app_can_do() {

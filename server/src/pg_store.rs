@@ -341,25 +341,19 @@ impl HubStore for PgHubStore {
         budget: usize,
     ) -> Result<FeedPage, StoreError> {
         // As in SQLite: a device that synced as several actors gets its own rows too.
+        // The row cap only bounds what one query fetches; `more` says when it cut.
+        let cap = budget / 64 + 64;
         let rows = self.client()?.query(
             "SELECT seq, section, bytes FROM feed WHERE project = $1 AND seq > $2
                AND (device != $3 OR (SELECT count(*) FROM actors WHERE device = $3) > 1)
              ORDER BY seq LIMIT $4",
-            &[&project, &(after as i64), &exclude_device, &(budget as i64 / 64 + 64)],
+            &[&project, &(after as i64), &exclude_device, &(cap as i64)],
         )?;
-        let mut page = FeedPage::default();
-        let mut used = 0usize;
-        for r in &rows {
-            let bytes: Vec<u8> = r.get(2);
-            if !page.rows.is_empty() && used + bytes.len() > budget {
-                page.more = true;
-                break;
-            }
-            used += bytes.len();
-            page.rows.push(FeedRow { seq: r.get::<_, i64>(0) as u64, section: r.get(1), bytes });
-        }
-        // The row limit (changes are at least 64 bytes) can end the rows before the budget does.
-        page.more |= rows.len() as i64 == budget as i64 / 64 + 64 && page.rows.len() == rows.len();
+        let feed_rows = rows.iter().map(|r| {
+            Ok::<_, StoreError>(FeedRow { seq: r.get::<_, i64>(0) as u64, section: r.get(1), bytes: r.get(2) })
+        });
+        let mut page = FeedPage::fill(feed_rows, budget)?;
+        page.more |= rows.len() == cap && page.rows.len() == cap;
         Ok(page)
     }
 

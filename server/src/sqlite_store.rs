@@ -239,19 +239,10 @@ impl HubStore for SqliteHubStore {
             "SELECT seq, section, bytes FROM feed WHERE project = ?1 AND seq > ?2
                AND (device != ?3 OR (SELECT count(*) FROM actors WHERE device = ?3) > 1) ORDER BY seq",
         )?;
-        let mut rows = stmt.query(params![project, after as i64, exclude_device])?;
-        let mut page = FeedPage::default();
-        let mut used = 0usize;
-        while let Some(r) = rows.next()? {
-            let bytes: Vec<u8> = r.get(2)?;
-            if !page.rows.is_empty() && used + bytes.len() > budget {
-                page.more = true;
-                break;
-            }
-            used += bytes.len();
-            page.rows.push(FeedRow { seq: r.get::<_, i64>(0)? as u64, section: r.get(1)?, bytes });
-        }
-        Ok(page)
+        let rows = stmt.query_map(params![project, after as i64, exclude_device], |r| {
+            Ok(FeedRow { seq: r.get::<_, i64>(0)? as u64, section: r.get(1)?, bytes: r.get(2)? })
+        })?;
+        Ok(FeedPage::fill(rows, budget)?)
     }
 
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {

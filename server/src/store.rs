@@ -109,6 +109,26 @@ pub struct FeedPage {
     pub more: bool,
 }
 
+impl FeedPage {
+    /// The page of `rows` (in feed order) that fits in `budget` bytes of
+    /// change: at least one row, `more` if rows were left out. Reads no
+    /// further than the first row that does not fit.
+    pub fn fill<E>(rows: impl IntoIterator<Item = Result<FeedRow, E>>, budget: usize) -> Result<FeedPage, E> {
+        let mut page = FeedPage::default();
+        let mut used = 0;
+        for row in rows {
+            let row = row?;
+            if !page.rows.is_empty() && used + row.bytes.len() > budget {
+                page.more = true;
+                break;
+            }
+            used += row.bytes.len();
+            page.rows.push(row);
+        }
+        Ok(page)
+    }
+}
+
 /// Everything a sync round writes about one section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionWrite {
