@@ -397,9 +397,6 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
         }
         DeviceCommand::State { section, state, reason } => {
             let section = resolve(&replica, &section)?;
-            if state == ConstructionState::Blocked && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-                return Err(CliError::Usage("blocking a section needs a reason: --reason \"…\"".into()));
-            }
             let r = replica.transition(&section, state, reason.as_deref())?;
             receipt(json, &r, &format!("state {}", state.as_str()))
         }

@@ -1,21 +1,19 @@
 //! FieldSync's engine: one Automerge document per fiber section, the rules
 //! that every replica applies over the merge, and the durable local store.
 //!
-//! Module guide:
-//! - [`hlc`]: hybrid logical clock stamps, anchored to the server's time.
-//! - [`project`], [`state_machine`], [`route`]: the domain: roles and roster,
-//!   project config, construction states and events, GPS distance to a route.
-//! - [`edit`], [`document`]: how writes sit in a section document.
-//! - [`rules`], [`view`], [`conflict`]: the validated view, decisions and
-//!   conflict records, a pure function of the merged document.
-//! - [`schema`], [`store`]: the SQLite store.
-//! - [`replica`]: the API the apps, the CLI and the bindings call.
-//! - [`protocol`], [`pack`], [`replica_sync`], [`sync_engine`],
-//!   [`sync_client`], [`transport`]: sync with the hub (wire format, changes
-//!   packed on the wire, the replica's side of a round, when to sync, the
-//!   runtime, how a round travels); `live` (feature `http`): the WebSocket
-//!   that nudges background sync.
-//! - [`settings`]: small named settings kept in the replica's database.
+//! Module guide (one folder a room; ARCHITECTURE.md has the map):
+//! - `domain`: clocks, roles and projects, construction states, routes, and
+//!   how a write sits in a section document. No storage, no I/O.
+//! - `rules`: the validated view, decisions and conflict records — a pure
+//!   function of the merged document, the roster and the config.
+//! - `store`: the SQLite store; all of its SQL.
+//! - `replica`: [`Replica`], the API apps, the CLI and the bindings call.
+//! - `sync`: the wire format ([`protocol`], [`pack`]), the transport, when to
+//!   sync ([`SyncEngine`], no I/O), a round and a merge on the replica's side,
+//!   the [`SyncClient`] that drives rounds, the live channel.
+//!
+//! What only simulations and tests need (a simulated wall clock, seeded ids)
+//! sits behind the feature `simulation`.
 //!
 //! ```
 //! use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, ConstructionState};
@@ -33,51 +31,46 @@
 //! assert!(office.record_progress(&id, 150).is_err());
 //! ```
 
-mod checkpoint;
-pub mod conflict;
-pub mod document;
-pub mod edit;
-pub mod encryption;
-pub mod hlc;
-#[cfg(feature = "http")]
-pub mod live;
-mod merge;
-pub mod pack;
-pub mod project;
-pub mod protocol;
-pub mod replica;
-pub mod replica_sync;
-pub mod route;
-pub mod rules;
-pub mod schema;
-pub mod settings;
-pub mod state_machine;
-pub mod store;
-pub mod sync_client;
-pub mod sync_engine;
-pub mod transport;
-pub mod view;
+mod domain;
+mod replica;
+mod rules;
+mod store;
+mod sync;
 
-pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
-pub use document::{DocumentError, PhotoRef, SectionDoc};
-pub use edit::{Edit, EditId, EditValue, Field};
-pub use encryption::{EncryptionError, StoreKey, encrypt_store};
-pub use hlc::{Hlc, HlcClock};
-#[cfg(feature = "http")]
-pub use live::{LiveChannel, LiveConfig, LiveError};
-pub use project::{Member, ProgressBand, ProjectConfig, Role, Roster};
-pub use replica::{
-    EditOutcome, EditReceipt, HistoryEntry, MergeReport, PastPoint, Reconciliation, Replica, ReplicaError,
-    ReplicaOptions, SectionChange,
-};
-pub use replica_sync::{PreparedRound, RoundReport, SyncStatus};
-pub use route::GeoPoint;
-pub use schema::{Durability, OpenError};
-pub use state_machine::{ConstructionState, DomainEventKind};
+/// The one retry delay (exponential, equal jitter) of every reconnecting loop.
+pub use sync::backoff;
+/// Changes packed on the wire (the hub unpacks what devices send).
+pub use sync::pack;
+/// The sync wire format, shared with the hub (normative text: `docs/protocol.md`).
+pub use sync::protocol;
+
+pub use domain::document::{DocumentError, PhotoRef, SectionDoc, SectionInput};
+pub use domain::edit::{Edit, EditId, EditValue, Field};
+#[cfg(feature = "simulation")]
+pub use domain::hlc::set_simulated_wall_clock;
+pub use domain::hlc::{Hlc, HlcClock, wall_clock_ms};
+#[cfg(feature = "simulation")]
+pub use domain::id::set_simulated_ids;
+pub use domain::project::{Member, ProgressBand, ProjectConfig, Roster};
+pub use domain::role::Role;
+pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
+pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
+pub use replica::{EditReceipt, HistoryEntry, PastPoint, Replica, ReplicaError, ReplicaOptions};
+pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+pub use rules::validate::{Validated, screen_write, validate};
+pub use rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
+pub use store::encryption::{EncryptionError, StoreKey, encrypt_store};
+pub use store::schema::{Durability, OpenError};
 pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
-pub use sync_client::{BackgroundSync, SyncClient, SyncError, SyncNotifier, SyncProblem, SyncReport, SyncUpdate};
-pub use sync_engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
+pub use sync::client::{
+    BackgroundSync, COMPACT_THRESHOLD, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
+};
+pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
-pub use transport::HttpTransport;
-pub use transport::{Transport, TransportError};
-pub use view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
+pub use sync::live::{LiveChannel, LiveConfig, LiveError};
+pub use sync::merge::{EditOutcome, MergeReport, Reconciliation, SectionChange};
+pub use sync::round::{PreparedRound, RoundReport};
+pub use sync::status::{SyncProblem, SyncStatus};
+#[cfg(feature = "http")]
+pub use sync::transport::HttpTransport;
+pub use sync::transport::{Transport, TransportError};

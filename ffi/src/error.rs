@@ -2,7 +2,7 @@
 //! about; every core error is mapped to one of them in [`FieldSyncError::from`]'s
 //! single `match`, the only place that knows core's error types.
 
-use fieldsync_core::{self as core, DocumentError, LiveError, OpenError, ReplicaError, SyncError};
+use fieldsync_core::{self as core, DocumentError, EncryptionError, LiveError, OpenError, ReplicaError, SyncError};
 
 use crate::conflict::Rule;
 
@@ -72,6 +72,8 @@ pub(crate) enum CoreError {
     Sync(SyncError),
     /// From setting up the live channel.
     Live(LiveError),
+    /// From an encryption key or encrypting a store.
+    Encryption(EncryptionError),
 }
 
 impl From<ReplicaError> for FieldSyncError {
@@ -98,14 +100,21 @@ impl From<LiveError> for FieldSyncError {
     }
 }
 
+impl From<EncryptionError> for FieldSyncError {
+    fn from(e: EncryptionError) -> Self {
+        CoreError::Encryption(e).into()
+    }
+}
+
 impl From<CoreError> for FieldSyncError {
     fn from(e: CoreError) -> Self {
-        use CoreError::{Live, Open, Replica, Sync};
+        use CoreError::{Encryption, Live, Open, Replica, Sync};
         let detail = match &e {
             Replica(e) => e.to_string(),
             Open(e) => e.to_string(),
             Sync(e) => e.to_string(),
             Live(e) => e.to_string(),
+            Encryption(e) => e.to_string(),
         };
         match e {
             Replica(ReplicaError::Refused { rule: core::Rule::UnknownAuthor, reason }) => {
@@ -139,6 +148,12 @@ impl From<CoreError> for FieldSyncError {
             },
             // A server URL that is no URL, or no TLS trust store (on Android: not initialised).
             Live(_) => FieldSyncError::InvalidInput { detail },
+            // A key of another length, a build without encryption, a store encrypted already.
+            Encryption(EncryptionError::KeyLength(_) | EncryptionError::Unavailable | EncryptionError::NotPlain(_)) => {
+                FieldSyncError::InvalidInput { detail }
+            }
+            // Encrypting the copy failed: the plain store is as it was.
+            Encryption(_) => FieldSyncError::Storage { detail },
             // Store and document failures, newer or corrupt databases: the
             // message says what to do (update the app, recover the moved file).
             Replica(_) | Open(_) => FieldSyncError::Storage { detail },

@@ -51,7 +51,9 @@ pub mod history;
 pub mod merge;
 pub mod observer;
 pub mod replica;
+pub mod status;
 pub mod sync;
+mod syncing;
 pub mod view;
 
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
@@ -61,7 +63,8 @@ pub use history::{HistoryEntry, PastPoint};
 pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionChange};
 pub use observer::{ConflictsObserver, ObserverError, ObserverHandle, SectionObserver, SyncStatusObserver};
 pub use replica::Replica;
-pub use sync::{AppTransport, SyncConfig, SyncReport, SyncStatus, TransportError, sync_content_type};
+pub use status::{SyncProblem, SyncStatus};
+pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};
 pub use view::{
     AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoRef, PointRecord, QuarantinedPoint,
     SectionSummary, SectionView,

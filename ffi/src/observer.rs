@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use fieldsync_core::{self as core, ReplicaError};
 
 use crate::conflict::ConflictRecord;
-use crate::sync::SyncStatus;
+use crate::status::SyncStatus;
 use crate::view::SectionView;
 
 /// Told the validated view of one section: first as it is, then after every change.

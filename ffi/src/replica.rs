@@ -13,7 +13,7 @@ use crate::error::FieldSyncError;
 use crate::history::{HistoryEntry, PastPoint};
 use crate::merge::{EditReceipt, MergeReport, SectionChange};
 use crate::observer::{ConflictsObserver, ObserverHandle, Observers, SectionObserver, Touched, lock};
-use crate::sync::Syncing;
+use crate::syncing::Syncing;
 use crate::view::{AuditEntry, SectionSummary, SectionView};
 
 /// A replica of the sections this device works on, in one SQLite file.
@@ -87,17 +87,8 @@ fn one(section: &str) -> Touched {
 /// another length or a store that is encrypted already).
 #[uniffi::export]
 pub fn encrypt_store(path: String, encryption_key: Vec<u8>) -> Result<(), FieldSyncError> {
-    use core::EncryptionError::{KeyLength, NotPlain, Unavailable};
-    let encrypted = core::StoreKey::from_bytes(&encryption_key)
-        .and_then(|key| core::encrypt_store(std::path::Path::new(&path), &key));
-    match encrypted {
-        Ok(()) => Ok(()),
-        Err(e @ (KeyLength(_) | Unavailable | NotPlain(_))) => {
-            Err(FieldSyncError::InvalidInput { detail: e.to_string() })
-        }
-        // The copy failed: the plain store is as it was.
-        Err(e) => Err(FieldSyncError::Storage { detail: e.to_string() }),
-    }
+    let key = core::StoreKey::from_bytes(&encryption_key)?;
+    Ok(core::encrypt_store(std::path::Path::new(&path), &key)?)
 }
 
 fn points(route: Vec<GeoPoint>) -> Vec<core::GeoPoint> {
@@ -113,10 +104,7 @@ impl Replica {
     /// does a key of another length or one that does not open the file.
     #[uniffi::constructor(default(encryption_key = None))]
     pub fn open(path: String, device: String, encryption_key: Option<Vec<u8>>) -> Result<Arc<Self>, FieldSyncError> {
-        let encryption_key = encryption_key
-            .map(|k| core::StoreKey::from_bytes(&k))
-            .transpose()
-            .map_err(|e| FieldSyncError::InvalidInput { detail: e.to_string() })?;
+        let encryption_key = encryption_key.map(|k| core::StoreKey::from_bytes(&k)).transpose()?;
         let options = core::ReplicaOptions { device, encryption_key, ..Default::default() };
         let replica = core::Replica::open(path, options)?;
         Ok(Arc::new(Replica {

@@ -3,10 +3,10 @@
 //! background sync with connectivity hints, and the status, readable and
 //! observable.
 //!
-//! The wiring, over core's sync client (`core::sync_client`):
+//! The wiring, over core's sync client (`core::SyncClient`):
 //! - `connect` / `connect_with` register the project (`join_project`) and put
 //!   a `core::SyncClient` over the object's own `Arc<Mutex<core::Replica>>`
-//!   into [`Syncing`]. Connecting again replaces it; a running background
+//!   into the replica's `Syncing` (`syncing.rs`). Connecting again replaces it; a running background
 //!   sync goes on over the new transport.
 //! - `sync_now` runs `SyncClient::sync_with_progress` and tells the observers
 //!   after each committed round (the sections it changed, and the status),
@@ -21,14 +21,14 @@
 //!   `core::LiveChannel` open to the server, whose notifications (and every
 //!   reconnection) send `SyncEvent::Nudge` through the background sync's
 //!   notifier: another device's edit arrives within a round trip. It lives
-//!   in [`Background`] and stops with it.
+//!   in `Background` and stops with it.
 //! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
 //! skips changes it already has, merges are idempotent), only wasteful.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fieldsync_core as core;
@@ -37,67 +37,8 @@ use crate::error::FieldSyncError;
 use crate::merge::Reconciliation;
 use crate::observer::{ObserverHandle, SyncStatusObserver, Touched, lock};
 use crate::replica::Replica;
-
-/// What the app can see of sync.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct SyncStatus {
-    /// Local changes the server has not confirmed yet.
-    pub pending_changes: i64,
-    /// Device wall-clock ms of the oldest of them.
-    pub oldest_pending_ms: Option<i64>,
-    /// Changes the server refused (kept here, not sent again).
-    pub refused_changes: i64,
-    /// Device wall-clock ms of the last successful round.
-    pub last_success_ms: Option<i64>,
-    /// The last round's error, cleared by a success.
-    pub last_error: Option<String>,
-    /// What that error needs, by kind: act on this, show `last_error`.
-    pub last_problem: Option<SyncProblem>,
-}
-
-/// What a failed sync needs (core's `SyncProblem`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum SyncProblem {
-    /// No network, the server down or overloaded: sync goes on by itself.
-    Offline,
-    /// The server refuses this device (token revoked or unknown, user not in
-    /// the project): sign in again, then `connect` with the new token.
-    NotAuthorized,
-    /// The server does not know the project.
-    NotFound,
-    /// The server speaks a newer protocol: update the app.
-    UpdateRequired,
-    /// The server refused the request itself: a bug to report.
-    Rejected,
-    /// This device's store failed (the disk full, say).
-    Storage,
-}
-
-impl From<core::SyncProblem> for SyncProblem {
-    fn from(p: core::SyncProblem) -> Self {
-        match p {
-            core::SyncProblem::Offline => SyncProblem::Offline,
-            core::SyncProblem::NotAuthorized => SyncProblem::NotAuthorized,
-            core::SyncProblem::NotFound => SyncProblem::NotFound,
-            core::SyncProblem::UpdateRequired => SyncProblem::UpdateRequired,
-            core::SyncProblem::Rejected => SyncProblem::Rejected,
-            core::SyncProblem::Storage => SyncProblem::Storage,
-        }
-    }
-}
-
-impl From<core::SyncStatus> for SyncStatus {
-    fn from(s: core::SyncStatus) -> Self {
-        SyncStatus {
-            pending_changes: s.pending_changes,
-            oldest_pending_ms: s.oldest_pending_ms,
-            refused_changes: s.refused_changes,
-            last_success_ms: s.last_success_ms,
-            last_error: s.last_error,
-            last_problem: s.last_problem.map(Into::into),
-        }
-    }
-}
+use crate::status::SyncStatus;
+use crate::syncing::{Background, Server};
 
 /// What a sync did, summed over its rounds.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -235,60 +176,6 @@ impl core::Transport for Foreign {
 #[uniffi::export]
 pub fn sync_content_type() -> String {
     core::protocol::CONTENT_TYPE.to_owned()
-}
-
-/// The sync half of a [`Replica`]: the client once connected, the server
-/// when `connect` named one, background sync while it runs, the last
-/// connectivity hint.
-#[derive(Default)]
-pub(crate) struct Syncing {
-    client: Mutex<Option<Arc<core::SyncClient>>>,
-    server: Mutex<Option<Server>>,
-    background: Mutex<Option<Background>>,
-    offline: AtomicBool,
-}
-
-/// The server `connect` was given, for the live channel. (No `Debug`: it holds the token.)
-#[derive(Clone)]
-struct Server {
-    url: String,
-    token: String,
-    project: String,
-}
-
-/// A running background sync, its live channel, and the config it was started with.
-struct Background {
-    /// First, so that it closes before background sync stops.
-    live: Option<core::LiveChannel>,
-    sync: core::BackgroundSync,
-    config: core::SyncConfig,
-}
-
-impl Syncing {
-    fn client(&self) -> Result<Arc<core::SyncClient>, FieldSyncError> {
-        lock(&self.client).clone().ok_or_else(|| FieldSyncError::InvalidInput {
-            detail: "the replica is not connected to a server: call connect or connect_with first".into(),
-        })
-    }
-
-    /// Tell background sync, if it runs, about `event`.
-    pub(crate) fn notify(&self, event: core::SyncEvent) {
-        if let Some(b) = lock(&self.background).as_ref() {
-            b.sync.notify(event);
-        }
-    }
-
-    /// Stop background sync, if it runs, waiting for a round in flight to
-    /// finish outside the lock (the round's listener may call the replica);
-    /// returns the config it ran with.
-    fn stop(&self) -> Option<core::SyncConfig> {
-        let running = lock(&self.background).take();
-        running.map(|Background { live, sync, config }| {
-            drop(live);
-            sync.stop();
-            config
-        })
-    }
 }
 
 impl Replica {
@@ -456,7 +343,7 @@ mod tests {
                 feed.extend(batch.changes.into_iter().map(|c| (batch.section.clone(), c)));
             }
             let response = SyncResponse {
-                server_time_ms: core::hlc::wall_clock_ms(),
+                server_time_ms: core::wall_clock_ms(),
                 changes,
                 documents: vec![],
                 cursor: feed.len().to_string(),
@@ -578,7 +465,7 @@ mod tests {
             .unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { detail }) if detail.contains("no route")));
         assert!(statuses.last().last_error.unwrap().contains("no route"));
-        assert_eq!(statuses.last().last_problem, Some(SyncProblem::Offline));
+        assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::Offline));
         assert_eq!(statuses.last().pending_changes, 1, "the edit is kept");
 
         let revoked = || TransportError::Server {
@@ -588,7 +475,7 @@ mod tests {
         r[0].connect_with(Arc::new(Failing(revoked)), P.into()).unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::NotAuthorized { detail }) if detail.contains("revoked")));
         assert!(statuses.last().last_error.unwrap().contains("revoked"));
-        assert_eq!(statuses.last().last_problem, Some(SyncProblem::NotAuthorized));
+        assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::NotAuthorized));
 
         // The built-in transport to a closed port: refused at once.
         r[0].connect("http://127.0.0.1:1".into(), "token".into(), P.into(), 5_000).unwrap();

@@ -8,7 +8,7 @@
 //! check its actor is this device's, skip those already stored, apply the rest
 //! to the server's copy of each touched section (snapshot + feed rows since),
 //! check the section's project, that every dependency is present, and screen
-//! every new write with [`rules::screen_write`] → store the changes, views and
+//! every new write with [`screen_write`] → store the changes, views and
 //! conflict records in one transaction → answer with what the device lacks
 //! since its cursor, up to its byte budget.
 
@@ -20,7 +20,9 @@ use automerge::{Change, ReadDoc};
 use fieldsync_core::protocol::{
     self, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
 };
-use fieldsync_core::{ConflictRecord, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, rules};
+use fieldsync_core::{
+    ConflictRecord, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, screen_write, validate,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
@@ -210,7 +212,7 @@ impl Hub {
             let mut sections = Vec::with_capacity(touched.len());
             let mut new_changes = 0;
             for (section, t) in touched {
-                let validated = rules::validate(&t.doc.input(), &roster, &record.config);
+                let validated = validate(&t.doc.input(), &roster, &record.config);
                 let conflicts = validated
                     .conflicts
                     .iter()
@@ -399,7 +401,7 @@ impl Hub {
             }
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
             for edit in t.doc.edits().iter().filter(|e| new.contains(&e.change_hash)) {
-                if let Err((rule, reason)) = rules::screen_write(edit, roster, config) {
+                if let Err((rule, reason)) = screen_write(edit, roster, config) {
                     refusals.push(Refusal {
                         section: section.clone(),
                         hash: edit.change_hash.clone(),
@@ -683,7 +685,7 @@ fn revalidate(store: &mut dyn HubStore, project: &str) -> Result<(), HubError> {
         for id in ids {
             let Some(s) = store.section(&id)? else { continue };
             let Ok(doc) = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes) else { continue };
-            let validated = rules::validate(&doc.input(), &roster, &record.config);
+            let validated = validate(&doc.input(), &roster, &record.config);
             let conflicts = validated
                 .conflicts
                 .iter()

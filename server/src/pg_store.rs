@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use fieldsync_core::backoff;
 use fieldsync_core::protocol::Refusal;
 use fieldsync_core::{Member, ProjectConfig, Role};
 use postgres::fallible_iterator::FallibleIterator;
@@ -538,17 +539,18 @@ pub fn listen(url: &str, instance: &str, on_notice: impl Fn(&str, u64) + Send + 
                     std::thread::sleep(Duration::from_millis(50));
                 }
             };
-            let mut backoff = Duration::from_millis(200);
+            let mut failures = 0;
             'connection: while !flag.load(Ordering::SeqCst) {
                 let listening_client =
                     connect(&url).and_then(|mut c| Ok(c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c)?));
                 let Ok(mut client) = listening_client else {
-                    pause(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    failures += 1;
+                    let random = getrandom::u64().unwrap_or(0);
+                    pause(Duration::from_millis(backoff::delay_ms(failures, 400, 10_000, random)));
                     continue;
                 };
                 let _ = listening.send(());
-                backoff = Duration::from_millis(200);
+                failures = 0;
                 while !flag.load(Ordering::SeqCst) {
                     let mut notices = client.notifications();
                     match notices.timeout_iter(Duration::from_millis(250)).next() {

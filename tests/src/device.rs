@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use fieldsync_core::hlc::set_simulated_wall_clock;
+use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{OpenError, Replica, ReplicaOptions, SyncClient, SyncError, SyncReport, TransportError};
 
 /// What a session thread says to the loop.

@@ -13,8 +13,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use fieldsync_core::hlc::set_simulated_wall_clock;
-use fieldsync_core::replica::set_simulated_ids;
+use fieldsync_core::set_simulated_ids;
+use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{ProjectConfig, Replica, ReplicaError, Role, SyncClient, TransportError};
 use fieldsync_server::Hub;
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use fieldsync_core::{
     ConflictRecord, ConstructionState, Decision, Field, Member, ProjectConfig, Replica, Role, Roster, SectionDoc,
-    SectionView, rules,
+    SectionView, validate,
 };
 use fieldsync_server::{Hub, HubStore, SqliteHubStore};
 
@@ -414,7 +414,7 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
     let id = &view.id;
     let role_of = |actor: &str| roster.member(actor).map(|m| m.role);
     let input = doc.input();
-    let audit = rules::validate(&input, roster, config).audit(&input, roster);
+    let audit = validate(&input, roster, config).audit(&input, roster);
 
     // Progress: applied writes in HLC order; a fall needs a foreman or office.
     let mut last: Option<i64> = None;

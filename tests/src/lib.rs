@@ -14,8 +14,8 @@
 //!   called with the raw request body as its HTTP route calls it;
 //! - time is virtual (a discrete-event loop, [`sim`]); the devices' clocks
 //!   are the virtual time plus their skew, through
-//!   `fieldsync_core::hlc::set_simulated_wall_clock`, and new ids come from
-//!   a seeded sequence (`fieldsync_core::replica::set_simulated_ids`), so the
+//!   `fieldsync_core::set_simulated_wall_clock`, and new ids come from
+//!   a seeded sequence (`fieldsync_core::set_simulated_ids`), so the
 //!   same seed gives the same run, byte for byte.
 //!
 //! Module guide:

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use fieldsync_core::hlc::set_simulated_wall_clock;
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
-use fieldsync_core::replica::set_simulated_ids;
+use fieldsync_core::set_simulated_ids;
+use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{
     ProjectConfig, Replica, ReplicaError, Role, SyncClient, SyncEngine, SyncError, SyncEvent, TransportError,
 };

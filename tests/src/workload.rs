@@ -3,7 +3,7 @@
 //! rules may refuse it on the device (a technician rolling progress back),
 //! which is counted, not an error.
 
-use fieldsync_core::state_machine::FORWARD;
+use fieldsync_core::FORWARD;
 use fieldsync_core::{ConstructionState, GeoPoint, ProjectConfig, Replica, ReplicaError, Role, SectionView};
 use serde::{Deserialize, Serialize};
 
@@ -378,7 +378,7 @@ mod tests {
                 let far = distance_m(plan.point(s, true, &mut rng), &s.points).unwrap();
                 assert!(near <= 41.0, "{near}");
                 assert!(far >= 200.0, "{far}");
-                let geo = fieldsync_core::route::distance_to_route_m(plan.point(s, false, &mut rng), &s.points);
+                let geo = fieldsync_core::distance_to_route_m(plan.point(s, false, &mut rng), &s.points);
                 assert!(geo.unwrap() <= 41.0);
             }
         }

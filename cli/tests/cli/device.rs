@@ -145,7 +145,7 @@ fn usage_and_other_errors_have_their_own_exit_codes() {
     let cases: [(&[&str], i32, &str); 7] = [
         (&["show", "nope"], 1, "no section `nope`"),
         (&["state", "s1", "dug"], 2, "unknown state `dug`"),
-        (&["state", "s1", "blocked"], 2, "needs a reason"),
+        (&["state", "s1", "blocked"], 3, "needs a reason"),
         (&["location", "s1", "95,11"], 2, "not a WGS84 position"),
         (&["create", "--name", "x", "--route", "48,11"], 2, "at least two points"),
         (&["view-at", "s1"], 2, "--time"),

@@ -92,7 +92,7 @@ fn deliver(replicas: &mut [Replica], from: usize, to: usize, order: u8, duplicat
 fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut replicas = crew(dir.path(), roles);
-    let now = fieldsync_core::hlc::wall_clock_ms() as i64;
+    let now = fieldsync_core::wall_clock_ms() as i64;
     for (r, skew) in replicas.iter_mut().zip(skews) {
         r.observe_server_time((now + skew) as u64).unwrap();
     }

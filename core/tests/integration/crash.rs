@@ -16,8 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fieldsync_core::{
-    ConstructionState, GeoPoint, Member, PastPoint, ProjectConfig, Replica, ReplicaOptions, Role,
-    state_machine::FORWARD,
+    ConstructionState, FORWARD, GeoPoint, Member, PastPoint, ProjectConfig, Replica, ReplicaOptions, Role,
 };
 
 use crate::common::{PROJECT, route};

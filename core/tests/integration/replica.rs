@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use automerge::{ObjType, ROOT, ReadDoc, Value};
-use fieldsync_core::hlc::wall_clock_ms;
+use fieldsync_core::wall_clock_ms;
 use fieldsync_core::{
     Candidate, ConflictKind, ConstructionState, Decision, EditOutcome, Field, GeoPoint, Hlc, Member, OpenError,
     PastPoint, Reconciliation, Replica, ReplicaError, ReplicaOptions, Role, Rule, SectionChange,

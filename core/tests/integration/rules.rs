@@ -1,12 +1,12 @@
 //! Every rule over the merge, on hand-built writes, with the exact expected
 //! view, decisions and conflict records.
 
-use fieldsync_core::document::SectionInput;
-use fieldsync_core::rules::{Validated, validate};
+use fieldsync_core::SectionInput;
 use fieldsync_core::{
     ConflictKind, ConstructionState as S, Decision, DomainEventKind, Edit, EditValue, Field, GeoPoint, Hlc, Member,
     ProjectConfig, Role, Roster, Rule,
 };
+use fieldsync_core::{Validated, validate};
 
 const TECH: &str = "aa01";
 const TECH2: &str = "aa02";

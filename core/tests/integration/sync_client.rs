@@ -130,14 +130,14 @@ fn background_sync_compacts_what_the_server_confirmed() {
     let mut office = crew(dir.path(), &[Role::Office]).remove(0);
     office.join_project(PROJECT).unwrap();
     let id = office.create_section(PROJECT, "North", &route()).unwrap();
-    for i in 0..fieldsync_core::sync_client::COMPACT_THRESHOLD + 10 {
+    for i in 0..fieldsync_core::COMPACT_THRESHOLD + 10 {
         office.rename_section(&id, &format!("North {i}")).unwrap();
     }
     let rows = |r: &fieldsync_core::Replica| -> i64 {
         r.connection().query_row("SELECT count(*) FROM changes WHERE section = ?1", [&id], |x| x.get(0)).unwrap()
     };
     let view = office.section(&id).unwrap();
-    assert!(rows(&office) > fieldsync_core::sync_client::COMPACT_THRESHOLD as i64);
+    assert!(rows(&office) > fieldsync_core::COMPACT_THRESHOLD as i64);
     let replica = Arc::new(Mutex::new(office));
     let accept_all = |_: Vec<u8>| Ok(protocol::encode(&response("c:1", false)));
     let client = Arc::new(SyncClient::new(replica.clone(), Arc::new(accept_all)));

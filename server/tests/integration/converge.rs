@@ -3,7 +3,7 @@
 //! device and the hub end with identical views and conflict sets, and a new
 //! device's first sync reports its progress.
 
-use fieldsync_core::state_machine::FORWARD;
+use fieldsync_core::FORWARD;
 use fieldsync_core::{ConstructionState, GeoPoint, Role, SyncReport};
 
 use crate::common::*;

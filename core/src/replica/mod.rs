@@ -1,0 +1,172 @@
+//! The replica: the one API the phone app, the CLI, the server and the
+//! bindings call. It keeps section documents in the local store, refuses
+//! local writes that break a rule before storing anything, and after every
+//! write or merge stores the validated view and conflict records in the same
+//! transaction as the changes.
+//!
+//! Its methods live by seam: local writes (`write.rs`), reads (`read.rs`),
+//! roster and server time (`roster.rs`), upkeep (`maintenance.rs`), settings
+//! (`settings.rs`); a sync round and a merge are in `crate::sync`.
+
+mod cache;
+mod maintenance;
+mod read;
+mod roster;
+mod settings;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use automerge::ActorId;
+use rusqlite::Connection;
+
+pub(crate) use cache::{DOC_CACHE, DocCache};
+pub use read::{HistoryEntry, PastPoint};
+pub use write::EditReceipt;
+
+use crate::domain::document::DocumentError;
+use crate::domain::hlc::HlcClock;
+use crate::domain::id::new_id;
+use crate::domain::route::InvalidPoint;
+use crate::rules::conflict::Rule;
+use crate::store::encryption::StoreKey;
+use crate::store::schema::{self, Durability, OpenError};
+use crate::store::{self, StoreError, checkpoint::Checkpointer};
+
+/// Errors from replica calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// A rule refused the write; nothing was stored.
+    #[error("refused by rule {}: {reason}", rule.as_str())]
+    Refused {
+        /// The rule.
+        rule: Rule,
+        /// Why, in words for the technician.
+        reason: String,
+    },
+    /// No such section in this store.
+    #[error("no section `{0}` in this store; list sections to see the ids")]
+    UnknownSection(String),
+    /// The input makes no sense.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The local database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A document could not be read or written.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+}
+
+impl From<rusqlite::Error> for ReplicaError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReplicaError::Store(StoreError::Sqlite(e))
+    }
+}
+
+impl From<InvalidPoint> for ReplicaError {
+    fn from(e: InvalidPoint) -> Self {
+        ReplicaError::InvalidInput(e.to_string())
+    }
+}
+
+/// How to open a replica.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaOptions {
+    /// The device this store belongs to; a store refuses to open as another.
+    pub device: String,
+    /// Durability of each edit.
+    pub durability: Durability,
+    /// Encrypt the store with this key (feature `encryption`); `None`: a plain SQLite file.
+    pub encryption_key: Option<StoreKey>,
+}
+
+/// A replica of the sections this device works on.
+pub struct Replica {
+    // First, so that it stops (closing its connection) before `conn` closes
+    // last and SQLite folds the WAL back into the file.
+    _checkpoints: Checkpointer,
+    pub(crate) conn: Connection,
+    path: PathBuf,
+    device: String,
+    pub(crate) actor: ActorId,
+    pub(crate) clock: HlcClock,
+    pub(crate) docs: DocCache,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("path", &self.path).field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Open (or create) the store at `path` for `options.device`. Only small
+    /// metadata is read: no document is loaded until it is used.
+    pub fn open(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Replica, OpenError> {
+        let path = path.as_ref().to_owned();
+        let key = options.encryption_key.as_ref();
+        let mut conn = schema::open(&path, options.durability, key)?;
+        let checkpoints = Checkpointer::start(&mut conn, &path, key.cloned()).map_err(OpenError::Checkpointer)?;
+        let identity = store::identity(&conn).map_err(OpenError::from)?;
+        let actor = match identity.device {
+            Some(found) if found != options.device => {
+                return Err(OpenError::OtherDevice { path, found, wanted: options.device });
+            }
+            Some(_) if identity.actor.is_some() => {
+                ActorId::from(hex::decode(identity.actor.unwrap_or_default()).unwrap_or_default())
+            }
+            _ => {
+                let actor = ActorId::from(hex::decode(new_id()).expect("new_id is hex"));
+                let tx = store::immediate(&conn)?;
+                store::set_identity(&tx, &options.device, &actor.to_hex_string())?;
+                tx.commit()?;
+                actor
+            }
+        };
+        let clock =
+            HlcClock::new(actor.to_hex_string(), identity.hlc_ms, identity.hlc_counter, identity.server_offset_ms);
+        Ok(Replica {
+            _checkpoints: checkpoints,
+            conn,
+            path,
+            device: options.device,
+            actor,
+            clock,
+            docs: DocCache::new(),
+        })
+    }
+
+    /// The file this replica lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The device this store belongs to.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Hex Automerge actor id this replica writes as (what the roster binds).
+    pub fn actor(&self) -> String {
+        self.actor.to_hex_string()
+    }
+
+    /// The underlying connection, for tests and simulations that inspect the tables.
+    #[cfg(feature = "simulation")]
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A transaction that takes the write lock at once (a local write never
+    /// waits half-way for another connection).
+    pub(crate) fn begin(&self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        Ok(store::immediate(&self.conn)?)
+    }
+
+    pub(crate) fn save_clock(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let (ms, counter, offset) = self.clock.state();
+        store::set_clock(tx, ms, counter, offset)
+    }
+}

@@ -1,0 +1,72 @@
+//! What the rules need besides the documents, as the server delivers it: the
+//! roster and the project's config (each change recomputes every view of the
+//! project in the same transaction), and the server's time the clock follows.
+
+use rusqlite::Transaction;
+
+use crate::domain::document::SectionDoc;
+use crate::domain::hlc::wall_clock_ms;
+use crate::domain::project::{Member, ProjectConfig, Roster};
+use crate::domain::role::Role;
+use crate::replica::{Replica, ReplicaError};
+use crate::rules::validate::validate;
+use crate::store;
+
+impl Replica {
+    /// Replace a project's roster (delivered by the server).
+    pub fn set_roster(&mut self, project: &str, members: &[Member]) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::set_roster(&tx, project, members)?;
+        self.revalidate_project(&tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replace a project's configuration (delivered by the server).
+    pub fn set_project_config(&mut self, project: &str, config: &ProjectConfig) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::set_config(&tx, project, config)?;
+        self.revalidate_project(&tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A project's roster.
+    pub fn roster(&self, project: &str) -> Result<Roster, ReplicaError> {
+        Ok(store::roster(&self.conn, project)?)
+    }
+
+    /// Our own role in `project`, per the roster.
+    pub fn role_in(&self, project: &str) -> Result<Option<Role>, ReplicaError> {
+        Ok(self.roster(project)?.member(&self.actor()).map(|m| m.role))
+    }
+
+    /// Learn the server's time (at each sync) so stamps follow it.
+    pub fn observe_server_time(&mut self, server_ms: u64) -> Result<(), ReplicaError> {
+        self.clock.anchor_to_server(server_ms, wall_clock_ms());
+        let tx = self.begin()?;
+        self.save_clock(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Recompute and store every section of a project, in `tx` (after a
+    /// roster or config change).
+    pub(crate) fn revalidate_project(&self, tx: &Transaction<'_>, project: &str) -> Result<(), ReplicaError> {
+        let roster = store::roster(tx, project)?;
+        let config = store::config(tx, project)?;
+        for id in store::section_ids(tx, project)? {
+            let input = match self.docs.peek(&id) {
+                Some(doc) => doc.input(),
+                None => {
+                    let Some((_, snapshot, changes)) = store::load_doc(tx, &id)? else { continue };
+                    SectionDoc::from_parts(snapshot.as_deref(), &changes)?.input()
+                }
+            };
+            let validated = validate(&input, &roster, &config);
+            store::put_view(tx, &validated.view)?;
+            store::replace_conflicts(tx, &id, &validated.conflicts)?;
+        }
+        Ok(())
+    }
+}

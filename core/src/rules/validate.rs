@@ -1,0 +1,451 @@
+//! The rules over the merge.
+//!
+//! [`validate`] is a pure function of the merged document's writes, the
+//! roster and the project config: no clock, no arrival order, no replica
+//! identity. Any two replicas holding the same changes compute the same view,
+//! the same decisions and the same conflict records.
+//!
+//! Writes are weighed in HLC order. Writes of one field that share a `base`
+//! (the latest write of that field their writer had seen) were made without
+//! knowing of each other: that is a contest, recorded as such.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::document::SectionInput;
+use crate::domain::edit::{Edit, EditId, EditValue, Field};
+use crate::domain::project::{ProjectConfig, Roster};
+use crate::domain::role::Role;
+use crate::domain::route::{GeoPoint, distance_to_route_m};
+use crate::domain::state_machine::{ConstructionState, DomainEventKind, check_transition};
+use crate::rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+use crate::rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
+
+/// Everything the rules conclude about a section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// What every replica shows.
+    pub view: SectionView,
+    /// Contests and rejections, ordered by id.
+    pub conflicts: Vec<ConflictRecord>,
+    /// What became of each write, keyed by edit id.
+    pub decisions: BTreeMap<EditId, Decision>,
+}
+
+impl Validated {
+    /// Each write with its decision, in HLC order: the section's audit trail.
+    pub fn audit(&self, input: &SectionInput, roster: &Roster) -> Vec<AuditEntry> {
+        input
+            .edits
+            .iter()
+            .map(|e| {
+                let c = Candidate::of(e, roster);
+                AuditEntry {
+                    edit_id: e.id.clone(),
+                    field: e.value.field(),
+                    value: c.value,
+                    author: c.author,
+                    user: c.user,
+                    role: c.role,
+                    change_hash: c.change_hash,
+                    decision: self.decisions.get(&e.id).cloned().unwrap_or(Decision::Rejected {
+                        rule: Rule::UnknownTarget,
+                        winner: None,
+                        reason: "a write of a kind this version does not know; kept as written".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+struct Validator<'a> {
+    input: &'a SectionInput,
+    roster: &'a Roster,
+    config: &'a ProjectConfig,
+    decisions: BTreeMap<EditId, Decision>,
+    conflicts: Vec<ConflictRecord>,
+}
+
+/// Compute the validated view of a section.
+pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -> Validated {
+    let mut v = Validator { input, roster, config, decisions: BTreeMap::new(), conflicts: Vec::new() };
+    let screened = v.screen();
+    let of = |f: Field| screened.iter().copied().filter(move |e| e.value.field() == Some(f)).collect::<Vec<_>>();
+
+    let name = v.office_only(&of(Field::Name));
+    let route = v.office_only(&of(Field::Route));
+    let (state, blocked, events) = v.state(&of(Field::State));
+    let progress = v.progress(&of(Field::Progress));
+    let route_points = match route.map(|e| &e.value) {
+        Some(EditValue::Route { points }) => points.clone(),
+        _ => Vec::new(),
+    };
+    let acceptances = v.acceptances(&of(Field::Acceptance));
+    let (location, as_built, quarantined) = v.locations(&of(Field::Location), &route_points, &acceptances);
+    for f in [Field::Name, Field::Route, Field::Progress, Field::Location] {
+        v.contests(f, &of(f));
+    }
+
+    let mut conflicts = v.conflicts;
+    conflicts.sort_by(|a, b| a.id.cmp(&b.id));
+    conflicts.dedup_by(|a, b| a.id == b.id);
+    let view = SectionView {
+        id: input.id.clone(),
+        project: input.project.clone(),
+        name: match name.map(|e| &e.value) {
+            Some(EditValue::Name { name }) => name.clone(),
+            _ => String::new(),
+        },
+        route: route_points,
+        state,
+        blocked,
+        progress,
+        location,
+        as_built,
+        quarantined,
+        notes: input.notes.clone(),
+        photos: input.photos.clone(),
+        events,
+        conflict_count: conflicts.len(),
+        heads: input.heads.clone(),
+    };
+    Validated { view, conflicts, decisions: v.decisions }
+}
+
+impl<'a> Validator<'a> {
+    fn role(&self, e: &Edit) -> Role {
+        self.roster.member(&e.author).map_or(Role::Technician, |m| m.role)
+    }
+
+    fn decide(&mut self, e: &Edit, d: Decision) {
+        self.decisions.insert(e.id.clone(), d);
+    }
+
+    /// Refuse `e` under `rule`, naming the write that stands instead.
+    fn reject(&mut self, e: &Edit, field: Field, rule: Rule, standing: Option<&Edit>, reason: String) {
+        let mut candidates = vec![Candidate::of(e, self.roster)];
+        candidates.extend(standing.map(|s| Candidate::of(s, self.roster)));
+        let winner = standing.map(|s| s.id.clone());
+        self.conflicts.push(ConflictRecord::new(
+            &self.input.id,
+            field,
+            ConflictKind::Rejection,
+            rule,
+            candidates,
+            winner.clone(),
+            reason.clone(),
+        ));
+        self.decide(e, Decision::Rejected { rule, winner, reason });
+    }
+
+    /// Accept `e` as the field's new current value, superseding `current`.
+    fn accept(&mut self, e: &'a Edit, current: &mut Option<&'a Edit>) {
+        if let Some(c) = current.replace(e) {
+            self.decide(c, Decision::Superseded { by: e.id.clone() });
+        }
+        self.decide(e, Decision::Accepted);
+    }
+
+    /// Writes whose author the roster does not know, or whose stamp names
+    /// another actor, are refused before any field rule looks at them.
+    fn screen(&mut self) -> Vec<&'a Edit> {
+        let mut kept = Vec::new();
+        for e in &self.input.edits {
+            let Some(field) = e.value.field() else { continue };
+            if e.hlc.actor != e.author {
+                let reason = format!("stamped as actor {} but written by {}", e.hlc.actor, e.author);
+                self.reject(e, field, Rule::ForgedStamp, None, reason);
+            } else if self.roster.member(&e.author).is_none() {
+                let reason = format!("actor {} is not in the project's roster", e.author);
+                self.reject(e, field, Rule::UnknownAuthor, None, reason);
+            } else {
+                kept.push(e);
+            }
+        }
+        kept
+    }
+
+    /// Name and route: office only, latest HLC wins.
+    fn office_only(&mut self, edits: &[&'a Edit]) -> Option<&'a Edit> {
+        let mut current = None;
+        for &e in edits {
+            let role = self.role(e);
+            if role < Role::Office {
+                let field = e.value.field().expect("screened");
+                let reason =
+                    format!("only office staff may change the {}; a {} wrote it", field.as_str(), role.as_str());
+                self.reject(e, field, Rule::OfficeOnly, current, reason);
+            } else {
+                self.accept(e, &mut current);
+            }
+        }
+        current
+    }
+
+    /// The state machine: transitions sharing a base race; the valid ones are
+    /// ranked by role, then HLC (which ends in the actor id).
+    fn state(&mut self, edits: &[&'a Edit]) -> (ConstructionState, Option<Blocked>, Vec<DomainEvent>) {
+        let mut state = ConstructionState::Planned;
+        let mut blocked: Option<Blocked> = None;
+        let mut events = Vec::new();
+        let mut current: Option<&'a Edit> = None;
+        let mut pending: Vec<&'a Edit> = edits.to_vec();
+        while let Some(first) = pending.first() {
+            let base = first.base.clone();
+            let (group, rest): (Vec<&'a Edit>, Vec<&'a Edit>) = pending.into_iter().partition(|e| e.base == base);
+            pending = rest;
+            let mut valid = Vec::new();
+            for &e in &group {
+                let EditValue::Transition { from, to, reason } = &e.value else { continue };
+                let role = self.role(e);
+                if *from != state {
+                    let why = format!("the writer saw {} but the section was {}", from.as_str(), state.as_str());
+                    self.reject(e, Field::State, Rule::StaleTransition, current, why);
+                } else if let Err(err) =
+                    check_transition(role, *from, *to, blocked.as_ref().map(|b| b.resume_to), reason.as_deref())
+                {
+                    self.reject(e, Field::State, Rule::TransitionNotAllowed, current, err.to_string());
+                } else {
+                    valid.push(e);
+                }
+            }
+            let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc))) else {
+                continue;
+            };
+            let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
+            for &loser in valid.iter().filter(|e| e.id != winner.id) {
+                match &loser.value {
+                    EditValue::Transition { to: t, .. } if t == to => {
+                        self.decide(loser, Decision::Concurred { with: winner.id.clone() })
+                    }
+                    _ => {
+                        let why = format!(
+                            "a concurrent transition to {} by a {} stood (higher role, then later stamp)",
+                            to.as_str(),
+                            self.role(winner).as_str()
+                        );
+                        self.decide(
+                            loser,
+                            Decision::Rejected {
+                                rule: Rule::TransitionPrecedence,
+                                winner: Some(winner.id.clone()),
+                                reason: why,
+                            },
+                        );
+                    }
+                }
+            }
+            self.contest(Field::State, Rule::TransitionPrecedence, &group, Some(winner));
+            self.accept(winner, &mut current);
+            blocked = match (to, &blocked) {
+                (ConstructionState::Blocked, _) => {
+                    Some(Blocked { reason: reason.clone().unwrap_or_default(), resume_to: *from })
+                }
+                _ => None,
+            };
+            events.push(DomainEvent {
+                edit_id: winner.id.clone(),
+                section: self.input.id.clone(),
+                kind: DomainEventKind::for_transition(*from, *to),
+                from: *from,
+                to: *to,
+                author: winner.author.clone(),
+            });
+            state = *to;
+        }
+        (state, blocked, events)
+    }
+
+    /// Progress: 0–100, inside the band of the writer's state, and only
+    /// rising unless a foreman or office writes it.
+    fn progress(&mut self, edits: &[&'a Edit]) -> u8 {
+        let mut current: Option<&'a Edit> = None;
+        let value = |e: &Edit| match e.value {
+            EditValue::Progress { percent, .. } => percent,
+            _ => 0,
+        };
+        for &e in edits {
+            let EditValue::Progress { percent, at_state } = e.value else { continue };
+            let band = self.config.band(at_state);
+            let role = self.role(e);
+            if !(0..=100).contains(&percent) {
+                self.reject(e, Field::Progress, Rule::ProgressRange, current, format!("{percent}% is outside 0–100"));
+            } else if percent < i64::from(band.min) || percent > i64::from(band.max) {
+                let why =
+                    format!("{percent}% is outside {}–{}%, the band for {}", band.min, band.max, at_state.as_str());
+                self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
+            } else if let Some(c) = current.filter(|c| percent < value(c) && role < Role::Foreman) {
+                let why = format!(
+                    "progress only rises: {percent}% is below {}%, and only a foreman or office may roll it back",
+                    value(c)
+                );
+                self.reject(e, Field::Progress, Rule::ProgressOnlyRises, Some(c), why);
+            } else {
+                self.accept(e, &mut current);
+            }
+        }
+        current.map_or(0, |c| value(c) as u8)
+    }
+
+    /// Acceptances of quarantined points: foreman or office only.
+    fn acceptances(&mut self, edits: &[&'a Edit]) -> BTreeMap<EditId, EditId> {
+        let locations: BTreeSet<&str> = self
+            .input
+            .edits
+            .iter()
+            .filter(|e| e.value.field() == Some(Field::Location))
+            .map(|e| e.id.as_str())
+            .collect();
+        let mut accepted = BTreeMap::new();
+        for &e in edits {
+            let EditValue::Accept { point_edit } = &e.value else { continue };
+            if self.role(e) < Role::Foreman {
+                let why = "only a foreman or office may accept an off-route point".to_owned();
+                self.reject(e, Field::Acceptance, Rule::AcceptRequiresForeman, None, why);
+            } else if !locations.contains(point_edit.as_str()) {
+                let why = format!("no location write {point_edit} in this section");
+                self.reject(e, Field::Acceptance, Rule::UnknownTarget, None, why);
+            } else {
+                self.decide(e, Decision::Accepted);
+                accepted.entry(point_edit.clone()).or_insert_with(|| e.id.clone());
+            }
+        }
+        accepted
+    }
+
+    /// Locations: valid points are last-writer-wins by HLC; off-route ones
+    /// wait in quarantine unless accepted.
+    fn locations(
+        &mut self,
+        edits: &[&'a Edit],
+        route: &[GeoPoint],
+        acceptances: &BTreeMap<EditId, EditId>,
+    ) -> (Option<PointRecord>, Vec<PointRecord>, Vec<QuarantinedPoint>) {
+        let mut current: Option<&'a Edit> = None;
+        let mut as_built = Vec::new();
+        let mut quarantined = Vec::new();
+        for &e in edits {
+            let EditValue::Location { point } = e.value else { continue };
+            let accepted_by = acceptances.get(&e.id).cloned();
+            if !point.is_valid() {
+                let why = format!("({}, {}) is not a WGS84 position", point.lat, point.lon);
+                self.reject(e, Field::Location, Rule::InvalidPoint, current, why);
+                continue;
+            }
+            let distance = distance_to_route_m(point, route).map(|d| (d * 10.0).round() / 10.0);
+            if let Some(d) = distance.filter(|d| *d > self.config.max_route_distance_m && accepted_by.is_none()) {
+                let why = format!(
+                    "{d} m from the planned route (limit {} m); held until a foreman accepts it",
+                    self.config.max_route_distance_m
+                );
+                self.conflicts.push(ConflictRecord::new(
+                    &self.input.id,
+                    Field::Location,
+                    ConflictKind::Quarantine,
+                    Rule::OffRoute,
+                    vec![Candidate::of(e, self.roster)],
+                    None,
+                    why,
+                ));
+                self.decide(e, Decision::Quarantined { distance_m: d });
+                quarantined.push(QuarantinedPoint {
+                    edit_id: e.id.clone(),
+                    point,
+                    distance_m: d,
+                    author: e.author.clone(),
+                });
+                continue;
+            }
+            self.accept(e, &mut current);
+            as_built.push(PointRecord { edit_id: e.id.clone(), point, author: e.author.clone(), accepted_by });
+        }
+        (as_built.last().cloned(), as_built, quarantined)
+    }
+
+    /// Record contests among writes of `field` that share a base and come
+    /// from more than one author with more than one value.
+    fn contests(&mut self, field: Field, edits: &[&'a Edit]) {
+        let rule = match field {
+            Field::Name | Field::Route => Rule::LastWriterWins,
+            Field::Progress => Rule::ProgressMaxWins,
+            _ => Rule::LocationLastWriterWins,
+        };
+        let mut groups: BTreeMap<Option<&str>, Vec<&'a Edit>> = BTreeMap::new();
+        for &e in edits {
+            groups.entry(e.base.as_deref()).or_default().push(e);
+        }
+        for group in groups.values() {
+            // The group's standing write: the last one in HLC order that was applied.
+            let winner = group.iter().rev().find(|e| self.decisions.get(&e.id).is_some_and(Decision::applied));
+            self.contest(field, rule, group, winner.copied());
+        }
+    }
+
+    fn contest(&mut self, field: Field, rule: Rule, group: &[&'a Edit], winner: Option<&'a Edit>) {
+        let authors: BTreeSet<&str> = group.iter().map(|e| e.author.as_str()).collect();
+        let values: BTreeSet<String> = group.iter().map(|e| e.value.describe()).collect();
+        if authors.len() < 2 || values.len() < 2 {
+            return;
+        }
+        let explanation = match winner {
+            Some(w) => format!("{} writes raced; {} stood under {}", group.len(), w.value.describe(), rule.as_str()),
+            None => format!("{} writes raced; none was valid", group.len()),
+        };
+        let candidates = group.iter().map(|e| Candidate::of(e, self.roster)).collect();
+        self.conflicts.push(ConflictRecord::new(
+            &self.input.id,
+            field,
+            ConflictKind::Contest,
+            rule,
+            candidates,
+            winner.map(|w| w.id.clone()),
+            explanation,
+        ));
+    }
+}
+
+/// Check one write on its own, as the server does before storing an upload:
+/// whatever else is merged, a write that fails here could never count, and a
+/// correct client never makes it. Writes that merely lose a race (a stale
+/// transition, a concurrent lower progress) pass: they must be stored.
+pub fn screen_write(edit: &Edit, roster: &Roster, config: &ProjectConfig) -> Result<(), (Rule, String)> {
+    if edit.hlc.actor != edit.author {
+        return Err((Rule::ForgedStamp, format!("stamped as actor {} but written by {}", edit.hlc.actor, edit.author)));
+    }
+    let Some(member) = roster.member(&edit.author) else {
+        return Err((Rule::UnknownAuthor, format!("actor {} is not in the project's roster", edit.author)));
+    };
+    let role = member.role;
+    match &edit.value {
+        EditValue::Name { .. } | EditValue::Route { .. } if role < Role::Office => Err((
+            Rule::OfficeOnly,
+            format!("only office staff may change the name or route; {} is a {}", member.user, role.as_str()),
+        )),
+        EditValue::Route { points } if points.iter().any(|p| !p.is_valid()) => {
+            Err((Rule::InvalidPoint, "the route has a point outside WGS84".into()))
+        }
+        EditValue::Transition { from, to, reason } => {
+            // In isolation the state a blocked section resumes to is unknown: assume the target.
+            let resume = (*from == ConstructionState::Blocked).then_some(*to);
+            check_transition(role, *from, *to, resume, reason.as_deref())
+                .map_err(|e| (Rule::TransitionNotAllowed, e.to_string()))
+        }
+        EditValue::Progress { percent, at_state } => {
+            let band = config.band(*at_state);
+            if !(0..=100).contains(percent) {
+                Err((Rule::ProgressRange, format!("{percent}% is outside 0–100")))
+            } else if *percent < i64::from(band.min) || *percent > i64::from(band.max) {
+                Err((Rule::ProgressBand, format!("{percent}% is outside the band for {}", at_state.as_str())))
+            } else {
+                Ok(())
+            }
+        }
+        EditValue::Location { point } if !point.is_valid() => {
+            Err((Rule::InvalidPoint, format!("({}, {}) is not a WGS84 position", point.lat, point.lon)))
+        }
+        EditValue::Accept { .. } if role < Role::Foreman => {
+            Err((Rule::AcceptRequiresForeman, "only a foreman or office may accept an off-route point".into()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,10 @@
+//! The local SQLite store. All of the store's SQL lives in this module:
+//! the schema and its upgrades, the queries (writes take the `&Transaction`
+//! they belong to, reads a `&Connection`), WAL checkpoints and encryption.
+
+pub mod checkpoint;
+pub mod encryption;
+pub mod schema;
+mod sql;
+
+pub use sql::*;

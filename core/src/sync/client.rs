@@ -1,0 +1,359 @@
+//! The sync runtime: drives rounds over a [`Transport`] and commits them in
+//! the replica, and runs [`SyncEngine`] on a background thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::hlc::wall_clock_ms;
+use crate::replica::{Replica, ReplicaError};
+use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
+use crate::sync::merge::Reconciliation;
+use crate::sync::protocol::{self, ProtocolError, SyncResponse};
+use crate::sync::status::{SyncProblem, SyncStatus};
+use crate::sync::transport::{Transport, TransportError};
+
+/// Bytes of changes (uncompressed) one request uploads at most, and one
+/// response may carry, unless set otherwise: a day's work of a crew (4,000
+/// changes, about 1 MB) goes in one round trip, about 250 KB deflated, a few
+/// seconds on a poor mobile link; a cut costs at most that one page.
+pub const DEFAULT_BUDGET: usize = 1024 * 1024;
+
+/// Rounds one sync may take before it gives up (a server that keeps saying
+/// "more" without progress must not spin a phone's battery flat).
+const MAX_ROUNDS: u32 = 10_000;
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The round trip failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The local store failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The server's answer could not be read.
+    #[error("unreadable response: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The round limit was reached.
+    #[error("sync did not finish within {0} rounds; it will go on next time")]
+    TooManyRounds(u32),
+}
+
+impl SyncError {
+    /// What this failure needs.
+    pub fn problem(&self) -> SyncProblem {
+        match self {
+            SyncError::Transport(TransportError::Server { status: 401 | 403, .. }) => SyncProblem::NotAuthorized,
+            SyncError::Transport(TransportError::Server { status: 404, .. }) => SyncProblem::NotFound,
+            SyncError::Transport(TransportError::Server { status: 426, .. }) => SyncProblem::UpdateRequired,
+            SyncError::Transport(t) if t.retryable() => SyncProblem::Offline,
+            SyncError::Transport(_) => SyncProblem::Rejected,
+            SyncError::Protocol(_) | SyncError::TooManyRounds(_) => SyncProblem::Offline,
+            SyncError::Replica(_) => SyncProblem::Storage,
+        }
+    }
+
+    /// Whether trying again later may help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SyncError::Transport(t) => t.retryable(),
+            SyncError::Protocol(_) | SyncError::TooManyRounds(_) => true,
+            SyncError::Replica(_) => false,
+        }
+    }
+}
+
+/// What a sync did, summed over its rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Round trips made.
+    pub rounds: u32,
+    /// Request bytes on the wire.
+    pub bytes_sent: u64,
+    /// Response bytes on the wire.
+    pub bytes_received: u64,
+    /// Our changes the server confirmed.
+    pub confirmed: usize,
+    /// Our changes the server refused (kept locally, not re-sent).
+    pub refused: usize,
+    /// Changes that were new here.
+    pub new_changes: usize,
+    /// Whole documents received (first sync of a new device).
+    pub documents: usize,
+    /// Sections whose view changed.
+    pub sections_changed: Vec<String>,
+    /// What became of our unconfirmed writes (the latest word on each).
+    pub reconciliation: Vec<Reconciliation>,
+}
+
+/// Drives sync rounds for one replica over one transport.
+pub struct SyncClient {
+    replica: Arc<Mutex<Replica>>,
+    transport: Arc<dyn Transport>,
+    /// Bytes of changes one request uploads at most.
+    pub upload_budget: usize,
+    /// Bytes of changes one response may carry.
+    pub response_budget: u32,
+}
+
+impl SyncClient {
+    /// A client syncing `replica` through `transport`.
+    pub fn new(replica: Arc<Mutex<Replica>>, transport: Arc<dyn Transport>) -> Self {
+        SyncClient { replica, transport, upload_budget: DEFAULT_BUDGET, response_budget: DEFAULT_BUDGET as u32 }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Replica> {
+        // A panic elsewhere must not make the store unusable: its state is in SQLite.
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sync every project of the replica until nothing is left either way.
+    pub fn sync_now(&self) -> Result<SyncReport, SyncError> {
+        self.sync_with_progress(&mut |_| {})
+    }
+
+    /// Like [`Self::sync_now`], calling `progress` with the running totals
+    /// after each committed round (documents and bytes so far).
+    pub fn sync_with_progress(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
+        let projects = self.lock().projects()?;
+        let mut report = SyncReport::default();
+        for project in projects {
+            self.sync_project(&project, &mut report, progress)?;
+        }
+        Ok(report)
+    }
+
+    fn sync_project(
+        &self,
+        project: &str,
+        report: &mut SyncReport,
+        progress: &mut dyn FnMut(&SyncReport),
+    ) -> Result<(), SyncError> {
+        let mut cursor_reset = false;
+        for _ in 0..MAX_ROUNDS {
+            let go_on = match self.round(project, report) {
+                Ok(go_on) => go_on,
+                // The server does not know our cursor (its data was restored or
+                // replaced): start over from an empty cursor, once. What arrives
+                // again is deduplicated by hash.
+                Err(SyncError::Transport(TransportError::Server { status: 400, body }))
+                    if body.error == protocol::UNKNOWN_CURSOR && !cursor_reset =>
+                {
+                    cursor_reset = true;
+                    self.lock().reset_cursor(project)?;
+                    true
+                }
+                Err(e) => {
+                    self.lock().record_sync_error(project, &e.to_string(), e.problem())?;
+                    return Err(e);
+                }
+            };
+            progress(report);
+            if !go_on {
+                return Ok(());
+            }
+        }
+        Err(SyncError::TooManyRounds(MAX_ROUNDS))
+    }
+
+    /// One round trip; returns whether another round is needed.
+    fn round(&self, project: &str, report: &mut SyncReport) -> Result<bool, SyncError> {
+        let prepared = self.lock().prepare_round(project, self.upload_budget, self.response_budget)?;
+        let body = protocol::encode(&prepared.request);
+        report.rounds += 1;
+        report.bytes_sent += body.len() as u64;
+        // The replica is not locked while the request travels: the app keeps editing.
+        match self.transport.round_trip(body) {
+            Ok(bytes) => {
+                report.bytes_received += bytes.len() as u64;
+                let response: SyncResponse = protocol::decode(&bytes)?;
+                report.documents += response.documents.len();
+                let round = self.lock().commit_round(project, &prepared.sent, response)?;
+                report.confirmed += round.confirmed;
+                report.new_changes += round.merge.new_changes;
+                for s in round.merge.sections_changed {
+                    if !report.sections_changed.contains(&s) {
+                        report.sections_changed.push(s);
+                    }
+                }
+                for r in round.merge.reconciliation {
+                    report.reconciliation.retain(|old| old.edit_id != r.edit_id);
+                    report.reconciliation.push(r);
+                }
+                Ok(round.more || prepared.more_to_send)
+            }
+            Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
+                // Keep the refused changes (and what builds on them), stop sending them, go again.
+                report.refused += self.lock().mark_refused(&body.refusals)?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The status the app shows.
+    /// Fold the loose changes of up to `sections` sections that have more
+    /// than `threshold` of them into snapshots, taking the replica's lock for
+    /// one section at a time so the app's own calls go on in between.
+    /// Returns how many were compacted.
+    pub fn compact(&self, threshold: usize, sections: usize) -> Result<usize, ReplicaError> {
+        let mut done = 0;
+        while done < sections && self.lock().compact(threshold, 1)? == 1 {
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    pub fn status(&self) -> Result<SyncStatus, SyncError> {
+        Ok(self.lock().sync_status()?)
+    }
+}
+
+/// What background sync tells its listener.
+#[derive(Debug)]
+pub enum SyncUpdate {
+    /// A sync finished.
+    Synced(SyncReport),
+    /// A sync failed; background sync retries with backoff if it may help.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Whether it will retry by itself.
+        retrying: bool,
+    },
+}
+
+/// Background sync compacts a section once it has more loose changes than
+/// this (each document load reads them all)...
+pub const COMPACT_THRESHOLD: usize = 64;
+/// ...and at most this many sections after each sync, so a long backlog is
+/// folded a bit at a time.
+pub const COMPACT_SECTIONS: usize = 16;
+
+/// Background sync: a thread running [`SyncEngine`] over a [`SyncClient`];
+/// after each successful sync it also compacts (see [`COMPACT_THRESHOLD`]).
+/// Stops when dropped.
+pub struct BackgroundSync {
+    events: mpsc::Sender<Option<SyncEvent>>,
+    online: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable handle that sends events to a [`BackgroundSync`] from other
+/// threads (the live channel's callback, the app's connectivity listener).
+/// Events sent after background sync stopped are ignored.
+#[derive(Debug, Clone)]
+pub struct SyncNotifier {
+    events: mpsc::Sender<Option<SyncEvent>>,
+}
+
+impl SyncNotifier {
+    /// Tell background sync about something (see [`BackgroundSync::notify`]).
+    pub fn notify(&self, event: SyncEvent) {
+        let _ = self.events.send(Some(event));
+    }
+}
+
+impl BackgroundSync {
+    /// Start syncing in the background; `listener` hears of each sync.
+    pub fn start(client: Arc<SyncClient>, config: SyncConfig, listener: Box<dyn Fn(SyncUpdate) + Send>) -> Self {
+        let (events, rx) = mpsc::channel();
+        let online = Arc::new(AtomicBool::new(true));
+        let online_flag = online.clone();
+        let thread = std::thread::Builder::new()
+            .name("fieldsync-sync".into())
+            .spawn(move || {
+                let mut engine = SyncEngine::new(config);
+                // Jitter only: the OS's randomness, or none if it has none to give.
+                let random = || getrandom::u64().unwrap_or(0);
+                let mut wake_at: Option<u64> = None;
+                let mut event = Some(SyncEvent::Started);
+                loop {
+                    if let Some(e) = event.take() {
+                        for action in engine.handle(e, wall_clock_ms(), random()) {
+                            match action {
+                                SyncAction::WakeAt(t) => wake_at = Some(t),
+                                SyncAction::StartRound => {
+                                    let outcome = client.sync_now();
+                                    if outcome.is_ok() {
+                                        // A good moment to tidy up: what was sent is confirmed
+                                        // now, so compaction can drop its rows. A failure here
+                                        // is retried after the next sync.
+                                        let _ = client.compact(COMPACT_THRESHOLD, COMPACT_SECTIONS);
+                                    }
+                                    event = Some(match &outcome {
+                                        Ok(_) => SyncEvent::RoundDone { more: false },
+                                        Err(e) => SyncEvent::RoundFailed { retryable: e.retryable() },
+                                    });
+                                    listener(match outcome {
+                                        Ok(r) => SyncUpdate::Synced(r),
+                                        Err(e) => SyncUpdate::Failed { retrying: e.retryable(), error: e.to_string() },
+                                    });
+                                }
+                            }
+                        }
+                        online_flag.store(engine.online(), Ordering::Relaxed);
+                        if event.is_some() {
+                            continue;
+                        }
+                    }
+                    let wait = wake_at.map_or(Duration::from_secs(3600), |t| {
+                        Duration::from_millis(t.saturating_sub(wall_clock_ms()))
+                    });
+                    match rx.recv_timeout(wait) {
+                        Ok(Some(e)) => event = Some(e),
+                        Ok(None) => return, // Stop.
+                        Err(RecvTimeoutError::Timeout) => {
+                            wake_at = None;
+                            event = Some(SyncEvent::Timer);
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+            .expect("the OS can start a thread");
+        BackgroundSync { events, online, thread: Some(thread) }
+    }
+
+    /// Tell background sync about something: a connectivity hint from the
+    /// app, a live notification ([`SyncEvent::Nudge`]), a local edit.
+    pub fn notify(&self, event: SyncEvent) {
+        let _ = self.events.send(Some(event));
+    }
+
+    /// A handle for notifying from other threads, e.g. the live channel:
+    /// `let n = bg.notifier(); LiveChannel::connect(url, token, project, move || n.notify(SyncEvent::Nudge))`.
+    pub fn notifier(&self) -> SyncNotifier {
+        SyncNotifier { events: self.events.clone() }
+    }
+
+    /// Whether the last connectivity hint said online.
+    pub fn online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Stop and wait for a running round to finish (it commits or loses nothing).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // A stop message rather than closing the channel: notifiers may still hold senders.
+        let _ = self.events.send(None);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BackgroundSync {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

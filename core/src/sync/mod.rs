@@ -1,0 +1,15 @@
+//! Sync with the hub: the wire format, changes packed on it, the transport,
+//! when to sync (a state machine without I/O), the replica's side of a round
+//! and of a merge, the client that drives rounds, and the live channel.
+
+pub mod backoff;
+pub mod client;
+pub mod engine;
+#[cfg(feature = "http")]
+pub mod live;
+pub mod merge;
+pub mod pack;
+pub mod protocol;
+pub mod round;
+pub mod status;
+pub mod transport;

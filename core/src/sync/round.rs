@@ -1,0 +1,193 @@
+//! The replica's side of a sync round, without any I/O: build the request
+//! from the outbox and the stored cursor, and commit a response — changes,
+//! confirmations, refusals, cursor, roster and server time — in one
+//! transaction, so a cut at any byte loses nothing and the next round goes on
+//! from the last committed one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::replica::{Replica, ReplicaError};
+use crate::store::{self, OutboxChange};
+use crate::sync::merge::{MergeReport, RoundSettlement, SectionChange};
+use crate::sync::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
+use crate::sync::status::{SyncProblem, SyncStatus};
+
+/// What one committed round did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// Merge of what the server sent, with the reconciliation report.
+    pub merge: MergeReport,
+    /// Our changes the server confirmed.
+    pub confirmed: usize,
+    /// Whether the server has more for us (run another round).
+    pub more: bool,
+    /// Whether a new roster arrived.
+    pub roster_changed: bool,
+}
+
+/// A request ready to send, and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRound {
+    /// The request.
+    pub request: SyncRequest,
+    /// Hashes of the changes uploaded, to confirm when the response arrives.
+    pub sent: Vec<String>,
+    /// Whether the outbox held more than the upload budget.
+    pub more_to_send: bool,
+}
+
+impl Replica {
+    /// Register a project to sync (idempotent).
+    pub fn join_project(&mut self, project: &str) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::join_project(&tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Projects this replica syncs.
+    pub fn projects(&self) -> Result<Vec<String>, ReplicaError> {
+        Ok(store::projects(&self.conn)?)
+    }
+
+    /// Local changes the server has not confirmed, oldest first, up to about `max_bytes`.
+    pub fn outbox(&self, max_bytes: usize) -> Result<Vec<OutboxChange>, ReplicaError> {
+        Ok(store::outbox(&self.conn, None, max_bytes)?)
+    }
+
+    /// (pending changes, oldest pending change's wall-clock ms).
+    pub fn outbox_stats(&self) -> Result<(i64, Option<i64>), ReplicaError> {
+        Ok(store::outbox_stats(&self.conn)?)
+    }
+
+    /// Mark local changes as confirmed by the server.
+    pub fn confirm(&mut self, hashes: &[String]) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::confirm(&tx, hashes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The request for the next round of `project`: the unconfirmed changes
+    /// of its sections (up to about `upload_budget` bytes) and the cursor.
+    pub fn prepare_round(
+        &mut self,
+        project: &str,
+        upload_budget: usize,
+        response_budget: u32,
+    ) -> Result<PreparedRound, ReplicaError> {
+        self.join_project(project)?;
+        let (cursor, roster_version) = store::cursor(&self.conn, project)?;
+        let outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
+        let more_to_send = store::outbox_count(&self.conn, Some(project))? > outbox.len();
+        let mut by_section: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut sent = Vec::with_capacity(outbox.len());
+        for c in outbox {
+            sent.push(c.hash);
+            by_section.entry(c.section).or_default().push(c.bytes);
+        }
+        let upload = by_section.into_iter().map(|(section, changes)| SectionBatch { section, changes }).collect();
+        let request = SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            project: project.to_owned(),
+            actor: self.actor(),
+            cursor,
+            roster_version,
+            response_budget,
+            upload,
+        };
+        Ok(PreparedRound { request, sent, more_to_send })
+    }
+
+    /// Commit a response in one transaction: the roster, config and their
+    /// version first (so the views the merge computes already use them), the
+    /// server's time, the changes and documents, the confirmations of what
+    /// was `sent`, and the cursor. A cut or a crash at any point leaves the
+    /// previous round's state whole.
+    pub fn commit_round(
+        &mut self,
+        project: &str,
+        sent: &[String],
+        response: SyncResponse,
+    ) -> Result<RoundReport, ReplicaError> {
+        let changes: Vec<SectionChange> = response
+            .changes
+            .iter()
+            .flat_map(|b| {
+                b.changes.iter().map(|bytes| SectionChange { section: b.section.clone(), bytes: bytes.clone() })
+            })
+            .collect();
+        let settlement = RoundSettlement {
+            project,
+            roster: response.roster.as_ref(),
+            server_time_ms: response.server_time_ms,
+            confirmed: sent,
+            cursor: &response.cursor,
+        };
+        let merge = self.merge(&changes, &response.documents, Some(settlement))?;
+        Ok(RoundReport { merge, confirmed: sent.len(), more: response.more, roster_changed: response.roster.is_some() })
+    }
+
+    /// Mark changes the server refused, and the local changes that build on
+    /// them, so the outbox stops sending them (they stay stored: nothing is
+    /// lost). Returns how many changes were marked.
+    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<usize, ReplicaError> {
+        let mut refused: BTreeMap<String, String> = refusals
+            .iter()
+            .map(|r| (r.hash.clone(), r.rule.as_ref().map_or(r.reason.clone(), |rule| format!("{rule}: {}", r.reason))))
+            .collect();
+        for section in refusals.iter().map(|r| r.section.as_str()).collect::<std::collections::BTreeSet<_>>() {
+            // Local changes are stored in causal order, so one pass finds every dependent.
+            for c in store::outbox(&self.conn, None, usize::MAX)?.into_iter().filter(|c| c.section == section) {
+                let change =
+                    automerge::Change::from_bytes(c.bytes).map_err(crate::domain::document::DocumentError::from)?;
+                if let Some(why) = change.deps().iter().find_map(|d| refused.get(&d.to_string()).cloned()) {
+                    refused.entry(c.hash).or_insert(format!("depends on a refused change ({why})"));
+                }
+            }
+        }
+        let tx = self.begin()?;
+        let mut n = 0;
+        for (hash, why) in &refused {
+            n += store::mark_refused(&tx, hash, why)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Forget where `project`'s feed was (and the roster version), so the next
+    /// round starts over from an empty cursor: what the server sends again is
+    /// deduplicated by hash. For a server that no longer knows the cursor.
+    pub fn reset_cursor(&mut self, project: &str) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::join_project(&tx, project)?;
+        store::reset_cursor(&tx, project)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Remember why a round failed, for the status the app shows.
+    pub fn record_sync_error(&mut self, project: &str, error: &str, problem: SyncProblem) -> Result<(), ReplicaError> {
+        let tx = self.begin()?;
+        store::join_project(&tx, project)?;
+        store::set_sync_error(&tx, project, error, problem.as_str())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The sync status across projects.
+    pub fn sync_status(&self) -> Result<SyncStatus, ReplicaError> {
+        let (pending_changes, oldest_pending_ms) = store::outbox_stats(&self.conn)?;
+        let row = store::sync_summary(&self.conn)?;
+        Ok(SyncStatus {
+            pending_changes,
+            oldest_pending_ms,
+            refused_changes: row.refused_changes,
+            last_success_ms: row.last_success_ms,
+            last_error: row.last_error,
+            last_problem: row.last_problem.as_deref().and_then(SyncProblem::parse),
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! The sync status as the app sees it (core's `SyncStatus`, `SyncProblem`).
+
+use fieldsync_core as core;
+
+/// What the app can see of sync.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncStatus {
+    /// Local changes the server has not confirmed yet.
+    pub pending_changes: i64,
+    /// Device wall-clock ms of the oldest of them.
+    pub oldest_pending_ms: Option<i64>,
+    /// Changes the server refused (kept here, not sent again).
+    pub refused_changes: i64,
+    /// Device wall-clock ms of the last successful round.
+    pub last_success_ms: Option<i64>,
+    /// The last round's error, cleared by a success.
+    pub last_error: Option<String>,
+    /// What that error needs, by kind: act on this, show `last_error`.
+    pub last_problem: Option<SyncProblem>,
+}
+
+/// What a failed sync needs (core's `SyncProblem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncProblem {
+    /// No network, the server down or overloaded: sync goes on by itself.
+    Offline,
+    /// The server refuses this device (token revoked or unknown, user not in
+    /// the project): sign in again, then `connect` with the new token.
+    NotAuthorized,
+    /// The server does not know the project.
+    NotFound,
+    /// The server speaks a newer protocol: update the app.
+    UpdateRequired,
+    /// The server refused the request itself: a bug to report.
+    Rejected,
+    /// This device's store failed (the disk full, say).
+    Storage,
+}
+
+impl From<core::SyncProblem> for SyncProblem {
+    fn from(p: core::SyncProblem) -> Self {
+        match p {
+            core::SyncProblem::Offline => SyncProblem::Offline,
+            core::SyncProblem::NotAuthorized => SyncProblem::NotAuthorized,
+            core::SyncProblem::NotFound => SyncProblem::NotFound,
+            core::SyncProblem::UpdateRequired => SyncProblem::UpdateRequired,
+            core::SyncProblem::Rejected => SyncProblem::Rejected,
+            core::SyncProblem::Storage => SyncProblem::Storage,
+        }
+    }
+}
+
+impl From<core::SyncStatus> for SyncStatus {
+    fn from(s: core::SyncStatus) -> Self {
+        SyncStatus {
+            pending_changes: s.pending_changes,
+            oldest_pending_ms: s.oldest_pending_ms,
+            refused_changes: s.refused_changes,
+            last_success_ms: s.last_success_ms,
+            last_error: s.last_error,
+            last_problem: s.last_problem.map(Into::into),
+        }
+    }
+}
