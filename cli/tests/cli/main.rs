@@ -8,3 +8,4 @@ mod serve;
 mod simulate;
 mod snapshots;
 mod support;
+mod trust;

@@ -113,8 +113,9 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 }
 
 impl<'a> Validator<'a> {
+    /// The role `e`'s author held when writing it (screened writes have one).
     fn role(&self, e: &Edit) -> Role {
-        self.roster.member(&e.author).map_or(Role::Technician, |m| m.role)
+        self.roster.role_at(&e.author, e.hlc.physical_ms).unwrap_or(Role::Technician)
     }
 
     fn decide(&mut self, e: &Edit, d: Decision) {
@@ -158,6 +159,10 @@ impl<'a> Validator<'a> {
             } else if self.roster.member(&e.author).is_none() {
                 let reason = format!("actor {} is not in the project's roster", e.author);
                 self.reject(e, field, Rule::UnknownAuthor, None, reason);
+            } else if self.roster.role_at(&e.author, e.hlc.physical_ms).is_none() {
+                let user = self.roster.member(&e.author).map_or("", |m| m.user.as_str());
+                let reason = format!("{user} was not a member of the project when this was written");
+                self.reject(e, field, Rule::NotAMemberThen, None, reason);
             } else {
                 kept.push(e);
             }
@@ -182,18 +187,29 @@ impl<'a> Validator<'a> {
         current
     }
 
-    /// The state machine: transitions sharing a base race; the valid ones are
-    /// ranked by role, then HLC (which ends in the actor id).
+    /// The state machine, folded in causal order: a transition's `base` is
+    /// the transition that stood when its writer made it, so the section's
+    /// history is a chain from "no transition yet". The transitions built on
+    /// the chain's head race (ranked by role, then HLC, which ends in the actor
+    /// id); the winner becomes the head. Transitions built on a write that did
+    /// not stand are stale. No stamp orders the chain, so a clock days ahead
+    /// can neither freeze a section nor jump the queue; and each write is
+    /// looked at once (O(n log n) in the transitions of a section).
     fn state(&mut self, edits: &[&'a Edit]) -> (ConstructionState, Option<Blocked>, Vec<DomainEvent>) {
         let mut state = ConstructionState::Planned;
         let mut blocked: Option<Blocked> = None;
         let mut events = Vec::new();
         let mut current: Option<&'a Edit> = None;
-        let mut pending: Vec<&'a Edit> = edits.to_vec();
-        while let Some(first) = pending.first() {
-            let base = first.base.clone();
-            let (group, rest): (Vec<&'a Edit>, Vec<&'a Edit>) = pending.into_iter().partition(|e| e.base == base);
-            pending = rest;
+        let mut by_base: BTreeMap<Option<&'a str>, Vec<&'a Edit>> = BTreeMap::new();
+        for &e in edits {
+            by_base.entry(e.base.as_deref()).or_default().push(e);
+        }
+        // The next group: the transitions built on the head, or on a write
+        // that concurred with it (the same move, made twice).
+        let mut next = by_base.remove(&None).unwrap_or_default();
+        while !next.is_empty() {
+            let mut group = std::mem::take(&mut next);
+            group.sort_by(|a, b| a.id.cmp(&b.id));
             let mut valid = Vec::new();
             for &e in &group {
                 let EditValue::Transition { from, to, reason } = &e.value else { continue };
@@ -210,12 +226,14 @@ impl<'a> Validator<'a> {
                 }
             }
             let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc))) else {
-                continue;
+                break;
             };
             let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
+            next.extend(by_base.remove(&Some(winner.id.as_str())).unwrap_or_default());
             for &loser in valid.iter().filter(|e| e.id != winner.id) {
                 match &loser.value {
                     EditValue::Transition { to: t, .. } if t == to => {
+                        next.extend(by_base.remove(&Some(loser.id.as_str())).unwrap_or_default());
                         self.decide(loser, Decision::Concurred { with: winner.id.clone() })
                     }
                     _ => {
@@ -252,6 +270,16 @@ impl<'a> Validator<'a> {
                 author: winner.author.clone(),
             });
             state = *to;
+        }
+        for (base, group) in by_base {
+            for e in group {
+                let why = format!(
+                    "its writer built on transition {} which did not stand; the section is {}",
+                    base.unwrap_or("(none)"),
+                    state.as_str()
+                );
+                self.reject(e, Field::State, Rule::StaleTransition, current, why);
+            }
         }
         (state, blocked, events)
     }
@@ -401,51 +429,5 @@ impl<'a> Validator<'a> {
             winner.map(|w| w.id.clone()),
             explanation,
         ));
-    }
-}
-
-/// Check one write on its own, as the server does before storing an upload:
-/// whatever else is merged, a write that fails here could never count, and a
-/// correct client never makes it. Writes that merely lose a race (a stale
-/// transition, a concurrent lower progress) pass: they must be stored.
-pub fn screen_write(edit: &Edit, roster: &Roster, config: &ProjectConfig) -> Result<(), (Rule, String)> {
-    if edit.hlc.actor != edit.author {
-        return Err((Rule::ForgedStamp, format!("stamped as actor {} but written by {}", edit.hlc.actor, edit.author)));
-    }
-    let Some(member) = roster.member(&edit.author) else {
-        return Err((Rule::UnknownAuthor, format!("actor {} is not in the project's roster", edit.author)));
-    };
-    let role = member.role;
-    match &edit.value {
-        EditValue::Name { .. } | EditValue::Route { .. } if role < Role::Office => Err((
-            Rule::OfficeOnly,
-            format!("only office staff may change the name or route; {} is a {}", member.user, role.as_str()),
-        )),
-        EditValue::Route { points } if points.iter().any(|p| !p.is_valid()) => {
-            Err((Rule::InvalidPoint, "the route has a point outside WGS84".into()))
-        }
-        EditValue::Transition { from, to, reason } => {
-            // In isolation the state a blocked section resumes to is unknown: assume the target.
-            let resume = (*from == ConstructionState::Blocked).then_some(*to);
-            check_transition(role, *from, *to, resume, reason.as_deref())
-                .map_err(|e| (Rule::TransitionNotAllowed, e.to_string()))
-        }
-        EditValue::Progress { percent, at_state } => {
-            let band = config.band(*at_state);
-            if !(0..=100).contains(percent) {
-                Err((Rule::ProgressRange, format!("{percent}% is outside 0–100")))
-            } else if *percent < i64::from(band.min) || *percent > i64::from(band.max) {
-                Err((Rule::ProgressBand, format!("{percent}% is outside the band for {}", at_state.as_str())))
-            } else {
-                Ok(())
-            }
-        }
-        EditValue::Location { point } if !point.is_valid() => {
-            Err((Rule::InvalidPoint, format!("({}, {}) is not a WGS84 position", point.lat, point.lon)))
-        }
-        EditValue::Accept { .. } if role < Role::Foreman => {
-            Err((Rule::AcceptRequiresForeman, "only a foreman or office may accept an off-route point".into()))
-        }
-        _ => Ok(()),
     }
 }

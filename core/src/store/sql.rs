@@ -8,7 +8,7 @@ use automerge::ReadDoc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::project::{Member, ProjectConfig, Roster};
+use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::rules::conflict::ConflictRecord;
 use crate::rules::view::SectionView;
@@ -187,15 +187,33 @@ pub(crate) fn roster(conn: &Connection, project: &str) -> Result<Roster, StoreEr
         let role: Role = role.parse().unwrap_or(Role::Technician);
         members.push(Member { actor, user, role });
     }
-    Ok(Roster::new(members))
+    let mut stmt = conn.prepare_cached("SELECT user, role, at_ms FROM role_changes WHERE project = ?1 ORDER BY n")?;
+    let rows = stmt.query_map([project], |r| {
+        let role: Option<String> = r.get(1)?;
+        Ok(RoleChange { user: r.get(0)?, role: role.and_then(|r| r.parse().ok()), at_ms: r.get::<_, i64>(2)? as u64 })
+    })?;
+    let history = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(Roster::new(members).with_history(history))
 }
 
-pub(crate) fn set_roster(tx: &Transaction<'_>, project: &str, members: &[Member]) -> Result<(), StoreError> {
+/// Replace a project's roster and its role history.
+pub(crate) fn set_roster(
+    tx: &Transaction<'_>,
+    project: &str,
+    members: &[Member],
+    history: &[RoleChange],
+) -> Result<(), StoreError> {
     tx.execute("DELETE FROM roster WHERE project = ?1", [project])?;
     let mut stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO roster (project, actor, user, role) VALUES (?1, ?2, ?3, ?4)")?;
     for m in members {
         stmt.execute(params![project, m.actor, m.user, m.role.as_str()])?;
+    }
+    tx.execute("DELETE FROM role_changes WHERE project = ?1", [project])?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO role_changes (project, n, user, role, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (n, c) in history.iter().enumerate() {
+        stmt.execute(params![project, n as i64, c.user, c.role.map(Role::as_str), c.at_ms as i64])?;
     }
     Ok(())
 }
@@ -438,6 +456,18 @@ pub(crate) fn outbox_count(conn: &Connection, project: Option<&str>) -> Result<u
         )?
         .query_row([project], |r| r.get(0))?;
     Ok(n as usize)
+}
+
+/// The hashes of a project's local changes the server refused.
+pub(crate) fn refused_hashes(
+    conn: &Connection,
+    project: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM changes
+         WHERE refused IS NOT NULL AND section IN (SELECT id FROM sections WHERE project = ?1)",
+    )?;
+    Ok(stmt.query_map([project], |r| r.get(0))?.collect::<Result<_, _>>()?)
 }
 
 /// Mark an unconfirmed local change as refused by the server, and why.

@@ -170,7 +170,7 @@ impl Replica {
             if let Some(r) = round.roster {
                 // Every view of the project follows the new roster; the merge
                 // below recomputes the sections it touches once more.
-                store::set_roster(&tx, round.project, &r.members)?;
+                store::set_roster(&tx, round.project, &r.members, &r.history)?;
                 store::set_config(&tx, round.project, &r.config)?;
                 store::set_roster_version(&tx, round.project, r.version)?;
                 self.revalidate_project(&tx, round.project)?;

@@ -79,6 +79,7 @@ impl Replica {
         response_budget: u32,
     ) -> Result<PreparedRound, ReplicaError> {
         self.join_project(project)?;
+        self.hold_back_dependents_of_refused(project)?;
         let (cursor, roster_version) = store::cursor(&self.conn, project)?;
         let outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
         let more_to_send = store::outbox_count(&self.conn, Some(project))? > outbox.len();
@@ -155,6 +156,33 @@ impl Replica {
         }
         tx.commit()?;
         Ok(n)
+    }
+
+    /// A local change built on a change the server refused can never be
+    /// stored there (its dependency is missing): mark it refused too, with
+    /// why, before it is sent, so that one refusal never stops the device
+    /// syncing. It stays stored here, like the refused change.
+    fn hold_back_dependents_of_refused(&mut self, project: &str) -> Result<(), ReplicaError> {
+        let mut refused = store::refused_hashes(&self.conn, project)?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut dependents = Vec::new();
+        // Local changes are stored in causal order: one pass finds every dependent.
+        for c in store::outbox(&self.conn, Some(project), usize::MAX)? {
+            let change =
+                automerge::Change::from_bytes(c.bytes).map_err(crate::domain::document::DocumentError::from)?;
+            if let Some(dep) = change.deps().iter().map(ToString::to_string).find(|d| refused.contains(d)) {
+                refused.insert(c.hash.clone());
+                dependents.push((c.hash, format!("depends on the refused change {dep}")));
+            }
+        }
+        let tx = self.begin()?;
+        for (hash, why) in &dependents {
+            store::mark_refused(&tx, hash, why)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Forget where `project`'s feed was (and the roster version), so the next

@@ -140,7 +140,7 @@ fn progress_outside_range_or_band_is_refused() {
 fn technicians_step_forward_one_state_at_a_time() {
     let ok = edit(10, TECH, None, go(S::Planned, S::Surveyed));
     let skip = edit(20, TECH, Some(&ok), go(S::Surveyed, S::ConduitLaid));
-    let back = edit(30, TECH, Some(&skip), go(S::Surveyed, S::Planned));
+    let back = edit(30, TECH, Some(&ok), go(S::Surveyed, S::Planned));
     let v = run(vec![ok.clone(), skip.clone(), back.clone()]);
     assert_eq!(v.view.state, S::Surveyed);
     assert_eq!(decision(&v, &ok), Decision::Accepted);
@@ -207,7 +207,7 @@ fn blocked_sections_go_back_where_they_were_and_only_a_foreman_unblocks() {
     assert_eq!(rejected_by(&v, &tech_unblock), Rule::TransitionNotAllowed);
 
     let wrong_target = edit(30, FOREMAN, Some(&block), go(S::Blocked, S::Trenched));
-    let unblock = edit(40, FOREMAN, Some(&wrong_target), go(S::Blocked, S::Surveyed));
+    let unblock = edit(40, FOREMAN, Some(&block), go(S::Blocked, S::Surveyed));
     let v = run(vec![t1, block, wrong_target.clone(), unblock.clone()]);
     assert_eq!(rejected_by(&v, &wrong_target), Rule::TransitionNotAllowed);
     assert_eq!(decision(&v, &unblock), Decision::Accepted);
@@ -335,4 +335,53 @@ fn unknown_kinds_from_newer_apps_are_kept_and_ignored() {
     let v = run(vec![future, p]);
     assert_eq!(v.view.progress, 5);
     assert!(v.conflicts.is_empty());
+}
+
+#[test]
+fn a_transition_stamped_days_ahead_does_not_freeze_the_section() {
+    // A technician's phone runs two days ahead; the foreman builds on the
+    // technician's transition with an honest, much earlier stamp.
+    let two_days = 2 * 24 * 3600 * 1000;
+    let ahead = edit(two_days, TECH, None, go(S::Planned, S::Surveyed));
+    let next = edit(1_000, FOREMAN, Some(&ahead), go(S::Surveyed, S::Trenched));
+    let then = edit(2_000, TECH2, Some(&next), go(S::Trenched, S::ConduitLaid));
+    let v = run(vec![ahead.clone(), next.clone(), then.clone()]);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    assert_eq!(decision(&v, &ahead), Decision::Superseded { by: next.id.clone() });
+    assert_eq!(decision(&v, &next), Decision::Superseded { by: then.id.clone() });
+    assert_eq!(decision(&v, &then), Decision::Accepted);
+    let kinds: Vec<_> = v.view.events.iter().map(|e| e.edit_id.clone()).collect();
+    assert_eq!(kinds, [ahead.id.clone(), next.id.clone(), then.id.clone()]);
+    assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+}
+
+#[test]
+fn transitions_built_on_a_write_that_did_not_stand_are_stale_whatever_their_stamps() {
+    let by_foreman = edit(50, FOREMAN, None, go(S::Planned, S::Trenched));
+    let by_tech = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    // Built on the technician's transition, which lost: stale, even stamped after everything.
+    let on_loser = edit(90, TECH, Some(&by_tech), go(S::Surveyed, S::Trenched));
+    // Built on the foreman's, stamped before it: stands.
+    let on_winner = edit(20, TECH2, Some(&by_foreman), go(S::Trenched, S::ConduitLaid));
+    let v = run(vec![by_foreman.clone(), by_tech.clone(), on_loser.clone(), on_winner.clone()]);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    assert_eq!(rejected_by(&v, &by_tech), Rule::TransitionPrecedence);
+    assert_eq!(rejected_by(&v, &on_loser), Rule::StaleTransition);
+    assert_eq!(decision(&v, &on_winner), Decision::Accepted);
+}
+
+#[test]
+fn a_hundred_thousand_transitions_with_distinct_bases_are_folded_once_each() {
+    // Hostile: every transition names a base of its own. Each is looked at
+    // once (the fold used to re-partition the rest once per base: ~5·10⁹ steps).
+    let first = edit(1, TECH, None, go(S::Planned, S::Surveyed));
+    let mut edits = vec![first.clone()];
+    for i in 0..100_000u64 {
+        let mut e = edit(10 + i, TECH2, None, go(S::Surveyed, S::Trenched));
+        e.base = Some(format!("no-such-base-{i}"));
+        edits.push(e);
+    }
+    let v = run(edits);
+    assert_eq!(v.view.state, S::Surveyed);
+    assert_eq!(v.decisions.values().filter(|d| matches!(d, Decision::Rejected { .. })).count(), 100_000);
 }
