@@ -23,6 +23,7 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
     let replica = Arc::new(Mutex::new(office));
     let seen = Arc::new(Mutex::new(Vec::<SyncRequest>::new()));
     let log = seen.clone();
+    let section = id.clone();
     let transport = move |body: Vec<u8>| {
         let req: SyncRequest = protocol::decode(&body).unwrap();
         log.lock().unwrap().push(req.clone());
@@ -31,8 +32,12 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
             // Refuse the section's first change: everything after builds on it.
             Some(bytes) => {
                 let hash = automerge::Change::from_bytes(bytes).unwrap().hash().to_string();
-                let refusal =
-                    Refusal { section: id.clone(), hash, rule: Some("office_only".into()), reason: "demoted".into() };
+                let refusal = Refusal {
+                    section: section.clone(),
+                    hash,
+                    rule: Some("office_only".into()),
+                    reason: "demoted".into(),
+                };
                 let body = ErrorBody { error: "refused".into(), message: "refused".into(), refusals: vec![refusal] };
                 Err(TransportError::Server { status: 422, body })
             }
