@@ -148,6 +148,13 @@ pub fn reconciliation(r: &Reconciliation) -> String {
     let field = r.field.map_or("?", |f| f.as_str());
     match &r.outcome {
         EditOutcome::Stands => format!("  confirmed   section {}  {field}  (edit {})", short(&r.section), r.edit_id),
+        EditOutcome::Refused { reason } => {
+            format!(
+                "  refused     section {}  {field}  by the server: {reason}  (edit {})",
+                short(&r.section),
+                r.edit_id
+            )
+        }
         EditOutcome::Overridden { by, rule, reason } => {
             let by = by.as_ref().map(|c| format!(" by {} from {}", c.value, candidate_who(c))).unwrap_or_default();
             format!(

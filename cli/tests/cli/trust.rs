@@ -64,7 +64,7 @@ fn a_role_change_never_re_decides_history() {
     }
     let on_server = server_view(&crew, "s1");
     assert_eq!(
-        (on_server["view"]["state"].as_str(), on_server["view"]["name"].as_str()),
+        (on_server["state"].as_str(), on_server["name"].as_str()),
         (Some("trenched"), Some("Dorfstraße")),
         "{on_server}"
     );
@@ -121,7 +121,7 @@ fn a_phone_clock_days_ahead_does_not_freeze_a_section() {
     for user in ["olga", "fred", "tina"] {
         assert_eq!(crew.device_json(user, &["show", "s1"])["state"], "trenched", "{user}");
     }
-    assert_eq!(server_view(&crew, "s1")["view"]["state"], "trenched");
+    assert_eq!(server_view(&crew, "s1")["state"], "trenched");
     let stale: Vec<Value> = crew.device_json("olga", &["conflicts"])["conflicts"]
         .as_array()
         .unwrap()

@@ -316,16 +316,37 @@ pub(crate) fn put_local_edit(
     Ok(())
 }
 
-/// Every local write the server has not confirmed yet, by section, in id order.
-/// One query for a whole merge: there are few of them and many sections.
-pub(crate) fn local_edits(conn: &Connection) -> Result<HashMap<String, Vec<String>>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT section, edit_id FROM local_edits ORDER BY section, edit_id")?;
-    let mut by_section: HashMap<String, Vec<String>> = HashMap::new();
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (section, edit) = row?;
-        by_section.entry(section).or_default().push(edit);
+/// Every local write the server has not confirmed yet, by section, in id
+/// order, each with the hash of its change. One query for a whole merge:
+/// there are few of them and many sections.
+pub(crate) fn local_edits(conn: &Connection) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT section, edit_id, change_hash FROM local_edits ORDER BY section, edit_id")?;
+    let mut by_section: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (section, edit, hash) = row?;
+        by_section.entry(section).or_default().push((edit, hash));
     }
     Ok(by_section)
+}
+
+/// The local writes carried by changes the server refused, settled: each
+/// (edit id, section, field, the change's hash), and forgotten as pending.
+pub(crate) fn settle_refused_edits(
+    tx: &Transaction<'_>,
+    hashes: &[String],
+) -> Result<Vec<(String, String, String, String)>, StoreError> {
+    let list = serde_json::to_string(hashes)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT edit_id, section, field, change_hash FROM local_edits
+         WHERE change_hash IN (SELECT value FROM json_each(?1)) ORDER BY section, edit_id",
+    )?;
+    let rows = stmt
+        .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.prepare_cached("DELETE FROM local_edits WHERE change_hash IN (SELECT value FROM json_each(?1))")?
+        .execute([&list])?;
+    Ok(rows)
 }
 
 /// Fold a section's stored changes into its snapshot. Only the rows read are

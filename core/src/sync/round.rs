@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::edit::Field;
 use crate::replica::{Replica, ReplicaError};
 use crate::store::{self, OutboxChange};
-use crate::sync::merge::{MergeReport, RoundSettlement, SectionChange};
+use crate::sync::merge::{EditOutcome, MergeReport, Reconciliation, RoundSettlement, SectionChange};
 use crate::sync::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
 use crate::sync::status::{SyncProblem, SyncStatus};
 
@@ -133,8 +134,9 @@ impl Replica {
 
     /// Mark changes the server refused, and the local changes that build on
     /// them, so the outbox stops sending them (they stay stored: nothing is
-    /// lost). Returns how many changes were marked.
-    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<usize, ReplicaError> {
+    /// lost). Returns how many changes were marked, and the local edits they
+    /// carry, each settled as refused with the server's reason.
+    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<(usize, Vec<Reconciliation>), ReplicaError> {
         let mut refused: BTreeMap<String, String> = refusals
             .iter()
             .map(|r| (r.hash.clone(), r.rule.as_ref().map_or(r.reason.clone(), |rule| format!("{rule}: {}", r.reason))))
@@ -154,8 +156,18 @@ impl Replica {
         for (hash, why) in &refused {
             n += store::mark_refused(&tx, hash, why)?;
         }
+        let hashes: Vec<String> = refused.keys().cloned().collect();
+        let settled = store::settle_refused_edits(&tx, &hashes)?
+            .into_iter()
+            .map(|(edit_id, section, field, hash)| Reconciliation {
+                edit_id,
+                section,
+                field: Field::parse(&field),
+                outcome: EditOutcome::Refused { reason: refused.get(&hash).cloned().unwrap_or_default() },
+            })
+            .collect();
         tx.commit()?;
-        Ok(n)
+        Ok((n, settled))
     }
 
     /// A local change built on a change the server refused can never be
