@@ -193,14 +193,11 @@ impl Hub {
             )));
         }
         let bind_actor = match store.actor_device(&request.actor)? {
-            Some(d) if d != device.id => {
-                return Err(HubError::Forbidden(format!(
-                    "actor {} belongs to another device; a device syncs only as its own actor",
-                    request.actor
-                )));
-            }
-            Some(_) => None,
-            None => Some(request.actor.clone()),
+            Some(d) if d == device.id => None,
+            // Bound to another device: taken over in the commit if that device
+            // was revoked and is this user's (the same phone enrolled again),
+            // refused there (403) otherwise.
+            Some(_) | None => Some(request.actor.clone()),
         };
 
         let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });

@@ -287,8 +287,13 @@ impl HubStore for PgHubStore {
             tx.query(lock, &[&write.project])?;
         }
         if let Some(actor) = &write.bind_actor {
+            // A revoked device's actor passes to its user's new device: the
+            // same phone, enrolled again, uploads what it wrote meanwhile.
             tx.execute(
-                "INSERT INTO actors (actor, device, bound_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO actors (actor, device, bound_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (actor) DO UPDATE SET device = excluded.device, bound_ms = excluded.bound_ms
+                 WHERE (SELECT prev.revoked_ms IS NOT NULL AND prev.user_id = cur.user_id
+                        FROM devices prev, devices cur WHERE prev.id = actors.device AND cur.id = excluded.device)",
                 &[actor, &write.device, &(write.now_ms as i64)],
             )?;
             let bound: String = tx.query_one("SELECT device FROM actors WHERE actor = $1", &[actor])?.get(0);

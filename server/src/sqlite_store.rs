@@ -169,8 +169,13 @@ impl HubStore for SqliteHubStore {
     fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
         let tx = self.tx()?;
         if let Some(actor) = &write.bind_actor {
+            // A revoked device's actor passes to its user's new device: the
+            // same phone, enrolled again, uploads what it wrote meanwhile.
             tx.prepare_cached(
-                "INSERT INTO actors (actor, device, bound_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                "INSERT INTO actors (actor, device, bound_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (actor) DO UPDATE SET device = excluded.device, bound_ms = excluded.bound_ms
+                 WHERE (SELECT prev.revoked_ms IS NOT NULL AND prev.user = cur.user
+                        FROM devices prev, devices cur WHERE prev.id = actors.device AND cur.id = excluded.device)",
             )?
             .execute(params![actor, write.device, write.now_ms as i64])?;
             let bound: String = tx.query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| r.get(0))?;

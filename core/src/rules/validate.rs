@@ -9,7 +9,7 @@
 //! (the latest write of that field their writer had seen) were made without
 //! knowing of each other: that is a contest, recorded as such.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::document::SectionInput;
 use crate::domain::edit::{Edit, EditId, EditValue, Field};
@@ -70,12 +70,14 @@ struct Validator<'a> {
 pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -> Validated {
     let mut v = Validator { input, roster, config, decisions: BTreeMap::new(), conflicts: Vec::new() };
     let screened = v.screen();
-    let of = |f: Field| screened.iter().copied().filter(move |e| e.value.field() == Some(f)).collect::<Vec<_>>();
+    let of = |f: Field| causal_order(screened.iter().copied().filter(|e| e.value.field() == Some(f)).collect());
 
     let name = v.office_only(&of(Field::Name));
     let route = v.office_only(&of(Field::Route));
     let (state, blocked, events) = v.state(&of(Field::State));
-    let progress = v.progress(&of(Field::Progress));
+    let passed: BTreeSet<ConstructionState> =
+        events.iter().flat_map(|ev| [ev.from, ev.to]).chain([ConstructionState::Planned]).collect();
+    let progress = v.progress(&of(Field::Progress), &passed);
     let route_points = match route.map(|e| &e.value) {
         Some(EditValue::Route { points }) => points.clone(),
         _ => Vec::new(),
@@ -286,8 +288,14 @@ impl<'a> Validator<'a> {
 
     /// Progress: 0–100, inside the band of the writer's state, and only
     /// rising unless a foreman or office writes it.
-    fn progress(&mut self, edits: &[&'a Edit]) -> u8 {
+    ///
+    /// The band is the one of the state the writer saw, which must be a state
+    /// the section has been in (a writer cannot claim `completed` to record
+    /// 100%). A foreman's or office's rollback stands over a lower role's
+    /// concurrent raise (role before stamp), as for transitions.
+    fn progress(&mut self, edits: &[&'a Edit], passed: &BTreeSet<ConstructionState>) -> u8 {
         let mut current: Option<&'a Edit> = None;
+        let mut rollback = false;
         let value = |e: &Edit| match e.value {
             EditValue::Progress { percent, .. } => percent,
             _ => 0,
@@ -298,10 +306,24 @@ impl<'a> Validator<'a> {
             let role = self.role(e);
             if !(0..=100).contains(&percent) {
                 self.reject(e, Field::Progress, Rule::ProgressRange, current, format!("{percent}% is outside 0–100"));
+            } else if !passed.contains(&at_state) {
+                let why =
+                    format!("recorded as {} but the section has never been {}", at_state.as_str(), at_state.as_str());
+                self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
             } else if percent < i64::from(band.min) || percent > i64::from(band.max) {
                 let why =
                     format!("{percent}% is outside {}–{}%, the band for {}", band.min, band.max, at_state.as_str());
                 self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
+            } else if let Some(c) =
+                current.filter(|c| rollback && c.base == e.base && self.role(c) > role && value(c) != percent)
+            {
+                let why = format!(
+                    "a {}'s rollback to {}% made at the same time stands over a {}'s {percent}%",
+                    self.role(c).as_str(),
+                    value(c),
+                    role.as_str()
+                );
+                self.reject(e, Field::Progress, Rule::ProgressRolePrecedence, Some(c), why);
             } else if let Some(c) = current.filter(|c| percent < value(c) && role < Role::Foreman) {
                 let why = format!(
                     "progress only rises: {percent}% is below {}%, and only a foreman or office may roll it back",
@@ -309,6 +331,7 @@ impl<'a> Validator<'a> {
                 );
                 self.reject(e, Field::Progress, Rule::ProgressOnlyRises, Some(c), why);
             } else {
+                rollback = current.is_some_and(|c| percent < value(c));
                 self.accept(e, &mut current);
             }
         }
@@ -403,8 +426,30 @@ impl<'a> Validator<'a> {
             groups.entry(e.base.as_deref()).or_default().push(e);
         }
         for group in groups.values() {
-            // The group's standing write: the last one in HLC order that was applied.
+            // The group's standing write: the last one in causal order that was applied.
             let winner = group.iter().rev().find(|e| self.decisions.get(&e.id).is_some_and(Decision::applied));
+            // Progress is "highest wins", unless a higher role's rollback stood
+            // over a higher value: name the rule that decided.
+            let percent = |e: &Edit| match e.value {
+                EditValue::Progress { percent, .. } => percent,
+                _ => 0,
+            };
+            let rule = match winner {
+                Some(w)
+                    if field == Field::Progress
+                        && group.iter().any(|e| {
+                            percent(e) > percent(w)
+                                && matches!(
+                                    self.decisions.get(&e.id),
+                                    Some(Decision::Superseded { .. })
+                                        | Some(Decision::Rejected { rule: Rule::ProgressRolePrecedence, .. })
+                                )
+                        }) =>
+                {
+                    Rule::ProgressRolePrecedence
+                }
+                _ => rule,
+            };
             self.contest(field, rule, group, winner.copied());
         }
     }
@@ -430,4 +475,59 @@ impl<'a> Validator<'a> {
             explanation,
         ));
     }
+}
+
+/// Writes of one field in the order they count: by stamp, except that a
+/// write counts no later than any write built on it (whose `base` it is,
+/// directly or not). So a stamp days ahead cannot outlast the writes made
+/// after it was seen, and every replica orders alike. Linear in the writes;
+/// hostile `base` cycles are tolerated (their members keep their own stamps).
+fn causal_order(edits: Vec<&Edit>) -> Vec<&Edit> {
+    let index: HashMap<&str, usize> = edits.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+    let n = edits.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut has_parent = vec![false; n];
+    for (i, e) in edits.iter().enumerate() {
+        if let Some(&p) = e.base.as_deref().and_then(|b| index.get(b))
+            && p != i
+        {
+            children[p].push(i);
+            has_parent[i] = true;
+        }
+    }
+    let mut effective: Vec<u64> = edits.iter().map(|e| e.hlc.physical_ms).collect();
+    // Depth along `base` links: of two writes that count at the same time,
+    // the one built on the other comes after it.
+    let mut depth = vec![0usize; n];
+    // 0: not seen, 1: on the stack, 2: done. Post-order: children first.
+    let mut seen = vec![0u8; n];
+    let roots: Vec<usize> = (0..n).filter(|&i| !has_parent[i]).chain(0..n).collect();
+    for root in roots {
+        if seen[root] != 0 {
+            continue;
+        }
+        seen[root] = 1;
+        let mut stack = vec![(root, 0usize)];
+        while let Some(&(i, next)) = stack.last() {
+            if let Some(&c) = children[i].get(next) {
+                stack.last_mut().expect("non-empty").1 += 1;
+                if seen[c] == 0 {
+                    seen[c] = 1;
+                    depth[c] = stack.len();
+                    stack.push((c, 0));
+                }
+            } else {
+                for &c in &children[i] {
+                    if seen[c] == 2 {
+                        effective[i] = effective[i].min(effective[c]);
+                    }
+                }
+                seen[i] = 2;
+                stack.pop();
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| (effective[a], depth[a], &edits[a].hlc).cmp(&(effective[b], depth[b], &edits[b].hlc)));
+    order.into_iter().map(|i| edits[i]).collect()
 }

@@ -47,6 +47,14 @@ fn point(lat: f64, lon: f64) -> EditValue {
 }
 
 fn run(mut edits: Vec<Edit>) -> Validated {
+    // Progress is recorded in a state the section has been in: where a test
+    // records progress without moving the section, a foreman moved it to
+    // conduit_laid first (no conflict, one event).
+    let moves = edits.iter().any(|e| e.value.field() == Some(Field::State));
+    if !moves && edits.iter().any(|e| matches!(e.value, EditValue::Progress { at_state, .. } if at_state != S::Planned))
+    {
+        edits.push(edit(1, FOREMAN, None, go(S::Planned, S::ConduitLaid)));
+    }
     edits.sort_by(|a, b| a.id.cmp(&b.id));
     let input = SectionInput {
         id: "s1".into(),
@@ -384,4 +392,57 @@ fn a_hundred_thousand_transitions_with_distinct_bases_are_folded_once_each() {
     let v = run(edits);
     assert_eq!(v.view.state, S::Surveyed);
     assert_eq!(v.decisions.values().filter(|d| matches!(d, Decision::Rejected { .. })).count(), 100_000);
+}
+
+#[test]
+fn a_foremans_rollback_beats_a_technicians_concurrent_raise_whatever_the_stamps() {
+    let start = edit(10, TECH, None, progress(50, S::ConduitLaid));
+    // Both saw 50%: the foreman rolls back to 35%, the technician (later stamp) raises to 60%.
+    let rollback = edit(20, FOREMAN, Some(&start), progress(35, S::ConduitLaid));
+    let raise = edit(30, TECH, Some(&start), progress(60, S::ConduitLaid));
+    for edits in
+        [vec![start.clone(), rollback.clone(), raise.clone()], vec![raise.clone(), start.clone(), rollback.clone()]]
+    {
+        let v = run(edits);
+        assert_eq!(v.view.progress, 35);
+        assert_eq!(decision(&v, &rollback), Decision::Accepted);
+        assert_eq!(rejected_by(&v, &raise), Rule::ProgressRolePrecedence);
+        // One record: the rejection and the contest have the same candidates and rule.
+        let record = v.conflicts.iter().find(|c| c.rule == Rule::ProgressRolePrecedence).unwrap();
+        assert_eq!(record.winner.as_deref(), Some(rollback.id.as_str()));
+    }
+    // With the raise stamped first, the rollback supersedes it, and the contest says why.
+    let early_raise = edit(15, TECH, Some(&start), progress(60, S::ConduitLaid));
+    let v = run(vec![start.clone(), early_raise.clone(), rollback.clone()]);
+    assert_eq!(v.view.progress, 35);
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!(contest.rule, Rule::ProgressRolePrecedence);
+}
+
+#[test]
+fn progress_claimed_in_a_state_the_section_never_was_is_refused() {
+    // Planned allows 0–10; a writer claiming `completed` to record 100% is refused.
+    let claim = edit(10, TECH, None, progress(100, S::Completed));
+    let mut edits = vec![claim.clone(), edit(5, TECH2, None, go(S::Planned, S::Surveyed))];
+    edits.sort_by(|a, b| a.id.cmp(&b.id));
+    let v = run(edits);
+    assert_eq!(v.view.progress, 0);
+    assert_eq!(rejected_by(&v, &claim), Rule::ProgressBand);
+}
+
+#[test]
+fn a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it() {
+    let two_days = 2 * 24 * 3600 * 1000;
+    let route = edit(
+        1,
+        OFFICE,
+        None,
+        EditValue::Route { points: vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }] },
+    );
+    let ahead = edit(two_days, TECH, None, point(48.0, 11.002));
+    // Made after seeing it (its base), on an honest clock: it counts later.
+    let after = edit(1_000, TECH2, Some(&ahead), point(48.0, 11.004));
+    let v = run(vec![route, ahead.clone(), after.clone()]);
+    assert_eq!(v.view.location.as_ref().map(|p| p.edit_id.clone()), Some(after.id.clone()));
+    assert_eq!(decision(&v, &ahead), Decision::Superseded { by: after.id.clone() });
 }

@@ -324,3 +324,23 @@ fn a_forged_stamp_is_refused_with_the_rule() {
     assert_eq!(e.refusals[0].rule.as_deref(), Some("forged_stamp"));
     assert_eq!(e.refusals[0].hash, change.hash().to_string());
 }
+
+#[test]
+fn a_revoked_device_enrolled_again_keeps_and_uploads_its_unsynced_edits() {
+    let mut s = scene();
+    // tina works offline; meanwhile her phone's token is revoked.
+    s.tina.replica.set_notes(&s.section, "duct 3 crushed").unwrap();
+    s.server.hub.revoke_device(&s.tina.id).unwrap();
+    let prepared = s.tina.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    refused(&s, &s.tina.token, &protocol::encode(&prepared.request), 401, "unauthorized");
+    // Enrolled again (a new device id and token), the same phone and store sync on.
+    let again = s.server.hub.enroll_device("tina", "tina's phone, again").unwrap();
+    s.tina.token = again.token;
+    s.tina.sync(&s.server);
+    assert_eq!(s.tina.replica.sync_status().unwrap().pending_changes, 0);
+    assert_eq!(s.server.hub.section_view(&s.section).unwrap().unwrap().notes, "duct 3 crushed");
+    // Another user's new device cannot take the actor over.
+    let mallory = s.server.hub.enroll_device("olga", "olga's second phone").unwrap();
+    let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, vec![]));
+    refused(&s, &mallory.token, &body, 403, "forbidden");
+}
