@@ -57,6 +57,9 @@ pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{EditReceipt, HistoryEntry, PastPoint, Replica, ReplicaError, ReplicaOptions};
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+pub use rules::mutation::Mutation;
+#[cfg(feature = "mutations")]
+pub use rules::mutation::set_mutation;
 pub use rules::validate::{Validated, validate};
 pub use rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 pub use store::encryption::{EncryptionError, StoreKey, encrypt_store};

@@ -18,6 +18,7 @@ use crate::domain::role::Role;
 use crate::domain::route::{GeoPoint, distance_to_route_m};
 use crate::domain::state_machine::{ConstructionState, DomainEventKind, check_transition};
 use crate::rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+use crate::rules::mutation::{self, Mutation};
 use crate::rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 
 /// Everything the rules conclude about a section.
@@ -75,8 +76,17 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
     let name = v.office_only(&of(Field::Name));
     let route = v.office_only(&of(Field::Route));
     let (state, blocked, events) = v.state(&of(Field::State));
-    let passed: BTreeSet<ConstructionState> =
-        events.iter().flat_map(|ev| [ev.from, ev.to]).chain([ConstructionState::Planned]).collect();
+    // The states a writer can have seen: planned, and every state a
+    // transition record of the section moves to (one that lost a race
+    // included: progress recorded on it was honest).
+    let passed: BTreeSet<ConstructionState> = of(Field::State)
+        .iter()
+        .filter_map(|e| match e.value {
+            EditValue::Transition { to, .. } => Some(to),
+            _ => None,
+        })
+        .chain([ConstructionState::Planned])
+        .collect();
     let progress = v.progress(&of(Field::Progress), &passed);
     let route_points = match route.map(|e| &e.value) {
         Some(EditValue::Route { points }) => points.clone(),
@@ -117,7 +127,8 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 impl<'a> Validator<'a> {
     /// The role `e`'s author held when writing it (screened writes have one).
     fn role(&self, e: &Edit) -> Role {
-        self.roster.role_at(&e.author, e.hlc.physical_ms).unwrap_or(Role::Technician)
+        let at = if mutation::active(Mutation::RoleOfToday) { u64::MAX } else { e.hlc.physical_ms };
+        self.roster.role_at(&e.author, at).unwrap_or(Role::Technician)
     }
 
     fn decide(&mut self, e: &Edit, d: Decision) {
@@ -177,7 +188,7 @@ impl<'a> Validator<'a> {
         let mut current = None;
         for &e in edits {
             let role = self.role(e);
-            if role < Role::Office {
+            if role < Role::Office && !mutation::active(Mutation::AnyoneIsOffice) {
                 let field = e.value.field().expect("screened");
                 let reason =
                     format!("only office staff may change the {}; a {} wrote it", field.as_str(), role.as_str());
@@ -227,7 +238,9 @@ impl<'a> Validator<'a> {
                     valid.push(e);
                 }
             }
-            let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc))) else {
+            let rank =
+                |e: &Edit| if mutation::active(Mutation::TransitionsByStamp) { Role::Technician } else { self.role(e) };
+            let Some(&winner) = valid.iter().max_by(|a, b| (rank(a), &a.hlc).cmp(&(rank(b), &b.hlc))) else {
                 break;
             };
             let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
@@ -290,8 +303,8 @@ impl<'a> Validator<'a> {
     /// rising unless a foreman or office writes it.
     ///
     /// The band is the one of the state the writer saw, which must be a state
-    /// the section has been in (a writer cannot claim `completed` to record
-    /// 100%). A foreman's or office's rollback stands over a lower role's
+    /// some transition of the section moved to (a writer cannot claim
+    /// `completed` to record 100%). A foreman's or office's rollback stands over a lower role's
     /// concurrent raise (role before stamp), as for transitions.
     fn progress(&mut self, edits: &[&'a Edit], passed: &BTreeSet<ConstructionState>) -> u8 {
         let mut current: Option<&'a Edit> = None;
@@ -324,7 +337,9 @@ impl<'a> Validator<'a> {
                     role.as_str()
                 );
                 self.reject(e, Field::Progress, Rule::ProgressRolePrecedence, Some(c), why);
-            } else if let Some(c) = current.filter(|c| percent < value(c) && role < Role::Foreman) {
+            } else if let Some(c) = current
+                .filter(|c| percent < value(c) && role < Role::Foreman && !mutation::active(Mutation::AnyoneRollsBack))
+            {
                 let why = format!(
                     "progress only rises: {percent}% is below {}%, and only a foreman or office may roll it back",
                     value(c)
@@ -384,7 +399,10 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let distance = distance_to_route_m(point, route).map(|d| (d * 10.0).round() / 10.0);
-            if let Some(d) = distance.filter(|d| *d > self.config.max_route_distance_m && accepted_by.is_none()) {
+            let quarantines = !mutation::active(Mutation::NoQuarantine);
+            if let Some(d) =
+                distance.filter(|d| quarantines && *d > self.config.max_route_distance_m && accepted_by.is_none())
+            {
                 let why = format!(
                     "{d} m from the planned route (limit {} m); held until a foreman accepts it",
                     self.config.max_route_distance_m
@@ -496,6 +514,9 @@ fn causal_order(edits: Vec<&Edit>) -> Vec<&Edit> {
         }
     }
     let mut effective: Vec<u64> = edits.iter().map(|e| e.hlc.physical_ms).collect();
+    if mutation::active(Mutation::StampOrder) {
+        children.iter_mut().for_each(Vec::clear);
+    }
     // Depth along `base` links: of two writes that count at the same time,
     // the one built on the other comes after it.
     let mut depth = vec![0usize; n];

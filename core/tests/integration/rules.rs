@@ -6,7 +6,7 @@ use fieldsync_core::{
     ConflictKind, ConstructionState as S, Decision, DomainEventKind, Edit, EditValue, Field, GeoPoint, Hlc, Member,
     ProjectConfig, Role, Roster, Rule,
 };
-use fieldsync_core::{Validated, validate};
+use fieldsync_core::{Mutation, RoleChange, Validated, set_mutation, validate};
 
 const TECH: &str = "aa01";
 const TECH2: &str = "aa02";
@@ -445,4 +445,80 @@ fn a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it() {
     let v = run(vec![route, ahead.clone(), after.clone()]);
     assert_eq!(v.view.location.as_ref().map(|p| p.edit_id.clone()), Some(after.id.clone()));
     assert_eq!(decision(&v, &ahead), Decision::Superseded { by: after.id.clone() });
+}
+
+#[test]
+fn a_write_is_judged_under_the_role_its_author_held_then() {
+    // fred is a foreman until t=100, a technician from then on, and removed at t=300.
+    let history = [
+        RoleChange { user: "fred".into(), role: Some(Role::Foreman), at_ms: 0 },
+        RoleChange { user: "fred".into(), role: Some(Role::Technician), at_ms: 100 },
+        RoleChange { user: "fred".into(), role: None, at_ms: 300 },
+    ];
+    let roster = roster().with_history(history);
+    let skip = edit(50, FOREMAN, None, go(S::Planned, S::Trenched));
+    let skip_again = edit(150, FOREMAN, Some(&skip), go(S::Trenched, S::CablePulled));
+    let step = edit(200, FOREMAN, Some(&skip), go(S::Trenched, S::ConduitLaid));
+    let after_removal = edit(350, FOREMAN, Some(&step), go(S::ConduitLaid, S::CablePulled));
+    let mut edits = vec![skip.clone(), skip_again.clone(), step.clone(), after_removal.clone()];
+    edits.sort_by(|a, b| a.id.cmp(&b.id));
+    let input = SectionInput {
+        id: "s1".into(),
+        project: "p1".into(),
+        edits,
+        notes: String::new(),
+        photos: vec![],
+        heads: vec![],
+    };
+    let v = validate(&input, &roster, &ProjectConfig::default());
+    // The skip made as a foreman stands, whatever fred is today.
+    assert_eq!(decision(&v, &skip), Decision::Superseded { by: step.id.clone() });
+    assert_eq!(rejected_by(&v, &skip_again), Rule::TransitionNotAllowed);
+    assert_eq!(decision(&v, &step), Decision::Accepted);
+    assert_eq!(rejected_by(&v, &after_removal), Rule::NotAMemberThen);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    // The audit names the role each write was made under.
+    let audit = v.audit(&input, &roster);
+    let role_of = |e: &Edit| audit.iter().find(|a| a.edit_id == e.id).and_then(|a| a.role);
+    assert_eq!(
+        (role_of(&skip), role_of(&step), role_of(&after_removal)),
+        (Some(Role::Foreman), Some(Role::Technician), None)
+    );
+}
+
+/// Each deliberate breakage of the rules (`Mutation`, feature `mutations`)
+/// must make at least one of the tests above fail: the suite would catch it.
+#[test]
+fn every_rule_mutation_is_caught_by_this_suite() {
+    let suite: [fn(); 23] = [
+        concurrent_progress_reports_the_highest_stands,
+        max_wins_whatever_the_stamps_say,
+        only_a_foreman_or_office_rolls_progress_back,
+        progress_outside_range_or_band_is_refused,
+        technicians_step_forward_one_state_at_a_time,
+        concurrent_transitions_the_higher_role_wins_even_with_an_older_stamp,
+        concurrent_transitions_of_equal_role_the_later_stamp_wins,
+        the_same_transition_twice_concurs_and_the_follow_up_builds_on_it,
+        blocked_sections_go_back_where_they_were_and_only_a_foreman_unblocks,
+        foremen_skip_and_rework_and_completion_raises_its_event,
+        locations_last_writer_wins_among_valid_points,
+        off_route_points_are_quarantined_not_lost_and_a_foreman_can_accept_them,
+        without_a_route_no_point_is_quarantined_but_bad_coordinates_are_refused,
+        only_office_names_sections_and_plans_routes,
+        unknown_authors_and_forged_stamps_are_refused,
+        conflict_ids_derive_from_the_candidates_only,
+        unknown_kinds_from_newer_apps_are_kept_and_ignored,
+        a_transition_stamped_days_ahead_does_not_freeze_the_section,
+        transitions_built_on_a_write_that_did_not_stand_are_stale_whatever_their_stamps,
+        a_foremans_rollback_beats_a_technicians_concurrent_raise_whatever_the_stamps,
+        progress_claimed_in_a_state_the_section_never_was_is_refused,
+        a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it,
+        a_write_is_judged_under_the_role_its_author_held_then,
+    ];
+    for mutation in Mutation::ALL {
+        set_mutation(Some(mutation));
+        let caught = suite.iter().position(|test| std::panic::catch_unwind(test).is_err());
+        set_mutation(None);
+        assert!(caught.is_some(), "the rule mutation {mutation:?} survived every rules test");
+    }
 }
