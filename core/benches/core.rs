@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, Change, ObjType, ROOT, ReadDoc};
-use fieldsync_core::{ConstructionState, Durability, GeoPoint, Member, Replica, ReplicaOptions, Role, SectionChange};
+use fieldsync_core::{
+    ConstructionState, Durability, Edit, EditValue, GeoPoint, Hlc, Member, ProjectConfig, Replica, ReplicaOptions,
+    Role, Roster, SectionChange, SectionInput, validate,
+};
 
-const GROUPS: [&str; 4] = ["edit", "merge", "open", "automerge"];
+const GROUPS: [&str; 5] = ["edit", "merge", "open", "automerge", "rules"];
 /// Set in the child process that measures `open` (holds the store's path).
 const CHILD_ENV: &str = "FIELDSYNC_BENCH_OPEN_CHILD";
 const PROJECT: &str = "p1";
@@ -62,6 +65,9 @@ fn main() {
     }
     if run("automerge") {
         bench_automerge(&mut figures);
+    }
+    if run("rules") {
+        bench_rules(&mut figures);
     }
     figures.summary();
 }
@@ -573,4 +579,64 @@ fn bench_automerge(f: &mut Figures) {
         ),
         None,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules on a hostile section
+
+/// One section holding 100,000 transitions, each naming a base of its own
+/// (a hostile device's doing): the rules must stay O(n log n) in the writes.
+fn bench_rules(f: &mut Figures) {
+    let n = if f.quick { 10_000 } else { 100_000 };
+    println!("\nrules: validate one section of {n} transitions with distinct bases, and of {n} progress writes");
+    let roster = Roster::new([
+        Member { actor: "aa01".into(), user: "tina".into(), role: Role::Technician },
+        Member { actor: "bb01".into(), user: "fred".into(), role: Role::Foreman },
+    ]);
+    let edit = |ms: u64, actor: &str, base: Option<String>, value: EditValue| {
+        let hlc = Hlc { physical_ms: ms, counter: 0, actor: actor.into() };
+        Edit { id: hlc.to_string(), hlc, author: actor.into(), base, change_hash: format!("h{ms}"), value }
+    };
+    let go = |from, to| EditValue::Transition { from, to, reason: None };
+    let mut transitions = vec![edit(1, "bb01", None, go(ConstructionState::Planned, ConstructionState::Surveyed))];
+    for i in 0..n as u64 {
+        let value = go(ConstructionState::Surveyed, ConstructionState::Trenched);
+        transitions.push(edit(10 + i, "aa01", Some(format!("no-such-base-{i}")), value));
+    }
+    let mut progress = Vec::with_capacity(n);
+    let mut base: Option<String> = None;
+    for i in 0..n as u64 {
+        let e = edit(
+            10 + i,
+            "aa01",
+            base.clone(),
+            EditValue::Progress { percent: (i % 10) as i64, at_state: ConstructionState::Planned },
+        );
+        base = Some(e.id.clone());
+        progress.push(e);
+    }
+    for (what, mut edits) in [("transitions", transitions), ("progress writes", progress)] {
+        edits.sort_by(|a, b| a.id.cmp(&b.id));
+        let input = SectionInput {
+            id: "s".into(),
+            project: PROJECT.into(),
+            edits,
+            notes: String::new(),
+            photos: vec![],
+            heads: vec![],
+        };
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let v = validate(&input, &roster, &ProjectConfig::default());
+            times.push(ms(t.elapsed()));
+            std::hint::black_box(v);
+        }
+        let best = times.iter().copied().fold(f64::MAX, f64::min);
+        f.add(
+            &format!("validate {n} hostile {what} (best of 3)"),
+            format!("{best:.0} ms"),
+            Some(("< 1,000 ms", best < 1_000.0)),
+        );
+    }
 }

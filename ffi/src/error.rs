@@ -36,10 +36,24 @@ pub enum FieldSyncError {
         /// What failed.
         detail: String,
     },
+    /// This app is too old: the server speaks a newer protocol, or the store
+    /// was written by a newer version of the app. Ask the user to update the
+    /// app; nothing was changed.
+    #[error("{detail}")]
+    UpdateRequired {
+        /// What is newer.
+        detail: String,
+    },
+    /// The server would not take a request it understood (a bug in the app
+    /// or the server, not the network): report it; retrying unchanged will
+    /// fail again.
+    #[error("{detail}")]
+    Rejected {
+        /// What the server said.
+        detail: String,
+    },
     /// The local database failed or cannot be used as it is (disk full, a
-    /// newer app's schema, a corrupt file moved aside), or the server no
-    /// longer speaks this app's protocol. `detail` says what to do next
-    /// (often: update the app).
+    /// corrupt file moved aside). `detail` says what to do next.
     #[error("{detail}")]
     Storage {
         /// What happened and what to do.
@@ -128,6 +142,8 @@ impl From<CoreError> for FieldSyncError {
             Replica(ReplicaError::Document(
                 DocumentError::NotesRange { .. } | DocumentError::BadChange(_) | DocumentError::NotASection(_),
             )) => FieldSyncError::InvalidInput { detail },
+            // A store written by a newer app: update the app (the file was not touched).
+            Open(OpenError::NewerSchema { .. }) => FieldSyncError::UpdateRequired { detail },
             // The wrong device or key for this file, or a key this build cannot use.
             Open(OpenError::OtherDevice { .. } | OpenError::WrongKey { .. } | OpenError::EncryptionUnavailable) => {
                 FieldSyncError::InvalidInput { detail }
@@ -142,9 +158,10 @@ impl From<CoreError> for FieldSyncError {
                 // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless answer.
                 core::SyncProblem::Offline => FieldSyncError::Offline { detail },
                 // A request the server could not take (400, 413, a 422 without refusals): a bug.
-                core::SyncProblem::Rejected => FieldSyncError::InvalidInput { detail },
-                // A newer protocol (the message says to update the app), or the store.
-                core::SyncProblem::UpdateRequired | core::SyncProblem::Storage => FieldSyncError::Storage { detail },
+                core::SyncProblem::Rejected => FieldSyncError::Rejected { detail },
+                // A newer protocol: update the app.
+                core::SyncProblem::UpdateRequired => FieldSyncError::UpdateRequired { detail },
+                core::SyncProblem::Storage => FieldSyncError::Storage { detail },
             },
             // A server URL that is no URL, or no TLS trust store (on Android: not initialised).
             Live(_) => FieldSyncError::InvalidInput { detail },
@@ -181,7 +198,7 @@ mod tests {
         let range = DocumentError::NotesRange { pos: 9, delete: 0, len: 1 };
         assert!(matches!(ReplicaError::Document(range).into(), FieldSyncError::InvalidInput { .. }));
         let newer = OpenError::NewerSchema { path: PathBuf::from("a.db"), found: 99 };
-        assert!(matches!(newer.into(), FieldSyncError::Storage { detail } if detail.contains("update the app")));
+        assert!(matches!(newer.into(), FieldSyncError::UpdateRequired { detail } if detail.contains("update the app")));
         let other = OpenError::OtherDevice { path: "a.db".into(), found: "a".into(), wanted: "b".into() };
         assert!(matches!(other.into(), FieldSyncError::InvalidInput { .. }));
         let io = OpenError::Io(std::io::Error::other("disk"));
@@ -200,12 +217,12 @@ mod tests {
         assert!(matches!(server(401), FieldSyncError::NotAuthorized { detail } if detail.contains("said 401")));
         assert!(matches!(server(403), FieldSyncError::NotAuthorized { .. }));
         assert!(matches!(server(404), FieldSyncError::NotFound { .. }));
-        assert!(matches!(server(426), FieldSyncError::Storage { .. }));
+        assert!(matches!(server(426), FieldSyncError::UpdateRequired { .. }));
         for status in [500, 502, 503, 408, 429] {
             assert!(matches!(server(status), FieldSyncError::Offline { .. }), "{status}");
         }
         for status in [400, 413, 422] {
-            assert!(matches!(server(status), FieldSyncError::InvalidInput { .. }), "{status}");
+            assert!(matches!(server(status), FieldSyncError::Rejected { .. }), "{status}");
         }
         let unreachable = SyncError::Transport(TransportError::Unreachable("connection refused".into()));
         assert!(matches!(unreachable.into(), FieldSyncError::Offline { detail } if detail.contains("refused")));

@@ -26,24 +26,17 @@ enum Action {
     Sync { from: usize, to: usize, order: u8, duplicate: bool },
 }
 
-const STATES: [ConstructionState; 9] = [
-    ConstructionState::Planned,
-    ConstructionState::Surveyed,
-    ConstructionState::Trenched,
-    ConstructionState::ConduitLaid,
-    ConstructionState::CablePulled,
-    ConstructionState::Spliced,
-    ConstructionState::Tested,
-    ConstructionState::Completed,
-    ConstructionState::Blocked,
-];
+/// Every state: the forward ones, then blocked.
+fn state(i: usize) -> ConstructionState {
+    fieldsync_core::FORWARD.get(i).copied().unwrap_or(ConstructionState::Blocked)
+}
 
 fn action(replicas: usize) -> impl Strategy<Value = Action> {
     let who = 0..replicas;
     let section = 0..SECTIONS;
     prop_oneof![
         3 => (who.clone(), section.clone(), -5i64..=105).prop_map(|(who, section, percent)| Action::Progress { who, section, percent }),
-        3 => (who.clone(), section.clone(), 0..STATES.len(), any::<bool>())
+        3 => (who.clone(), section.clone(), 0..fieldsync_core::FORWARD.len() + 1, any::<bool>())
             .prop_map(|(who, section, to, reason)| Action::Transition { who, section, to, reason }),
         2 => (who.clone(), section.clone(), -300i32..300).prop_map(|(who, section, north_m)| Action::Location { who, section, north_m }),
         1 => (who.clone(), section.clone()).prop_map(|(who, section)| Action::Accept { who, section }),
@@ -112,7 +105,7 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
             }
             Action::Transition { who, section, to, reason } => {
                 let reason = reason.then_some("washed out");
-                replicas[who].transition(&format!("s{section}"), STATES[to], reason)
+                replicas[who].transition(&format!("s{section}"), state(to), reason)
             }
             Action::Location { who, section, north_m } => {
                 let point = GeoPoint { lat: 48.0 + f64::from(north_m) / 111_000.0, lon: 11.005 };
@@ -186,8 +179,8 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
         let view = replicas[0].section(&id).unwrap();
         prop_assert!(view.progress <= 100, "progress {}", view.progress);
         for ev in &view.events {
-            let step = |st: ConstructionState| STATES.iter().position(|x| *x == st);
-            let forward_one = matches!((step(ev.from), step(ev.to)), (Some(a), Some(b)) if b == a + 1 && b < 8);
+            let step = |st: ConstructionState| fieldsync_core::FORWARD.iter().position(|x| *x == st);
+            let forward_one = matches!((step(ev.from), step(ev.to)), (Some(a), Some(b)) if b == a + 1);
             let technician = role_of(&ev.edit_id) == Some(Role::Technician);
             prop_assert!(
                 !technician || forward_one || ev.to == ConstructionState::Blocked,

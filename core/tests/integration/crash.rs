@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use fastrand::Rng;
 use fieldsync_core::protocol::{self, RosterUpdate, SectionBatch, SectionDocument, SyncResponse};
 use fieldsync_core::{
-    ConstructionState, EditReceipt, GeoPoint, HistoryEntry, Member, PastPoint, ProjectConfig, Replica, ReplicaOptions,
-    Role, SectionChange,
+    ConstructionState, EditReceipt, FORWARD, GeoPoint, HistoryEntry, Member, PastPoint, ProjectConfig, Replica,
+    ReplicaOptions, Role, SectionChange,
 };
 
 use crate::common::{PROJECT, route};
@@ -65,18 +65,6 @@ const OURS: &str = "our-section";
 const OTHER_DB: &str = "other.db";
 const OTHER_DEVICE: &str = "other-dev";
 const THEIRS: &str = "their-section";
-
-/// The states a section goes through, in order (`Blocked` aside).
-const FORWARD: [ConstructionState; 8] = [
-    ConstructionState::Planned,
-    ConstructionState::Surveyed,
-    ConstructionState::Trenched,
-    ConstructionState::ConduitLaid,
-    ConstructionState::CablePulled,
-    ConstructionState::Spliced,
-    ConstructionState::Tested,
-    ConstructionState::Completed,
-];
 
 fn options(device: &str) -> ReplicaOptions {
     ReplicaOptions { device: device.into(), ..Default::default() }

@@ -46,7 +46,12 @@ fn point(lat: f64, lon: f64) -> EditValue {
     EditValue::Location { point: GeoPoint { lat, lon } }
 }
 
-fn run(mut edits: Vec<Edit>) -> Validated {
+fn run(edits: Vec<Edit>) -> Validated {
+    run_with(&roster(), edits).0
+}
+
+/// The rules over `edits` with `roster`, and the input they read.
+fn run_with(roster: &Roster, mut edits: Vec<Edit>) -> (Validated, SectionInput) {
     // Progress is recorded in a state the section has been in: where a test
     // records progress without moving the section, a foreman moved it to
     // conduit_laid first (no conflict, one event).
@@ -64,7 +69,7 @@ fn run(mut edits: Vec<Edit>) -> Validated {
         photos: vec![],
         heads: vec![],
     };
-    validate(&input, &roster(), &ProjectConfig::default())
+    (validate(&input, roster, &ProjectConfig::default()), input)
 }
 
 fn decision(v: &Validated, e: &Edit) -> Decision {
@@ -460,17 +465,7 @@ fn a_write_is_judged_under_the_role_its_author_held_then() {
     let skip_again = edit(150, FOREMAN, Some(&skip), go(S::Trenched, S::CablePulled));
     let step = edit(200, FOREMAN, Some(&skip), go(S::Trenched, S::ConduitLaid));
     let after_removal = edit(350, FOREMAN, Some(&step), go(S::ConduitLaid, S::CablePulled));
-    let mut edits = vec![skip.clone(), skip_again.clone(), step.clone(), after_removal.clone()];
-    edits.sort_by(|a, b| a.id.cmp(&b.id));
-    let input = SectionInput {
-        id: "s1".into(),
-        project: "p1".into(),
-        edits,
-        notes: String::new(),
-        photos: vec![],
-        heads: vec![],
-    };
-    let v = validate(&input, &roster, &ProjectConfig::default());
+    let (v, input) = run_with(&roster, vec![skip.clone(), skip_again.clone(), step.clone(), after_removal.clone()]);
     // The skip made as a foreman stands, whatever fred is today.
     assert_eq!(decision(&v, &skip), Decision::Superseded { by: step.id.clone() });
     assert_eq!(rejected_by(&v, &skip_again), Rule::TransitionNotAllowed);

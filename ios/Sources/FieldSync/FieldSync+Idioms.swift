@@ -150,8 +150,8 @@ extension FieldSyncError {
         switch self {
         case .RefusedByRule(_, let reason):
             return reason
-        case .NotAuthorized(let detail), .Offline(let detail), .Storage(let detail), .InvalidInput(let detail),
-             .NotFound(let detail):
+        case .NotAuthorized(let detail), .Offline(let detail), .UpdateRequired(let detail), .Rejected(let detail),
+             .Storage(let detail), .InvalidInput(let detail), .NotFound(let detail):
             return detail
         }
     }

@@ -101,6 +101,7 @@ func notAuthorized(_ e: FieldSyncError) -> Bool { if case .NotAuthorized = e { r
 func notFound(_ e: FieldSyncError) -> Bool { if case .NotFound = e { return true } else { return false } }
 func invalidInput(_ e: FieldSyncError) -> Bool { if case .InvalidInput = e { return true } else { return false } }
 func storage(_ e: FieldSyncError) -> Bool { if case .Storage = e { return true } else { return false } }
+func updateRequired(_ e: FieldSyncError) -> Bool { if case .UpdateRequired = e { return true } else { return false } }
 
 final class FieldSyncTests: XCTestCase {
     func testOpenAReplicaDeviceAndActor() throws {
@@ -238,7 +239,7 @@ final class FieldSyncTests: XCTestCase {
         file.write(Data([0, 0, 0, 99]))
         try file.close()
         let bytes = try Data(contentsOf: newer)
-        let n = assertThrows(storage) { _ = try Replica.open(path: newer.path, device: "p") }
+        let n = assertThrows(updateRequired) { _ = try Replica.open(path: newer.path, device: "p") }
         XCTAssertTrue(n?.text.contains("newer") ?? false)
         XCTAssertEqual(try Data(contentsOf: newer), bytes)
     }

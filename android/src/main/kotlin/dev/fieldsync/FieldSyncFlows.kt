@@ -83,6 +83,8 @@ val FieldSyncException.text: String
         is FieldSyncException.RefusedByRule -> reason
         is FieldSyncException.NotAuthorized -> detail
         is FieldSyncException.Offline -> detail
+        is FieldSyncException.UpdateRequired -> detail
+        is FieldSyncException.Rejected -> detail
         is FieldSyncException.Storage -> detail
         is FieldSyncException.InvalidInput -> detail
         is FieldSyncException.NotFound -> detail

@@ -217,7 +217,7 @@ fun registerTests() {
         r.close()
     }
 
-    test("Storage: a corrupt store is moved aside; an unreadable file and a newer schema are left untouched") {
+    test("Storage: a corrupt store is moved aside, an unreadable file left untouched; a newer schema needs an app update") {
         val dir = tempDir()
         val corrupt = File(dir, "corrupt.db")
         Replica.open(corrupt.path, "p").close()
@@ -241,7 +241,7 @@ fun registerTests() {
             f.writeInt(99)
         }
         val bytes = newer.readBytes()
-        val n = assertThrows<FieldSyncException.Storage> { Replica.open(newer.path, "p") }
+        val n = assertThrows<FieldSyncException.UpdateRequired> { Replica.open(newer.path, "p") }
         check(n.detail.contains("newer")) { n.detail }
         check(bytes.contentEquals(newer.readBytes())) { "the newer file was changed" }
     }
