@@ -531,7 +531,7 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
 /// core's rules: by stamp, except that a write counts no later than any
 /// write built on it (its `base`, directly or not), and before it on a tie.
 /// Quadratic, which is fine for a simulated day's sections.
-fn causal_order<'a>(input: &'a fieldsync_core::SectionInput, field: Field) -> HashMap<&'a str, usize> {
+fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&str, usize> {
     let edits: Vec<&fieldsync_core::Edit> = input.edits.iter().filter(|e| e.value.field() == Some(field)).collect();
     let mut effective: HashMap<&str, u64> = edits.iter().map(|e| (e.id.as_str(), e.hlc.physical_ms)).collect();
     let depth = |e: &fieldsync_core::Edit| {
