@@ -533,7 +533,8 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
 /// Quadratic, which is fine for a simulated day's sections.
 fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&str, usize> {
     let edits: Vec<&fieldsync_core::Edit> = input.edits.iter().filter(|e| e.value.field() == Some(field)).collect();
-    let mut effective: HashMap<&str, u64> = edits.iter().map(|e| (e.id.as_str(), e.hlc.physical_ms)).collect();
+    // The earliest stamp among a write and every write built on it.
+    let mut effective: HashMap<&str, &fieldsync_core::Hlc> = edits.iter().map(|e| (e.id.as_str(), &e.hlc)).collect();
     let depth = |e: &fieldsync_core::Edit| {
         let mut d = 0;
         let mut at = e.base.as_deref();
@@ -558,8 +559,8 @@ fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&
             break;
         }
     }
-    let mut keyed: Vec<(u64, usize, &fieldsync_core::Edit)> =
-        edits.iter().map(|e| (effective[e.id.as_str()], depth(e), *e)).collect();
-    keyed.sort_by(|a, b| (a.0, a.1, &a.2.hlc).cmp(&(b.0, b.1, &b.2.hlc)));
-    keyed.into_iter().enumerate().map(|(i, (_, _, e))| (e.id.as_str(), i)).collect()
+    let mut keyed: Vec<(&fieldsync_core::Hlc, usize, &str)> =
+        edits.iter().map(|e| (effective[e.id.as_str()], depth(e), e.id.as_str())).collect();
+    keyed.sort();
+    keyed.into_iter().enumerate().map(|(i, (_, _, id))| (id, i)).collect()
 }
