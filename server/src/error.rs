@@ -54,7 +54,9 @@ pub enum HubError {
 impl From<protocol::ProtocolError> for HubError {
     fn from(e: protocol::ProtocolError) -> Self {
         match e {
-            protocol::ProtocolError::TooLarge { .. } => HubError::TooLarge(e.to_string()),
+            protocol::ProtocolError::TooLarge { .. } | protocol::ProtocolError::OverLimit { .. } => {
+                HubError::TooLarge(e.to_string())
+            }
             _ => HubError::Malformed(format!("{e}; send a deflated postcard SyncRequest (docs/protocol.md)")),
         }
     }

@@ -111,7 +111,7 @@ impl Hub {
         }
         let device = authenticate(self.store().as_mut(), bearer_token)?;
         // Inflate and parse without holding the store: other devices' rounds go on meanwhile.
-        let request: SyncRequest = protocol::decode(body)?;
+        let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
         let mut store = self.store();
         let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
         drop(store);

@@ -173,6 +173,57 @@ fn a_decompression_bomb_is_refused() {
     refused(&s, &s.tina.token, &bomb, 413, "too_large");
 }
 
+fn uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A request (postcard by hand, deflated) uploading one batch of `changes`
+/// packed changes after a first one, each naming the change before it `refs`
+/// times: every one-byte back-reference is a 32-byte hash once unpacked.
+fn unpack_bomb(actor: &str, changes: usize, refs: usize) -> Vec<u8> {
+    let mut raw = vec![1, 2, b'p', b'1'];
+    uleb(&mut raw, actor.len() as u64);
+    raw.extend_from_slice(actor.as_bytes());
+    raw.extend_from_slice(&[3, b'c', b':', b'0', 0, 0, 1, 1, b's']);
+    uleb(&mut raw, changes as u64 + 1);
+    raw.extend_from_slice(&[2, 1, 0]);
+    let mut change = vec![1];
+    uleb(&mut change, refs as u64);
+    for _ in 0..changes {
+        uleb(&mut raw, (change.len() + refs) as u64);
+        raw.extend_from_slice(&change);
+        raw.resize(raw.len() + refs, 1);
+    }
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&raw).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn packed_changes_that_unpack_past_the_limits_are_refused_before_they_expand() {
+    let s = scene();
+    let actor = s.tina.replica.actor();
+    // 4,000 changes of 1,000 back-references: 4 MB inflated, 128 MiB unpacked.
+    let bomb = unpack_bomb(&actor, 4_000, 1_000);
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let e = refused(&s, &s.tina.token, &bomb, 413, "too_large");
+    assert!(e.message.contains("unpacked"), "{}", e.message);
+    // One change of 4 million back-references.
+    let e = refused(&s, &s.tina.token, &unpack_bomb(&actor, 1, 4_000_000), 413, "too_large");
+    assert!(e.message.contains("dependencies of one change"), "{}", e.message);
+    // The bomb: 67 million back-references, 64 MiB inflated, 2 GiB unpacked.
+    let e = refused(&s, &s.tina.token, &unpack_bomb(&actor, 1, 67_000_000), 413, "too_large");
+    assert!(e.message.contains("inflated"), "{}", e.message);
+}
+
 #[test]
 fn garbage_is_malformed() {
     let s = scene();
