@@ -29,6 +29,7 @@ use tokio::sync::broadcast;
 
 use crate::cursor::Cursor;
 use crate::error::HubError;
+use crate::limits;
 use crate::sqlite_store::SqliteHubStore;
 use crate::store::{
     DeviceRecord, DeviceSummary, HubStore, ProjectRecord, ProjectSummary, RoundWrite, SectionWrite, StoreError,
@@ -79,6 +80,8 @@ struct Touched {
     /// Whether the server had no document for it before this round.
     is_new: bool,
     loose: usize,
+    /// Bytes the hub stores for it (snapshot and loose changes).
+    stored_bytes: usize,
     new: Vec<Change>,
     seen: HashSet<String>,
 }
@@ -174,6 +177,7 @@ impl Hub {
         if request.protocol != PROTOCOL_VERSION {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }
+        limits::check_request(&request)?;
         let project = request.project.as_str();
         let (record, role) = member_project(store, device, project)?;
         let cursor = Cursor::parse(&request.cursor)?;
@@ -197,7 +201,10 @@ impl Hub {
                 )));
             }
             Some(_) => None,
-            None => Some(request.actor.clone()),
+            None => {
+                limits::check_new_actor(store, &device.id)?;
+                Some(request.actor.clone())
+            }
         };
 
         let mut members = store.roster(project)?;
@@ -298,6 +305,7 @@ impl Hub {
     ) -> Result<BTreeMap<String, Touched>, HubError> {
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut own_actors: HashSet<String> = HashSet::from([request.actor.clone()]);
+        let mut over_limits = Vec::new();
         for batch in &request.upload {
             if batch.section.is_empty() {
                 return Err(HubError::Malformed("a batch names no section".into()));
@@ -329,10 +337,14 @@ impl Hub {
                 if store.has_change(&batch.section, &hash)? {
                     continue; // Sent before: harmless.
                 }
+                if let Err(reason) = limits::check_change(bytes.len(), &change) {
+                    over_limits.push(Refusal { section: batch.section.clone(), hash, rule: None, reason });
+                    continue;
+                }
                 let t = match touched.entry(batch.section.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {
-                        let (doc, loose, is_new) = match store.section(&batch.section)? {
+                        let (doc, loose, is_new, stored_bytes) = match store.section(&batch.section)? {
                             Some(s) if s.project != request.project => {
                                 return Err(HubError::Forbidden(format!(
                                     "section {} belongs to another project than {}",
@@ -346,17 +358,36 @@ impl Hub {
                                         batch.section
                                     ))))
                                 })?;
-                                (doc, s.changes.len(), false)
+                                let bytes = s.snapshot.as_ref().map_or(0, Vec::len)
+                                    + s.changes.iter().map(Vec::len).sum::<usize>();
+                                (doc, s.changes.len(), false, bytes)
                             }
-                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true),
+                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true, 0),
                         };
-                        v.insert(Touched { doc, is_new, loose, new: Vec::new(), seen: HashSet::new() })
+                        v.insert(Touched { doc, is_new, loose, stored_bytes, new: Vec::new(), seen: HashSet::new() })
                     }
                 };
                 if t.seen.insert(hash) {
                     t.new.push(change);
                 }
             }
+        }
+
+        // Sizes are judged before the changes are applied.
+        for (section, t) in &touched {
+            if let Err(reason) = limits::check_document(t.stored_bytes, &t.doc, &t.new) {
+                let refuse = |c: &Change| Refusal {
+                    section: section.clone(),
+                    hash: c.hash().to_string(),
+                    rule: None,
+                    reason: reason.clone(),
+                };
+                over_limits.extend(t.new.iter().map(refuse));
+            }
+        }
+        if !over_limits.is_empty() {
+            store.record_refusals(&request.project, &device.id, &over_limits, now_ms)?;
+            return Err(HubError::Refused(over_limits));
         }
 
         let mut refusals = Vec::new();
@@ -509,6 +540,13 @@ impl Hub {
     pub fn create_project(&self, id: &str, config: ProjectConfig) -> Result<(), HubError> {
         if id.is_empty() || id.trim() != id {
             return Err(HubError::Malformed(format!("`{id}` is not a usable project id")));
+        }
+        if id.len() > limits::MAX_PROJECT_ID_BYTES {
+            return Err(HubError::Malformed(format!(
+                "a project id is at most {} bytes; this one is {}",
+                limits::MAX_PROJECT_ID_BYTES,
+                id.len()
+            )));
         }
         if !self.store().create_project(id, &config)? {
             return Err(HubError::AlreadyExists(format!("project `{id}` exists already")));

@@ -13,6 +13,8 @@
 //! - [`http`]: the axum routes and [`serve`] with graceful shutdown.
 //! - [`error`]: [`HubError`] and its one mapping to HTTP statuses.
 //! - [`cursor`]: the opaque feed cursor devices send back.
+//! - [`limits`]: the hub's limits on what a client controls (ids, counts,
+//!   sizes of changes and documents, actors per device).
 //!
 //! ```
 //! use fieldsync_core::protocol::{self, PROTOCOL_VERSION, SyncRequest, SyncResponse};
@@ -45,6 +47,7 @@ pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod pg_store;
 pub mod schema;
 pub mod sqlite_store;

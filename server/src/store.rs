@@ -207,6 +207,8 @@ pub trait HubStore: Send {
     fn member_role(&mut self, project: &str, user: &str) -> Result<Option<Role>, StoreError>;
     /// The device an actor is bound to.
     fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError>;
+    /// How many actors are bound to `device`.
+    fn actor_count(&mut self, device: &str) -> Result<usize, StoreError>;
     /// The project's roster: every actor bound to a device of a member, ordered by actor.
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError>;
     /// Whether the change is stored for the section.

@@ -5,6 +5,7 @@ mod client;
 mod common;
 mod converge;
 mod faults;
+mod limits;
 mod live;
 mod live_client;
 mod pg;

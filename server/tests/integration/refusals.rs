@@ -9,7 +9,7 @@ use fieldsync_core::{GeoPoint, Member, ProjectConfig, Role};
 
 use crate::common::*;
 
-fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest {
+pub fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest {
     SyncRequest {
         protocol: PROTOCOL_VERSION,
         project: project.into(),
@@ -22,15 +22,15 @@ fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest
 }
 
 /// A hub where olga (office) made a section and tina (technician) holds it.
-struct Scene {
-    _dir: tempfile::TempDir,
-    server: TestServer,
-    olga: Device,
-    tina: Device,
-    section: String,
+pub struct Scene {
+    pub _dir: tempfile::TempDir,
+    pub server: TestServer,
+    pub olga: Device,
+    pub tina: Device,
+    pub section: String,
 }
 
-fn scene() -> Scene {
+pub fn scene() -> Scene {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
     let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
@@ -43,7 +43,7 @@ fn scene() -> Scene {
 }
 
 /// Send `body` as `token`, expect `status` and `code`, and check nothing was stored.
-fn refused(s: &Scene, token: &str, body: &[u8], status: u16, code: &str) -> protocol::ErrorBody {
+pub fn refused(s: &Scene, token: &str, body: &[u8], status: u16, code: &str) -> protocol::ErrorBody {
     let before = stored(&s.server.hub);
     let reply = post_sync(s.server.addr, token, body);
     assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(&reply.body));
@@ -188,7 +188,7 @@ fn uleb(out: &mut Vec<u8>, mut v: u64) {
 /// A request (postcard by hand, deflated) uploading one batch of `changes`
 /// packed changes after a first one, each naming the change before it `refs`
 /// times: every one-byte back-reference is a 32-byte hash once unpacked.
-fn unpack_bomb(actor: &str, changes: usize, refs: usize) -> Vec<u8> {
+pub fn unpack_bomb(actor: &str, changes: usize, refs: usize) -> Vec<u8> {
     let mut raw = vec![1, 2, b'p', b'1'];
     uleb(&mut raw, actor.len() as u64);
     raw.extend_from_slice(actor.as_bytes());
