@@ -55,6 +55,7 @@ pub struct Enrollment {
 pub struct Hub {
     store: Mutex<Box<dyn HubStore>>,
     live: Mutex<HashMap<String, broadcast::Sender<u64>>>,
+    revoked: broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -89,7 +90,7 @@ struct Touched {
 impl Hub {
     /// A hub over any store.
     pub fn new(store: impl HubStore + 'static) -> Hub {
-        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()) }
+        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()), revoked: broadcast::channel(64).0 }
     }
 
     /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`).
@@ -141,12 +142,24 @@ impl Hub {
         Ok(response)
     }
 
-    /// Check that `bearer_token` may follow `project`'s live channel.
-    pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<(), HubError> {
+    /// The id of the device `bearer_token` belongs to, if it may sync: what
+    /// the HTTP layer checks before reading a request's body.
+    pub fn authenticate(&self, bearer_token: &str) -> Result<String, HubError> {
+        Ok(authenticate(self.store().as_mut(), bearer_token)?.id)
+    }
+
+    /// Check that `bearer_token` may follow `project`'s live channel; the device's id.
+    pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<String, HubError> {
         let mut store = self.store();
         let device = authenticate(store.as_mut(), bearer_token)?;
         member_project(store.as_mut(), &device, project)?;
-        Ok(())
+        Ok(device.id)
+    }
+
+    /// The ids of devices as they are revoked by this hub ([`Hub::revoke_device`]),
+    /// so their live channels close at once.
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revoked.subscribe()
     }
 
     /// Subscribe to `project`'s feed growth: each message is the new highest feed seq.
@@ -608,6 +621,7 @@ impl Hub {
         if !self.store().revoke_device(device_id, crate::now_ms())? {
             return Err(HubError::UnknownDevice(device_id.to_owned()));
         }
+        let _ = self.revoked.send(device_id.to_owned()); // No receiver: no live channel open.
         Ok(())
     }
 

@@ -10,7 +10,10 @@
 //!   embedded SQLite backend (`<data dir>/hub.db`).
 //! - [`pg_store`]: the PostgreSQL backend, for several hub processes serving
 //!   the same projects, and [`pg_store::listen`] for their live notices.
-//! - [`http`]: the axum routes and [`serve`] with graceful shutdown.
+//! - [`http`]: the axum routes and [`serve`] with graceful shutdown, and the
+//!   HTTP layer's limits ([`ServeOptions`]): connections, timeouts, rates, the
+//!   live channel.
+//! - [`throttle`]: per-device request rates and live channels, in memory.
 //! - [`error`]: [`HubError`] and its one mapping to HTTP statuses.
 //! - [`cursor`]: the opaque feed cursor devices send back.
 //! - [`limits`]: the hub's limits on what a client controls (ids, counts,
@@ -52,9 +55,10 @@ pub mod pg_store;
 pub mod schema;
 pub mod sqlite_store;
 pub mod store;
+pub mod throttle;
 
 pub use error::HubError;
-pub use http::{router, serve, shutdown_signal};
+pub use http::{ServeOptions, router, router_with, serve, serve_with, shutdown_signal};
 pub use hub::{Enrollment, Hub, token_hash};
 pub use pg_store::PgHubStore;
 pub use sqlite_store::SqliteHubStore;

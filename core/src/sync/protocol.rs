@@ -134,13 +134,18 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable code: `malformed`, `unknown_cursor`, `too_large`, `unauthorized`,
-    /// `forbidden`, `unknown_project`, `refused`, `protocol_version`, `internal`.
+    /// `forbidden`, `unknown_project`, `timeout`, `refused`, `rate_limited`, `busy`,
+    /// `protocol_version`, `internal`.
     pub error: String,
     /// What happened and what to do, in words.
     pub message: String,
     /// For `refused`: each change refused and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
+    /// For `rate_limited` and `busy`: seconds to wait before trying again
+    /// (also in the `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 /// The project's roster and config, sent when the device's copy is stale.

@@ -33,7 +33,12 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
                 let hash = automerge::Change::from_bytes(bytes).unwrap().hash().to_string();
                 let refusal =
                     Refusal { section: id.clone(), hash, rule: Some("office_only".into()), reason: "demoted".into() };
-                let body = ErrorBody { error: "refused".into(), message: "refused".into(), refusals: vec![refusal] };
+                let body = ErrorBody {
+                    error: "refused".into(),
+                    message: "refused".into(),
+                    refusals: vec![refusal],
+                    retry_after_s: None,
+                };
                 Err(TransportError::Server { status: 422, body })
             }
             None => Ok(protocol::encode(&response("c:1", false))),

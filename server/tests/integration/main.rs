@@ -5,6 +5,7 @@ mod client;
 mod common;
 mod converge;
 mod faults;
+mod http_limits;
 mod limits;
 mod live;
 mod live_client;
