@@ -9,7 +9,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::common::*;
 
-fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
+pub fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
     let stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("ws://{}/v1/live?project={project}", server.addr).into_client_request().unwrap();
@@ -21,7 +21,7 @@ fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<
     }
 }
 
-fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
+pub fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
     loop {
         match ws.read().unwrap() {
             Message::Text(t) => return t.to_string(),

@@ -9,6 +9,7 @@ mod http_limits;
 mod limits;
 mod live;
 mod live_client;
+mod live_limits;
 mod pg;
 mod proxy;
 mod refusals;
