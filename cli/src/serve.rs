@@ -86,7 +86,7 @@ impl LimitArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let (hub, listener) = args.store.open_to_serve()?;
+    let (hub, serving) = args.store.open_to_serve()?;
     let projects = hub.list_projects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,8 +114,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Failed(format!("the server failed: {e}")))
     })?;
-    drop(listener);
     drop(hub);
+    drop(serving);
     println!("stopped; every acknowledged change is on disk");
     Ok(())
 }
