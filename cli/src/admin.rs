@@ -39,6 +39,15 @@ enum AdminCommand {
         #[arg(long)]
         role: Role,
     },
+    /// Remove a user from a project: their devices stop syncing it; what they
+    /// wrote before keeps the role it was written under.
+    RemoveUser {
+        /// User name.
+        user: String,
+        /// Project id.
+        #[arg(long)]
+        project: String,
+    },
     /// Enroll a device for a user; prints its token once (only its hash is kept).
     Enroll {
         /// User the device belongs to.
@@ -117,6 +126,15 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
                 output::json(&json!({ "project": project, "user": user, "role": role }))
             } else {
                 println!("{user} is {} in {project}", role.as_str());
+                Ok(())
+            }
+        }
+        AdminCommand::RemoveUser { user, project } => {
+            hub.remove_member(&project, &user)?;
+            if json {
+                output::json(&json!({ "project": project, "removed": user }))
+            } else {
+                println!("{user} is no longer a member of {project}");
                 Ok(())
             }
         }

@@ -90,7 +90,7 @@ pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
     if args.sections == 0 || args.edits == 0 {
         return Err(CliError::Usage("--sections and --edits must be at least 1".into()));
     }
-    let dir = tempfile_dir()?;
+    let dir = tempfile::Builder::new().prefix("fieldsync-bench-").tempdir()?;
     let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(5) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
@@ -226,32 +226,4 @@ pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
         return crate::output::json(&serde_json::json!({ "figures": b.figures }));
     }
     Ok(())
-}
-
-fn tempfile_dir() -> Result<TempDir, CliError> {
-    TempDir::new()
-}
-
-/// A directory removed on drop (no tempfile dependency for one directory).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, CliError> {
-        let mut bytes = [0u8; 8];
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&(nanos as u64 ^ u64::from(std::process::id())).to_le_bytes());
-        let path = std::env::temp_dir().join(format!("fieldsync-bench-{:016x}", u64::from_le_bytes(bytes)));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

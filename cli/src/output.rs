@@ -26,30 +26,18 @@ pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-/// ms since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+/// ms since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (as a number of ms
+/// outside the years -9999 to 9999, which only a broken clock writes).
 pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => format!("{ms} ms since 1970"),
+    }
 }
 
-/// Bytes in words: `812 B`, `3.4 KiB`, `1.2 MiB`.
+/// Bytes in words: `812 B`, `3.40 KiB`, `1.20 MiB`.
 pub fn bytes(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n} B"),
-        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
-        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
 /// Who wrote as `actor`: `tina (technician)`, or the short actor id if the
@@ -160,6 +148,13 @@ pub fn reconciliation(r: &Reconciliation) -> String {
     let field = r.field.map_or("?", |f| f.as_str());
     match &r.outcome {
         EditOutcome::Stands => format!("  confirmed   section {}  {field}  (edit {})", short(&r.section), r.edit_id),
+        EditOutcome::Refused { reason } => {
+            format!(
+                "  refused     section {}  {field}  by the server: {reason}  (edit {})",
+                short(&r.section),
+                r.edit_id
+            )
+        }
         EditOutcome::Overridden { by, rule, reason } => {
             let by = by.as_ref().map(|c| format!(" by {} from {}", c.value, candidate_who(c))).unwrap_or_default();
             format!(
@@ -181,12 +176,15 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(time(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(time(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(time(i64::MAX), format!("{} ms since 1970", i64::MAX));
     }
 
     #[test]
     fn byte_counts_read_well() {
         assert_eq!(bytes(812), "812 B");
-        assert_eq!(bytes(3482), "3.4 KiB");
-        assert_eq!(bytes(5 * 1_048_576), "5.0 MiB");
+        assert_eq!(bytes(3482), "3.40 KiB");
+        assert_eq!(bytes(5 * 1_048_576), "5.00 MiB");
+        assert_eq!(bytes(3 << 30), "3.00 GiB");
     }
 }

@@ -51,13 +51,16 @@ pub use domain::hlc::set_simulated_wall_clock;
 pub use domain::hlc::{Hlc, HlcClock, wall_clock_ms};
 #[cfg(feature = "simulation")]
 pub use domain::id::set_simulated_ids;
-pub use domain::project::{Member, ProgressBand, ProjectConfig, Roster};
+pub use domain::project::{Member, ProgressBand, ProjectConfig, RoleChange, Roster};
 pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{EditReceipt, HistoryEntry, PastPoint, Replica, ReplicaError, ReplicaOptions};
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
-pub use rules::validate::{Validated, screen_write, validate};
+pub use rules::mutation::Mutation;
+#[cfg(feature = "mutations")]
+pub use rules::mutation::set_mutation;
+pub use rules::validate::{Validated, validate};
 pub use rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 pub use store::encryption::{EncryptionError, StoreKey, encrypt_store};
 pub use store::schema::{Durability, OpenError};

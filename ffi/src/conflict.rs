@@ -40,6 +40,10 @@ pub enum Rule {
     AcceptRequiresForeman,
     /// The acceptance names no location write of this section.
     UnknownTarget,
+    /// The writer's user was not a member of the project when the write was made.
+    NotAMemberThen,
+    /// Concurrent progress writes: a foreman's or office's stands over a lower role's.
+    ProgressRolePrecedence,
     /// A rule newer than these bindings (core's `Rule` is non-exhaustive);
     /// show the record's explanation.
     Unrecognized,
@@ -65,6 +69,8 @@ impl From<core::Rule> for Rule {
             C::InvalidPoint => Rule::InvalidPoint,
             C::AcceptRequiresForeman => Rule::AcceptRequiresForeman,
             C::UnknownTarget => Rule::UnknownTarget,
+            C::NotAMemberThen => Rule::NotAMemberThen,
+            C::ProgressRolePrecedence => Rule::ProgressRolePrecedence,
             _ => Rule::Unrecognized,
         }
     }

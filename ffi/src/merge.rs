@@ -55,6 +55,11 @@ pub enum EditOutcome {
         /// Why, in words for the technician.
         reason: String,
     },
+    /// The server would not take it (or what it builds on); kept here, unsent.
+    Refused {
+        /// Why, as the server said.
+        reason: String,
+    },
 }
 
 /// One line of the optimistic-reconciliation report.
@@ -77,6 +82,7 @@ impl From<core::Reconciliation> for Reconciliation {
             core::EditOutcome::Overridden { by, rule, reason } => {
                 EditOutcome::Overridden { by: by.map(Into::into), rule: rule.into(), reason }
             }
+            core::EditOutcome::Refused { reason } => EditOutcome::Refused { reason },
         };
         Reconciliation { edit_id: r.edit_id, section: r.section, field: r.field.map(Into::into), outcome }
     }

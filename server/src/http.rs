@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fieldsync_core::protocol::{self, ErrorBody};
 use http_body_util::BodyExt;
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot, watch};
@@ -403,42 +405,19 @@ async fn sync_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result
     blocking(move || hub.sync(&token, &bytes, crate::now_ms())).await
 }
 
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
+/// The live channel's query string.
+#[derive(Deserialize)]
+struct LiveQuery {
+    project: String,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn live(State(state): State<AppState>, headers: HeaderMap, uri: Uri, ws: WebSocketUpgrade) -> Response {
-    let Some(project) = query_param(&uri, "project") else {
+async fn live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(Query(LiveQuery { project })) = query else {
         return HubError::Malformed("name the project: /v1/live?project=<id>".into()).into_response();
     };
     let token = bearer(&headers).to_owned();
@@ -561,11 +540,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_parameters_are_decoded() {
-        let uri: Uri = "/v1/live?x=1&project=build%20out%2F1".parse().unwrap();
-        assert_eq!(query_param(&uri, "project").as_deref(), Some("build out/1"));
-        assert_eq!(query_param(&uri, "nope"), None);
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%41%"), "A%");
+    fn the_project_is_read_percent_decoded() {
+        let query = |uri: &str| Query::<LiveQuery>::try_from_uri(&uri.parse().unwrap()).map(|q| q.0.project);
+        assert_eq!(query("/v1/live?x=1&project=build%20out%2F1").unwrap(), "build out/1");
+        assert_eq!(query("/v1/live?project=build+out%2f%C3%A9").unwrap(), "build out/é");
+        assert!(query("/v1/live?x=1").is_err());
+        assert!(query("/v1/live").is_err());
     }
 }

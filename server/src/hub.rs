@@ -7,8 +7,9 @@
 //! request's actor to the device on first use → decode every uploaded change,
 //! check its actor is this device's, skip those already stored, apply the rest
 //! to the server's copy of each touched section (snapshot + feed rows since),
-//! check the section's project, that every dependency is present, and screen
-//! every new write with [`screen_write`] → store the changes, views and
+//! check the section's project, that every dependency is present, and judge
+//! the new writes with the rules over the merge (refusing only what an honest
+//! client never writes: a forged stamp, an unknown author) → store the changes, views and
 //! conflict records in one transaction → answer with what the device lacks
 //! since its cursor, up to its byte budget.
 
@@ -21,7 +22,7 @@ use fieldsync_core::protocol::{
     self, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
 };
 use fieldsync_core::{
-    ConflictRecord, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, screen_write, validate,
+    ConflictRecord, Decision, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, Validated, validate,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -85,6 +86,8 @@ struct Touched {
     stored_bytes: usize,
     new: Vec<Change>,
     seen: HashSet<String>,
+    /// The rules' judgement of the document with the new changes.
+    validated: Option<Validated>,
 }
 
 impl Hub {
@@ -207,24 +210,18 @@ impl Hub {
             )));
         }
         let bind_actor = match store.actor_device(&request.actor)? {
-            Some(d) if d != device.id => {
-                return Err(HubError::Forbidden(format!(
-                    "actor {} belongs to another device; a device syncs only as its own actor",
-                    request.actor
-                )));
-            }
-            Some(_) => None,
-            None => {
+            Some(d) if d == device.id => None,
+            // Bound to another device: taken over in the commit if that device
+            // was revoked and is this user's (the same phone enrolled again),
+            // refused there (403) otherwise.
+            Some(_) | None => {
                 limits::check_new_actor(store, &device.id)?;
                 Some(request.actor.clone())
             }
         };
 
-        let mut members = store.roster(project)?;
-        if bind_actor.is_some() {
-            members.push(Member { actor: request.actor.clone(), user: device.user.clone(), role });
-        }
-        let roster = Roster::new(members);
+        let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
+        let roster = roster_of(store, project, bound)?;
         let touched = self.apply_upload(store, device, &request, &record.config, &roster, now_ms)?;
 
         let mut notify = None;
@@ -232,7 +229,10 @@ impl Hub {
             let mut sections = Vec::with_capacity(touched.len());
             let mut new_changes = 0;
             for (section, t) in touched {
-                let validated = validate(&t.doc.input(), &roster, &record.config);
+                let validated = match t.validated {
+                    Some(v) => v,
+                    None => validate(&t.doc.input(), &roster, &record.config),
+                };
                 let conflicts = validated
                     .conflicts
                     .iter()
@@ -288,6 +288,7 @@ impl Hub {
             response.roster = Some(RosterUpdate {
                 version: record.roster_version,
                 members: store.roster(project)?,
+                history: store.role_history(project)?,
                 config: record.config,
             });
         }
@@ -377,7 +378,15 @@ impl Hub {
                             }
                             None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true, 0),
                         };
-                        v.insert(Touched { doc, is_new, loose, stored_bytes, new: Vec::new(), seen: HashSet::new() })
+                        v.insert(Touched {
+                            doc,
+                            is_new,
+                            loose,
+                            stored_bytes,
+                            new: Vec::new(),
+                            seen: HashSet::new(),
+                            validated: None,
+                        })
                     }
                 };
                 if t.seen.insert(hash) {
@@ -443,17 +452,27 @@ impl Hub {
                     });
                 }
             }
+            // The rules over the merge judge the new writes like every other
+            // replica will. A write they reject is stored and shown as a
+            // rejection (nothing a crew recorded is lost, and a device on a
+            // stale roster is never stuck); only what an honest client never
+            // writes is refused.
+            let input = t.doc.input();
+            let validated = validate(&input, roster, config);
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
-            for edit in t.doc.edits().iter().filter(|e| new.contains(&e.change_hash)) {
-                if let Err((rule, reason)) = screen_write(edit, roster, config) {
+            for edit in input.edits.iter().filter(|e| new.contains(&e.change_hash)) {
+                if let Some(Decision::Rejected { rule, reason, .. }) = validated.decisions.get(&edit.id)
+                    && rule.is_attack()
+                {
                     refusals.push(Refusal {
                         section: section.clone(),
                         hash: edit.change_hash.clone(),
                         rule: Some(rule.as_str().to_owned()),
-                        reason,
+                        reason: reason.clone(),
                     });
                 }
             }
+            t.validated = Some(validated);
         }
         if !refusals.is_empty() {
             store.record_refusals(&request.project, &device.id, &refusals, now_ms)?;
@@ -576,8 +595,14 @@ impl Hub {
         revalidate(store.as_mut(), project)
     }
 
-    /// Make `user` a member of `project` with `role` (or change their role).
+    /// Make `user` a member of `project` with `role` (or change their role), from now on.
     pub fn add_member(&self, project: &str, user: &str, role: Role) -> Result<(), HubError> {
+        self.add_member_at(project, user, role, fieldsync_core::wall_clock_ms())
+    }
+
+    /// Make `user` a member of `project` with `role` from `now_ms` (server
+    /// time) on: their earlier writes keep the role they were made under.
+    pub fn add_member_at(&self, project: &str, user: &str, role: Role, now_ms: u64) -> Result<(), HubError> {
         if user.is_empty() {
             return Err(HubError::Malformed("a member needs a user name".into()));
         }
@@ -585,17 +610,23 @@ impl Hub {
         if store.project(project)?.is_none() {
             return Err(HubError::UnknownProject(project.to_owned()));
         }
-        store.put_member(project, user, role)?;
+        store.put_member(project, user, role, now_ms)?;
         revalidate(store.as_mut(), project)
     }
 
     /// Remove `user` from `project`: their devices can no longer sync it.
     pub fn remove_member(&self, project: &str, user: &str) -> Result<(), HubError> {
+        self.remove_member_at(project, user, fieldsync_core::wall_clock_ms())
+    }
+
+    /// Remove `user` from `project` at `now_ms` (server time): their earlier
+    /// writes keep the role they were made under, later ones count for nothing.
+    pub fn remove_member_at(&self, project: &str, user: &str, now_ms: u64) -> Result<(), HubError> {
         let mut store = self.store();
         if store.project(project)?.is_none() {
             return Err(HubError::UnknownProject(project.to_owned()));
         }
-        store.remove_member(project, user)?;
+        store.remove_member(project, user, now_ms)?;
         revalidate(store.as_mut(), project)
     }
 
@@ -725,11 +756,19 @@ fn member_project(
     Ok((record, role))
 }
 
+/// The project's roster with its role history, and `bound` (an actor this
+/// round binds) in it.
+fn roster_of(store: &mut dyn HubStore, project: &str, bound: Option<Member>) -> Result<Roster, HubError> {
+    let mut members = store.roster(project)?;
+    members.extend(bound);
+    Ok(Roster::new(members).with_history(store.role_history(project)?))
+}
+
 /// Recompute every section view and conflict set of a project (after its
 /// roster or config changed), one document at a time.
 fn revalidate(store: &mut dyn HubStore, project: &str) -> Result<(), HubError> {
     let Some(record) = store.project(project)? else { return Ok(()) };
-    let roster = Roster::new(store.roster(project)?);
+    let roster = roster_of(store, project, None)?;
     let mut after = String::new();
     loop {
         let ids = store.sections_after(project, &after, BOOTSTRAP_BATCH)?;

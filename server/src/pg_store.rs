@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use fieldsync_core::backoff;
 use fieldsync_core::protocol::Refusal;
-use fieldsync_core::{Member, ProjectConfig, Role};
+use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
@@ -30,7 +30,7 @@ use crate::store::{
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// The channel committed rounds notify on.
 const CHANNEL: &str = "fieldsync_feed";
@@ -38,7 +38,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 1] = [
+const UPGRADES: [&str; 2] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -70,6 +70,14 @@ const UPGRADES: [&str; 1] = [
      CREATE TABLE refusals (
          id BIGSERIAL PRIMARY KEY, project TEXT NOT NULL, device TEXT NOT NULL, section TEXT NOT NULL,
          hash TEXT NOT NULL, rule TEXT, reason TEXT NOT NULL, at_ms BIGINT NOT NULL);"#,
+    // 1 → 2: every role change, in order (role NULL: removed); the members
+    // of an older database have held their role since the beginning.
+    r#"CREATE TABLE member_events (
+         seq BIGSERIAL PRIMARY KEY, project TEXT COLLATE "C" NOT NULL, user_id TEXT COLLATE "C" NOT NULL,
+         role TEXT, at_ms BIGINT NOT NULL);
+     CREATE INDEX member_events_by_project ON member_events (project, user_id, seq);
+     INSERT INTO member_events (project, user_id, role, at_ms) SELECT project, user_id, role, 0 FROM members
+         ORDER BY project, user_id;"#,
 ];
 
 /// The hub's PostgreSQL store.
@@ -221,13 +229,29 @@ impl HubStore for PgHubStore {
 
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
         // Revoked devices stay in: their past writes keep their author's role.
+        // Removed members stay in too: their past writes keep their author.
         let rows = self.client()?.query(
-            "SELECT a.actor, m.user_id, m.role FROM members m
-             JOIN devices d ON d.user_id = m.user_id JOIN actors a ON a.device = d.id
-             WHERE m.project = $1 ORDER BY a.actor",
+            "SELECT a.actor, u.user_id,
+                 (SELECT e.role FROM member_events e WHERE e.project = $1 AND e.user_id = u.user_id
+                  AND e.role IS NOT NULL ORDER BY e.seq DESC LIMIT 1)
+             FROM (SELECT DISTINCT user_id FROM member_events WHERE project = $1) u
+             JOIN devices d ON d.user_id = u.user_id JOIN actors a ON a.device = d.id
+             ORDER BY a.actor",
             &[&project],
         )?;
         rows.iter().map(|r| Ok(Member { actor: r.get(0), user: r.get(1), role: role(r.get(2))? })).collect()
+    }
+
+    fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError> {
+        let rows = self
+            .client()?
+            .query("SELECT user_id, role, at_ms FROM member_events WHERE project = $1 ORDER BY seq", &[&project])?;
+        rows.iter()
+            .map(|r| {
+                let name: Option<&str> = r.get(1);
+                Ok(RoleChange { user: r.get(0), role: name.map(role).transpose()?, at_ms: r.get::<_, i64>(2) as u64 })
+            })
+            .collect()
     }
 
     fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
@@ -268,8 +292,13 @@ impl HubStore for PgHubStore {
             tx.query(lock, &[&write.project])?;
         }
         if let Some(actor) = &write.bind_actor {
+            // A revoked device's actor passes to its user's new device: the
+            // same phone, enrolled again, uploads what it wrote meanwhile.
             tx.execute(
-                "INSERT INTO actors (actor, device, bound_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO actors (actor, device, bound_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (actor) DO UPDATE SET device = excluded.device, bound_ms = excluded.bound_ms
+                 WHERE (SELECT prev.revoked_ms IS NOT NULL AND prev.user_id = cur.user_id
+                        FROM devices prev, devices cur WHERE prev.id = actors.device AND cur.id = excluded.device)",
                 &[actor, &write.device, &(write.now_ms as i64)],
             )?;
             let bound: String = tx.query_one("SELECT device FROM actors WHERE actor = $1", &[actor])?.get(0);
@@ -423,21 +452,31 @@ impl HubStore for PgHubStore {
         Ok(n == 1)
     }
 
-    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
+    fn put_member(&mut self, project: &str, user: &str, role: Role, at_ms: u64) -> Result<(), StoreError> {
         let mut tx = self.tx()?;
         tx.execute(
             "INSERT INTO members (project, user_id, role) VALUES ($1, $2, $3)
              ON CONFLICT (project, user_id) DO UPDATE SET role = $3",
             &[&project, &user, &role.as_str()],
         )?;
+        tx.execute(
+            "INSERT INTO member_events (project, user_id, role, at_ms) VALUES ($1, $2, $3, $4)",
+            &[&project, &user, &role.as_str(), &(at_ms as i64)],
+        )?;
         bump_project(&mut tx, project)?;
         tx.commit()?;
         Ok(())
     }
 
-    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError> {
+    fn remove_member(&mut self, project: &str, user: &str, at_ms: u64) -> Result<bool, StoreError> {
         let mut tx = self.tx()?;
         let n = tx.execute("DELETE FROM members WHERE project = $1 AND user_id = $2", &[&project, &user])?;
+        if n == 1 {
+            tx.execute(
+                "INSERT INTO member_events (project, user_id, role, at_ms) VALUES ($1, $2, NULL, $3)",
+                &[&project, &user, &(at_ms as i64)],
+            )?;
+        }
         bump_project(&mut tx, project)?;
         tx.commit()?;
         Ok(n == 1)

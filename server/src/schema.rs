@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each step upgrades from its index to the next version.
-const UPGRADES: [&str; 1] = [
+const UPGRADES: [&str; 2] = [
     // 0 → 1
     "CREATE TABLE projects (
          id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
@@ -48,6 +48,14 @@ const UPGRADES: [&str; 1] = [
      CREATE TABLE refusals (
          id INTEGER PRIMARY KEY, project TEXT NOT NULL, device TEXT NOT NULL, section TEXT NOT NULL,
          hash TEXT NOT NULL, rule TEXT, reason TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;",
+    // 1 → 2: every role change, in order (role NULL: removed); the members
+    // of an older database have held their role since the beginning.
+    "CREATE TABLE member_events (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, user TEXT NOT NULL, role TEXT,
+         at_ms INTEGER NOT NULL) STRICT;
+     CREATE INDEX member_events_by_project ON member_events (project, user, seq);
+     INSERT INTO member_events (project, user, role, at_ms) SELECT project, user, role, 0 FROM members
+         ORDER BY project, user;",
 ];
 
 /// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.

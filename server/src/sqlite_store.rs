@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use fieldsync_core::protocol::Refusal;
-use fieldsync_core::{Member, ProjectConfig, Role};
+use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::schema;
@@ -120,14 +120,31 @@ impl HubStore for SqliteHubStore {
     }
 
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
-        // Revoked devices stay in: their past writes keep their author's role.
+        // Revoked devices and removed members stay in: their past writes keep their author.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT a.actor, m.user, m.role FROM members m
-             JOIN devices d ON d.user = m.user JOIN actors a ON a.device = d.id
-             WHERE m.project = ?1 ORDER BY a.actor",
+            "SELECT a.actor, u.user,
+                 (SELECT e.role FROM member_events e WHERE e.project = ?1 AND e.user = u.user
+                  AND e.role IS NOT NULL ORDER BY e.seq DESC LIMIT 1)
+             FROM (SELECT DISTINCT user FROM member_events WHERE project = ?1) u
+             JOIN devices d ON d.user = u.user JOIN actors a ON a.device = d.id
+             ORDER BY a.actor",
         )?;
         let rows = stmt.query_map([project], |r| {
             Ok(Member { actor: r.get(0)?, user: r.get(1)?, role: role(&r.get::<_, String>(2)?)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT user, role, at_ms FROM member_events WHERE project = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([project], |r| {
+            let role_name: Option<String> = r.get(1)?;
+            Ok(RoleChange {
+                user: r.get(0)?,
+                role: role_name.map(|n| role(&n)).transpose()?,
+                at_ms: r.get::<_, i64>(2)? as u64,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -160,8 +177,13 @@ impl HubStore for SqliteHubStore {
     fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
         let tx = self.tx()?;
         if let Some(actor) = &write.bind_actor {
+            // A revoked device's actor passes to its user's new device: the
+            // same phone, enrolled again, uploads what it wrote meanwhile.
             tx.prepare_cached(
-                "INSERT INTO actors (actor, device, bound_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                "INSERT INTO actors (actor, device, bound_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (actor) DO UPDATE SET device = excluded.device, bound_ms = excluded.bound_ms
+                 WHERE (SELECT prev.revoked_ms IS NOT NULL AND prev.user = cur.user
+                        FROM devices prev, devices cur WHERE prev.id = actors.device AND cur.id = excluded.device)",
             )?
             .execute(params![actor, write.device, write.now_ms as i64])?;
             let bound: String = tx.query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| r.get(0))?;
@@ -320,21 +342,31 @@ impl HubStore for SqliteHubStore {
         Ok(n == 1)
     }
 
-    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
+    fn put_member(&mut self, project: &str, user: &str, role: Role, at_ms: u64) -> Result<(), StoreError> {
         let tx = self.tx()?;
         tx.execute(
             "INSERT INTO members (project, user, role) VALUES (?1, ?2, ?3)
              ON CONFLICT (project, user) DO UPDATE SET role = ?3",
             params![project, user, role.as_str()],
         )?;
+        tx.execute(
+            "INSERT INTO member_events (project, user, role, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![project, user, role.as_str(), at_ms as i64],
+        )?;
         bump_project(&tx, project)?;
         tx.commit()?;
         Ok(())
     }
 
-    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError> {
+    fn remove_member(&mut self, project: &str, user: &str, at_ms: u64) -> Result<bool, StoreError> {
         let tx = self.tx()?;
         let n = tx.execute("DELETE FROM members WHERE project = ?1 AND user = ?2", params![project, user])?;
+        if n == 1 {
+            tx.execute(
+                "INSERT INTO member_events (project, user, role, at_ms) VALUES (?1, ?2, NULL, ?3)",
+                params![project, user, at_ms as i64],
+            )?;
+        }
         bump_project(&tx, project)?;
         tx.commit()?;
         Ok(n == 1)

@@ -10,7 +10,7 @@
 //! its transaction (as the SQLite one does) and serialize writers per project
 //! so that a section's snapshot never claims rows it has not folded.
 
-use fieldsync_core::{Member, ProjectConfig, Role};
+use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use serde::{Deserialize, Serialize};
 
 /// Errors of a storage backend.
@@ -209,8 +209,12 @@ pub trait HubStore: Send {
     fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError>;
     /// How many actors are bound to `device`.
     fn actor_count(&mut self, device: &str) -> Result<usize, StoreError>;
-    /// The project's roster: every actor bound to a device of a member, ordered by actor.
+    /// The project's roster: every actor bound to a device of anyone who was ever a member
+    /// (removed members keep their past writes' author), ordered by actor, each with their
+    /// latest role.
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError>;
+    /// Every role change of the project's members, in the order they were made.
+    fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError>;
     /// Whether the change is stored for the section.
     fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError>;
     /// A section's stored document.
@@ -255,9 +259,9 @@ pub trait HubStore: Send {
     /// Replace a project's config (bumps the roster version); false if no such project.
     fn set_config(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError>;
     /// Add a member or change their role (bumps the roster version).
-    fn put_member(&mut self, project: &str, user: &str, role: Role) -> Result<(), StoreError>;
+    fn put_member(&mut self, project: &str, user: &str, role: Role, at_ms: u64) -> Result<(), StoreError>;
     /// Remove a member (bumps the roster version); false if not a member.
-    fn remove_member(&mut self, project: &str, user: &str) -> Result<bool, StoreError>;
+    fn remove_member(&mut self, project: &str, user: &str, at_ms: u64) -> Result<bool, StoreError>;
     /// Store a new device with its token's hash.
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError>;
     /// Revoke a device; false if no such device.

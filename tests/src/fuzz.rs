@@ -305,7 +305,7 @@ fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
     ];
     let mut peers = Vec::new();
     for (name, role) in people {
-        hub.add_member(PROJECT, name, role).map_err(|e| e.to_string())?;
+        hub.add_member_at(PROJECT, name, role, EPOCH_MS).map_err(|e| e.to_string())?;
         let token = hub.enroll_device(name, name).map_err(|e| e.to_string())?.token;
         set_simulated_wall_clock(Some(EPOCH_MS));
         let replica = device::open(&Fuzz::path(dir, name, 0), name).map_err(|e| e.to_string())?;

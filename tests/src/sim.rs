@@ -337,7 +337,7 @@ impl Sim {
         hub.create_project(PROJECT, ProjectConfig::default()).map_err(|e| e.to_string())?;
         let mut devices = Vec::new();
         for (i, (name, role, crew)) in people.into_iter().enumerate() {
-            hub.add_member(PROJECT, &name, role).map_err(|e| e.to_string())?;
+            hub.add_member_at(PROJECT, &name, role, EPOCH_MS).map_err(|e| e.to_string())?;
             let enrollment = hub.enroll_device(&name, &format!("{name}'s phone")).map_err(|e| e.to_string())?;
             let mut drng = rng.fork(100 + i as u64);
             let live = drng.chance(config.workload.live_channel);

@@ -9,3 +9,4 @@ mod serve;
 mod simulate;
 mod snapshots;
 mod support;
+mod trust;

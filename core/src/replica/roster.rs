@@ -6,17 +6,27 @@ use rusqlite::Transaction;
 
 use crate::domain::document::SectionDoc;
 use crate::domain::hlc::wall_clock_ms;
-use crate::domain::project::{Member, ProjectConfig, Roster};
+use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::replica::{Replica, ReplicaError};
 use crate::rules::validate::validate;
 use crate::store;
 
 impl Replica {
-    /// Replace a project's roster (delivered by the server).
+    /// Replace a project's roster, each member holding their role for ever.
     pub fn set_roster(&mut self, project: &str, members: &[Member]) -> Result<(), ReplicaError> {
+        self.set_roster_with_history(project, members, &[])
+    }
+
+    /// Replace a project's roster and its role history (as the server delivers them).
+    pub fn set_roster_with_history(
+        &mut self,
+        project: &str,
+        members: &[Member],
+        history: &[RoleChange],
+    ) -> Result<(), ReplicaError> {
         let tx = self.begin()?;
-        store::set_roster(&tx, project, members)?;
+        store::set_roster(&tx, project, members, history)?;
         self.revalidate_project(&tx, project)?;
         tx.commit()?;
         Ok(())
@@ -38,7 +48,7 @@ impl Replica {
 
     /// Our own role in `project`, per the roster.
     pub fn role_in(&self, project: &str) -> Result<Option<Role>, ReplicaError> {
-        Ok(self.roster(project)?.member(&self.actor()).map(|m| m.role))
+        Ok(self.roster(project)?.current_role(&self.actor()))
     }
 
     /// Learn the server's time (at each sync) so stamps follow it.

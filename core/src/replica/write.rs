@@ -158,7 +158,12 @@ impl Replica {
         let field = value.field().expect("local writes have known fields");
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
         let mut input = doc.input();
-        let base = input.edits.iter().rev().find(|e| e.value.field() == Some(field)).map(|e| e.id.clone());
+        let base = match field {
+            // The transition that stands: the section's history is the chain of them.
+            Field::State => self.section(section)?.events.last().map(|ev| ev.edit_id.clone()),
+            // The latest write of the field seen: writes sharing a base are a contest.
+            _ => input.edits.iter().rev().find(|e| e.value.field() == Some(field)).map(|e| e.id.clone()),
+        };
         let hlc = self.clock.tick(wall_clock_ms());
         let change = doc.write(&hlc, base.as_deref(), &value)?;
         let id = hlc.to_string();

@@ -46,9 +46,22 @@ pub enum Rule {
     AcceptRequiresForeman,
     /// The acceptance names no location write of this section.
     UnknownTarget,
+    /// The writer's user was not a member of the project when the write was made.
+    NotAMemberThen,
+    /// Concurrent progress writes: a foreman's or office's stands over a
+    /// lower role's (a rollback is not undone by a raise made without seeing it).
+    ProgressRolePrecedence,
 }
 
 impl Rule {
+    /// Whether a write this rule rejects can only come from a tampered or
+    /// broken client (a stamp naming another actor, an author the project
+    /// never had): the hub refuses such a change. Every other rejection is
+    /// a rule doing its work on an honest write: it is stored, and shown.
+    pub fn is_attack(self) -> bool {
+        matches!(self, Rule::ForgedStamp | Rule::UnknownAuthor)
+    }
+
     /// Its snake_case name, as in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -68,6 +81,8 @@ impl Rule {
             Rule::InvalidPoint => "invalid_point",
             Rule::AcceptRequiresForeman => "accept_requires_foreman",
             Rule::UnknownTarget => "unknown_target",
+            Rule::NotAMemberThen => "not_a_member_then",
+            Rule::ProgressRolePrecedence => "progress_role_precedence",
         }
     }
 }
@@ -104,7 +119,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The candidate form of `edit`, with the author looked up in `roster`.
+    /// The candidate form of `edit`, with the author looked up in `roster`
+    /// and the role they held when writing it.
     pub fn of(edit: &Edit, roster: &Roster) -> Candidate {
         let member = roster.member(&edit.author);
         Candidate {
@@ -112,7 +128,7 @@ impl Candidate {
             value: edit.value.describe(),
             author: edit.author.clone(),
             user: member.map(|m| m.user.clone()),
-            role: member.map(|m| m.role),
+            role: roster.role_at(&edit.author, edit.hlc.physical_ms),
             hlc: edit.hlc.to_string(),
             change_hash: edit.change_hash.clone(),
         }

@@ -3,5 +3,6 @@
 //! document, the roster and the project's config.
 
 pub mod conflict;
+pub mod mutation;
 pub mod validate;
 pub mod view;

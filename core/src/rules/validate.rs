@@ -9,7 +9,7 @@
 //! (the latest write of that field their writer had seen) were made without
 //! knowing of each other: that is a contest, recorded as such.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::document::SectionInput;
 use crate::domain::edit::{Edit, EditId, EditValue, Field};
@@ -18,6 +18,7 @@ use crate::domain::role::Role;
 use crate::domain::route::{GeoPoint, distance_to_route_m};
 use crate::domain::state_machine::{ConstructionState, DomainEventKind, check_transition};
 use crate::rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+use crate::rules::mutation::{self, Mutation};
 use crate::rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 
 /// Everything the rules conclude about a section.
@@ -70,12 +71,23 @@ struct Validator<'a> {
 pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -> Validated {
     let mut v = Validator { input, roster, config, decisions: BTreeMap::new(), conflicts: Vec::new() };
     let screened = v.screen();
-    let of = |f: Field| screened.iter().copied().filter(move |e| e.value.field() == Some(f)).collect::<Vec<_>>();
+    let of = |f: Field| causal_order(screened.iter().copied().filter(|e| e.value.field() == Some(f)).collect());
 
     let name = v.office_only(&of(Field::Name));
     let route = v.office_only(&of(Field::Route));
     let (state, blocked, events) = v.state(&of(Field::State));
-    let progress = v.progress(&of(Field::Progress));
+    // The states a writer can have seen: planned, and every state a
+    // transition record of the section moves to (one that lost a race
+    // included: progress recorded on it was honest).
+    let passed: BTreeSet<ConstructionState> = of(Field::State)
+        .iter()
+        .filter_map(|e| match e.value {
+            EditValue::Transition { to, .. } => Some(to),
+            _ => None,
+        })
+        .chain([ConstructionState::Planned])
+        .collect();
+    let progress = v.progress(&of(Field::Progress), &passed);
     let route_points = match route.map(|e| &e.value) {
         Some(EditValue::Route { points }) => points.clone(),
         _ => Vec::new(),
@@ -113,8 +125,10 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 }
 
 impl<'a> Validator<'a> {
+    /// The role `e`'s author held when writing it (screened writes have one).
     fn role(&self, e: &Edit) -> Role {
-        self.roster.member(&e.author).map_or(Role::Technician, |m| m.role)
+        let at = if mutation::active(Mutation::RoleOfToday) { u64::MAX } else { e.hlc.physical_ms };
+        self.roster.role_at(&e.author, at).unwrap_or(Role::Technician)
     }
 
     fn decide(&mut self, e: &Edit, d: Decision) {
@@ -158,6 +172,10 @@ impl<'a> Validator<'a> {
             } else if self.roster.member(&e.author).is_none() {
                 let reason = format!("actor {} is not in the project's roster", e.author);
                 self.reject(e, field, Rule::UnknownAuthor, None, reason);
+            } else if self.roster.role_at(&e.author, e.hlc.physical_ms).is_none() {
+                let user = self.roster.member(&e.author).map_or("", |m| m.user.as_str());
+                let reason = format!("{user} was not a member of the project when this was written");
+                self.reject(e, field, Rule::NotAMemberThen, None, reason);
             } else {
                 kept.push(e);
             }
@@ -170,7 +188,7 @@ impl<'a> Validator<'a> {
         let mut current = None;
         for &e in edits {
             let role = self.role(e);
-            if role < Role::Office {
+            if role < Role::Office && !mutation::active(Mutation::AnyoneIsOffice) {
                 let field = e.value.field().expect("screened");
                 let reason =
                     format!("only office staff may change the {}; a {} wrote it", field.as_str(), role.as_str());
@@ -182,18 +200,29 @@ impl<'a> Validator<'a> {
         current
     }
 
-    /// The state machine: transitions sharing a base race; the valid ones are
-    /// ranked by role, then HLC (which ends in the actor id).
+    /// The state machine, folded in causal order: a transition's `base` is
+    /// the transition that stood when its writer made it, so the section's
+    /// history is a chain from "no transition yet". The transitions built on
+    /// the chain's head race (ranked by role, then HLC, which ends in the actor
+    /// id); the winner becomes the head. Transitions built on a write that did
+    /// not stand are stale. No stamp orders the chain, so a clock days ahead
+    /// can neither freeze a section nor jump the queue; and each write is
+    /// looked at once (O(n log n) in the transitions of a section).
     fn state(&mut self, edits: &[&'a Edit]) -> (ConstructionState, Option<Blocked>, Vec<DomainEvent>) {
         let mut state = ConstructionState::Planned;
         let mut blocked: Option<Blocked> = None;
         let mut events = Vec::new();
         let mut current: Option<&'a Edit> = None;
-        let mut pending: Vec<&'a Edit> = edits.to_vec();
-        while let Some(first) = pending.first() {
-            let base = first.base.clone();
-            let (group, rest): (Vec<&'a Edit>, Vec<&'a Edit>) = pending.into_iter().partition(|e| e.base == base);
-            pending = rest;
+        let mut by_base: BTreeMap<Option<&'a str>, Vec<&'a Edit>> = BTreeMap::new();
+        for &e in edits {
+            by_base.entry(e.base.as_deref()).or_default().push(e);
+        }
+        // The next group: the transitions built on the head, or on a write
+        // that concurred with it (the same move, made twice).
+        let mut next = by_base.remove(&None).unwrap_or_default();
+        while !next.is_empty() {
+            let mut group = std::mem::take(&mut next);
+            group.sort_by(|a, b| a.id.cmp(&b.id));
             let mut valid = Vec::new();
             for &e in &group {
                 let EditValue::Transition { from, to, reason } = &e.value else { continue };
@@ -209,13 +238,17 @@ impl<'a> Validator<'a> {
                     valid.push(e);
                 }
             }
-            let Some(&winner) = valid.iter().max_by(|a, b| (self.role(a), &a.hlc).cmp(&(self.role(b), &b.hlc))) else {
-                continue;
+            let rank =
+                |e: &Edit| if mutation::active(Mutation::TransitionsByStamp) { Role::Technician } else { self.role(e) };
+            let Some(&winner) = valid.iter().max_by(|a, b| (rank(a), &a.hlc).cmp(&(rank(b), &b.hlc))) else {
+                break;
             };
             let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
+            next.extend(by_base.remove(&Some(winner.id.as_str())).unwrap_or_default());
             for &loser in valid.iter().filter(|e| e.id != winner.id) {
                 match &loser.value {
                     EditValue::Transition { to: t, .. } if t == to => {
+                        next.extend(by_base.remove(&Some(loser.id.as_str())).unwrap_or_default());
                         self.decide(loser, Decision::Concurred { with: winner.id.clone() })
                     }
                     _ => {
@@ -253,13 +286,29 @@ impl<'a> Validator<'a> {
             });
             state = *to;
         }
+        for (base, group) in by_base {
+            for e in group {
+                let why = format!(
+                    "its writer built on transition {} which did not stand; the section is {}",
+                    base.unwrap_or("(none)"),
+                    state.as_str()
+                );
+                self.reject(e, Field::State, Rule::StaleTransition, current, why);
+            }
+        }
         (state, blocked, events)
     }
 
     /// Progress: 0–100, inside the band of the writer's state, and only
     /// rising unless a foreman or office writes it.
-    fn progress(&mut self, edits: &[&'a Edit]) -> u8 {
+    ///
+    /// The band is the one of the state the writer saw, which must be a state
+    /// some transition of the section moved to (a writer cannot claim
+    /// `completed` to record 100%). A foreman's or office's rollback stands over a lower role's
+    /// concurrent raise (role before stamp), as for transitions.
+    fn progress(&mut self, edits: &[&'a Edit], passed: &BTreeSet<ConstructionState>) -> u8 {
         let mut current: Option<&'a Edit> = None;
+        let mut rollback = false;
         let value = |e: &Edit| match e.value {
             EditValue::Progress { percent, .. } => percent,
             _ => 0,
@@ -270,17 +319,34 @@ impl<'a> Validator<'a> {
             let role = self.role(e);
             if !(0..=100).contains(&percent) {
                 self.reject(e, Field::Progress, Rule::ProgressRange, current, format!("{percent}% is outside 0–100"));
+            } else if !passed.contains(&at_state) {
+                let why =
+                    format!("recorded as {} but the section has never been {}", at_state.as_str(), at_state.as_str());
+                self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
             } else if percent < i64::from(band.min) || percent > i64::from(band.max) {
                 let why =
                     format!("{percent}% is outside {}–{}%, the band for {}", band.min, band.max, at_state.as_str());
                 self.reject(e, Field::Progress, Rule::ProgressBand, current, why);
-            } else if let Some(c) = current.filter(|c| percent < value(c) && role < Role::Foreman) {
+            } else if let Some(c) =
+                current.filter(|c| rollback && c.base == e.base && self.role(c) > role && value(c) != percent)
+            {
+                let why = format!(
+                    "a {}'s rollback to {}% made at the same time stands over a {}'s {percent}%",
+                    self.role(c).as_str(),
+                    value(c),
+                    role.as_str()
+                );
+                self.reject(e, Field::Progress, Rule::ProgressRolePrecedence, Some(c), why);
+            } else if let Some(c) = current
+                .filter(|c| percent < value(c) && role < Role::Foreman && !mutation::active(Mutation::AnyoneRollsBack))
+            {
                 let why = format!(
                     "progress only rises: {percent}% is below {}%, and only a foreman or office may roll it back",
                     value(c)
                 );
                 self.reject(e, Field::Progress, Rule::ProgressOnlyRises, Some(c), why);
             } else {
+                rollback = current.is_some_and(|c| percent < value(c));
                 self.accept(e, &mut current);
             }
         }
@@ -333,7 +399,10 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let distance = distance_to_route_m(point, route).map(|d| (d * 10.0).round() / 10.0);
-            if let Some(d) = distance.filter(|d| *d > self.config.max_route_distance_m && accepted_by.is_none()) {
+            let quarantines = !mutation::active(Mutation::NoQuarantine);
+            if let Some(d) =
+                distance.filter(|d| quarantines && *d > self.config.max_route_distance_m && accepted_by.is_none())
+            {
                 let why = format!(
                     "{d} m from the planned route (limit {} m); held until a foreman accepts it",
                     self.config.max_route_distance_m
@@ -375,8 +444,30 @@ impl<'a> Validator<'a> {
             groups.entry(e.base.as_deref()).or_default().push(e);
         }
         for group in groups.values() {
-            // The group's standing write: the last one in HLC order that was applied.
+            // The group's standing write: the last one in causal order that was applied.
             let winner = group.iter().rev().find(|e| self.decisions.get(&e.id).is_some_and(Decision::applied));
+            // Progress is "highest wins", unless a higher role's rollback stood
+            // over a higher value: name the rule that decided.
+            let percent = |e: &Edit| match e.value {
+                EditValue::Progress { percent, .. } => percent,
+                _ => 0,
+            };
+            let rule = match winner {
+                Some(w)
+                    if field == Field::Progress
+                        && group.iter().any(|e| {
+                            percent(e) > percent(w)
+                                && matches!(
+                                    self.decisions.get(&e.id),
+                                    Some(Decision::Superseded { .. })
+                                        | Some(Decision::Rejected { rule: Rule::ProgressRolePrecedence, .. })
+                                )
+                        }) =>
+                {
+                    Rule::ProgressRolePrecedence
+                }
+                _ => rule,
+            };
             self.contest(field, rule, group, winner.copied());
         }
     }
@@ -404,48 +495,60 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// Check one write on its own, as the server does before storing an upload:
-/// whatever else is merged, a write that fails here could never count, and a
-/// correct client never makes it. Writes that merely lose a race (a stale
-/// transition, a concurrent lower progress) pass: they must be stored.
-pub fn screen_write(edit: &Edit, roster: &Roster, config: &ProjectConfig) -> Result<(), (Rule, String)> {
-    if edit.hlc.actor != edit.author {
-        return Err((Rule::ForgedStamp, format!("stamped as actor {} but written by {}", edit.hlc.actor, edit.author)));
+/// Writes of one field in the order they count: by stamp, except that a
+/// write counts no later than any write built on it (whose `base` it is,
+/// directly or not). So a stamp days ahead cannot outlast the writes made
+/// after it was seen, and every replica orders alike. Linear in the writes;
+/// hostile `base` cycles are tolerated (their members keep their own stamps).
+fn causal_order(edits: Vec<&Edit>) -> Vec<&Edit> {
+    let index: HashMap<&str, usize> = edits.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+    let n = edits.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut has_parent = vec![false; n];
+    for (i, e) in edits.iter().enumerate() {
+        if let Some(&p) = e.base.as_deref().and_then(|b| index.get(b))
+            && p != i
+        {
+            children[p].push(i);
+            has_parent[i] = true;
+        }
     }
-    let Some(member) = roster.member(&edit.author) else {
-        return Err((Rule::UnknownAuthor, format!("actor {} is not in the project's roster", edit.author)));
-    };
-    let role = member.role;
-    match &edit.value {
-        EditValue::Name { .. } | EditValue::Route { .. } if role < Role::Office => Err((
-            Rule::OfficeOnly,
-            format!("only office staff may change the name or route; {} is a {}", member.user, role.as_str()),
-        )),
-        EditValue::Route { points } if points.iter().any(|p| !p.is_valid()) => {
-            Err((Rule::InvalidPoint, "the route has a point outside WGS84".into()))
+    let mut effective: Vec<u64> = edits.iter().map(|e| e.hlc.physical_ms).collect();
+    if mutation::active(Mutation::StampOrder) {
+        children.iter_mut().for_each(Vec::clear);
+    }
+    // Depth along `base` links: of two writes that count at the same time,
+    // the one built on the other comes after it.
+    let mut depth = vec![0usize; n];
+    // 0: not seen, 1: on the stack, 2: done. Post-order: children first.
+    let mut seen = vec![0u8; n];
+    let roots: Vec<usize> = (0..n).filter(|&i| !has_parent[i]).chain(0..n).collect();
+    for root in roots {
+        if seen[root] != 0 {
+            continue;
         }
-        EditValue::Transition { from, to, reason } => {
-            // In isolation the state a blocked section resumes to is unknown: assume the target.
-            let resume = (*from == ConstructionState::Blocked).then_some(*to);
-            check_transition(role, *from, *to, resume, reason.as_deref())
-                .map_err(|e| (Rule::TransitionNotAllowed, e.to_string()))
-        }
-        EditValue::Progress { percent, at_state } => {
-            let band = config.band(*at_state);
-            if !(0..=100).contains(percent) {
-                Err((Rule::ProgressRange, format!("{percent}% is outside 0–100")))
-            } else if *percent < i64::from(band.min) || *percent > i64::from(band.max) {
-                Err((Rule::ProgressBand, format!("{percent}% is outside the band for {}", at_state.as_str())))
+        seen[root] = 1;
+        let mut stack = vec![(root, 0usize)];
+        while let Some(&(i, next)) = stack.last() {
+            if let Some(&c) = children[i].get(next) {
+                stack.last_mut().expect("non-empty").1 += 1;
+                if seen[c] == 0 {
+                    seen[c] = 1;
+                    depth[c] = stack.len();
+                    stack.push((c, 0));
+                }
             } else {
-                Ok(())
+                for &c in &children[i] {
+                    if seen[c] == 2 {
+                        effective[i] = effective[i].min(effective[c]);
+                    }
+                }
+                seen[i] = 2;
+                stack.pop();
             }
         }
-        EditValue::Location { point } if !point.is_valid() => {
-            Err((Rule::InvalidPoint, format!("({}, {}) is not a WGS84 position", point.lat, point.lon)))
-        }
-        EditValue::Accept { .. } if role < Role::Foreman => {
-            Err((Rule::AcceptRequiresForeman, "only a foreman or office may accept an off-route point".into()))
-        }
-        _ => Ok(()),
     }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| (effective[a], depth[a], &edits[a].hlc).cmp(&(effective[b], depth[b], &edits[b].hlc)));
+    order.into_iter().map(|i| edits[i]).collect()
 }

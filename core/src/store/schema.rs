@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::store::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 4] = [
+const UPGRADES: [&str; 5] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -48,6 +48,10 @@ const UPGRADES: [&str; 4] = [
      ALTER TABLE changes ADD COLUMN refused TEXT;",
     // What the last sync error needs, by kind (`SyncProblem`).
     "ALTER TABLE sync_state ADD COLUMN last_problem TEXT;",
+    // Each member's role history, as the server orders it (role NULL: removed).
+    "CREATE TABLE role_changes (
+         project TEXT NOT NULL, n INTEGER NOT NULL, user TEXT NOT NULL, role TEXT, at_ms INTEGER NOT NULL,
+         PRIMARY KEY (project, n)) STRICT;",
 ];
 
 /// Why a store could not be opened.

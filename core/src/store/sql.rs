@@ -8,7 +8,7 @@ use automerge::ReadDoc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::project::{Member, ProjectConfig, Roster};
+use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::rules::conflict::ConflictRecord;
 use crate::rules::view::SectionView;
@@ -187,15 +187,33 @@ pub(crate) fn roster(conn: &Connection, project: &str) -> Result<Roster, StoreEr
         let role: Role = role.parse().unwrap_or(Role::Technician);
         members.push(Member { actor, user, role });
     }
-    Ok(Roster::new(members))
+    let mut stmt = conn.prepare_cached("SELECT user, role, at_ms FROM role_changes WHERE project = ?1 ORDER BY n")?;
+    let rows = stmt.query_map([project], |r| {
+        let role: Option<String> = r.get(1)?;
+        Ok(RoleChange { user: r.get(0)?, role: role.and_then(|r| r.parse().ok()), at_ms: r.get::<_, i64>(2)? as u64 })
+    })?;
+    let history = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(Roster::new(members).with_history(history))
 }
 
-pub(crate) fn set_roster(tx: &Transaction<'_>, project: &str, members: &[Member]) -> Result<(), StoreError> {
+/// Replace a project's roster and its role history.
+pub(crate) fn set_roster(
+    tx: &Transaction<'_>,
+    project: &str,
+    members: &[Member],
+    history: &[RoleChange],
+) -> Result<(), StoreError> {
     tx.execute("DELETE FROM roster WHERE project = ?1", [project])?;
     let mut stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO roster (project, actor, user, role) VALUES (?1, ?2, ?3, ?4)")?;
     for m in members {
         stmt.execute(params![project, m.actor, m.user, m.role.as_str()])?;
+    }
+    tx.execute("DELETE FROM role_changes WHERE project = ?1", [project])?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO role_changes (project, n, user, role, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (n, c) in history.iter().enumerate() {
+        stmt.execute(params![project, n as i64, c.user, c.role.map(Role::as_str), c.at_ms as i64])?;
     }
     Ok(())
 }
@@ -298,16 +316,37 @@ pub(crate) fn put_local_edit(
     Ok(())
 }
 
-/// Every local write the server has not confirmed yet, by section, in id order.
-/// One query for a whole merge: there are few of them and many sections.
-pub(crate) fn local_edits(conn: &Connection) -> Result<HashMap<String, Vec<String>>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT section, edit_id FROM local_edits ORDER BY section, edit_id")?;
-    let mut by_section: HashMap<String, Vec<String>> = HashMap::new();
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (section, edit) = row?;
-        by_section.entry(section).or_default().push(edit);
+/// Every local write the server has not confirmed yet, by section, in id
+/// order, each with the hash of its change. One query for a whole merge:
+/// there are few of them and many sections.
+pub(crate) fn local_edits(conn: &Connection) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT section, edit_id, change_hash FROM local_edits ORDER BY section, edit_id")?;
+    let mut by_section: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (section, edit, hash) = row?;
+        by_section.entry(section).or_default().push((edit, hash));
     }
     Ok(by_section)
+}
+
+/// The local writes carried by changes the server refused, settled: each
+/// (edit id, section, field, the change's hash), and forgotten as pending.
+pub(crate) fn settle_refused_edits(
+    tx: &Transaction<'_>,
+    hashes: &[String],
+) -> Result<Vec<(String, String, String, String)>, StoreError> {
+    let list = serde_json::to_string(hashes)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT edit_id, section, field, change_hash FROM local_edits
+         WHERE change_hash IN (SELECT value FROM json_each(?1)) ORDER BY section, edit_id",
+    )?;
+    let rows = stmt
+        .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.prepare_cached("DELETE FROM local_edits WHERE change_hash IN (SELECT value FROM json_each(?1))")?
+        .execute([&list])?;
+    Ok(rows)
 }
 
 /// Fold a section's stored changes into its snapshot. Only the rows read are
@@ -438,6 +477,18 @@ pub(crate) fn outbox_count(conn: &Connection, project: Option<&str>) -> Result<u
         )?
         .query_row([project], |r| r.get(0))?;
     Ok(n as usize)
+}
+
+/// The hashes of a project's local changes the server refused.
+pub(crate) fn refused_hashes(
+    conn: &Connection,
+    project: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM changes
+         WHERE refused IS NOT NULL AND section IN (SELECT id FROM sections WHERE project = ?1)",
+    )?;
+    Ok(stmt.query_map([project], |r| r.get(0))?.collect::<Result<_, _>>()?)
 }
 
 /// Mark an unconfirmed local change as refused by the server, and why.

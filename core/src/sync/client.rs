@@ -207,7 +207,9 @@ impl SyncClient {
             }
             Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
                 // Keep the refused changes (and what builds on them), stop sending them, go again.
-                report.refused += self.lock().mark_refused(&body.refusals)?;
+                let (marked, settled) = self.lock().mark_refused(&body.refusals)?;
+                report.refused += marked;
+                report.reconciliation.extend(settled);
                 Ok(true)
             }
             Err(e) => Err(e.into()),

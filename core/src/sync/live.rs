@@ -191,7 +191,7 @@ fn target(server: &str, token: &str, project: &str) -> Result<Target, LiveError>
     let url = format!(
         "{}://{host_in_url}:{port}{base}/v1/live?project={}",
         if tls { "wss" } else { "ws" },
-        percent_encode(project)
+        percent_encoding::utf8_percent_encode(project, QUERY_VALUE)
     );
     Ok(Target {
         tls,
@@ -202,14 +202,9 @@ fn target(server: &str, token: &str, project: &str) -> Result<Target, LiveError>
     })
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// What a query value keeps as it is: RFC 3986's unreserved characters; the rest is %-encoded.
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, LiveError> {
     use rustls_platform_verifier::BuilderVerifierExt;

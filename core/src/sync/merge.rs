@@ -50,6 +50,12 @@ pub enum EditOutcome {
         /// Why, in words for the technician.
         reason: String,
     },
+    /// The server would not take the change that carries it (or it builds on
+    /// one it would not take); it stays here, unsent.
+    Refused {
+        /// Why, as the server said.
+        reason: String,
+    },
 }
 
 /// One line of the optimistic-reconciliation report.
@@ -72,7 +78,9 @@ pub struct MergeReport {
     pub new_changes: usize,
     /// Sections whose view changed.
     pub sections_changed: Vec<String>,
-    /// Every local write not yet confirmed in the touched sections.
+    /// Every local write whose fate this merge settled (the server confirmed
+    /// it in this round), and every local write not yet confirmed in the
+    /// sections the merge touched, each with what became of it.
     pub reconciliation: Vec<Reconciliation>,
 }
 
@@ -170,7 +178,7 @@ impl Replica {
             if let Some(r) = round.roster {
                 // Every view of the project follows the new roster; the merge
                 // below recomputes the sections it touches once more.
-                store::set_roster(&tx, round.project, &r.members)?;
+                store::set_roster(&tx, round.project, &r.members, &r.history)?;
                 store::set_config(&tx, round.project, &r.config)?;
                 store::set_roster_version(&tx, round.project, r.version)?;
                 self.revalidate_project(&tx, round.project)?;
@@ -211,12 +219,41 @@ impl Replica {
                 }
                 store::replace_conflicts(&tx, m.section, &validated.conflicts)?;
                 if let Some(mine) = local_edits.get(m.section) {
-                    report.reconciliation.extend(reconcile(m.section, mine, &input.edits, &validated, roster, &me));
+                    let ids: Vec<EditId> = mine.iter().map(|(id, _)| id.clone()).collect();
+                    report.reconciliation.extend(reconcile(m.section, &ids, &input.edits, &validated, roster, &me));
                 }
             }
             last_chunk = merging;
         }
         if let Some(round) = &round {
+            // Edits this round settled in sections it did not touch: their
+            // fate is final now (the server has them), so say what it is.
+            let confirmed: HashSet<&str> = round.confirmed.iter().map(String::as_str).collect();
+            let reported: HashSet<&str> = report.reconciliation.iter().map(|r| r.section.as_str()).collect();
+            let mut settled: Vec<(String, Vec<EditId>)> = Vec::new();
+            for (section, mine) in &local_edits {
+                let ids: Vec<EditId> = mine
+                    .iter()
+                    .filter(|(_, hash)| confirmed.contains(hash.as_str()))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if !ids.is_empty() && !reported.contains(section.as_str()) {
+                    settled.push((section.clone(), ids));
+                }
+            }
+            settled.sort();
+            for (section, ids) in settled {
+                let input = match self.docs.peek(&section) {
+                    Some(doc) => doc.input(),
+                    None => {
+                        let Some((_, snapshot, changes)) = store::load_doc(&tx, &section)? else { continue };
+                        SectionDoc::from_parts(snapshot.as_deref(), &changes)?.input()
+                    }
+                };
+                let roster = store::roster(&tx, &input.project)?;
+                let validated = validate(&input, &roster, &store::config(&tx, &input.project)?);
+                report.reconciliation.extend(reconcile(&section, &ids, &input.edits, &validated, &roster, &me));
+            }
             store::confirm(&tx, round.confirmed)?;
             store::set_cursor(&tx, round.project, round.cursor, now as i64)?;
         }

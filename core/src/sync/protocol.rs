@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::project::{Member, ProjectConfig};
+use crate::domain::project::{Member, ProjectConfig, RoleChange};
 
 /// Version of this wire format; a server answers 426 to others.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
 /// Largest compressed body either side accepts.
@@ -153,9 +153,13 @@ pub struct ErrorBody {
 pub struct RosterUpdate {
     /// Version to send back next time.
     pub version: u64,
-    /// Actor → user → role.
+    /// Actor → user → role, removed members included (their past writes keep their author).
     #[serde(deserialize_with = "counted")]
     pub members: Vec<Member>,
+    /// Every member's role changes in the server's order: a write is judged
+    /// under the role its author had when it was made.
+    #[serde(deserialize_with = "counted")]
+    pub history: Vec<RoleChange>,
     /// The project's rule configuration.
     pub config: ProjectConfig,
 }

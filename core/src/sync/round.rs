@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::edit::Field;
 use crate::replica::{Replica, ReplicaError};
 use crate::store::{self, OutboxChange};
-use crate::sync::merge::{MergeReport, RoundSettlement, SectionChange};
+use crate::sync::merge::{EditOutcome, MergeReport, Reconciliation, RoundSettlement, SectionChange};
 use crate::sync::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
 use crate::sync::status::{SyncProblem, SyncStatus};
 
@@ -79,6 +80,7 @@ impl Replica {
         response_budget: u32,
     ) -> Result<PreparedRound, ReplicaError> {
         self.join_project(project)?;
+        self.hold_back_dependents_of_refused(project)?;
         let (cursor, roster_version) = store::cursor(&self.conn, project)?;
         let mut outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
         outbox.truncate(crate::sync::protocol::MAX_CHANGES_PER_REQUEST);
@@ -133,8 +135,9 @@ impl Replica {
 
     /// Mark changes the server refused, and the local changes that build on
     /// them, so the outbox stops sending them (they stay stored: nothing is
-    /// lost). Returns how many changes were marked.
-    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<usize, ReplicaError> {
+    /// lost). Returns how many changes were marked, and the local edits they
+    /// carry, each settled as refused with the server's reason.
+    pub fn mark_refused(&mut self, refusals: &[Refusal]) -> Result<(usize, Vec<Reconciliation>), ReplicaError> {
         let mut refused: BTreeMap<String, String> = refusals
             .iter()
             .map(|r| (r.hash.clone(), r.rule.as_ref().map_or(r.reason.clone(), |rule| format!("{rule}: {}", r.reason))))
@@ -154,8 +157,45 @@ impl Replica {
         for (hash, why) in &refused {
             n += store::mark_refused(&tx, hash, why)?;
         }
+        let hashes: Vec<String> = refused.keys().cloned().collect();
+        let settled = store::settle_refused_edits(&tx, &hashes)?
+            .into_iter()
+            .map(|(edit_id, section, field, hash)| Reconciliation {
+                edit_id,
+                section,
+                field: Field::parse(&field),
+                outcome: EditOutcome::Refused { reason: refused.get(&hash).cloned().unwrap_or_default() },
+            })
+            .collect();
         tx.commit()?;
-        Ok(n)
+        Ok((n, settled))
+    }
+
+    /// A local change built on a change the server refused can never be
+    /// stored there (its dependency is missing): mark it refused too, with
+    /// why, before it is sent, so that one refusal never stops the device
+    /// syncing. It stays stored here, like the refused change.
+    fn hold_back_dependents_of_refused(&mut self, project: &str) -> Result<(), ReplicaError> {
+        let mut refused = store::refused_hashes(&self.conn, project)?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut dependents = Vec::new();
+        // Local changes are stored in causal order: one pass finds every dependent.
+        for c in store::outbox(&self.conn, Some(project), usize::MAX)? {
+            let change =
+                automerge::Change::from_bytes(c.bytes).map_err(crate::domain::document::DocumentError::from)?;
+            if let Some(dep) = change.deps().iter().map(ToString::to_string).find(|d| refused.contains(d)) {
+                refused.insert(c.hash.clone());
+                dependents.push((c.hash, format!("depends on the refused change {dep}")));
+            }
+        }
+        let tx = self.begin()?;
+        for (hash, why) in &dependents {
+            store::mark_refused(&tx, hash, why)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Forget where `project`'s feed was (and the roster version), so the next

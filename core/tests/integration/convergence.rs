@@ -1,11 +1,13 @@
 //! Property test: replicas with random roles and skewed clocks make random
 //! edits of every kind and exchange changes in random orders, with
 //! duplicates. Afterwards every replica shows identical views and conflict
-//! sets, and every write any replica made is still retrievable.
+//! sets, every write any replica made is still retrievable, every write a
+//! replica refused was refused by a rule (nothing else fails), and the
+//! outcome obeys the rules, checked here independently of core's code.
 
 use std::collections::BTreeSet;
 
-use fieldsync_core::{ConstructionState, GeoPoint, Replica, Role, SectionChange};
+use fieldsync_core::{ConstructionState, Field, GeoPoint, Replica, ReplicaError, Role, SectionChange};
 use proptest::prelude::*;
 
 use crate::common::{PROJECT, crew, route};
@@ -137,8 +139,13 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
                 continue;
             }
         };
-        if let Ok(r) = receipt {
-            written.push((r.section, r.edit_id));
+        match receipt {
+            Ok(r) => written.push((r.section, r.edit_id)),
+            // A local refusal names its rule and stores nothing; nothing else may fail.
+            Err(ReplicaError::Refused { rule, reason }) => {
+                prop_assert!(!reason.is_empty(), "refused by {} without a reason", rule.as_str());
+            }
+            Err(e) => prop_assert!(false, "{:?} failed: {}", a, e),
         }
     }
     // Heal: everyone exchanges everything, twice round.
@@ -158,6 +165,36 @@ fn play(roles: &[Role], skews: &[i64], actions: &[Action]) -> Result<(), TestCas
             prop_assert_eq!(&r.section(&id).unwrap(), &view, "views differ for {}", id);
             prop_assert_eq!(&r.conflicts(Some(&id)).unwrap(), &conflicts, "conflicts differ for {}", id);
             prop_assert_eq!(&r.audit(&id).unwrap(), &audit, "audits differ for {}", id);
+        }
+    }
+    // The rules, checked independently on the outcome every replica shares.
+    for s in 0..SECTIONS {
+        let id = format!("s{s}");
+        let audit = replicas[0].audit(&id).unwrap();
+        let role_of = |edit: &str| audit.iter().find(|e| e.edit_id == edit).and_then(|e| e.role);
+        for e in audit.iter().filter(|e| e.decision.applied()) {
+            match e.field {
+                Some(Field::Name | Field::Route) => {
+                    prop_assert_eq!(e.role, Some(Role::Office), "{} applied from a non-office writer", e.value)
+                }
+                Some(Field::Acceptance) => {
+                    prop_assert!(e.role >= Some(Role::Foreman), "an acceptance applied from a {:?}", e.role)
+                }
+                _ => {}
+            }
+        }
+        let view = replicas[0].section(&id).unwrap();
+        prop_assert!(view.progress <= 100, "progress {}", view.progress);
+        for ev in &view.events {
+            let step = |st: ConstructionState| STATES.iter().position(|x| *x == st);
+            let forward_one = matches!((step(ev.from), step(ev.to)), (Some(a), Some(b)) if b == a + 1 && b < 8);
+            let technician = role_of(&ev.edit_id) == Some(Role::Technician);
+            prop_assert!(
+                !technician || forward_one || ev.to == ConstructionState::Blocked,
+                "a technician's {:?} → {:?} applied",
+                ev.from,
+                ev.to
+            );
         }
     }
     // Nothing lost: every write any replica made is in every replica's audit trail.

@@ -6,7 +6,7 @@ use fieldsync_core::{
     ConflictKind, ConstructionState as S, Decision, DomainEventKind, Edit, EditValue, Field, GeoPoint, Hlc, Member,
     ProjectConfig, Role, Roster, Rule,
 };
-use fieldsync_core::{Validated, validate};
+use fieldsync_core::{Mutation, RoleChange, Validated, set_mutation, validate};
 
 const TECH: &str = "aa01";
 const TECH2: &str = "aa02";
@@ -47,6 +47,14 @@ fn point(lat: f64, lon: f64) -> EditValue {
 }
 
 fn run(mut edits: Vec<Edit>) -> Validated {
+    // Progress is recorded in a state the section has been in: where a test
+    // records progress without moving the section, a foreman moved it to
+    // conduit_laid first (no conflict, one event).
+    let moves = edits.iter().any(|e| e.value.field() == Some(Field::State));
+    if !moves && edits.iter().any(|e| matches!(e.value, EditValue::Progress { at_state, .. } if at_state != S::Planned))
+    {
+        edits.push(edit(1, FOREMAN, None, go(S::Planned, S::ConduitLaid)));
+    }
     edits.sort_by(|a, b| a.id.cmp(&b.id));
     let input = SectionInput {
         id: "s1".into(),
@@ -140,7 +148,7 @@ fn progress_outside_range_or_band_is_refused() {
 fn technicians_step_forward_one_state_at_a_time() {
     let ok = edit(10, TECH, None, go(S::Planned, S::Surveyed));
     let skip = edit(20, TECH, Some(&ok), go(S::Surveyed, S::ConduitLaid));
-    let back = edit(30, TECH, Some(&skip), go(S::Surveyed, S::Planned));
+    let back = edit(30, TECH, Some(&ok), go(S::Surveyed, S::Planned));
     let v = run(vec![ok.clone(), skip.clone(), back.clone()]);
     assert_eq!(v.view.state, S::Surveyed);
     assert_eq!(decision(&v, &ok), Decision::Accepted);
@@ -207,7 +215,7 @@ fn blocked_sections_go_back_where_they_were_and_only_a_foreman_unblocks() {
     assert_eq!(rejected_by(&v, &tech_unblock), Rule::TransitionNotAllowed);
 
     let wrong_target = edit(30, FOREMAN, Some(&block), go(S::Blocked, S::Trenched));
-    let unblock = edit(40, FOREMAN, Some(&wrong_target), go(S::Blocked, S::Surveyed));
+    let unblock = edit(40, FOREMAN, Some(&block), go(S::Blocked, S::Surveyed));
     let v = run(vec![t1, block, wrong_target.clone(), unblock.clone()]);
     assert_eq!(rejected_by(&v, &wrong_target), Rule::TransitionNotAllowed);
     assert_eq!(decision(&v, &unblock), Decision::Accepted);
@@ -335,4 +343,182 @@ fn unknown_kinds_from_newer_apps_are_kept_and_ignored() {
     let v = run(vec![future, p]);
     assert_eq!(v.view.progress, 5);
     assert!(v.conflicts.is_empty());
+}
+
+#[test]
+fn a_transition_stamped_days_ahead_does_not_freeze_the_section() {
+    // A technician's phone runs two days ahead; the foreman builds on the
+    // technician's transition with an honest, much earlier stamp.
+    let two_days = 2 * 24 * 3600 * 1000;
+    let ahead = edit(two_days, TECH, None, go(S::Planned, S::Surveyed));
+    let next = edit(1_000, FOREMAN, Some(&ahead), go(S::Surveyed, S::Trenched));
+    let then = edit(2_000, TECH2, Some(&next), go(S::Trenched, S::ConduitLaid));
+    let v = run(vec![ahead.clone(), next.clone(), then.clone()]);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    assert_eq!(decision(&v, &ahead), Decision::Superseded { by: next.id.clone() });
+    assert_eq!(decision(&v, &next), Decision::Superseded { by: then.id.clone() });
+    assert_eq!(decision(&v, &then), Decision::Accepted);
+    let kinds: Vec<_> = v.view.events.iter().map(|e| e.edit_id.clone()).collect();
+    assert_eq!(kinds, [ahead.id.clone(), next.id.clone(), then.id.clone()]);
+    assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+}
+
+#[test]
+fn transitions_built_on_a_write_that_did_not_stand_are_stale_whatever_their_stamps() {
+    let by_foreman = edit(50, FOREMAN, None, go(S::Planned, S::Trenched));
+    let by_tech = edit(10, TECH, None, go(S::Planned, S::Surveyed));
+    // Built on the technician's transition, which lost: stale, even stamped after everything.
+    let on_loser = edit(90, TECH, Some(&by_tech), go(S::Surveyed, S::Trenched));
+    // Built on the foreman's, stamped before it: stands.
+    let on_winner = edit(20, TECH2, Some(&by_foreman), go(S::Trenched, S::ConduitLaid));
+    let v = run(vec![by_foreman.clone(), by_tech.clone(), on_loser.clone(), on_winner.clone()]);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    assert_eq!(rejected_by(&v, &by_tech), Rule::TransitionPrecedence);
+    assert_eq!(rejected_by(&v, &on_loser), Rule::StaleTransition);
+    assert_eq!(decision(&v, &on_winner), Decision::Accepted);
+}
+
+#[test]
+fn a_hundred_thousand_transitions_with_distinct_bases_are_folded_once_each() {
+    // Hostile: every transition names a base of its own. Each is looked at
+    // once (the fold used to re-partition the rest once per base: ~5·10⁹ steps).
+    let first = edit(1, TECH, None, go(S::Planned, S::Surveyed));
+    let mut edits = vec![first.clone()];
+    for i in 0..100_000u64 {
+        let mut e = edit(10 + i, TECH2, None, go(S::Surveyed, S::Trenched));
+        e.base = Some(format!("no-such-base-{i}"));
+        edits.push(e);
+    }
+    let v = run(edits);
+    assert_eq!(v.view.state, S::Surveyed);
+    assert_eq!(v.decisions.values().filter(|d| matches!(d, Decision::Rejected { .. })).count(), 100_000);
+}
+
+#[test]
+fn a_foremans_rollback_beats_a_technicians_concurrent_raise_whatever_the_stamps() {
+    let start = edit(10, TECH, None, progress(50, S::ConduitLaid));
+    // Both saw 50%: the foreman rolls back to 35%, the technician (later stamp) raises to 60%.
+    let rollback = edit(20, FOREMAN, Some(&start), progress(35, S::ConduitLaid));
+    let raise = edit(30, TECH, Some(&start), progress(60, S::ConduitLaid));
+    for edits in
+        [vec![start.clone(), rollback.clone(), raise.clone()], vec![raise.clone(), start.clone(), rollback.clone()]]
+    {
+        let v = run(edits);
+        assert_eq!(v.view.progress, 35);
+        assert_eq!(decision(&v, &rollback), Decision::Accepted);
+        assert_eq!(rejected_by(&v, &raise), Rule::ProgressRolePrecedence);
+        // One record: the rejection and the contest have the same candidates and rule.
+        let record = v.conflicts.iter().find(|c| c.rule == Rule::ProgressRolePrecedence).unwrap();
+        assert_eq!(record.winner.as_deref(), Some(rollback.id.as_str()));
+    }
+    // With the raise stamped first, the rollback supersedes it, and the contest says why.
+    let early_raise = edit(15, TECH, Some(&start), progress(60, S::ConduitLaid));
+    let v = run(vec![start.clone(), early_raise.clone(), rollback.clone()]);
+    assert_eq!(v.view.progress, 35);
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!(contest.rule, Rule::ProgressRolePrecedence);
+}
+
+#[test]
+fn progress_claimed_in_a_state_the_section_never_was_is_refused() {
+    // Planned allows 0–10; a writer claiming `completed` to record 100% is refused.
+    let claim = edit(10, TECH, None, progress(100, S::Completed));
+    let mut edits = vec![claim.clone(), edit(5, TECH2, None, go(S::Planned, S::Surveyed))];
+    edits.sort_by(|a, b| a.id.cmp(&b.id));
+    let v = run(edits);
+    assert_eq!(v.view.progress, 0);
+    assert_eq!(rejected_by(&v, &claim), Rule::ProgressBand);
+}
+
+#[test]
+fn a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it() {
+    let two_days = 2 * 24 * 3600 * 1000;
+    let route = edit(
+        1,
+        OFFICE,
+        None,
+        EditValue::Route { points: vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }] },
+    );
+    let ahead = edit(two_days, TECH, None, point(48.0, 11.002));
+    // Made after seeing it (its base), on an honest clock: it counts later.
+    let after = edit(1_000, TECH2, Some(&ahead), point(48.0, 11.004));
+    let v = run(vec![route, ahead.clone(), after.clone()]);
+    assert_eq!(v.view.location.as_ref().map(|p| p.edit_id.clone()), Some(after.id.clone()));
+    assert_eq!(decision(&v, &ahead), Decision::Superseded { by: after.id.clone() });
+}
+
+#[test]
+fn a_write_is_judged_under_the_role_its_author_held_then() {
+    // fred is a foreman until t=100, a technician from then on, and removed at t=300.
+    let history = [
+        RoleChange { user: "fred".into(), role: Some(Role::Foreman), at_ms: 0 },
+        RoleChange { user: "fred".into(), role: Some(Role::Technician), at_ms: 100 },
+        RoleChange { user: "fred".into(), role: None, at_ms: 300 },
+    ];
+    let roster = roster().with_history(history);
+    let skip = edit(50, FOREMAN, None, go(S::Planned, S::Trenched));
+    let skip_again = edit(150, FOREMAN, Some(&skip), go(S::Trenched, S::CablePulled));
+    let step = edit(200, FOREMAN, Some(&skip), go(S::Trenched, S::ConduitLaid));
+    let after_removal = edit(350, FOREMAN, Some(&step), go(S::ConduitLaid, S::CablePulled));
+    let mut edits = vec![skip.clone(), skip_again.clone(), step.clone(), after_removal.clone()];
+    edits.sort_by(|a, b| a.id.cmp(&b.id));
+    let input = SectionInput {
+        id: "s1".into(),
+        project: "p1".into(),
+        edits,
+        notes: String::new(),
+        photos: vec![],
+        heads: vec![],
+    };
+    let v = validate(&input, &roster, &ProjectConfig::default());
+    // The skip made as a foreman stands, whatever fred is today.
+    assert_eq!(decision(&v, &skip), Decision::Superseded { by: step.id.clone() });
+    assert_eq!(rejected_by(&v, &skip_again), Rule::TransitionNotAllowed);
+    assert_eq!(decision(&v, &step), Decision::Accepted);
+    assert_eq!(rejected_by(&v, &after_removal), Rule::NotAMemberThen);
+    assert_eq!(v.view.state, S::ConduitLaid);
+    // The audit names the role each write was made under.
+    let audit = v.audit(&input, &roster);
+    let role_of = |e: &Edit| audit.iter().find(|a| a.edit_id == e.id).and_then(|a| a.role);
+    assert_eq!(
+        (role_of(&skip), role_of(&step), role_of(&after_removal)),
+        (Some(Role::Foreman), Some(Role::Technician), None)
+    );
+}
+
+/// Each deliberate breakage of the rules (`Mutation`, feature `mutations`)
+/// must make at least one of the tests above fail: the suite would catch it.
+#[test]
+fn every_rule_mutation_is_caught_by_this_suite() {
+    let suite: [fn(); 23] = [
+        concurrent_progress_reports_the_highest_stands,
+        max_wins_whatever_the_stamps_say,
+        only_a_foreman_or_office_rolls_progress_back,
+        progress_outside_range_or_band_is_refused,
+        technicians_step_forward_one_state_at_a_time,
+        concurrent_transitions_the_higher_role_wins_even_with_an_older_stamp,
+        concurrent_transitions_of_equal_role_the_later_stamp_wins,
+        the_same_transition_twice_concurs_and_the_follow_up_builds_on_it,
+        blocked_sections_go_back_where_they_were_and_only_a_foreman_unblocks,
+        foremen_skip_and_rework_and_completion_raises_its_event,
+        locations_last_writer_wins_among_valid_points,
+        off_route_points_are_quarantined_not_lost_and_a_foreman_can_accept_them,
+        without_a_route_no_point_is_quarantined_but_bad_coordinates_are_refused,
+        only_office_names_sections_and_plans_routes,
+        unknown_authors_and_forged_stamps_are_refused,
+        conflict_ids_derive_from_the_candidates_only,
+        unknown_kinds_from_newer_apps_are_kept_and_ignored,
+        a_transition_stamped_days_ahead_does_not_freeze_the_section,
+        transitions_built_on_a_write_that_did_not_stand_are_stale_whatever_their_stamps,
+        a_foremans_rollback_beats_a_technicians_concurrent_raise_whatever_the_stamps,
+        progress_claimed_in_a_state_the_section_never_was_is_refused,
+        a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it,
+        a_write_is_judged_under_the_role_its_author_held_then,
+    ];
+    for mutation in Mutation::ALL {
+        set_mutation(Some(mutation));
+        let caught = suite.iter().position(|test| std::panic::catch_unwind(test).is_err());
+        set_mutation(None);
+        assert!(caught.is_some(), "the rule mutation {mutation:?} survived every rules test");
+    }
 }

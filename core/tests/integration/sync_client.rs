@@ -23,6 +23,7 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
     let replica = Arc::new(Mutex::new(office));
     let seen = Arc::new(Mutex::new(Vec::<SyncRequest>::new()));
     let log = seen.clone();
+    let section = id.clone();
     let transport = move |body: Vec<u8>| {
         let req: SyncRequest = protocol::decode(&body).unwrap();
         log.lock().unwrap().push(req.clone());
@@ -31,8 +32,12 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
             // Refuse the section's first change: everything after builds on it.
             Some(bytes) => {
                 let hash = automerge::Change::from_bytes(bytes).unwrap().hash().to_string();
-                let refusal =
-                    Refusal { section: id.clone(), hash, rule: Some("office_only".into()), reason: "demoted".into() };
+                let refusal = Refusal {
+                    section: section.clone(),
+                    hash,
+                    rule: Some("office_only".into()),
+                    reason: "demoted".into(),
+                };
                 let body = ErrorBody {
                     error: "refused".into(),
                     message: "refused".into(),
@@ -55,6 +60,18 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
     // Nothing lost: the writes are still in the local document and audit.
     let audit = replica.lock().unwrap().audit(&rename.section).unwrap();
     assert!(audit.iter().any(|e| e.edit_id == rename.edit_id));
+    drop(requests);
+
+    // A later edit builds on the refused changes: it is held back too, never
+    // sent (the server could not store it), and the device goes on syncing.
+    let later = replica.lock().unwrap().rename_section(&id, "North 3").unwrap();
+    let report = client.sync_now().unwrap();
+    assert_eq!((report.rounds, report.refused), (1, 0));
+    let requests = seen.lock().unwrap();
+    assert!(requests.last().unwrap().upload.is_empty(), "{:?}", requests.last());
+    let status = client.status().unwrap();
+    assert_eq!((status.pending_changes, status.refused_changes), (0, 3));
+    assert!(replica.lock().unwrap().audit(&id).unwrap().iter().any(|e| e.edit_id == later.edit_id));
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn the_core_sync_client_converges_through_the_server() {
     assert_eq!(a, server.hub.section_view(&id).unwrap().unwrap());
     assert_eq!(a.progress, 15);
 
-    // A refused write goes through the client's 422 path: kept, not re-sent, sync goes on.
+    // A write on a tampered roster is stored and rejected by the rules, not refused.
     {
         let mut t = tina_r.lock().unwrap();
         let me = Member { actor: t.actor(), user: "tina".into(), role: Role::Office };
@@ -52,7 +52,9 @@ fn the_core_sync_client_converges_through_the_server() {
         t.rename_section(&id, "tina's name").unwrap();
     }
     let report = tina.sync_now().unwrap();
-    assert_eq!(report.refused, 1);
+    assert_eq!(report.refused, 0);
     assert_eq!(tina.status().unwrap().pending_changes, 0);
     assert_eq!(server.hub.section_view(&id).unwrap().unwrap().name, "north");
+    let conflicts = server.hub.conflicts(PROJECT).unwrap();
+    assert!(conflicts.iter().any(|c| c.rule == fieldsync_core::Rule::OfficeOnly), "{conflicts:?}");
 }

@@ -318,25 +318,3 @@ pub fn hub_state(hub: &Hub, ids: &[String]) -> (Vec<fieldsync_core::SectionView>
     conflicts.sort_by(|a, b| a.id.cmp(&b.id));
     (views, conflicts)
 }
-
-/// A small deterministic PRNG (xorshift), so a failing order can be replayed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}

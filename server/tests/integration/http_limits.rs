@@ -166,21 +166,39 @@ fn a_device_over_its_rate_is_answered_429_with_retry_after_and_the_client_waits(
 fn a_device_has_at_most_so_many_requests_in_flight() {
     let (dir, server) = server(ServeOptions { max_requests_per_device: 1, ..ServeOptions::default() });
     let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
-    // One request whose body never comes holds tina's one place...
-    let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(head(&tina.token, 1000).as_bytes()).unwrap();
-    // ...so, once the server has taken it, her next ones are answered 429.
+    // Two requests whose bodies never come: whichever the server takes first
+    // holds tina's one place until it ends, and the other is answered 429.
+    let mut stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(head(&tina.token, 1000).as_bytes()).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            s
+        })
+        .collect();
     let started = Instant::now();
-    let body = loop {
-        match tina.try_round(&server, protocol::DEFAULT_RESPONSE_BUDGET) {
-            Err((429, body)) => break body,
-            Ok(_) => {}
-            Err(other) => panic!("{other:?}"),
+    let (refused, answer) = loop {
+        assert!(started.elapsed() < HANG_GUARD, "neither was refused");
+        let answered = stalled.iter_mut().enumerate().find_map(|(i, s)| {
+            let mut buf = vec![0u8; 4096];
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => Some((i, buf[..n].to_vec())),
+                _ => None,
+            }
+        });
+        if let Some(found) = answered {
+            break found;
         }
-        assert!(started.elapsed() < HANG_GUARD, "never refused");
     };
+    let mut rest = Vec::new();
+    stalled[refused].set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let _ = stalled[refused].read_to_end(&mut rest);
+    let reply = parse_reply(&[answer, rest].concat());
+    assert_eq!(reply.status, 429);
+    let body = reply.error();
     assert!(body.message.contains("in flight"), "{}", body.message);
-    assert_eq!(body.retry_after_s, Some(1));
+    assert_eq!((body.retry_after_s, reply.header("retry-after")), (Some(1), Some("1")));
+    // The one that holds the place ends; then tina's rounds go through again.
     drop(stalled);
     let started = Instant::now();
     while tina.try_round(&server, protocol::DEFAULT_RESPONSE_BUDGET).is_err() {

@@ -70,8 +70,11 @@ fn a_change_over_the_limits_of_one_change_is_refused_and_the_device_goes_on() {
     assert_eq!((e.refusals[0].section.as_str(), e.refusals[0].rule.as_deref()), (s.section.as_str(), None));
     assert!(e.refusals[0].reason.contains("over the limit of 1048576 for one change"), "{}", e.refusals[0].reason);
     s.olga.replica.mark_refused(&e.refusals).unwrap();
-    // Many operations in few bytes: a long stretch of notes.
-    s.olga.replica.set_notes(&s.section, &"n".repeat(limits::MAX_CHANGE_OPS + 1)).unwrap();
+    // Many operations in few bytes: a long stretch of notes, in another section
+    // (what builds on a refused change is not sent).
+    let notes = s.olga.replica.create_section(PROJECT, "notes", &route()).unwrap();
+    s.olga.sync(&s.server);
+    s.olga.replica.set_notes(&notes, &"n".repeat(limits::MAX_CHANGE_OPS + 1)).unwrap();
     let prepared = s.olga.replica.prepare_round(PROJECT, 4 << 20, 1 << 16).unwrap();
     let e = refused(&s, &s.olga.token, &protocol::encode(&prepared.request), 422, "refused");
     assert!(e.refusals[0].reason.contains("100001 operations"), "{}", e.refusals[0].reason);

@@ -10,13 +10,20 @@ use tungstenite::{Message, WebSocket};
 use crate::common::*;
 
 pub fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
+    connect_to(server, token, &format!("/v1/live?project={project}")).map_err(|(status, _)| status)
+}
+
+/// A WebSocket handshake to `path`; a refusal as its status and body.
+fn connect_to(server: &TestServer, token: &str, path: &str) -> Result<WebSocket<TcpStream>, (u16, Vec<u8>)> {
     let stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("ws://{}/v1/live?project={project}", server.addr).into_client_request().unwrap();
+    let mut req = format!("ws://{}{path}", server.addr).into_client_request().unwrap();
     req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
     match tungstenite::client(req, stream) {
         Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => Err(r.status().as_u16()),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            Err((r.status().as_u16(), r.body().clone().unwrap_or_default()))
+        }
         Err(e) => panic!("{e}"),
     }
 }
@@ -86,6 +93,16 @@ fn the_live_channel_checks_the_token_and_the_project() {
     assert_eq!(connect(&server, &tina.token, "p2").err(), Some(403));
     assert_eq!(connect(&server, &tina.token, "nope").err(), Some(404));
     assert!(connect(&server, &tina.token, PROJECT).is_ok());
+    // The project's id is percent-decoded (403: found, not hers); without one the request is malformed.
+    server.hub.create_project("build out/3", fieldsync_core::ProjectConfig::default()).unwrap();
+    assert_eq!(connect(&server, &tina.token, "build%20out%2F3").err(), Some(403));
+    assert_eq!(connect(&server, &tina.token, "build+out%2f3").err(), Some(403));
+    let (status, body) = connect_to(&server, &tina.token, "/v1/live").err().unwrap();
+    let body: fieldsync_core::protocol::ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body.error.as_str()), (400, "malformed"));
+    assert!(body.message.contains("/v1/live?project=<id>"), "{}", body.message);
+    assert_eq!(connect_to(&server, &tina.token, "/v1/live?x=1").err().map(|e| e.0), Some(400));
+    assert!(connect_to(&server, &tina.token, &format!("/v1/live?x=1&project={PROJECT}")).is_ok());
 }
 
 #[test]

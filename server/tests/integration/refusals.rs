@@ -79,7 +79,7 @@ fn another_devices_actor_is_forbidden() {
 }
 
 #[test]
-fn a_technicians_device_writing_the_route_is_refused_with_the_rule() {
+fn a_technicians_route_is_stored_and_rejected_by_the_rules_not_refused() {
     let mut s = scene();
     // The phone believes it is office (a tampered or stale roster); the hub knows better.
     let olga = Member { actor: s.olga.replica.actor(), user: "olga".into(), role: Role::Office };
@@ -90,18 +90,25 @@ fn a_technicians_device_writing_the_route_is_refused_with_the_rule() {
         .replica
         .set_route(&s.section, &[GeoPoint { lat: 48.1, lon: 11.0 }, GeoPoint { lat: 48.1, lon: 11.02 }])
         .unwrap();
-    let prepared = s.tina.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
-    let e = refused(&s, &s.tina.token, &protocol::encode(&prepared.request), 422, "refused");
-    assert_eq!(e.refusals.len(), 1);
-    let r = &e.refusals[0];
-    assert_eq!((r.section.as_str(), r.hash.as_str()), (s.section.as_str(), receipt.change_hash.as_str()));
-    assert_eq!(r.rule.as_deref(), Some("office_only"));
-    assert!(r.reason.contains("technician"), "{}", r.reason);
-    // The device keeps it, stops sending it, and its next rounds succeed.
-    s.tina.replica.mark_refused(&e.refusals).unwrap();
-    assert_eq!(s.tina.replica.sync_status().unwrap().refused_changes, 1);
+    // A rule violation is no attack: the round goes through, the change is
+    // stored, and the rules reject the write like on every replica.
     s.tina.sync(&s.server);
+    assert_eq!(
+        s.tina.replica.sync_status().unwrap(),
+        fieldsync_core::SyncStatus {
+            last_success_ms: s.tina.replica.sync_status().unwrap().last_success_ms,
+            ..Default::default()
+        }
+    );
     assert_eq!(s.server.hub.section_view(&s.section).unwrap().unwrap().route, route());
+    let conflicts = s.server.hub.conflicts(PROJECT).unwrap();
+    let rejection = conflicts.iter().find(|c| c.candidates.iter().any(|x| x.change_hash == receipt.change_hash));
+    let rejection = rejection.expect("the rejection is recorded");
+    assert_eq!(rejection.rule, fieldsync_core::Rule::OfficeOnly);
+    assert!(rejection.explanation.contains("technician"), "{}", rejection.explanation);
+    // Every other replica records the same rejection.
+    s.olga.sync(&s.server);
+    assert!(s.olga.replica.conflicts(Some(&s.section)).unwrap().iter().any(|c| c.id == rejection.id));
 }
 
 #[test]
@@ -349,4 +356,42 @@ fn rewriting_someone_elses_record_is_refused() {
     assert_eq!((e.refusals[0].hash.as_str(), e.refusals[0].rule.as_deref()), (hash.as_str(), None));
     assert!(e.refusals[0].reason.contains("never rewritten"), "{}", e.refusals[0].reason);
     assert_eq!(scene.server.hub.section_view(&scene.section).unwrap().unwrap().route, route());
+}
+
+#[test]
+fn a_forged_stamp_is_refused_with_the_rule() {
+    let mut s = scene();
+    // tina's device writes a record stamped as olga's actor: only a tampered client does.
+    let mut doc = fieldsync_core::SectionDoc::load(&s.tina.replica.export(&s.section).unwrap()).unwrap();
+    doc.set_actor(automerge::ActorId::from(hex::decode(s.tina.replica.actor()).unwrap()));
+    let forged = fieldsync_core::Hlc { physical_ms: 1, counter: 0, actor: s.olga.replica.actor() };
+    let value =
+        fieldsync_core::EditValue::Progress { percent: 5, at_state: fieldsync_core::ConstructionState::Planned };
+    let change = doc.write(&forged, None, &value).unwrap();
+    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()] }];
+    let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, upload));
+    let e = refused(&s, &s.tina.token, &body, 422, "refused");
+    assert_eq!(e.refusals.len(), 1);
+    assert_eq!(e.refusals[0].rule.as_deref(), Some("forged_stamp"));
+    assert_eq!(e.refusals[0].hash, change.hash().to_string());
+}
+
+#[test]
+fn a_revoked_device_enrolled_again_keeps_and_uploads_its_unsynced_edits() {
+    let mut s = scene();
+    // tina works offline; meanwhile her phone's token is revoked.
+    s.tina.replica.set_notes(&s.section, "duct 3 crushed").unwrap();
+    s.server.hub.revoke_device(&s.tina.id).unwrap();
+    let prepared = s.tina.replica.prepare_round(PROJECT, 1 << 20, 1 << 16).unwrap();
+    refused(&s, &s.tina.token, &protocol::encode(&prepared.request), 401, "unauthorized");
+    // Enrolled again (a new device id and token), the same phone and store sync on.
+    let again = s.server.hub.enroll_device("tina", "tina's phone, again").unwrap();
+    s.tina.token = again.token;
+    s.tina.sync(&s.server);
+    assert_eq!(s.tina.replica.sync_status().unwrap().pending_changes, 0);
+    assert_eq!(s.server.hub.section_view(&s.section).unwrap().unwrap().notes, "duct 3 crushed");
+    // Another user's new device cannot take the actor over.
+    let mallory = s.server.hub.enroll_device("olga", "olga's second phone").unwrap();
+    let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, vec![]));
+    refused(&s, &mallory.token, &body, 403, "forbidden");
 }

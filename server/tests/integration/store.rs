@@ -34,8 +34,8 @@ fn conformance(store: &mut dyn HubStore) {
     assert!(store.create_project("p", &ProjectConfig::default()).unwrap());
     assert!(!store.create_project("p", &ProjectConfig::default()).unwrap());
     let v0 = store.project("p").unwrap().unwrap().roster_version;
-    store.put_member("p", "olga", Role::Office).unwrap();
-    store.put_member("p", "tina", Role::Technician).unwrap();
+    store.put_member("p", "olga", Role::Office, 1).unwrap();
+    store.put_member("p", "tina", Role::Technician, 2).unwrap();
     assert_eq!(store.member_role("p", "tina").unwrap(), Some(Role::Technician));
     assert_eq!(store.member_role("p", "nobody").unwrap(), None);
     let v1 = store.project("p").unwrap().unwrap().roster_version;
@@ -117,8 +117,18 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!(devices[0].actors, vec!["aa"]);
     let projects = store.list_projects().unwrap();
     assert_eq!((projects[0].sections, projects[0].changes, projects[0].members.len()), (2, 5, 2));
-    assert!(store.remove_member("p", "tina").unwrap());
-    assert_eq!(store.roster("p").unwrap().len(), 1);
+    let roster_before = store.roster("p").unwrap();
+    assert!(store.remove_member("p", "tina", 11).unwrap());
+    assert!(!store.remove_member("p", "tina", 12).unwrap());
+    // A removed member's actors stay in the roster (their past writes keep their
+    // author); the history says from when they count for nothing.
+    assert_eq!(store.roster("p").unwrap(), roster_before);
+    let history: Vec<_> = store.role_history("p").unwrap().into_iter().map(|c| (c.user, c.role, c.at_ms)).collect();
+    assert_eq!(
+        history,
+        [("olga".into(), Some(Role::Office), 1), ("tina".into(), Some(Role::Technician), 2), ("tina".into(), None, 11)]
+    );
+    assert_eq!(store.member_role("p", "tina").unwrap(), None);
 
     // Refusals are an audit apart from the data.
     let r =

@@ -8,7 +8,7 @@ use std::io::Read;
 use fieldsync_core::protocol::{
     self, ErrorBody, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
 };
-use fieldsync_core::{Member, ProjectConfig, Role};
+use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 
 const ACTOR: &str = "0123456789abcdef0123456789abcdef";
 
@@ -49,6 +49,7 @@ pub fn example_response() -> SyncResponse {
         roster: Some(RosterUpdate {
             version: 4,
             members: vec![Member { actor: ACTOR.into(), user: "tina".into(), role: Role::Technician }],
+            history: vec![RoleChange { user: "tina".into(), role: Some(Role::Technician), at_ms: 1_699_999_000_000 }],
             config: ProjectConfig::default(),
         }),
     }
