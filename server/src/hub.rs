@@ -699,7 +699,9 @@ fn check_structure(doc: &SectionDoc, change: &Change, section_is_new: bool) -> R
         _ => None,
     };
     let (edits, notes, photos) = (id_of("edits"), id_of("notes"), id_of("photos"));
-    let expanded = change.decode();
+    // Some malformed changes make Automerge panic here (see `SectionDoc::apply_changes`).
+    let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        .map_err(|_| "the change's operations cannot be read; it cannot be stored".to_owned())?;
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
     let actor = &expanded.actor_id;

@@ -5,6 +5,7 @@ mod client;
 mod common;
 mod converge;
 mod faults;
+mod fuzz;
 mod http_limits;
 mod limits;
 mod live;
