@@ -2,7 +2,9 @@
 //! SQLite store) or a PostgreSQL database, which several `fieldsync serve`
 //! processes can share.
 
-use std::path::PathBuf;
+use std::fs::{File, TryLockError};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
@@ -30,9 +32,11 @@ impl StoreArgs {
         Ok(self.open_with_instance()?.0)
     }
 
-    /// The hub to serve, and for PostgreSQL the listener that brings the other
-    /// processes' rounds to this one's live channels (keep it while serving).
-    pub fn open_to_serve(&self) -> Result<(Arc<Hub>, Option<Listener>), CliError> {
+    /// The hub to serve, and what to keep while serving: for a data directory
+    /// its lock (one server per directory), for PostgreSQL the listener that
+    /// brings the other processes' rounds to this one's live channels.
+    pub fn open_to_serve(&self) -> Result<(Arc<Hub>, Serving), CliError> {
+        let lock = self.data.as_deref().map(lock_data_dir).transpose()?;
         let (hub, instance) = self.open_with_instance()?;
         let hub = Arc::new(hub);
         let listener = match (&self.database_url, instance) {
@@ -46,7 +50,7 @@ impl StoreArgs {
             }
             _ => None,
         };
-        Ok((hub, listener))
+        Ok((hub, Serving { _lock: lock, _listener: listener }))
     }
 
     fn open_with_instance(&self) -> Result<(Hub, Option<String>), CliError> {
@@ -93,9 +97,69 @@ impl StoreArgs {
     }
 }
 
+/// What a serving process keeps until it stops.
+pub struct Serving {
+    _lock: Option<File>,
+    _listener: Option<Listener>,
+}
+
+/// The lock file in a data directory, held by the `serve` process using it.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// Take the data directory's lock for this process's life (it is released
+/// when the file is closed, at exit or crash alike), or say who holds it.
+/// `admin` takes no lock: it works beside a running server, SQLite
+/// serializing the two.
+fn lock_data_dir(dir: &Path) -> Result<File, CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Failed(format!("cannot create the data directory {}: {e}", dir.display())))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the next one to say.
+            let _ =
+                file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id()));
+            Ok(file)
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_owned(),
+                pid => format!("another `fieldsync serve` (pid {pid})"),
+            };
+            Err(CliError::Failed(format!(
+                "the data directory {} is in use by {holder}; one server per data directory \
+                 (stop it first, or use --database-url for several servers)",
+                dir.display()
+            )))
+        }
+        Err(TryLockError::Error(e)) => {
+            Err(CliError::Failed(format!("cannot lock the data directory {}: {e}", dir.display())))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_directory_is_locked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        let e = lock_data_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())) && e.contains("in use"), "{e}");
+        drop(held);
+        lock_data_dir(dir.path()).unwrap();
+    }
 
     #[test]
     fn a_database_url_is_shown_without_its_password() {

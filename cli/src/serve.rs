@@ -5,8 +5,10 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use fieldsync_server::ServeOptions;
 
 use crate::error::CliError;
 use crate::hub_store::StoreArgs;
@@ -21,10 +23,70 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the one chosen is printed).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The HTTP layer's limits (docs/cli.md, docs/protocol.md "Limits").
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Connections served at once, live channels included; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a request's head may take to arrive (and a kept-alive connection may idle).
+    #[arg(long, value_name = "SECS", default_value_t = ServeOptions::default().header_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a request's body may take to arrive (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = ServeOptions::default().body_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Requests one device may make per minute, sustained; over it 429 with Retry-After (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::default().requests_per_minute)]
+    rate_limit: u32,
+    /// Requests one device may make at once after a quiet spell.
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::default().burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rate_burst: u32,
+    /// Rounds decoded and served at once; more wait their turn (each may take some 50 MB).
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::default().max_rounds_at_once as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_rounds_at_once: u32,
+    /// Live channels one device may hold; opening one more closes its oldest.
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::default().max_live_per_device as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_live_per_device: u32,
+    /// Seconds between the server's pings on a live channel; each also checks the device may still follow.
+    #[arg(long, value_name = "SECS", default_value_t = ServeOptions::default().live_ping_interval.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    live_ping_interval: u64,
+    /// Seconds a live channel may send nothing (not even a pong) before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = ServeOptions::default().live_idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    live_idle_timeout: u64,
+}
+
+impl LimitArgs {
+    fn options(&self) -> ServeOptions {
+        ServeOptions {
+            max_connections: self.max_connections as usize,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            requests_per_minute: self.rate_limit,
+            burst: self.rate_burst,
+            max_rounds_at_once: self.max_rounds_at_once as usize,
+            max_live_per_device: self.max_live_per_device as usize,
+            live_ping_interval: Duration::from_secs(self.live_ping_interval),
+            live_idle_timeout: Duration::from_secs(self.live_idle_timeout),
+            ..ServeOptions::default()
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let (hub, listener) = args.store.open_to_serve()?;
+    let (hub, serving) = args.store.open_to_serve()?;
     let projects = hub.list_projects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,12 +110,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             writeln!(out, "stop with Ctrl-C (or SIGTERM); rounds in flight finish first")?;
             out.flush()?;
         }
-        fieldsync_server::serve(listener, Arc::clone(&hub), shutdown)
+        fieldsync_server::serve_with(listener, Arc::clone(&hub), shutdown, args.limits.options())
             .await
             .map_err(|e| CliError::Failed(format!("the server failed: {e}")))
     })?;
-    drop(listener);
     drop(hub);
+    drop(serving);
     println!("stopped; every acknowledged change is on disk");
     Ok(())
 }

@@ -77,4 +77,24 @@ mod tests {
             assert!(Cursor::parse(bad).is_err(), "{bad}");
         }
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a device sends as its cursor: no panic, and every cursor
+        /// the hub writes reads back as itself.
+        #[test]
+        fn any_cursor_parses_or_is_refused_without_panicking(
+            s in prop_oneof!["\\PC*", "[bcx]?:?[0-9+-]{0,24}(:.{0,8})?"],
+            seq in any::<u64>(),
+            after in ".{0,16}",
+        ) {
+            let _ = Cursor::parse(&s);
+            for c in [Cursor::Changes(seq), Cursor::Bootstrap { seq, after: after.clone() }] {
+                prop_assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
+            }
+        }
+    }
 }

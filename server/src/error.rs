@@ -37,6 +37,25 @@ pub enum HubError {
     /// Writes that the rules refuse; nothing of the request was stored.
     #[error("{} change(s) refused by the project's rules; nothing of this request was stored", .0.len())]
     Refused(Vec<Refusal>),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The device sends too many requests: it may try again after `retry_after_s`.
+    #[error("{message}; try again in {retry_after_s} s")]
+    RateLimited {
+        /// What was exceeded.
+        message: String,
+        /// Seconds to wait (the `Retry-After` header).
+        retry_after_s: u64,
+    },
+    /// The server serves as many connections as it may: try again after `retry_after_s`.
+    #[error("{message}; try again in {retry_after_s} s")]
+    Busy {
+        /// What is full.
+        message: String,
+        /// Seconds to wait (the `Retry-After` header).
+        retry_after_s: u64,
+    },
     /// The client speaks another protocol version.
     #[error(
         "protocol version {found} is not served here (this server speaks {}); update the app",
@@ -54,7 +73,9 @@ pub enum HubError {
 impl From<protocol::ProtocolError> for HubError {
     fn from(e: protocol::ProtocolError) -> Self {
         match e {
-            protocol::ProtocolError::TooLarge { .. } => HubError::TooLarge(e.to_string()),
+            protocol::ProtocolError::TooLarge { .. } | protocol::ProtocolError::OverLimit { .. } => {
+                HubError::TooLarge(e.to_string())
+            }
             _ => HubError::Malformed(format!("{e}; send a deflated postcard SyncRequest (docs/protocol.md)")),
         }
     }
@@ -71,10 +92,13 @@ impl HubError {
             HubError::UnknownProject(_) => (404, "unknown_project"),
             HubError::UnknownDevice(_) => (404, "unknown_device"),
             HubError::AlreadyExists(_) => (409, "already_exists"),
+            HubError::Timeout(_) => (408, "timeout"),
             HubError::TooLarge(_) => (413, "too_large"),
             HubError::Refused(_) => (422, "refused"),
             HubError::ProtocolVersion { .. } => (426, "protocol_version"),
+            HubError::RateLimited { .. } => (429, "rate_limited"),
             HubError::Storage(_) => (500, "internal"),
+            HubError::Busy { .. } => (503, "busy"),
         }
     }
 
@@ -84,6 +108,10 @@ impl HubError {
             HubError::Refused(r) => r.clone(),
             _ => Vec::new(),
         };
-        ErrorBody { error: self.status().1.to_owned(), message: self.to_string(), refusals }
+        let retry_after_s = match self {
+            HubError::RateLimited { retry_after_s, .. } | HubError::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
+        ErrorBody { error: self.status().1.to_owned(), message: self.to_string(), refusals, retry_after_s }
     }
 }

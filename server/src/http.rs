@@ -3,34 +3,116 @@
 //! Everything here is transport: the protocol is [`Hub`]'s.
 
 use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fieldsync_core::protocol::{self, ErrorBody};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot, watch};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::HubError;
 use crate::hub::Hub;
+use crate::throttle::{LiveChannels, RateLimiter};
+
+/// The limits of the HTTP layer: connections, timeouts, request rates and
+/// the live channel. The defaults leave normal sync alone; `fieldsync serve`
+/// sets the ones an operator would tune.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeOptions {
+    /// Connections open at once (live channels included); a further one is
+    /// answered `503 busy` and closed.
+    pub max_connections: usize,
+    /// A request's head must arrive within this, and a kept-alive connection
+    /// may wait this long for its next request (a slowloris is dropped).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this once its head has (`408`).
+    pub body_timeout: Duration,
+    /// A connection whose writes make no progress for this long (a client
+    /// that does not take its response) is dropped.
+    pub write_timeout: Duration,
+    /// Requests one device may make per minute, sustained (0: no limit);
+    /// over it, `429 rate_limited` with `Retry-After`.
+    pub requests_per_minute: u32,
+    /// Requests one device may make at once after a quiet spell.
+    pub burst: u32,
+    /// Requests one device may have in flight at once (`429` over it).
+    pub max_requests_per_device: usize,
+    /// Rounds decoded and served at once; more wait their turn (each may
+    /// take some 50 MB while it is decoded).
+    pub max_rounds_at_once: usize,
+    /// Live channels one device may hold; opening one more closes its oldest.
+    pub max_live_per_device: usize,
+    /// The server pings each live channel this often, and checks again that
+    /// its device may still follow the project (a revocation by another
+    /// process is seen then; one by this hub closes the channel at once).
+    pub live_ping_interval: Duration,
+    /// A live channel that sent nothing (not even a pong) for this long is closed.
+    pub live_idle_timeout: Duration,
+    /// Largest message or frame a device may send on a live channel.
+    pub live_max_message_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(120),
+            requests_per_minute: 1200,
+            burst: 600,
+            max_requests_per_device: 4,
+            max_rounds_at_once: 4,
+            max_live_per_device: 4,
+            live_ping_interval: Duration::from_secs(20),
+            live_idle_timeout: Duration::from_secs(75),
+            live_max_message_bytes: 1024,
+        }
+    }
+}
 
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
     stop: watch::Receiver<bool>,
+    options: Arc<ServeOptions>,
+    rate: RateLimiter,
+    rounds: Arc<Semaphore>,
+    live: LiveChannels,
 }
 
-/// The routes, for embedding the hub in another axum app. `stop` turning
-/// true closes the live channels.
+/// The routes with the default [`ServeOptions`], for embedding the hub in
+/// another axum app. `stop` turning true closes the live channels.
 pub fn router(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> Router {
+    router_with(hub, stop, ServeOptions::default())
+}
+
+/// The routes with `options` (the connection-level ones, `max_connections`
+/// and the timeouts of heads and writes, are [`serve_with`]'s).
+pub fn router_with(hub: Arc<Hub>, stop: watch::Receiver<bool>, options: ServeOptions) -> Router {
+    let state = AppState {
+        hub,
+        stop,
+        rate: RateLimiter::new(options.requests_per_minute, options.burst, options.max_requests_per_device),
+        rounds: Arc::new(Semaphore::new(options.max_rounds_at_once.max(1))),
+        live: LiveChannels::new(options.max_live_per_device),
+        options: Arc::new(options),
+    };
     Router::new()
         .route("/v1/sync", post(sync))
         .route("/v1/live", get(live))
@@ -39,26 +121,168 @@ pub fn router(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> Router {
             error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/protocol.md")
         })
         .layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES))
-        .with_state(AppState { hub, stop })
+        .with_state(state)
+}
+
+/// Serve the hub on `listener` with the default [`ServeOptions`] until
+/// `shutdown` completes (see [`serve_with`]).
+pub async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with(listener, hub, shutdown, ServeOptions::default()).await
 }
 
 /// Serve the hub on `listener` until `shutdown` completes, then stop
 /// accepting, close the live channels and let rounds in flight finish. A
 /// round's changes are committed before its response is sent, so nothing a
 /// device saw acknowledged is lost.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     hub: Arc<Hub>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    options: ServeOptions,
+) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(hub, stop_rx);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
+    let app = router_with(hub, stop_rx.clone(), options);
+    // Every connection task holds a clone; the server has stopped when all are gone.
+    let (done_tx, done_rx) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, say: wait a little rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream, done_rx.clone()));
+            continue;
+        };
+        let io = hyper_util::rt::TokioIo::new(TimedIo::new(stream, write_timeout, permit));
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
+            let stopping = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Answer a connection over the cap `503 busy` and close it.
+async fn refuse_busy(mut stream: TcpStream, done: watch::Receiver<()>) {
+    let e = HubError::Busy { message: "the server serves as many connections as it may".into(), retry_after_s: 1 };
+    let json = serde_json::to_vec(&e.body()).unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        json.len()
+    );
+    let answer = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&json).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+    drop(done);
+}
+
+/// A connection's socket with a deadline on stalled writes, holding its
+/// place under the connection cap for as long as it lives (an upgraded live
+/// channel included).
+struct TimedIo {
+    stream: TcpStream,
+    write_timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl TimedIo {
+    fn new(stream: TcpStream, write_timeout: Duration, permit: OwnedSemaphorePermit) -> TimedIo {
+        TimedIo { stream, write_timeout, stalled: None, _permit: permit }
+    }
+
+    /// A write made no progress: fail once it has made none for the timeout.
+    fn stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.write_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client takes nothing"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(&mut self, p: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match p {
+            Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let p = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.progress(p, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let p = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.progress(p, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let p = Pin::new(&mut self.stream).poll_flush(cx);
+        self.progress(p, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM: the `shutdown` to pass to [`serve`] in a
@@ -85,13 +309,18 @@ pub async fn shutdown_signal() {
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody { error: code.to_owned(), message: message.to_owned(), refusals: Vec::new() };
+    let body =
+        ErrorBody { error: code.to_owned(), message: message.to_owned(), refusals: Vec::new(), retry_after_s: None };
     json_error(status, &body)
 }
 
 fn json_error(status: StatusCode, body: &ErrorBody) -> Response {
     let json = serde_json::to_vec(body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
+    if let Some(s) = body.retry_after_s {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    response
 }
 
 impl IntoResponse for HubError {
@@ -110,14 +339,25 @@ fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// Run `f` on the blocking pool (the store is synchronous).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, HubError> + Send + 'static) -> Result<T, HubError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(HubError::Storage(crate::store::StoreError::Io(io::Error::other(e.to_string())))))
+}
+
+fn throttled(e: crate::throttle::Throttled) -> HubError {
+    HubError::RateLimited { retry_after_s: e.retry_after_s(), message: e.to_string() }
+}
+
 async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match sync_inner(&state.hub, &headers, body).await {
+    match sync_inner(&state, &headers, body).await {
         Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, protocol::CONTENT_TYPE)], bytes).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn sync_inner(hub: &Arc<Hub>, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, HubError> {
+async fn sync_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, HubError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case(protocol::CONTENT_TYPE) {
@@ -132,23 +372,37 @@ async fn sync_inner(hub: &Arc<Hub>, headers: &HeaderMap, body: Body) -> Result<V
             protocol::MAX_BODY_BYTES
         ))
     };
-    // Before reading a byte of the body.
+    // Before reading a byte of the body: its size, the token, the device's rate.
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > protocol::MAX_BODY_BYTES as u64
     {
         return Err(too_large(&len));
     }
-    let limited = http_body_util::Limited::new(body, protocol::MAX_BODY_BYTES);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(&"more than that")),
-        Err(e) => return Err(HubError::Malformed(format!("the body could not be read: {e}"))),
-    };
     let token = bearer(headers).to_owned();
-    let hub = Arc::clone(hub);
-    tokio::task::spawn_blocking(move || hub.sync(&token, &bytes, crate::now_ms()))
+    let device = {
+        let (hub, token) = (Arc::clone(&state.hub), token.clone());
+        blocking(move || hub.authenticate(&token)).await?
+    };
+    let _in_flight = state.rate.admit(&device, Instant::now().into_std(), true).map_err(throttled)?;
+    let limited = http_body_util::Limited::new(body, protocol::MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(state.options.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(&"more than that")),
+        Ok(Err(e)) => return Err(HubError::Malformed(format!("the body could not be read: {e}"))),
+        Err(_) => {
+            return Err(HubError::Timeout(format!(
+                "the body did not arrive within {} s; send it at once after the head",
+                state.options.body_timeout.as_secs()
+            )));
+        }
+    };
+    // Decoding takes memory: a few rounds at a time, the others wait their turn.
+    let _turn = Arc::clone(&state.rounds)
+        .acquire_owned()
         .await
-        .unwrap_or_else(|e| Err(HubError::Storage(crate::store::StoreError::Io(std::io::Error::other(e.to_string())))))
+        .map_err(|_| HubError::Busy { message: "the server is stopping".into(), retry_after_s: 1 })?;
+    let hub = Arc::clone(&state.hub);
+    blocking(move || hub.sync(&token, &bytes, crate::now_ms())).await
 }
 
 /// The live channel's query string.
@@ -167,48 +421,116 @@ async fn live(
         return HubError::Malformed("name the project: /v1/live?project=<id>".into()).into_response();
     };
     let token = bearer(&headers).to_owned();
-    let hub = Arc::clone(&state.hub);
     let checked = {
-        let project = project.clone();
-        tokio::task::spawn_blocking(move || hub.authorize_live(&token, &project)).await
+        let (hub, token, project) = (Arc::clone(&state.hub), token.clone(), project.clone());
+        blocking(move || hub.authorize_live(&token, &project)).await
     };
-    match checked {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return e.into_response(),
-        Err(e) => {
-            return HubError::Storage(crate::store::StoreError::Io(std::io::Error::other(e.to_string())))
-                .into_response();
-        }
+    let device = match checked {
+        Ok(device) => device,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = state.rate.admit(&device, Instant::now().into_std(), false) {
+        return throttled(e).into_response();
     }
-    // Subscribe before answering, so nothing committed after the handshake is missed.
+    // Subscribe before answering, so nothing committed after the handshake is
+    // missed, nor a revocation.
     let rx = state.hub.subscribe(&project);
-    let stop = state.stop.clone();
-    ws.on_upgrade(move |socket| live_loop(socket, rx, stop))
+    let revoked = state.hub.revocations();
+    let (slot, replaced) = state.live.register(&device);
+    let channel = Channel { state: state.clone(), token, project, device, _slot: slot };
+    let max = state.options.live_max_message_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| channel.run(socket, rx, revoked, replaced))
 }
 
-async fn live_loop(mut socket: WebSocket, mut rx: broadcast::Receiver<u64>, mut stop: watch::Receiver<bool>) {
-    if *stop.borrow() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            seq = rx.recv() => match seq {
-                Ok(seq) => {
-                    if socket.send(Message::Text(seq.to_string().into())).await.is_err() {
+/// One live channel.
+struct Channel {
+    state: AppState,
+    token: String,
+    project: String,
+    device: String,
+    _slot: crate::throttle::LiveSlot,
+}
+
+/// Why the server closes a live channel (the close frame's code and reason).
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+/// The close code for a channel closed by policy (revoked, replaced, idle).
+const POLICY: u16 = 1008;
+
+impl Channel {
+    async fn run(
+        self,
+        mut socket: WebSocket,
+        mut rx: broadcast::Receiver<u64>,
+        mut revoked: broadcast::Receiver<String>,
+        mut replaced: oneshot::Receiver<()>,
+    ) {
+        let mut stop = self.state.stop.clone();
+        if *stop.borrow() {
+            return;
+        }
+        let options = Arc::clone(&self.state.options);
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + options.live_ping_interval, options.live_ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = Instant::now();
+        let goodbye = loop {
+            tokio::select! {
+                seq = rx.recv() => match seq {
+                    Ok(seq) => {
+                        if socket.send(Message::Text(seq.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                incoming = socket.recv() => match incoming {
+                    // Over the size limit, or anything else unreadable: the socket is closed.
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    // Pings are answered by the WebSocket layer; nothing else is expected.
+                    Some(Ok(_)) => heard = Instant::now(),
+                },
+                id = revoked.recv() => match id {
+                    Ok(id) if id == self.device => break close(POLICY, "device revoked"),
+                    Ok(_) => {}
+                    // Missed some: check this device as at a ping.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(why) = self.may_not_follow().await {
+                            break why;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = &mut replaced => {
+                    break close(POLICY, "replaced by a newer live channel of this device");
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() >= options.live_idle_timeout {
+                        break close(POLICY, "nothing heard from the device; reconnect");
+                    }
+                    if let Some(why) = self.may_not_follow().await {
+                        break why;
+                    }
+                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                         return;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {} // Pings are answered by the WebSocket layer; nothing else is expected.
-            },
-            _ = stop.changed() => {
-                let _ = socket.send(Message::Close(None)).await;
-                return;
+                _ = stop.changed() => break Message::Close(None),
             }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket.send(goodbye)).await;
+    }
+
+    /// Why the device may no longer follow the project, if it may not (its
+    /// token revoked by another process, its user removed from the project).
+    async fn may_not_follow(&self) -> Option<Message> {
+        let (hub, token, project) = (Arc::clone(&self.state.hub), self.token.clone(), self.project.clone());
+        match blocking(move || hub.authorize_live(&token, &project)).await {
+            Ok(_) | Err(HubError::Storage(_)) => None,
+            Err(e) => Some(close(POLICY, &e.to_string().chars().take(100).collect::<String>())),
         }
     }
 }

@@ -30,6 +30,7 @@ use tokio::sync::broadcast;
 
 use crate::cursor::Cursor;
 use crate::error::HubError;
+use crate::limits;
 use crate::sqlite_store::SqliteHubStore;
 use crate::store::{
     DeviceRecord, DeviceSummary, HubStore, ProjectRecord, ProjectSummary, RoundWrite, SectionWrite, StoreError,
@@ -55,6 +56,7 @@ pub struct Enrollment {
 pub struct Hub {
     store: Mutex<Box<dyn HubStore>>,
     live: Mutex<HashMap<String, broadcast::Sender<u64>>>,
+    revoked: broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -80,6 +82,8 @@ struct Touched {
     /// Whether the server had no document for it before this round.
     is_new: bool,
     loose: usize,
+    /// Bytes the hub stores for it (snapshot and loose changes).
+    stored_bytes: usize,
     new: Vec<Change>,
     seen: HashSet<String>,
     /// The rules' judgement of the document with the new changes.
@@ -89,7 +93,7 @@ struct Touched {
 impl Hub {
     /// A hub over any store.
     pub fn new(store: impl HubStore + 'static) -> Hub {
-        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()) }
+        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()), revoked: broadcast::channel(64).0 }
     }
 
     /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`).
@@ -114,7 +118,7 @@ impl Hub {
         }
         let device = authenticate(self.store().as_mut(), bearer_token)?;
         // Inflate and parse without holding the store: other devices' rounds go on meanwhile.
-        let request: SyncRequest = protocol::decode(body)?;
+        let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
         let mut store = self.store();
         let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
         drop(store);
@@ -141,12 +145,24 @@ impl Hub {
         Ok(response)
     }
 
-    /// Check that `bearer_token` may follow `project`'s live channel.
-    pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<(), HubError> {
+    /// The id of the device `bearer_token` belongs to, if it may sync: what
+    /// the HTTP layer checks before reading a request's body.
+    pub fn authenticate(&self, bearer_token: &str) -> Result<String, HubError> {
+        Ok(authenticate(self.store().as_mut(), bearer_token)?.id)
+    }
+
+    /// Check that `bearer_token` may follow `project`'s live channel; the device's id.
+    pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<String, HubError> {
         let mut store = self.store();
         let device = authenticate(store.as_mut(), bearer_token)?;
         member_project(store.as_mut(), &device, project)?;
-        Ok(())
+        Ok(device.id)
+    }
+
+    /// The ids of devices as they are revoked by this hub ([`Hub::revoke_device`]),
+    /// so their live channels close at once.
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revoked.subscribe()
     }
 
     /// Subscribe to `project`'s feed growth: each message is the new highest feed seq.
@@ -177,6 +193,7 @@ impl Hub {
         if request.protocol != PROTOCOL_VERSION {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }
+        limits::check_request(&request)?;
         let project = request.project.as_str();
         let (record, role) = member_project(store, device, project)?;
         let cursor = Cursor::parse(&request.cursor)?;
@@ -197,7 +214,10 @@ impl Hub {
             // Bound to another device: taken over in the commit if that device
             // was revoked and is this user's (the same phone enrolled again),
             // refused there (403) otherwise.
-            Some(_) | None => Some(request.actor.clone()),
+            Some(_) | None => {
+                limits::check_new_actor(store, &device.id)?;
+                Some(request.actor.clone())
+            }
         };
 
         let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
@@ -299,6 +319,7 @@ impl Hub {
     ) -> Result<BTreeMap<String, Touched>, HubError> {
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut own_actors: HashSet<String> = HashSet::from([request.actor.clone()]);
+        let mut over_limits = Vec::new();
         for batch in &request.upload {
             if batch.section.is_empty() {
                 return Err(HubError::Malformed("a batch names no section".into()));
@@ -330,10 +351,14 @@ impl Hub {
                 if store.has_change(&batch.section, &hash)? {
                     continue; // Sent before: harmless.
                 }
+                if let Err(reason) = limits::check_change(bytes.len(), &change) {
+                    over_limits.push(Refusal { section: batch.section.clone(), hash, rule: None, reason });
+                    continue;
+                }
                 let t = match touched.entry(batch.section.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {
-                        let (doc, loose, is_new) = match store.section(&batch.section)? {
+                        let (doc, loose, is_new, stored_bytes) = match store.section(&batch.section)? {
                             Some(s) if s.project != request.project => {
                                 return Err(HubError::Forbidden(format!(
                                     "section {} belongs to another project than {}",
@@ -347,17 +372,44 @@ impl Hub {
                                         batch.section
                                     ))))
                                 })?;
-                                (doc, s.changes.len(), false)
+                                let bytes = s.snapshot.as_ref().map_or(0, Vec::len)
+                                    + s.changes.iter().map(Vec::len).sum::<usize>();
+                                (doc, s.changes.len(), false, bytes)
                             }
-                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true),
+                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true, 0),
                         };
-                        v.insert(Touched { doc, is_new, loose, new: Vec::new(), seen: HashSet::new(), validated: None })
+                        v.insert(Touched {
+                            doc,
+                            is_new,
+                            loose,
+                            stored_bytes,
+                            new: Vec::new(),
+                            seen: HashSet::new(),
+                            validated: None,
+                        })
                     }
                 };
                 if t.seen.insert(hash) {
                     t.new.push(change);
                 }
             }
+        }
+
+        // Sizes are judged before the changes are applied.
+        for (section, t) in &touched {
+            if let Err(reason) = limits::check_document(t.stored_bytes, &t.doc, &t.new) {
+                let refuse = |c: &Change| Refusal {
+                    section: section.clone(),
+                    hash: c.hash().to_string(),
+                    rule: None,
+                    reason: reason.clone(),
+                };
+                over_limits.extend(t.new.iter().map(refuse));
+            }
+        }
+        if !over_limits.is_empty() {
+            store.record_refusals(&request.project, &device.id, &over_limits, now_ms)?;
+            return Err(HubError::Refused(over_limits));
         }
 
         let mut refusals = Vec::new();
@@ -521,6 +573,13 @@ impl Hub {
         if id.is_empty() || id.trim() != id {
             return Err(HubError::Malformed(format!("`{id}` is not a usable project id")));
         }
+        if id.len() > limits::MAX_PROJECT_ID_BYTES {
+            return Err(HubError::Malformed(format!(
+                "a project id is at most {} bytes; this one is {}",
+                limits::MAX_PROJECT_ID_BYTES,
+                id.len()
+            )));
+        }
         if !self.store().create_project(id, &config)? {
             return Err(HubError::AlreadyExists(format!("project `{id}` exists already")));
         }
@@ -593,6 +652,7 @@ impl Hub {
         if !self.store().revoke_device(device_id, crate::now_ms())? {
             return Err(HubError::UnknownDevice(device_id.to_owned()));
         }
+        let _ = self.revoked.send(device_id.to_owned()); // No receiver: no live channel open.
         Ok(())
     }
 
@@ -639,7 +699,9 @@ fn check_structure(doc: &SectionDoc, change: &Change, section_is_new: bool) -> R
         _ => None,
     };
     let (edits, notes, photos) = (id_of("edits"), id_of("notes"), id_of("photos"));
-    let expanded = change.decode();
+    // Some malformed changes make Automerge panic here (see `SectionDoc::apply_changes`).
+    let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        .map_err(|_| "the change's operations cannot be read; it cannot be stored".to_owned())?;
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
     let actor = &expanded.actor_id;

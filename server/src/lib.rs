@@ -10,9 +10,14 @@
 //!   embedded SQLite backend (`<data dir>/hub.db`).
 //! - [`pg_store`]: the PostgreSQL backend, for several hub processes serving
 //!   the same projects, and [`pg_store::listen`] for their live notices.
-//! - [`http`]: the axum routes and [`serve`] with graceful shutdown.
+//! - [`http`]: the axum routes and [`serve`] with graceful shutdown, and the
+//!   HTTP layer's limits ([`ServeOptions`]): connections, timeouts, rates, the
+//!   live channel.
+//! - [`throttle`]: per-device request rates and live channels, in memory.
 //! - [`error`]: [`HubError`] and its one mapping to HTTP statuses.
 //! - [`cursor`]: the opaque feed cursor devices send back.
+//! - [`limits`]: the hub's limits on what a client controls (ids, counts,
+//!   sizes of changes and documents, actors per device).
 //!
 //! ```
 //! use fieldsync_core::protocol::{self, PROTOCOL_VERSION, SyncRequest, SyncResponse};
@@ -45,13 +50,15 @@ pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod pg_store;
 pub mod schema;
 pub mod sqlite_store;
 pub mod store;
+pub mod throttle;
 
 pub use error::HubError;
-pub use http::{router, serve, shutdown_signal};
+pub use http::{ServeOptions, router, router_with, serve, serve_with, shutdown_signal};
 pub use hub::{Enrollment, Hub, token_hash};
 pub use pg_store::PgHubStore;
 pub use sqlite_store::SqliteHubStore;

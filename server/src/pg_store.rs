@@ -222,6 +222,11 @@ impl HubStore for PgHubStore {
         Ok(self.client()?.query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])?.map(|r| r.get(0)))
     }
 
+    fn actor_count(&mut self, device: &str) -> Result<usize, StoreError> {
+        let n: i64 = self.client()?.query_one("SELECT count(*) FROM actors WHERE device = $1", &[&device])?.get(0);
+        Ok(n as usize)
+    }
+
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
         // Revoked devices stay in: their past writes keep their author's role.
         // Removed members stay in too: their past writes keep their author.

@@ -111,6 +111,14 @@ impl HubStore for SqliteHubStore {
             .optional()?)
     }
 
+    fn actor_count(&mut self, device: &str) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM actors WHERE device = ?1")?
+            .query_row([device], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError> {
         // Revoked devices and removed members stay in: their past writes keep their author.
         let mut stmt = self.conn.prepare_cached(

@@ -207,6 +207,8 @@ pub trait HubStore: Send {
     fn member_role(&mut self, project: &str, user: &str) -> Result<Option<Role>, StoreError>;
     /// The device an actor is bound to.
     fn actor_device(&mut self, actor: &str) -> Result<Option<String>, StoreError>;
+    /// How many actors are bound to `device`.
+    fn actor_count(&mut self, device: &str) -> Result<usize, StoreError>;
     /// The project's roster: every actor bound to a device of anyone who was ever a member
     /// (removed members keep their past writes' author), ordered by actor, each with their
     /// latest role.

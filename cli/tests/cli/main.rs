@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod device;
+mod hostile;
 mod serve;
 mod simulate;
 mod snapshots;

@@ -78,3 +78,39 @@ fn serve_on_an_unreachable_database_says_so_and_store_flags_exclude_each_other()
     let neither = run(&["serve"]);
     assert_eq!(neither.code, 2, "{neither:?}");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_and_admin_keeps_working() {
+    let crew = Crew::new();
+    let data = crew.data();
+    let mut second = bin()
+        .args(["serve", "--data", &data, "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang guard, not a timing assert: a second server that serves never exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second `fieldsync serve` on the same data directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&data), "names the directory: {stderr}");
+    assert!(stderr.contains(&format!("pid {}", crew.server.child.id())), "names the other process: {stderr}");
+    // The running server goes on, and admin works beside it.
+    assert_eq!(ok_json(&["admin", "--data", &data, "projects"])["projects"][0]["id"], PROJECT);
+    crew.init("olga");
+    // Once the first stops, the directory is free again.
+    let Crew { dir, server, tokens } = crew;
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    let crew = Crew { dir, server: Server::start(std::path::Path::new(&data)), tokens };
+    assert_eq!(crew.init("tina")["user"], "tina");
+}

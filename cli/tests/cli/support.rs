@@ -73,8 +73,14 @@ impl Server {
     }
 
     pub fn start_on(data: &Path, listen: &str) -> Server {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// With more flags (limits, say).
+    pub fn start_with(data: &Path, listen: &str, flags: &[&str]) -> Server {
         let mut child = bin()
             .args(["serve", "--data", data.to_str().unwrap(), "--listen", listen])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -44,6 +44,11 @@ pub enum DocumentError {
     /// Written by a newer FieldSync whose layout this version cannot read.
     #[error("section document format {0} is newer than this app understands ({FORMAT_VERSION}); update the app")]
     NewerFormat(i64),
+    /// Automerge failed on bytes from elsewhere (some malformed input makes
+    /// it panic, which is caught: the document or change is refused, the
+    /// process goes on).
+    #[error("unreadable: {0}")]
+    Unreadable(String),
     /// Notes edit outside the text.
     #[error("notes edit at {pos} deleting {delete} is outside the text of length {len}")]
     NotesRange {
@@ -123,6 +128,22 @@ fn num_at(doc: &Automerge, o: &ObjId, key: &str) -> Option<f64> {
     }
 }
 
+/// Run Automerge on bytes from elsewhere. Some malformed documents and
+/// changes make automerge 0.12 panic rather than fail (found by fuzzing:
+/// `core/tests/integration/fuzz.rs`, inputs kept in `fuzz-regressions/`); here
+/// that is an error like any other unreadable input, not a crash of the hub
+/// or the app.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, DocumentError>) -> Result<T, DocumentError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DocumentError::Unreadable(format!("automerge failed on {what} ({why})")))
+    })
+}
+
 impl SectionDoc {
     /// A new section, created by `actor` with its name and route as the first
     /// edits, stamped with the two stamps given.
@@ -153,27 +174,31 @@ impl SectionDoc {
 
     /// A document from saved bytes (a snapshot, changes, or both concatenated).
     pub fn load(bytes: &[u8]) -> Result<SectionDoc, DocumentError> {
-        let doc = Automerge::load(bytes)?;
-        let section = SectionDoc { doc };
-        section.check_layout()?;
-        Ok(section)
+        guarded("a document", || {
+            let doc = Automerge::load(bytes)?;
+            let section = SectionDoc { doc };
+            section.check_layout()?;
+            Ok(section)
+        })
     }
 
     /// A document from its stored parts: an optional snapshot and the changes
     /// stored since. Changes whose dependencies are missing wait in
     /// Automerge's queue instead of failing the load.
     pub fn from_parts(snapshot: Option<&[u8]>, changes: &[Vec<u8>]) -> Result<SectionDoc, DocumentError> {
-        let mut doc = match snapshot {
-            Some(s) => Automerge::load(s)?,
-            None => Automerge::new(),
-        };
-        let parsed = changes.iter().map(|c| Change::from_bytes(c.clone())).collect::<Result<Vec<_>, _>>()?;
-        doc.apply_changes(parsed)?;
-        let section = SectionDoc { doc };
-        if !section.doc.get_heads().is_empty() {
-            section.check_layout()?;
-        }
-        Ok(section)
+        guarded("a document or its changes", || {
+            let mut doc = match snapshot {
+                Some(s) => Automerge::load(s)?,
+                None => Automerge::new(),
+            };
+            let parsed = changes.iter().map(|c| Change::from_bytes(c.clone())).collect::<Result<Vec<_>, _>>()?;
+            doc.apply_changes(parsed)?;
+            let section = SectionDoc { doc };
+            if !section.doc.get_heads().is_empty() {
+                section.check_layout()?;
+            }
+            Ok(section)
+        })
     }
 
     /// An empty document, to apply a section's changes to when they arrive
@@ -287,12 +312,18 @@ impl SectionDoc {
         Ok(self.last_local_change())
     }
 
-    /// Apply changes from elsewhere; returns how many were new.
+    /// Apply changes from elsewhere; returns how many were new. After an
+    /// [`DocumentError::Unreadable`] the document is empty (Automerge stopped
+    /// half-way): drop it.
     pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<usize, DocumentError> {
         // Count from the change graph's size: `get_changes` would rebuild and
         // encode every new change just to count them.
         let before = self.doc.stats().num_changes;
-        self.doc.apply_changes(changes)?;
+        let applied = guarded("changes", || Ok(self.doc.apply_changes(changes)?));
+        if let Err(DocumentError::Unreadable(_)) = &applied {
+            self.doc = Automerge::new();
+        }
+        applied?;
         Ok((self.doc.stats().num_changes - before) as usize)
     }
 

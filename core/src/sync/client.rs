@@ -67,6 +67,23 @@ impl SyncError {
             SyncError::Replica(_) => false,
         }
     }
+
+    /// How long the server asked us to wait before the next round, in ms
+    /// (`429 Too Many Requests` or `503` with `Retry-After`).
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            SyncError::Transport(t) => t.retry_after_ms(),
+            _ => None,
+        }
+    }
+
+    /// The event that tells [`SyncEngine`] of this failure.
+    pub fn event(&self) -> SyncEvent {
+        match self.retry_after_ms() {
+            Some(retry_after_ms) => SyncEvent::RoundThrottled { retry_after_ms },
+            None => SyncEvent::RoundFailed { retryable: self.retryable() },
+        }
+    }
 }
 
 /// What a sync did, summed over its rounds.
@@ -291,7 +308,7 @@ impl BackgroundSync {
                                     }
                                     event = Some(match &outcome {
                                         Ok(_) => SyncEvent::RoundDone { more: false },
-                                        Err(e) => SyncEvent::RoundFailed { retryable: e.retryable() },
+                                        Err(e) => e.event(),
                                     });
                                     listener(match outcome {
                                         Ok(r) => SyncUpdate::Synced(r),

@@ -58,6 +58,13 @@ pub enum SyncEvent {
         /// Whether trying again later may help (network) or not (revoked token).
         retryable: bool,
     },
+    /// A round failed and the server asked to wait this long before the next
+    /// (`429` or `503` with `Retry-After`): no round starts before then,
+    /// whatever else happens (nudges, a returning link).
+    RoundThrottled {
+        /// How long to wait, in ms.
+        retry_after_ms: u64,
+    },
 }
 
 /// What the runtime should do.
@@ -80,6 +87,7 @@ pub struct SyncEngine {
     nudged: bool,
     edited_in_flight: bool,
     due_at: Option<u64>,
+    not_before: Option<u64>,
 }
 
 impl SyncEngine {
@@ -94,6 +102,7 @@ impl SyncEngine {
             nudged: false,
             edited_in_flight: false,
             due_at: None,
+            not_before: None,
         }
     }
 
@@ -139,6 +148,7 @@ impl SyncEngine {
             SyncEvent::RoundDone { more } => {
                 self.in_flight = false;
                 self.failures = 0;
+                self.not_before = None;
                 self.nudged |= more;
                 let wait = if std::mem::take(&mut self.edited_in_flight) {
                     self.config.edit_debounce_ms
@@ -154,6 +164,15 @@ impl SyncEngine {
                 self.stopped_by_error = !retryable;
                 self.due_at = Some(now_ms + self.backoff(random));
             }
+            SyncEvent::RoundThrottled { retry_after_ms } => {
+                self.in_flight = false;
+                self.edited_in_flight = false;
+                self.failures += 1;
+                self.stopped_by_error = false;
+                let at = now_ms + retry_after_ms.max(self.backoff(random));
+                self.not_before = Some(now_ms + retry_after_ms);
+                self.due_at = Some(at);
+            }
         }
         self.next(now_ms)
     }
@@ -163,6 +182,15 @@ impl SyncEngine {
     }
 
     fn next(&mut self, now_ms: u64) -> Vec<SyncAction> {
+        if let Some(t) = self.not_before {
+            if t > now_ms {
+                // The server asked us to wait: nothing starts a round before then.
+                let wake = self.due_at.map_or(t, |d| d.max(t));
+                self.due_at = Some(wake);
+                return if self.in_flight || !self.online { vec![] } else { vec![SyncAction::WakeAt(wake)] };
+            }
+            self.not_before = None;
+        }
         if self.in_flight || !self.online || self.stopped_by_error {
             return match (self.in_flight, self.due_at) {
                 (false, Some(d)) if self.online && !self.stopped_by_error => vec![SyncAction::WakeAt(d)],
@@ -261,6 +289,25 @@ mod tests {
         assert_eq!(e.handle(RoundDone { more: false }, 100, 0), [WakeAt(2_100)]);
         assert_eq!(e.handle(Timer, 2_100, 0), [StartRound]);
         assert_eq!(e.handle(RoundDone { more: false }, 2_200, 0), [WakeAt(62_200)]);
+    }
+
+    #[test]
+    fn a_throttled_round_waits_for_retry_after_whatever_else_happens() {
+        let mut e = engine();
+        e.handle(Started, 0, 0);
+        // Retry-After is longer than the backoff: it decides.
+        assert_eq!(e.handle(RoundThrottled { retry_after_ms: 30_000 }, 100, 0), [WakeAt(30_100)]);
+        assert_eq!(e.handle(Nudge, 200, 0), [WakeAt(30_100)]);
+        assert_eq!(e.handle(LocalEdit, 300, 0), [WakeAt(30_100)]);
+        assert_eq!(e.handle(Connectivity { online: true }, 400, 0), [WakeAt(30_100)]);
+        assert_eq!(e.handle(Timer, 30_099, 0), [WakeAt(30_100)]);
+        assert_eq!(e.handle(Timer, 30_100, 0), [StartRound]);
+        assert_eq!(e.handle(RoundDone { more: false }, 30_200, 0), [WakeAt(90_200)], "that round carried the edit");
+        // A short Retry-After: the backoff (at least 500 ms after one failure) still applies.
+        let mut e = engine();
+        e.handle(Started, 0, 0);
+        let [WakeAt(at)] = e.handle(RoundThrottled { retry_after_ms: 1 }, 0, u64::MAX)[..] else { panic!() };
+        assert!(at >= 500, "{at}");
     }
 
     #[test]

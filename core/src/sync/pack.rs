@@ -126,57 +126,121 @@ pub fn pack(changes: &[Vec<u8>]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The changes of a batch from their wire form.
-pub fn unpack(wire: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
-    let mut hashes: Vec<Option<Hash>> = Vec::with_capacity(wire.len());
-    let mut out = Vec::with_capacity(wire.len());
-    for (i, w) in wire.into_iter().enumerate() {
+/// Why a batch's wire form could not be unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// Not a wire form this code writes.
+    #[error("{0}")]
+    Malformed(String),
+    /// Over a limit of [`crate::sync::protocol::Limits`], found before anything was allocated for it.
+    #[error("{what}: more than {limit}")]
+    OverLimit {
+        /// What is counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The changes of a batch from their wire form, within the limits of the
+/// decode under way on this thread (or the response limits outside one).
+pub fn unpack(wire: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, PackError> {
+    let _budget = crate::sync::protocol::budget::Scope::ensure(crate::sync::protocol::Limits::RESPONSE);
+    let mut unpacker = Unpacker::default();
+    for w in &wire {
+        unpacker.push(w)?;
+    }
+    Ok(unpacker.out)
+}
+
+fn uleb_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Unpacks a batch change by change: each change's size after unpacking is
+/// worked out and charged to the decode's budget before it is allocated, so
+/// a bomb of one-byte back-references costs nothing.
+#[derive(Default)]
+struct Unpacker {
+    hashes: Vec<Option<Hash>>,
+    out: Vec<Vec<u8>>,
+}
+
+impl Unpacker {
+    fn push(&mut self, w: &[u8]) -> Result<(), PackError> {
+        use crate::sync::protocol::budget;
+        let i = self.out.len();
+        let bad = |what: &str| PackError::Malformed(format!("packed change {i}: {what}"));
+        budget::count_change()?;
         match w.first() {
             Some(&VERBATIM) => {
-                out.push(w[1..].to_vec());
-                hashes.push(None);
+                budget::charge(w.len() - 1)?;
+                self.out.push(w[1..].to_vec());
+                self.hashes.push(None);
             }
             Some(&PACKED) => {
-                let bad = |what: &str| format!("packed change {i}: {what}");
                 let mut pos = 1;
-                let n = read_uleb(&w, &mut pos).ok_or_else(|| bad("bad dependency count"))?;
-                let mut data = Vec::with_capacity(w.len() + 64);
-                write_uleb(&mut data, n);
+                let n = read_uleb(w, &mut pos).ok_or_else(|| bad("bad dependency count"))?;
+                budget::check_deps(n)?;
+                // First pass: check every dependency and find where the rest begins.
+                let deps_at = pos;
                 for _ in 0..n {
-                    match read_uleb(&w, &mut pos).ok_or_else(|| bad("bad dependency"))? {
-                        0 => data.extend_from_slice(w.get(pos..pos + 32).ok_or_else(|| bad("cut off"))?),
+                    match read_uleb(w, &mut pos).ok_or_else(|| bad("bad dependency"))? {
+                        0 => {
+                            w.get(pos..pos + 32).ok_or_else(|| bad("cut off"))?;
+                            pos += 32;
+                        }
                         back => {
                             let j = usize::try_from(back)
                                 .ok()
                                 .and_then(|b| i.checked_sub(b))
                                 .ok_or_else(|| bad("refers before the batch"))?;
-                            let hash = hashes[j].ok_or_else(|| bad("refers to a change sent verbatim"))?;
-                            data.extend_from_slice(&hash);
-                            continue;
+                            self.hashes[j].ok_or_else(|| bad("refers to a change sent verbatim"))?;
                         }
                     }
-                    pos += 32;
                 }
-                data.extend_from_slice(&w[pos..]);
-                let hash = chunk_hash(&data);
-                let mut chunk = Vec::with_capacity(data.len() + 16);
+                let rest = &w[pos..];
+                // `n` is at most the limit on dependencies, so this does not overflow.
+                let data_len = uleb_len(n) + 32 * n as usize + rest.len();
+                let chunk_len = MAGIC.len() + 4 + 1 + uleb_len(data_len as u64) + data_len;
+                budget::charge(chunk_len)?;
+                // Second pass: write the chunk, hashing its data as it goes.
+                let mut chunk = Vec::with_capacity(chunk_len);
                 chunk.extend_from_slice(&MAGIC);
-                chunk.extend_from_slice(&hash[..4]);
+                chunk.extend_from_slice(&[0; 4]); // The checksum, once the hash is known.
                 chunk.push(CHUNK_CHANGE);
-                write_uleb(&mut chunk, data.len() as u64);
-                chunk.extend_from_slice(&data);
-                out.push(chunk);
-                hashes.push(Some(hash));
+                write_uleb(&mut chunk, data_len as u64);
+                let data_at = chunk.len();
+                write_uleb(&mut chunk, n);
+                let mut pos = deps_at;
+                for _ in 0..n {
+                    match read_uleb(w, &mut pos).expect("checked above") {
+                        0 => {
+                            chunk.extend_from_slice(&w[pos..pos + 32]);
+                            pos += 32;
+                        }
+                        back => chunk.extend_from_slice(&self.hashes[i - back as usize].expect("checked above")),
+                    }
+                }
+                chunk.extend_from_slice(rest);
+                let hash = chunk_hash(&chunk[data_at..]);
+                chunk[4..8].copy_from_slice(&hash[..4]);
+                self.out.push(chunk);
+                self.hashes.push(Some(hash));
             }
-            _ => return Err(format!("change {i} of a batch has no known wire tag")),
+            _ => return Err(PackError::Malformed(format!("change {i} of a batch has no known wire tag"))),
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// `#[serde(with = "crate::sync::pack::serde_changes")]`: packed in binary formats
 /// (postcard, the wire), as they are in human-readable ones (JSON).
 pub mod serde_changes {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     /// Serialize a batch's changes.
@@ -184,12 +248,72 @@ pub mod serde_changes {
         if s.is_human_readable() { changes.serialize(s) } else { super::pack(changes).serialize(s) }
     }
 
-    /// Deserialize a batch's changes.
+    /// Deserialize a batch's changes, unpacking each as it arrives (binary
+    /// formats) within the limits of the decode under way.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        if d.is_human_readable() {
-            Vec::deserialize(d)
-        } else {
-            super::unpack(Vec::deserialize(d)?).map_err(serde::de::Error::custom)
+        if d.is_human_readable() { Vec::deserialize(d) } else { d.deserialize_seq(WireChanges) }
+    }
+
+    struct WireChanges;
+
+    impl<'de> Visitor<'de> for WireChanges {
+        type Value = Vec<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence of packed changes")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            use crate::sync::protocol::{Limits, budget};
+            let _budget = budget::Scope::ensure(Limits::RESPONSE);
+            let mut unpacker = super::Unpacker::default();
+            while let Some(WireChange(w)) = seq.next_element()? {
+                unpacker.push(&w).map_err(|e| {
+                    let message = e.to_string();
+                    budget::fail(e.into());
+                    de::Error::custom(message)
+                })?;
+            }
+            Ok(unpacker.out)
+        }
+    }
+
+    /// One change's wire form, borrowed from the body where the format allows.
+    struct WireChange<'de>(std::borrow::Cow<'de, [u8]>);
+
+    impl<'de> Deserialize<'de> for WireChange<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_bytes(BytesVisitor).map(WireChange)
+        }
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = std::borrow::Cow<'de, [u8]>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the bytes of a change")
+        }
+
+        fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Borrowed(v))
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Owned(v.to_vec()))
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Owned(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(std::borrow::Cow::Owned(v))
         }
     }
 }

@@ -18,8 +18,56 @@ pub const PROTOCOL_VERSION: u16 = 2;
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
 /// Largest compressed body either side accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Largest inflated body either side accepts.
+/// Largest inflated body either side accepts (a hub accepts less in a
+/// request: [`Limits::REQUEST`]).
 pub const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+/// Most changes one request may upload; a device sends more in further rounds.
+pub const MAX_CHANGES_PER_REQUEST: usize = 10_000;
+/// Most dependencies one change may have (a change depends on the heads its
+/// writer had: one, or a few after concurrent edits).
+pub const MAX_DEPS_PER_CHANGE: usize = 1_024;
+/// What each item of a decoded body (a change, a batch, a document, a
+/// member) is charged besides its bytes: its share of the memory it takes.
+const ITEM_OVERHEAD: usize = 96;
+
+/// What decoding one body may cost, each limit checked before the memory it
+/// guards is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The compressed body.
+    pub body_bytes: usize,
+    /// The inflated body.
+    pub inflated_bytes: usize,
+    /// The decoded message after every expansion: the changes as unpacked,
+    /// plus [`ITEM_OVERHEAD`] per change, batch, document and member.
+    pub decoded_bytes: usize,
+    /// Changes in the whole body.
+    pub changes: usize,
+    /// Dependencies of one change.
+    pub deps_per_change: usize,
+}
+
+impl Limits {
+    /// What a hub accepts in a [`SyncRequest`]: far more than a device's
+    /// upload budget fills (1 MiB of changes by default).
+    pub const REQUEST: Limits = Limits {
+        body_bytes: MAX_BODY_BYTES,
+        inflated_bytes: 16 * 1024 * 1024,
+        decoded_bytes: 16 * 1024 * 1024,
+        changes: MAX_CHANGES_PER_REQUEST,
+        deps_per_change: MAX_DEPS_PER_CHANGE,
+    };
+
+    /// What a device accepts in a [`SyncResponse`] (and [`decode`]'s limits):
+    /// a page of at most 8 MiB of changes, or a document of at most 8 MiB.
+    pub const RESPONSE: Limits = Limits {
+        body_bytes: MAX_BODY_BYTES,
+        inflated_bytes: MAX_INFLATED_BYTES,
+        decoded_bytes: MAX_INFLATED_BYTES,
+        changes: 500_000,
+        deps_per_change: MAX_DEPS_PER_CHANGE,
+    };
+}
 /// The `error` code of the 400 answering a cursor the server does not know
 /// (its data was restored or replaced): the device starts over with an empty cursor.
 pub const UNKNOWN_CURSOR: &str = "unknown_cursor";
@@ -63,6 +111,7 @@ pub struct SyncRequest {
     /// How many bytes of changes the response may carry (before compression).
     pub response_budget: u32,
     /// Unconfirmed local changes.
+    #[serde(deserialize_with = "counted")]
     pub upload: Vec<SectionBatch>,
 }
 
@@ -85,13 +134,18 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable code: `malformed`, `unknown_cursor`, `too_large`, `unauthorized`,
-    /// `forbidden`, `unknown_project`, `refused`, `protocol_version`, `internal`.
+    /// `forbidden`, `unknown_project`, `timeout`, `refused`, `rate_limited`, `busy`,
+    /// `protocol_version`, `internal`.
     pub error: String,
     /// What happened and what to do, in words.
     pub message: String,
     /// For `refused`: each change refused and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
+    /// For `rate_limited` and `busy`: seconds to wait before trying again
+    /// (also in the `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 /// The project's roster and config, sent when the device's copy is stale.
@@ -100,9 +154,11 @@ pub struct RosterUpdate {
     /// Version to send back next time.
     pub version: u64,
     /// Actor → user → role, removed members included (their past writes keep their author).
+    #[serde(deserialize_with = "counted")]
     pub members: Vec<Member>,
     /// Every member's role changes in the server's order: a write is judged
     /// under the role its author had when it was made.
+    #[serde(deserialize_with = "counted")]
     pub history: Vec<RoleChange>,
     /// The project's rule configuration.
     pub config: ProjectConfig,
@@ -115,8 +171,10 @@ pub struct SyncResponse {
     /// Every uploaded change is stored (a refusal is an HTTP 422 instead).
     pub server_time_ms: u64,
     /// Changes the device lacks, in feed order.
+    #[serde(deserialize_with = "counted")]
     pub changes: Vec<SectionBatch>,
     /// Whole documents, for a device bootstrapping from an empty cursor.
+    #[serde(deserialize_with = "counted")]
     pub documents: Vec<SectionDocument>,
     /// The cursor to send next time; commit it with the changes above.
     pub cursor: String,
@@ -138,6 +196,15 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
+    /// Over a limit on what one body may hold once decoded: changes, the
+    /// dependencies of one change, bytes after unpacking.
+    #[error("{what}: more than {limit}; sync in smaller batches")]
+    OverLimit {
+        /// What is counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// Not deflate, or not the message expected.
     #[error("undecodable body: {0}")]
     Malformed(String),
@@ -151,20 +218,181 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     z.finish().expect("writing to a Vec does not fail")
 }
 
-/// Inflate and deserialize a message, checking sizes first.
+/// Inflate and deserialize a message within [`Limits::RESPONSE`].
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ProtocolError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ProtocolError::TooLarge { what: "compressed", limit: MAX_BODY_BYTES });
+    decode_with(body, &Limits::RESPONSE)
+}
+
+/// Inflate and deserialize a message within `limits`: the compressed size is
+/// checked first, inflation stops at its limit, and every change, batch,
+/// document and member is counted and charged as it is decoded, before it is
+/// allocated.
+pub fn decode_with<T: for<'de> Deserialize<'de>>(body: &[u8], limits: &Limits) -> Result<T, ProtocolError> {
+    if body.len() > limits.body_bytes {
+        return Err(ProtocolError::TooLarge { what: "compressed", limit: limits.body_bytes });
     }
     let mut raw = Vec::new();
     flate2::read::DeflateDecoder::new(body)
-        .take(MAX_INFLATED_BYTES as u64 + 1)
+        .take(limits.inflated_bytes as u64 + 1)
         .read_to_end(&mut raw)
         .map_err(|e| ProtocolError::Malformed(format!("not deflate: {e}")))?;
-    if raw.len() > MAX_INFLATED_BYTES {
-        return Err(ProtocolError::TooLarge { what: "inflated", limit: MAX_INFLATED_BYTES });
+    if raw.len() > limits.inflated_bytes {
+        return Err(ProtocolError::TooLarge { what: "inflated", limit: limits.inflated_bytes });
     }
-    postcard::from_bytes(&raw).map_err(|e| ProtocolError::Malformed(e.to_string()))
+    let scope = budget::Scope::enter(*limits);
+    let decoded = postcard::from_bytes(&raw);
+    match (decoded, scope.take_error()) {
+        (_, Some(e)) => Err(e),
+        (Ok(message), None) => Ok(message),
+        (Err(e), None) => Err(ProtocolError::Malformed(e.to_string())),
+    }
+}
+
+impl From<crate::sync::pack::PackError> for ProtocolError {
+    fn from(e: crate::sync::pack::PackError) -> Self {
+        match e {
+            crate::sync::pack::PackError::OverLimit { what, limit } => ProtocolError::OverLimit { what, limit },
+            e => ProtocolError::Malformed(e.to_string()),
+        }
+    }
+}
+
+/// A list in a message, each item charged to the decode's budget before it is
+/// decoded (an empty batch is two bytes on the wire and far more in memory).
+fn counted<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Counted<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            loop {
+                if let Err(e) = budget::charge(0) {
+                    let message = e.to_string();
+                    budget::fail(e.into());
+                    return Err(serde::de::Error::custom(message));
+                }
+                match seq.next_element()? {
+                    Some(item) => out.push(item),
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    d.deserialize_seq(Counted(std::marker::PhantomData))
+}
+
+/// The budget of the decode under way on this thread: what [`decode_with`]'s
+/// limits leave, charged by [`crate::sync::pack`]'s unpacking and by
+/// [`counted`] lists as they go (serde gives a deserializer no other place to
+/// keep it). Outside a decode, each batch gets [`Limits::RESPONSE`] of its own.
+pub(crate) mod budget {
+    use std::cell::RefCell;
+
+    use super::{ITEM_OVERHEAD, Limits, ProtocolError};
+    use crate::sync::pack::PackError;
+
+    struct State {
+        limits: Limits,
+        bytes: usize,
+        changes: usize,
+        error: Option<ProtocolError>,
+    }
+
+    thread_local! {
+        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    }
+
+    /// A decode's budget, in force until dropped.
+    pub(crate) struct Scope {
+        previous: Option<State>,
+    }
+
+    impl Scope {
+        /// Start a budget of `limits`.
+        pub(crate) fn enter(limits: Limits) -> Scope {
+            let state = State { limits, bytes: 0, changes: 0, error: None };
+            Scope { previous: STATE.replace(Some(state)) }
+        }
+
+        /// Start a budget of `limits` unless one is in force.
+        pub(crate) fn ensure(limits: Limits) -> Option<Scope> {
+            if STATE.with_borrow(Option::is_some) { None } else { Some(Scope::enter(limits)) }
+        }
+
+        /// What stopped the decode, if a limit did or unpacking failed.
+        pub(crate) fn take_error(&self) -> Option<ProtocolError> {
+            STATE.with_borrow_mut(|s| s.as_mut().and_then(|s| s.error.take()))
+        }
+    }
+
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            STATE.set(self.previous.take());
+        }
+    }
+
+    fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+        let _scope = Scope::ensure(Limits::RESPONSE);
+        STATE.with_borrow_mut(|s| f(s.as_mut().expect("a budget is in force")))
+    }
+
+    /// Charge one item of `bytes` (besides its overhead).
+    pub(crate) fn charge(bytes: usize) -> Result<(), PackError> {
+        with(|s| {
+            s.bytes = s.bytes.saturating_add(bytes).saturating_add(ITEM_OVERHEAD);
+            if s.bytes > s.limits.decoded_bytes {
+                return Err(PackError::OverLimit {
+                    what: "bytes of a body once its changes are unpacked",
+                    limit: s.limits.decoded_bytes,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Count one more change.
+    pub(crate) fn count_change() -> Result<(), PackError> {
+        with(|s| {
+            s.changes += 1;
+            if s.changes > s.limits.changes {
+                return Err(PackError::OverLimit { what: "changes in one body", limit: s.limits.changes });
+            }
+            Ok(())
+        })
+    }
+
+    /// Check a change's number of dependencies.
+    pub(crate) fn check_deps(n: u64) -> Result<(), PackError> {
+        with(|s| {
+            if n > s.limits.deps_per_change as u64 {
+                return Err(PackError::OverLimit {
+                    what: "dependencies of one change",
+                    limit: s.limits.deps_per_change,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Record why the decode stops (the first reason counts).
+    pub(crate) fn fail(e: ProtocolError) {
+        STATE.with_borrow_mut(|s| {
+            if let Some(s) = s.as_mut() {
+                s.error.get_or_insert(e);
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -208,5 +436,121 @@ mod tests {
         assert!(bomb.len() < 200_000);
         assert!(matches!(decode::<SyncRequest>(&bomb), Err(ProtocolError::TooLarge { what: "inflated", .. })));
         assert!(matches!(decode::<SyncRequest>(b"garbage"), Err(ProtocolError::Malformed(_))));
+    }
+
+    fn uleb(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        uleb(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A deflated postcard `SyncRequest` whose one batch carries `wire` as the
+    /// changes' wire forms, as they are (no packing by `encode`).
+    fn request_with_wire_changes(wire: &[Vec<u8>]) -> Vec<u8> {
+        let mut raw = vec![1]; // protocol
+        string(&mut raw, "p");
+        string(&mut raw, "aa");
+        string(&mut raw, "");
+        raw.extend_from_slice(&[0, 0]); // roster_version, response_budget
+        raw.push(1); // one batch
+        string(&mut raw, "s");
+        uleb(&mut raw, wire.len() as u64);
+        for w in wire {
+            uleb(&mut raw, w.len() as u64);
+            raw.extend_from_slice(w);
+        }
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&raw).unwrap();
+        z.finish().unwrap()
+    }
+
+    /// `changes` packed changes after a first one, each naming the change
+    /// before it `refs` times: each one-byte back-reference becomes a 32-byte
+    /// hash when unpacked.
+    fn back_reference_bomb(changes: usize, refs: usize) -> Vec<Vec<u8>> {
+        let mut bomb = vec![1];
+        uleb(&mut bomb, refs as u64);
+        bomb.resize(bomb.len() + refs, 1);
+        let mut wire = vec![vec![1, 0]];
+        wire.resize(changes + 1, bomb);
+        wire
+    }
+
+    #[test]
+    fn packed_changes_are_not_expanded_past_the_limit() {
+        // 4 MB inflated, 128 MiB unpacked: over the limit of what a body may expand to.
+        let body = request_with_wire_changes(&back_reference_bomb(4_000, 1_000));
+        assert!(body.len() < 100_000, "{}", body.len());
+        match decode::<SyncRequest>(&body) {
+            Err(ProtocolError::OverLimit { what, .. }) => assert!(what.contains("unpack"), "{what}"),
+            other => panic!("not refused as over a limit: {:?}", other.map(|r| r.upload[0].changes.len())),
+        }
+        // The bomb: one change of 4 million back-references.
+        let body = request_with_wire_changes(&back_reference_bomb(1, 4_000_000));
+        match decode::<SyncRequest>(&body) {
+            Err(ProtocolError::OverLimit { what, .. }) => assert!(what.contains("dependencies"), "{what}"),
+            other => panic!("not refused as over a limit: {:?}", other.map(|r| r.upload[0].changes[1].len())),
+        }
+        // Within the limits, the same shape decodes.
+        let fine: SyncRequest = decode(&request_with_wire_changes(&back_reference_bomb(10, 3))).unwrap();
+        assert_eq!(fine.upload[0].changes.len(), 11);
+        assert_eq!(fine.upload[0].changes[10].len(), 4 + 4 + 1 + 1 + 1 + 3 * 32);
+    }
+
+    #[test]
+    fn empty_items_are_charged_for_the_memory_they_take() {
+        // A million empty batches: 3 MB on the wire, far more in memory.
+        let mut raw = vec![1, 1, b'p', 2, b'a', b'a', 0, 0, 0];
+        uleb(&mut raw, 1_000_000);
+        for _ in 0..1_000_000 {
+            raw.extend_from_slice(&[1, b's', 0]);
+        }
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&raw).unwrap();
+        match decode::<SyncRequest>(&z.finish().unwrap()) {
+            Err(ProtocolError::OverLimit { what, .. }) => assert!(what.contains("bytes"), "{what}"),
+            other => panic!("not refused as over a limit: {:?}", other.map(|r| r.upload.len())),
+        }
+    }
+
+    #[test]
+    fn too_many_dependencies_or_changes_are_refused() {
+        let mut deps = vec![1];
+        uleb(&mut deps, 2_000);
+        for _ in 0..2_000 {
+            deps.push(0);
+            deps.extend_from_slice(&[7; 32]);
+        }
+        match decode::<SyncRequest>(&request_with_wire_changes(&[deps])) {
+            Err(ProtocolError::OverLimit { what, .. }) => assert!(what.contains("dependencies"), "{what}"),
+            other => panic!("not refused as over a limit: {other:?}"),
+        }
+        let mut over = vec![vec![1, 0]; MAX_CHANGES_PER_REQUEST];
+        let at_the_limit = request_with_wire_changes(&over);
+        assert_eq!(
+            decode_with::<SyncRequest>(&at_the_limit, &Limits::REQUEST).unwrap().upload[0].changes.len(),
+            10_000
+        );
+        over.push(vec![1, 0]);
+        match decode_with::<SyncRequest>(&request_with_wire_changes(&over), &Limits::REQUEST) {
+            Err(ProtocolError::OverLimit { what, limit }) => assert_eq!((what, limit), ("changes in one body", 10_000)),
+            other => panic!("not refused as over a limit: {other:?}"),
+        }
+        let many = vec![vec![1, 0]; 2_000_000];
+        match decode::<SyncRequest>(&request_with_wire_changes(&many)) {
+            Err(ProtocolError::OverLimit { what, .. }) => assert!(what.contains("changes"), "{what}"),
+            other => panic!("not refused as over a limit: {:?}", other.map(|r| r.upload[0].changes.len())),
+        }
     }
 }

@@ -82,7 +82,8 @@ impl Replica {
         self.join_project(project)?;
         self.hold_back_dependents_of_refused(project)?;
         let (cursor, roster_version) = store::cursor(&self.conn, project)?;
-        let outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
+        let mut outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
+        outbox.truncate(crate::sync::protocol::MAX_CHANGES_PER_REQUEST);
         let more_to_send = store::outbox_count(&self.conn, Some(project))? > outbox.len();
         let mut by_section: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         let mut sent = Vec::with_capacity(outbox.len());

@@ -32,8 +32,22 @@ impl TransportError {
             error: "http".into(),
             message: String::from_utf8_lossy(body).chars().take(200).collect(),
             refusals: vec![],
+            retry_after_s: None,
         });
         TransportError::Server { status, body }
+    }
+
+    /// Like [`TransportError::from_response`], with the response's
+    /// `Retry-After` header (seconds), which a body without its own
+    /// `retry_after_s` (from a proxy, say) takes.
+    pub fn from_http(status: u16, body: &[u8], retry_after: Option<&str>) -> TransportError {
+        let mut e = TransportError::from_response(status, body);
+        if let TransportError::Server { body, .. } = &mut e
+            && body.retry_after_s.is_none()
+        {
+            body.retry_after_s = retry_after.and_then(|v| v.trim().parse().ok());
+        }
+        e
     }
 
     /// Whether trying again later may help.
@@ -41,6 +55,15 @@ impl TransportError {
         match self {
             TransportError::Unreachable(_) => true,
             TransportError::Server { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again (a `429` or
+    /// `503` with `Retry-After`), in ms.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            TransportError::Server { status: 429 | 503, body } => body.retry_after_s.map(|s| s.saturating_mul(1000)),
+            _ => None,
         }
     }
 }
@@ -102,10 +125,30 @@ impl Transport for HttpTransport {
             .send()
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.bytes().map_err(|e| TransportError::Unreachable(format!("response cut off: {e}")))?;
         if status == 200 {
             return Ok(bytes.to_vec());
         }
-        Err(TransportError::from_response(status, &bytes))
+        Err(TransportError::from_http(status, &bytes, retry_after.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_comes_from_the_body_or_the_header() {
+        let body = br#"{"error":"rate_limited","message":"slow down","retry_after_s":7}"#;
+        let e = TransportError::from_http(429, body, Some("3"));
+        assert_eq!((e.retryable(), e.retry_after_ms()), (true, Some(7_000)));
+        let proxy = TransportError::from_http(503, b"<html>busy</html>", Some(" 12 "));
+        assert_eq!((proxy.retryable(), proxy.retry_after_ms()), (true, Some(12_000)));
+        // An HTTP date is not understood: the usual backoff applies.
+        let dated = TransportError::from_http(429, b"", Some("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!((dated.retryable(), dated.retry_after_ms()), (true, None));
+        assert_eq!(TransportError::from_http(500, body, Some("3")).retry_after_ms(), None);
     }
 }

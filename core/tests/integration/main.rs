@@ -4,6 +4,7 @@ mod common;
 mod convergence;
 mod crash;
 mod encryption;
+mod fuzz;
 mod replica;
 mod rules;
 mod salvage;

@@ -38,7 +38,12 @@ fn refused_changes_stay_stored_but_leave_the_outbox() {
                     rule: Some("office_only".into()),
                     reason: "demoted".into(),
                 };
-                let body = ErrorBody { error: "refused".into(), message: "refused".into(), refusals: vec![refusal] };
+                let body = ErrorBody {
+                    error: "refused".into(),
+                    message: "refused".into(),
+                    refusals: vec![refusal],
+                    retry_after_s: None,
+                };
                 Err(TransportError::Server { status: 422, body })
             }
             None => Ok(protocol::encode(&response("c:1", false))),

@@ -29,6 +29,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(hub: Arc<Hub>) -> TestServer {
+        TestServer::start_with(hub, fieldsync_server::ServeOptions::default())
+    }
+
+    /// Serve with the HTTP layer's limits set.
+    pub fn start_with(hub: Arc<Hub>, options: fieldsync_server::ServeOptions) -> TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&hub);
@@ -37,9 +42,14 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                fieldsync_server::serve(listener, served, async {
-                    let _ = stop_rx.await;
-                })
+                fieldsync_server::serve_with(
+                    listener,
+                    served,
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    options,
+                )
                 .await
                 .unwrap();
             });

@@ -9,7 +9,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::common::*;
 
-fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
+pub fn connect(server: &TestServer, token: &str, project: &str) -> Result<WebSocket<TcpStream>, u16> {
     connect_to(server, token, &format!("/v1/live?project={project}")).map_err(|(status, _)| status)
 }
 
@@ -28,7 +28,7 @@ fn connect_to(server: &TestServer, token: &str, path: &str) -> Result<WebSocket<
     }
 }
 
-fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
+pub fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
     loop {
         match ws.read().unwrap() {
             Message::Text(t) => return t.to_string(),

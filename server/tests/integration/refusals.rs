@@ -9,7 +9,7 @@ use fieldsync_core::{GeoPoint, Member, ProjectConfig, Role};
 
 use crate::common::*;
 
-fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest {
+pub fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest {
     SyncRequest {
         protocol: PROTOCOL_VERSION,
         project: project.into(),
@@ -22,15 +22,15 @@ fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncRequest
 }
 
 /// A hub where olga (office) made a section and tina (technician) holds it.
-struct Scene {
-    _dir: tempfile::TempDir,
-    server: TestServer,
-    olga: Device,
-    tina: Device,
-    section: String,
+pub struct Scene {
+    pub _dir: tempfile::TempDir,
+    pub server: TestServer,
+    pub olga: Device,
+    pub tina: Device,
+    pub section: String,
 }
 
-fn scene() -> Scene {
+pub fn scene() -> Scene {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
     let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
@@ -43,7 +43,7 @@ fn scene() -> Scene {
 }
 
 /// Send `body` as `token`, expect `status` and `code`, and check nothing was stored.
-fn refused(s: &Scene, token: &str, body: &[u8], status: u16, code: &str) -> protocol::ErrorBody {
+pub fn refused(s: &Scene, token: &str, body: &[u8], status: u16, code: &str) -> protocol::ErrorBody {
     let before = stored(&s.server.hub);
     let reply = post_sync(s.server.addr, token, body);
     assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(&reply.body));
@@ -178,6 +178,57 @@ fn a_decompression_bomb_is_refused() {
     let bomb = z.finish().unwrap();
     assert!(bomb.len() < 200_000);
     refused(&s, &s.tina.token, &bomb, 413, "too_large");
+}
+
+fn uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A request (postcard by hand, deflated) uploading one batch of `changes`
+/// packed changes after a first one, each naming the change before it `refs`
+/// times: every one-byte back-reference is a 32-byte hash once unpacked.
+pub fn unpack_bomb(actor: &str, changes: usize, refs: usize) -> Vec<u8> {
+    let mut raw = vec![1, 2, b'p', b'1'];
+    uleb(&mut raw, actor.len() as u64);
+    raw.extend_from_slice(actor.as_bytes());
+    raw.extend_from_slice(&[3, b'c', b':', b'0', 0, 0, 1, 1, b's']);
+    uleb(&mut raw, changes as u64 + 1);
+    raw.extend_from_slice(&[2, 1, 0]);
+    let mut change = vec![1];
+    uleb(&mut change, refs as u64);
+    for _ in 0..changes {
+        uleb(&mut raw, (change.len() + refs) as u64);
+        raw.extend_from_slice(&change);
+        raw.resize(raw.len() + refs, 1);
+    }
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&raw).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn packed_changes_that_unpack_past_the_limits_are_refused_before_they_expand() {
+    let s = scene();
+    let actor = s.tina.replica.actor();
+    // 4,000 changes of 1,000 back-references: 4 MB inflated, 128 MiB unpacked.
+    let bomb = unpack_bomb(&actor, 4_000, 1_000);
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let e = refused(&s, &s.tina.token, &bomb, 413, "too_large");
+    assert!(e.message.contains("unpacked"), "{}", e.message);
+    // One change of 4 million back-references.
+    let e = refused(&s, &s.tina.token, &unpack_bomb(&actor, 1, 4_000_000), 413, "too_large");
+    assert!(e.message.contains("dependencies of one change"), "{}", e.message);
+    // The bomb: 67 million back-references, 64 MiB inflated, 2 GiB unpacked.
+    let e = refused(&s, &s.tina.token, &unpack_bomb(&actor, 1, 67_000_000), 413, "too_large");
+    assert!(e.message.contains("inflated"), "{}", e.message);
 }
 
 #[test]

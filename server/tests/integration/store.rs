@@ -53,6 +53,7 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!(store.commit_round(&w).unwrap(), 2);
     assert!(store.project("p").unwrap().unwrap().roster_version > v1);
     assert_eq!(store.actor_device("aa").unwrap().as_deref(), Some("d1"));
+    assert_eq!((store.actor_count("d1").unwrap(), store.actor_count("d2").unwrap()), (1, 0));
     let roster = store.roster("p").unwrap();
     assert_eq!(roster.len(), 1);
     assert_eq!((roster[0].actor.as_str(), roster[0].user.as_str(), roster[0].role), ("aa", "olga", Role::Office));

@@ -114,6 +114,7 @@ fn error_bodies() {
             rule: Some("office_only".into()),
             reason: "only office staff may change the name or route; tina is a technician".into(),
         }],
+        retry_after_s: None,
     };
     insta::assert_snapshot!("error_refused", serde_json::to_string_pretty(&refused).unwrap());
     let plain = fieldsync_server::HubError::UnknownProject("nope".into()).body();
@@ -132,6 +133,9 @@ fn every_error_maps_to_its_status() {
         (E::TooLarge("t".into()), 413, "too_large"),
         (E::Refused(vec![]), 422, "refused"),
         (E::ProtocolVersion { found: 9 }, 426, "protocol_version"),
+        (E::Timeout("t".into()), 408, "timeout"),
+        (E::RateLimited { message: "r".into(), retry_after_s: 3 }, 429, "rate_limited"),
+        (E::Busy { message: "b".into(), retry_after_s: 1 }, 503, "busy"),
     ];
     for (e, status, code) in cases {
         assert_eq!(e.status(), (status, code));
