@@ -16,10 +16,8 @@ use fieldsync_core::protocol::{self, SyncRequest};
 use crate::error::HubError;
 use crate::store::HubStore;
 
-/// Longest project id (bytes).
-pub const MAX_PROJECT_ID_BYTES: usize = 128;
-/// Longest section id (bytes).
-pub const MAX_SECTION_ID_BYTES: usize = 128;
+/// Longest project and section ids (bytes): the wire's, which replicas keep to as well.
+pub use fieldsync_core::protocol::{MAX_PROJECT_ID_BYTES, MAX_SECTION_ID_BYTES};
 /// Longest actor id (hex characters: 32 bytes; FieldSync's are 16).
 pub const MAX_ACTOR_ID_CHARS: usize = 64;
 /// Longest cursor (bytes): `b:<seq>:<section id>` with the longest section id fits.

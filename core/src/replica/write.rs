@@ -52,6 +52,13 @@ impl Replica {
         if id.is_empty() || project.is_empty() {
             return Err(ReplicaError::InvalidInput("a section needs an id and a project".into()));
         }
+        use crate::sync::protocol::{MAX_PROJECT_ID_BYTES, MAX_SECTION_ID_BYTES};
+        if id.len() > MAX_SECTION_ID_BYTES || project.len() > MAX_PROJECT_ID_BYTES {
+            return Err(ReplicaError::InvalidInput(format!(
+                "a section id may have at most {MAX_SECTION_ID_BYTES} bytes and a project id {MAX_PROJECT_ID_BYTES} \
+                 (the server would refuse them); use shorter ids"
+            )));
+        }
         check_points(route)?;
         if store::view(&self.conn, id)?.is_some() {
             return Err(ReplicaError::InvalidInput(format!("section `{id}` already exists")));

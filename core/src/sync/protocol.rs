@@ -23,6 +23,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
 /// Most changes one request may upload; a device sends more in further rounds.
 pub const MAX_CHANGES_PER_REQUEST: usize = 10_000;
+/// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
+pub const MAX_PROJECT_ID_BYTES: usize = 128;
+/// The longest section id, in bytes (the hub refuses longer ones; a replica never makes one).
+pub const MAX_SECTION_ID_BYTES: usize = 128;
 /// Most dependencies one change may have (a change depends on the heads its
 /// writer had: one, or a few after concurrent edits).
 pub const MAX_DEPS_PER_CHANGE: usize = 1_024;

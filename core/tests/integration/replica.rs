@@ -690,3 +690,14 @@ fn applying_the_same_changes_twice_is_idempotent() {
     assert_eq!(change_rows(tech), 0);
     assert_eq!(tech.section(&id).unwrap(), view);
 }
+
+#[test]
+fn a_section_id_the_server_would_refuse_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    let long = "s".repeat(fieldsync_core::protocol::MAX_SECTION_ID_BYTES + 1);
+    let e = office.create_section_with_id(&long, PROJECT, "x", &route()).unwrap_err();
+    assert!(matches!(e, fieldsync_core::ReplicaError::InvalidInput(ref m) if m.contains("at most")), "{e}");
+    let fits = "s".repeat(fieldsync_core::protocol::MAX_SECTION_ID_BYTES);
+    office.create_section_with_id(&fits, PROJECT, "x", &route()).unwrap();
+}
