@@ -3,6 +3,7 @@
 //! and of a merge, the client that drives rounds, and the live channel.
 
 pub mod backoff;
+pub(crate) mod budget;
 pub mod client;
 pub mod engine;
 #[cfg(feature = "http")]

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::sync::budget::{self, Limits};
+
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_CHANGE: u8 = 1;
 /// Wire tag: the chunk's bytes follow as they are.
@@ -126,27 +128,12 @@ pub fn pack(changes: &[Vec<u8>]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Why a batch's wire form could not be unpacked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PackError {
-    /// Not a wire form this code writes.
-    #[error("{0}")]
-    Malformed(String),
-    /// Over a limit of [`crate::sync::protocol::Limits`], found before anything was allocated for it.
-    #[error("{what}: more than {limit}")]
-    OverLimit {
-        /// What is counted.
-        what: &'static str,
-        /// The limit.
-        limit: usize,
-    },
-}
+pub use crate::sync::budget::PackError;
 
 /// The changes of a batch from their wire form, within the limits of the
 /// decode under way on this thread (or the response limits outside one).
 pub fn unpack(wire: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, PackError> {
-    let _budget = crate::sync::protocol::budget::Scope::ensure(crate::sync::protocol::Limits::RESPONSE);
+    let _budget = budget::Scope::ensure(Limits::RESPONSE);
     let mut unpacker = Unpacker::default();
     for w in &wire {
         unpacker.push(w)?;
@@ -169,7 +156,6 @@ struct Unpacker {
 
 impl Unpacker {
     fn push(&mut self, w: &[u8]) -> Result<(), PackError> {
-        use crate::sync::protocol::budget;
         let i = self.out.len();
         let bad = |what: &str| PackError::Malformed(format!("packed change {i}: {what}"));
         budget::count_change()?;
@@ -264,13 +250,13 @@ pub mod serde_changes {
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            use crate::sync::protocol::{Limits, budget};
+            use crate::sync::budget::{self, Limits};
             let _budget = budget::Scope::ensure(Limits::RESPONSE);
             let mut unpacker = super::Unpacker::default();
             while let Some(WireChange(w)) = seq.next_element()? {
                 unpacker.push(&w).map_err(|e| {
                     let message = e.to_string();
-                    budget::fail(e.into());
+                    budget::fail(e);
                     de::Error::custom(message)
                 })?;
             }

@@ -16,62 +16,13 @@ use crate::domain::project::{Member, ProjectConfig, RoleChange};
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
-/// Largest compressed body either side accepts.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Largest inflated body either side accepts (a hub accepts less in a
-/// request: [`Limits::REQUEST`]).
-pub const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
-/// Most changes one request may upload; a device sends more in further rounds.
-pub const MAX_CHANGES_PER_REQUEST: usize = 10_000;
 /// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
 pub const MAX_PROJECT_ID_BYTES: usize = 128;
 /// The longest section id, in bytes (the hub refuses longer ones; a replica never makes one).
 pub const MAX_SECTION_ID_BYTES: usize = 128;
-/// Most dependencies one change may have (a change depends on the heads its
-/// writer had: one, or a few after concurrent edits).
-pub const MAX_DEPS_PER_CHANGE: usize = 1_024;
-/// What each item of a decoded body (a change, a batch, a document, a
-/// member) is charged besides its bytes: its share of the memory it takes.
-const ITEM_OVERHEAD: usize = 96;
-
-/// What decoding one body may cost, each limit checked before the memory it
-/// guards is allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// The compressed body.
-    pub body_bytes: usize,
-    /// The inflated body.
-    pub inflated_bytes: usize,
-    /// The decoded message after every expansion: the changes as unpacked,
-    /// plus [`ITEM_OVERHEAD`] per change, batch, document and member.
-    pub decoded_bytes: usize,
-    /// Changes in the whole body.
-    pub changes: usize,
-    /// Dependencies of one change.
-    pub deps_per_change: usize,
-}
-
-impl Limits {
-    /// What a hub accepts in a [`SyncRequest`]: far more than a device's
-    /// upload budget fills (1 MiB of changes by default).
-    pub const REQUEST: Limits = Limits {
-        body_bytes: MAX_BODY_BYTES,
-        inflated_bytes: 16 * 1024 * 1024,
-        decoded_bytes: 16 * 1024 * 1024,
-        changes: MAX_CHANGES_PER_REQUEST,
-        deps_per_change: MAX_DEPS_PER_CHANGE,
-    };
-
-    /// What a device accepts in a [`SyncResponse`] (and [`decode`]'s limits):
-    /// a page of at most 8 MiB of changes, or a document of at most 8 MiB.
-    pub const RESPONSE: Limits = Limits {
-        body_bytes: MAX_BODY_BYTES,
-        inflated_bytes: MAX_INFLATED_BYTES,
-        decoded_bytes: MAX_INFLATED_BYTES,
-        changes: 500_000,
-        deps_per_change: MAX_DEPS_PER_CHANGE,
-    };
-}
+pub use crate::sync::budget::{
+    Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_REQUEST, MAX_DEPS_PER_CHANGE, MAX_INFLATED_BYTES,
+};
 /// The `error` code of the 400 answering a cursor the server does not know
 /// (its data was restored or replaced): the device starts over with an empty cursor.
 pub const UNKNOWN_CURSOR: &str = "unknown_cursor";
@@ -246,11 +197,13 @@ pub fn decode_with<T: for<'de> Deserialize<'de>>(body: &[u8], limits: &Limits) -
     let scope = budget::Scope::enter(*limits);
     let decoded = postcard::from_bytes(&raw);
     match (decoded, scope.take_error()) {
-        (_, Some(e)) => Err(e),
+        (_, Some(e)) => Err(e.into()),
         (Ok(message), None) => Ok(message),
         (Err(e), None) => Err(ProtocolError::Malformed(e.to_string())),
     }
 }
+
+use crate::sync::budget;
 
 impl From<crate::sync::pack::PackError> for ProtocolError {
     fn from(e: crate::sync::pack::PackError) -> Self {
@@ -282,7 +235,7 @@ where
             loop {
                 if let Err(e) = budget::charge(0) {
                     let message = e.to_string();
-                    budget::fail(e.into());
+                    budget::fail(e);
                     return Err(serde::de::Error::custom(message));
                 }
                 match seq.next_element()? {
@@ -294,109 +247,6 @@ where
     }
 
     d.deserialize_seq(Counted(std::marker::PhantomData))
-}
-
-/// The budget of the decode under way on this thread: what [`decode_with`]'s
-/// limits leave, charged by [`crate::sync::pack`]'s unpacking and by
-/// [`counted`] lists as they go (serde gives a deserializer no other place to
-/// keep it). Outside a decode, each batch gets [`Limits::RESPONSE`] of its own.
-pub(crate) mod budget {
-    use std::cell::RefCell;
-
-    use super::{ITEM_OVERHEAD, Limits, ProtocolError};
-    use crate::sync::pack::PackError;
-
-    struct State {
-        limits: Limits,
-        bytes: usize,
-        changes: usize,
-        error: Option<ProtocolError>,
-    }
-
-    thread_local! {
-        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-    }
-
-    /// A decode's budget, in force until dropped.
-    pub(crate) struct Scope {
-        previous: Option<State>,
-    }
-
-    impl Scope {
-        /// Start a budget of `limits`.
-        pub(crate) fn enter(limits: Limits) -> Scope {
-            let state = State { limits, bytes: 0, changes: 0, error: None };
-            Scope { previous: STATE.replace(Some(state)) }
-        }
-
-        /// Start a budget of `limits` unless one is in force.
-        pub(crate) fn ensure(limits: Limits) -> Option<Scope> {
-            if STATE.with_borrow(Option::is_some) { None } else { Some(Scope::enter(limits)) }
-        }
-
-        /// What stopped the decode, if a limit did or unpacking failed.
-        pub(crate) fn take_error(&self) -> Option<ProtocolError> {
-            STATE.with_borrow_mut(|s| s.as_mut().and_then(|s| s.error.take()))
-        }
-    }
-
-    impl Drop for Scope {
-        fn drop(&mut self) {
-            STATE.set(self.previous.take());
-        }
-    }
-
-    fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-        let _scope = Scope::ensure(Limits::RESPONSE);
-        STATE.with_borrow_mut(|s| f(s.as_mut().expect("a budget is in force")))
-    }
-
-    /// Charge one item of `bytes` (besides its overhead).
-    pub(crate) fn charge(bytes: usize) -> Result<(), PackError> {
-        with(|s| {
-            s.bytes = s.bytes.saturating_add(bytes).saturating_add(ITEM_OVERHEAD);
-            if s.bytes > s.limits.decoded_bytes {
-                return Err(PackError::OverLimit {
-                    what: "bytes of a body once its changes are unpacked",
-                    limit: s.limits.decoded_bytes,
-                });
-            }
-            Ok(())
-        })
-    }
-
-    /// Count one more change.
-    pub(crate) fn count_change() -> Result<(), PackError> {
-        with(|s| {
-            s.changes += 1;
-            if s.changes > s.limits.changes {
-                return Err(PackError::OverLimit { what: "changes in one body", limit: s.limits.changes });
-            }
-            Ok(())
-        })
-    }
-
-    /// Check a change's number of dependencies.
-    pub(crate) fn check_deps(n: u64) -> Result<(), PackError> {
-        with(|s| {
-            if n > s.limits.deps_per_change as u64 {
-                return Err(PackError::OverLimit {
-                    what: "dependencies of one change",
-                    limit: s.limits.deps_per_change,
-                });
-            }
-            Ok(())
-        })
-    }
-
-    /// Record why the decode stops (the first reason counts).
-    pub(crate) fn fail(e: ProtocolError) {
-        STATE.with_borrow_mut(|s| {
-            if let Some(s) = s.as_mut() {
-                s.error.get_or_insert(e);
-            }
-        });
-    }
 }
 
 #[cfg(test)]
