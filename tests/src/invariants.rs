@@ -682,18 +682,19 @@ pub fn compare_audits(before: &HubAudit, after: &HubAudit, change: &RoleChange) 
         if !differs(a, b) {
             continue;
         }
+        let role = |r: Option<Role>| r.map_or("non-member", Role::as_str);
         let what = format!(
-            "section {section}: {} by {} (stamp {}) was {} as a {:?} before {}'s role became {:?} at {}, {} as a {:?} after",
+            "section {section}: {} by {} (stamp {}) was {} as a {} before {} became {} at {}, {} as a {} after",
             a.value,
             a.user.as_deref().unwrap_or("?"),
             stamp(id),
             decision_word(&a.decision),
-            a.role,
+            role(a.role),
             change.user,
-            change.role,
+            change.role.map_or("removed", Role::as_str),
             change.at_ms,
             decision_word(&b.decision),
-            b.role
+            role(b.role)
         );
         if stamp(id) >= change.at_ms || ahead_sections.contains(section.as_str()) {
             out.redecided_ahead.push(what);

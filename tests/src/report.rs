@@ -264,6 +264,11 @@ pub struct SimReport {
     /// Sections the frozen-section probe moved on after the heal.
     #[serde(default)]
     pub probed_sections: u64,
+    /// Of those, sections whose chain of transitions holds one stamped after
+    /// the probe's own (a clock that was ahead): a fold in stamp order would
+    /// have refused the probe as stale, a frozen section.
+    #[serde(default)]
+    pub probed_behind_stamps: u64,
     /// Faults the run went through.
     pub faults: FaultCounts,
     /// Simulated time from the morning sync until everything converged, ms.

@@ -310,6 +310,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         writes_stamped_ahead: 0,
         redecided_ahead: 0,
         probed_sections: 0,
+        probed_behind_stamps: 0,
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -649,6 +650,9 @@ impl Sim {
             }
             self.stats.faults.outages += merged.len() as u64;
             self.devices[d].link.outages = merged;
+            if self.devices[d].skew_ms != 0 {
+                self.stats.faults.skewed_clocks += 1; // Days off since the install.
+            }
             if rng.chance(f.skewed_clocks) {
                 self.devices[d].skew_ms = wrong_clock(&mut rng);
                 self.stats.faults.skewed_clocks += 1;
@@ -1434,33 +1438,34 @@ impl Sim {
     /// After the heal, a foreman's device (on a copy of its store) moves
     /// every section on by one valid transition: forward one step, unblock,
     /// or rework from `completed`. Returns the sections moved and what failed.
-    fn probe_frozen(&mut self) -> (u64, Vec<Violation>) {
+    fn probe_frozen(&mut self) -> (u64, u64, Vec<Violation>) {
         let usable = |dev: &Device| dev.alive() && !dev.revoked && !dev.removed;
         let prober = (0..self.devices.len())
             .find(|&d| usable(&self.devices[d]) && self.devices[d].role == Role::Foreman)
             .or_else(|| {
                 (0..self.devices.len()).find(|&d| usable(&self.devices[d]) && self.devices[d].role >= Role::Foreman)
             });
-        let Some(d) = prober else { return (0, Vec::new()) };
+        let Some(d) = prober else { return (0, 0, Vec::new()) };
         let name = self.devices[d].name.clone();
         let fail = |what: String| vec![Violation { invariant: Invariant::NoUnexpectedError, detail: what }];
         let copy = self.dir.join("probe.db");
         let replica = self.devices[d].replica.clone().expect("usable");
         if let Err(e) = lock(&replica).connection().execute("VACUUM INTO ?1", [copy.to_string_lossy()]) {
-            return (0, fail(format!("{name}: copying its store for the probe: {e}")));
+            return (0, 0, fail(format!("{name}: copying its store for the probe: {e}")));
         }
         self.set_clock(d);
         let probe = match device::open(&copy, &name) {
             Ok(p) => p,
-            Err(e) => return (0, fail(format!("{name}: opening the probe's copy: {e}"))),
+            Err(e) => return (0, 0, fail(format!("{name}: opening the probe's copy: {e}"))),
         };
         let mut p = lock(&probe);
         let ids: Vec<String> = match p.list_sections(Some(PROJECT), None, usize::MAX) {
             Ok(list) => list.into_iter().map(|s| s.id).collect(),
-            Err(e) => return (0, fail(format!("{name}: listing the probe's sections: {e}"))),
+            Err(e) => return (0, 0, fail(format!("{name}: listing the probe's sections: {e}"))),
         };
-        let mut moved = 0;
+        let (mut moved, mut behind) = (0, 0);
         let mut found = Vec::new();
+        let stamp = |id: &str| id.parse::<fieldsync_core::Hlc>().map_or(0, |h| h.physical_ms);
         for id in ids {
             let Ok(view) = p.section(&id) else { continue };
             let target = match (view.state, view.state.step(), &view.blocked) {
@@ -1472,7 +1477,14 @@ impl Sim {
             let outcome = p.transition(&id, target, None);
             let now = p.section(&id).map(|v| v.state).ok();
             match outcome {
-                Ok(_) if now == Some(target) => moved += 1,
+                Ok(receipt) if now == Some(target) => {
+                    moved += 1;
+                    // A transition of the chain stamped after the probe's: a
+                    // fold in stamp order would have judged the probe against
+                    // an older state and refused it as stale.
+                    let mine = stamp(&receipt.edit_id);
+                    behind += u64::from(view.events.iter().any(|e| stamp(&e.edit_id) > mine));
+                }
                 Ok(_) => found.push(Violation {
                     invariant: Invariant::NoFrozenSection,
                     detail: format!(
@@ -1493,7 +1505,7 @@ impl Sim {
             }
         }
         found.truncate(8);
-        (moved, found)
+        (moved, behind, found)
     }
 
     // ---- the workload ----
@@ -1667,7 +1679,7 @@ impl Sim {
             EPOCH_MS + self.now,
         );
         drop(subjects);
-        let (probed, frozen) = self.probe_frozen();
+        let (probed, probed_behind, frozen) = self.probe_frozen();
         let mut report = empty_report(&self.config);
         report.sections = checked.sections;
         report.conflicts_by_kind = checked.conflicts_by_kind;
@@ -1681,6 +1693,7 @@ impl Sim {
         report.refused_changes = checked.refused_changes;
         report.writes_stamped_ahead = checked.stamped_ahead;
         report.probed_sections = probed;
+        report.probed_behind_stamps = probed_behind;
         let mut violations = self.violations;
         violations.extend(checked.violations);
         violations.extend(frozen);

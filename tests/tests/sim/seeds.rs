@@ -65,13 +65,14 @@ fn summary(reports: &[SimReport], wall: f64) -> String {
     let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
     s.push_str(&format!(
         "trust: {} hostile changes stored as rejections, {} hostile requests refused; {} writes stamped ahead of the \
-         server, {} of them re-decided by a role change; {} sections moved on by the frozen-section probe; {} honest \
-         changes refused\n",
+         server, {} of them re-decided by a role change; {} sections moved on by the frozen-section probe ({} past a \
+         transition stamped after the probe's); {} honest changes refused\n",
         total(|r| r.hostile_stored),
         total(|r| r.hostile_refused),
         total(|r| r.writes_stamped_ahead),
         total(|r| r.redecided_ahead),
         total(|r| r.probed_sections),
+        total(|r| r.probed_behind_stamps),
         total(|r| r.refused_changes),
     ));
     let ratio = |r: &SimReport| (r.bytes_up + r.bytes_down) as f64 / r.change_floor_bytes.max(1) as f64;
