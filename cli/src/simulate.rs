@@ -179,9 +179,10 @@ pub fn human(r: &SimReport) -> String {
     );
     let _ = writeln!(
         s,
-        "  trust          {} hostile change(s) stored as rejections, {} hostile request(s) refused; {} honest change(s) \
-         refused;\n                 {} write(s) stamped ahead of the server ({} re-decided by a role change); {} section(s) \
-         moved on by a foreman's probe after the heal",
+        "  trust          {} edit(s) on a stale roster; {} hostile change(s) stored as rejections, {} hostile request(s) \
+         refused;\n                 {} honest change(s) refused; {} write(s) stamped ahead of the server ({} re-decided by a \
+         role change);\n                 {} section(s) moved on by a foreman's probe after the heal",
+        r.stale_role_edits,
         r.hostile_stored,
         r.hostile_refused,
         r.refused_changes,

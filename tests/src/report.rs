@@ -261,6 +261,11 @@ pub struct SimReport {
     /// prevent. A violation with `SimConfig::strict_stamps`.
     #[serde(default)]
     pub redecided_ahead: u64,
+    /// Edits a device's API acknowledged while its roster gave its user
+    /// another role than the hub's (a role change it had not heard of yet),
+    /// or while its user was removed: work on a stale roster.
+    #[serde(default)]
+    pub stale_role_edits: u64,
     /// Sections the frozen-section probe moved on after the heal.
     #[serde(default)]
     pub probed_sections: u64,

@@ -207,6 +207,7 @@ struct Stats {
     hostile_stored: u64,
     hostile_refused: u64,
     redecided_ahead: u64,
+    stale_role_edits: u64,
 }
 
 struct Sim {
@@ -311,6 +312,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         redecided_ahead: 0,
         probed_sections: 0,
         probed_behind_stamps: 0,
+        stale_role_edits: 0,
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -1527,6 +1529,8 @@ impl Sim {
         let local_role = self.devices[d].replica.as_ref().and_then(|r| lock(r).role_in(PROJECT).ok().flatten());
         let dev = &mut self.devices[d];
         let role = local_role.unwrap_or(dev.role);
+        // The device has not heard of its user's last role change (or removal).
+        let stale = local_role != (!dev.removed).then_some(dev.role);
         let section = dev.rng.pick(&ids).clone();
         let kind = EditKind::draw(role, self.config.workload.off_route, &mut dev.rng);
         let kill = self.faults_on && dev.rng.chance(self.config.faults.kill_mid_write);
@@ -1558,6 +1562,7 @@ impl Sim {
                     return self.crash(d);
                 }
                 self.stats.edits += 1;
+                self.stats.stale_role_edits += u64::from(stale);
                 *self.stats.edits_by_kind.entry(kind.as_str().to_owned()).or_default() += 1;
                 let install = self.devices[d].install;
                 self.devices[d].acks.push(Ack { section: done.section, hash: done.change_hash, install, wiped: false });
@@ -1734,6 +1739,7 @@ impl Sim {
         report.hostile_stored = s.hostile_stored;
         report.hostile_refused = s.hostile_refused;
         report.redecided_ahead = s.redecided_ahead;
+        report.stale_role_edits = s.stale_role_edits;
         report.simulated_ms = end;
         report.heal_ms = end.saturating_sub(self.heal_started);
         report

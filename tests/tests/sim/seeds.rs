@@ -64,9 +64,11 @@ fn summary(reports: &[SimReport], wall: f64) -> String {
     }
     let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
     s.push_str(&format!(
-        "trust: {} hostile changes stored as rejections, {} hostile requests refused; {} writes stamped ahead of the \
+        "trust: {} edits on a stale roster; {} hostile changes stored as rejections, {} hostile requests refused; {} \
+         writes stamped ahead of the \
          server, {} of them re-decided by a role change; {} sections moved on by the frozen-section probe ({} past a \
          transition stamped after the probe's); {} honest changes refused\n",
+        total(|r| r.stale_role_edits),
         total(|r| r.hostile_stored),
         total(|r| r.hostile_refused),
         total(|r| r.writes_stamped_ahead),
