@@ -159,7 +159,8 @@ pub fn human(r: &SimReport) -> String {
     let _ = writeln!(
         s,
         "  faults         {} outages, {} partitions, {} lost requests, {} lost and {} cut responses, {} duplicated requests,\n                 \
-         {} apps killed mid-sync and {} mid-write, {} server restarts, {} skewed clocks, {} reinstalls, {} revocations",
+         {} apps killed mid-sync and {} mid-write, {} server restarts, {} skewed clocks, {} reinstalls, {} revocations,\n                 \
+         {} role changes, {} members removed, {} hostile requests",
         f.outages,
         f.partitions,
         f.lost_requests,
@@ -171,7 +172,23 @@ pub fn human(r: &SimReport) -> String {
         f.server_restarts,
         f.skewed_clocks,
         f.reinstalls,
-        f.revocations
+        f.revocations,
+        f.role_changes,
+        f.removals,
+        f.hostile_requests
+    );
+    let _ = writeln!(
+        s,
+        "  trust          {} edit(s) on a stale roster; {} hostile change(s) stored as rejections, {} hostile request(s) \
+         refused;\n                 {} honest change(s) refused; {} write(s) stamped ahead of the server ({} re-decided by a \
+         role change);\n                 {} section(s) moved on by a foreman's probe after the heal",
+        r.stale_role_edits,
+        r.hostile_stored,
+        r.hostile_refused,
+        r.refused_changes,
+        r.writes_stamped_ahead,
+        r.redecided_ahead,
+        r.probed_sections
     );
     let _ = writeln!(
         s,

@@ -87,6 +87,31 @@ pub struct FaultConfig {
     /// Two hub instances on the same data dir behind a load balancer
     /// (each request to either; a device's live channel to one).
     pub two_servers: bool,
+    /// Role changes during the day (mean of a Poisson count): an
+    /// administrator promotes or demotes a member at the hub's time
+    /// (`Hub::add_member_at`); devices learn it at their next round, and work
+    /// on a stale roster until then.
+    #[serde(default)]
+    pub role_changes: f64,
+    /// Members removed during the day (mean of a Poisson count;
+    /// `Hub::remove_member_at`): their devices get 403 until, three times in
+    /// four, the administrator adds them back later in the day (the user is
+    /// told and opens the app); the others stay out, their unsynced edits kept
+    /// on the device.
+    #[serde(default)]
+    pub removals: f64,
+    /// Share of devices whose clock is one to three days off (ahead or
+    /// behind) from the install on, and stays off across every sync: the
+    /// server's anchor corrects their stamps, except before a store's first
+    /// sync (a reinstall).
+    #[serde(default)]
+    pub days_off_clocks: f64,
+    /// Probability that the day has a hostile device: a member's device that
+    /// sends, through the hub's API, well-formed changes breaking the rules
+    /// (stored, shown as rejections) and malformed ones (refused, nothing
+    /// changed).
+    #[serde(default)]
+    pub hostile: f64,
 }
 
 impl Default for FaultConfig {
@@ -109,6 +134,10 @@ impl Default for FaultConfig {
             server_restarts: 1,
             server_crash_mid_round: 0.005,
             two_servers: false,
+            role_changes: 2.0,
+            removals: 0.5,
+            days_off_clocks: 0.1,
+            hostile: 0.3,
         }
     }
 }
@@ -132,6 +161,10 @@ impl FaultConfig {
             server_restarts: 0,
             server_crash_mid_round: 0.0,
             two_servers: false,
+            role_changes: 0.0,
+            removals: 0.0,
+            days_off_clocks: 0.0,
+            hostile: 0.0,
             ..FaultConfig::default()
         }
     }
@@ -155,6 +188,10 @@ impl FaultConfig {
             reinstalls: s(d.reinstalls),
             revocations: s(d.revocations),
             server_crash_mid_round: s(d.server_crash_mid_round),
+            role_changes: s(d.role_changes),
+            removals: s(d.removals),
+            days_off_clocks: s(d.days_off_clocks),
+            hostile: s(d.hostile).min(1.0),
             partitions: rng.below(3) as u32,
             server_restarts: rng.below(3) as u32,
             two_servers: rng.below(3) == 0,
@@ -179,15 +216,21 @@ pub enum InjectedBug {
     /// committed the one it got: everything comes again, every round. The
     /// protocol is idempotent, so everything converges. Expect `efficiency`.
     ForgetCursor,
+    /// The administrator's role changes and removals are recorded as of the
+    /// morning instead of now: every write, past ones included, is judged
+    /// under today's roster (a hub that forgot the role history). Expect
+    /// `stable_history`.
+    BackdateRoles,
 }
 
 impl InjectedBug {
-    /// From its kebab-case name (`drop-upload`, `drop-changes`, `forget-cursor`).
+    /// From its kebab-case name (`drop-upload`, `drop-changes`, `forget-cursor`, `backdate-roles`).
     pub fn by_name(name: &str) -> Option<InjectedBug> {
         match name {
             "drop-upload" => Some(InjectedBug::DropUpload),
             "drop-changes" => Some(InjectedBug::DropChanges),
             "forget-cursor" => Some(InjectedBug::ForgetCursor),
+            "backdate-roles" => Some(InjectedBug::BackdateRoles),
             _ => None,
         }
     }
@@ -217,6 +260,14 @@ pub struct SimConfig {
     pub heal_limit_ms: u64,
     /// A bug to inject on the simulator's side, if any.
     pub inject: Option<InjectedBug>,
+    /// Also count as a `stable_history` violation a write stamped ahead of
+    /// the server's clock (a phone days ahead, before a sync anchored it)
+    /// whose decision a later role change altered. The design bounds stamps
+    /// against the server's time on receipt; until the hub does, such writes
+    /// are re-decided and only counted (`SimReport::redecided_ahead`).
+    /// `FIELDSYNC_STRICT_STAMPS=1` sets it in the suite.
+    #[serde(default)]
+    pub strict_stamps: bool,
     /// Where the SQLite files go (a fresh temporary directory inside it);
     /// `None`: `/dev/shm` when it exists, else the system temp dir.
     pub dir: Option<PathBuf>,
@@ -234,6 +285,7 @@ impl SimConfig {
             sync: SyncConfig { interval_ms: 20 * 60_000, ..SyncConfig::default() },
             heal_limit_ms: 4 * 3_600_000,
             inject: None,
+            strict_stamps: false,
             dir: None,
         }
     }

@@ -352,9 +352,9 @@ fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
     let subjects: Vec<Subject<'_>> = f
         .peers
         .iter()
-        .map(|p| Subject { name: &p.name, replica: Some(&p.replica), revoked: false, acks: &p.acks })
+        .map(|p| Subject { name: &p.name, replica: Some(&p.replica), revoked: false, removed: false, acks: &p.acks })
         .collect();
-    let checked = invariants::check(Some(&f.hub), &hub_dir, PROJECT, &subjects);
+    let checked = invariants::check(Some(&f.hub), &hub_dir, PROJECT, &subjects, None, EPOCH_MS + f.now);
     if checked.violations.is_empty() {
         Ok(FuzzOutcome {
             edits: f.peers.iter().map(|p| p.acks.len()).sum(),

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use fieldsync_core::{
-    ConflictRecord, ConstructionState, Decision, Field, Member, ProjectConfig, Replica, Role, Roster, SectionDoc,
-    SectionView, validate,
+    AuditEntry, ConflictRecord, ConstructionState, Decision, Field, Hlc, Member, ProjectConfig, Replica, Role,
+    RoleChange, Roster, SectionDoc, SectionView, validate,
 };
 use fieldsync_server::{Hub, HubStore, SqliteHubStore};
 
@@ -45,6 +45,9 @@ pub struct Subject<'a> {
     pub replica: Option<&'a Arc<Mutex<Replica>>>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Whether its user was removed from the project and not added back:
+    /// like a revoked device, it cannot sync any more.
+    pub removed: bool,
     /// What its API acknowledged.
     pub acks: &'a [Ack],
 }
@@ -68,6 +71,10 @@ pub struct Checked {
     pub changes_deflated_bytes: u64,
     /// Digest of the server's views and conflicts.
     pub digest: String,
+    /// Changes of the devices the server refused.
+    pub refused_changes: u64,
+    /// Writes on the server stamped later than `server_now_ms`.
+    pub stamped_ahead: u64,
     /// What broke.
     pub violations: Vec<Violation>,
 }
@@ -108,8 +115,18 @@ fn differing_fields(a: &str, b: &str) -> String {
         .join("; ")
 }
 
-/// Run every check.
-pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subject<'_>]) -> Checked {
+/// Run every check. `roles` is the role history as the administrator made
+/// it (the rules oracle judges each write under its author's role at its
+/// stamp by it); `None`: the hub's own. `server_now_ms` is the hub's time at
+/// the end of the run.
+pub fn check(
+    hub: Option<&Hub>,
+    hub_dir: &Path,
+    project: &str,
+    subjects: &[Subject<'_>],
+    roles: Option<&[RoleChange]>,
+    server_now_ms: u64,
+) -> Checked {
     let mut out = Checked::default();
     let mut found = Found(Vec::new());
     let Some(hub) = hub else {
@@ -155,6 +172,7 @@ pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subje
             raw_all.extend_from_slice(c.raw_bytes());
         }
         change_sets.insert(id.clone(), changes.iter().map(|c| c.hash().to_string()).collect());
+        out.stamped_ahead += doc.edits().iter().filter(|e| e.hlc.physical_ms > server_now_ms).count() as u64;
         match hub.section_view(id) {
             Ok(Some(view)) => {
                 let mut heads: Vec<String> = doc.heads().iter().map(ToString::to_string).collect();
@@ -189,6 +207,10 @@ pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subje
     let server_conflicts: Vec<String> = conflicts.iter().map(json).collect();
     let mut members: Vec<Member> = hub.roster(project).unwrap_or_default();
     members.sort_by(|a, b| a.actor.cmp(&b.actor));
+    // The roster as the hub judges with it: its members and their role history.
+    let hub_history = store.role_history(project).unwrap_or_default();
+    let hub_roster = Roster::new(members.clone()).with_history(hub_history);
+    let history = hub_roster.history();
     let config = hub
         .list_projects()
         .ok()
@@ -235,9 +257,10 @@ pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subje
             continue;
         };
         let r = replica.lock().unwrap_or_else(|p| p.into_inner());
+        out.refused_changes += r.sync_status().map_or(0, |x| x.refused_changes.max(0) as u64);
         check_no_lost_edit(s, &r, &change_sets, &mut found);
         check_idempotence(s, &r, &mut found);
-        if s.revoked {
+        if s.revoked || s.removed {
             continue;
         }
         let local: Vec<String> = match r.list_sections(Some(project), None, usize::MAX) {
@@ -295,8 +318,20 @@ pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subje
                 ),
             );
         }
-        let mut roster: Vec<Member> = r.roster(project).map(|x| x.members().cloned().collect()).unwrap_or_default();
+        let local = r.roster(project).unwrap_or_default();
+        let mut roster: Vec<Member> = local.members().cloned().collect();
         roster.sort_by(|a, b| a.actor.cmp(&b.actor));
+        if roster == members && local.history() != history {
+            found.add(
+                Invariant::Convergence,
+                format!(
+                    "{}: the roster's role history differs from the server's ({} changes, the server {})",
+                    s.name,
+                    local.history().len(),
+                    history.len()
+                ),
+            );
+        }
         if roster != members {
             let show = |m: &Member| format!("{} ({}, {})", m.user, m.role.as_str(), &m.actor[..m.actor.len().min(8)]);
             let missing: Vec<String> = members.iter().filter(|m| !roster.contains(m)).map(show).collect();
@@ -317,10 +352,15 @@ pub fn check(hub: Option<&Hub>, hub_dir: &Path, project: &str, subjects: &[Subje
     }
 
     // ---- the rules, on the server's views ----
-    let roster = Roster::new(members.clone());
+    // Each write is judged under the role its author held at its stamp, by
+    // the role history the administrator made (not the hub's copy of it).
+    let oracle = match roles {
+        Some(changes) => Roster::new(members.clone()).with_history(changes.iter().cloned()),
+        None => hub_roster.clone(),
+    };
     for (id, doc) in &docs {
         let Some(view) = views.get(id).and_then(|v| serde_json::from_str::<SectionView>(v).ok()) else { continue };
-        check_rules(&view, doc, &roster, &config, &mut found);
+        check_rules(&view, doc, &hub_roster, &oracle, &config, &mut found);
     }
     out.violations = found.0;
     out
@@ -342,9 +382,9 @@ fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, Has
         if server.get(&a.section).is_some_and(|set| set.contains(&a.hash)) {
             continue;
         }
-        if s.revoked {
-            // Stranded by the revocation: it must still be on the device, and
-            // the device must have been told why.
+        if s.revoked || s.removed {
+            // Stranded by the revocation (or the removal): it must still be
+            // on the device, and the device must have been told why.
             let kept: i64 = r
                 .connection()
                 .query_row(
@@ -353,7 +393,10 @@ fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, Has
                     |x| x.get(0),
                 )
                 .unwrap_or(0);
-            let told = status.last_error.as_deref().is_some_and(|e| e.contains("revoked"));
+            let told = status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| (s.revoked && e.contains("revoked")) || (s.removed && e.contains("not a member")));
             if kept == 1 && told {
                 continue;
             }
@@ -367,7 +410,7 @@ fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, Has
                 "{}: {} acknowledged edit(s) not on the server{}: {}",
                 s.name,
                 missing.len(),
-                if s.revoked { " nor kept on the revoked device with its refusal" } else { "" },
+                if s.revoked || s.removed { " nor kept on the cut-off device with its refusal" } else { "" },
                 missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
             ),
         );
@@ -410,19 +453,54 @@ fn transition_allowed(
     forward_one || role >= Role::Foreman
 }
 
-fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &ProjectConfig, found: &mut Found) {
+/// The role `actor` held at the stamp of the write `edit_id` (an HLC string), by `oracle`.
+fn role_at_stamp(oracle: &Roster, actor: &str, edit_id: &str) -> Option<Role> {
+    let ms = edit_id.parse::<Hlc>().map_or(u64::MAX, |h| h.physical_ms);
+    oracle.role_at(actor, ms)
+}
+
+fn check_rules(
+    view: &SectionView,
+    doc: &SectionDoc,
+    roster: &Roster,
+    oracle: &Roster,
+    config: &ProjectConfig,
+    found: &mut Found,
+) {
     let id = &view.id;
     let input = doc.input();
     let audit = validate(&input, roster, config).audit(&input, roster);
-    let stamp_of: HashMap<&str, u64> = input.edits.iter().map(|e| (e.id.as_str(), e.hlc.physical_ms)).collect();
-    // The role its author held when writing it (the roster's history at the stamp).
-    let role_of = |actor: &str, edit: &str| roster.role_at(actor, stamp_of.get(edit).copied().unwrap_or(u64::MAX));
     let in_order = |field: Field| -> Vec<&fieldsync_core::AuditEntry> {
         let order = causal_order(&input, field);
         let mut entries: Vec<_> = audit.iter().filter(|e| e.field == Some(field)).collect();
         entries.sort_by_key(|e| order.get(e.edit_id.as_str()).copied().unwrap_or(usize::MAX));
         entries
     };
+    let role_of = |e: &AuditEntry| role_at_stamp(oracle, &e.author, &e.edit_id);
+
+    // Each write is judged under the role its author held at its stamp.
+    if let Some(e) = audit.iter().find(|e| e.field.is_some() && e.role != role_of(e)) {
+        found.add(
+            Invariant::Rules,
+            format!(
+                "section {id}: {} by {:?} was judged as a {:?}, but its author was a {:?} at its stamp",
+                e.value,
+                e.user,
+                e.role,
+                role_of(e)
+            ),
+        );
+    }
+
+    // Nothing a non-member wrote (removed at the time, or never in the roster) applies.
+    for e in audit.iter().filter(|e| e.decision.applied() && e.field.is_some()) {
+        if role_of(e).is_none() {
+            found.add(
+                Invariant::Rules,
+                format!("section {id}: {} by {:?}, not a member at its stamp, applied", e.value, e.user),
+            );
+        }
+    }
 
     // Progress: applied writes in causal order; a fall needs a foreman or office.
     let mut last: Option<i64> = None;
@@ -430,9 +508,9 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
         let v: i64 = e.value.trim_end_matches('%').parse().unwrap_or(-1);
         if let Some(prev) = last
             && v < prev
-            && e.role.is_none_or(|r| r < Role::Foreman)
+            && role_of(e).is_none_or(|r| r < Role::Foreman)
         {
-            found.add(Invariant::Rules, format!("section {id}: progress fell {prev}% → {v}% by a {:?}", e.role));
+            found.add(Invariant::Rules, format!("section {id}: progress fell {prev}% → {v}% by a {:?}", role_of(e)));
         }
         if !matches!(e.decision, Decision::Concurred { .. }) {
             last = Some(v);
@@ -445,11 +523,11 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
         );
     }
 
-    // Transitions: a chain from `planned`, each allowed for its author's role.
+    // Transitions: a chain from `planned`, each allowed for its author's role at its stamp.
     let mut state = ConstructionState::Planned;
     let mut resume = None;
     for ev in &view.events {
-        let role = role_of(&ev.author, &ev.edit_id).unwrap_or(Role::Technician);
+        let role = role_at_stamp(oracle, &ev.author, &ev.edit_id).unwrap_or(Role::Technician);
         if ev.from != state || !transition_allowed(role, ev.from, ev.to, resume) {
             found.add(
                 Invariant::Rules,
@@ -470,7 +548,7 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
     let acceptors: HashMap<&str, Option<Role>> = audit
         .iter()
         .filter(|e| e.field == Some(Field::Acceptance) && e.decision == Decision::Accepted)
-        .map(|e| (e.edit_id.as_str(), e.role))
+        .map(|e| (e.edit_id.as_str(), role_of(e)))
         .collect();
     let limit = config.max_route_distance_m;
     for p in &view.as_built {
@@ -497,8 +575,8 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
 
     // Name and route: only office writes apply, and the latest stands.
     for e in audit.iter().filter(|e| matches!(e.field, Some(Field::Name | Field::Route)) && e.decision.applied()) {
-        if e.role != Some(Role::Office) {
-            found.add(Invariant::Rules, format!("section {id}: a {:?} write by a {:?} applied", e.field, e.role));
+        if role_of(e) != Some(Role::Office) {
+            found.add(Invariant::Rules, format!("section {id}: a {:?} write by a {:?} applied", e.field, role_of(e)));
         }
     }
     let latest_name = in_order(Field::Name).into_iter().rev().find(|e| e.decision.applied());
@@ -512,11 +590,11 @@ fn check_rules(view: &SectionView, doc: &SectionDoc, roster: &Roster, config: &P
         if let Decision::Rejected { rule: fieldsync_core::Rule::TransitionPrecedence, winner: Some(w), .. } =
             &e.decision
             && let Some(w) = by_id.get(w.as_str())
-            && (w.role, w.edit_id.as_str()) < (e.role, e.edit_id.as_str())
+            && (role_of(w), w.edit_id.as_str()) < (role_of(e), e.edit_id.as_str())
         {
             found.add(
                 Invariant::Rules,
-                format!("section {id}: {} by a {:?} beat {} by a {:?}", w.value, w.role, e.value, e.role),
+                format!("section {id}: {} by a {:?} beat {} by a {:?}", w.value, role_of(w), e.value, role_of(e)),
             );
         }
     }
@@ -563,4 +641,120 @@ fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&
         edits.iter().map(|e| (effective[e.id.as_str()], depth(e), e.id.as_str())).collect();
     keyed.sort();
     keyed.into_iter().enumerate().map(|(i, (_, _, id))| (id, i)).collect()
+}
+
+/// What the hub holds at one moment, for [`compare_audits`]: each write with
+/// what the rules over the hub's documents and role history make of it.
+#[derive(Debug, Default)]
+pub struct HubAudit {
+    /// edit id → (section, the write's audit entry).
+    pub writes: BTreeMap<String, (String, AuditEntry)>,
+    /// Sections whose stored conflict records are not the rules' over their
+    /// document and the hub's roster and role history (a hub that
+    /// materialized them with another roster), with what differs.
+    pub stale_conflicts: Vec<String>,
+}
+
+/// Read the hub's documents, roster and role history from its store and
+/// compute every write's decision, as every replica does; and compare the
+/// conflict records the hub stored with the rules' own.
+pub fn hub_audit(hub: &Hub, hub_dir: &Path, project: &str) -> Result<HubAudit, String> {
+    let mut store = SqliteHubStore::open(hub_dir).map_err(|e| format!("the hub's store: {e}"))?;
+    let roster = Roster::new(store.roster(project).map_err(|e| e.to_string())?)
+        .with_history(store.role_history(project).map_err(|e| e.to_string())?);
+    let config = store.project(project).map_err(|e| e.to_string())?.map(|p| p.config).unwrap_or_default();
+    let mut stored: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in hub.conflicts(project).map_err(|e| e.to_string())? {
+        stored.entry(c.section.clone()).or_default().insert(json(&c));
+    }
+    let mut out = HubAudit::default();
+    for id in store.sections_after(project, "", usize::MAX).map_err(|e| e.to_string())? {
+        let Some(s) = store.section(&id).map_err(|e| e.to_string())? else { continue };
+        let doc = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes).map_err(|e| format!("{id}: {e}"))?;
+        let input = doc.input();
+        let validated = validate(&input, &roster, &config);
+        let ours: BTreeSet<String> = validated.conflicts.iter().map(json).collect();
+        let theirs = stored.remove(&id).unwrap_or_default();
+        if ours != theirs {
+            let describe = |c: &String| {
+                serde_json::from_str::<ConflictRecord>(c)
+                    .map_or_else(|_| "?".into(), |c| format!("{} {}", c.rule.as_str(), c.explanation))
+            };
+            let missing: Vec<String> = ours.difference(&theirs).take(2).map(describe).collect();
+            let extra: Vec<String> = theirs.difference(&ours).take(2).map(describe).collect();
+            out.stale_conflicts.push(format!("section {id}: missing {missing:?}, stored instead {extra:?}"));
+        }
+        for e in validated.audit(&input, &roster) {
+            out.writes.insert(e.edit_id.clone(), (id.clone(), e));
+        }
+    }
+    Ok(out)
+}
+
+/// What a roster change did to the writes the hub held before it.
+#[derive(Debug, Default)]
+pub struct AuditChange {
+    /// Writes stamped before the change whose decision or judged role changed
+    /// (a roster change re-decided history), in words.
+    pub redecided: Vec<String>,
+    /// Writes stamped at or after the change (ahead of the hub's clock when
+    /// it stored them) whose decision or role changed, in words; with the
+    /// writes of their sections that changed with them.
+    pub redecided_ahead: Vec<String>,
+}
+
+/// Compare each write's decision and judged role before and after the role
+/// change `change` (made at `change.at_ms`, hub time). No write arrives in
+/// between: every write of `before` is in `after`.
+pub fn compare_audits(before: &HubAudit, after: &HubAudit, change: &RoleChange) -> AuditChange {
+    let mut out = AuditChange::default();
+    let differs = |a: &AuditEntry, b: &AuditEntry| a.role != b.role || json(&a.decision) != json(&b.decision);
+    let stamp = |id: &str| id.parse::<Hlc>().map_or(u64::MAX, |h| h.physical_ms);
+    // Sections where a write stamped ahead of the change was re-decided: the
+    // writes built on it may follow.
+    let ahead_sections: BTreeSet<&str> = before
+        .writes
+        .iter()
+        .filter(|(id, (_, a))| stamp(id) >= change.at_ms && after.writes.get(*id).is_some_and(|(_, b)| differs(a, b)))
+        .map(|(_, (section, _))| section.as_str())
+        .collect();
+    for (id, (section, a)) in &before.writes {
+        let Some((_, b)) = after.writes.get(id) else {
+            out.redecided.push(format!("section {section}: write {id} vanished after the role change"));
+            continue;
+        };
+        if !differs(a, b) {
+            continue;
+        }
+        let role = |r: Option<Role>| r.map_or("non-member", Role::as_str);
+        let what = format!(
+            "section {section}: {} by {} (stamp {}) was {} as a {} before {} became {} at {}, {} as a {} after",
+            a.value,
+            a.user.as_deref().unwrap_or("?"),
+            stamp(id),
+            decision_word(&a.decision),
+            role(a.role),
+            change.user,
+            change.role.map_or("removed", Role::as_str),
+            change.at_ms,
+            decision_word(&b.decision),
+            role(b.role)
+        );
+        if stamp(id) >= change.at_ms || ahead_sections.contains(section.as_str()) {
+            out.redecided_ahead.push(what);
+        } else {
+            out.redecided.push(what);
+        }
+    }
+    out
+}
+
+fn decision_word(d: &Decision) -> String {
+    match d {
+        Decision::Accepted => "accepted".into(),
+        Decision::Superseded { .. } => "superseded".into(),
+        Decision::Concurred { .. } => "concurred".into(),
+        Decision::Rejected { rule, .. } => format!("rejected ({})", rule.as_str()),
+        Decision::Quarantined { .. } => "quarantined".into(),
+    }
 }

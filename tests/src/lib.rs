@@ -25,6 +25,7 @@
 //! - [`device`]: sync sessions on their own threads; killing and reopening an app.
 //! - [`server`]: one or two hubs on one data dir; restarts; the live channel.
 //! - [`workload`]: routes, sections, and edits of every kind by role.
+//! - [`hostile`]: a tampered member's device: rule-breaking and malformed requests.
 //! - [`sim`]: the event loop and [`run_simulation`].
 //! - [`invariants`]: the checks after the network heals.
 //! - [`report`]: [`SimReport`], [`SimProgress`], [`Invariant`], [`Violation`].
@@ -49,6 +50,7 @@
 pub mod config;
 pub mod device;
 pub mod fuzz;
+pub mod hostile;
 pub mod invariants;
 pub mod link;
 pub mod profile;

@@ -65,6 +65,18 @@ pub enum Invariant {
     /// Nothing panicked and no call failed in a way an app could not handle
     /// (a storage error, a malformed-request answer to a correct client).
     NoUnexpectedError,
+    /// After the heal, a foreman's device can move every section on by a
+    /// valid transition (a probe on a copy of its store): no section is
+    /// frozen, whatever the stamps of its past transitions.
+    NoFrozenSection,
+    /// A role change or removal alters no decision (nor the role a write is
+    /// judged under) of a write the hub already held and stamped before it,
+    /// and the hub's conflict records after it are the rules over its
+    /// documents and role history.
+    StableHistory,
+    /// A hostile device's rule-breaking changes are stored and shown as
+    /// rejections; its malformed ones are refused with a 4xx and change nothing.
+    Hostile,
 }
 
 impl Invariant {
@@ -78,6 +90,9 @@ impl Invariant {
             Invariant::Rules => "rules",
             Invariant::Efficiency => "efficiency",
             Invariant::NoUnexpectedError => "no_unexpected_error",
+            Invariant::NoFrozenSection => "no_frozen_section",
+            Invariant::StableHistory => "stable_history",
+            Invariant::Hostile => "hostile",
         }
     }
 }
@@ -133,6 +148,53 @@ pub struct FaultCounts {
     pub reinstalls: u64,
     /// Revocations.
     pub revocations: u64,
+    /// Role changes (promotions and demotions) the administrator made.
+    #[serde(default)]
+    pub role_changes: u64,
+    /// Members removed (and, most of them, added back later).
+    #[serde(default)]
+    pub removals: u64,
+    /// Requests a hostile device sent (each with a rule-breaking change or a malformed one).
+    #[serde(default)]
+    pub hostile_requests: u64,
+}
+
+impl FaultCounts {
+    /// Add `other`'s counts to these (totals over many runs).
+    pub fn add(&mut self, other: &FaultCounts) {
+        let FaultCounts {
+            outages,
+            partitions,
+            lost_requests,
+            lost_responses,
+            cut_responses,
+            duplicated_requests,
+            kills_mid_sync,
+            kills_mid_write,
+            server_restarts,
+            skewed_clocks,
+            reinstalls,
+            revocations,
+            role_changes,
+            removals,
+            hostile_requests,
+        } = other;
+        self.outages += outages;
+        self.partitions += partitions;
+        self.lost_requests += lost_requests;
+        self.lost_responses += lost_responses;
+        self.cut_responses += cut_responses;
+        self.duplicated_requests += duplicated_requests;
+        self.kills_mid_sync += kills_mid_sync;
+        self.kills_mid_write += kills_mid_write;
+        self.server_restarts += server_restarts;
+        self.skewed_clocks += skewed_clocks;
+        self.reinstalls += reinstalls;
+        self.revocations += revocations;
+        self.role_changes += role_changes;
+        self.removals += removals;
+        self.hostile_requests += hostile_requests;
+    }
 }
 
 /// What a run did and whether the invariants held.
@@ -180,6 +242,38 @@ pub struct SimReport {
     pub change_floor_bytes: u64,
     /// Changes on the server at the end.
     pub changes: u64,
+    /// Honest devices' changes the server refused (held back on the device);
+    /// 0 when every invariant holds.
+    #[serde(default)]
+    pub refused_changes: u64,
+    /// A hostile device's rule-breaking changes the server stored and shows as rejections.
+    #[serde(default)]
+    pub hostile_stored: u64,
+    /// A hostile device's malformed requests the server refused with a 4xx.
+    #[serde(default)]
+    pub hostile_refused: u64,
+    /// Writes on the server stamped later than the server's clock at the end
+    /// of the run (clocks days ahead before a sync anchored them).
+    #[serde(default)]
+    pub writes_stamped_ahead: u64,
+    /// Writes stamped ahead of the server's clock whose decision (or judged
+    /// role) a later role change altered: what a stamp bound on receipt would
+    /// prevent. A violation with `SimConfig::strict_stamps`.
+    #[serde(default)]
+    pub redecided_ahead: u64,
+    /// Edits a device's API acknowledged while its roster gave its user
+    /// another role than the hub's (a role change it had not heard of yet),
+    /// or while its user was removed: work on a stale roster.
+    #[serde(default)]
+    pub stale_role_edits: u64,
+    /// Sections the frozen-section probe moved on after the heal.
+    #[serde(default)]
+    pub probed_sections: u64,
+    /// Of those, sections whose chain of transitions holds one stamped after
+    /// the probe's own (a clock that was ahead): a fold in stamp order would
+    /// have refused the probe as stale, a frozen section.
+    #[serde(default)]
+    pub probed_behind_stamps: u64,
     /// Faults the run went through.
     pub faults: FaultCounts,
     /// Simulated time from the morning sync until everything converged, ms.

@@ -11,11 +11,13 @@ use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
 use fieldsync_core::set_simulated_ids;
 use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{
-    ProjectConfig, Replica, ReplicaError, Role, SyncClient, SyncEngine, SyncError, SyncEvent, TransportError,
+    ConstructionState, FORWARD, ProjectConfig, Replica, ReplicaError, Role, RoleChange, SyncClient, SyncEngine,
+    SyncError, SyncEvent, TransportError,
 };
 
 use crate::config::{InjectedBug, SimConfig};
 use crate::device::{self, Session, Step};
+use crate::hostile::{self, Hostile};
 use crate::invariants::{self, Ack, Subject};
 use crate::link::Link;
 use crate::profile::LinkProfile;
@@ -58,6 +60,12 @@ enum Event {
     Revoke { device: usize },
     /// The device's clock jumps to `skew_ms` off.
     ClockJump { device: usize, skew_ms: i64 },
+    /// The administrator changes the device's user in the roster.
+    Roster { device: usize, what: RosterEvent },
+    /// The user, told they were added back, opens the app.
+    AppOpened { device: usize },
+    /// The hostile device attacks the hub.
+    Attack,
     /// A server instance dies.
     ServerCrash { instance: usize, down_ms: u64 },
     /// A server instance starts again.
@@ -68,6 +76,17 @@ enum Event {
     EndOfDay,
     /// The heal limit: whatever has not drained by now breaks liveness.
     HealLimit,
+}
+
+/// What the administrator does to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RosterEvent {
+    /// A promotion or a demotion, one step (a foreman now and then to office).
+    Change,
+    /// The member is removed from the project.
+    Remove,
+    /// The removed member is added back with the role they had.
+    AddBack,
 }
 
 struct Scheduled {
@@ -110,6 +129,10 @@ struct Device {
     link: Link,
     rng: Rng,
     revoked: bool,
+    /// The user is not a member of the project now (removed, not yet added back).
+    removed: bool,
+    /// The hub answered this session's round 403 because the user was removed.
+    forbidden_while_removed: bool,
     live: bool,
     live_instance: usize,
     acks: Vec<Ack>,
@@ -181,6 +204,10 @@ struct Stats {
     redelivered: u64,
     heal_round_trips: u64,
     faults: FaultCounts,
+    hostile_stored: u64,
+    hostile_refused: u64,
+    redecided_ahead: u64,
+    stale_role_edits: u64,
 }
 
 struct Sim {
@@ -210,6 +237,11 @@ struct Sim {
     last_growth: u64,
     bound_actors: HashSet<String>,
     uploaded: HashSet<u64>,
+    /// Every role change the administrator made (the initial roles at the
+    /// epoch included), at the hub's time: the rules oracle's history.
+    roles_log: Vec<RoleChange>,
+    /// The hostile device of the day, if any.
+    hostile: Option<Hostile>,
     stats: Stats,
     violations: Vec<Violation>,
 }
@@ -273,6 +305,14 @@ fn empty_report(config: &SimConfig) -> SimReport {
         changes_deflated_bytes: 0,
         change_floor_bytes: 0,
         changes: 0,
+        refused_changes: 0,
+        hostile_stored: 0,
+        hostile_refused: 0,
+        writes_stamped_ahead: 0,
+        redecided_ahead: 0,
+        probed_sections: 0,
+        probed_behind_stamps: 0,
+        stale_role_edits: 0,
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -336,12 +376,23 @@ impl Sim {
         let hub = servers.any().expect("just started").clone();
         hub.create_project(PROJECT, ProjectConfig::default()).map_err(|e| e.to_string())?;
         let mut devices = Vec::new();
+        let mut roles_log = Vec::new();
         for (i, (name, role, crew)) in people.into_iter().enumerate() {
             hub.add_member_at(PROJECT, &name, role, EPOCH_MS).map_err(|e| e.to_string())?;
+            roles_log.push(RoleChange { user: name.clone(), role: Some(role), at_ms: EPOCH_MS });
             let enrollment = hub.enroll_device(&name, &format!("{name}'s phone")).map_err(|e| e.to_string())?;
             let mut drng = rng.fork(100 + i as u64);
             let live = drng.chance(config.workload.live_channel);
             let link = if role == Role::Office { crate::profile::wifi() } else { config.profile.link.clone() };
+            // A clock days off from the install on, that stays off: the hub's
+            // time at each sync anchors its stamps, not its clock.
+            let mut crng = rng.fork(300 + i as u64);
+            let skew_ms = if crng.chance(config.faults.days_off_clocks) {
+                let off = crng.range(24, 72) as i64 * HOUR as i64 + crng.below(HOUR) as i64;
+                if crng.chance(0.5) { off } else { -off }
+            } else {
+                0
+            };
             devices.push(Device {
                 user: name.clone(),
                 name,
@@ -355,10 +406,12 @@ impl Sim {
                 wake_generation: 0,
                 session: None,
                 sent_at: 0,
-                skew_ms: 0,
+                skew_ms,
                 link: Link::new(link),
                 rng: drng,
                 revoked: false,
+                removed: false,
+                forbidden_while_removed: false,
                 live,
                 live_instance: i % instances,
                 acks: Vec::new(),
@@ -390,6 +443,8 @@ impl Sim {
             last_growth: 0,
             bound_actors: HashSet::new(),
             uploaded: HashSet::new(),
+            roles_log,
+            hostile: None,
             stats: Stats::default(),
             violations: Vec::new(),
         })
@@ -454,51 +509,71 @@ impl Sim {
 
     /// A sync over a perfect link, now (the depot's Wi-Fi; the final drain).
     fn direct_sync(&mut self, d: usize) -> Result<(), SyncError> {
+        let Some(replica) = self.devices[d].replica.clone() else { return Ok(()) };
+        let token = self.devices[d].token.clone();
+        let wall = self.devices[d].wall(self.now);
+        let call = self.direct_round(replica, token, wall, true)?;
+        self.devices[d].synced_through = call;
+        Ok(())
+    }
+
+    /// Sync `replica` as `token` over a perfect link, now, on the first hub
+    /// instance up; `count`: its bytes and rounds go into the stats. Returns
+    /// the hub call it caught up to.
+    fn direct_round(
+        &mut self,
+        replica: Arc<Mutex<Replica>>,
+        token: String,
+        wall: u64,
+        count: bool,
+    ) -> Result<u64, SyncError> {
         let Some(hub) = self.servers.any().cloned() else {
             return Err(SyncError::Transport(TransportError::Unreachable("no server up".into())));
         };
-        let Some(replica) = self.devices[d].replica.clone() else { return Ok(()) };
-        self.set_clock(d);
-        let token = self.devices[d].token.clone();
+        set_simulated_wall_clock(Some(wall));
         let now = EPOCH_MS + self.now;
         let bytes = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
-        let count = bytes.clone();
+        let counter = bytes.clone();
         let transport = move |body: Vec<u8>| -> Result<Vec<u8>, TransportError> {
             let answer = hub.sync(&token, &body, now).map_err(|e| transport_error(&e));
-            let mut c = count.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = counter.lock().unwrap_or_else(|p| p.into_inner());
             c.0 += 1;
             c.1 += body.len() as u64;
             c.2 += answer.as_ref().map_or(0, |b| b.len() as u64);
             answer
         };
-        let mut client = SyncClient::new(replica, Arc::new(transport));
+        let mut client = SyncClient::new(replica.clone(), Arc::new(transport));
         client.upload_budget = self.config.profile.upload_budget;
         client.response_budget = self.config.profile.response_budget;
         let result = client.sync_now();
+        drop(client);
         self.hub_calls += 1;
         let call = self.hub_calls;
         let (rounds, up, down) = *bytes.lock().unwrap_or_else(|p| p.into_inner());
-        self.stats.round_trips += rounds;
-        self.stats.bytes_up += up;
-        self.stats.bytes_down += down;
+        if count {
+            self.stats.round_trips += rounds;
+            self.stats.bytes_up += up;
+            self.stats.bytes_down += down;
+        }
         for i in 0..self.servers.count() {
             if self.servers.feed_grew(i) {
                 self.last_growth = call;
             }
         }
-        if result.is_ok() {
-            self.devices[d].synced_through = call;
-            let actor = self.devices[d].replica.as_ref().map(|r| lock(r).actor()).unwrap_or_default();
-            if self.bound_actors.insert(actor) {
-                self.last_growth = call;
-            }
+        result?;
+        let actor = lock(&replica).actor();
+        if self.bound_actors.insert(actor) {
+            self.last_growth = call;
         }
-        result.map(|_| ())
+        Ok(call)
     }
 
     fn setup(&mut self) -> Result<(), String> {
         for d in 0..self.devices.len() {
             self.open_device(d)?;
+        }
+        if self.rng.fork(3).chance(self.config.faults.hostile) {
+            self.enroll_hostile()?;
         }
         // Everyone opens the app (binding its actor: the roster is complete
         // before any section exists, so no one recomputes views for it), the
@@ -520,6 +595,23 @@ impl Sim {
         Ok(())
     }
 
+    /// The hostile device: a technician's enrolled phone, tampered with. Its
+    /// first round binds its actor like any device's.
+    fn enroll_hostile(&mut self) -> Result<(), String> {
+        let hub = self.servers.any().cloned().ok_or("no hub is up")?;
+        hub.add_member_at(PROJECT, hostile::USER, Role::Technician, EPOCH_MS).map_err(|e| e.to_string())?;
+        self.roles_log.push(RoleChange { user: hostile::USER.into(), role: Some(Role::Technician), at_ms: EPOCH_MS });
+        let enrollment = hub.enroll_device(hostile::USER, "mallory's phone").map_err(|e| e.to_string())?;
+        set_simulated_wall_clock(Some(EPOCH_MS));
+        let path = self.dir.join(format!("{}.db", hostile::USER));
+        let replica = device::open(&path, hostile::USER).map_err(|e| format!("{}: {e}", path.display()))?;
+        lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
+        self.direct_round(replica.clone(), enrollment.token.clone(), EPOCH_MS, false)
+            .map_err(|e| format!("the hostile device's first sync: {e}"))?;
+        self.hostile = Some(Hostile::new(enrollment.token, replica, self.rng.fork(4)));
+        Ok(())
+    }
+
     // ---- the day's plan ----
 
     fn plan_day(&mut self) {
@@ -531,7 +623,7 @@ impl Sim {
             if rng.chance(0.5) { off } else { -off }
         };
         for d in 0..self.devices.len() {
-            let crew_device = self.devices[d].role != Role::Office;
+            let crew_device = self.devices[d].crew.is_some();
             let mut outages: Vec<(u64, u64)> = Vec::new();
             if crew_device {
                 if self.config.profile.crews_offline_all_day || rng.chance(f.offline_all_day) {
@@ -560,6 +652,9 @@ impl Sim {
             }
             self.stats.faults.outages += merged.len() as u64;
             self.devices[d].link.outages = merged;
+            if self.devices[d].skew_ms != 0 {
+                self.stats.faults.skewed_clocks += 1; // Days off since the install.
+            }
             if rng.chance(f.skewed_clocks) {
                 self.devices[d].skew_ms = wrong_clock(&mut rng);
                 self.stats.faults.skewed_clocks += 1;
@@ -594,6 +689,29 @@ impl Sim {
             let instance = rng.below(self.servers.count() as u64) as usize;
             let down_ms = rng.log_uniform(10, 600) * 1000;
             self.schedule(rng.below(day), Event::ServerCrash { instance, down_ms });
+        }
+        // The administrator: role changes and removals (most added back
+        // later), never of the office device that planned the day.
+        let others = self.devices.len() as u64 - 1;
+        if others > 0 {
+            for _ in 0..poisson(&mut rng, f.role_changes) {
+                let device = 1 + rng.below(others) as usize;
+                self.schedule(rng.below(day), Event::Roster { device, what: RosterEvent::Change });
+            }
+            for _ in 0..poisson(&mut rng, f.removals) {
+                let device = 1 + rng.below(others) as usize;
+                let at = rng.below(day);
+                self.schedule(at, Event::Roster { device, what: RosterEvent::Remove });
+                let back = at + rng.log_uniform(10, 240) * MINUTE;
+                if rng.chance(0.75) && back < day {
+                    self.schedule(back, Event::Roster { device, what: RosterEvent::AddBack });
+                }
+            }
+        }
+        if self.hostile.is_some() {
+            for _ in 0..2 + rng.below(4) {
+                self.schedule(rng.below(day), Event::Attack);
+            }
         }
         self.schedule(day, Event::EndOfDay);
         self.schedule(PROGRESS_EVERY_MS, Event::Tick);
@@ -704,6 +822,19 @@ impl Sim {
                 self.devices[device].skew_ms = skew_ms;
                 self.stats.faults.skewed_clocks += 1;
             }
+            Event::Roster { device, what } => self.roster_event(device, what),
+            Event::AppOpened { device } => {
+                let dev = &self.devices[device];
+                if dev.alive() && !dev.revoked && !dev.removed {
+                    if dev.session.is_some() {
+                        // Opened while a round is out: it looks again once that is over.
+                        self.schedule(self.now + MINUTE, Event::AppOpened { device });
+                    } else {
+                        self.engine_event(device, SyncEvent::Nudge);
+                    }
+                }
+            }
+            Event::Attack => self.attack(),
             Event::ServerCrash { instance, down_ms } => {
                 if self.faults_on && self.servers.is_up(instance) {
                     self.stop_server(instance, down_ms);
@@ -746,6 +877,7 @@ impl Sim {
             Session::start(id, replica, wall, self.config.profile.upload_budget, self.config.profile.response_budget);
         self.devices[d].session = Some(session);
         self.devices[d].round_at = 0;
+        self.devices[d].forbidden_while_removed = false;
         if self.faults_on && self.devices[d].rng.chance(self.config.faults.kill_mid_sync) {
             let link = &self.devices[d].link.profile;
             let window = 2 * (link.up_latency_ms + link.down_latency_ms) + 2_000;
@@ -783,6 +915,10 @@ impl Sim {
                 let expected = match &e {
                     SyncError::Transport(TransportError::Unreachable(_)) => true,
                     SyncError::Transport(TransportError::Server { status: 401, .. }) => self.devices[d].revoked,
+                    // Its user was removed from the project when the hub answered.
+                    SyncError::Transport(TransportError::Server { status: 403, .. }) => {
+                        self.devices[d].forbidden_while_removed
+                    }
                     _ => false,
                 };
                 if !expected {
@@ -904,6 +1040,10 @@ impl Sim {
         let mut result = self.servers.sync(instance, token, &body, EPOCH_MS + now).expect("checked up");
         self.hub_calls += 1;
         let call = self.hub_calls;
+        let forbidden = matches!(&result, Err(TransportError::Server { status: 403, .. }));
+        if forbidden && self.devices[d].removed && !replay {
+            self.devices[d].forbidden_while_removed = true;
+        }
         if result.is_ok() && self.bound_actors.insert(actor) {
             // A new actor in the roster: every device must hear of it.
             self.last_growth = call;
@@ -911,7 +1051,8 @@ impl Sim {
         if self.servers.feed_grew(instance) {
             self.last_growth = call;
             for (e, dev) in self.devices.iter().enumerate() {
-                let listening = dev.live && dev.live_instance == instance && dev.alive() && !dev.revoked;
+                let listening =
+                    dev.live && dev.live_instance == instance && dev.alive() && !dev.revoked && !dev.removed;
                 if listening && !dev.link.offline_at(now) && !dev.link.partitioned_at(now) {
                     let at = now + dev.link.profile.down_latency_ms;
                     self.seq += 1;
@@ -925,6 +1066,7 @@ impl Sim {
         if let Err(TransportError::Server { status, body }) = &result
             && replay
             && *status != 401
+            && !(*status == 403 && self.devices[d].removed)
         {
             let name = self.devices[d].name.clone();
             let what = format!(
@@ -1089,6 +1231,285 @@ impl Sim {
         }
     }
 
+    // ---- the administrator ----
+
+    /// A role change, removal or addition back of device `d`'s user, made
+    /// at the hub's time; the hub's decisions on the writes it holds are
+    /// compared right before and right after it (`stable_history`).
+    fn roster_event(&mut self, d: usize, what: RosterEvent) {
+        let dev = &mut self.devices[d];
+        let role = match what {
+            RosterEvent::Change if !dev.removed => Some(match dev.role {
+                Role::Technician => Role::Foreman,
+                Role::Foreman if dev.rng.chance(0.2) => Role::Office,
+                Role::Foreman => Role::Technician,
+                Role::Office => Role::Foreman,
+            }),
+            RosterEvent::Remove if !dev.removed => None,
+            RosterEvent::AddBack if dev.removed => Some(dev.role),
+            _ => return,
+        };
+        let Some(hub) = self.servers.any().cloned() else {
+            return self.schedule(self.now + MINUTE, Event::Roster { device: d, what });
+        };
+        let before = invariants::hub_audit(&hub, &self.servers.dir, PROJECT);
+        let user = self.devices[d].user.clone();
+        let at_ms = EPOCH_MS + self.now;
+        let recorded = if self.config.inject == Some(InjectedBug::BackdateRoles) { EPOCH_MS } else { at_ms };
+        let done = match role {
+            Some(r) => hub.add_member_at(PROJECT, &user, r, recorded),
+            None => hub.remove_member_at(PROJECT, &user, recorded),
+        };
+        if let Err(e) = done {
+            return self.violation(Invariant::NoUnexpectedError, format!("changing {user}'s role: {e}"));
+        }
+        match (what, role) {
+            (RosterEvent::Change, Some(r)) => {
+                self.devices[d].role = r;
+                self.stats.faults.role_changes += 1;
+            }
+            (RosterEvent::Remove, _) => {
+                self.devices[d].removed = true;
+                self.stats.faults.removals += 1;
+            }
+            _ => {
+                // Added back: the user is told and opens the app, which syncs
+                // again (a round refused with 403 stopped its background sync).
+                self.devices[d].removed = false;
+                let later = self.now + self.devices[d].rng.range(MINUTE, 30 * MINUTE);
+                self.schedule(later, Event::AppOpened { device: d });
+            }
+        }
+        let change = RoleChange { user, role, at_ms };
+        self.roles_log.push(change.clone());
+        // Roster news: every device must hear of it before the run is quiescent.
+        self.hub_calls += 1;
+        self.last_growth = self.hub_calls;
+        let after = invariants::hub_audit(&hub, &self.servers.dir, PROJECT);
+        let (before, after) = match (before, after) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) | (_, Err(e)) => {
+                return self.violation(Invariant::NoUnexpectedError, format!("reading the hub's audit: {e}"));
+            }
+        };
+        let diff = invariants::compare_audits(&before, &after, &change);
+        for what in diff.redecided.iter().take(3) {
+            self.violation(Invariant::StableHistory, format!("a role change re-decided history: {what}"));
+        }
+        self.stats.redecided_ahead += diff.redecided_ahead.len() as u64;
+        if self.config.strict_stamps {
+            for what in diff.redecided_ahead.iter().take(3) {
+                self.violation(
+                    Invariant::StableHistory,
+                    format!("a role change re-decided a write stamped ahead of the hub's clock: {what}"),
+                );
+            }
+        }
+        for what in after.stale_conflicts.iter().take(3) {
+            self.violation(
+                Invariant::StableHistory,
+                format!(
+                    "after a role change the hub's conflict records are not the rules' over its role history: {what}"
+                ),
+            );
+        }
+    }
+
+    // ---- the hostile device ----
+
+    /// The hostile device syncs honestly (to learn the documents), then sends
+    /// one rule-breaking change and one malformed request, and the hub's
+    /// answers are checked (`hostile`).
+    fn attack(&mut self) {
+        let Some(mut h) = self.hostile.take() else { return };
+        if let Err(e) = self.attack_with(&mut h) {
+            self.violation(Invariant::Hostile, e);
+        }
+        self.hostile = Some(h);
+    }
+
+    fn attack_with(&mut self, h: &mut Hostile) -> Result<(), String> {
+        let instances: Vec<usize> = (0..self.servers.count()).filter(|i| self.servers.is_up(*i)).collect();
+        if instances.is_empty() {
+            return Ok(()); // Nothing to attack now.
+        }
+        let instance = *h.rng.pick(&instances);
+        let now_ms = EPOCH_MS + self.now;
+        self.direct_round(h.replica.clone(), h.token.clone(), now_ms, false)
+            .map_err(|e| format!("the hostile device's honest sync failed: {e}"))?;
+        let sections: Vec<String> = lock(&h.replica)
+            .list_sections(Some(PROJECT), None, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        if sections.is_empty() {
+            return Ok(());
+        }
+        let section = h.rng.pick(&sections).clone();
+        let roster = h.roster(PROJECT)?;
+        let request = h.request(PROJECT)?;
+
+        // A well-formed change that breaks a rule: stored, and a rejection.
+        let doc = h.document(&section)?;
+        let hlc = h.stamp(now_ms);
+        let broken = hostile::rule_break(&doc, &section, &roster, &self.plan.config, &hlc, &mut h.rng)?;
+        let mut r = request.clone();
+        r.upload = vec![protocol::SectionBatch { section: section.clone(), changes: vec![broken.bytes.clone()] }];
+        self.stats.faults.hostile_requests += 1;
+        match self.hostile_call(instance, &h.token, &protocol::encode(&r)) {
+            Ok(_) => {}
+            Err(e) => return Err(format!("{} in {section} was not stored: {e}", broken.what)),
+        }
+        h.stored.entry(section.clone()).or_default().push(broken.bytes.clone());
+        let hub = self.servers.hub(instance).cloned().ok_or("the hub went down")?;
+        let conflicts = hub.conflicts(PROJECT).map_err(|e| e.to_string())?;
+        let rejection = conflicts.iter().find(|c| {
+            c.kind == fieldsync_core::ConflictKind::Rejection
+                && c.candidates.iter().any(|x| x.edit_id == broken.edit_id)
+                && c.winner.as_deref() != Some(broken.edit_id.as_str())
+        });
+        match rejection {
+            Some(c) if c.rule == broken.rule => self.stats.hostile_stored += 1,
+            Some(c) => {
+                return Err(format!(
+                    "{} in {section} was rejected under {}, where the device's rules said {}",
+                    broken.what,
+                    c.rule.as_str(),
+                    broken.rule.as_str()
+                ));
+            }
+            None => return Err(format!("{} in {section} was stored but shows no rejection", broken.what)),
+        }
+
+        // A malformed request: refused with a 4xx, nothing changed.
+        let doc = h.document(&section)?;
+        let hlc = h.stamp(now_ms);
+        let bad = match hostile::malformed(&doc, &section, &roster, &request, &hlc, &mut h.rng) {
+            Ok(bad) => bad,
+            Err(_) => return Ok(()), // Nothing of that kind to forge in this section.
+        };
+        let before = hostile::hub_digest(&self.servers.dir)?;
+        self.stats.faults.hostile_requests += 1;
+        let answer = self.hostile_call(instance, &h.token, &bad.body);
+        let after = hostile::hub_digest(&self.servers.dir)?;
+        match answer {
+            Ok(_) => return Err(format!("{} in {section} was answered 200", bad.what)),
+            Err(TransportError::Server { status, body }) => {
+                if status != bad.status {
+                    return Err(format!(
+                        "{} in {section} was answered {status} {} ({}), not {}",
+                        body.error, body.message, bad.status, bad.what
+                    ));
+                }
+                if let Some(rule) = bad.rule
+                    && (body.refusals.is_empty() || body.refusals.iter().any(|x| x.rule.as_deref() != rule))
+                {
+                    return Err(format!(
+                        "{} in {section} was refused with {:?}, not the rule {rule:?}",
+                        bad.what,
+                        body.refusals.iter().map(|x| x.rule.clone()).collect::<Vec<_>>()
+                    ));
+                }
+            }
+            Err(e) => return Err(format!("{} in {section}: {e}", bad.what)),
+        }
+        if before != after {
+            return Err(format!("{} in {section} was refused but changed what the hub stores", bad.what));
+        }
+        self.stats.hostile_refused += 1;
+        Ok(())
+    }
+
+    /// One hostile request to hub instance `instance`, at the hub's time now.
+    fn hostile_call(&mut self, instance: usize, token: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let result = self
+            .servers
+            .sync(instance, token, body, EPOCH_MS + self.now)
+            .unwrap_or_else(|| Err(TransportError::Unreachable("the hub is down".into())));
+        self.hub_calls += 1;
+        let call = self.hub_calls;
+        if self.servers.feed_grew(instance) {
+            self.last_growth = call;
+        }
+        result
+    }
+
+    // ---- no frozen section ----
+
+    /// After the heal, a foreman's device (on a copy of its store) moves
+    /// every section on by one valid transition: forward one step, unblock,
+    /// or rework from `completed`. Returns the sections moved and what failed.
+    fn probe_frozen(&mut self) -> (u64, u64, Vec<Violation>) {
+        let usable = |dev: &Device| dev.alive() && !dev.revoked && !dev.removed;
+        let prober = (0..self.devices.len())
+            .find(|&d| usable(&self.devices[d]) && self.devices[d].role == Role::Foreman)
+            .or_else(|| {
+                (0..self.devices.len()).find(|&d| usable(&self.devices[d]) && self.devices[d].role >= Role::Foreman)
+            });
+        let Some(d) = prober else { return (0, 0, Vec::new()) };
+        let name = self.devices[d].name.clone();
+        let fail = |what: String| vec![Violation { invariant: Invariant::NoUnexpectedError, detail: what }];
+        let copy = self.dir.join("probe.db");
+        let replica = self.devices[d].replica.clone().expect("usable");
+        if let Err(e) = lock(&replica).connection().execute("VACUUM INTO ?1", [copy.to_string_lossy()]) {
+            return (0, 0, fail(format!("{name}: copying its store for the probe: {e}")));
+        }
+        self.set_clock(d);
+        let probe = match device::open(&copy, &name) {
+            Ok(p) => p,
+            Err(e) => return (0, 0, fail(format!("{name}: opening the probe's copy: {e}"))),
+        };
+        let mut p = lock(&probe);
+        let ids: Vec<String> = match p.list_sections(Some(PROJECT), None, usize::MAX) {
+            Ok(list) => list.into_iter().map(|s| s.id).collect(),
+            Err(e) => return (0, 0, fail(format!("{name}: listing the probe's sections: {e}"))),
+        };
+        let (mut moved, mut behind) = (0, 0);
+        let mut found = Vec::new();
+        let stamp = |id: &str| id.parse::<fieldsync_core::Hlc>().map_or(0, |h| h.physical_ms);
+        for id in ids {
+            let Ok(view) = p.section(&id) else { continue };
+            let target = match (view.state, view.state.step(), &view.blocked) {
+                (ConstructionState::Blocked, _, Some(b)) => b.resume_to,
+                (_, Some(s), _) if s + 1 < FORWARD.len() => FORWARD[s + 1],
+                (_, Some(s), _) if s >= 1 => FORWARD[s - 1],
+                _ => continue,
+            };
+            let outcome = p.transition(&id, target, None);
+            let now = p.section(&id).map(|v| v.state).ok();
+            match outcome {
+                Ok(receipt) if now == Some(target) => {
+                    moved += 1;
+                    // A transition of the chain stamped after the probe's: a
+                    // fold in stamp order would have judged the probe against
+                    // an older state and refused it as stale.
+                    let mine = stamp(&receipt.edit_id);
+                    behind += u64::from(view.events.iter().any(|e| stamp(&e.edit_id) > mine));
+                }
+                Ok(_) => found.push(Violation {
+                    invariant: Invariant::NoFrozenSection,
+                    detail: format!(
+                        "section {id}: {name}'s transition {} → {} was accepted but the section shows {:?}",
+                        view.state.as_str(),
+                        target.as_str(),
+                        now
+                    ),
+                }),
+                Err(e) => found.push(Violation {
+                    invariant: Invariant::NoFrozenSection,
+                    detail: format!(
+                        "section {id} is frozen: {name}'s transition {} → {} was refused: {e}",
+                        view.state.as_str(),
+                        target.as_str()
+                    ),
+                }),
+            }
+        }
+        found.truncate(8);
+        (moved, behind, found)
+    }
+
     // ---- the workload ----
 
     fn edit(&mut self, d: usize) {
@@ -1104,9 +1525,14 @@ impl Sim {
             Some(c) => self.plan.crew_sections[c].clone(),
             None => self.plan.sections.iter().map(|s| s.id.clone()).collect(),
         };
+        // What the app offers follows the role its roster says, stale or not.
+        let local_role = self.devices[d].replica.as_ref().and_then(|r| lock(r).role_in(PROJECT).ok().flatten());
         let dev = &mut self.devices[d];
+        let role = local_role.unwrap_or(dev.role);
+        // The device has not heard of its user's last role change (or removal).
+        let stale = local_role != (!dev.removed).then_some(dev.role);
         let section = dev.rng.pick(&ids).clone();
-        let kind = EditKind::draw(dev.role, self.config.workload.off_route, &mut dev.rng);
+        let kind = EditKind::draw(role, self.config.workload.off_route, &mut dev.rng);
         let kill = self.faults_on && dev.rng.chance(self.config.faults.kill_mid_write);
         if kill && dev.rng.chance(0.5) {
             // Killed inside the write's transaction: as if it never happened.
@@ -1136,6 +1562,7 @@ impl Sim {
                     return self.crash(d);
                 }
                 self.stats.edits += 1;
+                self.stats.stale_role_edits += u64::from(stale);
                 *self.stats.edits_by_kind.entry(kind.as_str().to_owned()).or_default() += 1;
                 let install = self.devices[d].install;
                 self.devices[d].acks.push(Ack { section: done.section, hash: done.change_hash, install, wiped: false });
@@ -1161,7 +1588,7 @@ impl Sim {
         let healed = LinkProfile { loss: 0.0, ..self.config.profile.link.clone() };
         for dev in &mut self.devices {
             dev.link.heal(self.now);
-            if dev.role != Role::Office {
+            if dev.crew.is_some() {
                 dev.link.set_profile(healed.clone());
             }
         }
@@ -1190,8 +1617,10 @@ impl Sim {
         // The cheap conditions first: the outboxes are read only when everyone looks done.
         watched().all(|d| {
             let dev = &self.devices[d];
-            dev.revoked || (dev.alive() && dev.session.is_none() && dev.synced_through >= self.last_growth)
-        }) && watched().all(|d| self.devices[d].revoked || self.pending(d) == 0)
+            dev.revoked
+                || dev.removed
+                || (dev.alive() && dev.session.is_none() && dev.synced_through >= self.last_growth)
+        }) && watched().all(|d| self.devices[d].revoked || self.devices[d].removed || self.pending(d) == 0)
     }
 
     // ---- checks ----
@@ -1200,7 +1629,9 @@ impl Sim {
         let stuck: Vec<String> = (0..self.devices.len())
             .filter(|&d| {
                 let dev = &self.devices[d];
-                !dev.revoked && (!dev.alive() || dev.synced_through < self.last_growth || self.pending(d) > 0)
+                !dev.revoked
+                    && !dev.removed
+                    && (!dev.alive() || dev.synced_through < self.last_growth || self.pending(d) > 0)
             })
             .map(|d| {
                 let dev = &self.devices[d];
@@ -1223,7 +1654,7 @@ impl Sim {
                 break;
             }
             for d in 0..self.devices.len() {
-                if !self.devices[d].revoked {
+                if !self.devices[d].revoked && !self.devices[d].removed {
                     self.reopen(d);
                     if let Err(e) = self.direct_sync(d) {
                         let name = self.devices[d].name.clone();
@@ -1235,10 +1666,25 @@ impl Sim {
         let subjects: Vec<Subject<'_>> = self
             .devices
             .iter()
-            .map(|d| Subject { name: &d.name, replica: d.replica.as_ref(), revoked: d.revoked, acks: &d.acks })
+            .map(|d| Subject {
+                name: &d.name,
+                replica: d.replica.as_ref(),
+                revoked: d.revoked,
+                removed: d.removed,
+                acks: &d.acks,
+            })
             .collect();
         let hub = self.servers.any().cloned();
-        let checked = invariants::check(hub.as_deref(), &self.servers.dir, PROJECT, &subjects);
+        let checked = invariants::check(
+            hub.as_deref(),
+            &self.servers.dir,
+            PROJECT,
+            &subjects,
+            Some(&self.roles_log),
+            EPOCH_MS + self.now,
+        );
+        drop(subjects);
+        let (probed, probed_behind, frozen) = self.probe_frozen();
         let mut report = empty_report(&self.config);
         report.sections = checked.sections;
         report.conflicts_by_kind = checked.conflicts_by_kind;
@@ -1249,8 +1695,13 @@ impl Sim {
         report.changes_deflated_bytes = checked.changes_deflated_bytes;
         report.change_floor_bytes = checked.changes_deflated_bytes * self.devices.len() as u64;
         report.state_digest = checked.digest;
+        report.refused_changes = checked.refused_changes;
+        report.writes_stamped_ahead = checked.stamped_ahead;
+        report.probed_sections = probed;
+        report.probed_behind_stamps = probed_behind;
         let mut violations = self.violations;
         violations.extend(checked.violations);
+        violations.extend(frozen);
         let wire = self.stats.bytes_up + self.stats.bytes_down;
         // A failed round trip (a cut, a lost answer) costs its bytes for
         // nothing; a small run with many cuts is dominated by them.
@@ -1285,6 +1736,10 @@ impl Sim {
         report.bytes_repeated = s.bytes_repeated;
         report.heal_round_trips = s.heal_round_trips;
         report.faults = s.faults;
+        report.hostile_stored = s.hostile_stored;
+        report.hostile_refused = s.hostile_refused;
+        report.redecided_ahead = s.redecided_ahead;
+        report.stale_role_edits = s.stale_role_edits;
         report.simulated_ms = end;
         report.heal_ms = end.saturating_sub(self.heal_started);
         report

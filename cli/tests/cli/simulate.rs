@@ -40,6 +40,10 @@ fn a_seeded_day_converges_and_its_report_adds_up() {
     );
     // Time.
     assert!(n("heal_ms") <= n("simulated_ms"));
+    // Trust: no honest change refused; the new counts are there.
+    assert_eq!(n("refused_changes"), 0);
+    assert!(n("probed_behind_stamps") <= n("probed_sections"));
+    assert!(r["faults"]["role_changes"].is_u64() && r["faults"]["hostile_requests"].is_u64(), "{r}");
 
     // The same seed and flags: the same day, byte for byte (wall time aside).
     let again = ok_json(&RUN);
@@ -67,6 +71,7 @@ fn the_human_report_names_every_figure_and_the_verdict() {
         "  on the wire ",
         "  change floor ",
         "  faults ",
+        "  trust ",
         "  time ",
         "  verdict        CONVERGED",
         "  replay         fieldsync simulate --seed 5 --profile offline-day --devices 4 --sections 6",

@@ -98,3 +98,36 @@ fn an_unhealed_network_breaks_liveness() {
     let r = run_simulation(c, |_| {});
     assert!(r.violations.iter().any(|v| v.invariant == Invariant::Liveness), "{:#?}", r.violations);
 }
+
+#[test]
+fn trust_under_change_role_changes_removals_days_off_clocks_and_a_hostile_device() {
+    // Issue 11: roles change mid-day (devices offline for hours work on a
+    // stale roster), members are removed (most added back), clocks stay days
+    // off, and a tampered device attacks the hub; every invariant holds.
+    let mut totals = (0, 0, 0, 0, 0);
+    for seed in 30..33 {
+        let mut c = small(seed, Profile::offline_day());
+        c.workload.devices = 10;
+        c.workload.day_hours = 6.0;
+        c.faults = FaultConfig {
+            role_changes: 6.0,
+            removals: 2.0,
+            days_off_clocks: 0.5,
+            hostile: 1.0,
+            reinstalls: 0.2,
+            ..FaultConfig::default()
+        };
+        let r = run_simulation(c, |_| {});
+        assert!(r.converged, "seed {seed}: {:#?}", r.violations);
+        assert_eq!(r.refused_changes, 0, "seed {seed}: the hub refused none of an honest device's changes");
+        totals.0 += r.faults.role_changes;
+        totals.1 += r.faults.removals;
+        totals.2 += r.hostile_stored;
+        totals.3 += r.hostile_refused;
+        totals.4 += r.probed_sections;
+    }
+    let (changes, removals, stored, refused, probed) = totals;
+    assert!(changes > 0 && removals > 0, "{totals:?}");
+    assert!(stored > 0 && refused > 0, "the hostile device attacked: {totals:?}");
+    assert!(probed > 0, "the frozen-section probe ran: {totals:?}");
+}

@@ -81,20 +81,17 @@ fn fixture_every_fault_on_one_section() {
     assert!(outcome.edits >= 4, "{outcome:?}");
 }
 
-/// Concurrent transitions by every role on a section nobody synced in between.
-/// The same move made by several (every step planned → surveyed, then the
-/// office's and the foreman's skips to conduit_laid, each built on its own
-/// step) concurs and is no conflict; a technician's step against the
-/// foreman's skip from the same state is a contest the foreman wins.
+/// Concurrent transitions by every role on a section nobody synced in between:
+/// everyone steps (the same move: they concur), then, each on its own step,
+/// the office blocks, the foreman skips and the technicians step again. Since
+/// transitions fold along their causal chain, moves built on concurring writes
+/// race in one group (identical skips would concur, with no conflict at all).
 #[test]
 fn fixture_concurrent_transitions() {
     let mut actions: Vec<Action> = (0..4).map(|p| edit(p, 1, EditKind::Step, u16::from(p))).collect();
-    actions.extend((0..4).map(|p| edit(p, 1, EditKind::Skip, 10 + u16::from(p))));
-    actions.extend((0..4).map(|p| Sync { peer: p }));
-    let outcome = run_actions(&actions).unwrap();
-    assert!(outcome.edits >= 6, "{outcome:?}");
-    // From the same state: tech1 steps, the foreman skips, then they sync.
-    let mut actions = vec![edit(2, 1, EditKind::Step, 1), edit(1, 1, EditKind::Skip, 2)];
+    actions.push(edit(0, 1, EditKind::Block, 10));
+    actions.push(edit(1, 1, EditKind::Skip, 11));
+    actions.extend((2..4).map(|p| edit(p, 1, EditKind::Step, 10 + u16::from(p))));
     actions.extend((0..4).map(|p| Sync { peer: p }));
     let outcome = run_actions(&actions).unwrap();
     assert!(outcome.conflicts > 0, "{outcome:?}");

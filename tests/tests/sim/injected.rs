@@ -9,6 +9,8 @@ fn caught(bug: InjectedBug) -> Vec<Invariant> {
         .map(|s| {
             let mut c = SimConfig::for_seed(s);
             c.inject = Some(bug);
+            // Enough role changes that every seed has some to misrecord.
+            c.faults.role_changes = c.faults.role_changes.max(4.0);
             c
         })
         .collect();
@@ -36,4 +38,10 @@ fn a_feed_page_that_skips_changes_is_caught() {
 fn a_device_that_never_commits_its_cursor_is_caught() {
     let found = caught(InjectedBug::ForgetCursor);
     assert_eq!(found, [Invariant::Efficiency]);
+}
+
+#[test]
+fn a_hub_that_judges_with_todays_roster_is_caught() {
+    let found = caught(InjectedBug::BackdateRoles);
+    assert!(found.contains(&Invariant::StableHistory), "{found:?}");
 }

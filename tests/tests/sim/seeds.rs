@@ -8,11 +8,13 @@ use fieldsync_tests::{FaultCounts, InjectedBug, SimConfig, SimReport};
 
 fn configs(seeds: &[u64]) -> Vec<SimConfig> {
     let bug = InjectedBug::from_env();
+    let strict = std::env::var("FIELDSYNC_STRICT_STAMPS").is_ok_and(|v| v.trim() == "1");
     seeds
         .iter()
         .map(|s| {
             let mut c = SimConfig::for_seed(*s);
             c.inject = bug;
+            c.strict_stamps = strict;
             c
         })
         .collect()
@@ -58,20 +60,23 @@ fn summary(reports: &[SimReport], wall: f64) -> String {
     }
     let mut faults = FaultCounts::default();
     for r in reports {
-        let f = &r.faults;
-        faults.outages += f.outages;
-        faults.partitions += f.partitions;
-        faults.lost_requests += f.lost_requests;
-        faults.lost_responses += f.lost_responses;
-        faults.cut_responses += f.cut_responses;
-        faults.duplicated_requests += f.duplicated_requests;
-        faults.kills_mid_sync += f.kills_mid_sync;
-        faults.kills_mid_write += f.kills_mid_write;
-        faults.server_restarts += f.server_restarts;
-        faults.skewed_clocks += f.skewed_clocks;
-        faults.reinstalls += f.reinstalls;
-        faults.revocations += f.revocations;
+        faults.add(&r.faults);
     }
+    let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
+    s.push_str(&format!(
+        "trust: {} edits on a stale roster; {} hostile changes stored as rejections, {} hostile requests refused; {} \
+         writes stamped ahead of the \
+         server, {} of them re-decided by a role change; {} sections moved on by the frozen-section probe ({} past a \
+         transition stamped after the probe's); {} honest changes refused\n",
+        total(|r| r.stale_role_edits),
+        total(|r| r.hostile_stored),
+        total(|r| r.hostile_refused),
+        total(|r| r.writes_stamped_ahead),
+        total(|r| r.redecided_ahead),
+        total(|r| r.probed_sections),
+        total(|r| r.probed_behind_stamps),
+        total(|r| r.refused_changes),
+    ));
     let ratio = |r: &SimReport| (r.bytes_up + r.bytes_down) as f64 / r.change_floor_bytes.max(1) as f64;
     let worst = reports.iter().map(ratio).fold(0.0, f64::max);
     let mean = reports.iter().map(ratio).sum::<f64>() / reports.len().max(1) as f64;
