@@ -701,3 +701,32 @@ fn a_section_id_the_server_would_refuse_is_refused_at_once() {
     let fits = "s".repeat(fieldsync_core::protocol::MAX_SECTION_ID_BYTES);
     office.create_section_with_id(&fits, PROJECT, "x", &route()).unwrap();
 }
+
+#[test]
+fn a_full_disk_refuses_the_write_loses_nothing_and_the_next_write_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    let id = office.create_section(PROJECT, "North", &route()).unwrap();
+    office.record_progress(&id, 5).unwrap();
+    let before = office.section(&id).unwrap();
+    // The disk fills: SQLite may not grow the file by one more page.
+    let pages: i64 = office.connection().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    office.connection().pragma_update(None, "max_page_count", pages).unwrap();
+    let mut failed = 0;
+    for i in 0..200 {
+        if office.set_notes(&id, &"manhole 4 flooded ".repeat(50 + i)).is_err() {
+            failed += 1;
+            break;
+        }
+    }
+    assert_eq!(failed, 1, "the disk never filled");
+    // Nothing committed is lost, and the store is sound.
+    assert_eq!(office.section(&id).unwrap().progress, before.progress);
+    let ok: String = office.connection().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    // Space again: the next write goes through, built on what was stored.
+    office.connection().pragma_update(None, "max_page_count", 1_073_741_823i64).unwrap();
+    office.record_progress(&id, 8).unwrap();
+    assert_eq!(office.section(&id).unwrap().progress, 8);
+    assert!(office.audit(&id).unwrap().iter().any(|e| e.value == "5%"));
+}
