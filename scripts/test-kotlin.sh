@@ -49,9 +49,16 @@ echo "== cargo build -p fieldsync-ffi"
 cargo build -q -p fieldsync-ffi
 LIB=$TARGET/debug/libfieldsync_ffi.so
 # The server the sync tests run against (`fieldsync serve`, `fieldsync admin`).
-echo "== cargo build -p fieldsync (the server for the sync tests)"
-cargo build -q -p fieldsync
-SERVER_BIN=$TARGET/debug/fieldsync
+# scripts/test.sh passes the one `cargo test --workspace` just built, which
+# saves a third build of the server's crates (time and CI disk).
+if [[ -n ${FIELDSYNC_SERVER_BIN:-} && -x $FIELDSYNC_SERVER_BIN ]]; then
+    SERVER_BIN=$FIELDSYNC_SERVER_BIN
+    echo "== the server for the sync tests: $SERVER_BIN"
+else
+    echo "== cargo build -p fieldsync (the server for the sync tests)"
+    cargo build -q -p fieldsync
+    SERVER_BIN=$TARGET/debug/fieldsync
+fi
 
 OUT=$TARGET/kotlin
 GEN=$TARGET/bindings/kotlin

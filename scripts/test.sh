@@ -46,4 +46,5 @@ phase "Swift bindings (generated header checked; the Swift tests run on macOS on
 scripts/check-swift.sh
 phase "Kotlin bindings on the JVM"
 echo "-- total before the Kotlin tests: $((SECONDS - started)) s (the runner's count below is the last line)"
-scripts/test-kotlin.sh
+# The `fieldsync` that `cargo test --workspace` built for the CLI's tests.
+FIELDSYNC_SERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/fieldsync" scripts/test-kotlin.sh
