@@ -597,6 +597,18 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
                 (Some(e), None) => println!("last error  {e}"),
                 (None, _) => println!("last error  none"),
             }
+            if let Some(last) = s.recent_rounds.last() {
+                let n = s.recent_rounds.len();
+                let mut latencies: Vec<u64> = s.recent_rounds.iter().map(|r| r.latency_ms).collect();
+                latencies.sort_unstable();
+                println!(
+                    "last round  {} ms, {} B up, {} B down (median of the last {n}: {} ms)",
+                    last.latency_ms,
+                    last.bytes_sent,
+                    last.bytes_received,
+                    latencies[n / 2]
+                );
+            }
             Ok(())
         }
     }

@@ -73,7 +73,7 @@ pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 pub use sync::live::{LiveChannel, LiveConfig, LiveError};
 pub use sync::merge::{EditOutcome, MergeReport, Reconciliation, SectionChange};
 pub use sync::round::{PreparedRound, RoundReport};
-pub use sync::status::{SyncProblem, SyncStatus};
+pub use sync::status::{RECENT_ROUNDS, RoundFigures, SyncProblem, SyncStatus};
 #[cfg(feature = "http")]
 pub use sync::transport::HttpTransport;
 pub use sync::transport::{Transport, TransportError};

@@ -17,6 +17,32 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// What that error needs, by kind: act on this, show `last_error`.
     pub last_problem: Option<SyncProblem>,
+    /// The last rounds that reached the server, oldest first (up to ten).
+    pub recent_rounds: Vec<RoundFigures>,
+}
+
+/// One round trip as the device saw it (core's `RoundFigures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct RoundFigures {
+    /// Device wall-clock ms when the round ended.
+    pub at_ms: i64,
+    /// From sending the request to the response committed, ms.
+    pub latency_ms: u64,
+    /// Request bytes on the wire.
+    pub bytes_sent: u64,
+    /// Response bytes on the wire.
+    pub bytes_received: u64,
+}
+
+impl From<core::RoundFigures> for RoundFigures {
+    fn from(r: core::RoundFigures) -> Self {
+        RoundFigures {
+            at_ms: r.at_ms,
+            latency_ms: r.latency_ms,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+        }
+    }
 }
 
 /// What a failed sync needs (core's `SyncProblem`).
@@ -59,6 +85,7 @@ impl From<core::SyncStatus> for SyncStatus {
             last_success_ms: s.last_success_ms,
             last_error: s.last_error,
             last_problem: s.last_problem.map(Into::into),
+            recent_rounds: s.recent_rounds.into_iter().map(Into::into).collect(),
         }
     }
 }

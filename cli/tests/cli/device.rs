@@ -262,4 +262,5 @@ fn reads_list_pages_audit_history_time_travel_and_export() {
     assert!(audit.contains("olga (office)") && audit.contains("accepted"), "{audit}");
     let status = crew.device_ok("olga", &["status"]).stdout;
     assert!(status.contains("as olga (office)") && status.contains("pending     6 change(s)"), "{status}");
+    assert!(status.contains("last round  ") && status.contains(" B up, "), "{status}");
 }

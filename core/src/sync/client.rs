@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use crate::replica::{Replica, ReplicaError};
 use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 use crate::sync::merge::Reconciliation;
 use crate::sync::protocol::{self, ProtocolError, SyncResponse};
-use crate::sync::status::{SyncProblem, SyncStatus};
+use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
 use crate::sync::transport::{Transport, TransportError};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
@@ -185,10 +185,13 @@ impl SyncClient {
         let body = protocol::encode(&prepared.request);
         report.rounds += 1;
         report.bytes_sent += body.len() as u64;
+        let mut figures = RoundFigures { bytes_sent: body.len() as u64, ..RoundFigures::default() };
+        let started = Instant::now();
         // The replica is not locked while the request travels: the app keeps editing.
-        match self.transport.round_trip(body) {
+        let go_on = match self.transport.round_trip(body) {
             Ok(bytes) => {
                 report.bytes_received += bytes.len() as u64;
+                figures.bytes_received = bytes.len() as u64;
                 let response: SyncResponse = protocol::decode(&bytes)?;
                 report.documents += response.documents.len();
                 let round = self.lock().commit_round(project, &prepared.sent, response)?;
@@ -203,20 +206,23 @@ impl SyncClient {
                     report.reconciliation.retain(|old| old.edit_id != r.edit_id);
                     report.reconciliation.push(r);
                 }
-                Ok(round.more || prepared.more_to_send)
+                round.more || prepared.more_to_send
             }
             Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
                 // Keep the refused changes (and what builds on them), stop sending them, go again.
                 let (marked, settled) = self.lock().mark_refused(&body.refusals)?;
                 report.refused += marked;
                 report.reconciliation.extend(settled);
-                Ok(true)
+                true
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        figures.latency_ms = started.elapsed().as_millis() as u64;
+        figures.at_ms = wall_clock_ms() as i64;
+        self.lock().record_round(figures)?;
+        Ok(go_on)
     }
 
-    /// The status the app shows.
     /// Fold the loose changes of up to `sections` sections that have more
     /// than `threshold` of them into snapshots, taking the replica's lock for
     /// one section at a time so the app's own calls go on in between.
@@ -229,6 +235,7 @@ impl SyncClient {
         Ok(done)
     }
 
+    /// The status the app shows.
     pub fn status(&self) -> Result<SyncStatus, SyncError> {
         Ok(self.lock().sync_status()?)
     }

@@ -13,7 +13,11 @@ use crate::replica::{Replica, ReplicaError};
 use crate::store::{self, OutboxChange};
 use crate::sync::merge::{EditOutcome, MergeReport, Reconciliation, RoundSettlement, SectionChange};
 use crate::sync::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
-use crate::sync::status::{SyncProblem, SyncStatus};
+use crate::sync::status::{RECENT_ROUNDS, RoundFigures, SyncProblem, SyncStatus};
+
+/// The meta row that keeps [`SyncStatus::recent_rounds`] (figures, not data:
+/// kept apart from the round's own transaction).
+const RECENT_ROUNDS_KEY: &str = "recent_rounds";
 
 /// What one committed round did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -218,6 +222,25 @@ impl Replica {
         Ok(())
     }
 
+    /// Remember a round trip's figures (the last [`RECENT_ROUNDS`] are kept).
+    pub fn record_round(&mut self, figures: RoundFigures) -> Result<(), ReplicaError> {
+        let mut rounds = self.recent_rounds()?;
+        rounds.push(figures);
+        let excess = rounds.len().saturating_sub(RECENT_ROUNDS);
+        rounds.drain(..excess);
+        let tx = self.begin()?;
+        store::set_meta(&tx, RECENT_ROUNDS_KEY, &serde_json::to_string(&rounds).expect("plain figures"))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recent_rounds(&self) -> Result<Vec<RoundFigures>, ReplicaError> {
+        // Figures only: a value this version cannot read starts the list over.
+        Ok(store::meta(&self.conn, RECENT_ROUNDS_KEY)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
     /// The sync status across projects.
     pub fn sync_status(&self) -> Result<SyncStatus, ReplicaError> {
         let (pending_changes, oldest_pending_ms) = store::outbox_stats(&self.conn)?;
@@ -229,6 +252,7 @@ impl Replica {
             last_success_ms: row.last_success_ms,
             last_error: row.last_error,
             last_problem: row.last_problem.as_deref().and_then(SyncProblem::parse),
+            recent_rounds: self.recent_rounds()?,
         })
     }
 }

@@ -17,6 +17,26 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// What that error needs, by kind.
     pub last_problem: Option<SyncProblem>,
+    /// The last rounds that reached the server, oldest first (at most
+    /// [`RECENT_ROUNDS`]): what a link is worth, for the app to show.
+    #[serde(default)]
+    pub recent_rounds: Vec<RoundFigures>,
+}
+
+/// How many rounds [`SyncStatus::recent_rounds`] keeps.
+pub const RECENT_ROUNDS: usize = 10;
+
+/// One round trip as the device saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundFigures {
+    /// Device wall-clock ms when the round ended.
+    pub at_ms: i64,
+    /// From sending the request to the response committed (or refused), ms.
+    pub latency_ms: u64,
+    /// Request bytes on the wire.
+    pub bytes_sent: u64,
+    /// Response bytes on the wire.
+    pub bytes_received: u64,
 }
 
 /// What a failed sync needs, by kind: what the app (or the person using it)

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use fieldsync_core::protocol::{self, ErrorBody, Refusal, SyncRequest, SyncResponse};
-use fieldsync_core::{Role, SyncClient, SyncProblem, TransportError};
+use fieldsync_core::{RECENT_ROUNDS, Role, SyncClient, SyncProblem, TransportError};
 
 use crate::common::{PROJECT, crew, route};
 
@@ -90,6 +90,7 @@ fn a_failed_round_is_in_the_status_and_changes_nothing() {
     assert!(status.last_error.unwrap().contains("no route to host"));
     assert_eq!(status.last_problem, Some(SyncProblem::Offline));
     assert_eq!(status.last_success_ms, None);
+    assert!(status.recent_rounds.is_empty(), "a round that reached no server has no figures");
 
     // A cut-off response is no different: the next round sends the same again.
     let garbage = |_: Vec<u8>| Ok(b"\x00\x01 not deflate".to_vec());
@@ -140,10 +141,21 @@ fn a_response_commits_the_cursor_and_more_means_another_round() {
     let report = client.sync_now().unwrap();
     assert_eq!(report.rounds, 3);
     assert_eq!(*cursors.lock().unwrap(), ["", "c:1", "c:2"]);
-    assert!(client.status().unwrap().last_success_ms.is_some());
+    let status = client.status().unwrap();
+    assert!(status.last_success_ms.is_some());
+    // Each round's figures, for the app to show what the link is worth.
+    assert_eq!(status.recent_rounds.len(), 3);
+    assert_eq!(status.recent_rounds.iter().map(|r| r.bytes_sent).sum::<u64>(), report.bytes_sent);
+    assert_eq!(status.recent_rounds.iter().map(|r| r.bytes_received).sum::<u64>(), report.bytes_received);
+    assert!(status.recent_rounds.iter().all(|r| r.at_ms > 0 && r.bytes_sent > 0 && r.bytes_received > 0));
     // The next sync starts from the committed cursor.
     client.sync_now().unwrap();
     assert_eq!(cursors.lock().unwrap().last().unwrap(), "c:3");
+    // Only the last few rounds are kept.
+    for _ in 0..RECENT_ROUNDS {
+        client.sync_now().unwrap();
+    }
+    assert_eq!(client.status().unwrap().recent_rounds.len(), RECENT_ROUNDS);
 }
 
 #[test]

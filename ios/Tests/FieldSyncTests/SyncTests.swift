@@ -116,6 +116,9 @@ final class SyncTests: XCTestCase {
         _ = try olga.transition(section: id, to: .surveyed)
         let up = try await olga.sync()
         XCTAssertEqual(up.confirmed, 2)
+        let rounds = try olga.syncStatus().recentRounds
+        XCTAssertGreaterThanOrEqual(rounds.count, 2)
+        XCTAssertEqual(rounds.last?.bytesSent, up.bytesSent)
         let down = try await tina.sync()
         XCTAssertTrue(down.sectionsChanged.contains(id))
 

@@ -143,6 +143,8 @@ fun registerSyncTests() {
                 val up = olga.sync()
                 assertEq(2uL, up.confirmed, "olga's changes confirmed")
                 assertEq(0L, olga.syncStatus().pendingChanges, "olga's pending changes")
+                val rounds = olga.syncStatus().recentRounds
+                check(rounds.size >= 2 && rounds.last().bytesSent == up.bytesSent) { "recent rounds $rounds" }
                 val down = tina.sync()
                 check(id in down.sectionsChanged) { "sections changed ${down.sectionsChanged}" }
                 assertEq(olga.section(id), tina.section(id), "view after the first sync")
