@@ -9,6 +9,7 @@
 //! - [`domain`], [`view`], [`conflict`], [`merge`], [`history`], [`sync`]:
 //!   records and enums mirroring core's types, with `From` conversions.
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
+//! - [`log`]: the log hook, core's log lines into the app's own logging.
 //! - [`observer`]: observers of a section, of conflicts and of the sync
 //!   status, and the handle that cancels them on drop.
 //!
@@ -48,6 +49,7 @@ pub mod conflict;
 pub mod domain;
 pub mod error;
 pub mod history;
+pub mod log;
 pub mod merge;
 pub mod observer;
 pub mod replica;

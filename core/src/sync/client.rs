@@ -163,10 +163,12 @@ impl SyncClient {
                     if body.error == protocol::UNKNOWN_CURSOR && !cursor_reset =>
                 {
                     cursor_reset = true;
+                    tracing::warn!(project, "the server does not know our cursor; starting the feed over");
                     self.lock().reset_cursor(project)?;
                     true
                 }
                 Err(e) => {
+                    tracing::warn!(project, problem = e.problem().as_str(), "sync failed: {e}");
                     self.lock().record_sync_error(project, &e.to_string(), e.problem())?;
                     return Err(e);
                 }
@@ -211,6 +213,14 @@ impl SyncClient {
             Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
                 // Keep the refused changes (and what builds on them), stop sending them, go again.
                 let (marked, settled) = self.lock().mark_refused(&body.refusals)?;
+                for r in &body.refusals {
+                    tracing::warn!(
+                        section = r.section,
+                        change = r.hash,
+                        "the server refused a change (kept here): {}",
+                        r.reason
+                    );
+                }
                 report.refused += marked;
                 report.reconciliation.extend(settled);
                 true
@@ -219,6 +229,13 @@ impl SyncClient {
         };
         figures.latency_ms = started.elapsed().as_millis() as u64;
         figures.at_ms = wall_clock_ms() as i64;
+        tracing::debug!(
+            project,
+            latency_ms = figures.latency_ms,
+            bytes_sent = figures.bytes_sent,
+            bytes_received = figures.bytes_received,
+            "sync round"
+        );
         self.lock().record_round(figures)?;
         Ok(go_on)
     }

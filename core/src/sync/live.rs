@@ -268,13 +268,17 @@ fn run(
         match open(target, tls.as_ref(), config, shared) {
             Ok(ws) => {
                 failures = 0;
+                tracing::debug!(host = target.host, "live channel open");
                 shared.connected.store(true, Ordering::Relaxed);
                 // Whatever happened while the link was down: one round catches up.
                 on_message();
                 follow(ws, shared, on_message);
                 shared.connected.store(false, Ordering::Relaxed);
             }
-            Err(_) => failures = failures.saturating_add(1),
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(host = target.host, failures, "live channel not open: {e}");
+            }
         }
         *shared.socket.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if shared.stop.load(Ordering::SeqCst) {

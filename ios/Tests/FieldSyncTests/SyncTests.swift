@@ -208,6 +208,22 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(try r.syncStatus().pendingChanges, 1, "the edit is kept")
         XCTAssertNotNil(try r.syncStatus().lastError)
         XCTAssertEqual(try r.syncStatus().lastProblem, .offline)
+
+        // The log hook: the engine's lines reach the app's own logging.
+        final class Lines: LogSink, @unchecked Sendable {
+            let lock = NSLock()
+            var seen: [String] = []
+            func log(level: LogLevel, target: String, message: String) {
+                lock.lock(); defer { lock.unlock() }
+                seen.append("\(level) \(target) \(message)")
+            }
+        }
+        let lines = Lines()
+        setLogSink(sink: lines, maxLevel: .info)
+        assertThrows(offline) { _ = try r.syncNow() }
+        setLogSink(sink: nil, maxLevel: .info)
+        XCTAssertTrue(lines.seen.contains { $0.contains("sync failed") && $0.contains("no signal") }, "\(lines.seen)")
+
         try r.connectWith(transport: Failing { URLError(.notConnectedToInternet) }, project: project)
         assertThrows(offline) { _ = try r.syncNow() }
         let body = Data(#"{"error":"unauthorized","message":"revoked"}"#.utf8)

@@ -292,6 +292,15 @@ fun registerSyncTests() {
         }, PROJECT)
         check("no signal" in assertThrows<FieldSyncException.Offline> { r.syncNow() }.detail) { "detail" }
         assertEq(1L, r.syncStatus().pendingChanges, "still kept")
+
+        // The log hook: the engine's lines reach the app's own logging.
+        val lines = java.util.Collections.synchronizedList(mutableListOf<String>())
+        setLogSink(object : LogSink {
+            override fun log(level: LogLevel, target: String, message: String) { lines += "$level $target $message" }
+        }, LogLevel.INFO)
+        assertThrows<FieldSyncException.Offline> { r.syncNow() }
+        setLogSink(null, LogLevel.INFO)
+        check(lines.any { it.startsWith("WARN fieldsync_core::sync::client sync failed") && "no signal" in it }) { "log lines $lines" }
         assertEq("Lindenweg", r.section(id).name, "the section is still here")
         r.close()
     }
