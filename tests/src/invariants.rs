@@ -393,10 +393,11 @@ fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, Has
                     |x| x.get(0),
                 )
                 .unwrap_or(0);
-            let told = status
-                .last_error
-                .as_deref()
-                .is_some_and(|e| (s.revoked && e.contains("revoked")) || (s.removed && e.contains("not a member")));
+            // Told it is cut off, for either reason: a device whose user was
+            // removed stops syncing at the 403 and never hears of a later
+            // revocation (nor of its user being added back).
+            let told =
+                status.last_error.as_deref().is_some_and(|e| e.contains("revoked") || e.contains("not a member"));
             if kept == 1 && told {
                 continue;
             }
