@@ -17,12 +17,13 @@ use crate::error::CliError;
 #[group(required = true, multiple = false)]
 pub struct StoreArgs {
     /// Data directory (holds hub.db; created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, visible_alias = "data-dir", value_name = "DIR", env = "FIELDSYNC_DATA_DIR")]
     pub data: Option<PathBuf>,
     /// A PostgreSQL database instead of a data directory
     /// (postgres://user:password@host:port/database; no TLS: a private network
-    /// or local socket). Several servers may share it.
-    #[arg(long, value_name = "URL")]
+    /// or local socket). Several servers may share it. Prefer the environment
+    /// variable: it keeps the password off the command line.
+    #[arg(long, value_name = "URL", env = "FIELDSYNC_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 

@@ -7,7 +7,13 @@
 //! - [`simulate`]: a crew's working day over a simulated rural network.
 //! - [`bench`]: a quick run of the core's headline figures.
 //! - [`error`]: the one error type and its exit codes; [`output`]: how
-//!   values are printed for people and as JSON.
+//!   values are printed for people and as JSON; [`logging`]: where the
+//!   server's `tracing` events go (stderr, human or JSON).
+//!
+//! Every flag of `serve`, `admin` and `device` can also come from an
+//! environment variable, `FIELDSYNC_` and the flag's name (`--database-url`:
+//! `FIELDSYNC_DATABASE_URL`), so that no token or password need be on a
+//! command line; `--help` names each variable, never a secret's value.
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage, 3 an edit refused by a rule.
 
@@ -16,6 +22,7 @@ mod bench;
 mod device;
 mod error;
 mod hub_store;
+mod logging;
 mod output;
 mod serve;
 mod simulate;
@@ -29,8 +36,10 @@ use clap::{Parser, Subcommand};
 #[command(name = "fieldsync", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Print machine-readable JSON (the shapes are documented in docs/cli.md).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "FIELDSYNC_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +61,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    if let Err(e) = cli.log.init() {
+        e.report(json);
+        return ExitCode::from(e.exit_code());
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args, json),
