@@ -13,7 +13,7 @@ use crate::output::{self, short};
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub store: StoreArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }

@@ -27,7 +27,14 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log lines on stderr: `human` or `json`.
-    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value = "human", env = "FIELDSYNC_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "human",
+        env = "FIELDSYNC_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Which events to log, RUST_LOG style: a level (error, warn, info, debug, trace, off) and
     /// target=level directives, comma-separated [default: RUST_LOG, else info].
@@ -41,7 +48,9 @@ impl LogArgs {
         let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
         let filter = self.log_level.clone().or(from_env).unwrap_or_else(|| DEFAULT_FILTER.to_owned());
         let targets: Targets = filter.parse().map_err(|e| {
-            CliError::Usage(format!("--log-level `{filter}` is not a filter ({e}); try `info` or `warn,fieldsync_server=debug`"))
+            CliError::Usage(format!(
+                "--log-level `{filter}` is not a filter ({e}); try `info` or `warn,fieldsync_server=debug`"
+            ))
         })?;
         let registry = tracing_subscriber::registry().with(targets);
         let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);

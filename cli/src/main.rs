@@ -29,7 +29,7 @@ mod simulate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// FieldSync: offline-first sync for field crews.
 #[derive(Debug, Parser)]
@@ -59,15 +59,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;
     if let Err(e) = cli.log.init() {
         e.report(json);
         return ExitCode::from(e.exit_code());
     }
+    // Where a value came from (a flag or the environment) is in the matches only.
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(&matches);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Admin(args) => admin::run(args, json),
+        Command::Serve(mut args) => args.store.settle(sub).and_then(|()| serve::run(args)),
+        Command::Admin(mut args) => args.store.settle(sub).and_then(|()| admin::run(args, json)),
         Command::Device(args) => device::run(args, json),
         Command::Simulate(args) => simulate::run(args, json),
         Command::Bench(args) => bench::run(args, json),

@@ -21,7 +21,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub store: StoreArgs,
     /// Address to listen on (port 0: any free port; the one chosen is printed).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "FIELDSYNC_LISTEN")]
     listen: String,

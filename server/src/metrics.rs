@@ -17,14 +17,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Bucket bounds of every latency histogram, in seconds: 0.1 ms to 10 s with
-/// at most 1.5× between neighbours (1, 1.5, 2, 3, 5, 7 per decade), so that
-/// P50, P90 and P99 read within a bucket's width of the truth.
-pub const LATENCY_BUCKETS: [f64; 31] = [
-    0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.0007, //
-    0.001, 0.0015, 0.002, 0.003, 0.005, 0.007, //
-    0.01, 0.015, 0.02, 0.03, 0.05, 0.07, //
-    0.1, 0.15, 0.2, 0.3, 0.5, 0.7, //
-    1.0, 1.5, 2.0, 3.0, 5.0, 7.0, //
+/// at most 1.5× between neighbours (1, 1.5, 2, 3, 4, 5, 7 per decade), so
+/// that P50, P90 and P99 read within a bucket's width of the truth.
+pub const LATENCY_BUCKETS: [f64; 36] = [
+    0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0007, //
+    0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, //
+    0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, //
+    0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, //
+    1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, //
     10.0,
 ];
 

@@ -68,7 +68,8 @@ impl Cluster {
         let data = self.data();
         let options = format!("-p {} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
         let log = self.dir.path().join("log");
-        let start = pg_tool(&self.bin, "pg_ctl", &["-D", &data, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
+        let start =
+            pg_tool(&self.bin, "pg_ctl", &["-D", &data, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
         assert!(
             start.status.success(),
             "pg_ctl start: {}{}",

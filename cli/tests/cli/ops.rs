@@ -50,7 +50,8 @@ fn get(url: &str, extra: &str) -> Answer {
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().into(), v.trim().into())).collect();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
     Answer { status, headers, body }
 }
 
@@ -109,7 +110,8 @@ fn device_id(crew: &Crew, user: &str) -> String {
 
 #[test]
 fn metrics_are_served_on_their_own_address_and_move_with_real_syncs() {
-    let crew = Crew::with_server(|data, _| Server::start_with(data, "127.0.0.1:0", &["--metrics-listen", "127.0.0.1:0"]));
+    let crew =
+        Crew::with_server(|data, _| Server::start_with(data, "127.0.0.1:0", &["--metrics-listen", "127.0.0.1:0"]));
     let metrics = crew.server.metrics_url.clone().expect("serve says where the metrics are");
     assert!(metrics.starts_with("http://127.0.0.1:") && metrics.ends_with("/metrics"), "{metrics}");
     // Not on the public sync port.
@@ -197,9 +199,27 @@ fn each_request_is_one_json_log_line_with_its_id_and_no_token_is_ever_logged() {
     // A revoked device, and a token nobody was given.
     let tom = device_id(&crew, "tom");
     ok(&["admin", "--data", &crew.data(), "revoke", &tom]);
-    assert_eq!(crew.device("tom", &["init", "--server", &crew.server.url, "--token", &crew.tokens["tom"], "--project", PROJECT]).code, 1);
+    assert_eq!(
+        crew.device(
+            "tom",
+            &["init", "--server", &crew.server.url, "--token", &crew.tokens["tom"], "--project", PROJECT]
+        )
+        .code,
+        1
+    );
     let stranger = "0123456789abcdef".repeat(4);
-    let r = run(&["device", "--db", &crew.db("nobody"), "init", "--server", &crew.server.url, "--token", &stranger, "--project", PROJECT]);
+    let r = run(&[
+        "device",
+        "--db",
+        &crew.db("nobody"),
+        "init",
+        "--server",
+        &crew.server.url,
+        "--token",
+        &stranger,
+        "--project",
+        PROJECT,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
 
     let olga = device_id(&crew, "olga");
@@ -267,7 +287,11 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     // The device's token from the environment too.
     let db = dir.path().join("olga.db");
     let db = db.to_str().unwrap();
-    let device_env = [("FIELDSYNC_TOKEN", token.as_str()), ("FIELDSYNC_SERVER", server.url.as_str()), ("FIELDSYNC_PROJECT", PROJECT)];
+    let device_env = [
+        ("FIELDSYNC_TOKEN", token.as_str()),
+        ("FIELDSYNC_SERVER", server.url.as_str()),
+        ("FIELDSYNC_PROJECT", PROJECT),
+    ];
     let r = run_env(&["device", "--db", db, "init"], &device_env);
     assert_eq!(r.code, 0, "{r:?}");
     let ready_url = format!("{}/health/ready", server.url);
@@ -307,8 +331,14 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&log).unwrap();
     // Human lines by default: the cause of the 500 is there, the password and token are not.
-    assert!(text.lines().any(|l| l.contains("ERROR") && l.contains("internal error") && l.contains("postgresql")), "{text}");
-    assert!(text.lines().any(|l| l.contains("INFO") && l.contains("route=/v1/sync") && l.contains("status=200")), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("ERROR") && l.contains("internal error") && l.contains("postgresql")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("INFO") && l.contains("route=/v1/sync") && l.contains("status=200")),
+        "{text}"
+    );
     for written in [&text, &stdout] {
         assert!(!written.contains(PASSWORD) && !written.contains(&token[..32]), "a secret was written:\n{written}");
     }
@@ -344,7 +374,18 @@ fn every_flag_of_serve_admin_and_device_init_names_its_variable_and_help_hides_s
         ("FIELDSYNC_DATABASE_URL", "postgres://hub:db-secret-9c2e@db/fieldsync"),
         ("FIELDSYNC_LISTEN", "127.0.0.1:9999"),
     ];
-    let admin = ["create-project", "add-user", "remove-user", "enroll", "revoke", "projects", "devices", "roster", "section", "conflicts"];
+    let admin = [
+        "create-project",
+        "add-user",
+        "remove-user",
+        "enroll",
+        "revoke",
+        "projects",
+        "devices",
+        "roster",
+        "section",
+        "conflicts",
+    ];
     let mut commands: Vec<Vec<&str>> = vec![vec!["serve", "--help"], vec!["device", "init", "--help"]];
     commands.extend(admin.iter().map(|sub| vec!["admin", sub, "--help"]));
     for args in commands {
@@ -356,7 +397,11 @@ fn every_flag_of_serve_admin_and_device_init_names_its_variable_and_help_hides_s
             if flag == "--help" || flag == "--version" {
                 continue;
             }
-            assert!(paragraph.contains("[env: FIELDSYNC_"), "`{}`: {flag} names no variable:\n{paragraph}", args.join(" "));
+            assert!(
+                paragraph.contains("[env: FIELDSYNC_"),
+                "`{}`: {flag} names no variable:\n{paragraph}",
+                args.join(" ")
+            );
         }
         for (_, value) in &secrets[..2] {
             assert!(!r.stdout.contains(value), "`{}` shows a secret:\n{}", args.join(" "), r.stdout);
@@ -368,4 +413,15 @@ fn every_flag_of_serve_admin_and_device_init_names_its_variable_and_help_hides_s
     assert!(serve.contains("FIELDSYNC_METRICS_LISTEN") && serve.contains("FIELDSYNC_LOG_FORMAT"), "{serve}");
     let init = run_env(&["device", "init", "--help"], &secrets).stdout;
     assert!(init.contains("[env: FIELDSYNC_TOKEN]"), "{init}");
+
+    // A flag wins over the other store's variable; the two variables together are a usage error.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let r = run_env(&["admin", "--data", data, "create-project", PROJECT], &secrets);
+    assert_eq!(r.code, 0, "{r:?}");
+    let both = run_env(&["admin", "projects"], &[secrets[1], ("FIELDSYNC_DATA_DIR", data)]);
+    assert_eq!(both.code, 2, "{both:?}");
+    assert!(both.stderr.contains("unset one") && !both.stderr.contains("db-secret"), "{}", both.stderr);
+    let r = run_env(&["--json", "admin", "projects"], &[("FIELDSYNC_DATA_DIR", data)]);
+    assert_eq!(r.json()["projects"][0]["id"], PROJECT, "{r:?}");
 }

@@ -88,14 +88,15 @@ impl Server {
     pub fn start_with(data: &Path, listen: &str, flags: &[&str]) -> Server {
         let mut cmd = bin();
         cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", listen]).args(flags);
+        // Its log on the test's stderr: failures only (ops.rs reads whole logs).
+        cmd.env("FIELDSYNC_LOG_LEVEL", "warn");
         Self::spawn(cmd, data)
     }
 
     /// Run `cmd` (a `fieldsync serve …` with its flags, environment and
     /// stderr set; stderr is inherited unless set) until it says where it listens.
     pub fn spawn(mut cmd: Command, data: &Path) -> Server {
-        let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("fieldsync serve starts");
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("fieldsync serve starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         let mut metrics_url = None;

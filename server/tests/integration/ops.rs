@@ -13,10 +13,7 @@ use crate::refusals::{request, scene};
 
 /// The value of the sample `name` (with its labels, as exposed), 0 if absent.
 pub fn sample(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    exposition.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
 }
 
 fn get(server: &TestServer, path: &str, extra: &str) -> Reply {
