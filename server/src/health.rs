@@ -38,11 +38,14 @@ pub async fn live() -> Response {
     answer(StatusCode::OK, &Health { status: "live", reason: None })
 }
 
+/// A probe's answer and when it was made.
+type Probed = Option<(Instant, Result<(), String>)>;
+
 /// The readiness probe of one hub, with its last answer.
 #[derive(Clone)]
 pub struct Readiness {
     hub: Arc<Hub>,
-    last: Arc<Mutex<Option<(Instant, Result<(), String>)>>>,
+    last: Arc<Mutex<Probed>>,
 }
 
 impl Readiness {

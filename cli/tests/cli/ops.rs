@@ -350,7 +350,7 @@ fn options(help: &str) -> Vec<(String, String)> {
     for line in help.lines() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        let flag = trimmed.strip_prefix("-").filter(|_| indent >= 2 && indent <= 6);
+        let flag = trimmed.strip_prefix("-").filter(|_| (2..=6).contains(&indent));
         match flag {
             Some(_) => {
                 let long = trimmed.split([' ', ',']).find(|w| w.starts_with("--")).unwrap_or(trimmed);
