@@ -13,7 +13,7 @@ use crate::output::{self, short};
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub store: StoreArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -25,7 +25,7 @@ enum AdminCommand {
         /// Project id.
         id: String,
         /// Points farther than this from a section's planned route are quarantined (metres; default 100).
-        #[arg(long, value_name = "METRES")]
+        #[arg(long, value_name = "METRES", env = "FIELDSYNC_MAX_ROUTE_DISTANCE")]
         max_route_distance: Option<f64>,
     },
     /// Add a user to a project with a role (or change their role).
@@ -33,10 +33,10 @@ enum AdminCommand {
         /// User name.
         user: String,
         /// Project id.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
         /// technician, foreman or office.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_ROLE")]
         role: Role,
     },
     /// Remove a user from a project: their devices stop syncing it; what they
@@ -45,16 +45,16 @@ enum AdminCommand {
         /// User name.
         user: String,
         /// Project id.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
     },
     /// Enroll a device for a user; prints its token once (only its hash is kept).
     Enroll {
         /// User the device belongs to.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_USER")]
         user: String,
         /// A name to recognize it by.
-        #[arg(long, default_value = "device")]
+        #[arg(long, default_value = "device", env = "FIELDSYNC_DEVICE_NAME")]
         name: String,
     },
     /// Revoke a device: its token stops working at once; its past changes stay.
@@ -69,7 +69,7 @@ enum AdminCommand {
     /// A project's roster: every device actor with its user and role.
     Roster {
         /// Project id.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
     },
     /// The server's validated view of a section.
@@ -80,7 +80,7 @@ enum AdminCommand {
     /// The server's conflict records of a project.
     Conflicts {
         /// Project id.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
     },
 }

@@ -26,7 +26,7 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
     /// The replica's SQLite file (`init` creates it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FIELDSYNC_DB")]
     db: PathBuf,
     #[command(subcommand)]
     command: DeviceCommand,
@@ -37,19 +37,20 @@ enum DeviceCommand {
     /// Create (or re-point) the replica: remember server, token and project, then sync once to learn the roster.
     Init {
         /// Server URL, e.g. http://127.0.0.1:7878.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_SERVER")]
         server: String,
-        /// The device token `fieldsync admin enroll` printed.
-        #[arg(long)]
+        /// The device token `fieldsync admin enroll` printed. Prefer the environment
+        /// variable: it keeps the token off the command line.
+        #[arg(long, env = "FIELDSYNC_TOKEN", hide_env_values = true)]
         token: String,
         /// Project id.
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
         /// Device name recorded in a new store.
-        #[arg(long, default_value = DEFAULT_DEVICE)]
+        #[arg(long, default_value = DEFAULT_DEVICE, env = "FIELDSYNC_DEVICE_NAME")]
         device: String,
         /// Do not sync now (the roster arrives with the first `sync`).
-        #[arg(long)]
+        #[arg(long, env = "FIELDSYNC_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
         offline: bool,
     },
     /// Create a section with its planned route (office only).

@@ -7,26 +7,52 @@ use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use fieldsync_server::pg_store::{self, Listener};
 use fieldsync_server::{Hub, HubError, PgHubStore};
 
 use crate::error::CliError;
 
+/// Exactly one of the two is used ([`StoreArgs::settle`]): clap's group
+/// only insists on one at least, since a flag must win over the other's
+/// environment variable.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 pub struct StoreArgs {
     /// Data directory (holds hub.db; created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, visible_alias = "data-dir", value_name = "DIR", env = "FIELDSYNC_DATA_DIR")]
     pub data: Option<PathBuf>,
     /// A PostgreSQL database instead of a data directory
     /// (postgres://user:password@host:port/database; no TLS: a private network
-    /// or local socket). Several servers may share it.
-    #[arg(long, value_name = "URL")]
+    /// or local socket). Several servers may share it. Prefer the environment
+    /// variable: it keeps the password off the command line.
+    #[arg(long, value_name = "URL", env = "FIELDSYNC_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
 impl StoreArgs {
+    /// Keep one store: a flag on the command line wins over the other's
+    /// environment variable; both on the command line, or both in the
+    /// environment, is a usage error. `matches` are the subcommand's.
+    pub fn settle(&mut self, matches: &ArgMatches) -> Result<(), CliError> {
+        let from_env = |id: &str| matches.value_source(id) == Some(ValueSource::EnvVariable);
+        if self.data.is_none() || self.database_url.is_none() {
+            return Ok(());
+        }
+        match (from_env("data"), from_env("database_url")) {
+            (true, false) => self.data = None,
+            (false, true) => self.database_url = None,
+            (true, true) => {
+                return Err(CliError::Usage(
+                    "FIELDSYNC_DATA_DIR and FIELDSYNC_DATABASE_URL are both set; unset one".into(),
+                ));
+            }
+            (false, false) => return Err(CliError::Usage("give --data DIR or --database-url URL, not both".into())),
+        }
+        Ok(())
+    }
+
     /// The hub (for admin calls).
     pub fn open(&self) -> Result<Hub, CliError> {
         Ok(self.open_with_instance()?.0)

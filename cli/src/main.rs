@@ -7,7 +7,13 @@
 //! - [`simulate`]: a crew's working day over a simulated rural network.
 //! - [`bench`]: a quick run of the core's headline figures.
 //! - [`error`]: the one error type and its exit codes; [`output`]: how
-//!   values are printed for people and as JSON.
+//!   values are printed for people and as JSON; [`logging`]: where the
+//!   server's `tracing` events go (stderr, human or JSON).
+//!
+//! Every flag of `serve`, `admin` and `device` can also come from an
+//! environment variable, `FIELDSYNC_` and the flag's name (`--database-url`:
+//! `FIELDSYNC_DATABASE_URL`), so that no token or password need be on a
+//! command line; `--help` names each variable, never a secret's value.
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage, 3 an edit refused by a rule.
 
@@ -16,21 +22,24 @@ mod bench;
 mod device;
 mod error;
 mod hub_store;
+mod logging;
 mod output;
 mod serve;
 mod simulate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// FieldSync: offline-first sync for field crews.
 #[derive(Debug, Parser)]
 #[command(name = "fieldsync", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Print machine-readable JSON (the shapes are documented in docs/cli.md).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "FIELDSYNC_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,11 +59,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;
+    if let Err(e) = cli.log.init() {
+        e.report(json);
+        return ExitCode::from(e.exit_code());
+    }
+    // Where a value came from (a flag or the environment) is in the matches only.
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(&matches);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Admin(args) => admin::run(args, json),
+        Command::Serve(mut args) => args.store.settle(sub).and_then(|()| serve::run(args)),
+        Command::Admin(mut args) => args.store.settle(sub).and_then(|()| admin::run(args, json)),
         Command::Device(args) => device::run(args, json),
         Command::Simulate(args) => simulate::run(args, json),
         Command::Bench(args) => bench::run(args, json),

@@ -1,6 +1,8 @@
 //! The HTTP face of the hub (axum on tokio): `POST /v1/sync`, the live
-//! channel `GET /v1/live?project=P` (WebSocket) and `GET /v1/health`.
-//! Everything here is transport: the protocol is [`Hub`]'s.
+//! channel `GET /v1/live?project=P` (WebSocket), the health probes
+//! (`GET /health/live`, `GET /health/ready`, `GET /v1/health`), each request
+//! logged and counted ([`crate::request_log`]). Everything here is
+//! transport: the protocol is [`Hub`]'s.
 
 use std::future::Future;
 use std::io;
@@ -24,9 +26,13 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot, watch};
 use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
 
 use crate::error::HubError;
+use crate::health::{self, Readiness};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::request_log::{self, record_device, record_project};
 use crate::throttle::{LiveChannels, RateLimiter};
 
 /// The limits of the HTTP layer: connections, timeouts, request rates and
@@ -94,6 +100,7 @@ struct AppState {
     rate: RateLimiter,
     rounds: Arc<Semaphore>,
     live: LiveChannels,
+    readiness: Readiness,
 }
 
 /// The routes with the default [`ServeOptions`], for embedding the hub in
@@ -105,7 +112,9 @@ pub fn router(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> Router {
 /// The routes with `options` (the connection-level ones, `max_connections`
 /// and the timeouts of heads and writes, are [`serve_with`]'s).
 pub fn router_with(hub: Arc<Hub>, stop: watch::Receiver<bool>, options: ServeOptions) -> Router {
+    let metrics = Arc::clone(hub.metrics());
     let state = AppState {
+        readiness: Readiness::new(Arc::clone(&hub)),
         hub,
         stop,
         rate: RateLimiter::new(options.requests_per_minute, options.burst, options.max_requests_per_device),
@@ -116,11 +125,15 @@ pub fn router_with(hub: Arc<Hub>, stop: watch::Receiver<bool>, options: ServeOpt
     Router::new()
         .route("/v1/sync", post(sync))
         .route("/v1/live", get(live))
+        // The older liveness route, kept for the clients and checks that use it.
         .route("/v1/health", get(|| async { "ok" }))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(|State(s): State<AppState>| health::ready(s.readiness)))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/protocol.md")
         })
         .layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(metrics, request_log::log_request))
         .with_state(state)
 }
 
@@ -147,6 +160,7 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
+    let metrics = Arc::clone(hub.metrics());
     let app = router_with(hub, stop_rx.clone(), options);
     // Every connection task holds a clone; the server has stopped when all are gone.
     let (done_tx, done_rx) = watch::channel(());
@@ -165,7 +179,7 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tokio::spawn(refuse_busy(stream, done_rx.clone()));
+            tokio::spawn(refuse_busy(stream, done_rx.clone(), Arc::clone(&metrics)));
             continue;
         };
         let io = hyper_util::rt::TokioIo::new(TimedIo::new(stream, write_timeout, permit));
@@ -196,8 +210,12 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// The route label of a connection answered busy before any route was read.
+pub const CONNECTION_CAP_ROUTE: &str = "connection_cap";
+
 /// Answer a connection over the cap `503 busy` and close it.
-async fn refuse_busy(mut stream: TcpStream, done: watch::Receiver<()>) {
+async fn refuse_busy(mut stream: TcpStream, done: watch::Receiver<()>, metrics: Arc<Metrics>) {
+    let started = Instant::now();
     let e = HubError::Busy { message: "the server serves as many connections as it may".into(), retry_after_s: 1 };
     let json = serde_json::to_vec(&e.body()).unwrap_or_default();
     let head = format!(
@@ -211,6 +229,7 @@ async fn refuse_busy(mut stream: TcpStream, done: watch::Receiver<()>) {
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+    metrics.http_response(CONNECTION_CAP_ROUTE, 503, started.elapsed(), 0, json.len() as u64);
     drop(done);
 }
 
@@ -325,6 +344,7 @@ fn json_error(status: StatusCode, body: &ErrorBody) -> Response {
 
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
+        request_log::log_failure(&self);
         let status = StatusCode::from_u16(self.status().0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         json_error(status, &self.body())
     }
@@ -339,9 +359,10 @@ fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// Run `f` on the blocking pool (the store is synchronous).
+/// Run `f` on the blocking pool (the store is synchronous), in the request's span.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, HubError> + Send + 'static) -> Result<T, HubError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| Err(HubError::Storage(crate::store::StoreError::Io(io::Error::other(e.to_string())))))
 }
@@ -383,6 +404,7 @@ async fn sync_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         let (hub, token) = (Arc::clone(&state.hub), token.clone());
         blocking(move || hub.authenticate(&token)).await?
     };
+    record_device(&device);
     let _in_flight = state.rate.admit(&device, Instant::now().into_std(), true).map_err(throttled)?;
     let limited = http_body_util::Limited::new(body, protocol::MAX_BODY_BYTES);
     let bytes = match tokio::time::timeout(state.options.body_timeout, limited.collect()).await {
@@ -420,6 +442,7 @@ async fn live(
     let Ok(Query(LiveQuery { project })) = query else {
         return HubError::Malformed("name the project: /v1/live?project=<id>".into()).into_response();
     };
+    record_project(&project);
     let token = bearer(&headers).to_owned();
     let checked = {
         let (hub, token, project) = (Arc::clone(&state.hub), token.clone(), project.clone());
@@ -429,6 +452,7 @@ async fn live(
         Ok(device) => device,
         Err(e) => return e.into_response(),
     };
+    record_device(&device);
     if let Err(e) = state.rate.admit(&device, Instant::now().into_std(), false) {
         return throttled(e).into_response();
     }
@@ -439,7 +463,11 @@ async fn live(
     let (slot, replaced) = state.live.register(&device);
     let channel = Channel { state: state.clone(), token, project, device, _slot: slot };
     let max = state.options.live_max_message_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| channel.run(socket, rx, revoked, replaced))
+    // The channel's own events stay in its request's span.
+    let span = tracing::Span::current();
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| channel.run(socket, rx, revoked, replaced).instrument(span))
 }
 
 /// One live channel.
@@ -471,6 +499,8 @@ impl Channel {
         if *stop.borrow() {
             return;
         }
+        let metrics = Arc::clone(self.state.hub.metrics());
+        let _open = metrics.live_channel_opened();
         let options = Arc::clone(&self.state.options);
         let mut ping =
             tokio::time::interval_at(Instant::now() + options.live_ping_interval, options.live_ping_interval);
@@ -480,6 +510,8 @@ impl Channel {
             tokio::select! {
                 seq = rx.recv() => match seq {
                     Ok(seq) => {
+                        // Before the device can read it and start its round.
+                        self.state.hub.live_notice_sent(&self.device, &self.project);
                         if socket.send(Message::Text(seq.to_string().into())).await.is_err() {
                             return;
                         }
@@ -521,6 +553,9 @@ impl Channel {
                 _ = stop.changed() => break Message::Close(None),
             }
         };
+        if let Message::Close(Some(frame)) = &goodbye {
+            tracing::info!(reason = %frame.reason, "live channel closed by the server");
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), socket.send(goodbye)).await;
     }
 

@@ -15,7 +15,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use automerge::{Change, ReadDoc};
 use fieldsync_core::protocol::{
@@ -30,11 +31,14 @@ use tokio::sync::broadcast;
 
 use crate::cursor::Cursor;
 use crate::error::HubError;
+use crate::freshness::Freshness;
 use crate::limits;
+use crate::metrics::{Metrics, Phase};
 use crate::sqlite_store::SqliteHubStore;
 use crate::store::{
     DeviceRecord, DeviceSummary, HubStore, ProjectRecord, ProjectSummary, RoundWrite, SectionWrite, StoreError,
 };
+use crate::timed_store::TimedStore;
 
 /// A section's loose feed rows past which a round folds it into a new snapshot.
 pub const SNAPSHOT_AFTER: usize = 64;
@@ -57,6 +61,8 @@ pub struct Hub {
     store: Mutex<Box<dyn HubStore>>,
     live: Mutex<HashMap<String, broadcast::Sender<u64>>>,
     revoked: broadcast::Sender<String>,
+    metrics: Arc<Metrics>,
+    freshness: Freshness,
 }
 
 impl std::fmt::Debug for Hub {
@@ -93,7 +99,30 @@ struct Touched {
 impl Hub {
     /// A hub over any store.
     pub fn new(store: impl HubStore + 'static) -> Hub {
-        Hub { store: Mutex::new(Box::new(store)), live: Mutex::new(HashMap::new()), revoked: broadcast::channel(64).0 }
+        let metrics = Arc::new(Metrics::new());
+        Hub {
+            store: Mutex::new(Box::new(TimedStore::new(Box::new(store), Arc::clone(&metrics)))),
+            live: Mutex::new(HashMap::new()),
+            revoked: broadcast::channel(64).0,
+            metrics,
+            freshness: Freshness::default(),
+        }
+    }
+
+    /// The hub's metrics (the HTTP layer records its own in them too).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the store is reachable and takes writes now (the readiness probe).
+    pub fn check_ready(&self) -> Result<(), HubError> {
+        Ok(self.store().check_writable()?)
+    }
+
+    /// A live channel of `device` on `project` carried a notice: its next
+    /// round times the changes it brings (`fieldsync_edit_to_visible_seconds`).
+    pub fn live_notice_sent(&self, device: &str, project: &str) {
+        self.freshness.woken(device, project);
     }
 
     /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`).
@@ -109,6 +138,13 @@ impl Hub {
     /// Serve one round: `body` is a deflated postcard [`SyncRequest`]; returns
     /// the encoded [`SyncResponse`]. Limits are checked before decoding.
     pub fn sync(&self, bearer_token: &str, body: &[u8], now_ms: u64) -> Result<Vec<u8>, HubError> {
+        let started = Instant::now();
+        let served = self.sync_timed(bearer_token, body, now_ms);
+        self.metrics.round(started.elapsed());
+        served
+    }
+
+    fn sync_timed(&self, bearer_token: &str, body: &[u8], now_ms: u64) -> Result<Vec<u8>, HubError> {
         if body.len() > protocol::MAX_BODY_BYTES {
             return Err(HubError::TooLarge(format!(
                 "the body is {} bytes, over the limit of {}; upload fewer changes per round",
@@ -119,12 +155,7 @@ impl Hub {
         let device = authenticate(self.store().as_mut(), bearer_token)?;
         // Inflate and parse without holding the store: other devices' rounds go on meanwhile.
         let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
-        let mut store = self.store();
-        let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
-        drop(store);
-        if let Some((project, seq)) = notify {
-            self.notify(&project, seq);
-        }
+        let response = self.serve_round(self.store(), &device, request, now_ms)?;
         Ok(protocol::encode(&response))
     }
 
@@ -135,12 +166,40 @@ impl Hub {
         request: SyncRequest,
         now_ms: u64,
     ) -> Result<SyncResponse, HubError> {
+        let started = Instant::now();
         let mut store = self.store();
-        let device = authenticate(store.as_mut(), bearer_token)?;
-        let (response, notify) = self.round(store.as_mut(), &device, request, now_ms)?;
+        let served = authenticate(store.as_mut(), bearer_token)
+            .and_then(|device| self.serve_round(store, &device, request, now_ms));
+        self.metrics.round(started.elapsed());
+        served
+    }
+
+    /// A round of an authenticated device, then its notices and measures.
+    fn serve_round(
+        &self,
+        mut store: MutexGuard<'_, Box<dyn HubStore>>,
+        device: &DeviceRecord,
+        request: SyncRequest,
+        now_ms: u64,
+    ) -> Result<SyncResponse, HubError> {
+        crate::request_log::record_project(&request.project);
+        let project = request.project.clone();
+        let from = match Cursor::parse(&request.cursor) {
+            Ok(Cursor::Changes(seq)) => Some(seq),
+            _ => None,
+        };
+        let round = self.round(store.as_mut(), device, request, now_ms);
         drop(store);
+        let (response, notify) = round.inspect_err(|e| {
+            if let HubError::Refused(refusals) = e {
+                refusals.iter().for_each(|r| self.metrics.refused(r.rule.as_deref()));
+            }
+        })?;
         if let Some((project, seq)) = notify {
             self.notify(&project, seq);
+        }
+        if let (Some(after), Ok(Cursor::Changes(until))) = (from, Cursor::parse(&response.cursor)) {
+            self.freshness.delivered(&self.metrics, &device.id, &project, after, until, response.more);
         }
         Ok(response)
     }
@@ -226,13 +285,24 @@ impl Hub {
 
         let mut notify = None;
         if !touched.is_empty() || bind_actor.is_some() {
+            let committing = Instant::now();
             let mut sections = Vec::with_capacity(touched.len());
             let mut new_changes = 0;
+            // The conflict records the new changes take part in, counted once stored.
+            let mut recorded = Vec::new();
             for (section, t) in touched {
                 let validated = match t.validated {
                     Some(v) => v,
                     None => validate(&t.doc.input(), &roster, &record.config),
                 };
+                let new_hashes: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
+                recorded.extend(
+                    validated
+                        .conflicts
+                        .iter()
+                        .filter(|c| c.candidates.iter().any(|k| new_hashes.contains(&k.change_hash)))
+                        .map(|c| (c.kind, c.rule)),
+                );
                 let conflicts = validated
                     .conflicts
                     .iter()
@@ -264,6 +334,14 @@ impl Hub {
                 }
                 e => HubError::Storage(e),
             })?;
+            if !write.sections.is_empty() {
+                self.metrics.phase(Phase::Commit, committing.elapsed());
+            }
+            self.metrics.accepted(new_changes);
+            recorded.into_iter().for_each(|(kind, rule)| self.metrics.conflict(kind, rule));
+            if new_changes > 0 {
+                self.freshness.stored(project, max, &device.id);
+            }
             // New changes, or a new actor in the roster (a device's first round):
             // online devices run a round and learn of it.
             if new_changes > 0 || write.bind_actor.is_some() {
@@ -317,6 +395,8 @@ impl Hub {
         roster: &Roster,
         now_ms: u64,
     ) -> Result<BTreeMap<String, Touched>, HubError> {
+        let started = Instant::now();
+        let mut resolution = Duration::ZERO;
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut own_actors: HashSet<String> = HashSet::from([request.actor.clone()]);
         let mut over_limits = Vec::new();
@@ -457,8 +537,10 @@ impl Hub {
             // rejection (nothing a crew recorded is lost, and a device on a
             // stale roster is never stuck); only what an honest client never
             // writes is refused.
+            let judging = Instant::now();
             let input = t.doc.input();
             let validated = validate(&input, roster, config);
+            resolution += judging.elapsed();
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
             for edit in input.edits.iter().filter(|e| new.contains(&e.change_hash)) {
                 if let Some(Decision::Rejected { rule, reason, .. }) = validated.decisions.get(&edit.id)
@@ -473,6 +555,10 @@ impl Hub {
                 }
             }
             t.validated = Some(validated);
+        }
+        if !touched.is_empty() {
+            self.metrics.phase(Phase::Detection, started.elapsed().saturating_sub(resolution));
+            self.metrics.phase(Phase::Resolution, resolution);
         }
         if !refusals.is_empty() {
             store.record_refusals(&request.project, &device.id, &refusals, now_ms)?;

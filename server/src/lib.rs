@@ -18,6 +18,12 @@
 //! - [`cursor`]: the opaque feed cursor devices send back.
 //! - [`limits`]: the hub's limits on what a client controls (ids, counts,
 //!   sizes of changes and documents, actors per device).
+//! - Operating it: [`metrics`] (every Prometheus metric, one [`Metrics`] per
+//!   hub), [`timed_store`] (the store's time per call), [`freshness`] (edit →
+//!   visible on another online device), [`request_log`] (a log line and the
+//!   metrics of each request, `x-request-id`), [`health`] (liveness,
+//!   readiness), [`metrics_listener`] (`/metrics` on an address of its own).
+//!   The server emits `tracing` events only; the process chooses the subscriber.
 //!
 //! ```
 //! use fieldsync_core::protocol::{self, PROTOCOL_VERSION, SyncRequest, SyncResponse};
@@ -48,18 +54,26 @@
 
 pub mod cursor;
 pub mod error;
+pub mod freshness;
+pub mod health;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
+pub mod metrics_listener;
 pub mod pg_store;
+pub mod request_log;
 pub mod schema;
 pub mod sqlite_store;
 pub mod store;
 pub mod throttle;
+pub mod timed_store;
 
 pub use error::HubError;
 pub use http::{ServeOptions, router, router_with, serve, serve_with, shutdown_signal};
 pub use hub::{Enrollment, Hub, token_hash};
+pub use metrics::Metrics;
+pub use metrics_listener::{metrics_router, serve_metrics};
 pub use pg_store::PgHubStore;
 pub use sqlite_store::SqliteHubStore;
 pub use store::{

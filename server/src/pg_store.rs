@@ -434,6 +434,18 @@ impl HubStore for PgHubStore {
         Ok(())
     }
 
+    fn check_writable(&mut self) -> Result<(), StoreError> {
+        // A row written, then rolled back (on drop): fails on a read-only
+        // database (a standby) as well as on one that cannot be reached.
+        let mut tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO refusals (project, device, section, hash, rule, reason, at_ms)
+             VALUES ('', '', '', '', NULL, 'readiness probe, rolled back', 0)",
+            &[],
+        )?;
+        Ok(())
+    }
+
     fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {
         let config = serde_json::to_string(config)?;
         let n = self.client()?.execute(

@@ -17,6 +17,16 @@ use crate::store::{
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "hub.db";
 
+/// How long a statement waits for a lock another process (`fieldsync admin`)
+/// holds (as set in `open_file`).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same for the readiness probe, which must answer promptly.
+const PROBE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The readiness probe's write, always rolled back.
+const PROBE_ROW: &str = "INSERT INTO refusals (project, device, section, hash, rule, reason, at_ms)
+     VALUES ('', '', '', '', NULL, 'readiness probe, rolled back', 0)";
+
 /// The hub's SQLite store.
 #[derive(Debug)]
 pub struct SqliteHubStore {
@@ -320,6 +330,15 @@ impl HubStore for SqliteHubStore {
         replace_conflicts(&tx, &project, section, conflicts)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn check_writable(&mut self) -> Result<(), StoreError> {
+        // Takes the write lock and writes a row, then rolls back (on drop). A
+        // probe waits a second for a lock another process holds, not ten.
+        self.conn.busy_timeout(PROBE_BUSY_TIMEOUT)?;
+        let probed = self.tx().and_then(|tx| Ok(tx.execute(PROBE_ROW, [])?));
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        probed.map(drop)
     }
 
     fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError> {

@@ -253,6 +253,9 @@ pub trait HubStore: Send {
     fn conflicts(&mut self, project: &str) -> Result<Vec<String>, StoreError>;
     /// Replace a section's view and conflicts (after a roster or config change).
     fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError>;
+    /// Whether the store is reachable and takes writes now: a write in a
+    /// transaction that is rolled back (the readiness probe; changes nothing).
+    fn check_writable(&mut self) -> Result<(), StoreError>;
 
     /// Create a project; false if it exists.
     fn create_project(&mut self, id: &str, config: &ProjectConfig) -> Result<bool, StoreError>;

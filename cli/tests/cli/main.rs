@@ -3,8 +3,10 @@
 
 mod admin;
 mod bench;
+mod cluster;
 mod device;
 mod hostile;
+mod ops;
 mod serve;
 mod simulate;
 mod snapshots;

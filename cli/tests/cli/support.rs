@@ -44,6 +44,12 @@ pub fn run(args: &[&str]) -> Run {
     Run::from(bin().args(args).stdin(Stdio::null()).output().expect("the fieldsync binary runs"))
 }
 
+/// Run `fieldsync args…` to completion with `envs` set.
+pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let out = bin().args(args).envs(envs.iter().copied()).stdin(Stdio::null()).output();
+    Run::from(out.expect("the fieldsync binary runs"))
+}
+
 /// Run and insist on success.
 pub fn ok(args: &[&str]) -> Run {
     let r = run(args);
@@ -62,6 +68,8 @@ pub fn ok_json(args: &[&str]) -> Value {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The metrics listener's `/metrics` URL, when it was asked for.
+    pub metrics_url: Option<String>,
     pub data: PathBuf,
     stdout: BufReader<ChildStdout>,
 }
@@ -78,25 +86,32 @@ impl Server {
 
     /// With more flags (limits, say).
     pub fn start_with(data: &Path, listen: &str, flags: &[&str]) -> Server {
-        let mut child = bin()
-            .args(["serve", "--data", data.to_str().unwrap(), "--listen", listen])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("fieldsync serve starts");
+        let mut cmd = bin();
+        cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", listen]).args(flags);
+        // Its log on the test's stderr: failures only (ops.rs reads whole logs).
+        cmd.env("FIELDSYNC_LOG_LEVEL", "warn");
+        Self::spawn(cmd, data)
+    }
+
+    /// Run `cmd` (a `fieldsync serve …` with its flags, environment and
+    /// stderr set; stderr is inherited unless set) until it says where it listens.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Server {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("fieldsync serve starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
+        let mut metrics_url = None;
         let url = loop {
             line.clear();
             let n = stdout.read_line(&mut line).unwrap();
             assert!(n > 0, "fieldsync serve exited before saying where it listens");
+            if let Some(rest) = line.trim().strip_prefix("metrics on ") {
+                metrics_url = Some(rest.to_owned());
+            }
             if let Some(rest) = line.trim().strip_prefix("fieldsync server listening on ") {
                 break rest.to_owned();
             }
         };
-        Server { child, url, data: data.to_owned(), stdout }
+        Server { child, url, metrics_url, data: data.to_owned(), stdout }
     }
 
     /// The address without the scheme.
@@ -149,6 +164,11 @@ impl Crew {
     /// Project `build-out` (quarantine at 50 m) with olga (office), fred (foreman) and
     /// tina and tom (technicians), one device each; the server running.
     pub fn new() -> Crew {
+        Crew::with_server(|data, _| Server::start(data))
+    }
+
+    /// The same crew, its server started by `start(data dir, crew dir)`.
+    pub fn with_server(start: impl FnOnce(&Path, &Path) -> Server) -> Crew {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("server");
         let d = data.to_str().unwrap();
@@ -159,7 +179,7 @@ impl Crew {
             let e = ok_json(&["admin", "--data", d, "enroll", "--user", user, "--name", &format!("{user}'s phone")]);
             tokens.insert(user.to_owned(), e["token"].as_str().unwrap().to_owned());
         }
-        let server = Server::start(&data);
+        let server = start(&data, dir.path());
         Crew { dir, server, tokens }
     }
 

@@ -11,6 +11,7 @@ mod limits;
 mod live;
 mod live_client;
 mod live_limits;
+mod ops;
 mod pg;
 mod proxy;
 mod refusals;
