@@ -143,7 +143,11 @@ fn an_edit_on_a_stale_roster_is_judged_and_the_device_keeps_syncing() {
     crew.device_ok("fred", &["sync"]);
     // Olga's role changes while her phone is offline; on its stale roster she renames a section.
     admin(&crew, &["add-user", "olga", "--project", PROJECT, "--role", "technician"]);
-    let rename = crew.device_json("olga", &["rename", "s1", "Hauptstraße"]);
+    // Her stamps lag the hub's clock by up to her last round's latency (the
+    // anchor is taken when the response arrives): a clock an hour ahead makes
+    // sure the rename counts after the change on a loaded machine too.
+    let rename: Value =
+        serde_json::from_str(&device_at(&crew, "olga", "+1h", &["rename", "s1", "Hauptstraße"]).stdout).unwrap();
     crew.device_json("olga", &["notes", "s1", "manhole 4 flooded"]);
     // The round goes through: the rename is kept and judged, not refused.
     let first = crew.device_json("olga", &["sync"]);
