@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use fieldsync_server::pg_store::{self, Listener};
+use fieldsync_server::pg_store::{self, Listener, PgOptions};
 use fieldsync_server::{Hub, HubError, PgHubStore};
 
 use crate::error::CliError;
@@ -55,20 +55,20 @@ impl StoreArgs {
 
     /// The hub (for admin calls).
     pub fn open(&self) -> Result<Hub, CliError> {
-        Ok(self.open_with_instance()?.0)
+        Ok(self.open_with_instance(PgOptions::default())?.0)
     }
 
     /// The hub to serve, and what to keep while serving: for a data directory
     /// its lock (one server per directory), for PostgreSQL the listener that
     /// brings the other processes' rounds to this one's live channels.
-    pub fn open_to_serve(&self) -> Result<(Arc<Hub>, Serving), CliError> {
+    pub fn open_to_serve(&self, options: PgOptions) -> Result<(Arc<Hub>, Serving), CliError> {
         let lock = self.data.as_deref().map(lock_data_dir).transpose()?;
-        let (hub, instance) = self.open_with_instance()?;
+        let (hub, instance) = self.open_with_instance(options)?;
         let hub = Arc::new(hub);
         let listener = match (&self.database_url, instance) {
             (Some(url), Some(instance)) => {
                 let weak = Arc::downgrade(&hub);
-                Some(pg_store::listen(url, &instance, move |project, seq| {
+                Some(pg_store::listen_with(url, options, &instance, move |project, seq| {
                     if let Some(hub) = weak.upgrade() {
                         hub.notify(project, seq);
                     }
@@ -79,10 +79,10 @@ impl StoreArgs {
         Ok((hub, Serving { _lock: lock, _listener: listener }))
     }
 
-    fn open_with_instance(&self) -> Result<(Hub, Option<String>), CliError> {
+    fn open_with_instance(&self, options: PgOptions) -> Result<(Hub, Option<String>), CliError> {
         match (&self.data, &self.database_url) {
             (_, Some(url)) => {
-                let store = PgHubStore::connect(url).map_err(|e| {
+                let store = PgHubStore::connect_with(url, options).map_err(|e| {
                     CliError::Failed(format!(
                         "cannot use the database at {}: {}; check --database-url and that PostgreSQL runs",
                         self.describe(),

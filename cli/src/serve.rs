@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use fieldsync_server::ServeOptions;
+use fieldsync_server::pg_store::PgOptions;
 
 use crate::error::CliError;
 use crate::hub_store::StoreArgs;
@@ -29,6 +30,12 @@ pub struct ServeArgs {
     /// too, apart from the public one (off unless given; keep it private).
     #[arg(long, value_name = "ADDR", env = "FIELDSYNC_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// With --database-url: milliseconds one SQL statement may run before
+    /// PostgreSQL cancels it (the request gets 503 and the device retries; 0: no limit).
+    /// The connect timeout is the URL's `connect_timeout` (seconds; 5 unless given).
+    #[arg(long, value_name = "MS", env = "FIELDSYNC_DATABASE_STATEMENT_TIMEOUT_MS",
+          default_value_t = PgOptions::default().statement_timeout.as_millis() as u64)]
+    database_statement_timeout_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -92,7 +99,11 @@ impl LimitArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let (hub, serving) = args.store.open_to_serve()?;
+    let pg = PgOptions {
+        statement_timeout: Duration::from_millis(args.database_statement_timeout_ms),
+        ..PgOptions::default()
+    };
+    let (hub, serving) = args.store.open_to_serve(pg)?;
     let projects = hub.list_projects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

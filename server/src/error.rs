@@ -4,6 +4,9 @@ use fieldsync_core::protocol::{self, ErrorBody, Refusal};
 
 use crate::store::StoreError;
 
+/// Seconds a client waits after the database was unavailable.
+const UNAVAILABLE_RETRY_S: u64 = 2;
+
 /// Why the hub refused a request or an admin call. A request that fails
 /// changed nothing (an audit line in `refusals` aside, for [`HubError::Refused`]).
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,7 @@ impl HubError {
             HubError::Refused(_) => (422, "refused"),
             HubError::ProtocolVersion { .. } => (426, "protocol_version"),
             HubError::RateLimited { .. } => (429, "rate_limited"),
+            HubError::Storage(StoreError::Unavailable(_)) => (503, "busy"),
             HubError::Storage(_) => (500, "internal"),
             HubError::Busy { .. } => (503, "busy"),
         }
@@ -110,6 +114,8 @@ impl HubError {
         };
         let retry_after_s = match self {
             HubError::RateLimited { retry_after_s, .. } | HubError::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            // The pool reconnects on the next call; a short wait is enough.
+            HubError::Storage(StoreError::Unavailable(_)) => Some(UNAVAILABLE_RETRY_S),
             _ => None,
         };
         ErrorBody { error: self.status().1.to_owned(), message: self.to_string(), refusals, retry_after_s }

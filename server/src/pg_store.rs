@@ -10,13 +10,17 @@
 //! SQLite. Each committed round sends `NOTIFY fieldsync_feed`, and
 //! [`listen`] turns the other processes' notices into live-channel messages.
 //!
-//! Connections: one per hub (the hub serializes its store calls), re-opened
-//! after the server drops it; one more per process for [`listen`]. No TLS:
-//! reach the database over a private network or a local socket.
+//! Connections: one per hub (the hub serializes its store calls, so a pool
+//! would add no parallelism), re-opened after the server drops it; one more
+//! per process for [`listen`]. A lost connection is
+//! [`StoreError::Unavailable`] (503 to the device, which retries), and the
+//! next call connects again. Each connection has a connect timeout and a
+//! statement timeout ([`PgOptions`]): a slow query cannot hold the hub.
+//! No TLS: reach the database over a private network or a local socket.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fieldsync_core::backoff;
 use fieldsync_core::protocol::Refusal;
@@ -31,6 +35,11 @@ use crate::store::{
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
 pub const PG_SCHEMA_VERSION: i64 = 2;
+
+/// A connection idle longer than this is pinged before use: a round's store
+/// calls come back to back, so about one ping per round. A database that
+/// restarts within this window costs one 503, which the client retries.
+const IDLE_PING: Duration = Duration::from_millis(50);
 
 /// The channel committed rounds notify on.
 const CHANNEL: &str = "fieldsync_feed";
@@ -80,10 +89,28 @@ const UPGRADES: [&str; 2] = [
          ORDER BY project, user_id;"#,
 ];
 
+/// How the hub's connections are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOptions {
+    /// How long a connect may take, unless the URL's `connect_timeout` says.
+    pub connect_timeout: Duration,
+    /// `statement_timeout` of every connection (zero: none).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions { connect_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(10) }
+    }
+}
+
 /// The hub's PostgreSQL store.
 pub struct PgHubStore {
     url: String,
+    options: PgOptions,
     client: Client,
+    /// When `client` last answered: one idle longer is pinged before use.
+    last_used: Instant,
     instance: String,
 }
 
@@ -97,8 +124,14 @@ fn role(s: &str) -> Result<Role, StoreError> {
     s.parse().map_err(|e: String| StoreError::Corrupt(format!("a stored role: {e}")))
 }
 
-fn connect(url: &str) -> Result<Client, StoreError> {
-    Ok(Client::connect(url, NoTls)?)
+fn connect(url: &str, options: &PgOptions) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute(&format!("SET statement_timeout = {}", options.statement_timeout.as_millis()))?;
+    Ok(client)
 }
 
 /// Bring the database to [`PG_SCHEMA_VERSION`], refusing a newer one untouched.
@@ -123,11 +156,16 @@ impl PgHubStore {
     /// Connect to `url` (`postgres://user:password@host:port/database`),
     /// creating or upgrading the schema.
     pub fn connect(url: &str) -> Result<PgHubStore, StoreError> {
-        let mut client = connect(url)?;
+        PgHubStore::connect_with(url, PgOptions::default())
+    }
+
+    /// [`PgHubStore::connect`] with these connection options.
+    pub fn connect_with(url: &str, options: PgOptions) -> Result<PgHubStore, StoreError> {
+        let mut client = connect(url, &options)?;
         migrate(&mut client)?;
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).expect("the OS has randomness");
-        Ok(PgHubStore { url: url.to_owned(), client, instance: hex::encode(id) })
+        Ok(PgHubStore { url: url.to_owned(), options, client, last_used: Instant::now(), instance: hex::encode(id) })
     }
 
     /// This store's process-unique id, which its notices carry (see [`listen`]).
@@ -135,11 +173,15 @@ impl PgHubStore {
         &self.instance
     }
 
-    /// The connection, opened again if the server dropped it.
+    /// The connection, opened again if the server dropped it. The blocking
+    /// client learns of a drop only when used, so an idle one is pinged
+    /// first: the first request after a database restart succeeds.
     fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.is_closed() {
-            self.client = connect(&self.url)?;
+        let idle = self.last_used.elapsed() > IDLE_PING;
+        if self.client.is_closed() || (idle && self.client.is_valid(self.options.connect_timeout).is_err()) {
+            self.client = connect(&self.url, &self.options)?;
         }
+        self.last_used = Instant::now();
         Ok(&mut self.client)
     }
 
@@ -582,6 +624,16 @@ impl Drop for Listener {
 /// with backoff, and reconnects whenever the connection drops; a round
 /// committed while it was down reaches devices at their next timed sync).
 pub fn listen(url: &str, instance: &str, on_notice: impl Fn(&str, u64) + Send + 'static) -> Listener {
+    listen_with(url, PgOptions::default(), instance, on_notice)
+}
+
+/// [`listen`] with these connection options.
+pub fn listen_with(
+    url: &str,
+    options: PgOptions,
+    instance: &str,
+    on_notice: impl Fn(&str, u64) + Send + 'static,
+) -> Listener {
     let stop = Arc::new(AtomicBool::new(false));
     let (url, instance, flag) = (url.to_owned(), instance.to_owned(), stop.clone());
     let (listening, ready) = std::sync::mpsc::channel();
@@ -597,8 +649,8 @@ pub fn listen(url: &str, instance: &str, on_notice: impl Fn(&str, u64) + Send + 
             };
             let mut failures = 0;
             'connection: while !flag.load(Ordering::SeqCst) {
-                let listening_client =
-                    connect(&url).and_then(|mut c| Ok(c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c)?));
+                let listening_client = connect(&url, &options)
+                    .and_then(|mut c| Ok(c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c)?));
                 let Ok(mut client) = listening_client else {
                     failures += 1;
                     let random = getrandom::u64().unwrap_or(0);

@@ -24,6 +24,7 @@ use tracing::field::Empty;
 
 use crate::error::HubError;
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 
 /// The response header that carries the request's id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -111,6 +112,9 @@ pub fn record_project(project: &str) {
 /// The error's words never hold a token (they name a device by its id).
 pub fn log_failure(e: &HubError) {
     match e {
+        HubError::Storage(cause @ StoreError::Unavailable(_)) => {
+            tracing::warn!(%cause, "store unavailable: answered 503, reconnecting")
+        }
         HubError::Storage(cause) => tracing::error!(%cause, "internal error: the store failed"),
         HubError::Unauthorized(reason) => tracing::warn!(%reason, "authentication failed"),
         HubError::Forbidden(reason) => tracing::warn!(%reason, "not authorized"),

@@ -20,9 +20,13 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed (or could not be reached).
+    /// PostgreSQL failed.
     #[error("postgresql: {0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
+    /// The database cannot be reached right now (it restarts, the network
+    /// dropped, a statement ran out of time): worth trying again shortly.
+    #[error("the database is unavailable (postgresql: {})", pg_detail(.0))]
+    Unavailable(postgres::Error),
     /// A stored value is not one this server writes.
     #[error("stored value unreadable: {0}")]
     Corrupt(String),
@@ -46,6 +50,28 @@ pub enum StoreError {
         /// The actor.
         actor: String,
     },
+}
+
+/// A PostgreSQL error in words: a server error's own message, not just "db error".
+fn pg_detail(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
+impl From<postgres::Error> for StoreError {
+    /// Lost connections and refused connects are [`StoreError::Unavailable`]
+    /// (the hub answers 503 and the client retries), as are the server's
+    /// "shutting down / starting up" (class 57P) and a statement timeout.
+    fn from(e: postgres::Error) -> Self {
+        use std::error::Error as _;
+        let transient = e.is_closed()
+            || e.source().is_some_and(|s| s.is::<std::io::Error>())
+            || e.code().is_some_and(|c| {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57P") || c == "57014"
+            })
+            || e.to_string().contains("timed out");
+        if transient { StoreError::Unavailable(e) } else { StoreError::Postgres(e) }
+    }
 }
 
 /// An enrolled device.

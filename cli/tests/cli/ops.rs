@@ -297,7 +297,8 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     let ready_url = format!("{}/health/ready", server.url);
     assert_eq!(get(&ready_url, "").status, 200);
 
-    // The database goes away: not ready (with the reason), alive all the same, rounds fail 500.
+    // The database goes away: not ready (with the reason), alive all the same,
+    // rounds fail 503 (the device is offline for now, not broken).
     cluster.stop();
     let guard = Instant::now();
     let not_ready = loop {
@@ -316,6 +317,7 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     assert_eq!(get(&format!("{}/v1/health", server.url), "").status, 200);
     let r = run_env(&["device", "--db", db, "sync"], &device_env);
     assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("503") || r.stderr.to_lowercase().contains("offline"), "{r:?}");
 
     // Back again: ready again, and the device syncs.
     cluster.resume();
@@ -330,11 +332,12 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     let (code, stdout) = server.stop();
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&log).unwrap();
-    // Human lines by default: the cause of the 500 is there, the password and token are not.
+    // Human lines by default: the cause of the 503 is there, the password and token are not.
     assert!(
-        text.lines().any(|l| l.contains("ERROR") && l.contains("internal error") && l.contains("postgresql")),
+        text.lines().any(|l| l.contains("WARN") && l.contains("store unavailable") && l.contains("postgresql")),
         "{text}"
     );
+    assert!(text.lines().any(|l| l.contains("route=/v1/sync") && l.contains("status=503")), "{text}");
     assert!(
         text.lines().any(|l| l.contains("INFO") && l.contains("route=/v1/sync") && l.contains("status=200")),
         "{text}"

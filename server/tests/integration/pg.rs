@@ -57,17 +57,34 @@ impl Cluster {
         let init = pg_tool(&bin, "initdb", &["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync"]);
         assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let options = format!("-p {port} -k {data_arg} -c listen_addresses=127.0.0.1 -c fsync=off");
-        let log = dir.path().join("log");
+        let cluster = Cluster { dir, bin, port };
+        cluster.resume();
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_owned()
+    }
+
+    /// Start it (again), on the same port.
+    pub fn resume(&self) {
+        let data = self.data();
+        let options = format!("-p {} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
+        let log = self.dir.path().join("log");
         let start =
-            pg_tool(&bin, "pg_ctl", &["-D", data_arg, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
+            pg_tool(&self.bin, "pg_ctl", &["-D", &data, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
         assert!(
             start.status.success(),
             "pg_ctl start: {}{}",
             String::from_utf8_lossy(&start.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Cluster { dir, bin, port }
+    }
+
+    /// Stop it (its sessions are ended), as a restart or an outage would.
+    pub fn stop(&self) {
+        let stop = pg_tool(&self.bin, "pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        assert!(stop.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&stop.stderr));
     }
 
     pub fn url(&self) -> String {
@@ -77,10 +94,12 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        pg_tool(&self.bin, "pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+        pg_tool(&self.bin, "pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
     }
 }
+
+/// Generous: only a hang trips it (nothing here is timed).
+const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// A hub process's worth: a hub on the database, served over HTTP, with its
 /// listener for the other processes' rounds.
@@ -314,4 +333,74 @@ fn a_round_waits_for_another_round_of_the_same_project_to_commit() {
     assert!(!other.is_finished(), "a round of p1 committed while another round held p1");
     round.commit().unwrap();
     other.join().unwrap();
+}
+
+#[test]
+fn a_stopped_database_is_a_503_and_the_hub_heals_without_a_restart() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("olga", Role::Office), ("tina", Role::Technician)]);
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&b.server.hub, dir.path(), "tina");
+    olga.sync(&a.server);
+    tina.sync(&b.server);
+    let id = olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+    olga.sync(&a.server);
+
+    // Down: a round is a 503 `busy` naming the database (the client's
+    // Offline, retried), not a 500; the device keeps its change.
+    cluster.stop();
+    olga.replica.rename_section(&id, "North, while down").unwrap();
+    let (status, body) = olga.try_round(&a.server, fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET).unwrap_err();
+    assert_eq!((status, body.error.as_str()), (503, "busy"), "{body:?}");
+    assert!(body.message.contains("database is unavailable") && body.retry_after_s.is_some(), "{body:?}");
+
+    // Back: the same hubs serve again, and live notices cross again once B's listener is back.
+    cluster.resume();
+    olga.sync(&a.server);
+    assert_eq!(a.server.hub.section_view(&id).unwrap().unwrap().name, "North, while down");
+    let mut tina_live = live(&b.server, &tina.token);
+    tina_live.get_ref().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let guard = Instant::now();
+    for i in 0.. {
+        olga.replica.rename_section(&id, &format!("North {i}")).unwrap();
+        olga.sync(&a.server);
+        if matches!(tina_live.read(), Ok(Message::Text(_))) {
+            break;
+        }
+        assert!(guard.elapsed() < HANG_GUARD, "no notice crossed to process B after the database came back");
+    }
+    tina.sync(&b.server);
+    assert!(tina.replica.section(&id).unwrap().name.starts_with("North "));
+}
+
+#[test]
+fn a_statement_over_the_timeout_is_cancelled_as_unavailable() {
+    // A round stuck behind a lock (or a slow query) gives up instead of
+    // holding the hub (which serializes its store calls) forever.
+    let cluster = Cluster::start();
+    let options = pg_store::PgOptions { statement_timeout: Duration::from_millis(200), ..Default::default() };
+    let mut store = PgHubStore::connect_with(&cluster.url(), options).unwrap();
+    store.create_project("p1", &fieldsync_core::ProjectConfig::default()).unwrap();
+    let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.query("SELECT id FROM projects WHERE id = 'p1' FOR UPDATE", &[]).unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let write = RoundWrite {
+            project: "p1".into(),
+            device: "d".into(),
+            user: "u".into(),
+            bind_actor: None,
+            now_ms: 1,
+            sections: vec![],
+        };
+        let _ = done.send(store.commit_round(&write));
+    });
+    match result.recv_timeout(HANG_GUARD).expect("the round still waits for the lock: no statement timeout") {
+        Err(e @ StoreError::Unavailable(_)) => assert!(e.to_string().contains("statement timeout"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    held.rollback().unwrap();
 }
