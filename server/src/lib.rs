@@ -62,6 +62,7 @@ pub mod limits;
 pub mod metrics;
 pub mod metrics_listener;
 pub mod pg_store;
+pub mod pg_tls;
 pub mod request_log;
 pub mod schema;
 pub mod sqlite_store;

@@ -16,7 +16,7 @@
 //! [`StoreError::Unavailable`] (503 to the device, which retries), and the
 //! next call connects again. Each connection has a connect timeout and a
 //! statement timeout ([`PgOptions`]): a slow query cannot hold the hub.
-//! No TLS: reach the database over a private network or a local socket.
+//! TLS (rustls) when the URL's `sslmode` asks for it: see [`crate::pg_tls`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,11 +125,16 @@ fn role(s: &str) -> Result<Role, StoreError> {
 }
 
 fn connect(url: &str, options: &PgOptions) -> Result<Client, StoreError> {
+    let (url, ssl_mode, tls) = crate::pg_tls::prepare(url)?;
     let mut config: postgres::Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
     }
-    let mut client = config.connect(NoTls)?;
+    config.ssl_mode(ssl_mode);
+    let mut client = match tls {
+        Some(tls) => config.connect(tls)?,
+        None => config.connect(NoTls)?,
+    };
     client.batch_execute(&format!("SET statement_timeout = {}", options.statement_timeout.as_millis()))?;
     Ok(client)
 }

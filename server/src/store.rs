@@ -21,12 +21,15 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgresql: {0}")]
+    #[error("postgresql: {}", pg_detail(.0))]
     Postgres(postgres::Error),
     /// The database cannot be reached right now (it restarts, the network
     /// dropped, a statement ran out of time): worth trying again shortly.
     #[error("the database is unavailable (postgresql: {})", pg_detail(.0))]
     Unavailable(postgres::Error),
+    /// The database URL's TLS settings cannot be used.
+    #[error("postgresql: {0}")]
+    Tls(#[from] crate::pg_tls::PgTlsError),
     /// A stored value is not one this server writes.
     #[error("stored value unreadable: {0}")]
     Corrupt(String),
@@ -52,9 +55,16 @@ pub enum StoreError {
     },
 }
 
-/// A PostgreSQL error in words: a server error's own message, not just "db error".
+/// A PostgreSQL error in words: a server error's own message, not just "db
+/// error"; another's cause too ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
 fn pg_detail(e: &postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => db.message().to_owned(),
+        (None, Some(cause)) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
+        _ => e.to_string(),
+    }
 }
 
 impl From<postgres::Error> for StoreError {
@@ -63,8 +73,10 @@ impl From<postgres::Error> for StoreError {
     /// "shutting down / starting up" (class 57P) and a statement timeout.
     fn from(e: postgres::Error) -> Self {
         use std::error::Error as _;
+        // A failed TLS handshake (an unknown CA, a wrong name) is no outage.
+        let tls = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).and_then(|io| io.get_ref());
         let transient = e.is_closed()
-            || e.source().is_some_and(|s| s.is::<std::io::Error>())
+            || (e.source().is_some_and(|s| s.is::<std::io::Error>()) && !tls.is_some_and(|t| t.is::<rustls::Error>()))
             || e.code().is_some_and(|c| {
                 let c = c.code();
                 c.starts_with("08") || c.starts_with("57P") || c == "57014"

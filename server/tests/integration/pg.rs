@@ -5,6 +5,7 @@
 //! cross between them, a reader misses nothing another hub commits, and a
 //! dropped connection or a newer schema is handled.
 
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,8 +42,97 @@ fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
     cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
 }
 
+/// Run `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl Cluster {
+    /// A cluster that accepts TLS connections only (`hostssl`), its server
+    /// certificate (for 127.0.0.1) signed by a CA whose certificate is `ca.pem`.
+    pub fn start_tls() -> (Cluster, PathBuf) {
+        let cluster = Cluster::init();
+        let dir = cluster.dir.path().to_owned();
+        let dir = dir.as_path();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1, DNS:localhost\n").unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        let data = dir.join("data");
+        let conf =
+            format!("\nssl = on\nssl_cert_file = '{0}/server.pem'\nssl_key_file = '{0}/server.key'\n", dir.display());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap()
+            .write_all(conf.as_bytes())
+            .unwrap();
+        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").unwrap();
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let _ = Command::new("chown").args(["-R", "postgres"]).arg(dir).status();
+        cluster.resume();
+        (cluster, dir.join("ca.pem"))
+    }
+
     pub fn start() -> Cluster {
+        let cluster = Cluster::init();
+        cluster.resume();
+        cluster
+    }
+
+    fn init() -> Cluster {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -57,9 +147,7 @@ impl Cluster {
         let init = pg_tool(&bin, "initdb", &["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync"]);
         assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = Cluster { dir, bin, port };
-        cluster.resume();
-        cluster
+        Cluster { dir, bin, port }
     }
 
     fn data(&self) -> String {
@@ -403,4 +491,52 @@ fn a_statement_over_the_timeout_is_cancelled_as_unavailable() {
         other => panic!("{other:?}"),
     }
     held.rollback().unwrap();
+}
+
+#[test]
+fn tls_to_the_database_is_verified_against_sslrootcert_and_required_by_the_server() {
+    let (cluster, ca) = Cluster::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let tls_url = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url(), ca.display());
+
+    // The server takes TLS connections only (hostssl): plain is refused.
+    let plain = PgHubStore::connect(&cluster.url()).unwrap_err().to_string();
+    assert!(plain.contains("pg_hba.conf") && plain.contains("no encryption"), "{plain}");
+
+    // Verified against the test CA, a hub serves and syncs over it.
+    let p = process(&tls_url);
+    setup(&p.server.hub, &[("olga", Role::Office)]);
+    let mut olga = Device::enroll(&p.server.hub, dir.path(), "olga");
+    olga.sync(&p.server);
+    let id = olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+    olga.sync(&p.server);
+    assert_eq!(p.server.hub.section_view(&id).unwrap().unwrap().name, "North");
+
+    // Another CA: a clear TLS error, not an outage.
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+        ],
+    );
+    let wrong = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url(), dir.path().join("other.pem").display());
+    match PgHubStore::connect(&wrong) {
+        Err(e @ StoreError::Postgres(_)) => {
+            let e = e.to_string();
+            assert!(e.contains("TLS") && e.contains("UnknownIssuer"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
