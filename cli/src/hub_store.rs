@@ -24,9 +24,9 @@ pub struct StoreArgs {
     #[arg(long, visible_alias = "data-dir", value_name = "DIR", env = "FIELDSYNC_DATA_DIR")]
     pub data: Option<PathBuf>,
     /// A PostgreSQL database instead of a data directory
-    /// (postgres://user:password@host:port/database; no TLS: a private network
-    /// or local socket). Several servers may share it. Prefer the environment
-    /// variable: it keeps the password off the command line.
+    /// (postgres://user:password@host:port/database; TLS with
+    /// ?sslmode=verify-full&sslrootcert=ca.pem). Several servers may share it.
+    /// Prefer the environment variable: it keeps the password off the command line.
     #[arg(long, value_name = "URL", env = "FIELDSYNC_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
