@@ -27,8 +27,50 @@ fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> Output {
     cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
 }
 
+/// Run `openssl` with `args` in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl Cluster {
     pub fn start() -> Cluster {
+        let cluster = Cluster::init();
+        cluster.resume();
+        cluster
+    }
+
+    /// A cluster that takes TLS connections only (`hostssl`), its server
+    /// certificate (for 127.0.0.1) signed by a test CA; returns that CA's `ca.pem`.
+    pub fn start_tls() -> (Cluster, PathBuf) {
+        let cluster = Cluster::init();
+        let dir = cluster.dir.path().to_owned();
+        #[rustfmt::skip]
+        let steps: [&[&str]; 3] = [
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
+              "-keyout", "ca.key", "-out", "ca.pem"],
+            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+              "-out", "server.csr"],
+            &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+              "-days", "2", "-extfile", "san.ext", "-out", "server.pem"],
+        ];
+        std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1, DNS:localhost\n").unwrap();
+        for step in steps {
+            openssl(&dir, step);
+        }
+        let data = dir.join("data");
+        let conf =
+            format!("\nssl = on\nssl_cert_file = '{0}/server.pem'\nssl_key_file = '{0}/server.key'\n", dir.display());
+        let mut postgresql_conf = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut postgresql_conf, conf.as_bytes()).unwrap();
+        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").unwrap();
+        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let _ = Command::new("chown").args(["-R", "postgres"]).arg(&dir).status();
+        cluster.resume();
+        (cluster, dir.join("ca.pem"))
+    }
+
+    fn init() -> Cluster {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -43,9 +85,7 @@ impl Cluster {
             pg_tool(&bin, "initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
         assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = Cluster { dir, bin, port };
-        cluster.resume();
-        cluster
+        Cluster { dir, bin, port }
     }
 
     /// The database's URL, with `password` in it (trust authentication ignores it).

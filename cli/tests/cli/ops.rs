@@ -2,7 +2,8 @@
 //! address of their own, scraped over HTTP after real syncs (events counted,
 //! never timed); one structured log line per request, with no token or
 //! password in any log; liveness and readiness, readiness following the
-//! database; every flag from the environment, secrets never shown.
+//! database (503 while it is down, healed without a restart); every flag from
+//! the environment, secrets never shown; the database over verified TLS.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -345,6 +346,68 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     for written in [&text, &stdout] {
         assert!(!written.contains(PASSWORD) && !written.contains(&token[..32]), "a secret was written:\n{written}");
     }
+}
+
+#[test]
+fn serve_reaches_the_database_over_verified_tls_and_a_wrong_ca_is_a_tls_error() {
+    let (cluster, ca) = Cluster::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = cluster.url_with_password("pw");
+    let url = format!("{plain}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let env = [("FIELDSYNC_DATABASE_URL", url.as_str())];
+
+    // The database takes TLS only (hostssl): a plain connection is refused.
+    let r = run_env(&["admin", "projects"], &[("FIELDSYNC_DATABASE_URL", plain.as_str())]);
+    assert!(r.code == 1 && r.stderr.contains("no encryption"), "{r:?}");
+
+    for args in [
+        &["admin", "create-project", PROJECT][..],
+        &["admin", "add-user", "olga", "--project", PROJECT, "--role", "office"],
+    ] {
+        let r = run_env(args, &env);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let token =
+        run_env(&["--json", "admin", "enroll", "--user", "olga"], &env).json()["token"].as_str().unwrap().to_owned();
+    let mut cmd = bin();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).envs(env);
+    let server = Server::spawn(cmd, dir.path());
+    let db = dir.path().join("olga.db");
+    let db = db.to_str().unwrap();
+    let device_env = [
+        ("FIELDSYNC_TOKEN", token.as_str()),
+        ("FIELDSYNC_SERVER", server.url.as_str()),
+        ("FIELDSYNC_PROJECT", PROJECT),
+    ];
+    let r = run_env(&["device", "--db", db, "init"], &device_env);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run_env(&["device", "--db", db, "sync"], &device_env);
+    assert_eq!(r.code, 0, "{r:?}");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+
+    // Another CA: the server does not start, and says why.
+    crate::cluster::openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+        ],
+    );
+    let wrong = format!("{plain}?sslmode=verify-full&sslrootcert={}", dir.path().join("other.pem").display());
+    let r = run_env(&["serve", "--listen", "127.0.0.1:0"], &[("FIELDSYNC_DATABASE_URL", wrong.as_str())]);
+    assert!(r.code == 1 && r.stderr.contains("TLS") && r.stderr.contains("UnknownIssuer"), "{r:?}");
 }
 
 /// The options of a `--help` text, each with its paragraph.
