@@ -142,6 +142,8 @@ fn connect(url: &str, options: &PgOptions) -> Result<Client, StoreError> {
 /// Bring the database to [`PG_SCHEMA_VERSION`], refusing a newer one untouched.
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
+    // An upgrade of a large database (or waiting on another process's) may take long.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS fieldsync_schema (version BIGINT NOT NULL)")?;
     let found: i64 = tx.query_opt("SELECT version FROM fieldsync_schema", &[])?.map_or(0, |r| r.get(0));

@@ -80,8 +80,7 @@ impl From<postgres::Error> for StoreError {
             || e.code().is_some_and(|c| {
                 let c = c.code();
                 c.starts_with("08") || c.starts_with("57P") || c == "57014"
-            })
-            || e.to_string().contains("timed out");
+            });
         if transient { StoreError::Unavailable(e) } else { StoreError::Postgres(e) }
     }
 }
