@@ -131,9 +131,23 @@ fn connect(url: &str, options: &PgOptions) -> Result<Client, StoreError> {
         config.connect_timeout(options.connect_timeout);
     }
     config.ssl_mode(ssl_mode);
-    let mut client = match tls {
-        Some(tls) => config.connect(tls)?,
-        None => config.connect(NoTls)?,
+    // The `postgres` crate bounds only the TCP connect: a server that takes
+    // the connection and never answers would hold the hub's store forever.
+    // The whole connect is bounded here; one that gives up is left to end
+    // on its own thread.
+    let limit = *config.get_connect_timeout().unwrap_or(&options.connect_timeout);
+    let (sender, connected) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("fieldsync-pg-connect".into()).spawn(move || {
+        let _ = sender.send(match tls {
+            Some(tls) => config.connect(tls),
+            None => config.connect(NoTls),
+        });
+    })?;
+    let mut client = match connected.recv_timeout(limit) {
+        Ok(client) => client?,
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!("no answer within {} ms of connecting", limit.as_millis())));
+        }
     };
     client.batch_execute(&format!("SET statement_timeout = {}", options.statement_timeout.as_millis()))?;
     Ok(client)

@@ -25,8 +25,8 @@ pub enum StoreError {
     Postgres(postgres::Error),
     /// The database cannot be reached right now (it restarts, the network
     /// dropped, a statement ran out of time): worth trying again shortly.
-    #[error("the database is unavailable (postgresql: {})", pg_detail(.0))]
-    Unavailable(postgres::Error),
+    #[error("the database is unavailable (postgresql: {0})")]
+    Unavailable(String),
     /// The database URL's TLS settings cannot be used.
     #[error("postgresql: {0}")]
     Tls(#[from] crate::pg_tls::PgTlsError),
@@ -81,7 +81,7 @@ impl From<postgres::Error> for StoreError {
                 let c = c.code();
                 c.starts_with("08") || c.starts_with("57P") || c == "57014"
             });
-        if transient { StoreError::Unavailable(e) } else { StoreError::Postgres(e) }
+        if transient { StoreError::Unavailable(pg_detail(&e)) } else { StoreError::Postgres(e) }
     }
 }
 

@@ -540,3 +540,21 @@ fn tls_to_the_database_is_verified_against_sslrootcert_and_required_by_the_serve
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_database_that_never_answers_is_unavailable_after_the_connect_timeout() {
+    // The TCP connect succeeds (the kernel queues it), then nothing: the
+    // `postgres` crate's own timeout, on the TCP connect only, never fires.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("postgres://postgres@{}/postgres", silent.local_addr().unwrap());
+    let options = pg_store::PgOptions { connect_timeout: Duration::from_millis(300), ..Default::default() };
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(PgHubStore::connect_with(&url, options).map(|_| ()));
+    });
+    match result.recv_timeout(HANG_GUARD).expect("the connect still waits: no connect timeout") {
+        Err(e @ StoreError::Unavailable(_)) => assert!(e.to_string().contains("no answer within 300 ms"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    drop(silent);
+}
