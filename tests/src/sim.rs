@@ -1355,7 +1355,7 @@ impl Sim {
         let hlc = h.stamp(now_ms);
         let broken = hostile::rule_break(&doc, &section, &roster, &self.plan.config, &hlc, &mut h.rng)?;
         let mut r = request.clone();
-        r.upload = vec![protocol::SectionBatch { section: section.clone(), changes: vec![broken.bytes.clone()] }];
+        r.upload = vec![protocol::SectionBatch::upload(section.clone(), vec![broken.bytes.clone()])];
         self.stats.faults.hostile_requests += 1;
         match self.hostile_call(instance, &h.token, &protocol::encode(&r)) {
             Ok(_) => {}

@@ -10,7 +10,15 @@ use fieldsync_core::{Role, SyncClient, SyncProblem, TransportError};
 use crate::common::{PROJECT, crew, route};
 
 fn response(cursor: &str, more: bool) -> SyncResponse {
-    SyncResponse { server_time_ms: 1, changes: vec![], documents: vec![], cursor: cursor.into(), more, roster: None }
+    SyncResponse {
+        server_time_ms: 1,
+        changes: vec![],
+        documents: vec![],
+        cursor: cursor.into(),
+        more,
+        roster: None,
+        upload_received: vec![],
+    }
 }
 
 #[test]
