@@ -204,7 +204,14 @@ impl HubStore for SqliteHubStore {
                      WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = ?2 AND hash = ?3)",
                 )?;
                 for (hash, bytes) in &s.changes {
-                    insert.execute(params![write.project, s.section, hash, write.device, bytes, write.now_ms as i64])?;
+                    insert.execute(params![
+                        write.project,
+                        s.section,
+                        hash,
+                        write.device,
+                        bytes,
+                        write.now_ms as i64
+                    ])?;
                 }
             }
             let (snapshot, snapshot_seq): (Option<&[u8]>, i64) = match &s.snapshot {

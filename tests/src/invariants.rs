@@ -514,9 +514,8 @@ fn check_rules(
         entries
     };
     let counted = counted_times(input);
-    let role_at_counted = |actor: &str, edit_id: &str| {
-        oracle.role_at(actor, counted.get(edit_id).copied().unwrap_or(u64::MAX))
-    };
+    let role_at_counted =
+        |actor: &str, edit_id: &str| oracle.role_at(actor, counted.get(edit_id).copied().unwrap_or(u64::MAX));
     let role_of = |e: &AuditEntry| role_at_counted(&e.author, &e.edit_id);
     let edit = |edit_id: &str| input.edits.iter().find(|x| x.id == edit_id);
     let bound_of = |edit_id: &str| edit(edit_id).map_or(u64::MAX, |e| bound(input, e));
@@ -676,8 +675,7 @@ fn check_rules(
             for x in &applied {
                 let Some(rx) = received(x) else { continue };
                 let later = rx > ra && x.hlc.physical_ms <= rx && x.hlc.physical_ms > ra;
-                if !later || x.hlc.physical_ms >= a.hlc.physical_ms || built_on(x) || ancestors(a).contains(&x.id)
-                {
+                if !later || x.hlc.physical_ms >= a.hlc.physical_ms || built_on(x) || ancestors(a).contains(&x.id) {
                     continue;
                 }
                 contests += 1;

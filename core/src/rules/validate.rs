@@ -164,12 +164,13 @@ impl<'a> Times<'a> {
         let index: HashMap<&str, usize> = edits.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
         let bounded = !mutation::active(Mutation::UnboundedStamps);
         // 0: a hub of protocol 2 stored it, without a receipt: like an unconfirmed write.
-        let received: Vec<Option<u64>> = edits
+        let received: Vec<Option<u64>> =
+            edits.iter().map(|e| input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0 && bounded)).collect();
+        let bound: Vec<u64> = edits
             .iter()
-            .map(|e| input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0 && bounded))
+            .zip(&received)
+            .map(|(e, r)| r.map_or(e.hlc.physical_ms, |r| r.min(e.hlc.physical_ms)))
             .collect();
-        let bound: Vec<u64> =
-            edits.iter().zip(&received).map(|(e, r)| r.map_or(e.hlc.physical_ms, |r| r.min(e.hlc.physical_ms))).collect();
         // A base counts if the hub received it no later than the write (an
         // unconfirmed write may build on anything): one named before it
         // reached the hub, by a tampered client, must not move a write the
@@ -620,9 +621,9 @@ fn causal_order<'e>(edits: Vec<&'e Edit>, bound: impl Fn(&Edit) -> u64) -> Vec<&
     let sorted = edits.windows(2).all(|w| w[0].id <= w[1].id);
     let is_in = |id: &str| edits.binary_search_by(|x| x.id.as_str().cmp(id)).is_ok();
     if sorted
-        && edits.iter().all(|e| {
-            bound(e) == e.hlc.physical_ms && e.base.as_deref().is_none_or(|b| b < e.id.as_str() || !is_in(b))
-        })
+        && edits
+            .iter()
+            .all(|e| bound(e) == e.hlc.physical_ms && e.base.as_deref().is_none_or(|b| b < e.id.as_str() || !is_in(b)))
     {
         return edits;
     }

@@ -157,9 +157,11 @@ impl Replica {
     ) -> Result<MergeReport, ReplicaError> {
         let mut arrivals: BTreeMap<&str, Arrival<'_>> = BTreeMap::new();
         for (i, c) in changes.iter().enumerate() {
-            let entry = arrivals
-                .entry(c.section.as_str())
-                .or_insert(Arrival::Changes { raw: vec![], parsed: vec![], receipts: vec![] });
+            let entry = arrivals.entry(c.section.as_str()).or_insert(Arrival::Changes {
+                raw: vec![],
+                parsed: vec![],
+                receipts: vec![],
+            });
             if let Arrival::Changes { raw, .. } = entry {
                 raw.push((&c.bytes, received.get(i).copied().unwrap_or(0)));
             }
@@ -182,7 +184,8 @@ impl Replica {
                             receipts.extend(more);
                         }
                         _ => {
-                            arrivals.insert(&d.section, Arrival::Changes { raw: vec![], parsed: changes, receipts: more });
+                            arrivals
+                                .insert(&d.section, Arrival::Changes { raw: vec![], parsed: changes, receipts: more });
                         }
                     }
                 }
@@ -336,7 +339,15 @@ fn open_documents<'a>(
                 doc.set_actor(actor.clone());
                 let receipts = document_receipts(&doc, d)?;
                 report.new_changes += doc.automerge().get_changes(&[]).len();
-                merging.push(Merging { section, doc, before: vec![], whole: Some(d), rows: vec![], receipts, input: None });
+                merging.push(Merging {
+                    section,
+                    doc,
+                    before: vec![],
+                    whole: Some(d),
+                    rows: vec![],
+                    receipts,
+                    input: None,
+                });
                 continue;
             }
             Arrival::Changes { raw, parsed, receipts } => (raw, parsed, receipts),

@@ -322,7 +322,11 @@ fn child_worker() {
                 for (section, _, changes) in &news {
                     if *section == THEIRS && rng.u32(0..4) == 0 {
                         let document = other.r.export(section).unwrap();
-                        response.documents.push(SectionDocument { section: (*section).into(), document, received: vec![] });
+                        response.documents.push(SectionDocument {
+                            section: (*section).into(),
+                            document,
+                            received: vec![],
+                        });
                     } else {
                         response.changes.push(SectionBatch::upload(*section, changes.clone()));
                     }

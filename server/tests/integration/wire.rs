@@ -47,7 +47,11 @@ pub fn example_response() -> SyncResponse {
             changes: vec![vec![1, 2, 3], vec![4]],
             received: vec![1_699_999_999_000, 1_700_000_000_000],
         }],
-        documents: vec![SectionDocument { section: "s2".into(), document: vec![5, 6], received: vec![1_699_000_000_000] }],
+        documents: vec![SectionDocument {
+            section: "s2".into(),
+            document: vec![5, 6],
+            received: vec![1_699_000_000_000],
+        }],
         cursor: "c:43".into(),
         more: true,
         roster: Some(RosterUpdate {
