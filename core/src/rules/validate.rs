@@ -614,7 +614,7 @@ impl<'a> Validator<'a> {
 /// nor those the hub received after it, and every replica orders alike.
 /// O(n log n) in the writes; hostile `base` cycles are tolerated (their
 /// members keep their own times).
-fn causal_order<'e>(edits: Vec<&'e Edit>, bound: impl Fn(&Edit) -> u64) -> Vec<&'e Edit> {
+fn causal_order(edits: Vec<&Edit>, bound: impl Fn(&Edit) -> u64) -> Vec<&Edit> {
     // The common case, honest clocks: the writes come sorted by stamp (their
     // ids), no stamp is past its receipt, and every base is older than what
     // is built on it, so stamp order is already the causal order. No allocation for it.
