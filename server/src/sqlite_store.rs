@@ -2,6 +2,7 @@
 //! mode with `synchronous = FULL`, so a round acknowledged to a device has
 //! reached the disk.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fieldsync_core::protocol::Refusal;
@@ -165,15 +166,20 @@ impl HubStore for SqliteHubStore {
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((project, snapshot, snapshot_seq)) = head else { return Ok(None) };
-        let mut stmt =
-            self.conn.prepare_cached("SELECT seq, bytes FROM feed WHERE section = ?1 AND seq > ?2 ORDER BY seq")?;
-        let rows: Vec<(i64, Vec<u8>)> =
-            stmt.query_map(params![id, snapshot_seq], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        let last_seq = rows.last().map_or(snapshot_seq, |(seq, _)| *seq) as u64;
-        let changes = rows.into_iter().map(|(_, bytes)| bytes).collect();
-        let mut stmt = self.conn.prepare_cached("SELECT hash, received_ms FROM feed WHERE section = ?1")?;
-        let received =
-            stmt.query_map([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
+        // One statement, one snapshot of the feed: the changes and the
+        // receipts agree even while another process appends to it.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, hash, received_ms, CASE WHEN seq > ?2 THEN bytes END FROM feed WHERE section = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![id, snapshot_seq])?;
+        let (mut changes, mut received, mut last_seq) = (Vec::new(), BTreeMap::new(), snapshot_seq as u64);
+        while let Some(r) = rows.next()? {
+            received.insert(r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64);
+            if let Some(bytes) = r.get::<_, Option<Vec<u8>>>(3)? {
+                last_seq = r.get::<_, i64>(0)? as u64;
+                changes.push(bytes);
+            }
+        }
         Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq, received }))
     }
 
