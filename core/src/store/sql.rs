@@ -314,16 +314,17 @@ pub(crate) fn put_receipts(tx: &Transaction<'_>, section: &str, receipts: &[(Str
     Ok(())
 }
 
-/// Keep when the hub received our own changes, each (hash, ms), in whichever
-/// section holds them.
+/// Keep when the hub received our own unconfirmed changes, each (hash, ms).
 pub(crate) fn put_own_receipts(tx: &Transaction<'_>, receipts: &[(String, u64)]) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO receipts (section, hash, received_ms)
-         SELECT section, hash, ?2 FROM changes WHERE hash = ?1 AND local = 1
-         ON CONFLICT (section, hash) DO UPDATE SET received_ms = ?2",
-    )?;
-    for (hash, ms) in receipts.iter().filter(|(_, ms)| *ms > 0) {
-        stmt.execute(params![hash, *ms as i64])?;
+    // Their sections in one pass over the outbox's index: `changes` is not
+    // indexed by hash alone, and a look-up per hash would scan it each time.
+    let mut stmt = tx.prepare_cached("SELECT hash, section FROM changes WHERE local = 1 AND confirmed = 0")?;
+    let sections: HashMap<String, String> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    for (hash, ms) in receipts {
+        if let Some(section) = sections.get(hash) {
+            put_receipts(tx, section, &[(hash.clone(), *ms)])?;
+        }
     }
     Ok(())
 }
