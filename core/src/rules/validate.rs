@@ -33,7 +33,7 @@ pub struct Validated {
     /// What became of each write, keyed by edit id.
     pub decisions: BTreeMap<EditId, Decision>,
     /// When each write counts (server ms; its author's role is the one held
-    /// then), keyed by edit id.
+    /// then), keyed by edit id, for the writes that do not count at their stamp.
     pub counted_at: BTreeMap<EditId, u64>,
 }
 
@@ -141,7 +141,12 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
         conflict_count: conflicts.len(),
         heads: input.heads.clone(),
     };
-    let counted_at = input.edits.iter().map(|e| (e.id.clone(), v.times.counted(e))).collect();
+    let counted_at = input
+        .edits
+        .iter()
+        .filter(|e| v.times.counted(e) != e.hlc.physical_ms)
+        .map(|e| (e.id.clone(), v.times.counted(e)))
+        .collect();
     Validated { view, conflicts, decisions: v.decisions, counted_at }
 }
 
@@ -312,9 +317,9 @@ impl<'a> Validator<'a> {
     /// The state machine, folded in causal order: a transition's `base` is
     /// the transition that stood when its writer made it, so the section's
     /// history is a chain from "no transition yet". The transitions built on
-    /// the chain's head race (ranked by role, then when they count, then HLC,
-    /// which ends in the actor id); the winner becomes the head. Transitions built on a write that did
-    /// not stand are stale. No stamp orders the chain, so a clock days ahead
+    /// the chain's head race (ranked by role, then their bound, then HLC,
+    /// which ends in the actor id); the winner becomes the head. Transitions
+    /// built on a write that did not stand are stale. No stamp orders the chain, so a clock days ahead
     /// can neither freeze a section nor jump the queue; and each write is
     /// looked at once (O(n log n) in the transitions of a section).
     fn state(&mut self, edits: &[&'a Edit]) -> (ConstructionState, Option<Blocked>, Vec<DomainEvent>) {

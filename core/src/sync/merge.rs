@@ -197,18 +197,9 @@ impl Replica {
         if let Some(round) = &round {
             self.clock.anchor_to_server(round.server_time_ms, now);
             // Before any view is computed: our confirmed writes count from when the hub received them.
-            if !round.confirmed_received.is_empty() {
-                if round.confirmed_received.len() != round.confirmed.len() {
-                    return Err(ReplicaError::InvalidInput(format!(
-                        "the server's response gives {} receipt times for the {} changes uploaded",
-                        round.confirmed_received.len(),
-                        round.confirmed.len()
-                    )));
-                }
-                let own: Vec<(String, u64)> =
-                    round.confirmed.iter().cloned().zip(round.confirmed_received.iter().copied()).collect();
-                store::put_own_receipts(&tx, &own)?;
-            }
+            let own: Vec<(String, u64)> =
+                round.confirmed.iter().cloned().zip(round.confirmed_received.iter().copied()).collect();
+            store::put_own_receipts(&tx, &own)?;
             if let Some(r) = round.roster {
                 // Every view of the project follows the new roster; the merge
                 // below recomputes the sections it touches once more.

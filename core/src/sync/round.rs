@@ -118,6 +118,14 @@ impl Replica {
         sent: &[String],
         response: SyncResponse,
     ) -> Result<RoundReport, ReplicaError> {
+        // A list of receipt times is empty (none known) or one per change.
+        if !response.upload_received.is_empty() && response.upload_received.len() != sent.len() {
+            return Err(ReplicaError::InvalidInput(format!(
+                "the server's response gives {} receipt times for the {} changes uploaded",
+                response.upload_received.len(),
+                sent.len()
+            )));
+        }
         let mut changes: Vec<SectionChange> = Vec::new();
         let mut received: Vec<u64> = Vec::new();
         for b in &response.changes {
