@@ -506,7 +506,14 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
                     _ => format!("actor {}", short(&e.author)),
                 };
                 let field = e.field.map_or("?", |f| f.as_str());
-                println!("{}  {field:<10}  {:<28}  {who:<24}  {}", e.edit_id, e.value, output::decision(&e.decision));
+                let received =
+                    e.received_ms.map_or("not confirmed".into(), |ms| format!("received {}", output::time(ms as i64)));
+                println!(
+                    "{}  {field:<10}  {:<28}  {who:<24}  {received:<32}  {}",
+                    e.edit_id,
+                    e.value,
+                    output::decision(&e.decision)
+                );
             }
             Ok(())
         }

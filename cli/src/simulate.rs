@@ -181,13 +181,15 @@ pub fn human(r: &SimReport) -> String {
         s,
         "  trust          {} edit(s) on a stale roster; {} hostile change(s) stored as rejections, {} hostile request(s) \
          refused;\n                 {} honest change(s) refused; {} write(s) stamped ahead of the server ({} re-decided by a \
-         role change);\n                 {} section(s) moved on by a foreman's probe after the heal",
+         role change, {} contest(s) they would have won by stamp);\n                 {} section(s) moved on by a \
+         foreman's probe after the heal",
         r.stale_role_edits,
         r.hostile_stored,
         r.hostile_refused,
         r.refused_changes,
         r.writes_stamped_ahead,
         r.redecided_ahead,
+        r.ahead_contests,
         r.probed_sections
     );
     let _ = writeln!(

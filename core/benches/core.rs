@@ -624,6 +624,7 @@ fn bench_rules(f: &mut Figures) {
             notes: String::new(),
             photos: vec![],
             heads: vec![],
+            received: Default::default(),
         };
         let mut times = Vec::new();
         for _ in 0..3 {

@@ -337,7 +337,7 @@ mod tests {
             let from: usize = request.cursor.parse().unwrap_or(0);
             let changes = feed[from..]
                 .iter()
-                .map(|(section, bytes)| SectionBatch { section: section.clone(), changes: vec![bytes.clone()] })
+                .map(|(section, bytes)| SectionBatch::upload(section.clone(), vec![bytes.clone()]))
                 .collect();
             for batch in request.upload {
                 feed.extend(batch.changes.into_iter().map(|c| (batch.section.clone(), c)));
@@ -349,6 +349,7 @@ mod tests {
                 cursor: feed.len().to_string(),
                 more: false,
                 roster: None,
+                upload_received: vec![],
             };
             Ok(protocol::encode(&response))
         }

@@ -287,10 +287,12 @@ pub struct AuditEntry {
     pub author: String,
     /// The writer's user, if known.
     pub user: Option<String>,
-    /// The writer's role, if known.
+    /// The writer's role when the write counts (`None`: not a member then, or unknown).
     pub role: Option<Role>,
     /// Hex hash of its change.
     pub change_hash: String,
+    /// When the server received it (ms since the epoch); `None` while it is not confirmed.
+    pub received_ms: Option<u64>,
     /// What the rules made of it.
     pub decision: Decision,
 }
@@ -305,6 +307,7 @@ impl From<core::AuditEntry> for AuditEntry {
             user: a.user,
             role: a.role.map(Into::into),
             change_hash: a.change_hash,
+            received_ms: a.received_ms,
             decision: a.decision.into(),
         }
     }

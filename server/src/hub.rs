@@ -23,7 +23,8 @@ use fieldsync_core::protocol::{
     self, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
 };
 use fieldsync_core::{
-    ConflictRecord, Decision, Member, ProjectConfig, Role, Roster, SectionDoc, SectionView, Validated, validate,
+    ConflictRecord, Decision, Member, ProjectConfig, Role, Roster, SectionDoc, SectionInput, SectionView, Validated,
+    validate,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -92,8 +93,17 @@ struct Touched {
     stored_bytes: usize,
     new: Vec<Change>,
     seen: HashSet<String>,
+    /// When the hub received each of its changes, the new ones included (now).
+    received: BTreeMap<String, u64>,
     /// The rules' judgement of the document with the new changes.
     validated: Option<Validated>,
+}
+
+/// What the rules read of `doc`, with when the hub received its changes.
+fn input_of(doc: &SectionDoc, received: &BTreeMap<String, u64>) -> SectionInput {
+    let mut input = doc.input();
+    input.received = received.clone();
+    input
 }
 
 impl Hub {
@@ -281,7 +291,7 @@ impl Hub {
 
         let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
         let roster = roster_of(store, project, bound)?;
-        let touched = self.apply_upload(store, device, &request, &record.config, &roster, now_ms)?;
+        let (touched, upload_received) = self.apply_upload(store, device, &request, &record.config, &roster, now_ms)?;
 
         let mut notify = None;
         if !touched.is_empty() || bind_actor.is_some() {
@@ -293,7 +303,7 @@ impl Hub {
             for (section, t) in touched {
                 let validated = match t.validated {
                     Some(v) => v,
-                    None => validate(&t.doc.input(), &roster, &record.config),
+                    None => validate(&input_of(&t.doc, &t.received), &roster, &record.config),
                 };
                 let new_hashes: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
                 recorded.extend(
@@ -360,6 +370,7 @@ impl Hub {
             cursor: String::new(),
             more: false,
             roster: None,
+            upload_received,
         };
         let record = store.project(project)?.unwrap_or(record);
         if request.roster_version != record.roster_version {
@@ -385,7 +396,9 @@ impl Hub {
     }
 
     /// Decode, check and apply the upload to the server's documents, without
-    /// storing anything. Returns the touched sections with their new changes.
+    /// storing anything. Returns the touched sections with their new changes,
+    /// and when the hub received each uploaded change (in the request's
+    /// order): now for a new one, then for one it already had.
     fn apply_upload(
         &self,
         store: &mut dyn HubStore,
@@ -394,10 +407,11 @@ impl Hub {
         config: &ProjectConfig,
         roster: &Roster,
         now_ms: u64,
-    ) -> Result<BTreeMap<String, Touched>, HubError> {
+    ) -> Result<(BTreeMap<String, Touched>, Vec<u64>), HubError> {
         let started = Instant::now();
         let mut resolution = Duration::ZERO;
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
+        let mut received = Vec::new();
         let mut own_actors: HashSet<String> = HashSet::from([request.actor.clone()]);
         let mut over_limits = Vec::new();
         for batch in &request.upload {
@@ -428,9 +442,11 @@ impl Hub {
                     }
                 }
                 let hash = change.hash().to_string();
-                if store.has_change(&batch.section, &hash)? {
+                if let Some(ms) = store.received(&batch.section, &hash)? {
+                    received.push(ms);
                     continue; // Sent before: harmless.
                 }
+                received.push(now_ms);
                 if let Err(reason) = limits::check_change(bytes.len(), &change) {
                     over_limits.push(Refusal { section: batch.section.clone(), hash, rule: None, reason });
                     continue;
@@ -438,7 +454,7 @@ impl Hub {
                 let t = match touched.entry(batch.section.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {
-                        let (doc, loose, is_new, stored_bytes) = match store.section(&batch.section)? {
+                        let (doc, loose, is_new, stored_bytes, stored_received) = match store.section(&batch.section)? {
                             Some(s) if s.project != request.project => {
                                 return Err(HubError::Forbidden(format!(
                                     "section {} belongs to another project than {}",
@@ -454,9 +470,15 @@ impl Hub {
                                 })?;
                                 let bytes = s.snapshot.as_ref().map_or(0, Vec::len)
                                     + s.changes.iter().map(Vec::len).sum::<usize>();
-                                (doc, s.changes.len(), false, bytes)
+                                (doc, s.changes.len(), false, bytes, s.received)
                             }
-                            None => (SectionDoc::from_parts(None, &[]).expect("an empty document loads"), 0, true, 0),
+                            None => (
+                                SectionDoc::from_parts(None, &[]).expect("an empty document loads"),
+                                0,
+                                true,
+                                0,
+                                BTreeMap::new(),
+                            ),
                         };
                         v.insert(Touched {
                             doc,
@@ -465,11 +487,13 @@ impl Hub {
                             stored_bytes,
                             new: Vec::new(),
                             seen: HashSet::new(),
+                            received: stored_received,
                             validated: None,
                         })
                     }
                 };
-                if t.seen.insert(hash) {
+                if t.seen.insert(hash.clone()) {
+                    t.received.insert(hash, now_ms);
                     t.new.push(change);
                 }
             }
@@ -538,7 +562,7 @@ impl Hub {
             // stale roster is never stuck); only what an honest client never
             // writes is refused.
             let judging = Instant::now();
-            let input = t.doc.input();
+            let input = input_of(&t.doc, &t.received);
             let validated = validate(&input, roster, config);
             resolution += judging.elapsed();
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
@@ -564,7 +588,7 @@ impl Hub {
             store.record_refusals(&request.project, &device.id, &refusals, now_ms)?;
             return Err(HubError::Refused(refusals));
         }
-        Ok(touched)
+        Ok((touched, received))
     }
 
     /// Whole documents after `after`, up to `budget` bytes. Returns where the
@@ -607,7 +631,9 @@ impl Hub {
                     return Ok((None, used));
                 }
                 used += document.len();
-                response.documents.push(SectionDocument { section: id.clone(), document });
+                // In the order of the changes' hashes, as the device finds them in the document.
+                let received = s.received.values().copied().collect();
+                response.documents.push(SectionDocument { section: id.clone(), document, received });
                 after = id;
             }
         }
@@ -638,17 +664,16 @@ impl Hub {
         response.more = page.more;
         response.cursor = if page.more { Cursor::Changes(last) } else { Cursor::Changes(max.max(last)) }.to_string();
         let mut order: Vec<String> = Vec::new();
-        let mut by_section: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        let mut by_section: HashMap<String, SectionBatch> = HashMap::new();
         for row in page.rows {
-            if !by_section.contains_key(&row.section) {
+            let batch = by_section.entry(row.section.clone()).or_insert_with(|| {
                 order.push(row.section.clone());
-            }
-            by_section.entry(row.section).or_default().push(row.bytes);
+                SectionBatch { section: row.section, changes: Vec::new(), received: Vec::new() }
+            });
+            batch.changes.push(row.bytes);
+            batch.received.push(row.received_ms);
         }
-        for section in order {
-            let changes = by_section.remove(&section).unwrap_or_default();
-            response.changes.push(SectionBatch { section, changes });
-        }
+        response.changes.extend(order.iter().filter_map(|section| by_section.remove(section)));
         Ok(())
     }
 
@@ -864,7 +889,7 @@ fn revalidate(store: &mut dyn HubStore, project: &str) -> Result<(), HubError> {
         for id in ids {
             let Some(s) = store.section(&id)? else { continue };
             let Ok(doc) = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes) else { continue };
-            let validated = validate(&doc.input(), &roster, &record.config);
+            let validated = validate(&input_of(&doc, &s.received), &roster, &record.config);
             let conflicts = validated
                 .conflicts
                 .iter()

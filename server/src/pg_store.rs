@@ -34,7 +34,7 @@ use crate::store::{
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// A connection idle longer than this is pinged before use: a round's store
 /// calls come back to back, so about one ping per round. A database that
@@ -47,7 +47,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 2] = [
+const UPGRADES: [&str; 3] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -87,6 +87,9 @@ const UPGRADES: [&str; 2] = [
      CREATE INDEX member_events_by_project ON member_events (project, user_id, seq);
      INSERT INTO member_events (project, user_id, role, at_ms) SELECT project, user_id, role, 0 FROM members
          ORDER BY project, user_id;"#,
+    // 2 → 3: when the hub received each change (server ms); 0 for the rows
+    // stored before, which the rules count at their stamps.
+    r#"ALTER TABLE feed ADD COLUMN received_ms BIGINT NOT NULL DEFAULT 0;"#,
 ];
 
 /// How the hub's connections are made.
@@ -317,10 +320,11 @@ impl HubStore for PgHubStore {
             .collect()
     }
 
-    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
-        let row =
-            self.client()?.query_opt("SELECT 1 FROM feed WHERE section = $1 AND hash = $2", &[&section, &hash])?;
-        Ok(row.is_some())
+    fn received(&mut self, section: &str, hash: &str) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt("SELECT received_ms FROM feed WHERE section = $1 AND hash = $2", &[&section, &hash])?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }
 
     fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError> {
@@ -332,10 +336,12 @@ impl HubStore for PgHubStore {
         let (project, snapshot, snapshot_seq): (String, Option<Vec<u8>>, i64) = (head.get(0), head.get(1), head.get(2));
         let rows = tx
             .query("SELECT seq, bytes FROM feed WHERE section = $1 AND seq > $2 ORDER BY seq", &[&id, &snapshot_seq])?;
+        let receipts = tx.query("SELECT hash, received_ms FROM feed WHERE section = $1", &[&id])?;
         tx.commit()?;
         let last_seq = rows.last().map_or(snapshot_seq, |r| r.get(0)) as u64;
         let changes = rows.iter().map(|r| r.get(1)).collect();
-        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq }))
+        let received = receipts.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect();
+        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq, received }))
     }
 
     fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
@@ -375,12 +381,13 @@ impl HubStore for PgHubStore {
             )?;
         }
         let insert = tx.prepare(
-            "INSERT INTO feed (project, section, hash, device, bytes)
-             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)",
+            "INSERT INTO feed (project, section, hash, device, bytes, received_ms)
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)",
         )?;
+        let received = write.now_ms as i64;
         for s in &write.sections {
             for (hash, bytes) in &s.changes {
-                tx.execute(&insert, &[&write.project, &s.section, hash, &write.device, bytes])?;
+                tx.execute(&insert, &[&write.project, &s.section, hash, &write.device, bytes, &received])?;
             }
             match &s.snapshot {
                 Some(bytes) => {
@@ -442,13 +449,18 @@ impl HubStore for PgHubStore {
         // The row cap only bounds what one query fetches; `more` says when it cut.
         let cap = budget / 64 + 64;
         let rows = self.client()?.query(
-            "SELECT seq, section, bytes FROM feed WHERE project = $1 AND seq > $2
+            "SELECT seq, section, bytes, received_ms FROM feed WHERE project = $1 AND seq > $2
                AND (device != $3 OR (SELECT count(*) FROM actors WHERE device = $3) > 1)
              ORDER BY seq LIMIT $4",
             &[&project, &(after as i64), &exclude_device, &(cap as i64)],
         )?;
         let feed_rows = rows.iter().map(|r| {
-            Ok::<_, StoreError>(FeedRow { seq: r.get::<_, i64>(0) as u64, section: r.get(1), bytes: r.get(2) })
+            Ok::<_, StoreError>(FeedRow {
+                seq: r.get::<_, i64>(0) as u64,
+                section: r.get(1),
+                bytes: r.get(2),
+                received_ms: r.get::<_, i64>(3) as u64,
+            })
         });
         let mut page = FeedPage::fill(feed_rows, budget)?;
         page.more |= rows.len() == cap && page.rows.len() == cap;

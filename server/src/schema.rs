@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each step upgrades from its index to the next version.
-const UPGRADES: [&str; 2] = [
+const UPGRADES: [&str; 3] = [
     // 0 → 1
     "CREATE TABLE projects (
          id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
@@ -56,6 +56,9 @@ const UPGRADES: [&str; 2] = [
      CREATE INDEX member_events_by_project ON member_events (project, user, seq);
      INSERT INTO member_events (project, user, role, at_ms) SELECT project, user, role, 0 FROM members
          ORDER BY project, user;",
+    // 2 → 3: when the hub received each change (server ms); 0 for the rows
+    // stored before, which the rules count at their stamps.
+    "ALTER TABLE feed ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.

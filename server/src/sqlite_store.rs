@@ -2,6 +2,7 @@
 //! mode with `synchronous = FULL`, so a round acknowledged to a device has
 //! reached the disk.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fieldsync_core::protocol::Refusal;
@@ -159,13 +160,13 @@ impl HubStore for SqliteHubStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
+    fn received(&mut self, section: &str, hash: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM feed WHERE section = ?1 AND hash = ?2")?
-            .query_row([section, hash], |_| Ok(()))
+            .prepare_cached("SELECT received_ms FROM feed WHERE section = ?1 AND hash = ?2")?
+            .query_row([section, hash], |r| r.get::<_, i64>(0))
             .optional()?
-            .is_some())
+            .map(|ms| ms as u64))
     }
 
     fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError> {
@@ -175,13 +176,21 @@ impl HubStore for SqliteHubStore {
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((project, snapshot, snapshot_seq)) = head else { return Ok(None) };
-        let mut stmt =
-            self.conn.prepare_cached("SELECT seq, bytes FROM feed WHERE section = ?1 AND seq > ?2 ORDER BY seq")?;
-        let rows: Vec<(i64, Vec<u8>)> =
-            stmt.query_map(params![id, snapshot_seq], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        let last_seq = rows.last().map_or(snapshot_seq, |(seq, _)| *seq) as u64;
-        let changes = rows.into_iter().map(|(_, bytes)| bytes).collect();
-        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq }))
+        // One statement, one snapshot of the feed: the changes and the
+        // receipts agree even while another process appends to it.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, hash, received_ms, CASE WHEN seq > ?2 THEN bytes END FROM feed WHERE section = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![id, snapshot_seq])?;
+        let (mut changes, mut received, mut last_seq) = (Vec::new(), BTreeMap::new(), snapshot_seq as u64);
+        while let Some(r) = rows.next()? {
+            received.insert(r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64);
+            if let Some(bytes) = r.get::<_, Option<Vec<u8>>>(3)? {
+                last_seq = r.get::<_, i64>(0)? as u64;
+                changes.push(bytes);
+            }
+        }
+        Ok(Some(StoredSection { project, snapshot, snapshot_seq: snapshot_seq as u64, changes, last_seq, received }))
     }
 
     fn commit_round(&mut self, write: &RoundWrite) -> Result<u64, StoreError> {
@@ -206,11 +215,19 @@ impl HubStore for SqliteHubStore {
             {
                 let mut insert = tx.prepare_cached(
                     // Not `ON CONFLICT DO NOTHING`: that would still use up a seq.
-                    "INSERT INTO feed (project, section, hash, device, bytes)
-                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = ?2 AND hash = ?3)",
+                    "INSERT INTO feed (project, section, hash, device, bytes, received_ms)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = ?2 AND hash = ?3)",
                 )?;
                 for (hash, bytes) in &s.changes {
-                    insert.execute(params![write.project, s.section, hash, write.device, bytes])?;
+                    insert.execute(params![
+                        write.project,
+                        s.section,
+                        hash,
+                        write.device,
+                        bytes,
+                        write.now_ms as i64
+                    ])?;
                 }
             }
             let (snapshot, snapshot_seq): (Option<&[u8]>, i64) = match &s.snapshot {
@@ -276,11 +293,16 @@ impl HubStore for SqliteHubStore {
         // same token) gets its own rows too: one install's changes are news
         // to another, and what it has already is skipped by hash.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, section, bytes FROM feed WHERE project = ?1 AND seq > ?2
+            "SELECT seq, section, bytes, received_ms FROM feed WHERE project = ?1 AND seq > ?2
                AND (device != ?3 OR (SELECT count(*) FROM actors WHERE device = ?3) > 1) ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![project, after as i64, exclude_device], |r| {
-            Ok(FeedRow { seq: r.get::<_, i64>(0)? as u64, section: r.get(1)?, bytes: r.get(2)? })
+            Ok(FeedRow {
+                seq: r.get::<_, i64>(0)? as u64,
+                section: r.get(1)?,
+                bytes: r.get(2)?,
+                received_ms: r.get::<_, i64>(3)? as u64,
+            })
         })?;
         Ok(FeedPage::fill(rows, budget)?)
     }

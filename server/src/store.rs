@@ -10,6 +10,8 @@
 //! its transaction (as the SQLite one does) and serialize writers per project
 //! so that a section's snapshot never claims rows it has not folded.
 
+use std::collections::BTreeMap;
+
 use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +126,10 @@ pub struct StoredSection {
     pub changes: Vec<Vec<u8>>,
     /// The highest feed seq of the section (`snapshot_seq` if no rows follow it).
     pub last_seq: u64,
+    /// When the hub received each of the section's changes (snapshot's
+    /// included), by hex hash: server ms, 0 for a change stored before the
+    /// hub recorded receipts.
+    pub received: BTreeMap<String, u64>,
 }
 
 /// One row of a project's change feed.
@@ -135,6 +141,8 @@ pub struct FeedRow {
     pub section: String,
     /// Raw Automerge change.
     pub bytes: Vec<u8>,
+    /// When the hub received it (server ms; 0: before it recorded receipts).
+    pub received_ms: u64,
 }
 
 /// A page of the feed.
@@ -192,7 +200,7 @@ pub struct RoundWrite {
     pub user: String,
     /// An actor to bind to the device (first use).
     pub bind_actor: Option<String>,
-    /// Server time.
+    /// Server time: the receipt time of every new change.
     pub now_ms: u64,
     /// Per-section writes.
     pub sections: Vec<SectionWrite>,
@@ -252,8 +260,9 @@ pub trait HubStore: Send {
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError>;
     /// Every role change of the project's members, in the order they were made.
     fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError>;
-    /// Whether the change is stored for the section.
-    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError>;
+    /// When the change was received, if it is stored for the section (0:
+    /// stored before the hub recorded receipts).
+    fn received(&mut self, section: &str, hash: &str) -> Result<Option<u64>, StoreError>;
     /// A section's stored document.
     fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError>;
     /// Apply one round's writes in one transaction, all or nothing; returns

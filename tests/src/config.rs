@@ -260,14 +260,6 @@ pub struct SimConfig {
     pub heal_limit_ms: u64,
     /// A bug to inject on the simulator's side, if any.
     pub inject: Option<InjectedBug>,
-    /// Also count as a `stable_history` violation a write stamped ahead of
-    /// the server's clock (a phone days ahead, before a sync anchored it)
-    /// whose decision a later role change altered. The design bounds stamps
-    /// against the server's time on receipt; until the hub does, such writes
-    /// are re-decided and only counted (`SimReport::redecided_ahead`).
-    /// `FIELDSYNC_STRICT_STAMPS=1` sets it in the suite.
-    #[serde(default)]
-    pub strict_stamps: bool,
     /// Where the SQLite files go (a fresh temporary directory inside it);
     /// `None`: `/dev/shm` when it exists, else the system temp dir.
     pub dir: Option<PathBuf>,
@@ -285,7 +277,6 @@ impl SimConfig {
             sync: SyncConfig { interval_ms: 20 * 60_000, ..SyncConfig::default() },
             heal_limit_ms: 4 * 3_600_000,
             inject: None,
-            strict_stamps: false,
             dir: None,
         }
     }

@@ -222,7 +222,7 @@ pub fn malformed(
     let others: Vec<String> = roster.members().filter(|m| m.actor != me).map(|m| m.actor.clone()).collect();
     let upload = |bytes: Vec<u8>| {
         let mut r = request.clone();
-        r.upload = vec![SectionBatch { section: section.to_owned(), changes: vec![bytes] }];
+        r.upload = vec![SectionBatch::upload(section.to_owned(), vec![bytes])];
         protocol::encode(&r)
     };
     let garbage = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.below(256) as u8).collect::<Vec<u8>>();

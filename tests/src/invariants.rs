@@ -75,6 +75,10 @@ pub struct Checked {
     pub refused_changes: u64,
     /// Writes on the server stamped later than `server_now_ms`.
     pub stamped_ahead: u64,
+    /// Last-writer-wins contests a write stamped ahead of its receipt would
+    /// have won by its stamp against one the hub received later (`rules`
+    /// checks it did not).
+    pub ahead_contests: u64,
     /// What broke.
     pub violations: Vec<Violation>,
 }
@@ -146,13 +150,13 @@ pub fn check(
     // ---- the server's state ----
     let ids = store.sections_after(project, "", usize::MAX).unwrap_or_default();
     out.sections = ids.len();
-    let mut docs: BTreeMap<String, SectionDoc> = BTreeMap::new();
+    let mut docs: BTreeMap<String, (SectionDoc, BTreeMap<String, u64>)> = BTreeMap::new();
     let mut change_sets: HashMap<String, HashSet<String>> = HashMap::new();
     let mut views: BTreeMap<String, String> = BTreeMap::new();
     let mut raw_all = Vec::new();
     for id in &ids {
-        let doc = match store.section(id) {
-            Ok(Some(s)) => SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes),
+        let (doc, received) = match store.section(id) {
+            Ok(Some(s)) => (SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes), s.received),
             Ok(None) => continue,
             Err(e) => {
                 found.add(Invariant::NoUnexpectedError, format!("server section {id} unreadable: {e}"));
@@ -191,7 +195,7 @@ pub fn check(
             Ok(None) => found.add(Invariant::Convergence, format!("server section {id} has no view")),
             Err(e) => found.add(Invariant::NoUnexpectedError, format!("server view of {id}: {e}")),
         }
-        docs.insert(id.clone(), doc);
+        docs.insert(id.clone(), (doc, received));
     }
     out.changes_raw_bytes = raw_all.len() as u64;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
@@ -358,9 +362,11 @@ pub fn check(
         Some(changes) => Roster::new(members.clone()).with_history(changes.iter().cloned()),
         None => hub_roster.clone(),
     };
-    for (id, doc) in &docs {
+    for (id, (doc, received)) in &docs {
         let Some(view) = views.get(id).and_then(|v| serde_json::from_str::<SectionView>(v).ok()) else { continue };
-        check_rules(&view, doc, &hub_roster, &oracle, &config, &mut found);
+        let mut input = doc.input();
+        input.received = received.clone();
+        out.ahead_contests += check_rules(&view, &input, &hub_roster, &oracle, &config, &mut found);
     }
     out.violations = found.0;
     out
@@ -454,37 +460,73 @@ fn transition_allowed(
     forward_one || role >= Role::Foreman
 }
 
-/// The role `actor` held at the stamp of the write `edit_id` (an HLC string), by `oracle`.
-fn role_at_stamp(oracle: &Roster, actor: &str, edit_id: &str) -> Option<Role> {
-    let ms = edit_id.parse::<Hlc>().map_or(u64::MAX, |h| h.physical_ms);
-    oracle.role_at(actor, ms)
+/// The latest a write can have been made, by the brief: its stamp, or when
+/// the hub received it if that is earlier (a clock ahead does not push it
+/// into the future).
+fn bound(input: &fieldsync_core::SectionInput, e: &fieldsync_core::Edit) -> u64 {
+    let received = input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0);
+    received.map_or(e.hlc.physical_ms, |r| r.min(e.hlc.physical_ms))
 }
 
+/// When each write counts, by the brief: its bound, and never earlier than
+/// the writes it was built on (its `base`, directly or not) as long as the hub
+/// had each of those by the time it had the write. Written apart from core's
+/// rules: it walks each chain.
+fn counted_times(input: &fieldsync_core::SectionInput) -> HashMap<&str, u64> {
+    let by_id: HashMap<&str, &fieldsync_core::Edit> = input.edits.iter().map(|e| (e.id.as_str(), e)).collect();
+    let received = |e: &fieldsync_core::Edit| input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0);
+    let mut out = HashMap::new();
+    for e in &input.edits {
+        let mut at = bound(input, e);
+        let (mut seen, mut cur) = (HashSet::from([e.id.as_str()]), e);
+        while let Some(b) = cur.base.as_deref().and_then(|b| by_id.get(b)) {
+            let had_it = match (received(b), received(cur)) {
+                (_, None) => true,
+                (Some(rb), Some(rc)) => rb <= rc,
+                (None, Some(_)) => false,
+            };
+            if !had_it || !seen.insert(b.id.as_str()) {
+                break;
+            }
+            at = at.max(bound(input, b));
+            cur = *b;
+        }
+        out.insert(e.id.as_str(), at);
+    }
+    out
+}
+
+/// Check the rules over one section; returns how many last-writer-wins
+/// contests a clock ahead would have won by its stamp it looked at.
 fn check_rules(
     view: &SectionView,
-    doc: &SectionDoc,
+    input: &fieldsync_core::SectionInput,
     roster: &Roster,
     oracle: &Roster,
     config: &ProjectConfig,
     found: &mut Found,
-) {
+) -> u64 {
     let id = &view.id;
-    let input = doc.input();
-    let audit = validate(&input, roster, config).audit(&input, roster);
+    let audit = validate(input, roster, config).audit(input, roster);
     let in_order = |field: Field| -> Vec<&fieldsync_core::AuditEntry> {
-        let order = causal_order(&input, field);
+        let order = causal_order(input, field);
         let mut entries: Vec<_> = audit.iter().filter(|e| e.field == Some(field)).collect();
         entries.sort_by_key(|e| order.get(e.edit_id.as_str()).copied().unwrap_or(usize::MAX));
         entries
     };
-    let role_of = |e: &AuditEntry| role_at_stamp(oracle, &e.author, &e.edit_id);
+    let counted = counted_times(input);
+    let role_at_counted =
+        |actor: &str, edit_id: &str| oracle.role_at(actor, counted.get(edit_id).copied().unwrap_or(u64::MAX));
+    let role_of = |e: &AuditEntry| role_at_counted(&e.author, &e.edit_id);
+    let edit = |edit_id: &str| input.edits.iter().find(|x| x.id == edit_id);
+    let bound_of = |edit_id: &str| edit(edit_id).map_or(u64::MAX, |e| bound(input, e));
 
-    // Each write is judged under the role its author held at its stamp.
+    // Each write is judged under the role its author held when it counts.
     if let Some(e) = audit.iter().find(|e| e.field.is_some() && e.role != role_of(e)) {
         found.add(
             Invariant::Rules,
             format!(
-                "section {id}: {} by {:?} was judged as a {:?}, but its author was a {:?} at its stamp",
+                "section {id}: {} by {:?} was judged as a {:?}, but its author was a {:?} when it counts",
                 e.value,
                 e.user,
                 e.role,
@@ -498,7 +540,7 @@ fn check_rules(
         if role_of(e).is_none() {
             found.add(
                 Invariant::Rules,
-                format!("section {id}: {} by {:?}, not a member at its stamp, applied", e.value, e.user),
+                format!("section {id}: {} by {:?}, not a member when it counts, applied", e.value, e.user),
             );
         }
     }
@@ -524,11 +566,11 @@ fn check_rules(
         );
     }
 
-    // Transitions: a chain from `planned`, each allowed for its author's role at its stamp.
+    // Transitions: a chain from `planned`, each allowed for its author's role when it counts.
     let mut state = ConstructionState::Planned;
     let mut resume = None;
     for ev in &view.events {
-        let role = role_at_stamp(oracle, &ev.author, &ev.edit_id).unwrap_or(Role::Technician);
+        let role = role_at_counted(&ev.author, &ev.edit_id).unwrap_or(Role::Technician);
         if ev.from != state || !transition_allowed(role, ev.from, ev.to, resume) {
             found.add(
                 Invariant::Rules,
@@ -585,13 +627,15 @@ fn check_rules(
         found.add(Invariant::Rules, format!("section {id}: shows name {:?}, not its latest office write", view.name));
     }
 
-    // Concurrent transitions: the higher role, then the later stamp, wins.
+    // Concurrent transitions: the higher role, then the later time (stamp
+    // bounded by receipt), then the later stamp, wins.
     let by_id: HashMap<&str, &fieldsync_core::AuditEntry> = audit.iter().map(|e| (e.edit_id.as_str(), e)).collect();
     for e in &audit {
         if let Decision::Rejected { rule: fieldsync_core::Rule::TransitionPrecedence, winner: Some(w), .. } =
             &e.decision
             && let Some(w) = by_id.get(w.as_str())
-            && (role_of(w), w.edit_id.as_str()) < (role_of(e), e.edit_id.as_str())
+            && (role_of(w), bound_of(&w.edit_id), w.edit_id.as_str())
+                < (role_of(e), bound_of(&e.edit_id), e.edit_id.as_str())
         {
             found.add(
                 Invariant::Rules,
@@ -600,20 +644,68 @@ fn check_rules(
         }
     }
 
-    // Location: the latest valid point (as-built points are in stamp order).
+    // Location: the latest valid point (as-built points are in the order they count).
     if view.location.as_ref() != view.as_built.last() {
         found.add(Invariant::Rules, format!("section {id}: its location is not its latest valid point"));
     }
+
+    // No clock decides: a write stamped ahead of when the hub received it
+    // does not stand over a valid write the hub received later, stamped
+    // after it had the first, that it was not built on and nothing builds on.
+    let mut contests = 0;
+    for field in [Field::Name, Field::Route, Field::Location] {
+        let applied: Vec<&fieldsync_core::Edit> = audit
+            .iter()
+            .filter(|a| a.field == Some(field) && a.decision.applied())
+            .filter_map(|a| edit(&a.edit_id))
+            .collect();
+        let received = |e: &fieldsync_core::Edit| input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0);
+        let built_on = |e: &fieldsync_core::Edit| {
+            input.edits.iter().any(|x| x.value.field() == Some(field) && x.base.as_deref() == Some(e.id.as_str()))
+        };
+        let ancestors = |e: &fieldsync_core::Edit| {
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut at = e.base.clone();
+            while let Some(b) = at.filter(|b| seen.insert(b.clone())) {
+                at = edit(&b).and_then(|x| x.base.clone());
+            }
+            seen
+        };
+        for a in &applied {
+            let Some(ra) = received(a).filter(|&ra| a.hlc.physical_ms > ra) else { continue };
+            for x in &applied {
+                let Some(rx) = received(x) else { continue };
+                let later = rx > ra && x.hlc.physical_ms <= rx && x.hlc.physical_ms > ra;
+                if !later || x.hlc.physical_ms >= a.hlc.physical_ms || built_on(x) || ancestors(a).contains(&x.id) {
+                    continue;
+                }
+                contests += 1;
+                if audit.iter().any(|e| e.edit_id == a.id && e.decision == Decision::Accepted) {
+                    found.add(
+                        Invariant::Rules,
+                        format!(
+                            "section {id}: {} stamped {} ms past its receipt stands over {}, received later",
+                            a.value.describe(),
+                            a.hlc.physical_ms - ra,
+                            x.value.describe()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    contests
 }
 
 /// The order in which a field's writes count, computed here apart from
-/// core's rules: by stamp, except that a write counts no later than any
-/// write built on it (its `base`, directly or not), and before it on a tie.
-/// Quadratic, which is fine for a simulated day's sections.
+/// core's rules: by stamp bounded by receipt, then stamp, except that a write
+/// counts no later than any write built on it (its `base`, directly or not),
+/// and before it on a tie. Quadratic, which is fine for a simulated day's sections.
 fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&str, usize> {
     let edits: Vec<&fieldsync_core::Edit> = input.edits.iter().filter(|e| e.value.field() == Some(field)).collect();
-    // The earliest stamp among a write and every write built on it.
-    let mut effective: HashMap<&str, &fieldsync_core::Hlc> = edits.iter().map(|e| (e.id.as_str(), &e.hlc)).collect();
+    // The earliest time among a write and every write built on it.
+    let mut effective: HashMap<&str, (u64, &fieldsync_core::Hlc)> =
+        edits.iter().map(|e| (e.id.as_str(), (bound(input, e), &e.hlc))).collect();
     let depth = |e: &fieldsync_core::Edit| {
         let mut d = 0;
         let mut at = e.base.as_deref();
@@ -638,7 +730,7 @@ fn causal_order(input: &fieldsync_core::SectionInput, field: Field) -> HashMap<&
             break;
         }
     }
-    let mut keyed: Vec<(&fieldsync_core::Hlc, usize, &str)> =
+    let mut keyed: Vec<((u64, &fieldsync_core::Hlc), usize, &str)> =
         edits.iter().map(|e| (effective[e.id.as_str()], depth(e), e.id.as_str())).collect();
     keyed.sort();
     keyed.into_iter().enumerate().map(|(i, (_, _, id))| (id, i)).collect()
@@ -672,7 +764,8 @@ pub fn hub_audit(hub: &Hub, hub_dir: &Path, project: &str) -> Result<HubAudit, S
     for id in store.sections_after(project, "", usize::MAX).map_err(|e| e.to_string())? {
         let Some(s) = store.section(&id).map_err(|e| e.to_string())? else { continue };
         let doc = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes).map_err(|e| format!("{id}: {e}"))?;
-        let input = doc.input();
+        let mut input = doc.input();
+        input.received = s.received;
         let validated = validate(&input, &roster, &config);
         let ours: BTreeSet<String> = validated.conflicts.iter().map(json).collect();
         let theirs = stored.remove(&id).unwrap_or_default();
@@ -692,15 +785,15 @@ pub fn hub_audit(hub: &Hub, hub_dir: &Path, project: &str) -> Result<HubAudit, S
     Ok(out)
 }
 
-/// What a roster change did to the writes the hub held before it.
+/// What a roster change did to the writes the hub held before it: every one
+/// whose decision or judged role changed re-decided history.
 #[derive(Debug, Default)]
 pub struct AuditChange {
-    /// Writes stamped before the change whose decision or judged role changed
-    /// (a roster change re-decided history), in words.
+    /// Writes stamped before the change, in words.
     pub redecided: Vec<String>,
     /// Writes stamped at or after the change (ahead of the hub's clock when
-    /// it stored them) whose decision or role changed, in words; with the
-    /// writes of their sections that changed with them.
+    /// it stored them), in words; with the writes of their sections that
+    /// changed with them. Counted apart (`SimReport::redecided_ahead`).
     pub redecided_ahead: Vec<String>,
 }
 

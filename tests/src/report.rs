@@ -257,10 +257,15 @@ pub struct SimReport {
     #[serde(default)]
     pub writes_stamped_ahead: u64,
     /// Writes stamped ahead of the server's clock whose decision (or judged
-    /// role) a later role change altered: what a stamp bound on receipt would
-    /// prevent. A violation with `SimConfig::strict_stamps`.
+    /// role) a later role change altered: a `stable_history` violation (the
+    /// rules bound a stamp by the hub's receipt), so 0 when every invariant holds.
     #[serde(default)]
     pub redecided_ahead: u64,
+    /// Last-writer-wins contests (name, route, location) a write stamped
+    /// ahead of its receipt would have won by its stamp against one the hub
+    /// received later; `rules` checks that it did not.
+    #[serde(default)]
+    pub ahead_contests: u64,
     /// Edits a device's API acknowledged while its roster gave its user
     /// another role than the hub's (a role change it had not heard of yet),
     /// or while its user was removed: work on a stale roster.

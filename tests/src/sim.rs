@@ -310,6 +310,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         hostile_refused: 0,
         writes_stamped_ahead: 0,
         redecided_ahead: 0,
+        ahead_contests: 0,
         probed_sections: 0,
         probed_behind_stamps: 0,
         stale_role_edits: 0,
@@ -1297,13 +1298,11 @@ impl Sim {
             self.violation(Invariant::StableHistory, format!("a role change re-decided history: {what}"));
         }
         self.stats.redecided_ahead += diff.redecided_ahead.len() as u64;
-        if self.config.strict_stamps {
-            for what in diff.redecided_ahead.iter().take(3) {
-                self.violation(
-                    Invariant::StableHistory,
-                    format!("a role change re-decided a write stamped ahead of the hub's clock: {what}"),
-                );
-            }
+        for what in diff.redecided_ahead.iter().take(3) {
+            self.violation(
+                Invariant::StableHistory,
+                format!("a role change re-decided a write stamped ahead of the hub's clock: {what}"),
+            );
         }
         for what in after.stale_conflicts.iter().take(3) {
             self.violation(
@@ -1355,7 +1354,7 @@ impl Sim {
         let hlc = h.stamp(now_ms);
         let broken = hostile::rule_break(&doc, &section, &roster, &self.plan.config, &hlc, &mut h.rng)?;
         let mut r = request.clone();
-        r.upload = vec![protocol::SectionBatch { section: section.clone(), changes: vec![broken.bytes.clone()] }];
+        r.upload = vec![protocol::SectionBatch::upload(section.clone(), vec![broken.bytes.clone()])];
         self.stats.faults.hostile_requests += 1;
         match self.hostile_call(instance, &h.token, &protocol::encode(&r)) {
             Ok(_) => {}
@@ -1697,6 +1696,7 @@ impl Sim {
         report.state_digest = checked.digest;
         report.refused_changes = checked.refused_changes;
         report.writes_stamped_ahead = checked.stamped_ahead;
+        report.ahead_contests = checked.ahead_contests;
         report.probed_sections = probed;
         report.probed_behind_stamps = probed_behind;
         let mut violations = self.violations;

@@ -316,12 +316,12 @@ fn hostile_clients_get_clear_answers_while_memory_stays_bounded_and_others_keep_
     post(&addr, &token, &request(&long, actor, "", vec![])).expect(413, "too_large");
     post(&addr, &token, &request(PROJECT, &long, "", vec![])).expect(413, "too_large");
     post(&addr, &token, &request(PROJECT, actor, &long, vec![])).expect(413, "too_large");
-    let batch = SectionBatch { section: long.clone(), changes: vec![b"x".to_vec()] };
+    let batch = SectionBatch::upload(long.clone(), vec![b"x".to_vec()]);
     post(&addr, &token, &request(PROJECT, actor, "", vec![batch])).expect(413, "too_large");
     good.one_more_round("the oversized ids");
 
     // 3. Too many changes in one request.
-    let batch = SectionBatch { section: "s".into(), changes: vec![vec![0; 4]; 10_001] };
+    let batch = SectionBatch::upload("s", vec![vec![0; 4]; 10_001]);
     let message = post(&addr, &token, &request(PROJECT, actor, "", vec![batch])).expect(413, "too_large");
     assert!(message.contains("changes"), "{message}");
     good.one_more_round("too many changes");

@@ -173,3 +173,35 @@ fn an_edit_on_a_stale_roster_is_judged_and_the_device_keeps_syncing() {
     let conflicts = crew.device_json("fred", &["conflicts", "s1"]);
     assert!(conflicts["conflicts"].as_array().unwrap().iter().any(|c| c["rule"] == "office_only"), "{conflicts}");
 }
+
+#[test]
+fn a_skip_stamped_days_ahead_keeps_its_decision_after_a_later_demotion() {
+    let crew = Crew::new();
+    for user in ["olga", "fred", "tina"] {
+        crew.init(user);
+    }
+    crew.create_section("s1", "Dorfstraße");
+    for user in ["olga", "fred", "tina"] {
+        crew.device_ok(user, &["sync"]);
+    }
+    // Fred's phone clock jumps two days ahead: his skip, a foreman's move, is stamped then.
+    let skip: Value = serde_json::from_str(&device_at(&crew, "fred", "+2d", &["state", "s1", "trenched"]).stdout)
+        .expect("the skip's receipt is JSON");
+    let skip_id = skip["edit_id"].as_str().unwrap().to_owned();
+    device_at(&crew, "fred", "+2d", &["sync"]);
+    // Then the office demotes him, at the server's time: before his stamp, after the server had the skip.
+    admin(&crew, &["add-user", "fred", "--project", PROJECT, "--role", "technician"]);
+    crew.device_ok("tina", &["sync"]);
+
+    assert_eq!(server_view(&crew, "s1")["state"], "trenched");
+    assert_eq!(crew.device_json("tina", &["show", "s1"])["state"], "trenched");
+    // The audit shows the role in force when the server received the skip, and when that was.
+    let audit = crew.device_json("tina", &["audit", "s1"]);
+    let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["edit_id"] == skip_id).unwrap();
+    assert_eq!((entry["decision"]["outcome"].as_str(), entry["role"].as_str()), (Some("accepted"), Some("foreman")));
+    let stamped: u64 = skip_id[..13].parse().unwrap();
+    let received = entry["received_ms"].as_u64().expect("a confirmed write shows when the server received it");
+    assert!(received + 24 * 3600 * 1000 < stamped, "received {received}, stamped {stamped}: {audit}");
+    let human = crew.device_ok("tina", &["audit", "s1"]).stdout;
+    assert!(human.lines().any(|l| l.starts_with(&skip_id) && l.contains("received ")), "{human}");
+}

@@ -19,6 +19,8 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
     ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef,
 };
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::edit::{Edit, EditId, EditValue, Field};
@@ -89,6 +91,10 @@ pub struct SectionInput {
     pub photos: Vec<PhotoRef>,
     /// Hex heads of the document.
     pub heads: Vec<String>,
+    /// When the hub received each change it has received, by hex change hash
+    /// (server ms). A write whose change is absent is not confirmed yet; the
+    /// rules count it at its stamp.
+    pub received: BTreeMap<String, u64>,
 }
 
 /// A section document.
@@ -327,6 +333,14 @@ impl SectionDoc {
         Ok((self.doc.stats().num_changes - before) as usize)
     }
 
+    /// The hex hashes of every change the document holds, sorted: the order
+    /// in which a whole document's receipt times travel (docs/protocol.md).
+    pub fn change_hashes(&self) -> Vec<String> {
+        let mut hashes: Vec<String> = self.doc.get_changes_meta(&[]).iter().map(|m| hash_hex(&m.hash)).collect();
+        hashes.sort_unstable();
+        hashes
+    }
+
     /// The changes not among `heads`' ancestors.
     pub fn changes_since(&self, heads: &[ChangeHash]) -> Vec<Change> {
         self.doc.get_changes(heads)
@@ -380,6 +394,7 @@ impl SectionDoc {
             notes: root.notes.map(|o| self.notes_in(&o)).unwrap_or_default(),
             photos: root.photos.map(|o| self.photos_in(&o)).unwrap_or_default(),
             heads: self.heads().iter().map(hash_hex).collect(),
+            received: BTreeMap::new(),
             id: root.id,
             project: root.project,
         }

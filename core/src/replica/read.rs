@@ -60,7 +60,8 @@ impl Replica {
 
     /// A section's audit trail: every write and what the rules made of it.
     pub fn audit(&mut self, section: &str) -> Result<Vec<AuditEntry>, ReplicaError> {
-        let input = self.docs.get(&self.conn, &self.actor, section)?.input();
+        let mut input = self.docs.get(&self.conn, &self.actor, section)?.input();
+        input.received = store::receipts(&self.conn, section)?;
         let roster = store::roster(&self.conn, &input.project)?;
         let config = store::config(&self.conn, &input.project)?;
         Ok(validate(&input, &roster, &config).audit(&input, &roster))
@@ -111,7 +112,7 @@ impl Replica {
             return Err(ReplicaError::InvalidInput("the section did not exist yet at that point".into()));
         }
         let past = doc.at(&heads)?;
-        Ok(self.validate(&past.input())?.view)
+        Ok(self.validate(&self.input_of(&past)?)?.view)
     }
 
     /// The section's whole Automerge document (loadable by any Automerge implementation).

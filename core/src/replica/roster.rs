@@ -66,13 +66,14 @@ impl Replica {
         let roster = store::roster(tx, project)?;
         let config = store::config(tx, project)?;
         for id in store::section_ids(tx, project)? {
-            let input = match self.docs.peek(&id) {
+            let mut input = match self.docs.peek(&id) {
                 Some(doc) => doc.input(),
                 None => {
                     let Some((_, snapshot, changes)) = store::load_doc(tx, &id)? else { continue };
                     SectionDoc::from_parts(snapshot.as_deref(), &changes)?.input()
                 }
             };
+            input.received = store::receipts(tx, &id)?;
             let validated = validate(&input, &roster, &config);
             store::put_view(tx, &validated.view)?;
             store::replace_conflicts(tx, &id, &validated.conflicts)?;

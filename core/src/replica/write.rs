@@ -78,7 +78,7 @@ impl Replica {
         let (mut doc, change) =
             SectionDoc::create(self.actor.clone(), id, project, (&stamps.0, &stamps.1), name, route)?;
         doc.set_actor(self.actor.clone());
-        let validated = self.validate(&doc.input())?;
+        let validated = self.validate(&self.input_of(&doc)?)?;
         let edits = [(stamps.0.to_string(), Field::Name), (stamps.1.to_string(), Field::Route)];
         self.commit_local(doc, change, validated, &edits)?;
         Ok(())
@@ -129,7 +129,7 @@ impl Replica {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
         let hlc = self.clock.tick(wall_clock_ms());
         let change = doc.splice_notes(&hlc, pos, delete, insert)?;
-        let validated = self.validate(&doc.input())?;
+        let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
         Ok(())
     }
@@ -139,7 +139,7 @@ impl Replica {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
         let hlc = self.clock.tick(wall_clock_ms());
         let change = doc.set_notes(&hlc, text)?;
-        let validated = self.validate(&doc.input())?;
+        let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
         Ok(())
     }
@@ -153,7 +153,7 @@ impl Replica {
         let hlc = self.clock.tick(wall_clock_ms());
         let id = new_id();
         let change = doc.add_photo(&hlc, &id, uri, caption)?;
-        let validated = self.validate(&doc.input())?;
+        let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
         Ok(id)
     }
@@ -164,7 +164,7 @@ impl Replica {
     fn write(&mut self, section: &str, value: EditValue) -> Result<EditReceipt, ReplicaError> {
         let field = value.field().expect("local writes have known fields");
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let mut input = doc.input();
+        let mut input = self.input_of(&doc)?;
         let base = match field {
             // The transition that stands: the section's history is the chain of them.
             Field::State => self.section(section)?.events.last().map(|ev| ev.edit_id.clone()),
@@ -186,6 +186,13 @@ impl Replica {
         let change_hash = change.hash().to_string();
         self.commit_local(doc, change, validated, &[(id.clone(), field)])?;
         Ok(EditReceipt { edit_id: id, section: section.to_owned(), change_hash, decision })
+    }
+
+    /// What the rules read of `doc`, with when the hub received its changes.
+    pub(crate) fn input_of(&self, doc: &SectionDoc) -> Result<SectionInput, ReplicaError> {
+        let mut input = doc.input();
+        input.received = store::receipts(&self.conn, &input.id)?;
+        Ok(input)
     }
 
     /// The rules over `input`, with its project's roster and config.

@@ -120,15 +120,16 @@ pub struct Candidate {
 
 impl Candidate {
     /// The candidate form of `edit`, with the author looked up in `roster`
-    /// and the role they held when writing it.
-    pub fn of(edit: &Edit, roster: &Roster) -> Candidate {
+    /// and the role they held at `counted_at_ms`, when the write counts
+    /// ([`crate::Validated::counted_at`]).
+    pub fn of(edit: &Edit, roster: &Roster, counted_at_ms: u64) -> Candidate {
         let member = roster.member(&edit.author);
         Candidate {
             edit_id: edit.id.clone(),
             value: edit.value.describe(),
             author: edit.author.clone(),
             user: member.map(|m| m.user.clone()),
-            role: roster.role_at(&edit.author, edit.hlc.physical_ms),
+            role: roster.role_at(&edit.author, counted_at_ms),
             hlc: edit.hlc.to_string(),
             change_hash: edit.change_hash.clone(),
         }

@@ -19,17 +19,20 @@ pub enum Mutation {
     NoQuarantine,
     /// Rank concurrent transitions by stamp alone (role ignored).
     TransitionsByStamp,
+    /// Ignore when the hub received a write: count it at its stamp alone.
+    UnboundedStamps,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::RoleOfToday,
         Mutation::AnyoneRollsBack,
         Mutation::AnyoneIsOffice,
         Mutation::StampOrder,
         Mutation::NoQuarantine,
         Mutation::TransitionsByStamp,
+        Mutation::UnboundedStamps,
     ];
 }
 

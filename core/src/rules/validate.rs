@@ -5,9 +5,10 @@
 //! identity. Any two replicas holding the same changes compute the same view,
 //! the same decisions and the same conflict records.
 //!
-//! Writes are weighed in HLC order. Writes of one field that share a `base`
-//! (the latest write of that field their writer had seen) were made without
-//! knowing of each other: that is a contest, recorded as such.
+//! Writes are weighed in causal order, then by when they count: the stamp,
+//! bounded by when the hub received the write (ADR 0019). Writes of one field
+//! that share a `base` (the latest write of that field their writer had seen)
+//! were made without knowing of each other: that is a contest, recorded as such.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -31,16 +32,24 @@ pub struct Validated {
     pub conflicts: Vec<ConflictRecord>,
     /// What became of each write, keyed by edit id.
     pub decisions: BTreeMap<EditId, Decision>,
+    /// When each write counts (server ms; its author's role is the one held
+    /// then), keyed by edit id, for the writes that do not count at their stamp.
+    pub counted_at: BTreeMap<EditId, u64>,
 }
 
 impl Validated {
+    /// When `e` counts (its stamp for a write the rules did not see).
+    pub fn counted_at(&self, e: &Edit) -> u64 {
+        self.counted_at.get(&e.id).copied().unwrap_or(e.hlc.physical_ms)
+    }
+
     /// Each write with its decision, in HLC order: the section's audit trail.
     pub fn audit(&self, input: &SectionInput, roster: &Roster) -> Vec<AuditEntry> {
         input
             .edits
             .iter()
             .map(|e| {
-                let c = Candidate::of(e, roster);
+                let c = Candidate::of(e, roster, self.counted_at(e));
                 AuditEntry {
                     edit_id: e.id.clone(),
                     field: e.value.field(),
@@ -49,6 +58,7 @@ impl Validated {
                     user: c.user,
                     role: c.role,
                     change_hash: c.change_hash,
+                    received_ms: input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0),
                     decision: self.decisions.get(&e.id).cloned().unwrap_or(Decision::Rejected {
                         rule: Rule::UnknownTarget,
                         winner: None,
@@ -64,20 +74,23 @@ struct Validator<'a> {
     input: &'a SectionInput,
     roster: &'a Roster,
     config: &'a ProjectConfig,
+    times: Times<'a>,
     decisions: BTreeMap<EditId, Decision>,
     conflicts: Vec<ConflictRecord>,
 }
 
 /// Compute the validated view of a section.
 pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -> Validated {
-    let mut v = Validator { input, roster, config, decisions: BTreeMap::new(), conflicts: Vec::new() };
+    let times = Times::of(input);
+    let mut v = Validator { input, roster, config, times, decisions: BTreeMap::new(), conflicts: Vec::new() };
     let screened = v.screen();
     // Each field's writes, in the order they count (one pass, then one sort per field).
     let mut fields: BTreeMap<Field, Vec<&Edit>> = BTreeMap::new();
     for e in screened {
         fields.entry(e.value.field().expect("screened")).or_default().push(e);
     }
-    let fields: BTreeMap<Field, Vec<&Edit>> = fields.into_iter().map(|(f, edits)| (f, causal_order(edits))).collect();
+    let fields: BTreeMap<Field, Vec<&Edit>> =
+        fields.into_iter().map(|(f, edits)| (f, causal_order(edits, |e| v.times.bound(e)))).collect();
     let of = |f: Field| fields.get(&f).map_or(&[][..], Vec::as_slice);
 
     let name = v.office_only(of(Field::Name));
@@ -128,14 +141,108 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
         conflict_count: conflicts.len(),
         heads: input.heads.clone(),
     };
-    Validated { view, conflicts, decisions: v.decisions }
+    let counted_at = input
+        .edits
+        .iter()
+        .filter(|e| v.times.counted(e) != e.hlc.physical_ms)
+        .map(|e| (e.id.clone(), v.times.counted(e)))
+        .collect();
+    Validated { view, conflicts, decisions: v.decisions, counted_at }
+}
+
+/// When each write of a section counts (ADR 0019), by its index in the input.
+struct Times<'a> {
+    index: HashMap<&'a str, usize>,
+    /// The latest the write can have been made: its stamp, or when the hub
+    /// received it if that is earlier (a clock ahead does not push it into
+    /// the future). What orders a field's writes.
+    bound: Vec<u64>,
+    /// Its bound, and never earlier than the write it was built on counts (a
+    /// stamp backdated past what its writer had seen does not reach back to
+    /// an older role). The moment its author's role is read at.
+    counted: Vec<u64>,
+}
+
+impl<'a> Times<'a> {
+    fn of(input: &'a SectionInput) -> Times<'a> {
+        let edits = &input.edits;
+        let index: HashMap<&str, usize> = edits.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+        let bounded = !mutation::active(Mutation::UnboundedStamps);
+        // 0: a hub of protocol 2 stored it, without a receipt: like an unconfirmed write.
+        let received: Vec<Option<u64>> =
+            edits.iter().map(|e| input.received.get(&e.change_hash).copied().filter(|&ms| ms > 0 && bounded)).collect();
+        let bound: Vec<u64> = edits
+            .iter()
+            .zip(&received)
+            .map(|(e, r)| r.map_or(e.hlc.physical_ms, |r| r.min(e.hlc.physical_ms)))
+            .collect();
+        // A base counts if the hub received it no later than the write (an
+        // unconfirmed write may build on anything): one named before it
+        // reached the hub, by a tampered client, must not move a write the
+        // hub already judged.
+        let base: Vec<Option<usize>> = edits
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let b = *index.get(e.base.as_deref()?)?;
+                let counts = match (received[b], received[i]) {
+                    (_, None) => true,
+                    (Some(rb), Some(ri)) => rb <= ri,
+                    (None, Some(_)) => false,
+                };
+                (b != i && counts).then_some(b)
+            })
+            .collect();
+        // Each write has at most one base: walk each chain down to a write
+        // already done (or its end, or a hostile cycle, whose last link is
+        // ignored), then fill it in on the way back. Every write once: O(n).
+        let mut counted = vec![0u64; edits.len()];
+        let mut done = vec![0u8; edits.len()]; // 0: not seen, 1: on this walk, 2: done.
+        let mut chain = Vec::new();
+        for start in 0..edits.len() {
+            let (mut i, mut floor) = (start, 0);
+            loop {
+                match done[i] {
+                    2 => floor = counted[i],
+                    1 => {}
+                    _ => {
+                        done[i] = 1;
+                        chain.push(i);
+                        if let Some(b) = base[i] {
+                            i = b;
+                            continue;
+                        }
+                    }
+                }
+                break;
+            }
+            for j in chain.drain(..).rev() {
+                counted[j] = bound[j].max(floor);
+                floor = counted[j];
+                done[j] = 2;
+            }
+        }
+        Times { index, bound, counted }
+    }
+
+    fn bound(&self, e: &Edit) -> u64 {
+        self.index.get(e.id.as_str()).map_or(e.hlc.physical_ms, |&i| self.bound[i])
+    }
+
+    fn counted(&self, e: &Edit) -> u64 {
+        self.index.get(e.id.as_str()).map_or(e.hlc.physical_ms, |&i| self.counted[i])
+    }
 }
 
 impl<'a> Validator<'a> {
-    /// The role `e`'s author held when writing it (screened writes have one).
+    /// The role `e`'s author held when it counts (screened writes have one).
     fn role(&self, e: &Edit) -> Role {
-        let at = if mutation::active(Mutation::RoleOfToday) { u64::MAX } else { e.hlc.physical_ms };
+        let at = if mutation::active(Mutation::RoleOfToday) { u64::MAX } else { self.times.counted(e) };
         self.roster.role_at(&e.author, at).unwrap_or(Role::Technician)
+    }
+
+    fn candidate(&self, e: &Edit) -> Candidate {
+        Candidate::of(e, self.roster, self.times.counted(e))
     }
 
     fn decide(&mut self, e: &Edit, d: Decision) {
@@ -144,8 +251,8 @@ impl<'a> Validator<'a> {
 
     /// Refuse `e` under `rule`, naming the write that stands instead.
     fn reject(&mut self, e: &Edit, field: Field, rule: Rule, standing: Option<&Edit>, reason: String) {
-        let mut candidates = vec![Candidate::of(e, self.roster)];
-        candidates.extend(standing.map(|s| Candidate::of(s, self.roster)));
+        let mut candidates = vec![self.candidate(e)];
+        candidates.extend(standing.map(|s| self.candidate(s)));
         let winner = standing.map(|s| s.id.clone());
         self.conflicts.push(ConflictRecord::new(
             &self.input.id,
@@ -179,7 +286,7 @@ impl<'a> Validator<'a> {
             } else if self.roster.member(&e.author).is_none() {
                 let reason = format!("actor {} is not in the project's roster", e.author);
                 self.reject(e, field, Rule::UnknownAuthor, None, reason);
-            } else if self.roster.role_at(&e.author, e.hlc.physical_ms).is_none() {
+            } else if self.roster.role_at(&e.author, self.times.counted(e)).is_none() {
                 let user = self.roster.member(&e.author).map_or("", |m| m.user.as_str());
                 let reason = format!("{user} was not a member of the project when this was written");
                 self.reject(e, field, Rule::NotAMemberThen, None, reason);
@@ -210,9 +317,9 @@ impl<'a> Validator<'a> {
     /// The state machine, folded in causal order: a transition's `base` is
     /// the transition that stood when its writer made it, so the section's
     /// history is a chain from "no transition yet". The transitions built on
-    /// the chain's head race (ranked by role, then HLC, which ends in the actor
-    /// id); the winner becomes the head. Transitions built on a write that did
-    /// not stand are stale. No stamp orders the chain, so a clock days ahead
+    /// the chain's head race (ranked by role, then their bound, then HLC,
+    /// which ends in the actor id); the winner becomes the head. Transitions
+    /// built on a write that did not stand are stale. No stamp orders the chain, so a clock days ahead
     /// can neither freeze a section nor jump the queue; and each write is
     /// looked at once (O(n log n) in the transitions of a section).
     fn state(&mut self, edits: &[&'a Edit]) -> (ConstructionState, Option<Blocked>, Vec<DomainEvent>) {
@@ -247,7 +354,10 @@ impl<'a> Validator<'a> {
             }
             let rank =
                 |e: &Edit| if mutation::active(Mutation::TransitionsByStamp) { Role::Technician } else { self.role(e) };
-            let Some(&winner) = valid.iter().max_by(|a, b| (rank(a), &a.hlc).cmp(&(rank(b), &b.hlc))) else {
+            let bound = |e: &Edit| self.times.bound(e);
+            let Some(&winner) =
+                valid.iter().max_by(|a, b| (rank(a), bound(a), &a.hlc).cmp(&(rank(b), bound(b), &b.hlc)))
+            else {
                 break;
             };
             let EditValue::Transition { from, to, reason } = &winner.value else { unreachable!() };
@@ -419,7 +529,7 @@ impl<'a> Validator<'a> {
                     Field::Location,
                     ConflictKind::Quarantine,
                     Rule::OffRoute,
-                    vec![Candidate::of(e, self.roster)],
+                    vec![self.candidate(e)],
                     None,
                     why,
                 ));
@@ -489,7 +599,7 @@ impl<'a> Validator<'a> {
             Some(w) => format!("{} writes raced; {} stood under {}", group.len(), w.value.describe(), rule.as_str()),
             None => format!("{} writes raced; none was valid", group.len()),
         };
-        let candidates = group.iter().map(|e| Candidate::of(e, self.roster)).collect();
+        let candidates = group.iter().map(|e| self.candidate(e)).collect();
         self.conflicts.push(ConflictRecord::new(
             &self.input.id,
             field,
@@ -502,18 +612,24 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// Writes of one field in the order they count: by stamp, except that a
-/// write counts no later than any write built on it (whose `base` it is,
-/// directly or not). So a stamp days ahead cannot outlast the writes made
-/// after it was seen, and every replica orders alike. O(n log n) in the writes;
-/// hostile `base` cycles are tolerated (their members keep their own stamps).
-fn causal_order(edits: Vec<&Edit>) -> Vec<&Edit> {
+/// Writes of one field in the order they count: by `bound` (the stamp, or
+/// the hub's receipt if earlier), then stamp, except that a write counts no
+/// later than any write built on it (whose `base` it is, directly or not).
+/// So a stamp days ahead cannot outlast the writes made after it was seen,
+/// nor those the hub received after it, and every replica orders alike.
+/// O(n log n) in the writes; hostile `base` cycles are tolerated (their
+/// members keep their own times).
+fn causal_order(edits: Vec<&Edit>, bound: impl Fn(&Edit) -> u64) -> Vec<&Edit> {
     // The common case, honest clocks: the writes come sorted by stamp (their
-    // ids) and every base is older than what is built on it, so stamp order
-    // is already the causal order. No allocation for it.
+    // ids), no stamp is past its receipt, and every base is older than what
+    // is built on it, so stamp order is already the causal order. No allocation for it.
     let sorted = edits.windows(2).all(|w| w[0].id <= w[1].id);
     let is_in = |id: &str| edits.binary_search_by(|x| x.id.as_str().cmp(id)).is_ok();
-    if sorted && edits.iter().all(|e| e.base.as_deref().is_none_or(|b| b < e.id.as_str() || !is_in(b))) {
+    if sorted
+        && edits
+            .iter()
+            .all(|e| bound(e) == e.hlc.physical_ms && e.base.as_deref().is_none_or(|b| b < e.id.as_str() || !is_in(b)))
+    {
         return edits;
     }
     let index: HashMap<&str, usize> = edits.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
@@ -528,8 +644,8 @@ fn causal_order(edits: Vec<&Edit>) -> Vec<&Edit> {
             has_parent[i] = true;
         }
     }
-    // The earliest stamp among a write and everything built on it.
-    let mut effective: Vec<&Hlc> = edits.iter().map(|e| &e.hlc).collect();
+    // The earliest time among a write and everything built on it.
+    let mut effective: Vec<(u64, &Hlc)> = edits.iter().map(|e| (bound(e), &e.hlc)).collect();
     if mutation::active(Mutation::StampOrder) {
         children.iter_mut().for_each(Vec::clear);
     }

@@ -149,10 +149,13 @@ pub struct AuditEntry {
     pub author: String,
     /// The writer's user, if known.
     pub user: Option<String>,
-    /// The writer's role, if known.
+    /// The writer's role when the write counts (`None`: not a member then, or unknown).
     pub role: Option<Role>,
     /// Hex hash of its change.
     pub change_hash: String,
+    /// When the hub received it (server ms): `None` while it is not
+    /// confirmed (or the hub stored it before it recorded receipts).
+    pub received_ms: Option<u64>,
     /// What the rules made of it.
     pub decision: Decision,
 }

@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::store::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 5] = [
+const UPGRADES: [&str; 6] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -52,6 +52,11 @@ const UPGRADES: [&str; 5] = [
     "CREATE TABLE role_changes (
          project TEXT NOT NULL, n INTEGER NOT NULL, user TEXT NOT NULL, role TEXT, at_ms INTEGER NOT NULL,
          PRIMARY KEY (project, n)) STRICT;",
+    // When the hub received each change (server ms), kept across compactions:
+    // the rules bound a write's stamp by it. Changes confirmed before have none.
+    "CREATE TABLE receipts (
+         section TEXT NOT NULL, hash TEXT NOT NULL, received_ms INTEGER NOT NULL,
+         PRIMARY KEY (section, hash)) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why a store could not be opened.

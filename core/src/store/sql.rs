@@ -2,7 +2,7 @@
 //! read helpers a `&Connection`, so that every write is part of a transaction
 //! that also carries what depends on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::ReadDoc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -300,6 +300,40 @@ pub(crate) fn confirm(tx: &Transaction<'_>, hashes: &[String]) -> Result<(), Sto
     tx.prepare_cached("DELETE FROM local_edits WHERE change_hash IN (SELECT value FROM json_each(?1))")?
         .execute([&list])?;
     Ok(())
+}
+
+/// Keep when the hub received changes of `section` (0, unknown, is not kept).
+pub(crate) fn put_receipts(tx: &Transaction<'_>, section: &str, receipts: &[(String, u64)]) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO receipts (section, hash, received_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (section, hash) DO UPDATE SET received_ms = ?3",
+    )?;
+    for (hash, ms) in receipts.iter().filter(|(_, ms)| *ms > 0) {
+        stmt.execute(params![section, hash, *ms as i64])?;
+    }
+    Ok(())
+}
+
+/// Keep when the hub received our own unconfirmed changes, each (hash, ms).
+pub(crate) fn put_own_receipts(tx: &Transaction<'_>, receipts: &[(String, u64)]) -> Result<(), StoreError> {
+    // Their sections in one pass over the outbox's index: `changes` is not
+    // indexed by hash alone, and a look-up per hash would scan it each time.
+    let mut stmt = tx.prepare_cached("SELECT hash, section FROM changes WHERE local = 1 AND confirmed = 0")?;
+    let sections: HashMap<String, String> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    for (hash, ms) in receipts {
+        if let Some(section) = sections.get(hash) {
+            put_receipts(tx, section, &[(hash.clone(), *ms)])?;
+        }
+    }
+    Ok(())
+}
+
+/// When the hub received each change of `section` it has received, by hash.
+pub(crate) fn receipts(conn: &Connection, section: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT hash, received_ms FROM receipts WHERE section = ?1")?;
+    let rows = stmt.query_map([section], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub(crate) fn put_local_edit(

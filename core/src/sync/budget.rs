@@ -128,8 +128,13 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 
 /// Charge one item of `bytes` (besides its overhead).
 pub(crate) fn charge(bytes: usize) -> Result<(), PackError> {
+    charge_bytes(bytes.saturating_add(ITEM_OVERHEAD))
+}
+
+/// Charge `bytes` with no overhead (a number in a list).
+pub(crate) fn charge_bytes(bytes: usize) -> Result<(), PackError> {
     with(|s| {
-        s.bytes = s.bytes.saturating_add(bytes).saturating_add(ITEM_OVERHEAD);
+        s.bytes = s.bytes.saturating_add(bytes);
         if s.bytes > s.limits.decoded_bytes {
             return Err(PackError::OverLimit {
                 what: "bytes of a body once its changes are unpacked",

@@ -93,16 +93,20 @@ pub(crate) struct RoundSettlement<'a> {
     pub server_time_ms: u64,
     /// Our changes the server confirmed.
     pub confirmed: &'a [String],
+    /// When the server received each of them, in the same order (empty: unknown).
+    pub confirmed_received: &'a [u64],
     /// Where the project's feed now is for us.
     pub cursor: &'a str,
 }
 
 /// What arrived for one section.
 enum Arrival<'a> {
-    /// Changes (encoded as they came, or from a whole document of a section we have).
-    Changes { raw: Vec<&'a [u8]>, parsed: Vec<Change> },
+    /// Changes (encoded as they came, each with when the hub received it, 0:
+    /// unknown; or from a whole document of a section we have, with the
+    /// receipts of its changes by hash).
+    Changes { raw: Vec<(&'a [u8], u64)>, parsed: Vec<Change>, receipts: Vec<(String, u64)> },
     /// A whole document of a section this store lacks, stored as it comes.
-    Whole(&'a [u8]),
+    Whole(&'a SectionDocument),
 }
 
 /// One section on its way through the phases.
@@ -110,9 +114,11 @@ struct Merging<'a> {
     section: &'a str,
     doc: SectionDoc,
     before: Vec<ChangeHash>,
-    whole: Option<&'a [u8]>,
+    whole: Option<&'a SectionDocument>,
     /// Changes the document lacked, to store as loose rows.
     rows: Vec<(String, Vec<u8>)>,
+    /// When the hub received the changes that arrived, by hash.
+    receipts: Vec<(String, u64)>,
     /// `None` while only changes whose dependencies have not arrived are known.
     input: Option<SectionInput>,
 }
@@ -121,7 +127,7 @@ impl Replica {
     /// Merge changes from elsewhere. The report says what became of our
     /// unconfirmed writes.
     pub fn apply_changes(&mut self, changes: &[SectionChange]) -> Result<MergeReport, ReplicaError> {
-        self.merge(changes, &[], None)
+        self.merge(changes, &[], &[], None)
     }
 
     /// Re-apply unsynced local changes recovered with [`crate::salvage`]
@@ -138,35 +144,50 @@ impl Replica {
         Ok(report)
     }
 
-    /// Merge `changes` and whole `documents` (for sections this store lacks)
-    /// in one transaction, with what else a sync round's response settles:
-    /// a cut at any point loses nothing and leaves the last round's state.
+    /// Merge `changes` (each received by the hub at the time in `received`,
+    /// if given) and whole `documents` (for sections this store lacks) in one
+    /// transaction, with what else a sync round's response settles: a cut at
+    /// any point loses nothing and leaves the last round's state.
     pub(crate) fn merge(
         &mut self,
         changes: &[SectionChange],
+        received: &[u64],
         documents: &[SectionDocument],
         round: Option<RoundSettlement<'_>>,
     ) -> Result<MergeReport, ReplicaError> {
         let mut arrivals: BTreeMap<&str, Arrival<'_>> = BTreeMap::new();
-        for c in changes {
-            let entry = arrivals.entry(c.section.as_str()).or_insert(Arrival::Changes { raw: vec![], parsed: vec![] });
+        for (i, c) in changes.iter().enumerate() {
+            let entry = arrivals.entry(c.section.as_str()).or_insert(Arrival::Changes {
+                raw: vec![],
+                parsed: vec![],
+                receipts: vec![],
+            });
             if let Arrival::Changes { raw, .. } = entry {
-                raw.push(&c.bytes);
+                raw.push((&c.bytes, received.get(i).copied().unwrap_or(0)));
             }
         }
         // For sections we have, a whole document's changes merge like any others.
         for d in documents {
+            let have = store::view(&self.conn, &d.section)?.is_some();
             match arrivals.get_mut(d.section.as_str()) {
-                Some(Arrival::Changes { parsed, .. }) => {
-                    parsed.extend(SectionDoc::load(&d.document)?.changes_since(&[]))
-                }
                 Some(Arrival::Whole(_)) => {}
-                None if store::view(&self.conn, &d.section)?.is_some() => {
-                    let parsed = SectionDoc::load(&d.document)?.changes_since(&[]);
-                    arrivals.insert(&d.section, Arrival::Changes { raw: vec![], parsed });
+                None if !have => {
+                    arrivals.insert(&d.section, Arrival::Whole(d));
                 }
-                None => {
-                    arrivals.insert(&d.section, Arrival::Whole(&d.document));
+                arrival => {
+                    let doc = SectionDoc::load(&d.document)?;
+                    let more = document_receipts(&doc, d)?;
+                    let changes = doc.changes_since(&[]);
+                    match arrival {
+                        Some(Arrival::Changes { parsed, receipts, .. }) => {
+                            parsed.extend(changes);
+                            receipts.extend(more);
+                        }
+                        _ => {
+                            arrivals
+                                .insert(&d.section, Arrival::Changes { raw: vec![], parsed: changes, receipts: more });
+                        }
+                    }
                 }
             }
         }
@@ -175,6 +196,10 @@ impl Replica {
         let tx = store::immediate(&self.conn)?;
         if let Some(round) = &round {
             self.clock.anchor_to_server(round.server_time_ms, now);
+            // Before any view is computed: our confirmed writes count from when the hub received them.
+            let own: Vec<(String, u64)> =
+                round.confirmed.iter().cloned().zip(round.confirmed_received.iter().copied()).collect();
+            store::put_own_receipts(&tx, &own)?;
             if let Some(r) = round.roster {
                 // Every view of the project follows the new roster; the merge
                 // below recomputes the sections it touches once more.
@@ -196,10 +221,16 @@ impl Replica {
                 // No heads: only changes whose dependencies have not arrived yet.
                 m.input = (!m.doc.automerge().get_heads().is_empty()).then(|| m.doc.input());
             }
-            for m in &merging {
+            for m in &mut merging {
                 for (hash, bytes) in &m.rows {
                     store::put_change(&tx, m.section, hash, bytes, false, now as i64)?;
                 }
+                store::put_receipts(&tx, m.section, &m.receipts)?;
+                if let Some(input) = &mut m.input {
+                    input.received = store::receipts(&tx, m.section)?;
+                }
+            }
+            for m in &merging {
                 let Some(input) = &m.input else { continue };
                 if !rules.contains_key(&input.project) {
                     let r = (store::roster(&tx, &input.project)?, store::config(&tx, &input.project)?);
@@ -214,8 +245,8 @@ impl Replica {
                     report.sections_changed.push(m.section.to_owned());
                 }
                 store::put_view(&tx, &validated.view)?;
-                if let Some(bytes) = m.whole {
-                    store::set_snapshot(&tx, m.section, bytes, &validated.view.heads)?;
+                if let Some(d) = m.whole {
+                    store::set_snapshot(&tx, m.section, &d.document, &validated.view.heads)?;
                 }
                 store::replace_conflicts(&tx, m.section, &validated.conflicts)?;
                 if let Some(mine) = local_edits.get(m.section) {
@@ -243,15 +274,22 @@ impl Replica {
             }
             settled.sort();
             for (section, ids) in settled {
-                let input = match self.docs.peek(&section) {
+                let mut input = match self.docs.peek(&section) {
                     Some(doc) => doc.input(),
                     None => {
                         let Some((_, snapshot, changes)) = store::load_doc(&tx, &section)? else { continue };
                         SectionDoc::from_parts(snapshot.as_deref(), &changes)?.input()
                     }
                 };
+                input.received = store::receipts(&tx, &section)?;
                 let roster = store::roster(&tx, &input.project)?;
                 let validated = validate(&input, &roster, &store::config(&tx, &input.project)?);
+                // Confirmed, our writes count from when the hub received them: the view may move.
+                if store::view(&tx, &section)?.as_ref() != Some(&validated.view) {
+                    report.sections_changed.push(section.clone());
+                    store::put_view(&tx, &validated.view)?;
+                    store::replace_conflicts(&tx, &section, &validated.conflicts)?;
+                }
                 report.reconciliation.extend(reconcile(&section, &ids, &input.edits, &validated, &roster, &me));
             }
             store::confirm(&tx, round.confirmed)?;
@@ -286,15 +324,24 @@ fn open_documents<'a>(
     let mut stored = store::load_docs(tx, &unloaded)?;
     let mut merging = Vec::with_capacity(chunk.len());
     for (section, arrival) in chunk {
-        let (raw, parsed) = match arrival {
-            Arrival::Whole(bytes) => {
-                let mut doc = SectionDoc::load(bytes)?;
+        let (raw, parsed, mut receipts) = match arrival {
+            Arrival::Whole(d) => {
+                let mut doc = SectionDoc::load(&d.document)?;
                 doc.set_actor(actor.clone());
+                let receipts = document_receipts(&doc, d)?;
                 report.new_changes += doc.automerge().get_changes(&[]).len();
-                merging.push(Merging { section, doc, before: vec![], whole: Some(bytes), rows: vec![], input: None });
+                merging.push(Merging {
+                    section,
+                    doc,
+                    before: vec![],
+                    whole: Some(d),
+                    rows: vec![],
+                    receipts,
+                    input: None,
+                });
                 continue;
             }
-            Arrival::Changes { raw, parsed } => (raw, parsed),
+            Arrival::Changes { raw, parsed, receipts } => (raw, parsed, receipts),
         };
         let (mut doc, fresh) = match (docs.pop(section), stored.remove(section)) {
             (Some(cached), _) => (cached, false),
@@ -306,8 +353,12 @@ fn open_documents<'a>(
         };
         doc.set_actor(actor.clone());
         let mut batch = Vec::with_capacity(raw.len() + parsed.len());
-        for bytes in raw {
-            batch.push(Change::from_bytes(bytes.to_vec()).map_err(DocumentError::from)?);
+        for (bytes, received) in raw {
+            let change = Change::from_bytes(bytes.to_vec()).map_err(DocumentError::from)?;
+            if received > 0 {
+                receipts.push((hash_hex(&change.hash()), received));
+            }
+            batch.push(change);
         }
         batch.extend(parsed);
         // Store only what the document lacks: a change sent again after it
@@ -324,9 +375,27 @@ fn open_documents<'a>(
         if fresh && !doc.automerge().get_heads().is_empty() {
             doc.check_section()?;
         }
-        merging.push(Merging { section, doc, before, whole: None, rows, input: None });
+        merging.push(Merging { section, doc, before, whole: None, rows, receipts, input: None });
     }
     Ok(merging)
+}
+
+/// When the hub received each change of a whole document it sent: its
+/// receipt times follow the changes' hashes in order (none: unknown).
+fn document_receipts(doc: &SectionDoc, d: &SectionDocument) -> Result<Vec<(String, u64)>, ReplicaError> {
+    if d.received.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hashes = doc.change_hashes();
+    if hashes.len() != d.received.len() {
+        return Err(ReplicaError::InvalidInput(format!(
+            "the server sent section {} with {} receipt times for its {} changes",
+            d.section,
+            d.received.len(),
+            hashes.len()
+        )));
+    }
+    Ok(hashes.into_iter().zip(d.received.iter().copied()).collect())
 }
 
 /// What became of each unconfirmed local write (`mine`) of `section`.
@@ -339,7 +408,9 @@ fn reconcile(
     me: &str,
 ) -> Vec<Reconciliation> {
     let by_id: HashMap<&str, &Edit> = edits.iter().map(|e| (e.id.as_str(), e)).collect();
-    let candidate = |id: &Option<EditId>| id.as_deref().and_then(|i| by_id.get(i)).map(|e| Candidate::of(e, roster));
+    let candidate = |id: &Option<EditId>| {
+        id.as_deref().and_then(|i| by_id.get(i)).map(|e| Candidate::of(e, roster, validated.counted_at(e)))
+    };
     mine.iter()
         .map(|edit_id| {
             let field = by_id.get(edit_id.as_str()).and_then(|e| e.value.field());

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::project::{Member, ProjectConfig, RoleChange};
 
 /// Version of this wire format; a server answers 426 to others.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
 /// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
@@ -38,6 +38,17 @@ pub struct SectionBatch {
     /// ([`crate::sync::pack`]: hashes of earlier changes of the batch left out).
     #[serde(with = "crate::sync::pack::serde_changes")]
     pub changes: Vec<Vec<u8>>,
+    /// When the hub received each change (server ms; 0: before it recorded
+    /// receipts), in the order of `changes`. Empty in an upload.
+    #[serde(deserialize_with = "times")]
+    pub received: Vec<u64>,
+}
+
+impl SectionBatch {
+    /// A batch of changes to upload (the hub gives them their receipt times).
+    pub fn upload(section: impl Into<String>, changes: Vec<Vec<u8>>) -> SectionBatch {
+        SectionBatch { section: section.into(), changes, received: Vec::new() }
+    }
 }
 
 /// A whole compacted section document, sent to a device that has none.
@@ -47,6 +58,11 @@ pub struct SectionDocument {
     pub section: String,
     /// `Automerge::save` bytes.
     pub document: Vec<u8>,
+    /// When the hub received each change the document holds (server ms; 0:
+    /// unknown), in the order of the changes' hashes
+    /// ([`crate::SectionDoc::change_hashes`]).
+    #[serde(deserialize_with = "times")]
+    pub received: Vec<u64>,
 }
 
 /// One round's request: everything the device has that the server has not
@@ -137,6 +153,10 @@ pub struct SyncResponse {
     pub more: bool,
     /// Present when the device's roster version is stale.
     pub roster: Option<RosterUpdate>,
+    /// When the hub received each uploaded change (server ms; 0: unknown), in
+    /// the request's order: now for a new one, then for one it already had.
+    #[serde(deserialize_with = "times")]
+    pub upload_received: Vec<u64>,
 }
 
 /// A body that could not be read.
@@ -221,7 +241,21 @@ where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct Counted<T>(std::marker::PhantomData<T>);
+    charged(d, || budget::charge(0))
+}
+
+/// Receipt times, each charged as the 8 bytes it takes in memory (it may be
+/// one byte on the wire).
+fn times<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    charged(d, || budget::charge_bytes(8))
+}
+
+fn charged<'de, D, T>(d: D, charge: fn() -> Result<(), budget::PackError>) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Counted<T>(fn() -> Result<(), budget::PackError>, std::marker::PhantomData<T>);
 
     impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
         type Value = Vec<T>;
@@ -233,7 +267,7 @@ where
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
             loop {
-                if let Err(e) = budget::charge(0) {
+                if let Err(e) = (self.0)() {
                     let message = e.to_string();
                     budget::fail(e);
                     return Err(serde::de::Error::custom(message));
@@ -246,7 +280,7 @@ where
         }
     }
 
-    d.deserialize_seq(Counted(std::marker::PhantomData))
+    d.deserialize_seq(Counted(charge, std::marker::PhantomData))
 }
 
 #[cfg(test)]
@@ -262,7 +296,7 @@ mod tests {
             cursor: String::new(),
             roster_version: 0,
             response_budget: DEFAULT_RESPONSE_BUDGET,
-            upload: vec![SectionBatch { section: "s".into(), changes: vec![vec![1, 2, 3]] }],
+            upload: vec![SectionBatch::upload("s", vec![vec![1, 2, 3]])],
         };
         assert_eq!(decode::<SyncRequest>(&encode(&req)).unwrap(), req);
     }
@@ -312,7 +346,7 @@ mod tests {
     /// A deflated postcard `SyncRequest` whose one batch carries `wire` as the
     /// changes' wire forms, as they are (no packing by `encode`).
     fn request_with_wire_changes(wire: &[Vec<u8>]) -> Vec<u8> {
-        let mut raw = vec![1]; // protocol
+        let mut raw = vec![3]; // protocol
         string(&mut raw, "p");
         string(&mut raw, "aa");
         string(&mut raw, "");
@@ -324,6 +358,7 @@ mod tests {
             uleb(&mut raw, w.len() as u64);
             raw.extend_from_slice(w);
         }
+        raw.push(0); // no receipt times
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&raw).unwrap();
         z.finish().unwrap()
@@ -368,7 +403,7 @@ mod tests {
         let mut raw = vec![1, 1, b'p', 2, b'a', b'a', 0, 0, 0];
         uleb(&mut raw, 1_000_000);
         for _ in 0..1_000_000 {
-            raw.extend_from_slice(&[1, b's', 0]);
+            raw.extend_from_slice(&[1, b's', 0, 0]);
         }
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&raw).unwrap();

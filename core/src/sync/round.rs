@@ -37,7 +37,8 @@ pub struct RoundReport {
 pub struct PreparedRound {
     /// The request.
     pub request: SyncRequest,
-    /// Hashes of the changes uploaded, to confirm when the response arrives.
+    /// Hashes of the changes uploaded, in the request's order (the order of
+    /// the response's receipt times), to confirm when the response arrives.
     pub sent: Vec<String>,
     /// Whether the outbox held more than the upload budget.
     pub more_to_send: bool,
@@ -89,13 +90,15 @@ impl Replica {
         let mut outbox = store::outbox(&self.conn, Some(project), upload_budget)?;
         outbox.truncate(crate::sync::protocol::MAX_CHANGES_PER_REQUEST);
         let more_to_send = store::outbox_count(&self.conn, Some(project))? > outbox.len();
-        let mut by_section: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-        let mut sent = Vec::with_capacity(outbox.len());
+        let mut by_section: BTreeMap<String, Vec<OutboxChange>> = BTreeMap::new();
         for c in outbox {
-            sent.push(c.hash);
-            by_section.entry(c.section).or_default().push(c.bytes);
+            by_section.entry(c.section.clone()).or_default().push(c);
         }
-        let upload = by_section.into_iter().map(|(section, changes)| SectionBatch { section, changes }).collect();
+        let sent = by_section.values().flatten().map(|c| c.hash.clone()).collect();
+        let upload = by_section
+            .into_iter()
+            .map(|(section, changes)| SectionBatch::upload(section, changes.into_iter().map(|c| c.bytes).collect()))
+            .collect();
         let request = SyncRequest {
             protocol: PROTOCOL_VERSION,
             project: project.to_owned(),
@@ -119,21 +122,40 @@ impl Replica {
         sent: &[String],
         response: SyncResponse,
     ) -> Result<RoundReport, ReplicaError> {
-        let changes: Vec<SectionChange> = response
-            .changes
-            .iter()
-            .flat_map(|b| {
-                b.changes.iter().map(|bytes| SectionChange { section: b.section.clone(), bytes: bytes.clone() })
-            })
-            .collect();
+        // A list of receipt times is empty (none known) or one per change.
+        if !response.upload_received.is_empty() && response.upload_received.len() != sent.len() {
+            return Err(ReplicaError::InvalidInput(format!(
+                "the server's response gives {} receipt times for the {} changes uploaded",
+                response.upload_received.len(),
+                sent.len()
+            )));
+        }
+        let mut changes: Vec<SectionChange> = Vec::new();
+        let mut received: Vec<u64> = Vec::new();
+        for b in &response.changes {
+            if !b.received.is_empty() && b.received.len() != b.changes.len() {
+                return Err(ReplicaError::InvalidInput(format!(
+                    "the server sent {} changes of section {} with {} receipt times",
+                    b.changes.len(),
+                    b.section,
+                    b.received.len()
+                )));
+            }
+            let times = b.received.iter().copied().chain(std::iter::repeat(0));
+            for (bytes, ms) in b.changes.iter().zip(times) {
+                changes.push(SectionChange { section: b.section.clone(), bytes: bytes.clone() });
+                received.push(ms);
+            }
+        }
         let settlement = RoundSettlement {
             project,
             roster: response.roster.as_ref(),
             server_time_ms: response.server_time_ms,
             confirmed: sent,
+            confirmed_received: &response.upload_received,
             cursor: &response.cursor,
         };
-        let merge = self.merge(&changes, &response.documents, Some(settlement))?;
+        let merge = self.merge(&changes, &received, &response.documents, Some(settlement))?;
         Ok(RoundReport { merge, confirmed: sent.len(), more: response.more, roster_changed: response.roster.is_some() })
     }
 

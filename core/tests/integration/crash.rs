@@ -317,13 +317,18 @@ fn child_worker() {
                         history: vec![],
                         config: ProjectConfig::default(),
                     }),
+                    upload_received: vec![],
                 };
                 for (section, _, changes) in &news {
                     if *section == THEIRS && rng.u32(0..4) == 0 {
                         let document = other.r.export(section).unwrap();
-                        response.documents.push(SectionDocument { section: (*section).into(), document });
+                        response.documents.push(SectionDocument {
+                            section: (*section).into(),
+                            document,
+                            received: vec![],
+                        });
                     } else {
-                        response.changes.push(SectionBatch { section: (*section).into(), changes: changes.clone() });
+                        response.changes.push(SectionBatch::upload(*section, changes.clone()));
                     }
                 }
                 say(&format!("try round {} {} {}", response.cursor, list(&prepared.sent), list(&merged)));

@@ -108,7 +108,7 @@ fn request() -> impl Strategy<Value = SyncRequest> {
         1 => prop::collection::vec(any::<u8>(), 0..64),
     ];
     let batch = ("[a-z0-9]{0,12}", prop::collection::vec(change, 0..8))
-        .prop_map(|(section, changes)| SectionBatch { section, changes });
+        .prop_map(|(section, changes)| SectionBatch::upload(section, changes));
     (
         "[a-z0-9-]{0,12}",
         "[0-9a-f]{0,40}",

@@ -51,7 +51,13 @@ fn run(edits: Vec<Edit>) -> Validated {
 }
 
 /// The rules over `edits` with `roster`, and the input they read.
-fn run_with(roster: &Roster, mut edits: Vec<Edit>) -> (Validated, SectionInput) {
+fn run_with(roster: &Roster, edits: Vec<Edit>) -> (Validated, SectionInput) {
+    run_received(roster, edits, &[])
+}
+
+/// The rules over `edits` with `roster`, the hub having received each write
+/// of `received` at the time given (server ms); the others are unconfirmed.
+fn run_received(roster: &Roster, mut edits: Vec<Edit>, received: &[(&Edit, u64)]) -> (Validated, SectionInput) {
     // Progress is recorded in a state the section has been in: where a test
     // records progress without moving the section, a foreman moved it to
     // conduit_laid first (no conflict, one event).
@@ -68,6 +74,7 @@ fn run_with(roster: &Roster, mut edits: Vec<Edit>) -> (Validated, SectionInput) 
         notes: String::new(),
         photos: vec![],
         heads: vec![],
+        received: received.iter().map(|(e, ms)| (e.change_hash.clone(), *ms)).collect(),
     };
     (validate(&input, roster, &ProjectConfig::default()), input)
 }
@@ -481,11 +488,85 @@ fn a_write_is_judged_under_the_role_its_author_held_then() {
     );
 }
 
+/// fred is a foreman until `demoted_at`, a technician from then on.
+fn fred_demoted_at(demoted_at: u64) -> Roster {
+    roster().with_history([
+        RoleChange { user: "fred".into(), role: Some(Role::Foreman), at_ms: 0 },
+        RoleChange { user: "fred".into(), role: Some(Role::Technician), at_ms: demoted_at },
+    ])
+}
+
+#[test]
+fn a_write_stamped_days_ahead_keeps_its_decision_after_a_later_demotion() {
+    // fred's phone runs two days ahead; the hub receives his skip at 1,000
+    // and the office demotes him at 5,000 (hub time).
+    let two_days = 2 * 24 * 3600 * 1000;
+    let skip = edit(two_days, FOREMAN, None, go(S::Planned, S::Trenched));
+    let received = [(&skip, 1_000)];
+    let (before, _) = run_received(&roster(), vec![skip.clone()], &received);
+    let (after, input) = run_received(&fred_demoted_at(5_000), vec![skip.clone()], &received);
+    assert_eq!(decision(&before, &skip), Decision::Accepted);
+    assert_eq!(decision(&after, &skip), Decision::Accepted);
+    assert_eq!(after.view.state, S::Trenched);
+    assert_eq!(after.counted_at(&skip), 1_000);
+    // The audit shows the role in force when the hub received it, and when that was.
+    let audit = after.audit(&input, &fred_demoted_at(5_000));
+    let entry = audit.iter().find(|a| a.edit_id == skip.id).unwrap();
+    assert_eq!((entry.role, entry.received_ms), (Some(Role::Foreman), Some(1_000)));
+    // Not yet received (an unconfirmed local write), it is judged at its stamp.
+    let (optimistic, input) = run_received(&fred_demoted_at(5_000), vec![skip.clone()], &[]);
+    assert_eq!(rejected_by(&optimistic, &skip), Rule::TransitionNotAllowed);
+    assert_eq!(optimistic.audit(&input, &fred_demoted_at(5_000))[0].received_ms, None);
+}
+
+#[test]
+fn a_backdated_write_built_on_a_write_received_after_the_demotion_is_judged_under_the_new_role() {
+    // fred is demoted at 5,000. A technician starts the section afterwards
+    // (received at 6,100); fred, having seen that, skips ahead with a stamp
+    // backdated to 4,000, when he was still a foreman.
+    let start = edit(6_000, TECH, None, go(S::Planned, S::Surveyed));
+    let skip = edit(4_000, FOREMAN, Some(&start), go(S::Surveyed, S::CablePulled));
+    let roster = fred_demoted_at(5_000);
+    let (v, input) = run_received(&roster, vec![start.clone(), skip.clone()], &[(&start, 6_100), (&skip, 7_000)]);
+    assert_eq!(rejected_by(&v, &skip), Rule::TransitionNotAllowed);
+    assert_eq!(v.view.state, S::Surveyed);
+    assert_eq!(v.counted_at(&skip), 6_000);
+    let audit = v.audit(&input, &roster);
+    assert_eq!(audit.iter().find(|a| a.edit_id == skip.id).unwrap().role, Some(Role::Technician));
+}
+
+#[test]
+fn a_base_the_hub_received_after_the_write_does_not_move_it() {
+    // A tampered client names as its base a write it had not made yet; when
+    // that write reaches the hub, the first one keeps its judgement.
+    let first = edit(4_000, FOREMAN, None, go(S::Planned, S::Trenched));
+    let named_ahead = edit(8_000, FOREMAN, None, go(S::Planned, S::Surveyed));
+    let first = Edit { base: Some(named_ahead.id.clone()), ..first };
+    let roster = fred_demoted_at(5_000);
+    let (alone, _) = run_received(&roster, vec![first.clone()], &[(&first, 4_500)]);
+    let (v, _) =
+        run_received(&roster, vec![first.clone(), named_ahead.clone()], &[(&first, 4_500), (&named_ahead, 9_000)]);
+    assert_eq!((alone.counted_at(&first), v.counted_at(&first)), (4_000, 4_000));
+}
+
+#[test]
+fn a_location_stamped_days_ahead_loses_to_a_concurrent_location_the_hub_received_later() {
+    let two_days = 2 * 24 * 3600 * 1000;
+    let ahead = edit(two_days, TECH, None, point(0.0001, 0.002));
+    let later = edit(2_000, TECH2, None, point(0.0002, 0.004));
+    let received = [(&ahead, 1_000), (&later, 2_100)];
+    let (v, _) = run_received(&roster(), with_route(vec![ahead.clone(), later.clone()]), &received);
+    assert_eq!(v.view.location.as_ref().map(|p| p.edit_id.as_str()), Some(later.id.as_str()));
+    assert_eq!(decision(&v, &ahead), Decision::Superseded { by: later.id.clone() });
+    let contest = v.conflicts.iter().find(|c| c.kind == ConflictKind::Contest).unwrap();
+    assert_eq!((contest.rule, contest.winner.as_deref()), (Rule::LocationLastWriterWins, Some(later.id.as_str())));
+}
+
 /// Each deliberate breakage of the rules (`Mutation`, feature `mutations`)
 /// must make at least one of the tests above fail: the suite would catch it.
 #[test]
 fn every_rule_mutation_is_caught_by_this_suite() {
-    let suite: [fn(); 23] = [
+    let suite: [fn(); 27] = [
         concurrent_progress_reports_the_highest_stands,
         max_wins_whatever_the_stamps_say,
         only_a_foreman_or_office_rolls_progress_back,
@@ -509,6 +590,10 @@ fn every_rule_mutation_is_caught_by_this_suite() {
         progress_claimed_in_a_state_the_section_never_was_is_refused,
         a_location_stamped_days_ahead_does_not_outlast_the_writes_made_after_it,
         a_write_is_judged_under_the_role_its_author_held_then,
+        a_write_stamped_days_ahead_keeps_its_decision_after_a_later_demotion,
+        a_backdated_write_built_on_a_write_received_after_the_demotion_is_judged_under_the_new_role,
+        a_base_the_hub_received_after_the_write_does_not_move_it,
+        a_location_stamped_days_ahead_loses_to_a_concurrent_location_the_hub_received_later,
     ];
     for mutation in Mutation::ALL {
         set_mutation(Some(mutation));

@@ -10,7 +10,15 @@ use fieldsync_core::{RECENT_ROUNDS, Role, SyncClient, SyncProblem, TransportErro
 use crate::common::{PROJECT, crew, route};
 
 fn response(cursor: &str, more: bool) -> SyncResponse {
-    SyncResponse { server_time_ms: 1, changes: vec![], documents: vec![], cursor: cursor.into(), more, roster: None }
+    SyncResponse {
+        server_time_ms: 1,
+        changes: vec![],
+        documents: vec![],
+        cursor: cursor.into(),
+        more,
+        roster: None,
+        upload_received: vec![],
+    }
 }
 
 #[test]
@@ -190,4 +198,23 @@ fn background_sync_compacts_what_the_server_confirmed() {
     assert_eq!(rows(&r), 0, "confirmed and folded into the snapshot");
     assert_eq!(r.section(&id).unwrap(), view);
     assert_eq!(r.outbox_stats().unwrap().0, 0);
+}
+
+#[test]
+fn a_response_whose_receipt_times_do_not_match_its_changes_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    office.join_project(PROJECT).unwrap();
+    let id = office.create_section(PROJECT, "North", &route()).unwrap();
+    office.record_progress(&id, 5).unwrap();
+    let prepared = office.prepare_round(PROJECT, 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+    assert_eq!(prepared.sent.len(), 2);
+    let wrong = SyncResponse { upload_received: vec![7], ..response("c:2", false) };
+    assert!(office.commit_round(PROJECT, &prepared.sent, wrong).is_err());
+    assert_eq!(office.sync_status().unwrap().pending_changes, 2, "nothing confirmed");
+    // One receipt per uploaded change: confirmed, each write with its receipt.
+    let right = SyncResponse { upload_received: vec![7, 7], ..response("c:2", false) };
+    office.commit_round(PROJECT, &prepared.sent, right).unwrap();
+    assert_eq!(office.sync_status().unwrap().pending_changes, 0);
+    assert!(office.audit(&id).unwrap().iter().all(|e| e.received_ms == Some(7)));
 }

@@ -22,7 +22,7 @@ fn mutated(mut bytes: Vec<u8>, at: usize, how: u8) -> Vec<u8> {
 
 /// Upload `changes` as a batch of `s.section` from olga, in-process: its status.
 fn upload(s: &Scene, changes: Vec<Vec<u8>>) -> u16 {
-    let batch = SectionBatch { section: s.section.clone(), changes };
+    let batch = SectionBatch::upload(s.section.clone(), changes);
     match s.server.hub.sync_request(&s.olga.token, request(&s.olga.replica.actor(), PROJECT, vec![batch]), 1) {
         Ok(_) => 200,
         Err(e) => e.status().0,
@@ -59,7 +59,7 @@ fn inputs_that_made_automerge_panic_are_refused_by_the_hub() {
         // so that they reach Automerge.
         let actor = changes.iter().find_map(|c| automerge::Change::from_bytes(c.clone()).ok());
         let actor = actor.map_or_else(|| s.olga.replica.actor(), |c| c.actor_id().to_hex_string());
-        let batch = SectionBatch { section: format!("fuzz-{n}"), changes };
+        let batch = SectionBatch::upload(format!("fuzz-{n}"), changes);
         let answer = s.server.hub.sync_request(&s.olga.token, request(&actor, PROJECT, vec![batch]), 1);
         let e = answer.err().unwrap_or_else(|| panic!("{} was stored", path.display()));
         assert!((400..500).contains(&e.status().0), "{}: {e}", path.display());

@@ -22,7 +22,7 @@ fn oversized_ids_and_cursors_are_refused_before_anything_is_looked_up() {
     req.cursor = format!("b:1:{}", long(300));
     let e = refused(&s, &s.tina.token, &protocol::encode(&req), 413, "too_large");
     assert!(e.message.contains("cursor is 304 bytes") && !e.message.contains(&long(300)), "{}", e.message);
-    let upload = vec![SectionBatch { section: long(5000), changes: vec![b"not even a change".to_vec()] }];
+    let upload = vec![SectionBatch::upload(long(5000), vec![b"not even a change".to_vec()])];
     let e = refused(&s, &s.tina.token, &protocol::encode(&request(&actor, PROJECT, upload)), 413, "too_large");
     assert!(e.message.contains("section id is 5000 bytes") && e.message.len() < 200, "{}", e.message);
     // At the limits, the same requests are served.
@@ -36,7 +36,7 @@ fn oversized_ids_and_cursors_are_refused_before_anything_is_looked_up() {
 fn too_many_changes_in_one_request_are_refused_in_process_too() {
     let s = scene();
     // Over HTTP the decoder counts them; a hub driven in-process checks them as well.
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![vec![0; 8]; 10_001] }];
+    let upload = vec![SectionBatch::upload(s.section.clone(), vec![vec![0; 8]; 10_001])];
     let before = stored(&s.server.hub);
     let e = s.server.hub.sync_request(&s.tina.token, request(&s.tina.replica.actor(), PROJECT, upload), 1).unwrap_err();
     assert_eq!(e.status(), (413, "too_large"));

@@ -65,7 +65,7 @@ fn another_devices_actor_is_forbidden() {
     assert!(e.message.contains("another device"), "{}", e.message);
     // tina, as herself, relays a change olga's actor made.
     let olgas_change = s.olga.replica.changes_of(&s.section, &[]).unwrap().pop().unwrap();
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![olgas_change] }];
+    let upload = vec![SectionBatch::upload(s.section.clone(), vec![olgas_change])];
     let e = refused(
         &s,
         &s.tina.token,
@@ -252,7 +252,7 @@ fn garbage_is_malformed() {
 #[test]
 fn an_undecodable_change_is_malformed() {
     let s = scene();
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![b"not an automerge change".to_vec()] }];
+    let upload = vec![SectionBatch::upload(s.section.clone(), vec![b"not an automerge change".to_vec()])];
     let e = refused(
         &s,
         &s.tina.token,
@@ -287,7 +287,7 @@ fn a_document_that_is_not_a_section_is_malformed() {
     tx.put(automerge::ROOT, "hello", "world").unwrap();
     tx.commit();
     let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-    let upload = vec![SectionBatch { section: "not-a-section".into(), changes: vec![change] }];
+    let upload = vec![SectionBatch::upload("not-a-section", vec![change])];
     let e = refused(
         &s,
         &s.olga.token,
@@ -348,7 +348,7 @@ fn rewriting_someone_elses_record_is_refused() {
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
     let hash = change.hash().to_string();
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()] }];
+    let upload = vec![SectionBatch::upload(s.section.clone(), vec![change.raw_bytes().to_vec()])];
     let body = protocol::encode(&request(&tina.replica.actor(), PROJECT, upload));
     let scene = Scene { tina, ..s };
     let e = refused(&scene, &scene.tina.token, &body, 422, "refused");
@@ -368,7 +368,7 @@ fn a_forged_stamp_is_refused_with_the_rule() {
     let value =
         fieldsync_core::EditValue::Progress { percent: 5, at_state: fieldsync_core::ConstructionState::Planned };
     let change = doc.write(&forged, None, &value).unwrap();
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()] }];
+    let upload = vec![SectionBatch::upload(s.section.clone(), vec![change.raw_bytes().to_vec()])];
     let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, upload));
     let e = refused(&s, &s.tina.token, &body, 422, "refused");
     assert_eq!(e.refusals.len(), 1);

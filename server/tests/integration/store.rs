@@ -57,20 +57,22 @@ fn conformance(store: &mut dyn HubStore) {
     let roster = store.roster("p").unwrap();
     assert_eq!(roster.len(), 1);
     assert_eq!((roster[0].actor.as_str(), roster[0].user.as_str(), roster[0].role), ("aa", "olga", Role::Office));
-    assert!(store.has_change("s1", "x1").unwrap());
-    assert!(!store.has_change("s2", "x1").unwrap());
+    // Each change with when it was received: the round's time.
+    assert_eq!(store.received("s1", "x1").unwrap(), Some(5));
+    assert_eq!(store.received("s2", "x1").unwrap(), None);
 
-    // The same changes again: nothing new. Another device's round with the
-    // same actor fails whole.
-    assert_eq!(store.commit_round(&w).unwrap(), 2);
+    // The same changes again, later: nothing new, the first receipt stays.
+    // Another device's round with the same actor fails whole.
+    assert_eq!(store.commit_round(&RoundWrite { now_ms: 9, ..w.clone() }).unwrap(), 2);
+    assert_eq!(store.received("s1", "x1").unwrap(), Some(5));
     let stolen = write("d2", "tina", Some("aa"), vec![section("s2", &[("y1", b"three")], None)]);
     assert!(matches!(store.commit_round(&stolen), Err(StoreError::ActorTaken { .. })));
-    assert!(!store.has_change("s2", "y1").unwrap(), "a failed round stored nothing");
+    assert_eq!(store.received("s2", "y1").unwrap(), None, "a failed round stored nothing");
     assert!(store.section("s2").unwrap().is_none());
 
-    // tina's device writes too.
+    // tina's device writes too, later.
     let w = write("d2", "tina", Some("bb"), vec![section("s2", &[("y1", b"three")], None)]);
-    assert_eq!(store.commit_round(&w).unwrap(), 3);
+    assert_eq!(store.commit_round(&RoundWrite { now_ms: 7, ..w }).unwrap(), 3);
 
     // Feed pages: others' rows only, in order, by budget, at least one.
     let page = store.feed_page("p", 0, "d2", 1_000).unwrap();
@@ -80,6 +82,7 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!((page.rows.len(), page.more), (1, true));
     let page = store.feed_page("p", 1, "nobody", 8).unwrap();
     assert_eq!((page.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), page.more), (vec![2, 3], false));
+    assert_eq!(page.rows.iter().map(|r| r.received_ms).collect::<Vec<_>>(), vec![5, 7]);
     assert_eq!(store.feed_max("p").unwrap(), 3);
     assert_eq!(store.feed_max("q").unwrap(), 0);
 
@@ -95,6 +98,9 @@ fn conformance(store: &mut dyn HubStore) {
     let s1 = store.section("s1").unwrap().unwrap();
     assert_eq!((s1.snapshot.as_deref(), s1.changes), (Some(&b"snap"[..]), vec![b"five".to_vec()]));
     assert_eq!(s1.last_seq, 5);
+    // The receipts of every change of the section, those the snapshot folded included.
+    let hashes: Vec<&str> = s1.received.keys().map(String::as_str).collect();
+    assert_eq!(hashes, ["x1", "x2", "x3", "x5"]);
     // A snapshot that covers less than the stored one is not kept.
     store.put_snapshot("s1", b"older", 3).unwrap();
     assert_eq!(store.section("s1").unwrap().unwrap().snapshot.as_deref(), Some(&b"snap"[..]));

@@ -273,3 +273,46 @@ fn health_answers() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error().error, "not_found");
 }
+
+/// One round through `Hub::sync` at the hub time `now_ms`.
+fn round_at(hub: &Hub, device: &mut Device, now_ms: u64) -> protocol::SyncResponse {
+    let prepared = device.replica.prepare_round(PROJECT, 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+    let body = hub.sync(&device.token, &protocol::encode(&prepared.request), now_ms).unwrap();
+    let response: protocol::SyncResponse = protocol::decode(&body).unwrap();
+    device.replica.commit_round(PROJECT, &prepared.sent, response.clone()).unwrap();
+    response
+}
+
+#[test]
+fn every_replica_learns_when_the_hub_received_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]);
+    let t0 = fieldsync_server::now_ms();
+    let mut olga = Device::enroll(&hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&hub, dir.path(), "tina");
+    round_at(&hub, &mut olga, t0);
+    round_at(&hub, &mut tina, t0);
+    let id = olga.replica.create_section(PROJECT, "s", &route()).unwrap();
+    olga.replica.record_progress(&id, 5).unwrap();
+    let unconfirmed = olga.replica.audit(&id).unwrap();
+    assert!(unconfirmed.iter().all(|e| e.received_ms.is_none()), "{unconfirmed:?}");
+
+    // The response is lost; the same changes sent again later keep their first receipt.
+    let prepared = olga.replica.prepare_round(PROJECT, 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+    hub.sync(&olga.token, &protocol::encode(&prepared.request), t0 + 1_000).unwrap();
+    let again = round_at(&hub, &mut olga, t0 + 2_000);
+    assert_eq!(again.upload_received, [t0 + 1_000, t0 + 1_000]);
+    let received = |d: &mut Device| d.replica.audit(&id).unwrap().iter().map(|e| e.received_ms).collect::<Vec<_>>();
+    assert_eq!(received(&mut olga), [Some(t0 + 1_000); 3], "name, route, progress");
+
+    // Another device gets them from the feed, each with its receipt.
+    let down = round_at(&hub, &mut tina, t0 + 3_000);
+    assert_eq!(down.changes[0].received, [t0 + 1_000, t0 + 1_000]);
+    assert_eq!(received(&mut tina), [Some(t0 + 1_000); 3]);
+    // A new device bootstraps the whole document, the receipts of its changes with it.
+    let mut fresh = Device::enroll(&hub, dir.path(), "tina");
+    let boot = round_at(&hub, &mut fresh, t0 + 4_000);
+    assert_eq!((boot.documents.len(), boot.documents[0].received.len()), (1, 2));
+    assert_eq!(received(&mut fresh), [Some(t0 + 1_000); 3]);
+    assert_eq!(fresh.replica.section(&id).unwrap(), hub.section_view(&id).unwrap().unwrap());
+}

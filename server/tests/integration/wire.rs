@@ -35,15 +35,23 @@ pub fn example_request() -> SyncRequest {
         cursor: "c:42".into(),
         roster_version: 3,
         response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
-        upload: vec![SectionBatch { section: "s1".into(), changes: vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]] }],
+        upload: vec![SectionBatch::upload("s1", vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]])],
     }
 }
 
 pub fn example_response() -> SyncResponse {
     SyncResponse {
         server_time_ms: 1_700_000_000_000,
-        changes: vec![SectionBatch { section: "s1".into(), changes: vec![vec![1, 2, 3], vec![4]] }],
-        documents: vec![SectionDocument { section: "s2".into(), document: vec![5, 6] }],
+        changes: vec![SectionBatch {
+            section: "s1".into(),
+            changes: vec![vec![1, 2, 3], vec![4]],
+            received: vec![1_699_999_999_000, 1_700_000_000_000],
+        }],
+        documents: vec![SectionDocument {
+            section: "s2".into(),
+            document: vec![5, 6],
+            received: vec![1_699_000_000_000],
+        }],
         cursor: "c:43".into(),
         more: true,
         roster: Some(RosterUpdate {
@@ -52,6 +60,7 @@ pub fn example_response() -> SyncResponse {
             history: vec![RoleChange { user: "tina".into(), role: Some(Role::Technician), at_ms: 1_699_999_000_000 }],
             config: ProjectConfig::default(),
         }),
+        upload_received: vec![1_700_000_000_000],
     }
 }
 
@@ -78,7 +87,7 @@ fn packed_changes() {
     doc.put(automerge::ROOT, "id", "s1").unwrap();
     doc.commit_with(CommitOptions::default().with_time(0));
     let changes: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
-    let batch = SectionBatch { section: "s1".into(), changes: changes.clone() };
+    let batch = SectionBatch::upload("s1", changes.clone());
     let hexdump = |label: &str, bytes: &[u8]| {
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         format!("{label} ({} bytes): {}\n", bytes.len(), hex.join(" "))
@@ -98,7 +107,14 @@ fn packed_changes() {
 #[test]
 fn idle_round_messages() {
     let request = SyncRequest { upload: vec![], ..example_request() };
-    let response = SyncResponse { changes: vec![], documents: vec![], more: false, roster: None, ..example_response() };
+    let response = SyncResponse {
+        changes: vec![],
+        documents: vec![],
+        more: false,
+        roster: None,
+        upload_received: vec![],
+        ..example_response()
+    };
     insta::assert_snapshot!("idle_request", dump(&request));
     insta::assert_snapshot!("idle_response", dump(&response));
 }

@@ -8,13 +8,11 @@ use fieldsync_tests::{FaultCounts, InjectedBug, SimConfig, SimReport};
 
 fn configs(seeds: &[u64]) -> Vec<SimConfig> {
     let bug = InjectedBug::from_env();
-    let strict = std::env::var("FIELDSYNC_STRICT_STAMPS").is_ok_and(|v| v.trim() == "1");
     seeds
         .iter()
         .map(|s| {
             let mut c = SimConfig::for_seed(*s);
             c.inject = bug;
-            c.strict_stamps = strict;
             c
         })
         .collect()
@@ -66,13 +64,15 @@ fn summary(reports: &[SimReport], wall: f64) -> String {
     s.push_str(&format!(
         "trust: {} edits on a stale roster; {} hostile changes stored as rejections, {} hostile requests refused; {} \
          writes stamped ahead of the \
-         server, {} of them re-decided by a role change; {} sections moved on by the frozen-section probe ({} past a \
-         transition stamped after the probe's); {} honest changes refused\n",
+         server, {} of them re-decided by a role change, {} last-writer-wins contests they would have won by stamp; {} \
+         sections moved on by the frozen-section probe ({} past a transition stamped after the probe's); {} honest \
+         changes refused\n",
         total(|r| r.stale_role_edits),
         total(|r| r.hostile_stored),
         total(|r| r.hostile_refused),
         total(|r| r.writes_stamped_ahead),
         total(|r| r.redecided_ahead),
+        total(|r| r.ahead_contests),
         total(|r| r.probed_sections),
         total(|r| r.probed_behind_stamps),
         total(|r| r.refused_changes),
