@@ -60,8 +60,8 @@ impl HubStore for TimedStore {
     fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError> {
         self.timed("role_history", |s| s.role_history(project))
     }
-    fn has_change(&mut self, section: &str, hash: &str) -> Result<bool, StoreError> {
-        self.timed("has_change", |s| s.has_change(section, hash))
+    fn received(&mut self, section: &str, hash: &str) -> Result<Option<u64>, StoreError> {
+        self.timed("received", |s| s.received(section, hash))
     }
     fn section(&mut self, id: &str) -> Result<Option<StoredSection>, StoreError> {
         self.timed("section", |s| s.section(id))

@@ -69,7 +69,8 @@ fn a_refused_change_is_counted_under_its_rule_with_a_422() {
     let forged = fieldsync_core::Hlc { physical_ms: 1, counter: 0, actor: s.olga.replica.actor() };
     let value = fieldsync_core::EditValue::Progress { percent: 5, at_state: ConstructionState::Planned };
     let change = doc.write(&forged, None, &value).unwrap();
-    let upload = vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()] }];
+    let upload =
+        vec![SectionBatch { section: s.section.clone(), changes: vec![change.raw_bytes().to_vec()], received: vec![] }];
     let body = protocol::encode(&request(&s.tina.replica.actor(), PROJECT, upload));
     assert_eq!(post_sync(s.server.addr, &s.tina.token, &body).status, 422);
     let m = s.server.hub.metrics().encode_prometheus();
