@@ -129,6 +129,13 @@ pub fn human(r: &SimReport) -> String {
     let _ = writeln!(s, "  conflicts      {conflicts} recorded: {}", counts(&r.conflicts_by_kind));
     let _ = writeln!(s, "    decided by   {}", counts(&r.conflicts_by_rule));
     let _ = writeln!(s, "  quarantined    {} point(s) off route, kept, awaiting a foreman", r.quarantined_points);
+    let latency = |l: &fieldsync_tests::report::Latency| {
+        let t = |ms: u64| format!("{:.1} min", ms as f64 / 60_000.0);
+        format!("P50 {}, P90 {}, P99 {}, max {} over {}", t(l.p50_ms), t(l.p90_ms), t(l.p99_ms), t(l.max_ms), l.samples)
+    };
+    let _ = writeln!(s, "  edit → visible {} arrivals on another device (simulated)", latency(&r.edit_to_visible));
+    let _ =
+        writeln!(s, "  … on all       {} edits, until every device that got it had it", latency(&r.edit_to_everyone));
     let _ = writeln!(
         s,
         "  round trips    {} ({} failed; {} after the network healed)",

@@ -279,6 +279,14 @@ pub struct SimReport {
     /// have refused the probe as stale, a frozen section.
     #[serde(default)]
     pub probed_behind_stamps: u64,
+    /// From an edit's making to the committed round that brought it to
+    /// another device, simulated ms: every (edit, device) arrival.
+    #[serde(default)]
+    pub edit_to_visible: Latency,
+    /// From an edit's making until every device that received it had it
+    /// (what the office waits for), simulated ms, per edit.
+    #[serde(default)]
+    pub edit_to_everyone: Latency,
     /// Faults the run went through.
     pub faults: FaultCounts,
     /// Simulated time from the morning sync until everything converged, ms.
@@ -298,6 +306,42 @@ pub struct SimReport {
     pub state_digest: String,
     /// How to replay this run.
     pub replay: String,
+}
+
+/// Percentiles of a set of durations (nearest rank), ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// How many durations.
+    pub samples: u64,
+    /// Median.
+    pub p50_ms: u64,
+    /// 90th percentile.
+    pub p90_ms: u64,
+    /// 99th percentile.
+    pub p99_ms: u64,
+    /// The longest.
+    pub max_ms: u64,
+}
+
+impl Latency {
+    /// The percentiles of `samples` (all zero when there are none).
+    pub fn of(mut samples: Vec<u64>) -> Latency {
+        samples.sort_unstable();
+        let rank = |p: f64| -> u64 {
+            if samples.is_empty() {
+                return 0;
+            }
+            let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i]
+        };
+        Latency {
+            samples: samples.len() as u64,
+            p50_ms: rank(0.50),
+            p90_ms: rank(0.90),
+            p99_ms: rank(0.99),
+            max_ms: samples.last().copied().unwrap_or(0),
+        }
+    }
 }
 
 impl SimReport {
@@ -326,5 +370,18 @@ impl SimReport {
             self.wall_ms,
             if self.converged { "converged".to_owned() } else { format!("{} violation(s)", self.violations.len()) }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert_eq!(Latency::of(vec![]), Latency::default());
+        let l = Latency::of((1..=100).rev().collect());
+        assert_eq!((l.samples, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms), (100, 50, 90, 99, 100));
+        assert_eq!(Latency::of(vec![7]).p99_ms, 7);
     }
 }

@@ -21,7 +21,7 @@ use crate::hostile::{self, Hostile};
 use crate::invariants::{self, Ack, Subject};
 use crate::link::Link;
 use crate::profile::LinkProfile;
-use crate::report::{FaultCounts, Invariant, Phase, SimProgress, SimReport, Violation};
+use crate::report::{FaultCounts, Invariant, Latency, Phase, SimProgress, SimReport, Violation};
 use crate::rng::Rng;
 use crate::server::{Servers, transport_error};
 use crate::workload::{self, EditKind, Plan};
@@ -208,6 +208,13 @@ struct Stats {
     hostile_refused: u64,
     redecided_ahead: u64,
     stale_role_edits: u64,
+    /// Simulated time each acknowledged edit's change was made, by hash.
+    made_at: BTreeMap<String, u64>,
+    /// Each edit reaching another device: simulated ms from its making to
+    /// the committed round that brought it.
+    edit_to_visible: Vec<u64>,
+    /// Per edit, the latest of those: until every device that got it had it.
+    edit_to_everyone: BTreeMap<String, u64>,
 }
 
 struct Sim {
@@ -314,6 +321,8 @@ fn empty_report(config: &SimConfig) -> SimReport {
         probed_sections: 0,
         probed_behind_stamps: 0,
         stale_role_edits: 0,
+        edit_to_visible: Latency::default(),
+        edit_to_everyone: Latency::default(),
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -474,6 +483,21 @@ impl Sim {
                 Invariant::Efficiency,
                 format!("{name} was sent {example} again after committing a cursor past it ({again} in that response)"),
             );
+        }
+    }
+
+    /// Time the edits a committed response brings took to get here (a
+    /// change delivered again counts once: its first arrival is kept).
+    fn note_visible(&mut self, response: &SyncResponse) {
+        for c in response.changes.iter().flat_map(|b| &b.changes) {
+            let Ok(change) = automerge::Change::from_bytes(c.clone()) else { continue };
+            let hash = change.hash().to_string();
+            if let Some(&made) = self.stats.made_at.get(&hash) {
+                let took = self.now.saturating_sub(made);
+                self.stats.edit_to_visible.push(took);
+                let latest = self.stats.edit_to_everyone.entry(hash).or_default();
+                *latest = (*latest).max(took);
+            }
         }
     }
 
@@ -790,6 +814,7 @@ impl Sim {
                         && matches!(step, Step::Request(_) | Step::Finished(Ok(_)))
                     {
                         self.check_received(device, &response);
+                        self.note_visible(&response);
                     }
                     self.on_step(device, step);
                 }
@@ -1564,6 +1589,7 @@ impl Sim {
                 self.stats.stale_role_edits += u64::from(stale);
                 *self.stats.edits_by_kind.entry(kind.as_str().to_owned()).or_default() += 1;
                 let install = self.devices[d].install;
+                self.stats.made_at.insert(done.change_hash.clone(), self.now);
                 self.devices[d].acks.push(Ack { section: done.section, hash: done.change_hash, install, wiped: false });
                 self.engine_event(d, SyncEvent::LocalEdit);
             }
@@ -1699,6 +1725,8 @@ impl Sim {
         report.ahead_contests = checked.ahead_contests;
         report.probed_sections = probed;
         report.probed_behind_stamps = probed_behind;
+        report.edit_to_visible = Latency::of(self.stats.edit_to_visible.clone());
+        report.edit_to_everyone = Latency::of(self.stats.edit_to_everyone.values().copied().collect());
         let mut violations = self.violations;
         violations.extend(checked.violations);
         violations.extend(frozen);

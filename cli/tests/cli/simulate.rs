@@ -40,6 +40,21 @@ fn a_seeded_day_converges_and_its_report_adds_up() {
     );
     // Time.
     assert!(n("heal_ms") <= n("simulated_ms"));
+    // Edit → visible: every arrival elsewhere and every edit's last arrival,
+    // ordered percentiles, in simulated time (the same on every run).
+    let (seen, all) = (&r["edit_to_visible"], &r["edit_to_everyone"]);
+    let ms = |l: &Value, k: &str| l[k].as_u64().unwrap_or_else(|| panic!("no `{k}` in {l}"));
+    assert!(ms(seen, "samples") >= ms(all, "samples") && ms(all, "samples") > 0, "{seen} {all}");
+    assert!(ms(all, "samples") <= n("edits"), "{all}");
+    for l in [seen, all] {
+        assert!(
+            ms(l, "p50_ms") <= ms(l, "p90_ms")
+                && ms(l, "p90_ms") <= ms(l, "p99_ms")
+                && ms(l, "p99_ms") <= ms(l, "max_ms"),
+            "{l}"
+        );
+    }
+    assert_eq!(ms(seen, "max_ms"), ms(all, "max_ms"));
     // Trust: no honest change refused; the new counts are there.
     assert_eq!(n("refused_changes"), 0);
     assert!(n("probed_behind_stamps") <= n("probed_sections"));
