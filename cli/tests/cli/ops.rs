@@ -288,11 +288,7 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     // The device's token from the environment too.
     let db = dir.path().join("olga.db");
     let db = db.to_str().unwrap();
-    let device_env = [
-        ("FIELDSYNC_TOKEN", token.as_str()),
-        ("FIELDSYNC_SERVER", server.url.as_str()),
-        ("FIELDSYNC_PROJECT", PROJECT),
-    ];
+    let device_env = device_env(&token, &server.url);
     let r = run_env(&["device", "--db", db, "init"], &device_env);
     assert_eq!(r.code, 0, "{r:?}");
     let ready_url = format!("{}/health/ready", server.url);
@@ -374,11 +370,7 @@ fn serve_reaches_the_database_over_verified_tls_and_a_wrong_ca_is_a_tls_error() 
     let server = Server::spawn(cmd, dir.path());
     let db = dir.path().join("olga.db");
     let db = db.to_str().unwrap();
-    let device_env = [
-        ("FIELDSYNC_TOKEN", token.as_str()),
-        ("FIELDSYNC_SERVER", server.url.as_str()),
-        ("FIELDSYNC_PROJECT", PROJECT),
-    ];
+    let device_env = device_env(&token, &server.url);
     let r = run_env(&["device", "--db", db, "init"], &device_env);
     assert_eq!(r.code, 0, "{r:?}");
     let r = run_env(&["device", "--db", db, "sync"], &device_env);
@@ -490,4 +482,9 @@ fn every_flag_of_serve_admin_and_device_init_names_its_variable_and_help_hides_s
     assert!(both.stderr.contains("unset one") && !both.stderr.contains("db-secret"), "{}", both.stderr);
     let r = run_env(&["--json", "admin", "projects"], &[("FIELDSYNC_DATA_DIR", data)]);
     assert_eq!(r.json()["projects"][0]["id"], PROJECT, "{r:?}");
+}
+
+/// A device's token, server and project, all from the environment.
+fn device_env<'a>(token: &'a str, url: &'a str) -> [(&'static str, &'a str); 3] {
+    [("FIELDSYNC_TOKEN", token), ("FIELDSYNC_SERVER", url), ("FIELDSYNC_PROJECT", PROJECT)]
 }
