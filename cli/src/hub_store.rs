@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use fieldsync_server::pg_store::{self, Listener, PgOptions};
-use fieldsync_server::{Hub, HubError, PgHubStore};
+use fieldsync_server::{Hub, HubError, HubStore, SqliteHubStore};
 
 use crate::error::CliError;
 
@@ -29,6 +29,11 @@ pub struct StoreArgs {
     /// Prefer the environment variable: it keeps the password off the command line.
     #[arg(long, value_name = "URL", env = "FIELDSYNC_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Database connections the server opens at most: rounds of different
+    /// projects run on as many at once.
+    #[arg(long, value_name = "N", env = "FIELDSYNC_DATABASE_CONNECTIONS",
+          default_value_t = fieldsync_server::hub::DEFAULT_POOL_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub database_connections: u32,
 }
 
 impl StoreArgs {
@@ -82,17 +87,21 @@ impl StoreArgs {
     fn open_with_instance(&self, options: PgOptions) -> Result<(Hub, Option<String>), CliError> {
         match (&self.data, &self.database_url) {
             (_, Some(url)) => {
-                let store = PgHubStore::connect_with(url, options).map_err(|e| {
-                    CliError::Failed(format!(
-                        "cannot use the database at {}: {}; check --database-url and that PostgreSQL runs",
-                        self.describe(),
-                        HubError::from(e)
-                    ))
-                })?;
-                let instance = store.instance().to_owned();
-                Ok((Hub::new(store), Some(instance)))
+                let (hub, instance) =
+                    Hub::on_postgres(url, options, self.database_connections as usize).map_err(|e| {
+                        CliError::Failed(format!(
+                            "cannot use the database at {}: {}; check --database-url and that PostgreSQL runs",
+                            self.describe(),
+                            HubError::from(e)
+                        ))
+                    })?;
+                Ok((hub, Some(instance)))
             }
-            (Some(dir), None) => Ok((Hub::open(dir)?, None)),
+            (Some(dir), None) => {
+                let dir = dir.clone();
+                let open = move || Ok(Box::new(SqliteHubStore::open(&dir)?) as Box<dyn HubStore>);
+                Ok((Hub::pooled(self.database_connections as usize, open).map_err(HubError::from)?, None))
+            }
             (None, None) => Err(CliError::Usage("give --data DIR or --database-url URL".into())),
         }
     }
@@ -189,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_database_url_is_shown_without_its_password() {
-        let args = |url: &str| StoreArgs { data: None, database_url: Some(url.into()) };
+        let args = |url: &str| StoreArgs { data: None, database_url: Some(url.into()), database_connections: 1 };
         assert_eq!(
             args("postgres://hub:s3cr:et@db.internal:5432/fieldsync").describe(),
             "postgres://hub@db.internal:5432/fieldsync"

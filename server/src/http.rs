@@ -64,9 +64,12 @@ pub struct ServeOptions {
     /// Live channels one device may hold; opening one more closes its oldest.
     pub max_live_per_device: usize,
     /// The server pings each live channel this often, and checks again that
-    /// its device may still follow the project (a revocation by another
-    /// process is seen then; one by this hub closes the channel at once).
+    /// its device may still follow the project (a member removed from it).
     pub live_ping_interval: Duration,
+    /// How often [`serve_with`] looks for devices another process revoked
+    /// (`fieldsync admin`, another server) to close their live channels; one
+    /// revoked through this hub closes them at once.
+    pub revocation_poll_interval: Duration,
     /// A live channel that sent nothing (not even a pong) for this long is closed.
     pub live_idle_timeout: Duration,
     /// Largest message or frame a device may send on a live channel.
@@ -86,6 +89,7 @@ impl Default for ServeOptions {
             max_rounds_at_once: 4,
             max_live_per_device: 4,
             live_ping_interval: Duration::from_secs(20),
+            revocation_poll_interval: Duration::from_secs(1),
             live_idle_timeout: Duration::from_secs(75),
             live_max_message_bytes: 1024,
         }
@@ -161,6 +165,7 @@ pub async fn serve_with(
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
     let metrics = Arc::clone(hub.metrics());
+    let revocations = tokio::spawn(look_for_revocations(Arc::clone(&hub), options.revocation_poll_interval));
     let app = router_with(hub, stop_rx.clone(), options);
     // Every connection task holds a clone; the server has stopped when all are gone.
     let (done_tx, done_rx) = watch::channel(());
@@ -204,10 +209,25 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    revocations.abort();
     let _ = stop_tx.send(true);
     drop(done_rx);
     done_tx.closed().await;
     Ok(())
+}
+
+/// Every `interval`, announce the devices other processes revoked (see
+/// [`Hub::look_for_revocations`]); a store that fails is tried again next time.
+async fn look_for_revocations(hub: Arc<Hub>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let hub = Arc::clone(&hub);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.look_for_revocations()).await {
+            tracing::warn!(error = %e, "cannot look for revoked devices");
+        }
+    }
 }
 
 /// The route label of a connection answered busy before any route was read.

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automerge::{Change, ReadDoc};
@@ -35,10 +35,12 @@ use crate::error::HubError;
 use crate::freshness::Freshness;
 use crate::limits;
 use crate::metrics::{Metrics, Phase};
+use crate::pg_store::{PgHubStore, PgOptions};
 use crate::sqlite_store::SqliteHubStore;
 use crate::store::{
     DeviceRecord, DeviceSummary, HubStore, ProjectRecord, ProjectSummary, RoundWrite, SectionWrite, StoreError,
 };
+use crate::store_pool::{OpenStore, PooledStore, StorePool};
 use crate::timed_store::TimedStore;
 
 /// A section's loose feed rows past which a round folds it into a new snapshot.
@@ -47,6 +49,14 @@ pub const SNAPSHOT_AFTER: usize = 64;
 pub const MAX_RESPONSE_BUDGET: usize = 8 * 1024 * 1024;
 /// How many section ids bootstrapping reads from the store at a time.
 const BOOTSTRAP_BATCH: usize = 32;
+/// Stores (database connections) a hub opened on a data directory keeps.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// How far before the latest revocation seen [`Hub::look_for_revocations`]
+/// looks again: another process's clock, or its commit, may lag ours.
+const REVOCATION_SLACK_MS: u64 = 60_000;
+/// How often a round is decided again when another process committed to
+/// one of its sections first, before it is answered 503.
+const STALE_RETRIES: usize = 5;
 
 /// What enrolling a device returns. The token is shown once: only its hash is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,11 +67,17 @@ pub struct Enrollment {
     pub token: String,
 }
 
-/// The sync hub.
+/// The sync hub. Rounds run side by side, each with a store of its own,
+/// except that a project's rounds (and its roster changes) take turns: a
+/// round reads its sections, decides and commits as one step.
 pub struct Hub {
-    store: Mutex<Box<dyn HubStore>>,
+    stores: StorePool,
+    /// One turn per project, taken for a whole round.
+    turns: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     live: Mutex<HashMap<String, broadcast::Sender<u64>>>,
     revoked: broadcast::Sender<String>,
+    /// Revocations already announced on `revoked`, by when they were made.
+    revocations_seen: Mutex<RevocationsSeen>,
     metrics: Arc<Metrics>,
     freshness: Freshness,
 }
@@ -83,12 +99,21 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(b)
 }
 
+/// What [`Hub::look_for_revocations`] announced already.
+struct RevocationsSeen {
+    /// The latest revocation seen (or when the hub started).
+    since_ms: u64,
+    ids: HashMap<String, u64>,
+}
+
 /// A section being changed by a round.
 struct Touched {
     doc: SectionDoc,
     /// Whether the server had no document for it before this round.
     is_new: bool,
     loose: usize,
+    /// The section's highest feed seq when read (0: none).
+    last_seq: u64,
     /// Bytes the hub stores for it (snapshot and loose changes).
     stored_bytes: usize,
     new: Vec<Change>,
@@ -107,13 +132,33 @@ fn input_of(doc: &SectionDoc, received: &BTreeMap<String, u64>) -> SectionInput 
 }
 
 impl Hub {
-    /// A hub over any store.
+    /// A hub over one store: its rounds take turns with it.
     pub fn new(store: impl HubStore + 'static) -> Hub {
         let metrics = Arc::new(Metrics::new());
+        let stores = StorePool::single(Box::new(TimedStore::new(Box::new(store), Arc::clone(&metrics))));
+        Hub::with_stores(stores, metrics)
+    }
+
+    /// A hub that opens up to `max` stores with `open` (connections to one
+    /// database), so that rounds of different projects run in parallel.
+    pub fn pooled(
+        max: usize,
+        open: impl Fn() -> Result<Box<dyn HubStore>, StoreError> + Send + Sync + 'static,
+    ) -> Result<Hub, StoreError> {
+        let metrics = Arc::new(Metrics::new());
+        let timed = Arc::clone(&metrics);
+        let open: OpenStore =
+            Box::new(move || Ok(Box::new(TimedStore::new(open()?, Arc::clone(&timed))) as Box<dyn HubStore>));
+        Ok(Hub::with_stores(StorePool::new(max, open)?, metrics))
+    }
+
+    fn with_stores(stores: StorePool, metrics: Arc<Metrics>) -> Hub {
         Hub {
-            store: Mutex::new(Box::new(TimedStore::new(Box::new(store), Arc::clone(&metrics)))),
+            stores,
+            turns: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             revoked: broadcast::channel(64).0,
+            revocations_seen: Mutex::new(RevocationsSeen { since_ms: crate::now_ms(), ids: HashMap::new() }),
             metrics,
             freshness: Freshness::default(),
         }
@@ -126,7 +171,7 @@ impl Hub {
 
     /// Whether the store is reachable and takes writes now (the readiness probe).
     pub fn check_ready(&self) -> Result<(), HubError> {
-        Ok(self.store().check_writable()?)
+        Ok(self.store()?.check_writable()?)
     }
 
     /// A live channel of `device` on `project` carried a notice: its next
@@ -135,14 +180,41 @@ impl Hub {
         self.freshness.woken(device, project);
     }
 
-    /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`).
+    /// A hub over the embedded SQLite store in `dir` (`<dir>/hub.db`), with
+    /// up to [`DEFAULT_POOL_SIZE`] connections.
     pub fn open(dir: impl AsRef<Path>) -> Result<Hub, HubError> {
-        Ok(Hub::new(SqliteHubStore::open(dir)?))
+        let dir = dir.as_ref().to_owned();
+        Ok(Hub::pooled(DEFAULT_POOL_SIZE, move || Ok(Box::new(SqliteHubStore::open(&dir)?)))?)
     }
 
-    fn store(&self) -> MutexGuard<'_, Box<dyn HubStore>> {
-        // A panic mid-round dropped its transaction (rolled back): the store is fine.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    /// A hub on the PostgreSQL database at `url` with up to `max`
+    /// connections, and its instance id (for [`crate::pg_store::listen`]).
+    /// The first connection is made now and checks the schema.
+    pub fn on_postgres(url: &str, options: PgOptions, max: usize) -> Result<(Hub, String), StoreError> {
+        let first = PgHubStore::connect_with(url, options)?;
+        let instance = first.instance().to_owned();
+        let first = Mutex::new(Some(first));
+        let (url, id) = (url.to_owned(), instance.clone());
+        let hub = Hub::pooled(max, move || {
+            let store = match first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(store) => store,
+                None => PgHubStore::connect_as(&url, options, &id)?,
+            };
+            Ok(Box::new(store))
+        })?;
+        Ok((hub, instance))
+    }
+
+    fn store(&self) -> Result<PooledStore<'_>, HubError> {
+        self.stores.get()
+    }
+
+    /// `project`'s turn: held, no other round or roster change of the
+    /// project runs in this process. Only for projects that exist (the map
+    /// holds one entry per project).
+    fn turn(&self, project: &str) -> Arc<Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(turns.entry(project.to_owned()).or_default())
     }
 
     /// Serve one round: `body` is a deflated postcard [`SyncRequest`]; returns
@@ -162,10 +234,10 @@ impl Hub {
                 protocol::MAX_BODY_BYTES
             )));
         }
-        let device = authenticate(self.store().as_mut(), bearer_token)?;
-        // Inflate and parse without holding the store: other devices' rounds go on meanwhile.
+        let device = authenticate(&mut *self.store()?, bearer_token)?;
+        // Inflate and parse without holding a store.
         let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
-        let response = self.serve_round(self.store(), &device, request, now_ms)?;
+        let response = self.serve_round(&device, request, now_ms)?;
         Ok(protocol::encode(&response))
     }
 
@@ -177,30 +249,21 @@ impl Hub {
         now_ms: u64,
     ) -> Result<SyncResponse, HubError> {
         let started = Instant::now();
-        let mut store = self.store();
-        let served = authenticate(store.as_mut(), bearer_token)
-            .and_then(|device| self.serve_round(store, &device, request, now_ms));
+        let served = authenticate(&mut *self.store()?, bearer_token)
+            .and_then(|device| self.serve_round(&device, request, now_ms));
         self.metrics.round(started.elapsed());
         served
     }
 
     /// A round of an authenticated device, then its notices and measures.
-    fn serve_round(
-        &self,
-        mut store: MutexGuard<'_, Box<dyn HubStore>>,
-        device: &DeviceRecord,
-        request: SyncRequest,
-        now_ms: u64,
-    ) -> Result<SyncResponse, HubError> {
+    fn serve_round(&self, device: &DeviceRecord, request: SyncRequest, now_ms: u64) -> Result<SyncResponse, HubError> {
         crate::request_log::record_project(&request.project);
         let project = request.project.clone();
         let from = match Cursor::parse(&request.cursor) {
             Ok(Cursor::Changes(seq)) => Some(seq),
             _ => None,
         };
-        let round = self.round(store.as_mut(), device, request, now_ms);
-        drop(store);
-        let (response, notify) = round.inspect_err(|e| {
+        let (response, notify) = self.round_in_turn(device, &request, now_ms).inspect_err(|e| {
             if let HubError::Refused(refusals) = e {
                 refusals.iter().for_each(|r| self.metrics.refused(r.rule.as_deref()));
             }
@@ -217,14 +280,14 @@ impl Hub {
     /// The id of the device `bearer_token` belongs to, if it may sync: what
     /// the HTTP layer checks before reading a request's body.
     pub fn authenticate(&self, bearer_token: &str) -> Result<String, HubError> {
-        Ok(authenticate(self.store().as_mut(), bearer_token)?.id)
+        Ok(authenticate(&mut *self.store()?, bearer_token)?.id)
     }
 
     /// Check that `bearer_token` may follow `project`'s live channel; the device's id.
     pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<String, HubError> {
-        let mut store = self.store();
-        let device = authenticate(store.as_mut(), bearer_token)?;
-        member_project(store.as_mut(), &device, project)?;
+        let mut store = self.store()?;
+        let device = authenticate(&mut *store, bearer_token)?;
+        member_project(&mut *store, &device, project)?;
         Ok(device.id)
     }
 
@@ -232,6 +295,26 @@ impl Hub {
     /// so their live channels close at once.
     pub fn revocations(&self) -> broadcast::Receiver<String> {
         self.revoked.subscribe()
+    }
+
+    /// Announce on [`Hub::revocations`] the devices any process revoked
+    /// since the last look (the HTTP layer looks every second, so a
+    /// revocation by `fieldsync admin` or another server closes this one's
+    /// live channels too); returns how many.
+    pub fn look_for_revocations(&self) -> Result<usize, HubError> {
+        let mut seen = self.revocations_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let found = self.store()?.revoked_since(seen.since_ms.saturating_sub(REVOCATION_SLACK_MS))?;
+        let mut announced = 0;
+        for (id, at_ms) in found {
+            seen.since_ms = seen.since_ms.max(at_ms);
+            if seen.ids.insert(id.clone(), at_ms).is_none() {
+                let _ = self.revoked.send(id); // No receiver: no live channel open.
+                announced += 1;
+            }
+        }
+        let oldest = seen.since_ms.saturating_sub(REVOCATION_SLACK_MS);
+        seen.ids.retain(|_, at_ms| *at_ms >= oldest);
+        Ok(announced)
     }
 
     /// Subscribe to `project`'s feed growth: each message is the new highest feed seq.
@@ -252,17 +335,47 @@ impl Hub {
         }
     }
 
-    fn round(
+    /// A round in its project's turn, decided again (on what is stored now)
+    /// when another process committed to one of its sections first.
+    fn round_in_turn(
         &self,
-        store: &mut dyn HubStore,
         device: &DeviceRecord,
-        request: SyncRequest,
+        request: &SyncRequest,
         now_ms: u64,
     ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
         if request.protocol != PROTOCOL_VERSION {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }
-        limits::check_request(&request)?;
+        limits::check_request(request)?;
+        // Only members wait for a project's turn (and only real projects get one).
+        member_project(&mut *self.store()?, device, &request.project)?;
+        let turn = self.turn(&request.project);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut retries = 0;
+        loop {
+            match self.round(&mut *self.store()?, device, request, now_ms) {
+                Err(HubError::Storage(StoreError::Stale { section })) if retries < STALE_RETRIES => {
+                    retries += 1;
+                    tracing::debug!(section, retries, "another process committed to the section first; deciding again");
+                }
+                Err(HubError::Storage(StoreError::Stale { section })) => {
+                    return Err(HubError::Busy {
+                        message: format!("section {section} is being written by other servers"),
+                        retry_after_s: 1,
+                    });
+                }
+                served => return served,
+            }
+        }
+    }
+
+    fn round(
+        &self,
+        store: &mut dyn HubStore,
+        device: &DeviceRecord,
+        request: &SyncRequest,
+        now_ms: u64,
+    ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
         let project = request.project.as_str();
         let (record, role) = member_project(store, device, project)?;
         let cursor = Cursor::parse(&request.cursor)?;
@@ -291,7 +404,7 @@ impl Hub {
 
         let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
         let roster = roster_of(store, project, bound)?;
-        let (touched, upload_received) = self.apply_upload(store, device, &request, &record.config, &roster, now_ms)?;
+        let (touched, upload_received) = self.apply_upload(store, device, request, &record.config, &roster, now_ms)?;
 
         let mut notify = None;
         if !touched.is_empty() || bind_actor.is_some() {
@@ -323,6 +436,7 @@ impl Hub {
                 new_changes += t.new.len();
                 sections.push(SectionWrite {
                     section,
+                    based_on_seq: t.last_seq,
                     // Uncompressed, like the phones: a response deflates its changes together.
                     changes: t.new.into_iter().map(|c| (c.hash().to_string(), c.raw_bytes().to_vec())).collect(),
                     view: serde_json::to_string(&validated.view).map_err(StoreError::from)?,
@@ -454,7 +568,9 @@ impl Hub {
                 let t = match touched.entry(batch.section.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {
-                        let (doc, loose, is_new, stored_bytes, stored_received) = match store.section(&batch.section)? {
+                        let (doc, loose, last_seq, stored_bytes, stored_received) = match store
+                            .section(&batch.section)?
+                        {
                             Some(s) if s.project != request.project => {
                                 return Err(HubError::Forbidden(format!(
                                     "section {} belongs to another project than {}",
@@ -470,20 +586,21 @@ impl Hub {
                                 })?;
                                 let bytes = s.snapshot.as_ref().map_or(0, Vec::len)
                                     + s.changes.iter().map(Vec::len).sum::<usize>();
-                                (doc, s.changes.len(), false, bytes, s.received)
+                                (doc, s.changes.len(), s.last_seq, bytes, s.received)
                             }
                             None => (
                                 SectionDoc::from_parts(None, &[]).expect("an empty document loads"),
                                 0,
-                                true,
+                                0,
                                 0,
                                 BTreeMap::new(),
                             ),
                         };
                         v.insert(Touched {
                             doc,
-                            is_new,
+                            is_new: last_seq == 0,
                             loose,
+                            last_seq,
                             stored_bytes,
                             new: Vec::new(),
                             seen: HashSet::new(),
@@ -691,7 +808,7 @@ impl Hub {
                 id.len()
             )));
         }
-        if !self.store().create_project(id, &config)? {
+        if !self.store()?.create_project(id, &config)? {
             return Err(HubError::AlreadyExists(format!("project `{id}` exists already")));
         }
         Ok(())
@@ -699,11 +816,13 @@ impl Hub {
 
     /// Replace a project's rule configuration (every view is recomputed).
     pub fn set_config(&self, project: &str, config: ProjectConfig) -> Result<(), HubError> {
-        let mut store = self.store();
+        let turn = self.turn(project);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = self.store()?;
         if !store.set_config(project, &config)? {
             return Err(HubError::UnknownProject(project.to_owned()));
         }
-        revalidate(store.as_mut(), project)
+        revalidate(&mut *store, project)
     }
 
     /// Make `user` a member of `project` with `role` (or change their role), from now on.
@@ -717,12 +836,15 @@ impl Hub {
         if user.is_empty() {
             return Err(HubError::Malformed("a member needs a user name".into()));
         }
-        let mut store = self.store();
-        if store.project(project)?.is_none() {
+        if self.store()?.project(project)?.is_none() {
             return Err(HubError::UnknownProject(project.to_owned()));
         }
+        // The turn before a store, as rounds take them (a pool of one would deadlock otherwise).
+        let turn = self.turn(project);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = self.store()?;
         store.put_member(project, user, role, now_ms)?;
-        revalidate(store.as_mut(), project)
+        revalidate(&mut *store, project)
     }
 
     /// Remove `user` from `project`: their devices can no longer sync it.
@@ -733,12 +855,15 @@ impl Hub {
     /// Remove `user` from `project` at `now_ms` (server time): their earlier
     /// writes keep the role they were made under, later ones count for nothing.
     pub fn remove_member_at(&self, project: &str, user: &str, now_ms: u64) -> Result<(), HubError> {
-        let mut store = self.store();
-        if store.project(project)?.is_none() {
+        if self.store()?.project(project)?.is_none() {
             return Err(HubError::UnknownProject(project.to_owned()));
         }
+        // The turn before a store, as rounds take them (a pool of one would deadlock otherwise).
+        let turn = self.turn(project);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = self.store()?;
         store.remove_member(project, user, now_ms)?;
-        revalidate(store.as_mut(), project)
+        revalidate(&mut *store, project)
     }
 
     /// Enroll a device for `user`; the token in the answer is shown only once.
@@ -754,13 +879,13 @@ impl Hub {
             created_ms: crate::now_ms(),
             revoked_ms: None,
         };
-        self.store().create_device(&device, &token_hash(&token))?;
+        self.store()?.create_device(&device, &token_hash(&token))?;
         Ok(Enrollment { device_id: device.id, token })
     }
 
     /// Revoke a device: its token stops working at once. Its past changes stay.
     pub fn revoke_device(&self, device_id: &str) -> Result<(), HubError> {
-        if !self.store().revoke_device(device_id, crate::now_ms())? {
+        if !self.store()?.revoke_device(device_id, crate::now_ms())? {
             return Err(HubError::UnknownDevice(device_id.to_owned()));
         }
         let _ = self.revoked.send(device_id.to_owned()); // No receiver: no live channel open.
@@ -769,17 +894,17 @@ impl Hub {
 
     /// Every project with its members.
     pub fn list_projects(&self) -> Result<Vec<ProjectSummary>, HubError> {
-        Ok(self.store().list_projects()?)
+        Ok(self.store()?.list_projects()?)
     }
 
     /// Every device with its actors.
     pub fn list_devices(&self) -> Result<Vec<DeviceSummary>, HubError> {
-        Ok(self.store().list_devices()?)
+        Ok(self.store()?.list_devices()?)
     }
 
     /// The server's validated view of a section.
     pub fn section_view(&self, section: &str) -> Result<Option<SectionView>, HubError> {
-        match self.store().section_view(section)? {
+        match self.store()?.section_view(section)? {
             Some(json) => Ok(Some(serde_json::from_str(&json).map_err(StoreError::from)?)),
             None => Ok(None),
         }
@@ -787,13 +912,13 @@ impl Hub {
 
     /// The server's conflict records of a project (the audit of rule decisions).
     pub fn conflicts(&self, project: &str) -> Result<Vec<ConflictRecord>, HubError> {
-        let rows = self.store().conflicts(project)?;
+        let rows = self.store()?.conflicts(project)?;
         rows.iter().map(|j| Ok(serde_json::from_str(j).map_err(StoreError::from)?)).collect()
     }
 
     /// The project's current roster (actor → user → role).
     pub fn roster(&self, project: &str) -> Result<Vec<Member>, HubError> {
-        Ok(self.store().roster(project)?)
+        Ok(self.store()?.roster(project)?)
     }
 }
 

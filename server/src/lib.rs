@@ -67,6 +67,7 @@ pub mod request_log;
 pub mod schema;
 pub mod sqlite_store;
 pub mod store;
+pub mod store_pool;
 pub mod throttle;
 pub mod timed_store;
 

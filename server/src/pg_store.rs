@@ -10,9 +10,9 @@
 //! SQLite. Each committed round sends `NOTIFY fieldsync_feed`, and
 //! [`listen`] turns the other processes' notices into live-channel messages.
 //!
-//! Connections: one per hub (the hub serializes its store calls, so a pool
-//! would add no parallelism), re-opened after the server drops it; one more
-//! per process for [`listen`]. A lost connection is
+//! Connections: up to the hub's pool size ([`crate::Hub::on_postgres`]),
+//! each re-opened after the server drops it; one more per process for
+//! [`listen`]. A lost connection is
 //! [`StoreError::Unavailable`] (503 to the device, which retries), and the
 //! next call connects again. Each connection has a connect timeout and a
 //! statement timeout ([`PgOptions`]): a slow query cannot hold the hub.
@@ -190,6 +190,20 @@ impl PgHubStore {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).expect("the OS has randomness");
         Ok(PgHubStore { url: url.to_owned(), options, client, last_used: Instant::now(), instance: hex::encode(id) })
+    }
+
+    /// Another connection of the process that opened `instance`'s first one
+    /// ([`PgHubStore::connect_with`], which checked the schema): its notices
+    /// carry the same id, so the process's listener skips them all.
+    pub fn connect_as(url: &str, options: PgOptions, instance: &str) -> Result<PgHubStore, StoreError> {
+        let client = connect(url, &options)?;
+        Ok(PgHubStore {
+            url: url.to_owned(),
+            options,
+            client,
+            last_used: Instant::now(),
+            instance: instance.to_owned(),
+        })
     }
 
     /// This store's process-unique id, which its notices carry (see [`listen`]).
@@ -386,6 +400,12 @@ impl HubStore for PgHubStore {
         )?;
         let received = write.now_ms as i64;
         for s in &write.sections {
+            // After the project's lock: every other process's round is committed or waits.
+            let stored: i64 =
+                tx.query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE section = $1", &[&s.section])?.get(0);
+            if stored as u64 != s.based_on_seq {
+                return Err(StoreError::Stale { section: s.section.clone() });
+            }
             for (hash, bytes) in &s.changes {
                 tx.execute(&insert, &[&write.project, &s.section, hash, &write.device, bytes, &received])?;
             }
@@ -587,6 +607,12 @@ impl HubStore for PgHubStore {
         )?;
         tx.commit()?;
         Ok(found)
+    }
+
+    fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows =
+            self.client()?.query("SELECT id, revoked_ms FROM devices WHERE revoked_ms >= $1", &[&(since_ms as i64)])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
     }
 
     fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError> {

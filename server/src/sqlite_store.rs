@@ -212,6 +212,12 @@ impl HubStore for SqliteHubStore {
             bump_user_projects(&tx, &write.user)?;
         }
         for s in &write.sections {
+            let stored: i64 = tx
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE section = ?1")?
+                .query_row([&s.section], |r| r.get(0))?;
+            if stored as u64 != s.based_on_seq {
+                return Err(StoreError::Stale { section: s.section.clone() });
+            }
             {
                 let mut insert = tx.prepare_cached(
                     // Not `ON CONFLICT DO NOTHING`: that would still use up a seq.
@@ -432,6 +438,12 @@ impl HubStore for SqliteHubStore {
         )?;
         tx.commit()?;
         Ok(found)
+    }
+
+    fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, revoked_ms FROM devices WHERE revoked_ms >= ?1")?;
+        let rows = stmt.query_map([since_ms as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError> {

@@ -2,13 +2,14 @@
 //! embedded default; [`crate::PgHubStore`] keeps everything in PostgreSQL,
 //! for several hub processes at once.
 //!
-//! The hub calls a store from one thread at a time (it holds it behind a
-//! mutex), reads what it needs, decides, then hands every write of a sync
-//! round to [`HubStore::commit_round`], which must apply all of it or none of
-//! it. A backend shared by several hub processes must also make
-//! `commit_round` safe against the others: re-check the actor binding inside
-//! its transaction (as the SQLite one does) and serialize writers per project
-//! so that a section's snapshot never claims rows it has not folded.
+//! Each store is one connection: the hub keeps a few ([`crate::store_pool`])
+//! and a round has one to itself. A round reads what it needs, decides, then
+//! hands every write to [`HubStore::commit_round`], which must apply all of it
+//! or none of it. The hub lets one round of a project run at a time in its
+//! process; against other processes (PostgreSQL) `commit_round` must re-check
+//! the actor binding inside its transaction, serialize writers per project,
+//! and refuse ([`StoreError::Stale`]) a section whose rows grew since the
+//! round read it, so that a view or snapshot never claims rows it has not folded.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,14 @@ pub enum StoreError {
     /// The data directory could not be used.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// While committing, a section turned out to have rows the round did not
+    /// read (another hub process committed to it meanwhile): the round is
+    /// decided again on what is stored now.
+    #[error("section {section} changed since this round read it")]
+    Stale {
+        /// The section.
+        section: String,
+    },
     /// While committing, the actor turned out to be bound to another device.
     #[error("actor {actor} is bound to another device")]
     ActorTaken {
@@ -179,6 +188,10 @@ impl FeedPage {
 pub struct SectionWrite {
     /// Section id.
     pub section: String,
+    /// The section's highest feed seq when the round read it (0: no rows):
+    /// the commit fails with [`StoreError::Stale`] if rows were added since,
+    /// so a view or snapshot never claims rows it was not built from.
+    pub based_on_seq: u64,
     /// New changes: (hex hash, raw bytes), in the order to append them.
     pub changes: Vec<(String, Vec<u8>)>,
     /// The validated view as JSON.
@@ -315,6 +328,8 @@ pub trait HubStore: Send {
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError>;
     /// Revoke a device; false if no such device.
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// Devices revoked at or after `since_ms` (by any process), with when.
+    fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError>;
     /// Every project.
     fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError>;
     /// Every device.

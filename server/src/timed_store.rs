@@ -126,6 +126,9 @@ impl HubStore for TimedStore {
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.timed("revoke_device", |s| s.revoke_device(id, now_ms))
     }
+    fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.timed("revoked_since", |s| s.revoked_since(since_ms))
+    }
     fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError> {
         self.timed("list_projects", |s| s.list_projects())
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fieldsync_core::{ConstructionState, Role};
-use fieldsync_server::pg_store::{self, Listener};
+use fieldsync_server::pg_store::{self, Listener, PgOptions};
 use fieldsync_server::{Hub, HubStore, PgHubStore, RoundWrite, SectionWrite, StoreError};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
@@ -197,9 +197,12 @@ struct Process {
 }
 
 fn process(url: &str) -> Process {
-    let store = PgHubStore::connect(url).unwrap();
-    let instance = store.instance().to_owned();
-    let hub = Arc::new(Hub::new(store));
+    process_with(url, PgOptions::default())
+}
+
+fn process_with(url: &str, options: PgOptions) -> Process {
+    let (hub, instance) = Hub::on_postgres(url, options, 4).unwrap();
+    let hub = Arc::new(hub);
     let weak = Arc::downgrade(&hub);
     let listener = pg_store::listen(url, &instance, move |project, seq| {
         if let Some(hub) = weak.upgrade() {
@@ -345,6 +348,128 @@ fn a_reader_on_one_hub_misses_nothing_other_hubs_commit_meanwhile() {
 }
 
 #[test]
+fn two_processes_writing_one_section_at_once_lose_nothing_from_its_document() {
+    // Two rounds through two processes read the section before either
+    // commits (a third transaction holds the project meanwhile). The section
+    // is at the snapshot threshold, so each commit folds a snapshot: the
+    // second must not fold one that lacks the first's change while claiming
+    // its row, or every later bootstrap goes without it.
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (process(&cluster.url()), process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("olga", Role::Office), ("tina", Role::Office), ("tom", Role::Office)]);
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&a.server.hub, dir.path(), "tina");
+    let mut tom = Device::enroll(&b.server.hub, dir.path(), "tom");
+    // Everyone follows the feed before the section exists (a bootstrap would fold its rows).
+    olga.sync(&a.server);
+    tina.sync(&a.server);
+    tom.sync(&b.server);
+    let id = olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+    for i in 1..fieldsync_server::hub::SNAPSHOT_AFTER {
+        olga.replica.rename_section(&id, &format!("North {i}")).unwrap();
+    }
+    olga.sync(&a.server);
+    tina.sync(&a.server);
+    tom.sync(&b.server);
+    tina.replica.rename_section(&id, "North, by tina").unwrap();
+    tom.replica.rename_section(&id, "North, by tom").unwrap();
+
+    let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.query("SELECT id FROM projects WHERE id = $1 FOR UPDATE", &[&PROJECT]).unwrap();
+    let mut watcher = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    std::thread::scope(|scope| {
+        let rounds =
+            [(&mut tina, &a.server), (&mut tom, &b.server)].map(|(d, server)| scope.spawn(move || d.round(server)));
+        // Both rounds have read the section and wait for the project's lock.
+        let started = Instant::now();
+        while watcher.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).unwrap().get::<_, i64>(0) < 2 {
+            assert!(started.elapsed() < HANG_GUARD, "the two rounds never both waited for the project");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        held.commit().unwrap();
+        for round in rounds {
+            round.join().unwrap();
+        }
+    });
+
+    // A new phone bootstraps through the third process; olga follows the feed.
+    olga.sync(&a.server);
+    let mut fred = Device::enroll(&c.server.hub, dir.path(), "olga");
+    fred.sync(&c.server);
+    let expected = olga.replica.section(&id).unwrap();
+    assert_eq!(expected.heads.len(), 2, "the two concurrent changes are the document's heads");
+    assert_eq!(fred.replica.section(&id).unwrap(), expected, "the bootstrap lacks a change both rounds acknowledged");
+    for d in [&mut tina, &mut tom] {
+        d.sync(&a.server);
+        assert_eq!(d.replica.section(&id).unwrap(), expected);
+    }
+}
+
+#[test]
+fn a_round_waiting_on_its_project_holds_up_no_other_project() {
+    // A round of PROJECT waits for its project's lock (another process's
+    // round holds it); a round of another project on the same hub goes on.
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Olga's round waits for the lock as long as the test lets it.
+    let a = process_with(&cluster.url(), PgOptions { statement_timeout: HANG_GUARD, ..PgOptions::default() });
+    setup(&a.server.hub, &[("olga", Role::Office)]);
+    a.server.hub.create_project("elsewhere", fieldsync_core::ProjectConfig::default()).unwrap();
+    a.server.hub.add_member("elsewhere", "otto", Role::Office).unwrap();
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let otto = a.server.hub.enroll_device("otto", "otto's phone").unwrap();
+    olga.sync(&a.server);
+    olga.replica.create_section(PROJECT, "North", &route()).unwrap();
+
+    let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.query("SELECT id FROM projects WHERE id = $1 FOR UPDATE", &[&PROJECT]).unwrap();
+    let mut watcher = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| olga.round(&a.server));
+        let started = Instant::now();
+        while watcher.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).unwrap().get::<_, i64>(0) < 1 {
+            assert!(started.elapsed() < HANG_GUARD, "olga's round never waited for its project");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (done, answered) = std::sync::mpsc::channel();
+        let hub = Arc::clone(&a.server.hub);
+        scope.spawn(move || {
+            let request = crate::refusals::request("0a0b", "elsewhere", vec![]);
+            done.send(hub.sync_request(&otto.token, request, 1).map(|r| r.cursor)).unwrap();
+        });
+        let other = answered.recv_timeout(HANG_GUARD / 2);
+        assert!(!waiting.is_finished(), "olga's round did not wait");
+        held.commit().unwrap();
+        assert!(matches!(other, Ok(Ok(_))), "the other project's round waited for PROJECT's: {other:?}");
+        waiting.join().unwrap();
+    });
+}
+
+#[test]
+fn a_device_revoked_through_one_process_loses_its_live_channel_on_another() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("tina", Role::Technician)]);
+    let tina = Device::enroll(&a.server.hub, dir.path(), "tina");
+    let mut ws = live(&b.server, &tina.token);
+    a.server.hub.revoke_device(&tina.id).unwrap();
+    // Pings come every 20 s; the store is looked at every second.
+    ws.get_ref().set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let reason = loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+            Ok(_) => {}
+            Err(e) => panic!("the channel was not closed by the server: {e}"),
+        }
+    };
+    assert_eq!(reason, "device revoked");
+}
+
+#[test]
 fn a_dropped_connection_is_reopened_and_a_newer_schema_refused_untouched() {
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
@@ -398,6 +523,7 @@ fn a_round_waits_for_another_round_of_the_same_project_to_commit() {
         now_ms: 1,
         sections: vec![SectionWrite {
             section: format!("{project}-s"),
+            based_on_seq: 0,
             changes: vec![(hash.into(), vec![1, 2, 3])],
             view: "{}".into(),
             conflicts: vec![],

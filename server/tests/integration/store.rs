@@ -19,9 +19,11 @@ fn write(device: &str, user: &str, bind: Option<&str>, sections: Vec<SectionWrit
     }
 }
 
-fn section(id: &str, changes: &[(&str, &[u8])], snapshot: Option<&[u8]>) -> SectionWrite {
+/// A section's write, made on a read that saw its feed up to `based_on_seq`.
+fn section(id: &str, based_on_seq: u64, changes: &[(&str, &[u8])], snapshot: Option<&[u8]>) -> SectionWrite {
     SectionWrite {
         section: id.into(),
+        based_on_seq,
         changes: changes.iter().map(|(h, b)| (h.to_string(), b.to_vec())).collect(),
         view: format!("{{\"id\":\"{id}\"}}"),
         conflicts: vec![(format!("c-{id}"), format!("{{\"section\":\"{id}\"}}"))],
@@ -49,7 +51,7 @@ fn conformance(store: &mut dyn HubStore) {
     assert!(store.device_by_token_hash("h3").unwrap().is_none());
 
     // A round binds an actor (bumping the roster) and appends to the feed.
-    let w = write("d1", "olga", Some("aa"), vec![section("s1", &[("x1", b"one"), ("x2", b"two")], None)]);
+    let w = write("d1", "olga", Some("aa"), vec![section("s1", 0, &[("x1", b"one"), ("x2", b"two")], None)]);
     assert_eq!(store.commit_round(&w).unwrap(), 2);
     assert!(store.project("p").unwrap().unwrap().roster_version > v1);
     assert_eq!(store.actor_device("aa").unwrap().as_deref(), Some("d1"));
@@ -63,15 +65,16 @@ fn conformance(store: &mut dyn HubStore) {
 
     // The same changes again, later: nothing new, the first receipt stays.
     // Another device's round with the same actor fails whole.
-    assert_eq!(store.commit_round(&RoundWrite { now_ms: 9, ..w.clone() }).unwrap(), 2);
+    let again = write("d1", "olga", Some("aa"), vec![section("s1", 2, &[("x1", b"one"), ("x2", b"two")], None)]);
+    assert_eq!(store.commit_round(&RoundWrite { now_ms: 9, ..again }).unwrap(), 2);
     assert_eq!(store.received("s1", "x1").unwrap(), Some(5));
-    let stolen = write("d2", "tina", Some("aa"), vec![section("s2", &[("y1", b"three")], None)]);
+    let stolen = write("d2", "tina", Some("aa"), vec![section("s2", 0, &[("y1", b"three")], None)]);
     assert!(matches!(store.commit_round(&stolen), Err(StoreError::ActorTaken { .. })));
     assert_eq!(store.received("s2", "y1").unwrap(), None, "a failed round stored nothing");
     assert!(store.section("s2").unwrap().is_none());
 
     // tina's device writes too, later.
-    let w = write("d2", "tina", Some("bb"), vec![section("s2", &[("y1", b"three")], None)]);
+    let w = write("d2", "tina", Some("bb"), vec![section("s2", 0, &[("y1", b"three")], None)]);
     assert_eq!(store.commit_round(&RoundWrite { now_ms: 7, ..w }).unwrap(), 3);
 
     // Feed pages: others' rows only, in order, by budget, at least one.
@@ -89,12 +92,16 @@ fn conformance(store: &mut dyn HubStore) {
     // Sections: loose rows until a snapshot folds them.
     let s1 = store.section("s1").unwrap().unwrap();
     assert_eq!((s1.project.as_str(), s1.snapshot.as_deref(), s1.changes.len()), ("p", None, 2));
-    let w = write("d1", "olga", None, vec![section("s1", &[("x3", b"four")], Some(b"snap"))]);
+    let w = write("d1", "olga", None, vec![section("s1", 2, &[("x3", b"four")], Some(b"snap"))]);
     store.commit_round(&w).unwrap();
     let s1 = store.section("s1").unwrap().unwrap();
     assert_eq!((s1.snapshot.as_deref(), s1.changes.len()), (Some(&b"snap"[..]), 0));
-    let w = write("d1", "olga", None, vec![section("s1", &[("x5", b"five")], None)]);
+    let w = write("d1", "olga", None, vec![section("s1", 4, &[("x5", b"five")], None)]);
     store.commit_round(&w).unwrap();
+    // A round decided on a read of s1 before x5 (another process's) commits
+    // nothing: its view and snapshot would claim x5 without having seen it.
+    let late = write("d2", "tina", None, vec![section("s1", 4, &[("x6", b"six")], Some(b"stale"))]);
+    assert!(matches!(store.commit_round(&late), Err(StoreError::Stale { section }) if section == "s1"));
     let s1 = store.section("s1").unwrap().unwrap();
     assert_eq!((s1.snapshot.as_deref(), s1.changes), (Some(&b"snap"[..]), vec![b"five".to_vec()]));
     assert_eq!(s1.last_seq, 5);
