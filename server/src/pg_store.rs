@@ -34,7 +34,7 @@ use crate::store::{
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// A connection idle longer than this is pinged before use: a round's store
 /// calls come back to back, so about one ping per round. A database that
@@ -47,7 +47,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 3] = [
+const UPGRADES: [&str; 4] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -90,6 +90,8 @@ const UPGRADES: [&str; 3] = [
     // 2 → 3: when the hub received each change (server ms); 0 for the rows
     // stored before, which the rules count at their stamps.
     r#"ALTER TABLE feed ADD COLUMN received_ms BIGINT NOT NULL DEFAULT 0;"#,
+    // 3 → 4: each actor's stamp floor (no write of its is stamped before it).
+    r#"ALTER TABLE actors ADD COLUMN stamp_floor_ms BIGINT NOT NULL DEFAULT 0;"#,
 ];
 
 /// How the hub's connections are made.
@@ -394,6 +396,12 @@ impl HubStore for PgHubStore {
                 &[&write.user],
             )?;
         }
+        if let Some((actor, floor_ms)) = &write.stamp_floor {
+            tx.execute(
+                "UPDATE actors SET stamp_floor_ms = greatest(stamp_floor_ms, $2) WHERE actor = $1",
+                &[actor, &(*floor_ms as i64)],
+            )?;
+        }
         let insert = tx.prepare(
             "INSERT INTO feed (project, section, hash, device, bytes, received_ms)
              SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)",
@@ -607,6 +615,19 @@ impl HubStore for PgHubStore {
         )?;
         tx.commit()?;
         Ok(found)
+    }
+
+    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
+        let row = self.client()?.query_opt("SELECT stamp_floor_ms FROM actors WHERE actor = $1", &[&actor])?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "UPDATE actors SET stamp_floor_ms = greatest(stamp_floor_ms, $2) WHERE actor = $1",
+            &[&actor, &(floor_ms as i64)],
+        )?;
+        Ok(())
     }
 
     fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {

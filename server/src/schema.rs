@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each step upgrades from its index to the next version.
-const UPGRADES: [&str; 3] = [
+const UPGRADES: [&str; 4] = [
     // 0 → 1
     "CREATE TABLE projects (
          id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
@@ -59,6 +59,8 @@ const UPGRADES: [&str; 3] = [
     // 2 → 3: when the hub received each change (server ms); 0 for the rows
     // stored before, which the rules count at their stamps.
     "ALTER TABLE feed ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0;",
+    // 3 → 4: each actor's stamp floor (no write of its is stamped before it).
+    "ALTER TABLE actors ADD COLUMN stamp_floor_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.

@@ -68,6 +68,12 @@ fn bump_user_projects(tx: &Transaction<'_>, user: &str) -> Result<(), rusqlite::
     Ok(())
 }
 
+fn raise_stamp_floor(tx: &Transaction<'_>, actor: &str, floor_ms: u64) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("UPDATE actors SET stamp_floor_ms = max(stamp_floor_ms, ?2) WHERE actor = ?1")?
+        .execute(params![actor, floor_ms as i64])?;
+    Ok(())
+}
+
 fn bump_project(tx: &Transaction<'_>, project: &str) -> Result<(), rusqlite::Error> {
     tx.prepare_cached("UPDATE projects SET roster_version = roster_version + 1 WHERE id = ?1")?.execute([project])?;
     Ok(())
@@ -210,6 +216,9 @@ impl HubStore for SqliteHubStore {
                 return Err(StoreError::ActorTaken { actor: actor.clone() });
             }
             bump_user_projects(&tx, &write.user)?;
+        }
+        if let Some((actor, floor_ms)) = &write.stamp_floor {
+            raise_stamp_floor(&tx, actor, *floor_ms)?;
         }
         for s in &write.sections {
             let stored: i64 = tx
@@ -438,6 +447,22 @@ impl HubStore for SqliteHubStore {
         )?;
         tx.commit()?;
         Ok(found)
+    }
+
+    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
+        let floor: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT stamp_floor_ms FROM actors WHERE actor = ?1")?
+            .query_row([actor], |r| r.get(0))
+            .optional()?;
+        Ok(floor.unwrap_or(0) as u64)
+    }
+
+    fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        raise_stamp_floor(&tx, actor, floor_ms)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {

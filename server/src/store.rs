@@ -215,6 +215,8 @@ pub struct RoundWrite {
     pub bind_actor: Option<String>,
     /// Server time: the receipt time of every new change.
     pub now_ms: u64,
+    /// Raise the stamp floor of this actor (the request's) to this time.
+    pub stamp_floor: Option<(String, u64)>,
     /// Per-section writes.
     pub sections: Vec<SectionWrite>,
 }
@@ -326,6 +328,11 @@ pub trait HubStore: Send {
     fn remove_member(&mut self, project: &str, user: &str, at_ms: u64) -> Result<bool, StoreError>;
     /// Store a new device with its token's hash.
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError>;
+    /// The stamp floor of an actor (0: none, or not bound): no write of its
+    /// may be stamped before it (see `Hub`'s round).
+    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError>;
+    /// Raise an actor's stamp floor to `floor_ms` (never lowers it).
+    fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError>;
     /// Revoke a device; false if no such device.
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
     /// Devices revoked at or after `since_ms` (by any process), with when.

@@ -126,6 +126,12 @@ impl HubStore for TimedStore {
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.timed("revoke_device", |s| s.revoke_device(id, now_ms))
     }
+    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
+        self.timed("stamp_floor", |s| s.stamp_floor(actor))
+    }
+    fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {
+        self.timed("raise_stamp_floor", |s| s.raise_stamp_floor(actor, floor_ms))
+    }
     fn revoked_since(&mut self, since_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.timed("revoked_since", |s| s.revoked_since(since_ms))
     }

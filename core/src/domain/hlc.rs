@@ -127,8 +127,14 @@ impl HlcClock {
 
     /// Learn the server's time at a sync: from now on physical time is the
     /// server's, whatever the device's clock says.
+    /// Every later stamp is at least `server_ms`, even if the wall clock is
+    /// then set back: the hub refuses a write stamped before a round in which
+    /// this device had nothing left to send (a backdated stamp).
     pub fn anchor_to_server(&mut self, server_ms: u64, wall_ms: u64) {
         self.server_offset_ms = server_ms as i64 - wall_ms as i64;
+        if server_ms > self.last_ms {
+            (self.last_ms, self.last_counter) = (server_ms, 0);
+        }
     }
 
     /// What the store keeps: (last ms, last counter, server offset).
@@ -171,6 +177,16 @@ mod tests {
         let d = c.tick(1_000);
         assert!(a < b && b < d);
         assert_eq!((b.physical_ms, b.counter), (1_000, 1));
+    }
+
+    #[test]
+    fn no_stamp_after_a_round_is_earlier_than_the_server_s_time_then() {
+        let mut c = HlcClock::new("aa".into(), 0, 0, 0);
+        // The round's server time, learned at wall 5_000 (the phone days behind, say).
+        c.anchor_to_server(1_000_000, 5_000);
+        // The phone's clock is then set back by an hour's worth.
+        let stamp = c.tick(1_000);
+        assert!(stamp.physical_ms >= 1_000_000, "{stamp:?}");
     }
 
     #[test]

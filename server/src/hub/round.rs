@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use automerge::{Change, ReadDoc};
 use fieldsync_core::protocol::{self, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse};
-use fieldsync_core::{Decision, Member, ProjectConfig, Roster, SectionDoc, SectionInput, Validated, validate};
+use fieldsync_core::{Decision, Member, ProjectConfig, Roster, Rule, SectionDoc, SectionInput, Validated, validate};
 
 use super::{BOOTSTRAP_BATCH, Hub, MAX_RESPONSE_BUDGET, SNAPSHOT_AFTER, member_project, roster_of};
 use crate::cursor::Cursor;
@@ -36,6 +36,19 @@ struct Touched {
     received: BTreeMap<String, u64>,
     /// The rules' judgement of the document with the new changes.
     validated: Option<Validated>,
+}
+
+/// How far before its actor's stamp floor a write may still be stamped:
+/// the hub's clocks (several processes) and rounds a little apart.
+const STAMP_SLACK_MS: u64 = 5 * 60 * 1000;
+
+/// An upload decoded, checked and applied to the server's documents.
+struct Upload {
+    touched: BTreeMap<String, Touched>,
+    /// When the hub received each uploaded change, in the request's order.
+    received: Vec<u64>,
+    /// The latest stamp of the new writes (0: none).
+    newest_stamp_ms: u64,
 }
 
 /// What the rules read of `doc`, with when the hub received its changes.
@@ -81,7 +94,30 @@ impl Hub {
 
         let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
         let roster = roster_of(store, project, bound)?;
-        let (touched, upload_received) = self.apply_upload(store, device, request, &record.config, &roster, now_ms)?;
+        // The actor's stamps never go back (a hybrid logical clock, kept with
+        // each write, raised to the server's time at each round it commits):
+        // - it sends its outbox oldest first, so nothing it sends later is
+        //   older than what it sent before;
+        // - naming the current roster version, it committed a response that
+        //   carried it, and with it the server's time then: its clock is past
+        //   every role change of its user.
+        // A write stamped before that floor had its stamp set back.
+        let stored_floor = store.stamp_floor(&request.actor)?;
+        let knows_roster = request.roster_version == record.roster_version;
+        let latest_role_change = roster.history().iter().filter(|c| c.user == device.user).map(|c| c.at_ms).max();
+        let floor_ms = stored_floor.max(if knows_roster { latest_role_change.unwrap_or(0) } else { 0 });
+        let Upload { touched, received: upload_received, newest_stamp_ms } =
+            self.apply_upload(store, device, request, floor_ms, &record.config, &roster, now_ms)?;
+        // Kept with the round's commit; alone only when the floor rose by a
+        // role change the device learned (once per change, not per round).
+        let raised = newest_stamp_ms.min(now_ms).max(floor_ms);
+        let stamp_floor = (raised > stored_floor).then(|| (request.actor.clone(), raised));
+        if let Some((actor, raised)) = &stamp_floor
+            && touched.is_empty()
+            && bind_actor.is_none()
+        {
+            store.raise_stamp_floor(actor, *raised)?;
+        }
 
         let mut notify = None;
         if !touched.is_empty() || bind_actor.is_some() {
@@ -127,6 +163,7 @@ impl Hub {
                 user: device.user.clone(),
                 bind_actor,
                 now_ms,
+                stamp_floor,
                 sections,
             };
             let max = store.commit_round(&write).map_err(|e| match e {
@@ -189,17 +226,22 @@ impl Hub {
     /// Decode, check and apply the upload to the server's documents, without
     /// storing anything. Returns the touched sections with their new changes,
     /// and when the hub received each uploaded change (in the request's
-    /// order): now for a new one, then for one it already had.
+    /// order): now for a new one, then for one it already had. A write of
+    /// the request's actor stamped before its stamp floor (`floor_ms`) is
+    /// refused: its clock never goes back, so the stamp was set back.
+    #[allow(clippy::too_many_arguments)]
     fn apply_upload(
         &self,
         store: &mut dyn HubStore,
         device: &DeviceRecord,
         request: &SyncRequest,
+        floor_ms: u64,
         config: &ProjectConfig,
         roster: &Roster,
         now_ms: u64,
-    ) -> Result<(BTreeMap<String, Touched>, Vec<u64>), HubError> {
+    ) -> Result<Upload, HubError> {
         let started = Instant::now();
+        let mut newest_stamp_ms = 0;
         let mut resolution = Duration::ZERO;
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut received = Vec::new();
@@ -361,6 +403,11 @@ impl Hub {
             resolution += judging.elapsed();
             let new: HashSet<String> = t.new.iter().map(|c| c.hash().to_string()).collect();
             for edit in input.edits.iter().filter(|e| new.contains(&e.change_hash)) {
+                let stamp_ms = edit.hlc.physical_ms;
+                let own = edit.author == request.actor;
+                if own {
+                    newest_stamp_ms = newest_stamp_ms.max(stamp_ms);
+                }
                 if let Some(Decision::Rejected { rule, reason, .. }) = validated.decisions.get(&edit.id)
                     && rule.is_attack()
                 {
@@ -369,6 +416,17 @@ impl Hub {
                         hash: edit.change_hash.clone(),
                         rule: Some(rule.as_str().to_owned()),
                         reason: reason.clone(),
+                    });
+                } else if own && stamp_ms.saturating_add(STAMP_SLACK_MS) < floor_ms {
+                    refusals.push(Refusal {
+                        section: section.clone(),
+                        hash: edit.change_hash.clone(),
+                        rule: Some(Rule::ForgedStamp.as_str().to_owned()),
+                        reason: format!(
+                            "stamped at {stamp_ms} ms, before {floor_ms} ms: this app had sent a later write \
+                             or learned the roster by then, and its clock never goes back; a stamp set back is \
+                             how an old role is claimed"
+                        ),
                     });
                 }
             }
@@ -382,7 +440,7 @@ impl Hub {
             store.record_refusals(&request.project, &device.id, &refusals, now_ms)?;
             return Err(HubError::Refused(refusals));
         }
-        Ok((touched, received))
+        Ok(Upload { touched, received, newest_stamp_ms })
     }
 
     /// Whole documents after `after`, up to `budget` bytes. Returns where the

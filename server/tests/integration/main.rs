@@ -17,4 +17,5 @@ mod proxy;
 mod refusals;
 mod store;
 mod sync;
+mod trust;
 mod wire;

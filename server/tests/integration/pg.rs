@@ -521,6 +521,7 @@ fn a_round_waits_for_another_round_of_the_same_project_to_commit() {
         user: "u".into(),
         bind_actor: None,
         now_ms: 1,
+        stamp_floor: None,
         sections: vec![SectionWrite {
             section: format!("{project}-s"),
             based_on_seq: 0,
@@ -608,6 +609,7 @@ fn a_statement_over_the_timeout_is_cancelled_as_unavailable() {
             user: "u".into(),
             bind_actor: None,
             now_ms: 1,
+            stamp_floor: None,
             sections: vec![],
         };
         let _ = done.send(store.commit_round(&write));

@@ -15,6 +15,7 @@ fn write(device: &str, user: &str, bind: Option<&str>, sections: Vec<SectionWrit
         user: user.into(),
         bind_actor: bind.map(str::to_owned),
         now_ms: 5,
+        stamp_floor: None,
         sections,
     }
 }
