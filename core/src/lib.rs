@@ -7,7 +7,8 @@
 //! - `rules`: the validated view, decisions and conflict records — a pure
 //!   function of the merged document, the roster and the config.
 //! - `store`: the SQLite store; all of its SQL.
-//! - `replica`: [`Replica`], the API apps, the CLI and the bindings call.
+//! - `replica`: [`Replica`], the API apps, the CLI and the bindings call, and
+//!   its [`ChangeFeed`]: what each write, merge, round and roster change changed.
 //! - `sync`: the wire format ([`protocol`], [`pack`]), the transport, when to
 //!   sync ([`SyncEngine`], no I/O), a round and a merge on the replica's side,
 //!   the [`SyncClient`] that drives rounds, the live channel.
@@ -55,7 +56,10 @@ pub use domain::project::{Member, ProgressBand, ProjectConfig, RoleChange, Roste
 pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
-pub use replica::{EditReceipt, HistoryEntry, PastPoint, Replica, ReplicaError, ReplicaOptions};
+pub use replica::{
+    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, PastPoint, Replica, ReplicaChange, ReplicaError,
+    ReplicaOptions,
+};
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;
 #[cfg(feature = "mutations")]
@@ -64,7 +68,10 @@ pub use rules::validate::{Validated, validate};
 pub use rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 pub use store::encryption::{EncryptionError, StoreKey, encrypt_store};
 pub use store::schema::{Durability, OpenError};
-pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
+pub use store::{
+    GeoBounds, OutboxChange, SectionOrder, SectionPage, SectionQuery, SectionRow, SectionSummary, StoreError, salvage,
+};
+pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
 };
