@@ -283,6 +283,27 @@ mod tests {
     }
 
     #[test]
+    fn an_upgrade_fills_in_each_sections_route_box_from_its_stored_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("v6.db");
+        {
+            let mut conn = Connection::open(&old).unwrap();
+            let tx = conn.transaction().unwrap();
+            upgrade_between(&tx, 0, 6).unwrap();
+            let view = r#"{"route":[{"lat":48.0,"lon":11.02},{"lat":48.1,"lon":11.0}]}"#;
+            tx.execute("INSERT INTO sections VALUES ('s', 'p', 'n', 'planned', 0, ?1, NULL, NULL)", [view]).unwrap();
+            tx.commit().unwrap();
+        }
+        let upgraded = open(&old, Durability::Normal, None).unwrap();
+        let row: (f64, f64, f64, f64, i64) = upgraded
+            .query_row("SELECT south, north, west, east, changed_ms FROM sections", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(row, (48.0, 48.1, 11.0, 11.02, 0));
+    }
+
+    #[test]
     fn a_newer_database_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new.db");

@@ -115,12 +115,12 @@ fn a_section_list_filters_orders_and_pages_and_flags_unsynced_edits() {
     let mut by_id = vec![a.clone(), b.clone(), c.clone()];
     by_id.sort();
     assert_eq!(query(SectionQuery::default()), by_id);
-    assert_eq!(query(SectionQuery { states: vec![ConstructionState::Surveyed], ..Default::default() }), [b.clone()]);
-    assert_eq!(query(SectionQuery { with_conflicts: true, ..Default::default() }), [a.clone()]);
+    assert_eq!(query(SectionQuery { states: vec![ConstructionState::Surveyed], ..Default::default() }), [b.as_str()]);
+    assert_eq!(query(SectionQuery { with_conflicts: true, ..Default::default() }), [a.as_str()]);
     let unsynced = query(SectionQuery { with_unsynced_edits: true, ..Default::default() });
     assert_eq!(unsynced.iter().collect::<BTreeSet<_>>(), [&a, &c].into_iter().collect());
     let around_12 = GeoBounds { south: 47.9, west: 11.95, north: 48.1, east: 12.005 };
-    assert_eq!(query(SectionQuery { area: Some(around_12), ..Default::default() }), [b.clone()]);
+    assert_eq!(query(SectionQuery { area: Some(around_12), ..Default::default() }), [b.as_str()]);
     let nowhere = GeoBounds { south: 10.0, west: 10.0, north: 11.0, east: 11.0 };
     assert!(query(SectionQuery { area: Some(nowhere), ..Default::default() }).is_empty());
 
