@@ -30,6 +30,18 @@
 //! assert_eq!((view.state, view.progress), (ConstructionState::Surveyed, 15));
 //! // Rules refuse a bad write before anything is stored.
 //! assert!(office.record_progress(&id, 150).is_err());
+//!
+//! // The change feed says what each call changed; a flush hands it to subscribers.
+//! let feed = office.change_feed();
+//! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let log = seen.clone();
+//! let _subscription = feed.subscribe(move |change| log.lock().unwrap().extend(change.views.clone()));
+//! office.record_progress(&id, 20).unwrap();
+//! feed.flush();
+//! assert_eq!(*seen.lock().unwrap(), [id.clone()]);
+//! // A list screen's page: the sections with edits the server has not confirmed.
+//! let query = fieldsync_core::SectionQuery { with_unsynced_edits: true, ..Default::default() };
+//! assert!(office.query_sections(&query).unwrap().rows.iter().all(|row| row.id == id && row.unsynced));
 //! ```
 
 mod domain;

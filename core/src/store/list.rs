@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::state_machine::ConstructionState;
 use crate::store::StoreError;
 
-/// Which sections a list shows, in which order, how many.
+/// Which sections a list shows, in which order, how many. (No crew or
+/// assignment filter: the domain has no assignment yet.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SectionQuery {
     /// Only this project's sections (`None`: every project's).
