@@ -71,9 +71,12 @@ impl Replica {
 
     /// Mark local changes as confirmed by the server.
     pub fn confirm(&mut self, hashes: &[String]) -> Result<(), ReplicaError> {
+        let mut changed = ReplicaChange::status();
+        changed.unsynced.extend(store::outbox_sections(&self.conn, hashes)?);
         let tx = self.begin()?;
         store::confirm(&tx, hashes)?;
         tx.commit()?;
+        self.feed.publish(changed);
         Ok(())
     }
 
