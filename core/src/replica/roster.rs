@@ -88,7 +88,7 @@ impl Replica {
             };
             input.received = store::receipts(tx, &id)?;
             let validated = validate(&input, &roster, &config);
-            if store::put_view(tx, &validated.view, now)? {
+            if store::put_view_if_changed(tx, &validated.view, now)? {
                 changed.views.insert(id.clone());
             }
             if store::replace_conflicts(tx, &id, &validated.conflicts)? {

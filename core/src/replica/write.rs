@@ -222,9 +222,9 @@ impl Replica {
             store::put_local_edit(&tx, edit_id, &id, &hash, field.as_str())?;
         }
         let mut changed = ReplicaChange::status();
-        if store::put_view(&tx, &validated.view, wall_clock_ms() as i64)? {
-            changed.views.insert(id.clone());
-        }
+        // A new change: new heads, so a new view.
+        store::put_view(&tx, &validated.view, wall_clock_ms() as i64)?;
+        changed.views.insert(id.clone());
         if store::replace_conflicts(&tx, &id, &validated.conflicts)? {
             changed.conflicts.insert(id.clone());
         }

@@ -117,15 +117,27 @@ pub(crate) fn put_change(
 }
 
 /// Store a section's view unless it is the one stored; returns whether it
-/// changed. A changed view is stamped `now_ms` (the list's "last change") and
-/// its route's bounding box kept beside it (the list's area filter).
-pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) -> Result<bool, StoreError> {
+/// changed. (Where the document's heads moved, the view did too, heads being
+/// part of it: [`put_view`] spares the comparison.)
+pub(crate) fn put_view_if_changed(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) -> Result<bool, StoreError> {
     let json = serde_json::to_string(view)?;
     let stored: Option<String> =
         tx.prepare_cached("SELECT view FROM sections WHERE id = ?1")?.query_row([&view.id], |r| r.get(0)).optional()?;
     if stored.as_deref() == Some(json.as_str()) {
         return Ok(false);
     }
+    write_view(tx, view, &json, now_ms)?;
+    Ok(true)
+}
+
+/// Store a section's view, which differs from the one stored.
+pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) -> Result<(), StoreError> {
+    write_view(tx, view, &serde_json::to_string(view)?, now_ms)
+}
+
+/// A view stamped `now_ms` (the list's "last change"), with its route's
+/// bounding box beside it (the list's area filter).
+fn write_view(tx: &Transaction<'_>, view: &SectionView, json: &str, now_ms: i64) -> Result<(), StoreError> {
     let lats = view.route.iter().map(|p| p.lat);
     let lons = view.route.iter().map(|p| p.lon);
     let (south, north) = (lats.clone().reduce(f64::min), lats.reduce(f64::max));
@@ -149,7 +161,7 @@ pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) ->
         west,
         east
     ])?;
-    Ok(true)
+    Ok(())
 }
 
 pub(crate) fn set_snapshot(

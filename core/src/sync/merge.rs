@@ -246,10 +246,16 @@ impl Replica {
                     self.clock.observe(&e.hlc, now);
                 }
                 let validated = validate(input, roster, config);
-                if m.doc.heads() != m.before {
+                // New heads are a new view (heads are part of it); the same heads
+                // may still give another view if new receipt times moved a write.
+                let view_changed = if m.doc.heads() != m.before {
                     report.sections_changed.push(m.section.to_owned());
-                }
-                if store::put_view(&tx, &validated.view, now as i64)? {
+                    store::put_view(&tx, &validated.view, now as i64)?;
+                    true
+                } else {
+                    store::put_view_if_changed(&tx, &validated.view, now as i64)?
+                };
+                if view_changed {
                     changed.views.insert(m.section.to_owned());
                 }
                 if let Some(d) = m.whole {
@@ -294,7 +300,7 @@ impl Replica {
                 let roster = store::roster(&tx, &input.project)?;
                 let validated = validate(&input, &roster, &store::config(&tx, &input.project)?);
                 // Confirmed, our writes count from when the hub received them: the view may move.
-                if store::put_view(&tx, &validated.view, now as i64)? {
+                if store::put_view_if_changed(&tx, &validated.view, now as i64)? {
                     report.sections_changed.push(section.clone());
                     changed.views.insert(section.clone());
                 }
