@@ -7,7 +7,8 @@
 //! - `rules`: the validated view, decisions and conflict records — a pure
 //!   function of the merged document, the roster and the config.
 //! - `store`: the SQLite store; all of its SQL.
-//! - `replica`: [`Replica`], the API apps, the CLI and the bindings call.
+//! - `replica`: [`Replica`], the API apps, the CLI and the bindings call, and
+//!   its [`ChangeFeed`]: what each write, merge, round and roster change changed.
 //! - `sync`: the wire format ([`protocol`], [`pack`]), the transport, when to
 //!   sync ([`SyncEngine`], no I/O), a round and a merge on the replica's side,
 //!   the [`SyncClient`] that drives rounds, the live channel.
@@ -29,6 +30,18 @@
 //! assert_eq!((view.state, view.progress), (ConstructionState::Surveyed, 15));
 //! // Rules refuse a bad write before anything is stored.
 //! assert!(office.record_progress(&id, 150).is_err());
+//!
+//! // The change feed says what each call changed; a flush hands it to subscribers.
+//! let feed = office.change_feed();
+//! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let log = seen.clone();
+//! let _subscription = feed.subscribe(move |change| log.lock().unwrap().extend(change.views.clone()));
+//! office.record_progress(&id, 20).unwrap();
+//! feed.flush();
+//! assert_eq!(*seen.lock().unwrap(), [id.clone()]);
+//! // A list screen's page: the sections with edits the server has not confirmed.
+//! let query = fieldsync_core::SectionQuery { with_unsynced_edits: true, ..Default::default() };
+//! assert!(office.query_sections(&query).unwrap().rows.iter().all(|row| row.id == id && row.unsynced));
 //! ```
 
 mod domain;
@@ -55,7 +68,10 @@ pub use domain::project::{Member, ProgressBand, ProjectConfig, RoleChange, Roste
 pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
-pub use replica::{EditReceipt, HistoryEntry, PastPoint, Replica, ReplicaError, ReplicaOptions};
+pub use replica::{
+    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, PastPoint, Replica, ReplicaChange, ReplicaError,
+    ReplicaOptions,
+};
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;
 #[cfg(feature = "mutations")]
@@ -64,7 +80,10 @@ pub use rules::validate::{Validated, validate};
 pub use rules::view::{AuditEntry, Blocked, Decision, DomainEvent, PointRecord, QuarantinedPoint, SectionView};
 pub use store::encryption::{EncryptionError, StoreKey, encrypt_store};
 pub use store::schema::{Durability, OpenError};
-pub use store::{OutboxChange, SectionSummary, StoreError, salvage};
+pub use store::{
+    GeoBounds, OutboxChange, SectionOrder, SectionPage, SectionQuery, SectionRow, SectionSummary, StoreError, salvage,
+};
+pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
 };

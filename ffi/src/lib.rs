@@ -10,8 +10,12 @@
 //!   records and enums mirroring core's types, with `From` conversions.
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
 //! - [`log`]: the log hook, core's log lines into the app's own logging.
-//! - [`observer`]: observers of a section, of conflicts and of the sync
-//!   status, and the handle that cancels them on drop.
+//! - [`query`]: live section lists (filtered, ordered pages), read or observed.
+//! - [`activity`]: what sync is doing (offline, connecting, syncing with its
+//!   progress, up to date, waiting, needs attention), in the status.
+//! - [`observer`]: observers of a section, of conflicts, of a section list
+//!   and of the sync status, thin handles over core's change feed, and the
+//!   handle that cancels them on drop.
 //!
 //! The same API from Rust (the foreign languages read the same way):
 //!
@@ -45,6 +49,7 @@
 
 uniffi::setup_scaffolding!("fieldsync");
 
+pub mod activity;
 pub mod conflict;
 pub mod domain;
 pub mod error;
@@ -52,18 +57,23 @@ pub mod history;
 pub mod log;
 pub mod merge;
 pub mod observer;
+pub mod query;
 pub mod replica;
 pub mod status;
 pub mod sync;
 mod syncing;
 pub mod view;
 
+pub use activity::{SyncActivity, SyncProgress};
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use domain::{ConstructionState, Field, GeoPoint, Member, Role};
 pub use error::FieldSyncError;
 pub use history::{HistoryEntry, PastPoint};
 pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionChange};
-pub use observer::{ConflictsObserver, ObserverError, ObserverHandle, SectionObserver, SyncStatusObserver};
+pub use observer::{
+    ConflictsObserver, ObserverError, ObserverHandle, SectionListObserver, SectionObserver, SyncStatusObserver,
+};
+pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
 pub use status::{SyncProblem, SyncStatus};
 pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};

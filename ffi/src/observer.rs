@@ -1,9 +1,15 @@
 //! Observers: the app registers a callback for a section, for conflict
-//! records or for the sync status; it gets the current state first, then every
-//! change, and the returned [`ObserverHandle`] cancels on drop or on `cancel()`.
+//! records, for a live section list or for the sync status; it gets the
+//! current state first, then every change, and the returned
+//! [`ObserverHandle`] cancels on drop or on `cancel()`.
 //!
-//! Delivery: after every local write or merge the replica calls
-//! `Observers::notify` with what it touched, outside the replica's lock. One
+//! Delivery: the observers are thin handles over core's change feed. Each
+//! flush of the feed (after every call that changed something, after each
+//! sync round, always outside the replica's lock) calls `Observers::notify`
+//! with what core says changed, and only the observers it concerns are read
+//! again: a section observer when its section's view changed, a conflicts
+//! observer when conflicts changed, a list when any section's row may have,
+//! the status when the status or sync activity did. One
 //! thread at a time delivers (the *pump*): it reads the current state of every
 //! observer concerned, under the replica's lock, then calls each observer with
 //! no lock held, so an observer may call the replica again, even write to it
@@ -13,7 +19,7 @@
 //! pending; because each delivery reads the state at delivery time, the last
 //! value an observer receives is always the latest state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -21,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use fieldsync_core::{self as core, ReplicaError};
 
 use crate::conflict::ConflictRecord;
+use crate::query::SectionPage;
 use crate::status::SyncStatus;
 use crate::view::SectionView;
 
@@ -43,6 +50,14 @@ pub trait ConflictsObserver: Send + Sync {
 pub trait SyncStatusObserver: Send + Sync {
     /// The current sync status.
     fn on_update(&self, status: SyncStatus) -> Result<(), ObserverError>;
+}
+
+/// Told a page of a section list: first as it is, then after every change
+/// to a row (a local write, a merge, a sync confirming edits, a roster change).
+#[uniffi::export(foreign)]
+pub trait SectionListObserver: Send + Sync {
+    /// The list's current page.
+    fn on_update(&self, page: SectionPage) -> Result<(), ObserverError>;
 }
 
 /// An observer threw. The replica ignores it: the write stands and the other
@@ -90,15 +105,13 @@ impl Drop for ObserverHandle {
     }
 }
 
-/// What a write or merge may have changed.
+/// What a notice says changed.
 #[derive(Debug, Clone)]
 pub(crate) enum Touched {
     /// Nothing stored; only observers that have not had their first value are due.
     Nothing,
-    /// These sections (and so the sync status and the all-conflicts list).
-    Sections(Vec<String>),
-    /// Possibly every section (a roster change, a new section).
-    All,
+    /// What core's change feed says changed.
+    Changed(core::ReplicaChange),
 }
 
 /// One registered observer and what it watches.
@@ -106,6 +119,7 @@ enum Observer {
     Section { section: String, sink: Arc<dyn SectionObserver> },
     Conflicts { section: Option<String>, sink: Arc<dyn ConflictsObserver> },
     SyncStatus { sink: Arc<dyn SyncStatusObserver> },
+    SectionList { query: Box<core::SectionQuery>, sink: Arc<dyn SectionListObserver> },
 }
 
 /// A value as last sent, compared in core's types.
@@ -113,7 +127,8 @@ enum Observer {
 enum Value {
     Section(Box<core::SectionView>),
     Conflicts(Vec<core::ConflictRecord>),
-    SyncStatus(core::SyncStatus),
+    SyncStatus(Box<(core::SyncStatus, core::SyncActivity)>),
+    SectionList(core::SectionPage),
 }
 
 struct Entry {
@@ -127,11 +142,13 @@ impl Entry {
         if lock(&self.last).is_none() {
             return true;
         }
-        let touched = |s: &String| pending.all || pending.sections.contains(s);
+        let changed = &pending.changed;
         match &self.observer {
-            Observer::Section { section, .. } | Observer::Conflicts { section: Some(section), .. } => touched(section),
-            Observer::Conflicts { section: None, .. } => pending.all || !pending.sections.is_empty(),
-            Observer::SyncStatus { .. } => true,
+            Observer::Section { section, .. } => changed.views.contains(section),
+            Observer::Conflicts { section: Some(section), .. } => changed.conflicts.contains(section),
+            Observer::Conflicts { section: None, .. } => !changed.conflicts.is_empty(),
+            Observer::SyncStatus { .. } => changed.status,
+            Observer::SectionList { .. } => !changed.sections().is_empty(),
         }
     }
 
@@ -139,7 +156,10 @@ impl Entry {
         Ok(match &self.observer {
             Observer::Section { section, .. } => Value::Section(Box::new(replica.section(section)?)),
             Observer::Conflicts { section, .. } => Value::Conflicts(replica.conflicts(section.as_deref())?),
-            Observer::SyncStatus { .. } => Value::SyncStatus(replica.sync_status()?),
+            Observer::SyncStatus { .. } => {
+                Value::SyncStatus(Box::new((replica.sync_status()?, replica.sync_activity()?)))
+            }
+            Observer::SectionList { query, .. } => Value::SectionList(replica.query_sections(query)?),
         })
     }
 
@@ -161,7 +181,8 @@ impl Entry {
             (Observer::Conflicts { sink, .. }, Value::Conflicts(v)) => {
                 sink.on_update(v.into_iter().map(Into::into).collect())
             }
-            (Observer::SyncStatus { sink }, Value::SyncStatus(v)) => sink.on_update(v.into()),
+            (Observer::SyncStatus { sink }, Value::SyncStatus(v)) => sink.on_update((*v).into()),
+            (Observer::SectionList { sink, .. }, Value::SectionList(v)) => sink.on_update(v.into()),
             _ => Ok(()),
         }));
     }
@@ -171,17 +192,14 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Pending {
     any: bool,
-    all: bool,
-    sections: BTreeSet<String>,
+    changed: core::ReplicaChange,
 }
 
 impl Pending {
     fn add(&mut self, touched: Touched) {
         self.any = true;
-        match touched {
-            Touched::Nothing => {}
-            Touched::Sections(s) => self.sections.extend(s),
-            Touched::All => self.all = true,
+        if let Touched::Changed(c) = touched {
+            self.changed.absorb(c);
         }
     }
 }
@@ -220,6 +238,15 @@ impl Observers {
         sink: Arc<dyn SyncStatusObserver>,
     ) -> Arc<ObserverHandle> {
         self.register(replica, Observer::SyncStatus { sink })
+    }
+
+    pub(crate) fn section_list(
+        self: &Arc<Self>,
+        replica: &Mutex<core::Replica>,
+        query: core::SectionQuery,
+        sink: Arc<dyn SectionListObserver>,
+    ) -> Arc<ObserverHandle> {
+        self.register(replica, Observer::SectionList { query: Box::new(query), sink })
     }
 
     /// Register, then send the current state through the pump (so it can
@@ -338,6 +365,63 @@ mod tests {
         assert_eq!(seen.last().unwrap(), &r.section(id).unwrap());
         assert!(seen.len() >= 2 && seen.len() <= 41, "{}", seen.len());
         assert!(seen.windows(2).all(|w| w[0] != w[1]), "an equal view was sent twice");
+    }
+
+    struct Pages(Mutex<Vec<SectionPage>>);
+
+    impl SectionListObserver for Pages {
+        fn on_update(&self, page: SectionPage) -> Result<(), ObserverError> {
+            self.0.lock().unwrap().push(page);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_merge_tells_only_the_observers_of_the_sections_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (office, first) = office(&dir);
+        let route = vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+        let mut ids = vec![first];
+        ids.extend((1..4).map(|i| office.create_section("p".into(), format!("s{i}"), route.clone()).unwrap()));
+        let tech = Replica::open(dir.path().join("t.db").display().to_string(), "t".into(), None).unwrap();
+        let roster = vec![
+            Member { actor: office.actor(), user: "olga".into(), role: Role::Office },
+            Member { actor: tech.actor(), user: "tina".into(), role: Role::Technician },
+        ];
+        office.set_roster("p".into(), roster.clone()).unwrap();
+        tech.set_roster("p".into(), roster).unwrap();
+        let everything =
+            || ids.iter().flat_map(|id| office.changes_of(id.clone(), vec![]).unwrap()).collect::<Vec<_>>();
+        tech.apply_changes(everything()).unwrap();
+
+        let views: Vec<Arc<Views>> = ids.iter().map(|_| Arc::new(Views(Mutex::new(Vec::new())))).collect();
+        let _handles: Vec<_> =
+            ids.iter().zip(&views).map(|(id, v)| tech.observe_section(id.clone(), v.clone()).unwrap()).collect();
+        let list = Arc::new(Pages(Mutex::new(Vec::new())));
+        let _list = tech.observe_sections(crate::query::SectionQuery::default_for_tests(), list.clone());
+        office.record_progress(ids[2].clone(), 5).unwrap();
+        tech.apply_changes(everything()).unwrap(); // all four sections' changes; one is new
+        let counts: Vec<usize> = views.iter().map(|v| v.0.lock().unwrap().len()).collect();
+        assert_eq!(counts, [1, 1, 2, 1], "the current view first, then only the changed section");
+        let pages = list.0.lock().unwrap();
+        assert_eq!(pages.len(), 2, "the list's first page, then the merge");
+        assert_eq!(pages[1].rows.iter().find(|r| r.id == ids[2]).unwrap().progress, 5);
+    }
+
+    #[test]
+    fn a_section_list_follows_local_writes_with_the_unsynced_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, id) = office(&dir);
+        let unsynced =
+            crate::query::SectionQuery { with_unsynced_edits: true, ..crate::query::SectionQuery::default_for_tests() };
+        assert_eq!(r.query_sections(unsynced.clone()).unwrap().total, 1, "a new section is unsynced");
+        let list = Arc::new(Pages(Mutex::new(Vec::new())));
+        let _handle = r.observe_sections(unsynced, list.clone());
+        r.set_notes(id.clone(), "again".into()).unwrap();
+        let pages = list.0.lock().unwrap();
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert!(pages.iter().all(|p| p.rows.len() == 1 && p.rows[0].unsynced));
+        assert!(pages[1].rows[0].changed_ms >= pages[0].rows[0].changed_ms);
     }
 
     #[test]

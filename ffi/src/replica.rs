@@ -1,7 +1,9 @@
 //! The `Replica` object the apps hold: core's replica behind a mutex, the
-//! registry of its observers, and its sync (in [`crate::sync`], which adds the
-//! sync methods). Every method is a delegation plus conversion; local writes
-//! also notify the observers of what they touched and tell background sync.
+//! registry of its observers (subscribed to core's change feed), and its sync
+//! (in [`crate::sync`], which adds the sync methods). Every method is a
+//! delegation plus conversion; a call that may change something flushes the
+//! change feed once the replica's lock is released (so the observers hear
+//! what core says changed), and local writes tell background sync.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +27,10 @@ use crate::view::{AuditEntry, SectionSummary, SectionView};
 pub struct Replica {
     pub(crate) inner: Arc<Mutex<core::Replica>>,
     pub(crate) observers: Arc<Observers>,
+    /// Core's change feed, flushed outside the replica's lock.
+    pub(crate) feed: core::ChangeFeed,
+    /// The observers' subscription to it.
+    _subscription: core::FeedSubscription,
     pub(crate) sync: Syncing,
 }
 
@@ -44,26 +50,22 @@ impl Replica {
     }
 
     /// Run the local write `f`, then (its lock released) tell the observers
-    /// what it touched and background sync that there is something to send.
-    fn write<T>(
-        &self,
-        touched: Touched,
-        f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
-    ) -> Result<T, FieldSyncError> {
-        let out = self.merge(touched, f)?;
+    /// what it changed and background sync that there is something to send.
+    fn write<T>(&self, f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>) -> Result<T, FieldSyncError> {
+        let out = self.merge(f)?;
         self.sync.notify(core::SyncEvent::LocalEdit);
         Ok(out)
     }
 
-    /// Run `f`, which may change what observers see, then tell them.
+    /// Run `f`, which may change what observers see, then (its lock
+    /// released) flush the change feed: the observers hear what changed.
     pub(crate) fn merge<T>(
         &self,
-        touched: Touched,
         f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
     ) -> Result<T, FieldSyncError> {
-        let out = self.read(f)?;
-        self.observers.notify(touched, &self.inner);
-        Ok(out)
+        let out = self.read(f);
+        self.feed.flush();
+        out
     }
 }
 
@@ -72,10 +74,6 @@ impl Replica {
     pub(crate) fn observers_len(&self) -> usize {
         self.observers.len()
     }
-}
-
-fn one(section: &str) -> Touched {
-    Touched::Sections(vec![section.to_owned()])
 }
 
 /// Encrypt the plain store at `path` in place with `encryption_key` (32 random
@@ -107,11 +105,17 @@ impl Replica {
         let encryption_key = encryption_key.map(|k| core::StoreKey::from_bytes(&k)).transpose()?;
         let options = core::ReplicaOptions { device, encryption_key, ..Default::default() };
         let replica = core::Replica::open(path, options)?;
-        Ok(Arc::new(Replica {
-            inner: Arc::new(Mutex::new(replica)),
-            observers: Arc::default(),
-            sync: Syncing::default(),
-        }))
+        let feed = replica.change_feed();
+        let inner = Arc::new(Mutex::new(replica));
+        let observers: Arc<Observers> = Arc::default();
+        // Weak: the feed lives in the replica, which must not keep itself alive.
+        let (to_observers, to_replica) = (Arc::downgrade(&observers), Arc::downgrade(&inner));
+        let subscription = feed.subscribe(move |change| {
+            if let (Some(observers), Some(replica)) = (to_observers.upgrade(), to_replica.upgrade()) {
+                observers.notify(Touched::Changed(change.clone()), &replica);
+            }
+        });
+        Ok(Arc::new(Replica { inner, observers, feed, _subscription: subscription, sync: Syncing::default() }))
     }
 
     /// The device this store belongs to.
@@ -127,7 +131,7 @@ impl Replica {
     /// Replace a project's roster. The server delivers rosters; call this in tests and development only.
     pub fn set_roster(&self, project: String, members: Vec<Member>) -> Result<(), FieldSyncError> {
         let members: Vec<core::Member> = members.into_iter().map(Into::into).collect();
-        self.merge(Touched::All, |r| r.set_roster(&project, &members))
+        self.merge(|r| r.set_roster(&project, &members))
     }
 
     /// Create a section (office only) with its name and planned route; returns its id.
@@ -137,12 +141,12 @@ impl Replica {
         name: String,
         route: Vec<GeoPoint>,
     ) -> Result<String, FieldSyncError> {
-        self.write(Touched::All, |r| r.create_section(&project, &name, &points(route)))
+        self.write(|r| r.create_section(&project, &name, &points(route)))
     }
 
     /// Record progress (percent); refused if a rule forbids it.
     pub fn record_progress(&self, section: String, percent: i64) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.record_progress(&section, percent)).map(Into::into)
+        self.write(|r| r.record_progress(&section, percent)).map(Into::into)
     }
 
     /// Move a section to `to`; blocking needs a `reason`.
@@ -153,43 +157,43 @@ impl Replica {
         to: ConstructionState,
         reason: Option<String>,
     ) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.transition(&section, to.into(), reason.as_deref())).map(Into::into)
+        self.write(|r| r.transition(&section, to.into(), reason.as_deref())).map(Into::into)
     }
 
     /// Report the crew's position; an off-route point is stored and quarantined, not refused.
     pub fn report_location(&self, section: String, point: GeoPoint) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.report_location(&section, point.into())).map(Into::into)
+        self.write(|r| r.report_location(&section, point.into())).map(Into::into)
     }
 
     /// Accept a quarantined point (foreman or office) by its write's id.
     pub fn accept_point(&self, section: String, point_edit: String) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.accept_point(&section, &point_edit)).map(Into::into)
+        self.write(|r| r.accept_point(&section, &point_edit)).map(Into::into)
     }
 
     /// Rename a section (office only).
     pub fn rename_section(&self, section: String, name: String) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.rename_section(&section, &name)).map(Into::into)
+        self.write(|r| r.rename_section(&section, &name)).map(Into::into)
     }
 
     /// Replace a section's planned route (office only).
     pub fn set_route(&self, section: String, route: Vec<GeoPoint>) -> Result<EditReceipt, FieldSyncError> {
-        self.write(one(&section), |r| r.set_route(&section, &points(route))).map(Into::into)
+        self.write(|r| r.set_route(&section, &points(route))).map(Into::into)
     }
 
     /// Make the notes read `text` (stored as the smallest character diff, so concurrent edits merge).
     pub fn set_notes(&self, section: String, text: String) -> Result<(), FieldSyncError> {
-        self.write(one(&section), |r| r.set_notes(&section, &text))
+        self.write(|r| r.set_notes(&section, &text))
     }
 
     /// Replace `delete` characters at character `pos` of the notes with `insert`.
     pub fn splice_notes(&self, section: String, pos: u32, delete: u32, insert: String) -> Result<(), FieldSyncError> {
-        self.write(one(&section), |r| r.splice_notes(&section, pos as usize, delete as usize, &insert))
+        self.write(|r| r.splice_notes(&section, pos as usize, delete as usize, &insert))
     }
 
     /// Attach a photo reference (the app keeps the photo); returns its id.
     #[uniffi::method(default(caption = None))]
     pub fn add_photo(&self, section: String, uri: String, caption: Option<String>) -> Result<String, FieldSyncError> {
-        self.write(one(&section), |r| r.add_photo(&section, &uri, caption.as_deref()))
+        self.write(|r| r.add_photo(&section, &uri, caption.as_deref()))
     }
 
     /// The validated view of a section.
@@ -241,7 +245,7 @@ impl Replica {
     /// Merge changes from elsewhere; the report says what became of this device's unconfirmed writes.
     pub fn apply_changes(&self, changes: Vec<SectionChange>) -> Result<MergeReport, FieldSyncError> {
         let changes: Vec<core::SectionChange> = changes.into_iter().map(Into::into).collect();
-        self.merge(Touched::All, |r| r.apply_changes(&changes)).map(Into::into)
+        self.merge(|r| r.apply_changes(&changes)).map(Into::into)
     }
 
     /// The section's whole Automerge document (loadable by any Automerge implementation).

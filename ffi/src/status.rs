@@ -1,10 +1,16 @@
-//! The sync status as the app sees it (core's `SyncStatus`, `SyncProblem`).
+//! The sync status as the app sees it (core's `SyncStatus`, `SyncProblem`,
+//! with its `SyncActivity`).
 
 use fieldsync_core as core;
+
+use crate::activity::SyncActivity;
 
 /// What the app can see of sync.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SyncStatus {
+    /// What sync is doing now: show this (offline, connecting, syncing with
+    /// its progress, up to date, waiting, needs attention).
+    pub activity: SyncActivity,
     /// Local changes the server has not confirmed yet.
     pub pending_changes: i64,
     /// Device wall-clock ms of the oldest of them.
@@ -76,9 +82,10 @@ impl From<core::SyncProblem> for SyncProblem {
     }
 }
 
-impl From<core::SyncStatus> for SyncStatus {
-    fn from(s: core::SyncStatus) -> Self {
+impl From<(core::SyncStatus, core::SyncActivity)> for SyncStatus {
+    fn from((s, activity): (core::SyncStatus, core::SyncActivity)) -> Self {
         SyncStatus {
+            activity: activity.into(),
             pending_changes: s.pending_changes,
             oldest_pending_ms: s.oldest_pending_ms,
             refused_changes: s.refused_changes,

@@ -8,14 +8,15 @@
 //!   a `core::SyncClient` over the object's own `Arc<Mutex<core::Replica>>`
 //!   into the replica's `Syncing` (`syncing.rs`). Connecting again replaces it; a running background
 //!   sync goes on over the new transport.
-//! - `sync_now` runs `SyncClient::sync_with_progress` and tells the observers
-//!   after each committed round (the sections it changed, and the status),
-//!   then every observer once at the end (a new roster can change any view).
-//!   A failure tells the sync-status observers (the status holds the error).
-//! - `start_background_sync` runs `core::BackgroundSync` with a listener that
-//!   does the same after each background sync; local writes send it
+//! - `sync_now` runs `SyncClient::sync_now`. The observers need no telling:
+//!   the client flushes core's change feed at each step of the sync (its
+//!   activity, each committed round's sections and status, a failure), and
+//!   the observers follow the feed.
+//! - `start_background_sync` runs `core::BackgroundSync` over the same client
+//!   (so its rounds reach the observers the same way); local writes send it
 //!   `SyncEvent::LocalEdit` (`Replica::write`), `set_connectivity` sends
-//!   `SyncEvent::Connectivity` and is remembered for the next start.
+//!   `SyncEvent::Connectivity`, is remembered for the next start, and is the
+//!   replica's connectivity hint (offline shows in the status's activity).
 //! - With a server URL and token (`connect`, not `connect_with`: an app
 //!   transport's server is the app's business), background sync also keeps a
 //!   `core::LiveChannel` open to the server, whose notifications (and every
@@ -35,7 +36,7 @@ use fieldsync_core as core;
 
 use crate::error::FieldSyncError;
 use crate::merge::Reconciliation;
-use crate::observer::{ObserverHandle, SyncStatusObserver, Touched, lock};
+use crate::observer::{ObserverHandle, SyncStatusObserver, lock};
 use crate::replica::Replica;
 use crate::status::SyncStatus;
 use crate::syncing::{Background, Server};
@@ -196,29 +197,12 @@ impl Replica {
         }
     }
 
-    /// Sync now, telling the observers after each round and at the end.
-    fn sync_and_notify(&self) -> Result<core::SyncReport, FieldSyncError> {
-        let client = self.sync.client()?;
-        let outcome = client.sync_with_progress(&mut |so_far| {
-            self.observers.notify(Touched::Sections(so_far.sections_changed.clone()), &self.inner)
-        });
-        self.observers.notify(if outcome.is_ok() { Touched::All } else { Touched::Nothing }, &self.inner);
-        Ok(outcome?)
-    }
-
     /// (Re)start background sync with `config`, and the live channel if there is a server.
     fn start(&self, config: core::SyncConfig) -> Result<(), FieldSyncError> {
         let client = self.sync.client()?;
         self.sync.stop();
-        let (observers, inner) = (Arc::clone(&self.observers), Arc::clone(&self.inner));
-        let listener = Box::new(move |update: core::SyncUpdate| {
-            let touched = match update {
-                core::SyncUpdate::Synced(_) => Touched::All,
-                core::SyncUpdate::Failed { .. } => Touched::Nothing,
-            };
-            observers.notify(touched, &inner)
-        });
-        let sync = core::BackgroundSync::start(client, config, listener);
+        // The observers follow the change feed, which the client flushes: nothing to listen for.
+        let sync = core::BackgroundSync::start(client, config, Box::new(|_| {}));
         if self.sync.offline.load(Ordering::Relaxed) {
             sync.notify(core::SyncEvent::Connectivity { online: false });
         }
@@ -268,7 +252,7 @@ impl Replica {
     /// next time), `NotAuthorized` (sign in again), or `InvalidInput` if not
     /// connected.
     pub fn sync_now(&self) -> Result<SyncReport, FieldSyncError> {
-        self.sync_and_notify().map(Into::into)
+        Ok(self.sync.client()?.sync_now()?.into())
     }
 
     /// Sync in the background from now on: at once, shortly after local
@@ -295,15 +279,21 @@ impl Replica {
     pub fn set_connectivity(&self, online: bool) {
         self.sync.offline.store(!online, Ordering::Relaxed);
         self.sync.notify(core::SyncEvent::Connectivity { online });
+        lock(&self.inner).set_online_hint(online);
+        self.feed.flush();
     }
 
-    /// What the app can see of sync: pending and refused changes, last success or error.
+    /// What the app can see of sync: what it is doing now (`activity`:
+    /// offline, connecting, syncing with its progress, up to date, waiting,
+    /// needs attention), pending and refused changes, last success or error,
+    /// the last rounds' figures.
     pub fn sync_status(&self) -> Result<SyncStatus, FieldSyncError> {
-        self.read(|r| r.sync_status()).map(Into::into)
+        self.read(|r| Ok((r.sync_status()?, r.sync_activity()?))).map(Into::into)
     }
 
     /// Observe the sync status: the current one at once, then after every
-    /// change (each local write, each sync round, each failure).
+    /// change (each local write, each step of a sync: connecting, each
+    /// round's progress, done or failed; each connectivity hint).
     pub fn observe_sync_status(&self, observer: Arc<dyn SyncStatusObserver>) -> Arc<ObserverHandle> {
         self.observers.sync_status(&self.inner, observer)
     }
@@ -317,6 +307,7 @@ mod tests {
     use fieldsync_core::protocol::{self, SectionBatch, SyncRequest, SyncResponse};
 
     use super::*;
+    use crate::activity::SyncActivity;
     use crate::domain::{GeoPoint, Member, Role};
     use crate::merge::EditOutcome;
     use crate::observer::ObserverError;
@@ -453,6 +444,17 @@ mod tests {
         let status = statuses.last();
         assert_eq!((status.pending_changes, status.last_error, status.last_problem), (0, None, None));
         assert!(status.last_success_ms.is_some());
+        // Each sync showed itself: connecting, the round's progress, then up to date.
+        let activities: Vec<SyncActivity> = statuses.0.lock().unwrap().iter().map(|s| s.activity.clone()).collect();
+        assert_eq!(activities.first(), Some(&SyncActivity::Waiting), "never synced: {activities:?}");
+        assert!(activities.contains(&SyncActivity::Connecting), "{activities:?}");
+        let uploaded_one = |a: &SyncActivity| matches!(a, SyncActivity::Syncing { progress } if (progress.uploaded, progress.to_upload) == (1, 1));
+        assert!(activities.iter().any(uploaded_one), "tina's edit went up: {activities:?}");
+        assert_eq!(activities.last(), Some(&SyncActivity::UpToDate));
+        tina.set_connectivity(false);
+        assert_eq!(statuses.last().activity, SyncActivity::Offline);
+        tina.set_connectivity(true);
+        assert_eq!(statuses.last().activity, SyncActivity::UpToDate);
     }
 
     #[test]
@@ -468,6 +470,7 @@ mod tests {
         assert!(statuses.last().last_error.unwrap().contains("no route"));
         assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::Offline));
         assert_eq!(statuses.last().pending_changes, 1, "the edit is kept");
+        assert_eq!(statuses.last().activity, SyncActivity::Offline);
 
         let revoked = || TransportError::Server {
             status: 401,
@@ -477,6 +480,10 @@ mod tests {
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::NotAuthorized { detail }) if detail.contains("revoked")));
         assert!(statuses.last().last_error.unwrap().contains("revoked"));
         assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::NotAuthorized));
+        assert!(matches!(
+            statuses.last().activity,
+            SyncActivity::NeedsAttention { problem: crate::SyncProblem::NotAuthorized, .. }
+        ));
 
         // The built-in transport to a closed port: refused at once.
         r[0].connect("http://127.0.0.1:1".into(), "token".into(), P.into(), 5_000).unwrap();

@@ -6,9 +6,11 @@
 //!
 //! Its methods live by seam: local writes (`write.rs`), reads (`read.rs`),
 //! roster and server time (`roster.rs`), upkeep (`maintenance.rs`), settings
-//! (`settings.rs`); a sync round and a merge are in `crate::sync`.
+//! (`settings.rs`); a sync round and a merge are in `crate::sync`. What each
+//! call changed is published on its change feed (`feed.rs`).
 
 mod cache;
+pub(crate) mod feed;
 mod maintenance;
 mod read;
 mod roster;
@@ -21,6 +23,7 @@ use automerge::ActorId;
 use rusqlite::Connection;
 
 pub(crate) use cache::{DOC_CACHE, DocCache};
+pub use feed::{ChangeFeed, FeedSubscription, ReplicaChange};
 pub use read::{HistoryEntry, PastPoint};
 pub use write::EditReceipt;
 
@@ -32,6 +35,7 @@ use crate::rules::conflict::Rule;
 use crate::store::encryption::StoreKey;
 use crate::store::schema::{self, Durability, OpenError};
 use crate::store::{self, StoreError, checkpoint::Checkpointer};
+use crate::sync::activity::SyncPhase;
 
 /// Errors from replica calls.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,11 @@ pub struct Replica {
     pub(crate) actor: ActorId,
     pub(crate) clock: HlcClock,
     pub(crate) docs: DocCache,
+    pub(crate) feed: ChangeFeed,
+    /// Where a sync is (memory only: no sync survives the process).
+    pub(crate) sync_phase: SyncPhase,
+    /// The app's last connectivity hint.
+    pub(crate) online_hint: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -135,6 +144,9 @@ impl Replica {
             actor,
             clock,
             docs: DocCache::new(),
+            feed: ChangeFeed::default(),
+            sync_phase: SyncPhase::Idle,
+            online_hint: true,
         })
     }
 
@@ -151,6 +163,12 @@ impl Replica {
     /// Hex Automerge actor id this replica writes as (what the roster binds).
     pub fn actor(&self) -> String {
         self.actor.to_hex_string()
+    }
+
+    /// The replica's change feed: what each write, merge, sync round, roster
+    /// change and change of sync activity changed (see [`ChangeFeed`]).
+    pub fn change_feed(&self) -> ChangeFeed {
+        self.feed.clone()
     }
 
     /// The underlying connection, for tests and simulations that inspect the tables.

@@ -10,7 +10,7 @@ use crate::replica::{Replica, ReplicaError};
 use crate::rules::conflict::ConflictRecord;
 use crate::rules::validate::validate;
 use crate::rules::view::{AuditEntry, SectionView};
-use crate::store::{self, SectionSummary};
+use crate::store::{self, SectionPage, SectionQuery, SectionSummary};
 
 /// One change of a section's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,14 @@ impl Replica {
         limit: usize,
     ) -> Result<Vec<SectionSummary>, ReplicaError> {
         Ok(store::list_sections(&self.conn, project, after, limit)?)
+    }
+
+    /// A filtered, ordered page of sections, each with its conflict count and
+    /// whether it has unsynced edits (from the materialized views: no
+    /// document is loaded). Follow it live by re-reading it when the change
+    /// feed names sections (`ReplicaChange::sections`).
+    pub fn query_sections(&self, query: &SectionQuery) -> Result<SectionPage, ReplicaError> {
+        Ok(store::query_sections(&self.conn, query)?)
     }
 
     /// Conflict records, of one section or all.

@@ -8,6 +8,7 @@ use crate::domain::document::SectionDoc;
 use crate::domain::hlc::wall_clock_ms;
 use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
+use crate::replica::feed::ReplicaChange;
 use crate::replica::{Replica, ReplicaError};
 use crate::rules::validate::validate;
 use crate::store;
@@ -27,8 +28,10 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         let tx = self.begin()?;
         store::set_roster(&tx, project, members, history)?;
-        self.revalidate_project(&tx, project)?;
+        let mut changed = ReplicaChange::default();
+        self.revalidate_project(&tx, project, &mut changed)?;
         tx.commit()?;
+        self.feed.publish(changed);
         Ok(())
     }
 
@@ -36,8 +39,10 @@ impl Replica {
     pub fn set_project_config(&mut self, project: &str, config: &ProjectConfig) -> Result<(), ReplicaError> {
         let tx = self.begin()?;
         store::set_config(&tx, project, config)?;
-        self.revalidate_project(&tx, project)?;
+        let mut changed = ReplicaChange::default();
+        self.revalidate_project(&tx, project, &mut changed)?;
         tx.commit()?;
+        self.feed.publish(changed);
         Ok(())
     }
 
@@ -61,8 +66,16 @@ impl Replica {
     }
 
     /// Recompute and store every section of a project, in `tx` (after a
-    /// roster or config change).
-    pub(crate) fn revalidate_project(&self, tx: &Transaction<'_>, project: &str) -> Result<(), ReplicaError> {
+    /// roster or config change), adding the project and the sections whose
+    /// view or conflicts moved to `changed`.
+    pub(crate) fn revalidate_project(
+        &self,
+        tx: &Transaction<'_>,
+        project: &str,
+        changed: &mut ReplicaChange,
+    ) -> Result<(), ReplicaError> {
+        changed.rosters.insert(project.to_owned());
+        let now = wall_clock_ms() as i64;
         let roster = store::roster(tx, project)?;
         let config = store::config(tx, project)?;
         for id in store::section_ids(tx, project)? {
@@ -75,8 +88,12 @@ impl Replica {
             };
             input.received = store::receipts(tx, &id)?;
             let validated = validate(&input, &roster, &config);
-            store::put_view(tx, &validated.view)?;
-            store::replace_conflicts(tx, &id, &validated.conflicts)?;
+            if store::put_view_if_changed(tx, &validated.view, now)? {
+                changed.views.insert(id.clone());
+            }
+            if store::replace_conflicts(tx, &id, &validated.conflicts)? {
+                changed.conflicts.insert(id.clone());
+            }
         }
         Ok(())
     }

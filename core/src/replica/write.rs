@@ -14,6 +14,7 @@ use crate::domain::id::new_id;
 use crate::domain::role::Role;
 use crate::domain::route::GeoPoint;
 use crate::domain::state_machine::ConstructionState;
+use crate::replica::feed::ReplicaChange;
 use crate::replica::{Replica, ReplicaError};
 use crate::rules::conflict::Rule;
 use crate::rules::validate::{Validated, validate};
@@ -220,10 +221,17 @@ impl Replica {
         for (edit_id, field) in edits {
             store::put_local_edit(&tx, edit_id, &id, &hash, field.as_str())?;
         }
-        store::put_view(&tx, &validated.view)?;
-        store::replace_conflicts(&tx, &id, &validated.conflicts)?;
+        let mut changed = ReplicaChange::status();
+        // A new change: new heads, so a new view.
+        store::put_view(&tx, &validated.view, wall_clock_ms() as i64)?;
+        changed.views.insert(id.clone());
+        if store::replace_conflicts(&tx, &id, &validated.conflicts)? {
+            changed.conflicts.insert(id.clone());
+        }
+        changed.unsynced.insert(id.clone());
         self.save_clock(&tx)?;
         tx.commit()?;
+        self.feed.publish(changed);
         self.docs.put(&id, doc);
         Ok(())
     }

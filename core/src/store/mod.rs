@@ -4,7 +4,9 @@
 
 pub mod checkpoint;
 pub mod encryption;
+mod list;
 pub mod schema;
 mod sql;
 
+pub use list::*;
 pub use sql::*;

@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::store::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 6] = [
+const UPGRADES: [&str; 7] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -57,6 +57,20 @@ const UPGRADES: [&str; 6] = [
     "CREATE TABLE receipts (
          section TEXT NOT NULL, hash TEXT NOT NULL, received_ms INTEGER NOT NULL,
          PRIMARY KEY (section, hash)) STRICT, WITHOUT ROWID;",
+    // For live section lists: when this store last saw each view change
+    // (device ms; 0 before this version), and the bounding box of its route,
+    // filled in from the stored views.
+    "ALTER TABLE sections ADD COLUMN changed_ms INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sections ADD COLUMN south REAL;
+     ALTER TABLE sections ADD COLUMN north REAL;
+     ALTER TABLE sections ADD COLUMN west REAL;
+     ALTER TABLE sections ADD COLUMN east REAL;
+     UPDATE sections SET
+         south = (SELECT min(json_extract(value, '$.lat')) FROM json_each(sections.view, '$.route')),
+         north = (SELECT max(json_extract(value, '$.lat')) FROM json_each(sections.view, '$.route')),
+         west = (SELECT min(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route')),
+         east = (SELECT max(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route'));
+     CREATE INDEX sections_by_change ON sections (changed_ms DESC, id);",
 ];
 
 /// Why a store could not be opened.
@@ -266,6 +280,27 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         let kept: String = upgraded.query_row("SELECT value FROM meta WHERE key='device'", [], |r| r.get(0)).unwrap();
         assert_eq!(kept, "d1");
+    }
+
+    #[test]
+    fn an_upgrade_fills_in_each_sections_route_box_from_its_stored_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("v6.db");
+        {
+            let mut conn = Connection::open(&old).unwrap();
+            let tx = conn.transaction().unwrap();
+            upgrade_between(&tx, 0, 6).unwrap();
+            let view = r#"{"route":[{"lat":48.0,"lon":11.02},{"lat":48.1,"lon":11.0}]}"#;
+            tx.execute("INSERT INTO sections VALUES ('s', 'p', 'n', 'planned', 0, ?1, NULL, NULL)", [view]).unwrap();
+            tx.commit().unwrap();
+        }
+        let upgraded = open(&old, Durability::Normal, None).unwrap();
+        let row: (f64, f64, f64, f64, i64) = upgraded
+            .query_row("SELECT south, north, west, east, changed_ms FROM sections", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(row, (48.0, 48.1, 11.0, 11.02, 0));
     }
 
     #[test]

@@ -116,13 +116,51 @@ pub(crate) fn put_change(
     Ok(stmt.execute(params![section, hash, bytes, local, !local, created_ms])? > 0)
 }
 
-pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView) -> Result<(), StoreError> {
+/// Store a section's view unless it is the one stored; returns whether it
+/// changed. (Where the document's heads moved, the view did too, heads being
+/// part of it: [`put_view`] spares the comparison.)
+pub(crate) fn put_view_if_changed(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) -> Result<bool, StoreError> {
     let json = serde_json::to_string(view)?;
+    let stored: Option<String> =
+        tx.prepare_cached("SELECT view FROM sections WHERE id = ?1")?.query_row([&view.id], |r| r.get(0)).optional()?;
+    if stored.as_deref() == Some(json.as_str()) {
+        return Ok(false);
+    }
+    write_view(tx, view, &json, now_ms)?;
+    Ok(true)
+}
+
+/// Store a section's view, which differs from the one stored.
+pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) -> Result<(), StoreError> {
+    write_view(tx, view, &serde_json::to_string(view)?, now_ms)
+}
+
+/// A view stamped `now_ms` (the list's "last change"), with its route's
+/// bounding box beside it (the list's area filter).
+fn write_view(tx: &Transaction<'_>, view: &SectionView, json: &str, now_ms: i64) -> Result<(), StoreError> {
+    let lats = view.route.iter().map(|p| p.lat);
+    let lons = view.route.iter().map(|p| p.lon);
+    let (south, north) = (lats.clone().reduce(f64::min), lats.reduce(f64::max));
+    let (west, east) = (lons.clone().reduce(f64::min), lons.reduce(f64::max));
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO sections (id, project, name, state, progress, view) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET project = ?2, name = ?3, state = ?4, progress = ?5, view = ?6",
+        "INSERT INTO sections (id, project, name, state, progress, view, changed_ms, south, north, west, east)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (id) DO UPDATE SET project = ?2, name = ?3, state = ?4, progress = ?5, view = ?6,
+             changed_ms = ?7, south = ?8, north = ?9, west = ?10, east = ?11",
     )?;
-    stmt.execute(params![view.id, view.project, view.name, view.state.as_str(), view.progress, json])?;
+    stmt.execute(params![
+        view.id,
+        view.project,
+        view.name,
+        view.state.as_str(),
+        view.progress,
+        json,
+        now_ms,
+        south,
+        north,
+        west,
+        east
+    ])?;
     Ok(())
 }
 
@@ -147,16 +185,28 @@ pub(crate) fn view(conn: &Connection, section: &str) -> Result<Option<SectionVie
     Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
 }
 
+/// Replace a section's conflict records unless they are the ones stored;
+/// returns whether they changed.
 pub(crate) fn replace_conflicts(
     tx: &Transaction<'_>,
     section: &str,
     records: &[ConflictRecord],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut new: Vec<(&ConflictRecord, String)> =
+        records.iter().map(|c| Ok((c, serde_json::to_string(c)?))).collect::<Result<_, StoreError>>()?;
+    new.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let stored: Vec<String> = tx
+        .prepare_cached("SELECT record FROM conflicts WHERE section = ?1 ORDER BY id")?
+        .query_map([section], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if stored.iter().eq(new.iter().map(|(_, json)| json)) {
+        return Ok(false);
+    }
     tx.prepare_cached("DELETE FROM conflicts WHERE section = ?1")?.execute([section])?;
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO conflicts (id, section, field, kind, rule, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for c in records {
+    for (c, json) in new {
         let kind = serde_json::to_value(c.kind)?;
         stmt.execute(params![
             c.id,
@@ -164,10 +214,10 @@ pub(crate) fn replace_conflicts(
             c.field.as_str(),
             kind.as_str().unwrap_or_default(),
             c.rule.as_str(),
-            serde_json::to_string(c)?
+            json
         ])?;
     }
-    Ok(())
+    Ok(true)
 }
 
 pub(crate) fn conflicts(conn: &Connection, section: Option<&str>) -> Result<Vec<ConflictRecord>, StoreError> {
@@ -274,6 +324,20 @@ pub(crate) fn outbox(
         out.push(OutboxChange { section: r.get(0)?, hash: r.get(1)?, bytes, created_ms: r.get(3)? });
     }
     Ok(out)
+}
+
+/// The sections of those `hashes` that are still in the outbox (what a
+/// confirmation or refusal takes out of it).
+pub(crate) fn outbox_sections(conn: &Connection, hashes: &[String]) -> Result<Vec<String>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(hashes)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT section FROM changes
+         WHERE local = 1 AND confirmed = 0 AND refused IS NULL AND hash IN (SELECT value FROM json_each(?1))",
+    )?;
+    Ok(stmt.query_map([&list], |r| r.get(0))?.collect::<Result<_, _>>()?)
 }
 
 pub(crate) fn outbox_stats(conn: &Connection) -> Result<(i64, Option<i64>), StoreError> {

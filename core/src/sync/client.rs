@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::hlc::wall_clock_ms;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{ChangeFeed, Replica, ReplicaError};
+use crate::sync::activity::{SyncPhase, SyncProgress};
 use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 use crate::sync::merge::Reconciliation;
 use crate::sync::protocol::{self, ProtocolError, SyncResponse};
@@ -112,6 +113,8 @@ pub struct SyncReport {
 /// Drives sync rounds for one replica over one transport.
 pub struct SyncClient {
     replica: Arc<Mutex<Replica>>,
+    /// The replica's change feed, flushed each time the client lets go of the replica.
+    feed: ChangeFeed,
     transport: Arc<dyn Transport>,
     /// Bytes of changes one request uploads at most.
     pub upload_budget: usize,
@@ -122,7 +125,8 @@ pub struct SyncClient {
 impl SyncClient {
     /// A client syncing `replica` through `transport`.
     pub fn new(replica: Arc<Mutex<Replica>>, transport: Arc<dyn Transport>) -> Self {
-        SyncClient { replica, transport, upload_budget: DEFAULT_BUDGET, response_budget: DEFAULT_BUDGET as u32 }
+        let feed = replica.lock().unwrap_or_else(|p| p.into_inner()).change_feed();
+        SyncClient { replica, feed, transport, upload_budget: DEFAULT_BUDGET, response_budget: DEFAULT_BUDGET as u32 }
     }
 
     fn lock(&self) -> MutexGuard<'_, Replica> {
@@ -137,11 +141,28 @@ impl SyncClient {
 
     /// Like [`Self::sync_now`], calling `progress` with the running totals
     /// after each committed round (documents and bytes so far).
+    ///
+    /// The replica's sync activity follows the sync: connecting until the
+    /// first answer, then syncing with the totals so far after each round,
+    /// then idle; each step is published on its change feed, which is
+    /// flushed each time the client lets go of the replica.
     pub fn sync_with_progress(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
-        let projects = self.lock().projects()?;
+        let outcome = self.sync_projects(progress);
+        self.lock().set_sync_phase(SyncPhase::Idle);
+        self.feed.flush();
+        outcome
+    }
+
+    fn sync_projects(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
+        let (projects, to_upload) = {
+            let mut replica = self.lock();
+            replica.set_sync_phase(SyncPhase::Connecting);
+            (replica.projects()?, replica.outbox_stats()?.0 as u64)
+        };
+        self.feed.flush();
         let mut report = SyncReport::default();
         for project in projects {
-            self.sync_project(&project, &mut report, progress)?;
+            self.sync_project(&project, &mut report, to_upload, progress)?;
         }
         Ok(report)
     }
@@ -150,11 +171,12 @@ impl SyncClient {
         &self,
         project: &str,
         report: &mut SyncReport,
+        to_upload: u64,
         progress: &mut dyn FnMut(&SyncReport),
     ) -> Result<(), SyncError> {
         let mut cursor_reset = false;
         for _ in 0..MAX_ROUNDS {
-            let go_on = match self.round(project, report) {
+            let go_on = match self.round(project, report, to_upload) {
                 Ok(go_on) => go_on,
                 // The server does not know our cursor (its data was restored or
                 // replaced): start over from an empty cursor, once. What arrives
@@ -173,6 +195,7 @@ impl SyncClient {
                     return Err(e);
                 }
             };
+            self.feed.flush();
             progress(report);
             if !go_on {
                 return Ok(());
@@ -182,13 +205,14 @@ impl SyncClient {
     }
 
     /// One round trip; returns whether another round is needed.
-    fn round(&self, project: &str, report: &mut SyncReport) -> Result<bool, SyncError> {
+    fn round(&self, project: &str, report: &mut SyncReport, to_upload: u64) -> Result<bool, SyncError> {
         let prepared = self.lock().prepare_round(project, self.upload_budget, self.response_budget)?;
         let body = protocol::encode(&prepared.request);
         report.rounds += 1;
         report.bytes_sent += body.len() as u64;
         let mut figures = RoundFigures { bytes_sent: body.len() as u64, ..RoundFigures::default() };
         let started = Instant::now();
+        let mut more_to_download = false;
         // The replica is not locked while the request travels: the app keeps editing.
         let go_on = match self.transport.round_trip(body) {
             Ok(bytes) => {
@@ -208,6 +232,7 @@ impl SyncClient {
                     report.reconciliation.retain(|old| old.edit_id != r.edit_id);
                     report.reconciliation.push(r);
                 }
+                more_to_download = round.more;
                 round.more || prepared.more_to_send
             }
             Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
@@ -236,7 +261,19 @@ impl SyncClient {
             bytes_received = figures.bytes_received,
             "sync round"
         );
-        self.lock().record_round(figures)?;
+        let progress = SyncProgress {
+            rounds: report.rounds,
+            uploaded: (report.confirmed + report.refused) as u64,
+            // Edits made during the sync go up with it too.
+            to_upload: to_upload.max((report.confirmed + report.refused) as u64),
+            downloaded_changes: report.new_changes as u64,
+            downloaded_documents: report.documents as u64,
+            downloaded_bytes: report.bytes_received,
+            more_to_download,
+        };
+        let mut replica = self.lock();
+        replica.record_round(figures)?;
+        replica.set_sync_phase(SyncPhase::Syncing(progress));
         Ok(go_on)
     }
 

@@ -19,6 +19,7 @@ use crate::domain::document::{DocumentError, SectionDoc, SectionInput, hash_hex}
 use crate::domain::edit::{Edit, EditId, Field};
 use crate::domain::hlc::wall_clock_ms;
 use crate::domain::project::{ProjectConfig, Roster};
+use crate::replica::feed::ReplicaChange;
 use crate::replica::{DOC_CACHE, DocCache, Replica, ReplicaError};
 use crate::rules::conflict::{Candidate, Rule};
 use crate::rules::validate::{Validated, validate};
@@ -141,6 +142,9 @@ impl Replica {
             store::requeue_local(&tx, c)?;
         }
         tx.commit()?;
+        let mut changed = ReplicaChange::status();
+        changed.unsynced.extend(changes.iter().map(|c| c.section.clone()));
+        self.feed.publish(changed);
         Ok(report)
     }
 
@@ -194,6 +198,7 @@ impl Replica {
         let mut report = MergeReport::default();
         let now = wall_clock_ms();
         let tx = store::immediate(&self.conn)?;
+        let mut changed = ReplicaChange::default();
         if let Some(round) = &round {
             self.clock.anchor_to_server(round.server_time_ms, now);
             // Before any view is computed: our confirmed writes count from when the hub received them.
@@ -206,7 +211,7 @@ impl Replica {
                 store::set_roster(&tx, round.project, &r.members, &r.history)?;
                 store::set_config(&tx, round.project, &r.config)?;
                 store::set_roster_version(&tx, round.project, r.version)?;
-                self.revalidate_project(&tx, round.project)?;
+                self.revalidate_project(&tx, round.project, &mut changed)?;
             }
         }
         let local_edits = store::local_edits(&tx)?;
@@ -241,14 +246,24 @@ impl Replica {
                     self.clock.observe(&e.hlc, now);
                 }
                 let validated = validate(input, roster, config);
-                if m.doc.heads() != m.before {
+                // New heads are a new view (heads are part of it); the same heads
+                // may still give another view if new receipt times moved a write.
+                let view_changed = if m.doc.heads() != m.before {
                     report.sections_changed.push(m.section.to_owned());
+                    store::put_view(&tx, &validated.view, now as i64)?;
+                    true
+                } else {
+                    store::put_view_if_changed(&tx, &validated.view, now as i64)?
+                };
+                if view_changed {
+                    changed.views.insert(m.section.to_owned());
                 }
-                store::put_view(&tx, &validated.view)?;
                 if let Some(d) = m.whole {
                     store::set_snapshot(&tx, m.section, &d.document, &validated.view.heads)?;
                 }
-                store::replace_conflicts(&tx, m.section, &validated.conflicts)?;
+                if store::replace_conflicts(&tx, m.section, &validated.conflicts)? {
+                    changed.conflicts.insert(m.section.to_owned());
+                }
                 if let Some(mine) = local_edits.get(m.section) {
                     let ids: Vec<EditId> = mine.iter().map(|(id, _)| id.clone()).collect();
                     report.reconciliation.extend(reconcile(m.section, &ids, &input.edits, &validated, roster, &me));
@@ -285,18 +300,23 @@ impl Replica {
                 let roster = store::roster(&tx, &input.project)?;
                 let validated = validate(&input, &roster, &store::config(&tx, &input.project)?);
                 // Confirmed, our writes count from when the hub received them: the view may move.
-                if store::view(&tx, &section)?.as_ref() != Some(&validated.view) {
+                if store::put_view_if_changed(&tx, &validated.view, now as i64)? {
                     report.sections_changed.push(section.clone());
-                    store::put_view(&tx, &validated.view)?;
-                    store::replace_conflicts(&tx, &section, &validated.conflicts)?;
+                    changed.views.insert(section.clone());
+                }
+                if store::replace_conflicts(&tx, &section, &validated.conflicts)? {
+                    changed.conflicts.insert(section.clone());
                 }
                 report.reconciliation.extend(reconcile(&section, &ids, &input.edits, &validated, &roster, &me));
             }
+            changed.unsynced.extend(store::outbox_sections(&tx, round.confirmed)?);
+            changed.status = true;
             store::confirm(&tx, round.confirmed)?;
             store::set_cursor(&tx, round.project, round.cursor, now as i64)?;
         }
         self.save_clock(&tx)?;
         tx.commit()?;
+        self.feed.publish(changed);
         // The documents a merge changes are taken out of the cache; the last
         // chunk's go back in, now that the store holds what they hold.
         for m in last_chunk {

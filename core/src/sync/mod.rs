@@ -2,6 +2,7 @@
 //! when to sync (a state machine without I/O), the replica's side of a round
 //! and of a merge, the client that drives rounds, and the live channel.
 
+pub mod activity;
 pub mod backoff;
 pub(crate) mod budget;
 pub mod client;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::edit::Field;
+use crate::replica::feed::ReplicaChange;
 use crate::replica::{Replica, ReplicaError};
 use crate::store::{self, OutboxChange};
 use crate::sync::merge::{EditOutcome, MergeReport, Reconciliation, RoundSettlement, SectionChange};
@@ -70,9 +71,12 @@ impl Replica {
 
     /// Mark local changes as confirmed by the server.
     pub fn confirm(&mut self, hashes: &[String]) -> Result<(), ReplicaError> {
+        let mut changed = ReplicaChange::status();
+        changed.unsynced.extend(store::outbox_sections(&self.conn, hashes)?);
         let tx = self.begin()?;
         store::confirm(&tx, hashes)?;
         tx.commit()?;
+        self.feed.publish(changed);
         Ok(())
     }
 
@@ -178,12 +182,14 @@ impl Replica {
                 }
             }
         }
+        let hashes: Vec<String> = refused.keys().cloned().collect();
+        let mut changed = ReplicaChange::status();
+        changed.unsynced.extend(store::outbox_sections(&self.conn, &hashes)?);
         let tx = self.begin()?;
         let mut n = 0;
         for (hash, why) in &refused {
             n += store::mark_refused(&tx, hash, why)?;
         }
-        let hashes: Vec<String> = refused.keys().cloned().collect();
         let settled = store::settle_refused_edits(&tx, &hashes)?
             .into_iter()
             .map(|(edit_id, section, field, hash)| Reconciliation {
@@ -194,6 +200,7 @@ impl Replica {
             })
             .collect();
         tx.commit()?;
+        self.feed.publish(changed);
         Ok((n, settled))
     }
 
@@ -216,11 +223,15 @@ impl Replica {
                 dependents.push((c.hash, format!("depends on the refused change {dep}")));
             }
         }
+        let hashes: Vec<String> = dependents.iter().map(|(hash, _)| hash.clone()).collect();
+        let mut changed = ReplicaChange::status();
+        changed.unsynced.extend(store::outbox_sections(&self.conn, &hashes)?);
         let tx = self.begin()?;
         for (hash, why) in &dependents {
             store::mark_refused(&tx, hash, why)?;
         }
         tx.commit()?;
+        self.feed.publish(changed);
         Ok(())
     }
 
@@ -241,6 +252,7 @@ impl Replica {
         store::join_project(&tx, project)?;
         store::set_sync_error(&tx, project, error, problem.as_str())?;
         tx.commit()?;
+        self.feed.publish(ReplicaChange::status());
         Ok(())
     }
 
@@ -253,6 +265,7 @@ impl Replica {
         let tx = self.begin()?;
         store::set_meta(&tx, RECENT_ROUNDS_KEY, &serde_json::to_string(&rounds).expect("plain figures"))?;
         tx.commit()?;
+        self.feed.publish(ReplicaChange::status());
         Ok(())
     }
 

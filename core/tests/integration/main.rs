@@ -4,6 +4,7 @@ mod common;
 mod convergence;
 mod crash;
 mod encryption;
+mod feed;
 mod fuzz;
 mod replica;
 mod rules;

@@ -26,6 +26,18 @@ private final class SyncStatusRelay: SyncStatusObserver, @unchecked Sendable {
     func onUpdate(status: SyncStatus) throws { continuation.yield(status) }
 }
 
+private final class SectionListRelay: SectionListObserver, @unchecked Sendable {
+    private let continuation: AsyncStream<SectionPage>.Continuation
+    init(_ continuation: AsyncStream<SectionPage>.Continuation) { self.continuation = continuation }
+    func onUpdate(page: SectionPage) throws { continuation.yield(page) }
+}
+
+private final class SyncActivityRelay: SyncStatusObserver, @unchecked Sendable {
+    private let continuation: AsyncStream<SyncActivity>.Continuation
+    init(_ continuation: AsyncStream<SyncActivity>.Continuation) { self.continuation = continuation }
+    func onUpdate(status: SyncStatus) throws { continuation.yield(status.activity) }
+}
+
 extension Replica {
     /// The validated view of `section`: the current one first, then every
     /// change (local writes and merges). Iterating keeps an observer
@@ -49,14 +61,46 @@ extension Replica {
         return stream
     }
 
-    /// The sync status: the current one first, then every change: each local write, each sync
-    /// round (by `sync()` or background sync), each failure (`lastError` to show, and
-    /// `lastProblem` to act on: `.notAuthorized` means sign in again).
+    /// The sync status: the current one first, then every change: each local write, each step
+    /// of a sync (by `sync()` or background sync: connecting, each round's progress, done or
+    /// failed), each connectivity hint. `activity` is what to show; `lastProblem` what to act on
+    /// (`.notAuthorized` means sign in again).
     public func syncStatusUpdates() -> AsyncStream<SyncStatus> {
         let (stream, continuation) = AsyncStream.makeStream(of: SyncStatus.self, bufferingPolicy: .bufferingNewest(1))
         let handle = observeSyncStatus(observer: SyncStatusRelay(continuation))
         continuation.onTermination = { _ in handle.cancel() }
         return stream
+    }
+
+    /// What sync is doing, for the sync indicator: `.offline`, `.connecting`, `.syncing(progress:)`
+    /// (the sync's progress so far), `.upToDate`, `.waiting` (edits wait for the next sync),
+    /// `.needsAttention(problem:detail:)`. The current activity first, then with each status change.
+    public func syncActivityUpdates() -> AsyncStream<SyncActivity> {
+        let (stream, continuation) = AsyncStream.makeStream(of: SyncActivity.self, bufferingPolicy: .bufferingNewest(1))
+        let handle = observeSyncStatus(observer: SyncActivityRelay(continuation))
+        continuation.onTermination = { _ in handle.cancel() }
+        return stream
+    }
+
+    /// A live section list: the page `query` selects (by project, state, conflicts, unsynced
+    /// edits or area; by id or last change), first as it is, then after every change to its rows,
+    /// local writes and other devices' edits as each sync round merges them. Each row says
+    /// whether the section has unsynced edits (`unsynced`). Only the newest page waits for a
+    /// slow consumer.
+    ///
+    ///     for await page in replica.sectionListUpdates(SectionQuery(project: id, withUnsyncedEdits: true)) { rows = page.rows }
+    public func sectionListUpdates(_ query: SectionQuery = SectionQuery()) -> AsyncStream<SectionPage> {
+        let (stream, continuation) = AsyncStream.makeStream(of: SectionPage.self, bufferingPolicy: .bufferingNewest(1))
+        let handle = observeSections(query: query, observer: SectionListRelay(continuation))
+        continuation.onTermination = { _ in handle.cancel() }
+        return stream
+    }
+}
+
+extension SyncProgress {
+    /// Uploaded of to upload, 0 to 1 (1 when there was nothing to send): for a progress bar.
+    public var uploadFraction: Double {
+        toUpload == 0 ? 1 : min(1, Double(uploaded) / Double(toUpload))
     }
 }
 

@@ -9,7 +9,9 @@ import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.flow.conflate
+import kotlinx.coroutines.flow.distinctUntilChanged
 import kotlinx.coroutines.flow.flowOn
+import kotlinx.coroutines.flow.map
 import kotlinx.coroutines.withContext
 
 /**
@@ -39,9 +41,10 @@ fun Replica.conflictsFlow(section: String? = null): Flow<List<ConflictRecord>> =
 }.conflate().flowOn(Dispatchers.IO)
 
 /**
- * The sync status: the current one first, then every change: each local write, each sync round
- * (by [sync] or background sync), each failure ([SyncStatus.lastError] to show, and
- * [SyncStatus.lastProblem] to act on: [SyncProblem.NOT_AUTHORIZED] means sign in again).
+ * The sync status: the current one first, then every change: each local write, each step of a
+ * sync (by [sync] or background sync: connecting, each round's progress, done or failed), each
+ * connectivity hint. [SyncStatus.activity] is what to show; [SyncStatus.lastProblem] what to act
+ * on ([SyncProblem.NOT_AUTHORIZED] means sign in again).
  */
 fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
     val handle = observeSyncStatus(object : SyncStatusObserver {
@@ -51,6 +54,36 @@ fun Replica.syncStatusFlow(): Flow<SyncStatus> = callbackFlow {
     })
     awaitClose { handle.close() }
 }.conflate().flowOn(Dispatchers.IO)
+
+/**
+ * A live section list: the page [query] selects (filtered by project, state, conflicts, unsynced
+ * edits or area; ordered by id or last change), first as it is, then after every change to its
+ * rows: local writes, and other devices' edits as each sync round merges them. Each row says
+ * whether the section has unsynced edits ([SectionRow.unsynced]) and how many conflicts it has.
+ * Conflated: a slow collector gets the latest page.
+ *
+ *     replica.sectionsFlow(SectionQuery(project = id, withUnsyncedEdits = true))
+ */
+fun Replica.sectionsFlow(query: SectionQuery = SectionQuery()): Flow<SectionPage> = callbackFlow {
+    val handle = observeSections(query, object : SectionListObserver {
+        override fun onUpdate(page: SectionPage) {
+            trySend(page)
+        }
+    })
+    awaitClose { handle.close() }
+}.conflate().flowOn(Dispatchers.IO)
+
+/**
+ * What sync is doing, for the sync indicator: [SyncActivity.Offline], [SyncActivity.Connecting],
+ * [SyncActivity.Syncing] (with the progress of the sync so far), [SyncActivity.UpToDate],
+ * [SyncActivity.Waiting] (edits wait for the next sync), [SyncActivity.NeedsAttention] (with the
+ * problem: sign in again, update the app). The current activity first, then each change.
+ */
+fun Replica.syncActivityFlow(): Flow<SyncActivity> = syncStatusFlow().map { it.activity }.distinctUntilChanged()
+
+/** Uploaded of to upload, 0.0 to 1.0 (1.0 when there was nothing to send): for a progress bar. */
+val SyncProgress.uploadFraction: Float
+    get() = if (toUpload == 0uL) 1f else (uploaded.toDouble() / toUpload.toDouble()).coerceAtMost(1.0).toFloat()
 
 /**
  * Run [block] on this replica off the main thread. Every replica call touches

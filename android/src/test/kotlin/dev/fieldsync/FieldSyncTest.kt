@@ -473,5 +473,6 @@ fun registerTests() {
 fun main(args: Array<String>) {
     registerTests()
     registerSyncTests()
+    registerLiveTests()
     runTests(args.firstOrNull())
 }
