@@ -209,13 +209,16 @@ pub fn rule_break(
     Err(format!("section {section}: no rule-breaking write found (a name by a technician was accepted)"))
 }
 
-/// A malformed request about `doc` (section `section`), built on `request`.
+/// A malformed request about `doc` (section `section`), built on `request`;
+/// `has_sent`: the hub stored a write of this device's before (its stamp
+/// floor is at least that write's stamp).
 pub fn malformed(
     doc: &SectionDoc,
     section: &str,
     roster: &Roster,
     request: &SyncRequest,
     hlc: &Hlc,
+    has_sent: bool,
     rng: &mut Rng,
 ) -> Result<Malformed, String> {
     let me = hlc.actor.clone();
@@ -226,7 +229,7 @@ pub fn malformed(
         protocol::encode(&r)
     };
     let garbage = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.below(256) as u8).collect::<Vec<u8>>();
-    Ok(match rng.below(6) {
+    Ok(match rng.below(7) {
         0 if !others.is_empty() => {
             let mut doc = doc.clone();
             let forged = Hlc { actor: rng.pick(&others).clone(), ..hlc.clone() };
@@ -280,6 +283,19 @@ pub fn malformed(
             let mut r = request.clone();
             r.actor = rng.pick(&others).clone();
             Malformed { what: "a round as another device's actor", body: protocol::encode(&r), status: 403, rule: None }
+        }
+        5 if has_sent => {
+            // A day before its last write: how a demoted member would claim the old role.
+            let mut doc = doc.clone();
+            let backdated = Hlc { physical_ms: hlc.physical_ms.saturating_sub(24 * 3_600_000), ..hlc.clone() };
+            let value = EditValue::Progress { percent: 5, at_state: ConstructionState::Planned };
+            let change = doc.write(&backdated, None, &value).map_err(|e| e.to_string())?;
+            Malformed {
+                what: "a record stamped a day before the device's last write",
+                body: upload(change.raw_bytes().to_vec()),
+                status: 422,
+                rule: Some(Some(Rule::ForgedStamp.as_str())),
+            }
         }
         4 => Malformed { what: "garbage bytes as a change", body: upload(garbage(rng, 64)), status: 400, rule: None },
         _ => Malformed { what: "a garbage body", body: garbage(rng, 300), status: 400, rule: None },

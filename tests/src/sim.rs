@@ -1409,7 +1409,8 @@ impl Sim {
         // A malformed request: refused with a 4xx, nothing changed.
         let doc = h.document(&section)?;
         let hlc = h.stamp(now_ms);
-        let bad = match hostile::malformed(&doc, &section, &roster, &request, &hlc, &mut h.rng) {
+        let has_sent = !h.stored.is_empty();
+        let bad = match hostile::malformed(&doc, &section, &roster, &request, &hlc, has_sent, &mut h.rng) {
             Ok(bad) => bad,
             Err(_) => return Ok(()), // Nothing of that kind to forge in this section.
         };
