@@ -1,0 +1,1197 @@
+//! `fieldsync bench load`: capacity, measured. Real devices against a real
+//! `fieldsync serve` over loopback: each device a `Replica` in a SQLite file,
+//! syncing with core's `SyncClient` over `HttpTransport` and woken by its
+//! `LiveChannel`, exactly as an app is. Crews edit at their pace (the
+//! simulator's edit kinds by role), some edits in conflicting pairs, and the
+//! bench reports edit → visible on another device, rounds per second, the
+//! hub's phase latencies from its own metrics, and the server's CPU and
+//! memory. `--idle-channels N` instead holds N idle live channels and reports
+//! what they cost the server.
+//!
+//! One machine plays thousands of phones, so a phone's own threads are not
+//! all there: a pool of `--workers` threads runs the devices' rounds (a
+//! device is never in two rounds at once), and one thread makes the edits.
+//! Every device still has its own store, HTTP connection, live channel and
+//! token.
+//!
+//! "Visible": a device has merged the change holding the edit, checked
+//! exactly: every change the bench's devices make is kept with the heads it
+//! was made on, so a device has a change once its section's heads descend
+//! from it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use fieldsync_core::{
+    Durability, HttpTransport, LiveChannel, LiveConfig, Replica, ReplicaError, ReplicaOptions, Role, SyncClient,
+};
+use fieldsync_server::pg_store::PgOptions;
+use fieldsync_server::{Hub, PgHubStore};
+use fieldsync_tests::Rng;
+use fieldsync_tests::workload::{EditKind, Plan, perform};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::load_server::{self, Quantiles, Scrape, ServerProcess, Store};
+
+/// Devices in one crew (they share sections, and so conflicts).
+const CREW: usize = 5;
+/// Sections planned per crew.
+const SECTIONS_PER_CREW: usize = 4;
+/// How long a device's round trip may take before it fails.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long live channels may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Files one device keeps open in this process: its store (database, WAL,
+/// shared memory), the checkpointer's connection to it, HTTP and WebSocket.
+const FILES_PER_DEVICE: u64 = 8;
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Devices, each a replica on disk with its live channel open.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..))]
+    devices: u64,
+    /// Devices per project.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(2..))]
+    project_size: u64,
+    /// Put this many of the devices in one large project first (0: none).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    large_project: u64,
+    /// Seconds of editing measured (after setup; idle channels: seconds held).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Mean seconds between one device's edits (a busy crew: a progress
+    /// report, a GPS point, a photo or a note every few minutes).
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    edit_every: f64,
+    /// Share of edits made as a conflicting pair: two devices of a crew raise
+    /// the same section's progress without having seen each other's.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
+    conflicts: f64,
+    /// Threads running the devices' sync rounds.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    workers: u64,
+    /// Seconds to wait after the last edit for every device to have it.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    drain: u64,
+    /// Serve from this PostgreSQL database instead of a temporary data
+    /// directory (projects and devices are added under a fresh prefix, so a
+    /// database can be reused). Prefer the environment variable.
+    #[arg(long, value_name = "URL", env = "FIELDSYNC_BENCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// `fieldsync serve` processes, devices spread over them (more than one needs
+    /// --database-url; default: 2 with it, 1 without).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    processes: Option<u64>,
+    /// Instead of editing: hold this many idle live channels for --seconds and
+    /// report the server's memory.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_channels: Option<u64>,
+    /// Seed of the workload (who edits what, when).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The figures of a load run (`--json`).
+#[derive(Debug, Serialize)]
+struct LoadReport {
+    mode: &'static str,
+    store: &'static str,
+    processes: usize,
+    devices: usize,
+    projects: usize,
+    largest_project: usize,
+    seconds: f64,
+    edit_every_s: f64,
+    edits: Edits,
+    /// From a local edit's return to another device's round that merged it (every arrival).
+    edit_to_visible_ms: Latency,
+    /// From a local edit's return to the last of its project's other devices having it.
+    edit_to_every_device_ms: Latency,
+    /// From a local edit's return to its author's round that uploaded it.
+    edit_to_acknowledged_ms: Latency,
+    /// Arrivals still missing when the drain ended.
+    unseen_arrivals: u64,
+    rounds: u64,
+    rounds_per_second: f64,
+    failed_syncs: u64,
+    failures: Vec<String>,
+    hub: HubFigures,
+    server: ServerFigures,
+    load_generator_cpu_percent: f64,
+    machine_cpu_percent: f64,
+    cores: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Edits {
+    made: u64,
+    conflict_pairs: u64,
+    refused_on_device: u64,
+}
+
+/// A latency distribution, ms.
+#[derive(Debug, Default, Serialize)]
+struct Latency {
+    count: u64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn of(samples: &mut [Duration]) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort();
+        let at = |p: f64| {
+            let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i].as_secs_f64() * 1000.0
+        };
+        Latency { count: samples.len() as u64, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
+    }
+}
+
+/// What the hubs' own metrics say over the measured interval (every process summed).
+#[derive(Debug, Serialize)]
+struct HubFigures {
+    round: Quantiles,
+    detection: Quantiles,
+    resolution: Quantiles,
+    commit: Quantiles,
+    /// The hub's own edit → visible (commit to a woken device's round, same process only).
+    edit_to_visible: Quantiles,
+    changes_accepted: u64,
+    conflicts_recorded: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerFigures {
+    /// CPU over the measured interval, % of one core, every process summed.
+    cpu_percent: f64,
+    /// Resident memory at the end of the interval, every process summed.
+    rss_mib: f64,
+    /// Each process's peak resident memory (VmHWM), summed.
+    peak_rss_mib: f64,
+    exited_cleanly: bool,
+    exits: Vec<load_server::Exit>,
+}
+
+/// The figures of an idle-channel run (`--json`).
+#[derive(Debug, Serialize)]
+struct IdleReport {
+    mode: &'static str,
+    store: &'static str,
+    processes: usize,
+    channels: usize,
+    /// Live channels the servers counted open once all had connected.
+    open: u64,
+    seconds_to_open: f64,
+    /// Servers' resident memory before the channels, with them, and at its peak (summed).
+    rss_before_mib: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+    /// (RSS with the channels − RSS before) / channels open.
+    per_channel_kib: f64,
+    exited_cleanly: bool,
+    exits: Vec<load_server::Exit>,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
+    let processes = match (args.processes, &args.database_url) {
+        (Some(n), None) if n > 1 => {
+            return Err(CliError::Usage(
+                "--processes above 1 needs --database-url: one server per SQLite data directory".into(),
+            ));
+        }
+        (Some(n), _) => n as usize,
+        (None, Some(_)) => 2,
+        (None, None) => 1,
+    };
+    if !(args.edit_every > 0.0 && args.edit_every.is_finite()) {
+        return Err(CliError::Usage("--edit-every must be a positive number of seconds".into()));
+    }
+    if !(0.0..=1.0).contains(&args.conflicts) {
+        return Err(CliError::Usage("--conflicts is a share between 0 and 1".into()));
+    }
+    if args.large_project == 1 || args.large_project > args.devices {
+        return Err(CliError::Usage(format!(
+            "--large-project must be 0 or between 2 and --devices ({}), not {}",
+            args.devices, args.large_project
+        )));
+    }
+    let note = |s: &str| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    let scratch = tempfile::Builder::new().prefix("fieldsync-load-").tempdir()?;
+    let store = match &args.database_url {
+        Some(url) => Store::Postgres(url.clone()),
+        None => Store::Data(scratch.path().join("hub")),
+    };
+    let store_name = if args.database_url.is_some() { "postgresql" } else { "sqlite" };
+    // Names no earlier run on the same database used.
+    let run_id = format!("{:x}", (fieldsync_server::now_ms() % 0xff_ffff) ^ u64::from(std::process::id()));
+    match args.idle_channels {
+        Some(channels) => {
+            let channels = channels as usize;
+            check_open_files(channels as u64 + 64, channels as u64 / processes as u64 + 64)?;
+            let layout = Layout::new(channels, args.project_size as usize, 0);
+            note(&format!("enrolling {channels} devices in {} projects…", layout.projects.len()));
+            let enrolled = provision(&store, &layout, &run_id)?;
+            let report = idle(&args, &store, store_name, processes, &enrolled, scratch.path(), &note)?;
+            if json {
+                return crate::output::json(&report);
+            }
+            print_idle(&report);
+            Ok(())
+        }
+        None => {
+            let devices = args.devices as usize;
+            check_open_files(
+                devices as u64 * FILES_PER_DEVICE + 256,
+                devices as u64 * 2 / processes as u64 + args.workers + 256,
+            )?;
+            let layout = Layout::new(devices, args.project_size as usize, args.large_project as usize);
+            note(&format!(
+                "provisioning {devices} devices in {} projects ({}) on {store_name}…",
+                layout.projects.len(),
+                layout.describe()
+            ));
+            let enrolled = provision(&store, &layout, &run_id)?;
+            let report = load(&args, &store, store_name, processes, &layout, enrolled, scratch.path(), &note)?;
+            if json {
+                return crate::output::json(&report);
+            }
+            print_load(&report, &args);
+            Ok(())
+        }
+    }
+}
+
+/// Refuse early, with the fix, a run this process or a server could not open the files of.
+fn check_open_files(generator: u64, server: u64) -> Result<(), CliError> {
+    let Some(limit) = load_server::open_files_limit() else { return Ok(()) };
+    let need = generator.max(server);
+    if need > limit {
+        return Err(CliError::Failed(format!(
+            "this run needs about {need} open files per process and the limit is {limit}: \
+             raise it first (`ulimit -n {}`; beyond the hard limit only as root)",
+            need.next_power_of_two()
+        )));
+    }
+    Ok(())
+}
+
+/// Which device is in which project, with which role and crew.
+struct Layout {
+    /// Device count of each project.
+    projects: Vec<usize>,
+}
+
+impl Layout {
+    fn new(devices: usize, size: usize, large: usize) -> Layout {
+        let mut projects = Vec::new();
+        if large > 0 {
+            projects.push(large);
+        }
+        let mut rest = devices - large;
+        while rest > 0 {
+            let n = rest.min(size);
+            match projects.last_mut() {
+                // A project of one has nobody to see its edits: it joins the one before.
+                Some(last) if n < 2 => *last += n,
+                _ => projects.push(n),
+            }
+            rest -= n;
+        }
+        Layout { projects }
+    }
+
+    fn describe(&self) -> String {
+        let mut sizes: Vec<(usize, usize)> = Vec::new();
+        for &n in &self.projects {
+            match sizes.iter_mut().find(|(size, _)| *size == n) {
+                Some((_, count)) => *count += 1,
+                None => sizes.push((n, 1)),
+            }
+        }
+        sizes.iter().map(|(size, count)| format!("{count} of {size}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The role of the `member`-th device of a project: one office, a foreman per ten, technicians.
+    fn role(member: usize) -> Role {
+        match member {
+            0 => Role::Office,
+            m if m % 10 == 1 => Role::Foreman,
+            _ => Role::Technician,
+        }
+    }
+}
+
+/// A device the hub knows.
+struct Enrolled {
+    project: usize,
+    project_id: String,
+    member: usize,
+    user: String,
+    token: String,
+}
+
+/// Projects, members and devices, added through the hub's library before any server runs
+/// (SQLite) or beside them (PostgreSQL).
+fn provision(store: &Store, layout: &Layout, run_id: &str) -> Result<Vec<Enrolled>, CliError> {
+    let hub = match store {
+        Store::Data(dir) => Hub::open(dir)?,
+        Store::Postgres(url) => Hub::new(PgHubStore::connect_with(url, PgOptions::default()).map_err(|e| {
+            CliError::Failed(format!(
+                "cannot use the database of --database-url: {}",
+                fieldsync_server::HubError::from(e)
+            ))
+        })?),
+    };
+    let mut enrolled = Vec::new();
+    for (p, &size) in layout.projects.iter().enumerate() {
+        let project_id = format!("load-{run_id}-p{p:04}");
+        hub.create_project(&project_id, Default::default())?;
+        for member in 0..size {
+            let user = format!("{project_id}-u{member:03}");
+            hub.add_member(&project_id, &user, Layout::role(member))?;
+            let token = hub.enroll_device(&user, &format!("load device {member}"))?.token;
+            enrolled.push(Enrolled { project: p, project_id: project_id.clone(), member, user, token });
+        }
+    }
+    Ok(enrolled)
+}
+
+/// Start `processes` servers on `store`.
+fn start_servers(
+    store: &Store,
+    processes: usize,
+    connections: usize,
+    dir: &Path,
+) -> Result<Vec<ServerProcess>, CliError> {
+    (0..processes)
+        .map(|i| ServerProcess::start(store, connections / processes + 256, dir, &format!("serve-{i}")))
+        .collect()
+}
+
+fn stop_servers(servers: Vec<ServerProcess>) -> Vec<load_server::Exit> {
+    servers.into_iter().map(ServerProcess::stop).collect()
+}
+
+fn scrape_all(servers: &[ServerProcess]) -> Result<Scrape, CliError> {
+    let mut total = Scrape::default();
+    for s in servers {
+        total = total.plus(&s.scrape()?);
+    }
+    Ok(total)
+}
+
+fn memory_all(servers: &[ServerProcess]) -> (u64, u64) {
+    servers.iter().map(ServerProcess::memory_kib).fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+// ---------------------------------------------------------------------------
+// Idle live channels.
+
+fn idle(
+    args: &LoadArgs,
+    store: &Store,
+    store_name: &'static str,
+    processes: usize,
+    enrolled: &[Enrolled],
+    dir: &Path,
+    note: &dyn Fn(&str),
+) -> Result<IdleReport, CliError> {
+    let servers = start_servers(store, processes, enrolled.len() + 64, dir)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_before, _) = memory_all(&servers);
+    note(&format!("opening {} live channels…", enrolled.len()));
+    let started = Instant::now();
+    let config = LiveConfig { connect_timeout: Duration::from_secs(60), ..LiveConfig::default() };
+    let mut channels = Vec::with_capacity(enrolled.len());
+    for (i, device) in enrolled.iter().enumerate() {
+        let server = &servers[i % servers.len()].url;
+        let channel = LiveChannel::connect_with(server, &device.token, &device.project_id, config, || {})
+            .map_err(|e| CliError::Failed(format!("cannot open a live channel: {e}")))?;
+        channels.push(channel);
+    }
+    let want = enrolled.len() as f64;
+    let open = loop {
+        let open = scrape_all(&servers)?.sum("fieldsync_live_channels_open", "");
+        if open >= want || started.elapsed() > CONNECT_TIMEOUT {
+            break open;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let seconds_to_open = started.elapsed().as_secs_f64();
+    note(&format!("{open} open after {seconds_to_open:.1} s; holding them {} s…", args.seconds));
+    let hold_until = Instant::now() + Duration::from_secs(args.seconds);
+    let mut rss = 0;
+    while Instant::now() < hold_until {
+        std::thread::sleep(Duration::from_secs(1).min(hold_until.saturating_duration_since(Instant::now())));
+        rss = rss.max(memory_all(&servers).0);
+    }
+    let (rss_end, peak) = memory_all(&servers);
+    let open_end = scrape_all(&servers)?.sum("fieldsync_live_channels_open", "");
+    drop(channels);
+    let exits = stop_servers(servers);
+    let rss = rss.max(rss_end);
+    Ok(IdleReport {
+        mode: "idle",
+        store: store_name,
+        processes,
+        channels: enrolled.len(),
+        open: open.min(open_end) as u64,
+        seconds_to_open,
+        rss_before_mib: mib(rss_before),
+        rss_mib: mib(rss),
+        peak_rss_mib: mib(peak),
+        per_channel_kib: if open > 0.0 { rss.saturating_sub(rss_before) as f64 / open } else { 0.0 },
+        exited_cleanly: exits.iter().all(|e| e.clean),
+        exits,
+    })
+}
+
+fn print_idle(r: &IdleReport) {
+    println!(
+        "fieldsync bench load --idle-channels: {} channels on {} ({} server process{})",
+        r.channels,
+        r.store,
+        r.processes,
+        if r.processes == 1 { "" } else { "es" }
+    );
+    println!("  {:<44} {:>10}", "live channels open", r.open);
+    println!("  {:<44} {:>10.1} s", "time to open them all", r.seconds_to_open);
+    println!("  {:<44} {:>10.1} MiB", "server RSS before the channels", r.rss_before_mib);
+    println!("  {:<44} {:>10.1} MiB", "server RSS holding them", r.rss_mib);
+    println!("  {:<44} {:>10.1} MiB", "server peak RSS (VmHWM)", r.peak_rss_mib);
+    println!("  {:<44} {:>10.1} KiB", "RSS per channel", r.per_channel_kib);
+    println!("  {:<44} {:>10}", "server exited cleanly", if r.exited_cleanly { "yes" } else { "NO" });
+}
+
+// ---------------------------------------------------------------------------
+// The load run.
+
+/// One simulated phone.
+struct Device {
+    project: usize,
+    member: usize,
+    role: Role,
+    user: String,
+    /// Its bearer token (also inside its transport), for its live channel.
+    token: String,
+    replica: Arc<Mutex<Replica>>,
+    client: SyncClient,
+}
+
+fn lock(replica: &Mutex<Replica>) -> MutexGuard<'_, Replica> {
+    replica.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where a device's rounds stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Idle,
+    Queued,
+    Running,
+    /// Asked for again while running: one more round after this one.
+    RunningAgain,
+}
+
+/// The queue of devices wanting a round, and the workers' stop.
+struct Scheduler {
+    state: Mutex<SchedulerState>,
+    wake: Condvar,
+}
+
+struct SchedulerState {
+    queue: VecDeque<usize>,
+    slots: Vec<Slot>,
+    busy: usize,
+    stop: bool,
+}
+
+impl Scheduler {
+    fn new(devices: usize) -> Scheduler {
+        Scheduler {
+            state: Mutex::new(SchedulerState {
+                queue: VecDeque::new(),
+                slots: vec![Slot::Idle; devices],
+                busy: 0,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SchedulerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Device `d` should sync (its live channel spoke, or it edited).
+    fn request(&self, d: usize) {
+        let mut s = self.state();
+        match s.slots[d] {
+            Slot::Idle => {
+                s.slots[d] = Slot::Queued;
+                s.queue.push_back(d);
+                self.wake.notify_one();
+            }
+            Slot::Running => s.slots[d] = Slot::RunningAgain,
+            Slot::Queued | Slot::RunningAgain => {}
+        }
+    }
+
+    /// The next device to sync; `None` once stopped.
+    fn next(&self) -> Option<usize> {
+        let mut s = self.state();
+        loop {
+            if s.stop {
+                return None;
+            }
+            if let Some(d) = s.queue.pop_front() {
+                s.slots[d] = Slot::Running;
+                s.busy += 1;
+                return Some(d);
+            }
+            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn done(&self, d: usize) {
+        let mut s = self.state();
+        s.busy -= 1;
+        if s.slots[d] == Slot::RunningAgain {
+            s.slots[d] = Slot::Queued;
+            s.queue.push_back(d);
+            self.wake.notify_one();
+        } else {
+            s.slots[d] = Slot::Idle;
+        }
+        if s.busy == 0 && s.queue.is_empty() {
+            self.wake.notify_all();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        let s = self.state();
+        s.busy == 0 && s.queue.is_empty()
+    }
+
+    fn stop(&self) {
+        self.state().stop = true;
+        self.wake.notify_all();
+    }
+}
+
+/// A change a bench device made: when, and what it was built on.
+struct Change {
+    seq: u64,
+    deps: Vec<String>,
+}
+
+/// An edit being followed to every other device of its project.
+struct EditRecord {
+    made: Instant,
+    seq: u64,
+    hash: String,
+    /// Other devices of the project that have not merged it yet.
+    waiting: usize,
+}
+
+/// Per project: every change made, and which device still lacks which edit.
+struct Track {
+    next_seq: u64,
+    changes: HashMap<String, Change>,
+    edits: Vec<EditRecord>,
+    /// Per member: section → edits it has not yet merged.
+    pending: Vec<HashMap<String, Vec<usize>>>,
+    /// Per member: its edits not yet uploaded.
+    unacked: Vec<Vec<usize>>,
+}
+
+impl Track {
+    fn new(members: usize) -> Track {
+        Track {
+            next_seq: 0,
+            changes: HashMap::new(),
+            edits: Vec::new(),
+            pending: vec![HashMap::new(); members],
+            unacked: vec![Vec::new(); members],
+        }
+    }
+
+    /// `author` made change `hash` on `section` from `deps` (its heads before).
+    fn made(&mut self, author: usize, section: &str, hash: String, deps: Vec<String>, made: Instant) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.changes.insert(hash.clone(), Change { seq, deps });
+        let index = self.edits.len();
+        let others = self.pending.len() - 1;
+        self.edits.push(EditRecord { made, seq, hash, waiting: others });
+        for (m, pending) in self.pending.iter_mut().enumerate() {
+            if m != author {
+                pending.entry(section.to_owned()).or_default().push(index);
+            }
+        }
+        self.unacked[author].push(index);
+    }
+
+    /// Which pending edits of `section` a device whose heads are `heads` has:
+    /// the changes reachable from its heads, made no earlier than the oldest pending one.
+    fn reached(&self, heads: &[String], oldest: u64) -> HashSet<&str> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut stack: Vec<&str> = heads.iter().map(String::as_str).collect();
+        while let Some(h) = stack.pop() {
+            let Some((key, change)) = self.changes.get_key_value(h) else { continue };
+            if change.seq < oldest || !seen.insert(key.as_str()) {
+                continue;
+            }
+            stack.extend(change.deps.iter().map(String::as_str));
+        }
+        seen
+    }
+}
+
+/// Everything the workers share.
+struct Shared {
+    devices: Vec<Device>,
+    tracks: Vec<Mutex<Track>>,
+    scheduler: Scheduler,
+    samples: Mutex<Samples>,
+    rounds: AtomicU64,
+    syncs: AtomicU64,
+    failed: AtomicU64,
+    failures: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Default)]
+struct Samples {
+    visible: Vec<Duration>,
+    every_device: Vec<Duration>,
+    acknowledged: Vec<Duration>,
+}
+
+impl Shared {
+    fn track(&self, project: usize) -> MutexGuard<'_, Track> {
+        self.tracks[project].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn samples(&self) -> MutexGuard<'_, Samples> {
+        self.samples.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One worker: run the rounds devices ask for, then note what they brought.
+    fn work(&self) {
+        while let Some(d) = self.scheduler.next() {
+            let device = &self.devices[d];
+            let started = Instant::now();
+            let outcome = device.client.sync_now();
+            let done = Instant::now();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            match outcome {
+                Ok(report) => {
+                    self.rounds.fetch_add(u64::from(report.rounds), Ordering::Relaxed);
+                    self.note_round(device, started, done);
+                }
+                Err(e) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    let mut why = e.to_string();
+                    why.truncate(120);
+                    *self.failures.lock().unwrap_or_else(|p| p.into_inner()).entry(why).or_default() += 1;
+                    // Retried, as background sync would, after a pause.
+                    std::thread::sleep(Duration::from_millis(200));
+                    self.scheduler.done(d);
+                    self.scheduler.request(d);
+                    continue;
+                }
+            }
+            self.scheduler.done(d);
+        }
+    }
+
+    /// After `device`'s round (started at `started`, merged at `done`): its edits
+    /// made before the round are acknowledged; the others' edits it now has arrived.
+    fn note_round(&self, device: &Device, started: Instant, done: Instant) {
+        let sections: Vec<String> = self.track(device.project).pending[device.member].keys().cloned().collect();
+        let heads: Vec<(String, Vec<String>)> = if sections.is_empty() {
+            Vec::new()
+        } else {
+            let replica = lock(&device.replica);
+            sections.into_iter().filter_map(|s| replica.section(&s).ok().map(|v| (s, v.heads))).collect()
+        };
+        let mut arrived = Vec::new();
+        let mut everywhere = Vec::new();
+        let mut acknowledged = Vec::new();
+        {
+            let mut track = self.track(device.project);
+            let unacked = std::mem::take(&mut track.unacked[device.member]);
+            let (sent, later): (Vec<usize>, Vec<usize>) =
+                unacked.into_iter().partition(|&e| track.edits[e].made <= started);
+            track.unacked[device.member] = later;
+            acknowledged.extend(sent.iter().map(|&e| done - track.edits[e].made));
+            for (section, heads) in heads {
+                let Some(waiting) = track.pending[device.member].get(&section) else { continue };
+                let oldest = waiting.iter().map(|&e| track.edits[e].seq).min().unwrap_or(0);
+                let reached = track.reached(&heads, oldest);
+                let (got, still): (Vec<usize>, Vec<usize>) =
+                    waiting.iter().partition(|&&e| reached.contains(track.edits[e].hash.as_str()));
+                if got.is_empty() {
+                    continue;
+                }
+                if still.is_empty() {
+                    track.pending[device.member].remove(&section);
+                } else {
+                    track.pending[device.member].insert(section, still);
+                }
+                for e in got {
+                    let edit = &mut track.edits[e];
+                    edit.waiting -= 1;
+                    arrived.push(done - edit.made);
+                    if edit.waiting == 0 {
+                        everywhere.push(done - edit.made);
+                    }
+                }
+            }
+        }
+        if !(arrived.is_empty() && acknowledged.is_empty()) {
+            let mut samples = self.samples();
+            samples.visible.extend(arrived);
+            samples.every_device.extend(everywhere);
+            samples.acknowledged.extend(acknowledged);
+        }
+    }
+
+    fn unseen(&self) -> u64 {
+        self.tracks
+            .iter()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).edits.iter().map(|e| e.waiting as u64).sum::<u64>())
+            .sum()
+    }
+}
+
+/// Open every device's replica (in parallel: thousands of schema creations).
+fn open_devices(
+    enrolled: Vec<Enrolled>,
+    servers: &[ServerProcess],
+    dir: &Path,
+    threads: usize,
+) -> Result<Vec<Device>, CliError> {
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let open_one = |(i, e): (usize, Enrolled)| -> Result<Device, CliError> {
+        let options =
+            ReplicaOptions { device: format!("load-{i}"), durability: Durability::Normal, encryption_key: None };
+        let mut replica = Replica::open(dir.join(format!("device-{i}.db")), options)?;
+        replica.join_project(&e.project_id)?;
+        // Devices spread over the processes, as a load balancer would spread them.
+        let transport = HttpTransport::new(&urls[i % urls.len()], &e.token, ROUND_TRIP_TIMEOUT)
+            .map_err(|err| CliError::Failed(format!("cannot set up HTTP: {err}")))?;
+        let replica = Arc::new(Mutex::new(replica));
+        let client = SyncClient::new(Arc::clone(&replica), Arc::new(transport));
+        Ok(Device {
+            project: e.project,
+            member: e.member,
+            role: Layout::role(e.member),
+            user: e.user,
+            token: e.token,
+            replica,
+            client,
+        })
+    };
+    let work: Mutex<VecDeque<(usize, Enrolled)>> = Mutex::new(enrolled.into_iter().enumerate().collect());
+    let opened: Mutex<Vec<(usize, Result<Device, CliError>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let Some(item) = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { return };
+                    let i = item.0;
+                    let device = open_one(item);
+                    opened.lock().unwrap_or_else(|p| p.into_inner()).push((i, device));
+                }
+            });
+        }
+    });
+    let mut opened = opened.into_inner().unwrap_or_else(|p| p.into_inner());
+    opened.sort_by_key(|(i, _)| *i);
+    opened.into_iter().map(|(_, d)| d).collect()
+}
+
+/// Wait until no device wants a round (or `limit` passes); whether it got there.
+fn settle(shared: &Shared, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if shared.scheduler.idle() {
+            // A live notice may still be on its way: idle twice, a moment apart.
+            std::thread::sleep(Duration::from_millis(300));
+            if shared.scheduler.idle() {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[allow(clippy::too_many_arguments)]
+fn load(
+    args: &LoadArgs,
+    store: &Store,
+    store_name: &'static str,
+    processes: usize,
+    layout: &Layout,
+    enrolled: Vec<Enrolled>,
+    dir: &Path,
+    note: &dyn Fn(&str),
+) -> Result<LoadReport, CliError> {
+    let devices_n = enrolled.len();
+    // Each device holds an HTTP connection and a live channel.
+    let servers = start_servers(store, processes, devices_n * 2 + 64, dir)?;
+    let replicas_dir: PathBuf = dir.join("devices");
+    std::fs::create_dir_all(&replicas_dir)?;
+    note(&format!("opening {devices_n} replicas…"));
+    let project_ids: Vec<String> = {
+        let mut ids: Vec<String> = Vec::new();
+        for e in &enrolled {
+            if ids.len() <= e.project {
+                ids.push(e.project_id.clone());
+            }
+        }
+        ids
+    };
+    let devices = open_devices(enrolled, &servers, &replicas_dir, args.workers as usize)?;
+    let mut rng = Rng::new(args.seed);
+    // Each project's plan: crews of five, four sections each, section ids unique on the hub.
+    let mut plans: Vec<Plan> = layout
+        .projects
+        .iter()
+        .zip(&project_ids)
+        .map(|(&size, id)| {
+            let crews = size.div_ceil(CREW);
+            let mut plan = Plan::new(id, crews * SECTIONS_PER_CREW, crews, 0.25, &mut rng);
+            for s in &mut plan.sections {
+                s.id = format!("{id}-{}", s.id);
+            }
+            for crew in &mut plan.crew_sections {
+                for s in crew.iter_mut() {
+                    *s = format!("{id}-{s}");
+                }
+            }
+            plan
+        })
+        .collect();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); layout.projects.len()];
+    for (i, d) in devices.iter().enumerate() {
+        members[d.project].push(i);
+    }
+    let shared = Arc::new(Shared {
+        tracks: layout.projects.iter().map(|&n| Mutex::new(Track::new(n))).collect(),
+        devices,
+        scheduler: Scheduler::new(devices_n),
+        samples: Mutex::new(Samples::default()),
+        rounds: AtomicU64::new(0),
+        syncs: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let workers: Vec<_> = (0..args.workers)
+        .map(|_| {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || shared.work())
+        })
+        .collect();
+
+    // Every device learns its roster; the office plans each project's sections
+    // and uploads them; then every device bootstraps them.
+    note("planning sections and bootstrapping every device…");
+    for d in 0..devices_n {
+        shared.scheduler.request(d);
+    }
+    settle(&shared, Duration::from_secs(3600));
+    for (p, plan) in plans.iter().enumerate() {
+        let office = &shared.devices[members[p][0]];
+        let mut replica = lock(&office.replica);
+        for s in &plan.sections {
+            let name = format!("Route {} section {}", s.route + 1, s.id);
+            replica.create_section_with_id(&s.id, &plan.project, &name, &s.points)?;
+        }
+    }
+    for p in 0..plans.len() {
+        shared.scheduler.request(members[p][0]);
+    }
+    settle(&shared, Duration::from_secs(3600));
+    for d in 0..devices_n {
+        shared.scheduler.request(d);
+    }
+    settle(&shared, Duration::from_secs(3600));
+
+    note(&format!("opening {devices_n} live channels…"));
+    let config = LiveConfig { connect_timeout: Duration::from_secs(60), ..LiveConfig::default() };
+    let mut channels = Vec::with_capacity(devices_n);
+    for (d, device) in shared.devices.iter().enumerate() {
+        let url = &servers[d % servers.len()].url;
+        let waker = Arc::clone(&shared);
+        let channel = LiveChannel::connect_with(url, &device.token, &project_ids[device.project], config, move || {
+            waker.scheduler.request(d)
+        })
+        .map_err(|e| CliError::Failed(format!("cannot open a live channel: {e}")))?;
+        channels.push(channel);
+    }
+    let opening = Instant::now();
+    while channels.iter().any(|c| !c.connected()) {
+        if opening.elapsed() > CONNECT_TIMEOUT {
+            let open = channels.iter().filter(|c| c.connected()).count();
+            return Err(CliError::Failed(format!(
+                "only {open} of {devices_n} live channels opened in {CONNECT_TIMEOUT:?}; see the server's limits"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    settle(&shared, Duration::from_secs(600));
+    let failed_in_setup = shared.failed.load(Ordering::Relaxed);
+
+    // The measured interval.
+    note(&format!(
+        "editing for {} s: one edit per device every {} s on average, {}% in conflicting pairs…",
+        args.seconds,
+        args.edit_every,
+        args.conflicts * 100.0
+    ));
+    let before = scrape_all(&servers)?;
+    let cpu_before: Vec<f64> = servers.iter().map(ServerProcess::cpu_seconds).collect();
+    let own_before = load_server::cpu_seconds("/proc/self/stat");
+    let machine_before = load_server::machine_cpu_seconds();
+    let rounds_before = shared.rounds.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let edits = edit(&shared, &mut plans, &members, args, &mut rng);
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = scrape_all(&servers)?;
+    let cpu_after: Vec<f64> = servers.iter().map(ServerProcess::cpu_seconds).collect();
+    let own_after = load_server::cpu_seconds("/proc/self/stat");
+    let machine_after = load_server::machine_cpu_seconds();
+    let rounds = shared.rounds.load(Ordering::Relaxed) - rounds_before;
+    let (rss, peak) = memory_all(&servers);
+
+    // Let every device catch up before counting what never arrived.
+    note("draining…");
+    let drain_until = Instant::now() + Duration::from_secs(args.drain);
+    while Instant::now() < drain_until && !(shared.scheduler.idle() && shared.unseen() == 0) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let unseen = shared.unseen();
+    drop(channels);
+    shared.scheduler.stop();
+    for w in workers {
+        let _ = w.join();
+    }
+    let exits = stop_servers(servers);
+
+    let interval = after.since(&before);
+    let hist = |name: &str, labels: &str| interval.histogram(name, labels);
+    let phase = "fieldsync_round_phase_duration_seconds";
+    let mut samples = std::mem::take(&mut *shared.samples());
+    let mut failures: Vec<(String, u64)> =
+        shared.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
+    failures.sort_by(|a, b| b.1.cmp(&a.1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_cpu: f64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).sum();
+    Ok(LoadReport {
+        mode: "load",
+        store: store_name,
+        processes,
+        devices: devices_n,
+        projects: layout.projects.len(),
+        largest_project: layout.projects.iter().copied().max().unwrap_or(0),
+        seconds: elapsed,
+        edit_every_s: args.edit_every,
+        edits,
+        edit_to_visible_ms: Latency::of(&mut samples.visible),
+        edit_to_every_device_ms: Latency::of(&mut samples.every_device),
+        edit_to_acknowledged_ms: Latency::of(&mut samples.acknowledged),
+        unseen_arrivals: unseen,
+        rounds,
+        rounds_per_second: rounds as f64 / elapsed,
+        failed_syncs: shared.failed.load(Ordering::Relaxed),
+        failures: failures
+            .into_iter()
+            .map(|(why, n)| format!("{n} × {why}"))
+            .chain((failed_in_setup > 0).then(|| format!("({failed_in_setup} of them during setup)")))
+            .collect(),
+        hub: HubFigures {
+            round: hist("fieldsync_round_duration_seconds", ""),
+            detection: hist(phase, "phase=detection"),
+            resolution: hist(phase, "phase=resolution"),
+            commit: hist(phase, "phase=commit"),
+            edit_to_visible: hist("fieldsync_edit_to_visible_seconds", ""),
+            changes_accepted: interval.sum("fieldsync_changes_accepted_total", "") as u64,
+            conflicts_recorded: interval.sum("fieldsync_conflicts_recorded_total", "kind=contest") as u64,
+        },
+        server: ServerFigures {
+            cpu_percent: server_cpu / elapsed * 100.0,
+            rss_mib: mib(rss),
+            peak_rss_mib: mib(peak),
+            exited_cleanly: exits.iter().all(|e| e.clean),
+            exits,
+        },
+        load_generator_cpu_percent: (own_after - own_before) / elapsed * 100.0,
+        machine_cpu_percent: {
+            let (busy, total) = (machine_after.0 - machine_before.0, machine_after.1 - machine_before.1);
+            if total > 0.0 { busy / total * 100.0 } else { 0.0 }
+        },
+        cores,
+    })
+}
+
+/// Make edits for `--seconds` at the crews' pace; what was made.
+fn edit(shared: &Shared, plans: &mut [Plan], members: &[Vec<usize>], args: &LoadArgs, rng: &mut Rng) -> Edits {
+    let mut edits = Edits::default();
+    let n = shared.devices.len();
+    let mean_gap = args.edit_every / n as f64;
+    let end = Instant::now() + Duration::from_secs(args.seconds);
+    let mut next = Instant::now();
+    loop {
+        next += Duration::from_secs_f64(rng.exp(mean_gap));
+        if next >= end {
+            break;
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let d = rng.below(n as u64) as usize;
+        let device = &shared.devices[d];
+        let plan = &mut plans[device.project];
+        let crew = (device.member / CREW).min(plan.crew_sections.len() - 1);
+        let sections = if device.role == Role::Office {
+            plan.sections.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+        } else {
+            plan.crew_sections[crew].clone()
+        };
+        let section = rng.pick(&sections).clone();
+        let crew_mates: Vec<usize> = members[device.project]
+            .iter()
+            .copied()
+            .filter(|&m| m != d && shared.devices[m].member / CREW == device.member / CREW)
+            .collect();
+        if rng.chance(args.conflicts) && !crew_mates.is_empty() {
+            // Both raise progress before either has synced: concurrent writes, a contest at the hub.
+            let mate = *rng.pick(&crew_mates);
+            let mut made = 0;
+            for who in [d, mate] {
+                made += u64::from(make(shared, who, plan, &section, EditKind::Progress, rng, &mut edits));
+            }
+            if made == 2 {
+                edits.conflict_pairs += 1;
+            }
+            shared.scheduler.request(d);
+            shared.scheduler.request(mate);
+        } else {
+            let kind = loop {
+                match EditKind::draw(device.role, 0.05, rng) {
+                    // New sections would take ids the plan cannot make unique.
+                    EditKind::NewSection => continue,
+                    k => break k,
+                }
+            };
+            if make(shared, d, plan, &section, kind, rng, &mut edits) {
+                shared.scheduler.request(d);
+            }
+        }
+    }
+    edits
+}
+
+/// Device `d` makes one edit of `kind` on `section`; whether a change was made.
+fn make(
+    shared: &Shared,
+    d: usize,
+    plan: &mut Plan,
+    section: &str,
+    kind: EditKind,
+    rng: &mut Rng,
+    edits: &mut Edits,
+) -> bool {
+    let device = &shared.devices[d];
+    let mut replica = lock(&device.replica);
+    let Ok(view) = replica.section(section) else { return false };
+    match perform(kind, &mut replica, &view, plan, &device.user, rng) {
+        Ok(Some(done)) => {
+            // Registered before the replica is let go, so no round can carry it before it is known.
+            shared.track(device.project).made(
+                device.member,
+                &done.section,
+                done.change_hash,
+                view.heads,
+                Instant::now(),
+            );
+            edits.made += 1;
+            true
+        }
+        Ok(None) => false,
+        Err(ReplicaError::Refused { .. }) => {
+            edits.refused_on_device += 1;
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+fn print_load(r: &LoadReport, args: &LoadArgs) {
+    println!(
+        "fieldsync bench load: {} devices in {} projects (largest {}), {} with {} server process{}, {:.0} s, \
+         one edit per device every {} s",
+        r.devices,
+        r.projects,
+        r.largest_project,
+        r.store,
+        r.processes,
+        if r.processes == 1 { "" } else { "es" },
+        r.seconds,
+        args.edit_every
+    );
+    println!("  {:<46} {:>8} {:>9} {:>9} {:>9} {:>9}", "ms", "count", "p50", "p90", "p99", "max");
+    let row = |name: &str, l: &Latency| {
+        println!("  {:<46} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", name, l.count, l.p50, l.p90, l.p99, l.max);
+    };
+    row("edit → visible on another device", &r.edit_to_visible_ms);
+    row("edit → visible on every device of its project", &r.edit_to_every_device_ms);
+    row("edit → acknowledged (its upload round)", &r.edit_to_acknowledged_ms);
+    let q = |name: &str, q: &Quantiles| {
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        println!("  {:<46} {:>8} {:>9} {:>9} {:>9} {:>9}", name, q.count, f(q.p50_ms), f(q.p90_ms), f(q.p99_ms), "");
+    };
+    q("hub: round (metrics)", &r.hub.round);
+    q("hub: detection", &r.hub.detection);
+    q("hub: resolution", &r.hub.resolution);
+    q("hub: commit", &r.hub.commit);
+    q("hub: edit → visible (its own measure)", &r.hub.edit_to_visible);
+    println!("  {:<46} {:>8.1}", "rounds per second", r.rounds_per_second);
+    println!(
+        "  {:<46} {:>8.0} % of one core ({} cores; load generator {:.0} %, machine {:.0} % busy)",
+        "server CPU", r.server.cpu_percent, r.cores, r.load_generator_cpu_percent, r.machine_cpu_percent
+    );
+    println!("  {:<46} {:>8.1} MiB (peak {:.1} MiB)", "server RSS", r.server.rss_mib, r.server.peak_rss_mib);
+    println!(
+        "  edits {} (conflicting pairs {}, refused on the device {}); contests the hub recorded {}; unseen arrivals {}; failed syncs {}",
+        r.edits.made,
+        r.edits.conflict_pairs,
+        r.edits.refused_on_device,
+        r.hub.conflicts_recorded,
+        r.unseen_arrivals,
+        r.failed_syncs
+    );
+    for f in &r.failures {
+        println!("    {f}");
+    }
+    println!("  server exited cleanly: {}", if r.server.exited_cleanly { "yes" } else { "NO" });
+}
