@@ -46,9 +46,11 @@ const SECTIONS_PER_CREW: usize = 4;
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long live channels may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
-/// Files one device keeps open in this process: its store (database, WAL,
-/// shared memory), the checkpointer's connection to it, HTTP and WebSocket.
-const FILES_PER_DEVICE: u64 = 8;
+/// Files one device keeps open in this process (counted in /proc/<pid>/fd):
+/// its store (database, WAL, shared memory), its HTTP client's runtime (two
+/// epolls, an eventfd) and connection, its live channel's socket and the
+/// clone kept to close it, and one more socket.
+const FILES_PER_DEVICE: u64 = 10;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -246,7 +248,7 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
     match args.idle_channels {
         Some(channels) => {
             let channels = channels as usize;
-            check_open_files(channels as u64 + 64, channels as u64 / processes as u64 + 64)?;
+            check_open_files(channels as u64 * 2 + 256, channels as u64 / processes as u64 + 256, 2, "channel")?;
             let layout = Layout::new(channels, args.project_size as usize, 0);
             note(&format!("enrolling {channels} devices in {} projects…", layout.projects.len()));
             let enrolled = provision(&store, &layout, &run_id)?;
@@ -262,6 +264,8 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
             check_open_files(
                 devices as u64 * FILES_PER_DEVICE + 256,
                 devices as u64 * 2 / processes as u64 + args.workers + 256,
+                FILES_PER_DEVICE,
+                "device",
             )?;
             let layout = Layout::new(devices, args.project_size as usize, args.large_project as usize);
             note(&format!(
@@ -280,15 +284,18 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
     }
 }
 
-/// Refuse early, with the fix, a run this process or a server could not open the files of.
-fn check_open_files(generator: u64, server: u64) -> Result<(), CliError> {
+/// Refuse early, with the fix, a run this process or a server could not open
+/// the files of; `per_unit` names what each file is for, to say how many fit.
+fn check_open_files(generator: u64, server: u64, per_unit: u64, unit: &str) -> Result<(), CliError> {
     let Some(limit) = load_server::open_files_limit() else { return Ok(()) };
     let need = generator.max(server);
     if need > limit {
         return Err(CliError::Failed(format!(
-            "this run needs about {need} open files per process and the limit is {limit}: \
-             raise it first (`ulimit -n {}`; beyond the hard limit only as root)",
-            need.next_power_of_two()
+            "this run needs about {need} open files in one process ({per_unit} per {unit}) and the limit is {limit}: \
+             raise it first (`ulimit -n {}`; past the hard limit only as root with CAP_SYS_RESOURCE), \
+             or run at most about {} {unit}s",
+            need.next_power_of_two(),
+            limit.saturating_sub(256) / per_unit
         )));
     }
     Ok(())
@@ -1065,6 +1072,7 @@ fn edit(shared: &Shared, plans: &mut [Plan], members: &[Vec<usize>], args: &Load
     loop {
         next += Duration::from_secs_f64(rng.exp(mean_gap));
         if next >= end {
+            std::thread::sleep(end.saturating_duration_since(Instant::now()));
             break;
         }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
