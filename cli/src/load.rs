@@ -44,6 +44,8 @@ const CREW: usize = 5;
 const SECTIONS_PER_CREW: usize = 4;
 /// How long a device's round trip may take before it fails.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Idle live channels one child process holds (two descriptors each).
+const CHANNELS_PER_HOLDER: usize = 4000;
 /// How long live channels may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Files one device keeps open in this process (counted in /proc/<pid>/fd):
@@ -96,6 +98,10 @@ pub struct LoadArgs {
     /// Seed of the workload (who edits what, when).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Internal: hold the live channels listed in FILE (`server\ttoken\tproject`
+    /// lines) until stdin closes; how --idle-channels spreads its channels.
+    #[arg(long, value_name = "FILE", hide = true)]
+    hold_channels: Option<PathBuf>,
 }
 
 /// The figures of a load run (`--json`).
@@ -210,6 +216,9 @@ fn mib(kib: u64) -> f64 {
 }
 
 pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
+    if let Some(list) = &args.hold_channels {
+        return hold_channels(list);
+    }
     let processes = match (args.processes, &args.database_url) {
         (Some(n), None) if n > 1 => {
             return Err(CliError::Usage(
@@ -248,7 +257,7 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
     match args.idle_channels {
         Some(channels) => {
             let channels = channels as usize;
-            check_open_files(channels as u64 * 2 + 256, channels as u64 / processes as u64 + 256, 2, "channel")?;
+            check_open_files(256, channels as u64 / processes as u64 + 256, 1, "channel")?;
             let layout = Layout::new(channels, args.project_size as usize, 0);
             note(&format!("enrolling {channels} devices in {} projects…", layout.projects.len()));
             let enrolled = provision(&store, &layout, &run_id)?;
@@ -427,13 +436,30 @@ fn idle(
     let (rss_before, _) = memory_all(&servers);
     note(&format!("opening {} live channels…", enrolled.len()));
     let started = Instant::now();
-    let config = LiveConfig { connect_timeout: Duration::from_secs(60), ..LiveConfig::default() };
-    let mut channels = Vec::with_capacity(enrolled.len());
-    for (i, device) in enrolled.iter().enumerate() {
-        let server = &servers[i % servers.len()].url;
-        let channel = LiveChannel::connect_with(server, &device.token, &device.project_id, config, || {})
-            .map_err(|e| CliError::Failed(format!("cannot open a live channel: {e}")))?;
-        channels.push(channel);
+    // Each channel holds two descriptors here (its socket, and the clone that
+    // closes it): the channels are held by child processes of a few thousand each.
+    let mut holders = Vec::new();
+    for (k, chunk) in enrolled.chunks(CHANNELS_PER_HOLDER).enumerate() {
+        let list = dir.join(format!("channels-{k}.tsv"));
+        let lines: String = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let server = &servers[(k * CHANNELS_PER_HOLDER + i) % servers.len()].url;
+                format!("{server}\t{}\t{}\n", e.token, e.project_id)
+            })
+            .collect();
+        std::fs::write(&list, lines)?;
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::Failed(format!("cannot find this program to hold channels: {e}")))?;
+        let holder = std::process::Command::new(exe)
+            .args(["bench", "load", "--hold-channels"])
+            .arg(&list)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| CliError::Failed(format!("cannot start a channel holder: {e}")))?;
+        holders.push(holder);
     }
     let want = enrolled.len() as f64;
     let open = loop {
@@ -453,7 +479,11 @@ fn idle(
     }
     let (rss_end, peak) = memory_all(&servers);
     let open_end = scrape_all(&servers)?.sum("fieldsync_live_channels_open", "");
-    drop(channels);
+    for mut holder in holders {
+        // Its stdin closed is its cue to close its channels and exit.
+        drop(holder.stdin.take());
+        let _ = holder.wait();
+    }
     let exits = stop_servers(servers);
     let rss = rss.max(rss_end);
     Ok(IdleReport {
@@ -470,6 +500,28 @@ fn idle(
         exited_cleanly: exits.iter().all(|e| e.clean),
         exits,
     })
+}
+
+/// A channel holder (`--hold-channels FILE`): open every channel listed, keep
+/// them until stdin closes.
+fn hold_channels(list: &Path) -> Result<(), CliError> {
+    use std::io::Read as _;
+    let text = std::fs::read_to_string(list)
+        .map_err(|e| CliError::Failed(format!("cannot read the channel list {}: {e}", list.display())))?;
+    let config = LiveConfig { connect_timeout: Duration::from_secs(60), ..LiveConfig::default() };
+    let mut channels = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split('\t');
+        let (Some(server), Some(token), Some(project)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(CliError::Usage(format!("{}: a line is not `server\\ttoken\\tproject`", list.display())));
+        };
+        let channel = LiveChannel::connect_with(server, token, project, config, || {})
+            .map_err(|e| CliError::Failed(format!("cannot open a live channel: {e}")))?;
+        channels.push(channel);
+    }
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(channels);
+    Ok(())
 }
 
 fn print_idle(r: &IdleReport) {
