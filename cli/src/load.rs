@@ -177,6 +177,15 @@ struct HubFigures {
     edit_to_visible: Quantiles,
     changes_accepted: u64,
     conflicts_recorded: u64,
+    /// Each store call (`commit_round`, `feed_page`, …): where a round's time goes.
+    store_operations: Vec<StoreOperation>,
+}
+
+#[derive(Debug, Serialize)]
+struct StoreOperation {
+    operation: String,
+    #[serde(flatten)]
+    latency: Quantiles,
 }
 
 #[derive(Debug, Serialize)]
@@ -1097,6 +1106,17 @@ fn load(
             edit_to_visible: hist("fieldsync_edit_to_visible_seconds", ""),
             changes_accepted: interval.sum("fieldsync_changes_accepted_total", "") as u64,
             conflicts_recorded: interval.sum("fieldsync_conflicts_recorded_total", "kind=contest") as u64,
+            store_operations: {
+                let store = "fieldsync_store_operation_duration_seconds";
+                let mut ops: Vec<StoreOperation> = interval
+                    .label_values(&format!("{store}_bucket"), "operation")
+                    .into_iter()
+                    .map(|op| StoreOperation { latency: hist(store, &format!("operation={op}")), operation: op })
+                    .filter(|op| op.latency.count > 0)
+                    .collect();
+                ops.sort_by(|a, b| b.latency.count.cmp(&a.latency.count));
+                ops
+            },
         },
         server: ServerFigures {
             cpu_percent: server_cpu / elapsed * 100.0,
@@ -1235,6 +1255,9 @@ fn print_load(r: &LoadReport, args: &LoadArgs) {
     q("hub: resolution", &r.hub.resolution);
     q("hub: commit", &r.hub.commit);
     q("hub: edit → visible (its own measure)", &r.hub.edit_to_visible);
+    for op in &r.hub.store_operations {
+        q(&format!("hub: store {}", op.operation), &op.latency);
+    }
     println!("  {:<46} {:>8.1}", "rounds per second", r.rounds_per_second);
     println!(
         "  {:<46} {:>8.0} % of one core ({} cores; load generator {:.0} %, machine {:.0} % busy)",

@@ -306,6 +306,19 @@ impl Scrape {
         self.samples.iter().filter(|(k, _)| k.starts_with(&prefix) && k.contains(filter)).map(|(_, v)| v).sum()
     }
 
+    /// The values `label` takes in the series of `name` (`operation` of the store's histogram).
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let prefix = format!("{name}{{{label}=");
+        let mut values: Vec<String> = self
+            .samples
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split(['}', ',']).next().unwrap_or("").to_owned())
+            .collect();
+        values.dedup();
+        values
+    }
+
     /// A histogram over the interval: its count and its P50/P90/P99 in ms,
     /// read from the buckets as Prometheus' `histogram_quantile` does.
     /// `labels` is `phase=detection`, or empty for an unlabelled histogram.
@@ -375,6 +388,7 @@ fieldsync_live_channels_open 7
         assert!((q.p90_ms.unwrap() - 2.0).abs() < 1e-9, "{q:?}");
         assert!((q.p99_ms.unwrap() - 3.8).abs() < 1e-9, "{q:?}");
         assert_eq!(now.sum("fieldsync_live_channels_open", ""), 7.0);
+        assert_eq!(now.label_values("fieldsync_round_phase_duration_seconds_bucket", "phase"), ["detection"]);
         let none = now.since(&now).histogram("fieldsync_round_phase_duration_seconds", "phase=detection");
         assert_eq!((none.count, none.p99_ms), (0, None));
         assert_eq!(now.plus(&now).histogram("fieldsync_round_phase_duration_seconds", "phase=detection").count, 200);
