@@ -997,8 +997,8 @@ fn load(
             replica.create_section_with_id(&s.id, &plan.project, &name, &s.points)?;
         }
     }
-    for p in 0..plans.len() {
-        shared.scheduler.request(members[p][0]);
+    for project in &members {
+        shared.scheduler.request(project[0]);
     }
     settle(&shared, Duration::from_secs(3600));
     for d in 0..devices_n {
@@ -1073,7 +1073,7 @@ fn load(
     let mut samples = std::mem::take(&mut *shared.samples());
     let mut failures: Vec<(String, u64)> =
         shared.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
-    failures.sort_by(|a, b| b.1.cmp(&a.1));
+    failures.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server_cpu: f64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).sum();
     Ok(LoadReport {
@@ -1114,7 +1114,7 @@ fn load(
                     .map(|op| StoreOperation { latency: hist(store, &format!("operation={op}")), operation: op })
                     .filter(|op| op.latency.count > 0)
                     .collect();
-                ops.sort_by(|a, b| b.latency.count.cmp(&a.latency.count));
+                ops.sort_by_key(|op| std::cmp::Reverse(op.latency.count));
                 ops
             },
         },
