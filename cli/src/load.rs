@@ -8,27 +8,25 @@
 //! memory. `--idle-channels N` instead holds N idle live channels and reports
 //! what they cost the server.
 //!
-//! One machine plays thousands of phones, so a phone's own threads are not
-//! all there: a pool of `--workers` threads runs the devices' rounds (a
-//! device is never in two rounds at once), and one thread makes the edits.
-//! Every device still has its own store, HTTP connection, live channel and
-//! token.
+//! One machine plays thousands of phones ([`crate::load_devices`]), so a
+//! phone's own threads are not all there: a pool of `--workers` threads runs
+//! the devices' rounds (a device is never in two rounds at once), and one
+//! thread makes the edits. Every device still has its own store, HTTP
+//! connection, live channel and token.
 //!
 //! "Visible": a device has merged the change holding the edit, checked
 //! exactly: every change the bench's devices make is kept with the heads it
 //! was made on, so a device has a change once its section's heads descend
 //! from it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use fieldsync_core::{
-    Durability, HttpTransport, LiveChannel, LiveConfig, Replica, ReplicaError, ReplicaOptions, Role, SyncClient,
-};
+use fieldsync_core::{LiveChannel, LiveConfig, ReplicaError, Role};
 use fieldsync_server::pg_store::PgOptions;
 use fieldsync_server::{Hub, PgHubStore};
 use fieldsync_tests::Rng;
@@ -36,14 +34,13 @@ use fieldsync_tests::workload::{EditKind, Plan, perform};
 use serde::Serialize;
 
 use crate::error::CliError;
+use crate::load_devices::{Samples, Scheduler, Shared, Track, lock, open_devices, settle};
 use crate::load_server::{self, Quantiles, Scrape, ServerProcess, Store};
 
 /// Devices in one crew (they share sections, and so conflicts).
 const CREW: usize = 5;
 /// Sections planned per crew.
 const SECTIONS_PER_CREW: usize = 4;
-/// How long a device's round trip may take before it fails.
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Idle live channels one child process holds (two descriptors each).
 const CHANNELS_PER_HOLDER: usize = 4000;
 /// How long live channels may take to open.
@@ -320,7 +317,7 @@ fn check_open_files(generator: u64, server: u64, per_unit: u64, unit: &str) -> R
 }
 
 /// Which device is in which project, with which role and crew.
-struct Layout {
+pub(crate) struct Layout {
     /// Device count of each project.
     projects: Vec<usize>,
 }
@@ -356,7 +353,7 @@ impl Layout {
     }
 
     /// The role of the `member`-th device of a project: one office, a foreman per ten, technicians.
-    fn role(member: usize) -> Role {
+    pub(crate) fn role(member: usize) -> Role {
         match member {
             0 => Role::Office,
             m if m % 10 == 1 => Role::Foreman,
@@ -366,12 +363,12 @@ impl Layout {
 }
 
 /// A device the hub knows.
-struct Enrolled {
-    project: usize,
-    project_id: String,
-    member: usize,
-    user: String,
-    token: String,
+pub(crate) struct Enrolled {
+    pub(crate) project: usize,
+    pub(crate) project_id: String,
+    pub(crate) member: usize,
+    pub(crate) user: String,
+    pub(crate) token: String,
 }
 
 /// Projects, members and devices, added through the hub's library before any server runs
@@ -552,367 +549,6 @@ fn print_idle(r: &IdleReport) {
 
 // ---------------------------------------------------------------------------
 // The load run.
-
-/// One simulated phone.
-struct Device {
-    project: usize,
-    member: usize,
-    role: Role,
-    user: String,
-    /// Its bearer token (also inside its transport), for its live channel.
-    token: String,
-    replica: Arc<Mutex<Replica>>,
-    client: SyncClient,
-}
-
-fn lock(replica: &Mutex<Replica>) -> MutexGuard<'_, Replica> {
-    replica.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Where a device's rounds stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Idle,
-    Queued,
-    Running,
-    /// Asked for again while running: one more round after this one.
-    RunningAgain,
-}
-
-/// The queue of devices wanting a round, and the workers' stop.
-struct Scheduler {
-    state: Mutex<SchedulerState>,
-    wake: Condvar,
-}
-
-struct SchedulerState {
-    queue: VecDeque<usize>,
-    slots: Vec<Slot>,
-    busy: usize,
-    stop: bool,
-}
-
-impl Scheduler {
-    fn new(devices: usize) -> Scheduler {
-        Scheduler {
-            state: Mutex::new(SchedulerState {
-                queue: VecDeque::new(),
-                slots: vec![Slot::Idle; devices],
-                busy: 0,
-                stop: false,
-            }),
-            wake: Condvar::new(),
-        }
-    }
-
-    fn state(&self) -> MutexGuard<'_, SchedulerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Device `d` should sync (its live channel spoke, or it edited).
-    fn request(&self, d: usize) {
-        let mut s = self.state();
-        match s.slots[d] {
-            Slot::Idle => {
-                s.slots[d] = Slot::Queued;
-                s.queue.push_back(d);
-                self.wake.notify_one();
-            }
-            Slot::Running => s.slots[d] = Slot::RunningAgain,
-            Slot::Queued | Slot::RunningAgain => {}
-        }
-    }
-
-    /// The next device to sync; `None` once stopped.
-    fn next(&self) -> Option<usize> {
-        let mut s = self.state();
-        loop {
-            if s.stop {
-                return None;
-            }
-            if let Some(d) = s.queue.pop_front() {
-                s.slots[d] = Slot::Running;
-                s.busy += 1;
-                return Some(d);
-            }
-            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn done(&self, d: usize) {
-        let mut s = self.state();
-        s.busy -= 1;
-        if s.slots[d] == Slot::RunningAgain {
-            s.slots[d] = Slot::Queued;
-            s.queue.push_back(d);
-            self.wake.notify_one();
-        } else {
-            s.slots[d] = Slot::Idle;
-        }
-        if s.busy == 0 && s.queue.is_empty() {
-            self.wake.notify_all();
-        }
-    }
-
-    fn idle(&self) -> bool {
-        let s = self.state();
-        s.busy == 0 && s.queue.is_empty()
-    }
-
-    fn stop(&self) {
-        self.state().stop = true;
-        self.wake.notify_all();
-    }
-}
-
-/// A change a bench device made: when, and what it was built on.
-struct Change {
-    seq: u64,
-    deps: Vec<String>,
-}
-
-/// An edit being followed to every other device of its project.
-struct EditRecord {
-    made: Instant,
-    seq: u64,
-    hash: String,
-    /// Other devices of the project that have not merged it yet.
-    waiting: usize,
-}
-
-/// Per project: every change made, and which device still lacks which edit.
-struct Track {
-    next_seq: u64,
-    changes: HashMap<String, Change>,
-    edits: Vec<EditRecord>,
-    /// Per member: section → edits it has not yet merged.
-    pending: Vec<HashMap<String, Vec<usize>>>,
-    /// Per member: its edits not yet uploaded.
-    unacked: Vec<Vec<usize>>,
-}
-
-impl Track {
-    fn new(members: usize) -> Track {
-        Track {
-            next_seq: 0,
-            changes: HashMap::new(),
-            edits: Vec::new(),
-            pending: vec![HashMap::new(); members],
-            unacked: vec![Vec::new(); members],
-        }
-    }
-
-    /// `author` made change `hash` on `section` from `deps` (its heads before).
-    fn made(&mut self, author: usize, section: &str, hash: String, deps: Vec<String>, made: Instant) {
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        self.changes.insert(hash.clone(), Change { seq, deps });
-        let index = self.edits.len();
-        let others = self.pending.len() - 1;
-        self.edits.push(EditRecord { made, seq, hash, waiting: others });
-        for (m, pending) in self.pending.iter_mut().enumerate() {
-            if m != author {
-                pending.entry(section.to_owned()).or_default().push(index);
-            }
-        }
-        self.unacked[author].push(index);
-    }
-
-    /// Which pending edits of `section` a device whose heads are `heads` has:
-    /// the changes reachable from its heads, made no earlier than the oldest pending one.
-    fn reached(&self, heads: &[String], oldest: u64) -> HashSet<&str> {
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut stack: Vec<&str> = heads.iter().map(String::as_str).collect();
-        while let Some(h) = stack.pop() {
-            let Some((key, change)) = self.changes.get_key_value(h) else { continue };
-            if change.seq < oldest || !seen.insert(key.as_str()) {
-                continue;
-            }
-            stack.extend(change.deps.iter().map(String::as_str));
-        }
-        seen
-    }
-}
-
-/// Everything the workers share.
-struct Shared {
-    devices: Vec<Device>,
-    tracks: Vec<Mutex<Track>>,
-    scheduler: Scheduler,
-    samples: Mutex<Samples>,
-    rounds: AtomicU64,
-    syncs: AtomicU64,
-    failed: AtomicU64,
-    failures: Mutex<HashMap<String, u64>>,
-}
-
-#[derive(Default)]
-struct Samples {
-    visible: Vec<Duration>,
-    every_device: Vec<Duration>,
-    acknowledged: Vec<Duration>,
-}
-
-impl Shared {
-    fn track(&self, project: usize) -> MutexGuard<'_, Track> {
-        self.tracks[project].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn samples(&self) -> MutexGuard<'_, Samples> {
-        self.samples.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// One worker: run the rounds devices ask for, then note what they brought.
-    fn work(&self) {
-        while let Some(d) = self.scheduler.next() {
-            let device = &self.devices[d];
-            let started = Instant::now();
-            let outcome = device.client.sync_now();
-            let done = Instant::now();
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            match outcome {
-                Ok(report) => {
-                    self.rounds.fetch_add(u64::from(report.rounds), Ordering::Relaxed);
-                    self.note_round(device, started, done);
-                }
-                Err(e) => {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
-                    let mut why = e.to_string();
-                    why.truncate(120);
-                    *self.failures.lock().unwrap_or_else(|p| p.into_inner()).entry(why).or_default() += 1;
-                    // Retried, as background sync would, after a pause.
-                    std::thread::sleep(Duration::from_millis(200));
-                    self.scheduler.done(d);
-                    self.scheduler.request(d);
-                    continue;
-                }
-            }
-            self.scheduler.done(d);
-        }
-    }
-
-    /// After `device`'s round (started at `started`, merged at `done`): its edits
-    /// made before the round are acknowledged; the others' edits it now has arrived.
-    fn note_round(&self, device: &Device, started: Instant, done: Instant) {
-        let sections: Vec<String> = self.track(device.project).pending[device.member].keys().cloned().collect();
-        let heads: Vec<(String, Vec<String>)> = if sections.is_empty() {
-            Vec::new()
-        } else {
-            let replica = lock(&device.replica);
-            sections.into_iter().filter_map(|s| replica.section(&s).ok().map(|v| (s, v.heads))).collect()
-        };
-        let mut arrived = Vec::new();
-        let mut everywhere = Vec::new();
-        let mut acknowledged = Vec::new();
-        {
-            let mut track = self.track(device.project);
-            let unacked = std::mem::take(&mut track.unacked[device.member]);
-            let (sent, later): (Vec<usize>, Vec<usize>) =
-                unacked.into_iter().partition(|&e| track.edits[e].made <= started);
-            track.unacked[device.member] = later;
-            acknowledged.extend(sent.iter().map(|&e| done - track.edits[e].made));
-            for (section, heads) in heads {
-                let Some(waiting) = track.pending[device.member].get(&section) else { continue };
-                let oldest = waiting.iter().map(|&e| track.edits[e].seq).min().unwrap_or(0);
-                let reached = track.reached(&heads, oldest);
-                let (got, still): (Vec<usize>, Vec<usize>) =
-                    waiting.iter().partition(|&&e| reached.contains(track.edits[e].hash.as_str()));
-                if got.is_empty() {
-                    continue;
-                }
-                if still.is_empty() {
-                    track.pending[device.member].remove(&section);
-                } else {
-                    track.pending[device.member].insert(section, still);
-                }
-                for e in got {
-                    let edit = &mut track.edits[e];
-                    edit.waiting -= 1;
-                    arrived.push(done - edit.made);
-                    if edit.waiting == 0 {
-                        everywhere.push(done - edit.made);
-                    }
-                }
-            }
-        }
-        if !(arrived.is_empty() && acknowledged.is_empty()) {
-            let mut samples = self.samples();
-            samples.visible.extend(arrived);
-            samples.every_device.extend(everywhere);
-            samples.acknowledged.extend(acknowledged);
-        }
-    }
-
-    fn unseen(&self) -> u64 {
-        self.tracks
-            .iter()
-            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).edits.iter().map(|e| e.waiting as u64).sum::<u64>())
-            .sum()
-    }
-}
-
-/// Open every device's replica (in parallel: thousands of schema creations).
-fn open_devices(
-    enrolled: Vec<Enrolled>,
-    servers: &[ServerProcess],
-    dir: &Path,
-    threads: usize,
-) -> Result<Vec<Device>, CliError> {
-    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
-    let open_one = |(i, e): (usize, Enrolled)| -> Result<Device, CliError> {
-        let options =
-            ReplicaOptions { device: format!("load-{i}"), durability: Durability::Normal, encryption_key: None };
-        let mut replica = Replica::open(dir.join(format!("device-{i}.db")), options)?;
-        replica.join_project(&e.project_id)?;
-        // Devices spread over the processes, as a load balancer would spread them.
-        let transport = HttpTransport::new(&urls[i % urls.len()], &e.token, ROUND_TRIP_TIMEOUT)
-            .map_err(|err| CliError::Failed(format!("cannot set up HTTP: {err}")))?;
-        let replica = Arc::new(Mutex::new(replica));
-        let client = SyncClient::new(Arc::clone(&replica), Arc::new(transport));
-        Ok(Device {
-            project: e.project,
-            member: e.member,
-            role: Layout::role(e.member),
-            user: e.user,
-            token: e.token,
-            replica,
-            client,
-        })
-    };
-    let work: Mutex<VecDeque<(usize, Enrolled)>> = Mutex::new(enrolled.into_iter().enumerate().collect());
-    let opened: Mutex<Vec<(usize, Result<Device, CliError>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let Some(item) = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { return };
-                    let i = item.0;
-                    let device = open_one(item);
-                    opened.lock().unwrap_or_else(|p| p.into_inner()).push((i, device));
-                }
-            });
-        }
-    });
-    let mut opened = opened.into_inner().unwrap_or_else(|p| p.into_inner());
-    opened.sort_by_key(|(i, _)| *i);
-    opened.into_iter().map(|(_, d)| d).collect()
-}
-
-/// Wait until no device wants a round (or `limit` passes); whether it got there.
-fn settle(shared: &Shared, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if shared.scheduler.idle() {
-            // A live notice may still be on its way: idle twice, a moment apart.
-            std::thread::sleep(Duration::from_millis(300));
-            if shared.scheduler.idle() {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 #[allow(clippy::too_many_arguments)]
 fn load(

@@ -6,8 +6,8 @@
 //! - [`device`]: a full replica on a local SQLite file (edit, sync, inspect).
 //! - [`simulate`]: a crew's working day over a simulated rural network.
 //! - [`bench`]: a quick run of the core's headline figures; [`load`] (`bench
-//!   load`): capacity, real devices against real `serve` processes
-//!   ([`load_server`]: the child processes, `/proc`, their metrics).
+//!   load`): capacity, real devices ([`load_devices`]) against real `serve`
+//!   processes ([`load_server`]: the child processes, `/proc`, their metrics).
 //! - [`error`]: the one error type and its exit codes; [`output`]: how
 //!   values are printed for people and as JSON; [`logging`]: where the
 //!   server's `tracing` events go (stderr, human or JSON).
@@ -25,6 +25,7 @@ mod device;
 mod error;
 mod hub_store;
 mod load;
+mod load_devices;
 mod load_server;
 mod logging;
 mod output;
