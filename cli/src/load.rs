@@ -31,7 +31,7 @@ use fieldsync_server::pg_store::PgOptions;
 use fieldsync_server::{Hub, PgHubStore};
 use fieldsync_tests::Rng;
 use fieldsync_tests::workload::{EditKind, Plan, perform};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
 use crate::load_devices::{Samples, Scheduler, Shared, Track, lock, open_devices, settle};
@@ -99,6 +99,14 @@ pub struct LoadArgs {
     /// lines) until stdin closes; how --idle-channels spreads its channels.
     #[arg(long, value_name = "FILE", hide = true)]
     hold_channels: Option<PathBuf>,
+    /// Internal: be one of several load generator processes, for the devices in
+    /// FILE (JSON); say `ready`, edit on `go`, print the figures.
+    #[arg(long, value_name = "FILE", hide = true)]
+    generator: Option<PathBuf>,
+    /// Devices one load generator process holds at most (default: what its
+    /// open-file limit allows); more devices are spread over child processes.
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(2..))]
+    devices_per_process: Option<u64>,
 }
 
 /// The figures of a load run (`--json`).
@@ -107,6 +115,8 @@ struct LoadReport {
     mode: &'static str,
     store: &'static str,
     processes: usize,
+    /// Load generator processes (more than one when one cannot open every device's files).
+    generator_processes: usize,
     devices: usize,
     projects: usize,
     largest_project: usize,
@@ -132,7 +142,7 @@ struct LoadReport {
     cores: usize,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Edits {
     made: u64,
     conflict_pairs: u64,
@@ -150,14 +160,14 @@ struct Latency {
 }
 
 impl Latency {
-    fn of(samples: &mut [Duration]) -> Latency {
+    fn of(samples: &mut [f64]) -> Latency {
         if samples.is_empty() {
             return Latency::default();
         }
-        samples.sort();
+        samples.sort_by(f64::total_cmp);
         let at = |p: f64| {
             let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-            samples[i].as_secs_f64() * 1000.0
+            samples[i]
         };
         Latency { count: samples.len() as u64, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
     }
@@ -225,6 +235,9 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
     if let Some(list) = &args.hold_channels {
         return hold_channels(list);
     }
+    if let Some(spec) = &args.generator {
+        return generator(&args, spec);
+    }
     let processes = match (args.processes, &args.database_url) {
         (Some(n), None) if n > 1 => {
             return Err(CliError::Usage(
@@ -276,12 +289,8 @@ pub fn run(args: LoadArgs, json: bool) -> Result<(), CliError> {
         }
         None => {
             let devices = args.devices as usize;
-            check_open_files(
-                devices as u64 * FILES_PER_DEVICE + 256,
-                devices as u64 * 2 / processes as u64 + args.workers + 256,
-                FILES_PER_DEVICE,
-                "device",
-            )?;
+            // The load generator spreads its devices over processes as its limit requires.
+            check_open_files(0, devices as u64 * 2 / processes as u64 + args.workers + 256, 2, "device")?;
             let layout = Layout::new(devices, args.project_size as usize, args.large_project as usize);
             note(&format!(
                 "provisioning {devices} devices in {} projects ({}) on {store_name}…",
@@ -363,6 +372,7 @@ impl Layout {
 }
 
 /// A device the hub knows.
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Enrolled {
     pub(crate) project: usize,
     pub(crate) project_id: String,
@@ -550,37 +560,81 @@ fn print_idle(r: &IdleReport) {
 // ---------------------------------------------------------------------------
 // The load run.
 
-#[allow(clippy::too_many_arguments)]
-fn load(
-    args: &LoadArgs,
-    store: &Store,
-    store_name: &'static str,
-    processes: usize,
-    layout: &Layout,
+/// The devices of one generator process, set up and online.
+struct Fleet {
+    shared: Arc<Shared>,
+    channels: Vec<LiveChannel>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    plans: Vec<Plan>,
+    members: Vec<Vec<usize>>,
+    rng: Rng,
+    failed_in_setup: u64,
+}
+
+/// What one generator's devices measured (a `--generator` child's last line, JSON).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FleetFigures {
+    edits: Edits,
+    visible_ms: Vec<f64>,
+    every_device_ms: Vec<f64>,
+    acknowledged_ms: Vec<f64>,
+    unseen: u64,
+    rounds: u64,
+    failed: u64,
+    failed_in_setup: u64,
+    failures: Vec<(String, u64)>,
+}
+
+impl FleetFigures {
+    fn merge(&mut self, other: FleetFigures) {
+        self.edits.made += other.edits.made;
+        self.edits.conflict_pairs += other.edits.conflict_pairs;
+        self.edits.refused_on_device += other.edits.refused_on_device;
+        self.visible_ms.extend(other.visible_ms);
+        self.every_device_ms.extend(other.every_device_ms);
+        self.acknowledged_ms.extend(other.acknowledged_ms);
+        self.unseen += other.unseen;
+        self.rounds += other.rounds;
+        self.failed += other.failed;
+        self.failed_in_setup += other.failed_in_setup;
+        self.failures.extend(other.failures);
+    }
+}
+
+/// What a `--generator` child is given: the servers, and its projects' devices.
+#[derive(Debug, Serialize, Deserialize)]
+struct GeneratorSpec {
+    urls: Vec<String>,
+    /// Device count of each of its projects.
+    sizes: Vec<usize>,
+    /// Its devices, `project` counted among its own projects.
     enrolled: Vec<Enrolled>,
+    /// Its first device's index among all, so devices spread over the servers as one.
+    offset: usize,
+}
+
+/// Open `enrolled`'s replicas, plan and bootstrap their projects, open their live channels.
+fn start_fleet(
+    args: &LoadArgs,
+    sizes: &[usize],
+    enrolled: Vec<Enrolled>,
+    urls: &[String],
+    offset: usize,
     dir: &Path,
     note: &dyn Fn(&str),
-) -> Result<LoadReport, CliError> {
+) -> Result<Fleet, CliError> {
     let devices_n = enrolled.len();
-    // Each device holds an HTTP connection and a live channel.
-    let servers = start_servers(store, processes, devices_n * 2 + 64, dir)?;
-    let replicas_dir: PathBuf = dir.join("devices");
+    let replicas_dir: PathBuf = dir.join(format!("devices-{offset}"));
     std::fs::create_dir_all(&replicas_dir)?;
     note(&format!("opening {devices_n} replicas…"));
-    let project_ids: Vec<String> = {
-        let mut ids: Vec<String> = Vec::new();
-        for e in &enrolled {
-            if ids.len() <= e.project {
-                ids.push(e.project_id.clone());
-            }
-        }
-        ids
-    };
-    let devices = open_devices(enrolled, &servers, &replicas_dir, args.workers as usize)?;
+    let mut project_ids: Vec<String> = vec![String::new(); sizes.len()];
+    for e in &enrolled {
+        project_ids[e.project].clone_from(&e.project_id);
+    }
+    let devices = open_devices(enrolled, urls, offset, &replicas_dir, args.workers as usize)?;
     let mut rng = Rng::new(args.seed);
     // Each project's plan: crews of five, four sections each, section ids unique on the hub.
-    let mut plans: Vec<Plan> = layout
-        .projects
+    let plans: Vec<Plan> = sizes
         .iter()
         .zip(&project_ids)
         .map(|(&size, id)| {
@@ -597,12 +651,12 @@ fn load(
             plan
         })
         .collect();
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); layout.projects.len()];
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); sizes.len()];
     for (i, d) in devices.iter().enumerate() {
         members[d.project].push(i);
     }
     let shared = Arc::new(Shared {
-        tracks: layout.projects.iter().map(|&n| Mutex::new(Track::new(n))).collect(),
+        tracks: sizes.iter().map(|&n| Mutex::new(Track::new(n))).collect(),
         devices,
         scheduler: Scheduler::new(devices_n),
         samples: Mutex::new(Samples::default()),
@@ -646,7 +700,7 @@ fn load(
     let config = LiveConfig { connect_timeout: Duration::from_secs(60), ..LiveConfig::default() };
     let mut channels = Vec::with_capacity(devices_n);
     for (d, device) in shared.devices.iter().enumerate() {
-        let url = &servers[d % servers.len()].url;
+        let url = &urls[(offset + d) % urls.len()];
         let waker = Arc::clone(&shared);
         let channel = LiveChannel::connect_with(url, &device.token, &project_ids[device.project], config, move || {
             waker.scheduler.request(d)
@@ -666,69 +720,172 @@ fn load(
     }
     settle(&shared, Duration::from_secs(600));
     let failed_in_setup = shared.failed.load(Ordering::Relaxed);
+    Ok(Fleet { shared, channels, workers, plans, members, rng, failed_in_setup })
+}
 
-    // The measured interval.
-    note(&format!(
-        "editing for {} s: one edit per device every {} s on average, {}% in conflicting pairs…",
-        args.seconds,
-        args.edit_every,
-        args.conflicts * 100.0
-    ));
-    let before = scrape_all(&servers)?;
-    let cpu_before: Vec<f64> = servers.iter().map(ServerProcess::cpu_seconds).collect();
-    let own_before = load_server::cpu_seconds("/proc/self/stat");
-    let machine_before = load_server::machine_cpu_seconds();
-    let rounds_before = shared.rounds.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let edits = edit(&shared, &mut plans, &members, args, &mut rng);
-    let elapsed = started.elapsed().as_secs_f64();
-    let after = scrape_all(&servers)?;
-    let cpu_after: Vec<f64> = servers.iter().map(ServerProcess::cpu_seconds).collect();
-    let own_after = load_server::cpu_seconds("/proc/self/stat");
-    let machine_after = load_server::machine_cpu_seconds();
-    let rounds = shared.rounds.load(Ordering::Relaxed) - rounds_before;
-    let (rss, peak) = memory_all(&servers);
-
-    // Let every device catch up before counting what never arrived.
-    note("draining…");
-    let drain_until = Instant::now() + Duration::from_secs(args.drain);
-    while Instant::now() < drain_until && !(shared.scheduler.idle() && shared.unseen() == 0) {
-        std::thread::sleep(Duration::from_millis(100));
+impl Fleet {
+    /// The measured interval: edits for `--seconds`; what was made, and the rounds run meanwhile.
+    fn edit(&mut self, args: &LoadArgs) -> (Edits, u64) {
+        let rounds_before = self.shared.rounds.load(Ordering::Relaxed);
+        let edits = edit(&self.shared, &mut self.plans, &self.members, args, &mut self.rng);
+        (edits, self.shared.rounds.load(Ordering::Relaxed) - rounds_before)
     }
-    let unseen = shared.unseen();
-    drop(channels);
-    shared.scheduler.stop();
-    for w in workers {
-        let _ = w.join();
+
+    /// Let every device catch up before counting what never arrived; then close everything.
+    fn finish(self, args: &LoadArgs, edits: Edits, rounds: u64) -> FleetFigures {
+        let shared = self.shared;
+        let drain_until = Instant::now() + Duration::from_secs(args.drain);
+        while Instant::now() < drain_until && !(shared.scheduler.idle() && shared.unseen() == 0) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let unseen = shared.unseen();
+        drop(self.channels);
+        shared.scheduler.stop();
+        for w in self.workers {
+            let _ = w.join();
+        }
+        let samples = std::mem::take(&mut *shared.samples());
+        let ms = |v: Vec<Duration>| v.into_iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let failures =
+            shared.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        FleetFigures {
+            edits,
+            visible_ms: ms(samples.visible),
+            every_device_ms: ms(samples.every_device),
+            acknowledged_ms: ms(samples.acknowledged),
+            unseen,
+            rounds,
+            failed: shared.failed.load(Ordering::Relaxed),
+            failed_in_setup: self.failed_in_setup,
+            failures,
+        }
+    }
+}
+
+/// A `--generator` child: set up its devices, say `ready`, edit on `go`, print its figures.
+fn generator(args: &LoadArgs, spec: &Path) -> Result<(), CliError> {
+    use std::io::{BufRead as _, Write as _};
+    let text = std::fs::read_to_string(spec)
+        .map_err(|e| CliError::Failed(format!("cannot read the generator's spec {}: {e}", spec.display())))?;
+    let spec: GeneratorSpec = serde_json::from_str(&text)?;
+    let scratch = tempfile::Builder::new().prefix("fieldsync-load-generator-").tempdir()?;
+    let mut fleet = start_fleet(args, &spec.sizes, spec.enrolled, &spec.urls, spec.offset, scratch.path(), &|_| {})?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go)?;
+    let (edits, rounds) = fleet.edit(args);
+    let figures = fleet.finish(args, edits, rounds);
+    writeln!(out, "{}", serde_json::to_string(&figures)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn load(
+    args: &LoadArgs,
+    store: &Store,
+    store_name: &'static str,
+    processes: usize,
+    layout: &Layout,
+    enrolled: Vec<Enrolled>,
+    dir: &Path,
+    note: &dyn Fn(&str),
+) -> Result<LoadReport, CliError> {
+    let devices_n = enrolled.len();
+    // Each device holds an HTTP connection and a live channel.
+    let servers = start_servers(store, processes, devices_n * 2 + 64, dir)?;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let groups = generator_groups(&layout.projects, per_process(args))?;
+    let before;
+    let cpu_before: Vec<f64>;
+    let own_before;
+    let machine_before;
+    let started;
+    let mut children = Vec::new();
+    let mut fleet = None;
+    if groups.len() == 1 {
+        let mut one = start_fleet(args, &layout.projects, enrolled, &urls, 0, dir, note)?;
+        note(&edit_note(args));
+        (before, cpu_before, own_before, machine_before) = snapshot(&servers, &[])?;
+        started = Instant::now();
+        let (edits, rounds) = one.edit(args);
+        fleet = Some((one, edits, rounds));
+    } else {
+        note(&format!("{} load generator processes, a project's devices all in one…", groups.len()));
+        let mut rest = enrolled.into_iter().peekable();
+        let mut offset = 0;
+        for (k, projects) in groups.iter().enumerate() {
+            let sizes: Vec<usize> = layout.projects[projects.clone()].to_vec();
+            let count: usize = sizes.iter().sum();
+            let mine: Vec<Enrolled> = rest
+                .by_ref()
+                .take(count)
+                .map(|mut e| {
+                    e.project -= projects.start;
+                    e
+                })
+                .collect();
+            let spec = GeneratorSpec { urls: urls.clone(), sizes, enrolled: mine, offset };
+            offset += count;
+            let path = dir.join(format!("generator-{k}.json"));
+            std::fs::write(&path, serde_json::to_vec(&spec)?)?;
+            children.push(spawn_generator(args, &path, k)?);
+        }
+        note("setting up the devices in each…");
+        for child in &mut children {
+            child.expect("ready")?;
+        }
+        note(&edit_note(args));
+        let pids: Vec<u32> = children.iter().map(|c| c.child.id()).collect();
+        (before, cpu_before, own_before, machine_before) = snapshot(&servers, &pids)?;
+        started = Instant::now();
+        for child in &mut children {
+            child.send("go")?;
+        }
+        std::thread::sleep(Duration::from_secs(args.seconds));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let pids: Vec<u32> = children.iter().map(|c| c.child.id()).collect();
+    let (after, cpu_after, own_after, machine_after) = snapshot(&servers, &pids)?;
+    let (rss, peak) = memory_all(&servers);
+    note("draining…");
+    let mut figures = FleetFigures::default();
+    if let Some((one, edits, rounds)) = fleet {
+        figures = one.finish(args, edits, rounds);
+    }
+    for child in children {
+        figures.merge(child.figures()?);
     }
     let exits = stop_servers(servers);
 
     let interval = after.since(&before);
     let hist = |name: &str, labels: &str| interval.histogram(name, labels);
     let phase = "fieldsync_round_phase_duration_seconds";
-    let mut samples = std::mem::take(&mut *shared.samples());
-    let mut failures: Vec<(String, u64)> =
-        shared.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut failures = std::mem::take(&mut figures.failures);
     failures.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server_cpu: f64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).sum();
+    let failed_in_setup = figures.failed_in_setup;
     Ok(LoadReport {
         mode: "load",
         store: store_name,
         processes,
+        generator_processes: groups.len(),
         devices: devices_n,
         projects: layout.projects.len(),
         largest_project: layout.projects.iter().copied().max().unwrap_or(0),
         seconds: elapsed,
         edit_every_s: args.edit_every,
-        edits,
-        edit_to_visible_ms: Latency::of(&mut samples.visible),
-        edit_to_every_device_ms: Latency::of(&mut samples.every_device),
-        edit_to_acknowledged_ms: Latency::of(&mut samples.acknowledged),
-        unseen_arrivals: unseen,
-        rounds,
-        rounds_per_second: rounds as f64 / elapsed,
-        failed_syncs: shared.failed.load(Ordering::Relaxed),
+        edit_to_visible_ms: Latency::of(&mut figures.visible_ms),
+        edit_to_every_device_ms: Latency::of(&mut figures.every_device_ms),
+        edit_to_acknowledged_ms: Latency::of(&mut figures.acknowledged_ms),
+        edits: figures.edits,
+        unseen_arrivals: figures.unseen,
+        rounds: figures.rounds,
+        rounds_per_second: figures.rounds as f64 / elapsed,
+        failed_syncs: figures.failed,
         failures: failures
             .into_iter()
             .map(|(why, n)| format!("{n} × {why}"))
@@ -768,6 +925,115 @@ fn load(
         },
         cores,
     })
+}
+
+fn edit_note(args: &LoadArgs) -> String {
+    format!(
+        "editing for {} s: one edit per device every {} s on average, {}% in conflicting pairs…",
+        args.seconds,
+        args.edit_every,
+        args.conflicts * 100.0
+    )
+}
+
+/// The servers' metrics and CPU seconds, the load generator's CPU seconds
+/// (this process and its `generators`), the machine's.
+fn snapshot(servers: &[ServerProcess], generators: &[u32]) -> Result<(Scrape, Vec<f64>, f64, (f64, f64)), CliError> {
+    let scrape = scrape_all(servers)?;
+    let cpu = servers.iter().map(ServerProcess::cpu_seconds).collect();
+    let own = load_server::cpu_seconds("/proc/self/stat")
+        + generators.iter().map(|pid| load_server::cpu_seconds(&format!("/proc/{pid}/stat"))).sum::<f64>();
+    Ok((scrape, cpu, own, load_server::machine_cpu_seconds()))
+}
+
+/// Devices one generator process may hold: what its open-file limit allows, or `--devices-per-process`.
+fn per_process(args: &LoadArgs) -> usize {
+    match args.devices_per_process {
+        Some(n) => n as usize,
+        None => load_server::open_files_limit()
+            .map_or(usize::MAX, |limit| (limit.saturating_sub(256) / FILES_PER_DEVICE) as usize)
+            .max(2),
+    }
+}
+
+/// Consecutive projects per generator process, none over `per_process` devices.
+fn generator_groups(projects: &[usize], per_process: usize) -> Result<Vec<std::ops::Range<usize>>, CliError> {
+    let mut groups = Vec::new();
+    let (mut start, mut devices) = (0, 0);
+    for (p, &size) in projects.iter().enumerate() {
+        if size > per_process {
+            return Err(CliError::Failed(format!(
+                "a project of {size} devices does not fit in one load generator process ({per_process} at most, \
+                 from its open-file limit): raise `ulimit -n` or make the project smaller"
+            )));
+        }
+        if devices + size > per_process {
+            groups.push(start..p);
+            (start, devices) = (p, 0);
+        }
+        devices += size;
+    }
+    groups.push(start..projects.len());
+    Ok(groups)
+}
+
+/// A `--generator` child process and the pipes to it.
+struct GeneratorProcess {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    name: String,
+}
+
+fn spawn_generator(args: &LoadArgs, spec: &Path, k: usize) -> Result<GeneratorProcess, CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Failed(format!("cannot find this program to start a generator: {e}")))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["bench", "load", "--generator"])
+        .arg(spec)
+        .args(["--seconds", &args.seconds.to_string(), "--edit-every", &args.edit_every.to_string()])
+        .args(["--conflicts", &args.conflicts.to_string(), "--workers", &args.workers.to_string()])
+        .args(["--drain", &args.drain.to_string(), "--seed", &(args.seed + k as u64).to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Failed(format!("cannot start a load generator: {e}")))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(CliError::Failed("internal: a load generator without pipes".into()));
+    };
+    Ok(GeneratorProcess { child, stdin, stdout: std::io::BufReader::new(stdout), name: format!("load generator {k}") })
+}
+
+impl GeneratorProcess {
+    fn line(&mut self) -> Result<String, CliError> {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(CliError::Failed(format!("{} stopped early ({status}); see its error above", self.name)));
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    fn expect(&mut self, what: &str) -> Result<(), CliError> {
+        match self.line()? {
+            line if line == what => Ok(()),
+            line => Err(CliError::Failed(format!("{} said `{line}`, not `{what}`", self.name))),
+        }
+    }
+
+    fn send(&mut self, what: &str) -> Result<(), CliError> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{what}")?;
+        Ok(self.stdin.flush()?)
+    }
+
+    fn figures(mut self) -> Result<FleetFigures, CliError> {
+        let line = self.line()?;
+        let _ = self.child.wait();
+        serde_json::from_str(&line)
+            .map_err(|e| CliError::Failed(format!("{} answered no figures ({e}): {line}", self.name)))
+    }
 }
 
 /// Make edits for `--seconds` at the crews' pace; what was made.

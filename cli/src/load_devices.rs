@@ -14,7 +14,6 @@ use fieldsync_core::{Durability, HttpTransport, Replica, ReplicaOptions, Role, S
 
 use crate::error::CliError;
 use crate::load::{Enrolled, Layout};
-use crate::load_server::ServerProcess;
 
 /// How long a device's round trip may take before it fails.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -320,18 +319,18 @@ impl Shared {
 /// Open every device's replica (in parallel: thousands of schema creations).
 pub(crate) fn open_devices(
     enrolled: Vec<Enrolled>,
-    servers: &[ServerProcess],
+    urls: &[String],
+    offset: usize,
     dir: &Path,
     threads: usize,
 ) -> Result<Vec<Device>, CliError> {
-    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let open_one = |(i, e): (usize, Enrolled)| -> Result<Device, CliError> {
         let options =
             ReplicaOptions { device: format!("load-{i}"), durability: Durability::Normal, encryption_key: None };
         let mut replica = Replica::open(dir.join(format!("device-{i}.db")), options)?;
         replica.join_project(&e.project_id)?;
         // Devices spread over the processes, as a load balancer would spread them.
-        let transport = HttpTransport::new(&urls[i % urls.len()], &e.token, ROUND_TRIP_TIMEOUT)
+        let transport = HttpTransport::new(&urls[(offset + i) % urls.len()], &e.token, ROUND_TRIP_TIMEOUT)
             .map_err(|err| CliError::Failed(format!("cannot set up HTTP: {err}")))?;
         let replica = Arc::new(Mutex::new(replica));
         let client = SyncClient::new(Arc::clone(&replica), Arc::new(transport));
