@@ -799,16 +799,13 @@ fn load(
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let groups = generator_groups(&layout.projects, per_process(args))?;
     let before;
-    let cpu_before: Vec<f64>;
-    let own_before;
-    let machine_before;
     let started;
     let mut children = Vec::new();
     let mut fleet = None;
     if groups.len() == 1 {
         let mut one = start_fleet(args, &layout.projects, enrolled, &urls, 0, dir, note)?;
         note(&edit_note(args));
-        (before, cpu_before, own_before, machine_before) = snapshot(&servers, &[])?;
+        before = snapshot(&servers, &[])?;
         started = Instant::now();
         let (edits, rounds) = one.edit(args);
         fleet = Some((one, edits, rounds));
@@ -839,7 +836,7 @@ fn load(
         }
         note(&edit_note(args));
         let pids: Vec<u32> = children.iter().map(|c| c.child.id()).collect();
-        (before, cpu_before, own_before, machine_before) = snapshot(&servers, &pids)?;
+        before = snapshot(&servers, &pids)?;
         started = Instant::now();
         for child in &mut children {
             child.send("go")?;
@@ -848,7 +845,7 @@ fn load(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let pids: Vec<u32> = children.iter().map(|c| c.child.id()).collect();
-    let (after, cpu_after, own_after, machine_after) = snapshot(&servers, &pids)?;
+    let after = snapshot(&servers, &pids)?;
     let (rss, peak) = memory_all(&servers);
     note("draining…");
     let mut figures = FleetFigures::default();
@@ -860,13 +857,13 @@ fn load(
     }
     let exits = stop_servers(servers);
 
-    let interval = after.since(&before);
+    let interval = after.metrics.since(&before.metrics);
     let hist = |name: &str, labels: &str| interval.histogram(name, labels);
     let phase = "fieldsync_round_phase_duration_seconds";
     let mut failures = std::mem::take(&mut figures.failures);
     failures.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server_cpu: f64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).sum();
+    let server_cpu: f64 = after.server_cpu.iter().zip(&before.server_cpu).map(|(a, b)| a - b).sum();
     let failed_in_setup = figures.failed_in_setup;
     Ok(LoadReport {
         mode: "load",
@@ -918,9 +915,10 @@ fn load(
             exited_cleanly: exits.iter().all(|e| e.clean),
             exits,
         },
-        load_generator_cpu_percent: (own_after - own_before) / elapsed * 100.0,
+        load_generator_cpu_percent: (after.generator_cpu - before.generator_cpu) / elapsed * 100.0,
         machine_cpu_percent: {
-            let (busy, total) = (machine_after.0 - machine_before.0, machine_after.1 - machine_before.1);
+            let (busy, total) =
+                (after.machine_cpu.0 - before.machine_cpu.0, after.machine_cpu.1 - before.machine_cpu.1);
             if total > 0.0 { busy / total * 100.0 } else { 0.0 }
         },
         cores,
@@ -937,13 +935,22 @@ fn edit_note(args: &LoadArgs) -> String {
 }
 
 /// The servers' metrics and CPU seconds, the load generator's CPU seconds
-/// (this process and its `generators`), the machine's.
-fn snapshot(servers: &[ServerProcess], generators: &[u32]) -> Result<(Scrape, Vec<f64>, f64, (f64, f64)), CliError> {
-    let scrape = scrape_all(servers)?;
-    let cpu = servers.iter().map(ServerProcess::cpu_seconds).collect();
-    let own = load_server::cpu_seconds("/proc/self/stat")
-        + generators.iter().map(|pid| load_server::cpu_seconds(&format!("/proc/{pid}/stat"))).sum::<f64>();
-    Ok((scrape, cpu, own, load_server::machine_cpu_seconds()))
+/// (this process and its child generators), the machine's (busy, total).
+struct Snapshot {
+    metrics: Scrape,
+    server_cpu: Vec<f64>,
+    generator_cpu: f64,
+    machine_cpu: (f64, f64),
+}
+
+fn snapshot(servers: &[ServerProcess], generators: &[u32]) -> Result<Snapshot, CliError> {
+    Ok(Snapshot {
+        metrics: scrape_all(servers)?,
+        server_cpu: servers.iter().map(ServerProcess::cpu_seconds).collect(),
+        generator_cpu: load_server::cpu_seconds("/proc/self/stat")
+            + generators.iter().map(|pid| load_server::cpu_seconds(&format!("/proc/{pid}/stat"))).sum::<f64>(),
+        machine_cpu: load_server::machine_cpu_seconds(),
+    })
 }
 
 /// Devices one generator process may hold: what its open-file limit allows, or `--devices-per-process`.
@@ -1131,7 +1138,7 @@ fn make(
 fn print_load(r: &LoadReport, args: &LoadArgs) {
     println!(
         "fieldsync bench load: {} devices in {} projects (largest {}), {} with {} server process{}, {:.0} s, \
-         one edit per device every {} s",
+         one edit per device every {} s{}",
         r.devices,
         r.projects,
         r.largest_project,
@@ -1139,7 +1146,12 @@ fn print_load(r: &LoadReport, args: &LoadArgs) {
         r.processes,
         if r.processes == 1 { "" } else { "es" },
         r.seconds,
-        args.edit_every
+        args.edit_every,
+        if r.generator_processes > 1 {
+            format!(", {} load generator processes", r.generator_processes)
+        } else {
+            String::new()
+        }
     );
     println!("  {:<46} {:>8} {:>9} {:>9} {:>9} {:>9}", "ms", "count", "p50", "p90", "p99", "max");
     let row = |name: &str, l: &Latency| {
