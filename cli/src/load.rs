@@ -775,6 +775,10 @@ fn generator(args: &LoadArgs, spec: &Path) -> Result<(), CliError> {
     out.flush()?;
     let mut go = String::new();
     std::io::stdin().lock().read_line(&mut go)?;
+    if go.trim() != "go" {
+        // The parent is gone (or gave up): nothing to measure for.
+        return Err(CliError::Failed("the load bench stopped before the edits began".into()));
+    }
     let (edits, rounds) = fleet.edit(args);
     let figures = fleet.finish(args, edits, rounds);
     writeln!(out, "{}", serde_json::to_string(&figures)?)?;
