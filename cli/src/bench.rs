@@ -2,11 +2,13 @@
 //! files in a temporary directory, with the real hub in-process. The full,
 //! recorded benchmarks are `cargo bench -p fieldsync-core --bench core`
 //! (BENCHMARKS.md); this is the quick look an operator can take on a machine.
+//! `fieldsync bench load` is the capacity run against a real server
+//! ([`crate::load`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use fieldsync_core::{
     ConstructionState, Durability, GeoPoint, Replica, ReplicaOptions, Role, SectionChange, SyncClient, Transport,
     TransportError,
@@ -19,7 +21,24 @@ use crate::error::CliError;
 const PROJECT: &str = "bench";
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    quick: QuickArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Capacity: many real devices against a real `fieldsync serve` over loopback
+    /// (edit → visible, rounds per second, the server's CPU and memory).
+    Load(crate::load::LoadArgs),
+}
+
+/// The quick figures (`fieldsync bench` without a subcommand).
+#[derive(Debug, Args)]
+struct QuickArgs {
     /// Sections in the stores measured.
     #[arg(long, default_value_t = 300)]
     sections: usize,
@@ -87,6 +106,13 @@ fn hub_transport(hub: &Arc<Hub>, token: String) -> Arc<dyn Transport> {
 }
 
 pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
+    match args.command {
+        Some(BenchCommand::Load(load)) => crate::load::run(load, json),
+        None => quick(args.quick, json),
+    }
+}
+
+fn quick(args: QuickArgs, json: bool) -> Result<(), CliError> {
     if args.sections == 0 || args.edits == 0 {
         return Err(CliError::Usage("--sections and --edits must be at least 1".into()));
     }

@@ -5,7 +5,9 @@
 //! - [`admin`]: projects, members, devices of a hub's data directory.
 //! - [`device`]: a full replica on a local SQLite file (edit, sync, inspect).
 //! - [`simulate`]: a crew's working day over a simulated rural network.
-//! - [`bench`]: a quick run of the core's headline figures.
+//! - [`bench`]: a quick run of the core's headline figures; [`load`] (`bench
+//!   load`): capacity, real devices ([`load_devices`]) against real `serve`
+//!   processes ([`load_server`]: the child processes, `/proc`, their metrics).
 //! - [`error`]: the one error type and its exit codes; [`output`]: how
 //!   values are printed for people and as JSON; [`logging`]: where the
 //!   server's `tracing` events go (stderr, human or JSON).
@@ -22,6 +24,9 @@ mod bench;
 mod device;
 mod error;
 mod hub_store;
+mod load;
+mod load_devices;
+mod load_server;
 mod logging;
 mod output;
 mod serve;
@@ -54,7 +59,7 @@ enum Command {
     Device(device::DeviceArgs),
     /// Play a crew's working day over a simulated rural network and report.
     Simulate(simulate::SimulateArgs),
-    /// Measure the core's headline figures quickly.
+    /// Measure the core's headline figures quickly, or (`bench load`) a server's capacity.
     Bench(bench::BenchArgs),
 }
 

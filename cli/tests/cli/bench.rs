@@ -20,3 +20,76 @@ fn bench_reports_every_figure() {
     assert!(text.contains("local edit → validated view, durable (p50)"), "{text}");
     assert_eq!(run(&["bench", "--sections", "0"]).code, 2);
 }
+
+/// `fieldsync bench load` at a tiny scale: real devices, a real `serve`
+/// child, edits that reach the other devices, and a clean stop. Counts and
+/// events only: durations depend on the machine.
+#[test]
+fn bench_load_runs_real_devices_against_a_real_server_and_reports_edit_to_visible() {
+    let out = ok_json(&[
+        "bench",
+        "load",
+        "--devices",
+        "6",
+        "--project-size",
+        "3",
+        "--seconds",
+        "3",
+        "--edit-every",
+        "1",
+        "--workers",
+        "4",
+        "--drain",
+        "30",
+    ]);
+    assert_eq!((out["mode"].as_str(), out["store"].as_str()), (Some("load"), Some("sqlite")), "{out:#}");
+    assert_eq!((out["devices"].as_u64(), out["projects"].as_u64()), (Some(6), Some(2)), "{out:#}");
+    assert_eq!(out["generator_processes"], 1, "{out:#}");
+    assert!(out["edits"]["made"].as_u64().unwrap() > 0, "{out:#}");
+    let visible = &out["edit_to_visible_ms"];
+    assert!(visible["count"].as_u64().unwrap() > 0, "no edit reached another device: {out:#}");
+    for p in ["p50", "p90", "p99", "max"] {
+        assert!(visible[p].as_f64().is_some(), "{p} missing: {out:#}");
+    }
+    assert!(out["edit_to_acknowledged_ms"]["count"].as_u64().unwrap() > 0, "{out:#}");
+    assert!(out["rounds"].as_u64().unwrap() > 0, "{out:#}");
+    assert!(out["hub"]["round"]["count"].as_u64().unwrap() > 0, "the hub's metrics did not move: {out:#}");
+    assert!(out["hub"]["detection"]["count"].as_u64().unwrap() > 0, "{out:#}");
+    assert_eq!(out["server"]["exited_cleanly"], true, "{out:#}");
+
+    // Spread over two load generator processes (as when one cannot open every device's files).
+    let spread = ok_json(&[
+        "bench",
+        "load",
+        "--devices",
+        "6",
+        "--project-size",
+        "3",
+        "--seconds",
+        "3",
+        "--edit-every",
+        "1",
+        "--workers",
+        "4",
+        "--drain",
+        "30",
+        "--devices-per-process",
+        "3",
+    ]);
+    assert_eq!(spread["generator_processes"], 2, "{spread:#}");
+    assert!(spread["edit_to_visible_ms"]["count"].as_u64().unwrap() > 0, "{spread:#}");
+    assert_eq!(spread["server"]["exited_cleanly"], true, "{spread:#}");
+
+    let idle = ok_json(&["bench", "load", "--idle-channels", "4", "--project-size", "2", "--seconds", "1"]);
+    assert_eq!((idle["mode"].as_str(), idle["open"].as_u64()), (Some("idle"), Some(4)), "{idle:#}");
+    assert_eq!(idle["exited_cleanly"], true, "{idle:#}");
+
+    // Bad input is a usage error, said plainly.
+    let r = run(&["bench", "load", "--processes", "2"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--database-url"), "{}", r.stderr);
+    for bad in [&["--conflicts", "2"][..], &["--devices", "1"], &["--edit-every", "0"], &["--large-project", "900"]] {
+        let r = run(&[&["bench", "load"][..], bad].concat());
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.stderr);
+    }
+}
