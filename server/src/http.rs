@@ -485,8 +485,12 @@ async fn live(
     let max = state.options.live_max_message_bytes;
     // The channel's own events stay in its request's span.
     let span = tracing::Span::current();
+    // A channel carries a few bytes a minute: small buffers (tungstenite's
+    // default read buffer of 128 KiB was 93 % of an idle channel's memory).
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| channel.run(socket, rx, revoked, replaced).instrument(span))
 }
 

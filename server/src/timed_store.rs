@@ -126,6 +126,9 @@ impl HubStore for TimedStore {
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.timed("revoke_device", |s| s.revoke_device(id, now_ms))
     }
+    fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError> {
+        self.timed("latest_role_change", |s| s.latest_role_change(project, user))
+    }
     fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
         self.timed("stamp_floor", |s| s.stamp_floor(actor))
     }

@@ -92,8 +92,16 @@ impl Hub {
             }
         };
 
-        let bound = bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
-        let roster = roster_of(store, project, bound)?;
+        // Only an upload is judged: a round that sends nothing (most of them)
+        // does not read the project's roster (500 members are felt).
+        let roster = match request.upload.is_empty() {
+            true => Roster::default(),
+            false => {
+                let bound =
+                    bind_actor.as_ref().map(|actor| Member { actor: actor.clone(), user: device.user.clone(), role });
+                roster_of(store, project, bound)?
+            }
+        };
         // The actor's stamps never go back (a hybrid logical clock, kept with
         // each write, raised to the server's time at each round it commits):
         // - it sends its outbox oldest first, so nothing it sends later is
@@ -104,8 +112,8 @@ impl Hub {
         // A write stamped before that floor had its stamp set back.
         let stored_floor = store.stamp_floor(&request.actor)?;
         let knows_roster = request.roster_version == record.roster_version;
-        let latest_role_change = roster.history().iter().filter(|c| c.user == device.user).map(|c| c.at_ms).max();
-        let floor_ms = stored_floor.max(if knows_roster { latest_role_change.unwrap_or(0) } else { 0 });
+        let role_floor = if knows_roster { store.latest_role_change(project, &device.user)?.unwrap_or(0) } else { 0 };
+        let floor_ms = stored_floor.max(role_floor);
         let Upload { touched, received: upload_received, newest_stamp_ms } =
             self.apply_upload(store, device, request, floor_ms, &record.config, &roster, now_ms)?;
         // Kept with the round's commit; alone only when the floor rose by a
