@@ -26,22 +26,12 @@ fn bench_reports_every_figure() {
 /// events only: durations depend on the machine.
 #[test]
 fn bench_load_runs_real_devices_against_a_real_server_and_reports_edit_to_visible() {
-    let out = ok_json(&[
-        "bench",
-        "load",
-        "--devices",
-        "6",
-        "--project-size",
-        "3",
-        "--seconds",
-        "3",
-        "--edit-every",
-        "1",
-        "--workers",
-        "4",
-        "--drain",
-        "30",
-    ]);
+    // Six devices in projects of three, editing every second for three seconds.
+    let load = |extra: &[&str]| {
+        let base = ["bench", "load", "--devices", "6", "--project-size", "3", "--seconds", "3", "--edit-every", "1"];
+        ok_json(&[&base[..], &["--workers", "4", "--drain", "30"], extra].concat())
+    };
+    let out = load(&[]);
     assert_eq!((out["mode"].as_str(), out["store"].as_str()), (Some("load"), Some("sqlite")), "{out:#}");
     assert_eq!((out["devices"].as_u64(), out["projects"].as_u64()), (Some(6), Some(2)), "{out:#}");
     assert_eq!(out["generator_processes"], 1, "{out:#}");
@@ -58,24 +48,7 @@ fn bench_load_runs_real_devices_against_a_real_server_and_reports_edit_to_visibl
     assert_eq!(out["server"]["exited_cleanly"], true, "{out:#}");
 
     // Spread over two load generator processes (as when one cannot open every device's files).
-    let spread = ok_json(&[
-        "bench",
-        "load",
-        "--devices",
-        "6",
-        "--project-size",
-        "3",
-        "--seconds",
-        "3",
-        "--edit-every",
-        "1",
-        "--workers",
-        "4",
-        "--drain",
-        "30",
-        "--devices-per-process",
-        "3",
-    ]);
+    let spread = load(&["--devices-per-process", "3"]);
     assert_eq!(spread["generator_processes"], 2, "{spread:#}");
     assert!(spread["edit_to_visible_ms"]["count"].as_u64().unwrap() > 0, "{spread:#}");
     assert_eq!(spread["server"]["exited_cleanly"], true, "{spread:#}");

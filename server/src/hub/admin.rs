@@ -7,7 +7,7 @@ use fieldsync_core::{ConflictRecord, Member, ProjectConfig, Role, SectionDoc, Se
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::round::input_of;
+use super::round::{conflict_rows, input_of};
 use super::{BOOTSTRAP_BATCH, Hub, roster_of};
 use crate::error::HubError;
 use crate::limits;
@@ -173,12 +173,7 @@ fn revalidate(store: &mut dyn HubStore, project: &str) -> Result<(), HubError> {
             let Some(s) = store.section(&id)? else { continue };
             let Ok(doc) = SectionDoc::from_parts(s.snapshot.as_deref(), &s.changes) else { continue };
             let validated = validate(&input_of(&doc, &s.received), &roster, &record.config);
-            let conflicts = validated
-                .conflicts
-                .iter()
-                .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)))
-                .collect::<Result<Vec<_>, serde_json::Error>>()
-                .map_err(StoreError::from)?;
+            let conflicts = conflict_rows(&validated)?;
             let view = serde_json::to_string(&validated.view).map_err(StoreError::from)?;
             store.put_view(&id, &view, &conflicts)?;
         }

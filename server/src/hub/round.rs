@@ -51,6 +51,12 @@ struct Upload {
     newest_stamp_ms: u64,
 }
 
+/// A judgement's conflict records as the store keeps them: (id, JSON).
+pub(super) fn conflict_rows(validated: &Validated) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = validated.conflicts.iter().map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)));
+    Ok(rows.collect::<Result<Vec<_>, serde_json::Error>>()?)
+}
+
 /// What the rules read of `doc`, with when the hub received its changes.
 pub(super) fn input_of(doc: &SectionDoc, received: &BTreeMap<String, u64>) -> SectionInput {
     let mut input = doc.input();
@@ -147,12 +153,7 @@ impl Hub {
                         .filter(|c| c.candidates.iter().any(|k| new_hashes.contains(&k.change_hash)))
                         .map(|c| (c.kind, c.rule)),
                 );
-                let conflicts = validated
-                    .conflicts
-                    .iter()
-                    .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)))
-                    .collect::<Result<Vec<_>, serde_json::Error>>()
-                    .map_err(StoreError::from)?;
+                let conflicts = conflict_rows(&validated)?;
                 let snapshot = (t.loose + t.new.len() > SNAPSHOT_AFTER).then(|| t.doc.save());
                 new_changes += t.new.len();
                 sections.push(SectionWrite {
