@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
 use crate::load_devices::{Samples, Scheduler, Shared, Track, lock, open_devices, settle};
+use crate::load_layout::{Enrolled, Layout};
 use crate::load_server::{self, Quantiles, Scrape, ServerProcess, Store};
 
 /// Devices in one crew (they share sections, and so conflicts).
@@ -323,62 +324,6 @@ fn check_open_files(generator: u64, server: u64, per_unit: u64, unit: &str) -> R
         )));
     }
     Ok(())
-}
-
-/// Which device is in which project, with which role and crew.
-pub(crate) struct Layout {
-    /// Device count of each project.
-    projects: Vec<usize>,
-}
-
-impl Layout {
-    fn new(devices: usize, size: usize, large: usize) -> Layout {
-        let mut projects = Vec::new();
-        if large > 0 {
-            projects.push(large);
-        }
-        let mut rest = devices - large;
-        while rest > 0 {
-            let n = rest.min(size);
-            match projects.last_mut() {
-                // A project of one has nobody to see its edits: it joins the one before.
-                Some(last) if n < 2 => *last += n,
-                _ => projects.push(n),
-            }
-            rest -= n;
-        }
-        Layout { projects }
-    }
-
-    fn describe(&self) -> String {
-        let mut sizes: Vec<(usize, usize)> = Vec::new();
-        for &n in &self.projects {
-            match sizes.iter_mut().find(|(size, _)| *size == n) {
-                Some((_, count)) => *count += 1,
-                None => sizes.push((n, 1)),
-            }
-        }
-        sizes.iter().map(|(size, count)| format!("{count} of {size}")).collect::<Vec<_>>().join(", ")
-    }
-
-    /// The role of the `member`-th device of a project: one office, a foreman per ten, technicians.
-    pub(crate) fn role(member: usize) -> Role {
-        match member {
-            0 => Role::Office,
-            m if m % 10 == 1 => Role::Foreman,
-            _ => Role::Technician,
-        }
-    }
-}
-
-/// A device the hub knows.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Enrolled {
-    pub(crate) project: usize,
-    pub(crate) project_id: String,
-    pub(crate) member: usize,
-    pub(crate) user: String,
-    pub(crate) token: String,
 }
 
 /// Projects, members and devices, added through the hub's library before any server runs

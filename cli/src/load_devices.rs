@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fieldsync_core::{Durability, HttpTransport, Replica, ReplicaOptions, Role, SyncClient};
 
 use crate::error::CliError;
-use crate::load::{Enrolled, Layout};
+use crate::load_layout::{Enrolled, Layout};
 
 /// How long a device's round trip may take before it fails.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(120);

@@ -26,6 +26,7 @@ mod error;
 mod hub_store;
 mod load;
 mod load_devices;
+mod load_layout;
 mod load_server;
 mod logging;
 mod output;

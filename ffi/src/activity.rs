@@ -2,7 +2,7 @@
 
 use fieldsync_core as core;
 
-use crate::status::SyncProblem;
+use crate::problem::SyncProblem;
 
 /// What sync is doing.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]

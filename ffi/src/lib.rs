@@ -57,6 +57,7 @@ pub mod history;
 pub mod log;
 pub mod merge;
 pub mod observer;
+pub mod problem;
 pub mod query;
 pub mod replica;
 pub mod status;
@@ -73,9 +74,10 @@ pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionCh
 pub use observer::{
     ConflictsObserver, ObserverError, ObserverHandle, SectionListObserver, SectionObserver, SyncStatusObserver,
 };
+pub use problem::SyncProblem;
 pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
-pub use status::{SyncProblem, SyncStatus};
+pub use status::SyncStatus;
 pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};
 pub use view::{
     AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoRef, PointRecord, QuarantinedPoint,

@@ -1,14 +1,10 @@
 //! Live section lists: the query an app's list screen shows (core's
-//! `SectionQuery`), its rows and page, read once or observed.
-
-use std::sync::Arc;
+//! `SectionQuery`), its rows and page; `Replica::query_sections` reads one,
+//! `Replica::observe_sections` follows one (in `replica.rs`).
 
 use fieldsync_core as core;
 
 use crate::domain::ConstructionState;
-use crate::error::FieldSyncError;
-use crate::observer::{ObserverHandle, SectionListObserver};
-use crate::replica::Replica;
 
 /// Which sections a list shows, in which order, how many.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -127,22 +123,6 @@ impl From<core::SectionRow> for SectionRow {
 impl From<core::SectionPage> for SectionPage {
     fn from(p: core::SectionPage) -> Self {
         SectionPage { rows: p.rows.into_iter().map(Into::into).collect(), total: p.total }
-    }
-}
-
-#[uniffi::export]
-impl Replica {
-    /// A filtered, ordered page of sections, each with its conflict count and
-    /// whether it has unsynced edits (read without loading any document).
-    pub fn query_sections(&self, query: SectionQuery) -> Result<SectionPage, FieldSyncError> {
-        let query = query.into();
-        self.read(|r| r.query_sections(&query)).map(Into::into)
-    }
-
-    /// Observe a page of sections: the current one at once, then after every
-    /// change to its rows, local (writes) or remote (merges, sync rounds).
-    pub fn observe_sections(&self, query: SectionQuery, observer: Arc<dyn SectionListObserver>) -> Arc<ObserverHandle> {
-        self.observers.section_list(&self.inner, query.into(), observer)
     }
 }
 

@@ -14,7 +14,10 @@ use crate::domain::{ConstructionState, GeoPoint, Member};
 use crate::error::FieldSyncError;
 use crate::history::{HistoryEntry, PastPoint};
 use crate::merge::{EditReceipt, MergeReport, SectionChange};
-use crate::observer::{ConflictsObserver, ObserverHandle, Observers, SectionObserver, Touched, lock};
+use crate::observer::{
+    ConflictsObserver, ObserverHandle, Observers, SectionListObserver, SectionObserver, Touched, lock,
+};
+use crate::query::{SectionPage, SectionQuery};
 use crate::syncing::Syncing;
 use crate::view::{AuditEntry, SectionSummary, SectionView};
 
@@ -276,5 +279,18 @@ impl Replica {
         observer: Arc<dyn ConflictsObserver>,
     ) -> Arc<ObserverHandle> {
         self.observers.conflicts(&self.inner, section, observer)
+    }
+
+    /// A filtered, ordered page of sections, each with its conflict count and
+    /// whether it has unsynced edits (read without loading any document).
+    pub fn query_sections(&self, query: SectionQuery) -> Result<SectionPage, FieldSyncError> {
+        let query = query.into();
+        self.read(|r| r.query_sections(&query)).map(Into::into)
+    }
+
+    /// Observe a page of sections: the current one at once, then after every
+    /// change to its rows, local (writes) or remote (merges, sync rounds).
+    pub fn observe_sections(&self, query: SectionQuery, observer: Arc<dyn SectionListObserver>) -> Arc<ObserverHandle> {
+        self.observers.section_list(&self.inner, query.into(), observer)
     }
 }

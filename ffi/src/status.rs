@@ -1,9 +1,10 @@
-//! The sync status as the app sees it (core's `SyncStatus`, `SyncProblem`,
-//! with its `SyncActivity`).
+//! The sync status as the app sees it (core's `SyncStatus`, with its
+//! `SyncActivity` and `SyncProblem`).
 
 use fieldsync_core as core;
 
 use crate::activity::SyncActivity;
+use crate::problem::SyncProblem;
 
 /// What the app can see of sync.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -47,37 +48,6 @@ impl From<core::RoundFigures> for RoundFigures {
             latency_ms: r.latency_ms,
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
-        }
-    }
-}
-
-/// What a failed sync needs (core's `SyncProblem`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum SyncProblem {
-    /// No network, the server down or overloaded: sync goes on by itself.
-    Offline,
-    /// The server refuses this device (token revoked or unknown, user not in
-    /// the project): sign in again, then `connect` with the new token.
-    NotAuthorized,
-    /// The server does not know the project.
-    NotFound,
-    /// The server speaks a newer protocol: update the app.
-    UpdateRequired,
-    /// The server refused the request itself: a bug to report.
-    Rejected,
-    /// This device's store failed (the disk full, say).
-    Storage,
-}
-
-impl From<core::SyncProblem> for SyncProblem {
-    fn from(p: core::SyncProblem) -> Self {
-        match p {
-            core::SyncProblem::Offline => SyncProblem::Offline,
-            core::SyncProblem::NotAuthorized => SyncProblem::NotAuthorized,
-            core::SyncProblem::NotFound => SyncProblem::NotFound,
-            core::SyncProblem::UpdateRequired => SyncProblem::UpdateRequired,
-            core::SyncProblem::Rejected => SyncProblem::Rejected,
-            core::SyncProblem::Storage => SyncProblem::Storage,
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::rules::conflict::Rule;
 use crate::store::encryption::StoreKey;
 use crate::store::schema::{self, Durability, OpenError};
 use crate::store::{self, StoreError, checkpoint::Checkpointer};
-use crate::sync::activity::SyncPhase;
+use crate::sync::phase::SyncPhase;
 
 /// Errors from replica calls.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod live;
 pub mod merge;
 pub mod pack;
+pub mod phase;
 pub mod protocol;
 pub mod round;
 pub mod status;
