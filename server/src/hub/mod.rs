@@ -54,6 +54,8 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 /// How often a round is decided again when another process committed to
 /// one of its sections first, before it is answered 503.
 const STALE_RETRIES: usize = 5;
+/// Project turns kept while nobody holds them, before the idle ones go.
+const MAX_IDLE_TURNS: usize = 4096;
 
 /// The sync hub. Rounds run side by side, each with a store of its own,
 /// except that a project's rounds (and its roster changes) take turns: a
@@ -150,10 +152,13 @@ impl Hub {
     }
 
     /// `project`'s turn: held, no other round or roster change of the
-    /// project runs in this process. Only for projects that exist (the map
-    /// holds one entry per project).
+    /// project runs in this process. Turns nobody holds or waits for are
+    /// dropped once there are many (a device may name any project).
     fn turn(&self, project: &str) -> Arc<Mutex<()>> {
         let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        if turns.len() >= MAX_IDLE_TURNS && !turns.contains_key(project) {
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
         Arc::clone(turns.entry(project.to_owned()).or_default())
     }
 
@@ -271,8 +276,7 @@ impl Hub {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }
         limits::check_request(request)?;
-        // Only members wait for a project's turn (and only real projects get one).
-        member_project(&mut *self.store()?, device, &request.project)?;
+        // Membership is checked in the turn (a role change takes it too).
         let turn = self.turn(&request.project);
         let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         let mut retries = 0;
@@ -330,4 +334,24 @@ fn roster_of(store: &mut dyn HubStore, project: &str, bound: Option<Member>) -> 
     let mut members = store.roster(project)?;
     members.extend(bound);
     Ok(Roster::new(members).with_history(store.role_history(project)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_nobody_holds_are_dropped_once_there_are_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::new(SqliteHubStore::open(dir.path()).unwrap());
+        let held = hub.turn("busy");
+        let _waiting = held.lock().unwrap();
+        // A device naming project after project, none of them real.
+        for i in 0..3 * MAX_IDLE_TURNS {
+            drop(hub.turn(&format!("made-up-{i}")));
+        }
+        let turns = hub.turns.lock().unwrap();
+        assert!(turns.len() <= MAX_IDLE_TURNS, "{} turns kept", turns.len());
+        assert!(turns.contains_key("busy"), "a held turn was dropped");
+    }
 }

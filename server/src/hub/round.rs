@@ -51,6 +51,18 @@ struct Upload {
     newest_stamp_ms: u64,
 }
 
+/// Which feed rows a response may carry.
+struct Page {
+    /// The device's cursor.
+    after: u64,
+    /// Bytes of change at most.
+    budget: usize,
+    /// At least one row, whatever its size (nothing else in the response).
+    at_least_one: bool,
+    /// The feed's end as this round already read it (before the page).
+    feed_max: Option<u64>,
+}
+
 /// A judgement's conflict records as the store keeps them: (id, JSON).
 pub(super) fn conflict_rows(validated: &Validated) -> Result<Vec<(String, String)>, StoreError> {
     let rows = validated.conflicts.iter().map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)));
@@ -80,7 +92,8 @@ impl Hub {
         }
         // A cursor past the feed was written by a server whose data this one
         // does not have (restored from an older backup, or replaced).
-        if cursor.seq() > 0 && cursor.seq() > store.feed_max(project)? {
+        let mut feed_max = if cursor.seq() > 0 { Some(store.feed_max(project)?) } else { None };
+        if cursor.seq() > feed_max.unwrap_or(0) {
             return Err(HubError::UnknownCursor(format!(
                 "cursor `{}` is past the end of this server's feed (its data was restored or replaced); \
                  send an empty cursor",
@@ -134,7 +147,8 @@ impl Hub {
         }
 
         let mut notify = None;
-        if !touched.is_empty() || bind_actor.is_some() {
+        let bound_now = bind_actor.is_some();
+        if !touched.is_empty() || bound_now {
             let committing = Instant::now();
             let mut sections = Vec::with_capacity(touched.len());
             let mut new_changes = 0;
@@ -181,6 +195,7 @@ impl Hub {
                 }
                 e => HubError::Storage(e),
             })?;
+            feed_max = Some(max);
             if !write.sections.is_empty() {
                 self.metrics.phase(Phase::Commit, committing.elapsed());
             }
@@ -209,7 +224,8 @@ impl Hub {
             roster: None,
             upload_received,
         };
-        let record = store.project(project)?.unwrap_or(record);
+        // A new actor bumped the roster version: read it again.
+        let record = if bound_now { store.project(project)?.unwrap_or(record) } else { record };
         if request.roster_version != record.roster_version {
             response.roster = Some(RosterUpdate {
                 version: record.roster_version,
@@ -227,7 +243,8 @@ impl Hub {
             Cursor::Changes(seq) => (Some(seq), 0),
         };
         if let Some(after) = after {
-            self.changes(store, project, &device.id, after, budget.saturating_sub(used), used == 0, &mut response)?;
+            let page = Page { after, budget: budget.saturating_sub(used), at_least_one: used == 0, feed_max };
+            self.changes(store, project, &device.id, page, &mut response)?;
         }
         Ok((response, notify))
     }
@@ -502,20 +519,22 @@ impl Hub {
 
     /// Feed rows after `after` from other devices, up to `budget` bytes
     /// (at least one if `at_least_one`), grouped by section in feed order.
-    #[allow(clippy::too_many_arguments)]
     fn changes(
         &self,
         store: &mut dyn HubStore,
         project: &str,
         device: &str,
-        after: u64,
-        budget: usize,
-        at_least_one: bool,
+        page: Page,
         response: &mut SyncResponse,
     ) -> Result<(), HubError> {
-        // The feed's end is read before the page: a round committed by another
-        // process in between lands after it, so the cursor never skips it.
-        let max = store.feed_max(project)?;
+        let Page { after, budget, at_least_one, feed_max } = page;
+        // The feed's end is read before the page (this round's earlier read
+        // or its commit will do): a round committed by another process in
+        // between lands after it, so the cursor never skips it.
+        let max = match feed_max {
+            Some(max) => max,
+            None => store.feed_max(project)?,
+        };
         let mut page = store.feed_page(project, after, device, budget)?;
         if !at_least_one && page.rows.first().is_some_and(|r| r.bytes.len() > budget) {
             page.rows.clear();
