@@ -393,7 +393,6 @@ fn idle(
     note: &dyn Fn(&str),
 ) -> Result<IdleReport, CliError> {
     let servers = start_servers(store, processes, enrolled.len() + 64, dir)?;
-    std::thread::sleep(Duration::from_millis(500));
     let (rss_before, _) = memory_all(&servers);
     note(&format!("opening {} live channels…", enrolled.len()));
     let started = Instant::now();

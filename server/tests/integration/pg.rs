@@ -212,6 +212,15 @@ fn process_with(url: &str, options: PgOptions) -> Process {
     Process { server: TestServer::start(hub), _listener: listener }
 }
 
+/// Until `n` sessions wait for a lock (rounds blocked on a project's row).
+fn wait_for_lock_waiters(watcher: &mut postgres::Client, n: i64) {
+    let started = Instant::now();
+    while watcher.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).unwrap().get::<_, i64>(0) < n {
+        assert!(started.elapsed() < HANG_GUARD, "{n} round(s) never waited for the project's lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn setup(hub: &Hub, members: &[(&str, Role)]) {
     hub.create_project(PROJECT, fieldsync_core::ProjectConfig::default()).unwrap();
     for (user, role) in members {
@@ -383,11 +392,7 @@ fn two_processes_writing_one_section_at_once_lose_nothing_from_its_document() {
         let rounds =
             [(&mut tina, &a.server), (&mut tom, &b.server)].map(|(d, server)| scope.spawn(move || d.round(server)));
         // Both rounds have read the section and wait for the project's lock.
-        let started = Instant::now();
-        while watcher.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).unwrap().get::<_, i64>(0) < 2 {
-            assert!(started.elapsed() < HANG_GUARD, "the two rounds never both waited for the project");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_lock_waiters(&mut watcher, 2);
         held.commit().unwrap();
         for round in rounds {
             round.join().unwrap();
@@ -429,11 +434,7 @@ fn a_round_waiting_on_its_project_holds_up_no_other_project() {
     let mut watcher = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| olga.round(&a.server));
-        let started = Instant::now();
-        while watcher.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).unwrap().get::<_, i64>(0) < 1 {
-            assert!(started.elapsed() < HANG_GUARD, "olga's round never waited for its project");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_lock_waiters(&mut watcher, 1);
         let (done, answered) = std::sync::mpsc::channel();
         let hub = Arc::clone(&a.server.hub);
         scope.spawn(move || {

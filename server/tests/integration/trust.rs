@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use fieldsync_core::{ConstructionState, Replica, ReplicaOptions, Role};
+use fieldsync_server::HubStore as _;
 
 use crate::common::*;
 
@@ -46,15 +47,50 @@ fn crew(dir: &Path) -> (TestServer, Device, [Device; 3], [String; 2]) {
 
 const HOUR: u64 = 3_600_000;
 
+/// The physical time of a stamp (an edit's id).
+fn stamp_ms(stamp: &str) -> u64 {
+    stamp.parse::<fieldsync_core::Hlc>().unwrap().physical_ms
+}
+
+/// The hub's stamp floor of `device`'s actor, read from its data directory.
+fn floor(dir: &Path, device: &Device) -> u64 {
+    fieldsync_server::SqliteHubStore::open(dir).unwrap().stamp_floor(&device.replica.actor()).unwrap()
+}
+
+#[test]
+fn a_lost_answer_teaches_the_hub_nothing_and_the_next_committed_roster_sets_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _olga, [mut fred, _, _], _) = crew(dir.path());
+    assert_eq!(floor(dir.path(), &fred), 0, "fred never named the current roster nor sent a write");
+    let demoted_at = fieldsync_core::wall_clock_ms();
+    server.hub.add_member_at(PROJECT, "fred", Role::Technician, demoted_at).unwrap();
+
+    // A round after the demotion whose answer (the new roster, the server's
+    // time) the link cuts: the phone never learned of the change.
+    let budget = fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET;
+    let prepared = fred.replica.prepare_round(PROJECT, 4 * 1024 * 1024, budget).unwrap();
+    let cut = post_sync(server.addr, &fred.token, &fieldsync_core::protocol::encode(&prepared.request));
+    assert_eq!(cut.status, 200);
+    assert_eq!(floor(dir.path(), &fred), 0, "a round whose answer was lost raised the floor");
+
+    // The round that brings the roster, then one that names it: from then on
+    // his clock is past the change, and the floor says so.
+    fred.sync(&server);
+    assert_eq!(floor(dir.path(), &fred), 0);
+    fred.sync(&server);
+    assert_eq!(floor(dir.path(), &fred), demoted_at);
+}
+
 #[test]
 fn a_demoted_foreman_cannot_backdate_a_skip_but_an_honest_offline_one_keeps_hers() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _olga, [mut fred, mut gina, mut hank], [north, south]) = crew(dir.path());
     // Gina skips North while still foreman, then stays offline.
-    gina.replica.transition(&north, ConstructionState::Trenched, None).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5)); // Her stamp strictly before the change.
+    let skip = gina.replica.transition(&north, ConstructionState::Trenched, None).unwrap();
+    // The office demotes all three just after her stamp.
+    let demoted_at = stamp_ms(&skip.edit_id.to_string()) + 1;
     for user in ["fred", "gina", "hank"] {
-        server.hub.add_member(PROJECT, user, Role::Technician).unwrap();
+        server.hub.add_member_at(PROJECT, user, Role::Technician, demoted_at).unwrap();
     }
 
     // Fred syncs (nothing to send: he learns he is a technician now), then
