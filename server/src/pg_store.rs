@@ -625,9 +625,9 @@ impl HubStore for PgHubStore {
         Ok(at.map(|v| v as u64))
     }
 
-    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
-        let row = self.client()?.query_opt("SELECT stamp_floor_ms FROM actors WHERE actor = $1", &[&actor])?;
-        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let row = self.client()?.query_opt("SELECT device, stamp_floor_ms FROM actors WHERE actor = $1", &[&actor])?;
+        Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
     }
 
     fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {

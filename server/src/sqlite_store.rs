@@ -457,13 +457,12 @@ impl HubStore for SqliteHubStore {
         Ok(at.map(|v| v as u64))
     }
 
-    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
-        let floor: Option<i64> = self
+    fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self
             .conn
-            .prepare_cached("SELECT stamp_floor_ms FROM actors WHERE actor = ?1")?
-            .query_row([actor], |r| r.get(0))
-            .optional()?;
-        Ok(floor.unwrap_or(0) as u64)
+            .prepare_cached("SELECT device, stamp_floor_ms FROM actors WHERE actor = ?1")?
+            .query_row([actor], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .optional()?)
     }
 
     fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {

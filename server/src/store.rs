@@ -330,9 +330,10 @@ pub trait HubStore: Send {
     fn remove_member(&mut self, project: &str, user: &str, at_ms: u64) -> Result<bool, StoreError>;
     /// Store a new device with its token's hash.
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError>;
-    /// The stamp floor of an actor (0: none, or not bound): no write of its
-    /// may be stamped before it (see `Hub`'s round).
-    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError>;
+    /// The device an actor is bound to, with the actor's stamp floor (no
+    /// write of its may be stamped before it; see `Hub`'s round): one read
+    /// of its row for both.
+    fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError>;
     /// Raise an actor's stamp floor to `floor_ms` (never lowers it).
     fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError>;
     /// Revoke a device; false if no such device.

@@ -129,8 +129,8 @@ impl HubStore for TimedStore {
     fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError> {
         self.timed("latest_role_change", |s| s.latest_role_change(project, user))
     }
-    fn stamp_floor(&mut self, actor: &str) -> Result<u64, StoreError> {
-        self.timed("stamp_floor", |s| s.stamp_floor(actor))
+    fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
+        self.timed("actor_binding", |s| s.actor_binding(actor))
     }
     fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError> {
         self.timed("raise_stamp_floor", |s| s.raise_stamp_floor(actor, floor_ms))

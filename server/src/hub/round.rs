@@ -100,7 +100,10 @@ impl Hub {
                 request.cursor
             )));
         }
-        let bind_actor = match store.actor_device(&request.actor)? {
+        let binding = store.actor_binding(&request.actor)?;
+        // The floor goes with the actor, to a device enrolled again too.
+        let stored_floor = binding.as_ref().map_or(0, |(_, floor)| *floor);
+        let bind_actor = match binding.map(|(d, _)| d) {
             Some(d) if d == device.id => None,
             // Bound to another device: taken over in the commit if that device
             // was revoked and is this user's (the same phone enrolled again),
@@ -129,7 +132,6 @@ impl Hub {
         //   carried it, and with it the server's time then: its clock is past
         //   every role change of its user.
         // A write stamped before that floor had its stamp set back.
-        let stored_floor = store.stamp_floor(&request.actor)?;
         let knows_roster = request.roster_version == record.roster_version;
         let role_floor = if knows_roster { store.latest_role_change(project, &device.user)?.unwrap_or(0) } else { 0 };
         let floor_ms = stored_floor.max(role_floor);

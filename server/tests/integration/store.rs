@@ -147,10 +147,13 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!(store.latest_role_change("p", "olga").unwrap(), Some(1));
     assert_eq!(store.latest_role_change("p", "nobody").unwrap(), None);
     // Stamp floors, per actor, only ever raised.
-    assert_eq!(store.stamp_floor("aa").unwrap(), 0);
+    assert_eq!(store.actor_binding("aa").unwrap(), Some(("d1".into(), 0)));
     store.raise_stamp_floor("aa", 50).unwrap();
     store.raise_stamp_floor("aa", 40).unwrap();
-    assert_eq!((store.stamp_floor("aa").unwrap(), store.stamp_floor("zz").unwrap()), (50, 0));
+    assert_eq!(
+        (store.actor_binding("aa").unwrap(), store.actor_binding("zz").unwrap()),
+        (Some(("d1".into(), 50)), None)
+    );
 
     // Refusals are an audit apart from the data.
     let r =

@@ -54,7 +54,8 @@ fn stamp_ms(stamp: &str) -> u64 {
 
 /// The hub's stamp floor of `device`'s actor, read from its data directory.
 fn floor(dir: &Path, device: &Device) -> u64 {
-    fieldsync_server::SqliteHubStore::open(dir).unwrap().stamp_floor(&device.replica.actor()).unwrap()
+    let binding = fieldsync_server::SqliteHubStore::open(dir).unwrap().actor_binding(&device.replica.actor()).unwrap();
+    binding.map_or(0, |(_, floor)| floor)
 }
 
 #[test]
