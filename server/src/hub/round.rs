@@ -125,20 +125,13 @@ impl Hub {
             }
         };
         // The actor's stamps never go back (a hybrid logical clock, kept with
-        // each write, raised to the server's time at each round it commits):
-        // - it sends its outbox oldest first, so nothing it sends later is
-        //   older than what it sent before;
-        // - naming the current roster version, it committed a response that
-        //   carried it, and with it the server's time then: its clock is past
-        //   every role change of its user.
-        // A write stamped before that floor had its stamp set back.
-        let knows_roster = request.roster_version == record.roster_version;
-        let role_floor = if knows_roster { store.latest_role_change(project, &device.user)?.unwrap_or(0) } else { 0 };
-        let floor_ms = stored_floor.max(role_floor);
+        // each write) and it sends its outbox oldest first, so nothing it
+        // sends later is older than what it sent before: a write stamped
+        // before that floor had its stamp set back.
+        let floor_ms = stored_floor;
         let Upload { touched, received: upload_received, newest_stamp_ms } =
             self.apply_upload(store, device, request, floor_ms, &record.config, &roster, now_ms)?;
-        // Kept with the round's commit; alone only when the floor rose by a
-        // role change the device learned (once per change, not per round).
+        // Kept with the round's commit.
         let raised = newest_stamp_ms.min(now_ms).max(floor_ms);
         let stamp_floor = (raised > stored_floor).then(|| (request.actor.clone(), raised));
         if let Some((actor, raised)) = &stamp_floor

@@ -1,13 +1,12 @@
-//! A demoted member cannot claim the old role with a backdated stamp: the hub
-//! keeps each device's stamp floor (its time at a round in which the device
-//! had nothing to send, or the newest stamp it sent) and refuses a write
-//! stamped before it, while an honest phone offline since before the change
-//! still has its earlier writes judged under the role it held.
+//! A demoted member cannot claim the old role with a write stamped before
+//! one he already sent: the hub keeps each actor's stamp floor (the newest
+//! stamp it sent) and refuses a write stamped before it, while an honest
+//! phone offline since before the change still has its earlier writes
+//! judged under the role it held.
 
 use std::path::{Path, PathBuf};
 
 use fieldsync_core::{ConstructionState, Replica, ReplicaOptions, Role};
-use fieldsync_server::HubStore as _;
 
 use crate::common::*;
 
@@ -52,40 +51,10 @@ fn stamp_ms(stamp: &str) -> u64 {
     stamp.parse::<fieldsync_core::Hlc>().unwrap().physical_ms
 }
 
-/// The hub's stamp floor of `device`'s actor, read from its data directory.
-fn floor(dir: &Path, device: &Device) -> u64 {
-    let binding = fieldsync_server::SqliteHubStore::open(dir).unwrap().actor_binding(&device.replica.actor()).unwrap();
-    binding.map_or(0, |(_, floor)| floor)
-}
-
-#[test]
-fn a_lost_answer_teaches_the_hub_nothing_and_the_next_committed_roster_sets_the_floor() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, _olga, [mut fred, _, _], _) = crew(dir.path());
-    assert_eq!(floor(dir.path(), &fred), 0, "fred never named the current roster nor sent a write");
-    let demoted_at = fieldsync_core::wall_clock_ms();
-    server.hub.add_member_at(PROJECT, "fred", Role::Technician, demoted_at).unwrap();
-
-    // A round after the demotion whose answer (the new roster, the server's
-    // time) the link cuts: the phone never learned of the change.
-    let budget = fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET;
-    let prepared = fred.replica.prepare_round(PROJECT, 4 * 1024 * 1024, budget).unwrap();
-    let cut = post_sync(server.addr, &fred.token, &fieldsync_core::protocol::encode(&prepared.request));
-    assert_eq!(cut.status, 200);
-    assert_eq!(floor(dir.path(), &fred), 0, "a round whose answer was lost raised the floor");
-
-    // The round that brings the roster, then one that names it: from then on
-    // his clock is past the change, and the floor says so.
-    fred.sync(&server);
-    assert_eq!(floor(dir.path(), &fred), 0);
-    fred.sync(&server);
-    assert_eq!(floor(dir.path(), &fred), demoted_at);
-}
-
 #[test]
 fn a_demoted_foreman_cannot_backdate_a_skip_but_an_honest_offline_one_keeps_hers() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _olga, [mut fred, mut gina, mut hank], [north, south]) = crew(dir.path());
+    let (server, _olga, [_, mut gina, mut hank], [north, south]) = crew(dir.path());
     // Gina skips North while still foreman, then stays offline.
     let skip = gina.replica.transition(&north, ConstructionState::Trenched, None).unwrap();
     // The office demotes all three just after her stamp.
@@ -93,18 +62,6 @@ fn a_demoted_foreman_cannot_backdate_a_skip_but_an_honest_offline_one_keeps_hers
     for user in ["fred", "gina", "hank"] {
         server.hub.add_member_at(PROJECT, user, Role::Technician, demoted_at).unwrap();
     }
-
-    // Fred syncs (nothing to send: he learns he is a technician now), then
-    // sets his app's clock back an hour and skips South "as a foreman".
-    fred.sync(&server);
-    let path = replica_path(dir.path(), "fred", &fred);
-    set_clock_back(&mut fred, &path, HOUR);
-    fred.replica.transition(&south, ConstructionState::Trenched, None).unwrap();
-    let (status, body) = fred.try_round(&server, fieldsync_core::protocol::DEFAULT_RESPONSE_BUDGET).unwrap_err();
-    assert_eq!(status, 422, "{body:?}");
-    assert_eq!(body.refusals.len(), 1, "{body:?}");
-    assert_eq!(body.refusals[0].rule.as_deref(), Some("forged_stamp"), "{body:?}");
-    assert!(body.refusals[0].reason.contains("stamped at"), "{body:?}");
 
     // Hank sends an ordinary write after the change, then backdates the next.
     hank.replica.record_progress(&south, 0).unwrap();
