@@ -107,14 +107,11 @@ pub fn view(v: &SectionView, roster: &Roster) -> String {
             writeln!(s, "photo     {}{}", p.uri, p.caption.as_ref().map(|c| format!("  {c:?}")).unwrap_or_default());
     }
     for e in &v.events {
-        let _ = writeln!(
-            s,
-            "event     {:?}  {} → {}  by {}",
-            e.kind,
-            e.from.as_str(),
-            e.to.as_str(),
-            who(roster, &e.author)
-        );
+        let what = match e.milestone {
+            Some(percent) => format!("{percent}% in {}", e.to.as_str()),
+            None => format!("{} → {}", e.from.as_str(), e.to.as_str()),
+        };
+        let _ = writeln!(s, "event     {:?}  {what}  by {}", e.kind, who(roster, &e.author));
     }
     let _ = write!(s, "conflicts {}", v.conflict_count);
     s

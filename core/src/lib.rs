@@ -59,9 +59,9 @@ pub use sync::protocol;
 
 pub use domain::document::{DocumentError, PhotoRef, SectionDoc, SectionInput};
 pub use domain::edit::{Edit, EditId, EditValue, Field};
+pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock, since_boot_ms, wall_clock_ms};
 #[cfg(feature = "simulation")]
-pub use domain::hlc::set_simulated_wall_clock;
-pub use domain::hlc::{Hlc, HlcClock, wall_clock_ms};
+pub use domain::hlc::{set_simulated_since_boot, set_simulated_wall_clock};
 #[cfg(feature = "simulation")]
 pub use domain::id::set_simulated_ids;
 pub use domain::project::{Member, ProgressBand, ProjectConfig, RoleChange, Roster};

@@ -121,6 +121,8 @@ pub enum DomainEventKind {
     SectionUnblocked,
     /// A foreman moved the section back.
     ReworkOrdered,
+    /// Progress reached the top of its state's band (`milestone` says which %).
+    ProgressMilestone,
     /// An event newer than these bindings (core's kind is non-exhaustive).
     Unrecognized,
 }
@@ -139,6 +141,7 @@ impl From<core::DomainEventKind> for DomainEventKind {
             C::SectionBlocked => Self::SectionBlocked,
             C::SectionUnblocked => Self::SectionUnblocked,
             C::ReworkOrdered => Self::ReworkOrdered,
+            C::ProgressMilestone => Self::ProgressMilestone,
             _ => Self::Unrecognized,
         }
     }
@@ -159,6 +162,8 @@ pub struct DomainEvent {
     pub to: ConstructionState,
     /// Hex actor id of the writer.
     pub author: String,
+    /// For a progress milestone: the percentage reached.
+    pub milestone: Option<u8>,
 }
 
 impl From<core::DomainEvent> for DomainEvent {
@@ -170,6 +175,7 @@ impl From<core::DomainEvent> for DomainEvent {
             from: e.from.into(),
             to: e.to.into(),
             author: e.author,
+            milestone: e.milestone,
         }
     }
 }

@@ -617,14 +617,6 @@ impl HubStore for PgHubStore {
         Ok(found)
     }
 
-    fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError> {
-        let at: Option<i64> = self
-            .client()?
-            .query_one("SELECT max(at_ms) FROM member_events WHERE project = $1 AND user_id = $2", &[&project, &user])?
-            .get(0);
-        Ok(at.map(|v| v as u64))
-    }
-
     fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
         let row = self.client()?.query_opt("SELECT device, stamp_floor_ms FROM actors WHERE actor = $1", &[&actor])?;
         Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))

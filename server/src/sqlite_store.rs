@@ -449,14 +449,6 @@ impl HubStore for SqliteHubStore {
         Ok(found)
     }
 
-    fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError> {
-        let at: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT max(at_ms) FROM member_events WHERE project = ?1 AND user = ?2")?
-            .query_row([project, user], |r| r.get(0))?;
-        Ok(at.map(|v| v as u64))
-    }
-
     fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
         Ok(self
             .conn

@@ -275,8 +275,6 @@ pub trait HubStore: Send {
     fn roster(&mut self, project: &str) -> Result<Vec<Member>, StoreError>;
     /// Every role change of the project's members, in the order they were made.
     fn role_history(&mut self, project: &str) -> Result<Vec<RoleChange>, StoreError>;
-    /// When `user`'s role in `project` last changed (joining and leaving included).
-    fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError>;
     /// When the change was received, if it is stored for the section (0:
     /// stored before the hub recorded receipts).
     fn received(&mut self, section: &str, hash: &str) -> Result<Option<u64>, StoreError>;

@@ -126,9 +126,6 @@ impl HubStore for TimedStore {
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.timed("revoke_device", |s| s.revoke_device(id, now_ms))
     }
-    fn latest_role_change(&mut self, project: &str, user: &str) -> Result<Option<u64>, StoreError> {
-        self.timed("latest_role_change", |s| s.latest_role_change(project, user))
-    }
     fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError> {
         self.timed("actor_binding", |s| s.actor_binding(actor))
     }

@@ -17,8 +17,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{OpenError, Replica, ReplicaOptions, SyncClient, SyncError, SyncReport, TransportError};
+use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
 /// What a session thread says to the loop.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub enum Step {
 }
 
 enum ToDevice {
-    Answer { result: Result<Vec<u8>, TransportError>, wall_ms: u64 },
+    Answer { result: Result<Vec<u8>, TransportError>, wall_ms: u64, since_boot_ms: u64 },
     Kill,
 }
 
@@ -63,6 +63,7 @@ impl Session {
         id: u64,
         replica: Arc<Mutex<Replica>>,
         wall_ms: u64,
+        since_boot_ms: u64,
         upload_budget: usize,
         response_budget: u32,
     ) -> (Session, Step) {
@@ -74,8 +75,9 @@ impl Session {
             let _ = requests.send(Step::Request(body));
             let next = answers.lock().unwrap_or_else(|p| p.into_inner()).recv();
             match next {
-                Ok(ToDevice::Answer { result, wall_ms }) => {
+                Ok(ToDevice::Answer { result, wall_ms, since_boot_ms }) => {
                     set_simulated_wall_clock(Some(wall_ms));
+                    set_simulated_since_boot(Some(since_boot_ms));
                     result
                 }
                 // Not `panic!`: no panic hook runs, nothing is printed.
@@ -86,6 +88,7 @@ impl Session {
             .name(format!("sim-session-{id}"))
             .spawn(move || {
                 set_simulated_wall_clock(Some(wall_ms));
+                set_simulated_since_boot(Some(since_boot_ms));
                 let outcome = {
                     let mut client = SyncClient::new(replica, Arc::new(transport));
                     client.upload_budget = upload_budget;
@@ -121,9 +124,10 @@ impl Session {
         step
     }
 
-    /// Deliver the answer to the pending request at device wall time `wall_ms`.
-    pub fn answer(&mut self, result: Result<Vec<u8>, TransportError>, wall_ms: u64) -> Step {
-        let _ = self.to_device.send(ToDevice::Answer { result, wall_ms });
+    /// Deliver the answer to the pending request at device wall time
+    /// `wall_ms`, `since_boot_ms` after the device booted.
+    pub fn answer(&mut self, result: Result<Vec<u8>, TransportError>, wall_ms: u64, since_boot_ms: u64) -> Step {
+        let _ = self.to_device.send(ToDevice::Answer { result, wall_ms, since_boot_ms });
         self.wait()
     }
 

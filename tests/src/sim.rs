@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
 use fieldsync_core::set_simulated_ids;
-use fieldsync_core::set_simulated_wall_clock;
 use fieldsync_core::{
     ConstructionState, FORWARD, ProjectConfig, Replica, ReplicaError, Role, RoleChange, SyncClient, SyncEngine,
     SyncError, SyncEvent, TransportError,
 };
+use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
 use crate::config::{InjectedBug, SimConfig};
 use crate::device::{self, Session, Step};
@@ -519,6 +519,8 @@ impl Sim {
 
     fn set_clock(&self, d: usize) {
         set_simulated_wall_clock(Some(self.devices[d].wall(self.now)));
+        // No phone reboots during the day: its clock since boot is the true time.
+        set_simulated_since_boot(Some(self.now));
     }
 
     // ---- setup: the morning at the depot ----
@@ -808,7 +810,7 @@ impl Sim {
                     }
                     let response = result.as_ref().ok().and_then(|b| protocol::decode::<SyncResponse>(b).ok());
                     let wall = self.devices[device].wall(self.now);
-                    let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall);
+                    let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall, self.now);
                     // The client commits a response before it asks again or returns.
                     if let Some(response) = response
                         && matches!(step, Step::Request(_) | Step::Finished(Ok(_)))
@@ -899,8 +901,14 @@ impl Sim {
         self.sessions += 1;
         let id = self.sessions;
         let wall = self.devices[d].wall(self.now);
-        let (session, step) =
-            Session::start(id, replica, wall, self.config.profile.upload_budget, self.config.profile.response_budget);
+        let (session, step) = Session::start(
+            id,
+            replica,
+            wall,
+            self.now,
+            self.config.profile.upload_budget,
+            self.config.profile.response_budget,
+        );
         self.devices[d].session = Some(session);
         self.devices[d].round_at = 0;
         self.devices[d].forbidden_while_removed = false;

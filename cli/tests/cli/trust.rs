@@ -83,6 +83,8 @@ fn device_at(crew: &Crew, user: &str, offset: &str, args: &[&str]) -> Run {
     let db = crew.db(user);
     let out = std::process::Command::new("faketime")
         .args(["-f", offset, env!("CARGO_BIN_EXE_fieldsync"), "--json", "device", "--db", &db])
+        // What a user can set is the wall clock; the clock since boot stays.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -204,4 +206,45 @@ fn a_skip_stamped_days_ahead_keeps_its_decision_after_a_later_demotion() {
     assert!(received + 24 * 3600 * 1000 < stamped, "received {received}, stamped {stamped}: {audit}");
     let human = crew.device_ok("tina", &["audit", "s1"]).stdout;
     assert!(human.lines().any(|l| l.starts_with(&skip_id) && l.contains("received ")), "{human}");
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn a_foreman_demoted_while_offline_cannot_backdate_a_skip_by_setting_his_clock_back() {
+    let crew = Crew::new();
+    for user in ["olga", "fred", "tina"] {
+        crew.init(user);
+    }
+    crew.create_section("s1", "Dorfstraße");
+    crew.device_ok("olga", &["sync"]);
+    crew.device_ok("tina", &["sync"]);
+    // Fred's last sync: his phone learns the server's time then.
+    let before_sync = wall_ms();
+    crew.device_ok("fred", &["sync"]);
+    let round = wall_ms() - before_sync;
+    // Then, while he is offline, the office demotes him.
+    admin(&crew, &["add-user", "fred", "--project", PROJECT, "--role", "technician"]);
+    let demoted_by = wall_ms();
+    // His phone counts the time since that sync from its clock since boot,
+    // with at most the round's length of slack: wait until even that slack
+    // puts "now" after the demotion (a clock reading, not a guess at speed).
+    while wall_ms() <= demoted_by + round + 1 {
+        std::thread::yield_now();
+    }
+    // He sets his phone a day back, so the skip looks older than his demotion.
+    let skip: Value = serde_json::from_str(&device_at(&crew, "fred", "-1d", &["state", "s1", "trenched"]).stdout)
+        .expect("the skip's receipt is JSON");
+    let stamped: u64 = skip["edit_id"].as_str().unwrap()[..13].parse().unwrap();
+    assert!(stamped > demoted_by, "stamped {stamped}, demoted by {demoted_by}");
+    device_at(&crew, "fred", "-1d", &["sync"]);
+    crew.device_ok("tina", &["sync"]);
+
+    // Judged under the role he holds now: a technician may not skip.
+    assert_eq!(server_view(&crew, "s1")["state"], "planned");
+    let audit = crew.device_json("tina", &["audit", "s1"]);
+    let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["edit_id"] == skip["edit_id"]).unwrap();
+    assert_eq!((entry["decision"]["outcome"].as_str(), entry["role"].as_str()), (Some("rejected"), Some("technician")));
 }

@@ -4,6 +4,11 @@
 //! wall clock corrected by the offset to the server's clock learned at the
 //! last sync, so a phone whose clock is days wrong stops winning (or losing)
 //! every last-writer-wins contest as soon as it has synced once.
+//!
+//! A wall clock set back after that sync must not take stamps back with it
+//! (a demoted foreman backdating a skip to before his demotion): the device's
+//! clock since boot, which no setting moves, bounds every stamp from below by
+//! the server's time at the last sync plus the time elapsed since.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -79,6 +84,50 @@ impl TryFrom<String> for Hlc {
     }
 }
 
+/// What a device knows of the time when it stamps: its wall clock (which the
+/// user can set) and, where the platform has one, the milliseconds since it
+/// booted (which nobody can set, and which start again at a reboot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTime {
+    /// Milliseconds since the Unix epoch by the device's wall clock.
+    pub wall_ms: u64,
+    /// Milliseconds since boot, counting sleep; `None` where unknown.
+    pub since_boot_ms: Option<u64>,
+}
+
+impl DeviceTime {
+    /// The device's clocks now (or the simulated ones, see [`set_simulated_wall_clock`]).
+    pub fn now() -> Self {
+        DeviceTime { wall_ms: wall_clock_ms(), since_boot_ms: since_boot_ms() }
+    }
+
+    /// A wall clock reading alone (no clock since boot).
+    pub fn wall(wall_ms: u64) -> Self {
+        DeviceTime { wall_ms, since_boot_ms: None }
+    }
+}
+
+/// The server's time at the last sync and the device's time since boot when
+/// it learned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootAnchor {
+    /// The server's time, ms since the Unix epoch.
+    pub server_ms: u64,
+    /// The device's time since boot when the answer carrying it arrived.
+    pub since_boot_ms: u64,
+}
+
+impl BootAnchor {
+    /// The least the server's time can be now: the time since boot only
+    /// grows, and starts again below its old value at a reboot (the real
+    /// time elapsed then is more than the new value), so this never
+    /// overshoots. `None` when the clock since boot is unknown.
+    fn lower_bound(&self, since_boot_ms: Option<u64>) -> Option<u64> {
+        let now = since_boot_ms?;
+        Some(self.server_ms.saturating_add(now.saturating_sub(self.since_boot_ms)))
+    }
+}
+
 /// The clock of one replica: the last stamp it issued or observed, and the
 /// offset between the device's wall clock and the server's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,12 +136,19 @@ pub struct HlcClock {
     last_ms: u64,
     last_counter: u32,
     server_offset_ms: i64,
+    boot_anchor: Option<BootAnchor>,
 }
 
 impl HlcClock {
     /// A clock restored from what the store kept.
     pub fn new(actor: String, last_ms: u64, last_counter: u32, server_offset_ms: i64) -> Self {
-        HlcClock { actor, last_ms, last_counter, server_offset_ms }
+        HlcClock { actor, last_ms, last_counter, server_offset_ms, boot_anchor: None }
+    }
+
+    /// The same clock with the anchor the store kept.
+    pub fn with_boot_anchor(mut self, anchor: Option<BootAnchor>) -> Self {
+        self.boot_anchor = anchor;
+        self
     }
 
     /// The wall clock corrected by the server offset.
@@ -100,9 +156,11 @@ impl HlcClock {
         wall_ms.saturating_add_signed(self.server_offset_ms)
     }
 
-    /// Issue the next stamp for a local write.
-    pub fn tick(&mut self, wall_ms: u64) -> Hlc {
-        let now = self.anchored_ms(wall_ms);
+    /// Issue the next stamp for a local write: the anchored wall clock, never
+    /// less than the server's time at the last sync plus the time since.
+    pub fn tick(&mut self, now: DeviceTime) -> Hlc {
+        let bound = self.boot_anchor.and_then(|a| a.lower_bound(now.since_boot_ms)).unwrap_or(0);
+        let now = self.anchored_ms(now.wall_ms).max(bound);
         if now > self.last_ms {
             self.last_ms = now;
             self.last_counter = 0;
@@ -130,21 +188,28 @@ impl HlcClock {
     /// Every later stamp is at least `server_ms`, even if the wall clock is
     /// then set back: the hub refuses a write stamped before a round in which
     /// this device had nothing left to send (a backdated stamp).
-    pub fn anchor_to_server(&mut self, server_ms: u64, wall_ms: u64) {
-        self.server_offset_ms = server_ms as i64 - wall_ms as i64;
+    pub fn anchor_to_server(&mut self, server_ms: u64, now: DeviceTime) {
+        self.server_offset_ms = server_ms as i64 - now.wall_ms as i64;
         if server_ms > self.last_ms {
             (self.last_ms, self.last_counter) = (server_ms, 0);
         }
+        self.boot_anchor = now.since_boot_ms.map(|since_boot_ms| BootAnchor { server_ms, since_boot_ms });
     }
 
     /// What the store keeps: (last ms, last counter, server offset).
     pub fn state(&self) -> (u64, u32, i64) {
         (self.last_ms, self.last_counter, self.server_offset_ms)
     }
+
+    /// The anchor the store keeps with the state.
+    pub fn boot_anchor(&self) -> Option<BootAnchor> {
+        self.boot_anchor
+    }
 }
 
 thread_local! {
     static SIMULATED_WALL_CLOCK: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    static SIMULATED_SINCE_BOOT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 /// Milliseconds since the Unix epoch by the device's wall clock, or by the
@@ -154,6 +219,44 @@ pub fn wall_clock_ms() -> u64 {
         return ms;
     }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Milliseconds since the device booted, sleep included, by a clock no user
+/// setting moves (Linux and Android: `CLOCK_BOOTTIME`; Apple platforms:
+/// `CLOCK_MONOTONIC`, which counts sleep there); `None` elsewhere. Under a
+/// simulated wall clock, the simulated one (`None` if not set).
+pub fn since_boot_ms() -> Option<u64> {
+    if SIMULATED_WALL_CLOCK.with(std::cell::Cell::get).is_some() {
+        return SIMULATED_SINCE_BOOT.with(std::cell::Cell::get);
+    }
+    boot_clock_ms()
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn boot_clock_ms() -> Option<u64> {
+    Some(ms_of(rustix::time::clock_gettime(rustix::time::ClockId::Boottime)))
+}
+
+#[cfg(target_vendor = "apple")]
+fn boot_clock_ms() -> Option<u64> {
+    Some(ms_of(rustix::time::clock_gettime(rustix::time::ClockId::Monotonic)))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn boot_clock_ms() -> Option<u64> {
+    None
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn ms_of(t: rustix::time::Timespec) -> u64 {
+    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
+}
+
+/// Make [`since_boot_ms`] return `ms` on the calling thread while a
+/// simulated wall clock is set (a simulated device's uptime).
+#[cfg(any(test, feature = "simulation"))]
+pub fn set_simulated_since_boot(ms: Option<u64>) {
+    SIMULATED_SINCE_BOOT.with(|c| c.set(ms));
 }
 
 /// Make [`wall_clock_ms`] return `ms` on the calling thread from now on
@@ -172,9 +275,9 @@ mod tests {
     #[test]
     fn stamps_are_monotonic_even_when_the_wall_clock_goes_back() {
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
-        let a = c.tick(1_000);
-        let b = c.tick(900);
-        let d = c.tick(1_000);
+        let a = c.tick(DeviceTime::wall(1_000));
+        let b = c.tick(DeviceTime::wall(900));
+        let d = c.tick(DeviceTime::wall(1_000));
         assert!(a < b && b < d);
         assert_eq!((b.physical_ms, b.counter), (1_000, 1));
     }
@@ -183,10 +286,41 @@ mod tests {
     fn no_stamp_after_a_round_is_earlier_than_the_server_s_time_then() {
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
         // The round's server time, learned at wall 5_000 (the phone days behind, say).
-        c.anchor_to_server(1_000_000, 5_000);
+        c.anchor_to_server(1_000_000, DeviceTime::wall(5_000));
         // The phone's clock is then set back by an hour's worth.
-        let stamp = c.tick(1_000);
+        let stamp = c.tick(DeviceTime::wall(1_000));
         assert!(stamp.physical_ms >= 1_000_000, "{stamp:?}");
+    }
+
+    #[test]
+    fn a_wall_clock_set_back_after_a_sync_stamps_no_earlier_than_the_time_elapsed_since() {
+        let day = 24 * 3600 * 1000;
+        let mut c = HlcClock::new("aa".into(), 0, 0, 0);
+        // Synced at the server's 10 days, 1 hour after the phone booted.
+        c.anchor_to_server(10 * day, DeviceTime { wall_ms: 10 * day, since_boot_ms: Some(3_600_000) });
+        // Three hours later the wall clock is set two days back.
+        let set_back = DeviceTime { wall_ms: 8 * day + 3 * 3_600_000, since_boot_ms: Some(4 * 3_600_000) };
+        assert_eq!(c.tick(set_back).physical_ms, 10 * day + 3 * 3_600_000);
+        // After a reboot the clock since boot starts again below the anchor's
+        // reading: no bound past the anchor, or, once it has passed it, less
+        // than the real time elapsed (which also counts the time before the reboot).
+        let mut fresh = HlcClock::new("aa".into(), 0, 0, 0);
+        fresh.anchor_to_server(10 * day, DeviceTime { wall_ms: 10 * day, since_boot_ms: Some(3_600_000) });
+        let rebooted = DeviceTime { wall_ms: 8 * day, since_boot_ms: Some(60_000) };
+        assert_eq!(fresh.tick(rebooted).physical_ms, 10 * day);
+        let up_again = DeviceTime { wall_ms: 8 * day, since_boot_ms: Some(5 * 3_600_000) };
+        assert_eq!(fresh.tick(up_again).physical_ms, 10 * day + 4 * 3_600_000);
+        // Restored from the store, the anchor still holds.
+        let mut restored = HlcClock::new("aa".into(), 0, 0, c.state().2).with_boot_anchor(c.boot_anchor());
+        assert_eq!(restored.tick(set_back).physical_ms, 10 * day + 3 * 3_600_000);
+    }
+
+    #[test]
+    fn the_clock_since_boot_never_goes_back() {
+        let (a, b) = (since_boot_ms(), since_boot_ms());
+        if cfg!(target_os = "linux") {
+            assert!(a.is_some() && a <= b, "{a:?} {b:?}");
+        }
     }
 
     #[test]
@@ -203,8 +337,8 @@ mod tests {
         // The phone thinks it is three days later than it is.
         let skew = 3 * 24 * 3600 * 1000;
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
-        c.anchor_to_server(1_000_000, 1_000_000 + skew);
-        assert_eq!(c.tick(1_000_500 + skew).physical_ms, 1_000_500);
+        c.anchor_to_server(1_000_000, DeviceTime::wall(1_000_000 + skew));
+        assert_eq!(c.tick(DeviceTime::wall(1_000_500 + skew)).physical_ms, 1_000_500);
     }
 
     #[test]
@@ -221,9 +355,9 @@ mod tests {
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
         let future = Hlc { physical_ms: 10_000_000_000, counter: 0, actor: "bb".into() };
         c.observe(&future, 1_000);
-        assert_eq!(c.tick(1_000).physical_ms, 1_000);
+        assert_eq!(c.tick(DeviceTime::wall(1_000)).physical_ms, 1_000);
         let near = Hlc { physical_ms: 2_000, counter: 7, actor: "bb".into() };
         c.observe(&near, 1_000);
-        assert_eq!(c.tick(1_000), Hlc { physical_ms: 2_000, counter: 8, actor: "aa".into() });
+        assert_eq!(c.tick(DeviceTime::wall(1_000)), Hlc { physical_ms: 2_000, counter: 8, actor: "aa".into() });
     }
 }

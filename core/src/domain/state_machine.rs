@@ -166,6 +166,9 @@ pub enum DomainEventKind {
     SectionUnblocked,
     /// A foreman moved the section back.
     ReworkOrdered,
+    /// Progress reached the top of the band its state allows (the project's
+    /// milestone for that stage of work): the section is ready to move on.
+    ProgressMilestone,
 }
 
 impl DomainEventKind {

@@ -135,7 +135,8 @@ impl Replica {
             }
         };
         let clock =
-            HlcClock::new(actor.to_hex_string(), identity.hlc_ms, identity.hlc_counter, identity.server_offset_ms);
+            HlcClock::new(actor.to_hex_string(), identity.hlc_ms, identity.hlc_counter, identity.server_offset_ms)
+                .with_boot_anchor(identity.boot_anchor);
         Ok(Replica {
             _checkpoints: checkpoints,
             conn,
@@ -185,6 +186,6 @@ impl Replica {
 
     pub(crate) fn save_clock(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
         let (ms, counter, offset) = self.clock.state();
-        store::set_clock(tx, ms, counter, offset)
+        store::set_clock(tx, ms, counter, offset, self.clock.boot_anchor())
     }
 }

@@ -5,7 +5,7 @@
 use rusqlite::Transaction;
 
 use crate::domain::document::SectionDoc;
-use crate::domain::hlc::wall_clock_ms;
+use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::replica::feed::ReplicaChange;
@@ -58,7 +58,7 @@ impl Replica {
 
     /// Learn the server's time (at each sync) so stamps follow it.
     pub fn observe_server_time(&mut self, server_ms: u64) -> Result<(), ReplicaError> {
-        self.clock.anchor_to_server(server_ms, wall_clock_ms());
+        self.clock.anchor_to_server(server_ms, DeviceTime::now());
         let tx = self.begin()?;
         self.save_clock(&tx)?;
         tx.commit()?;

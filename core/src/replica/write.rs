@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::document::{SectionDoc, SectionInput};
 use crate::domain::edit::{EditId, EditValue, Field};
-use crate::domain::hlc::wall_clock_ms;
+use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
 use crate::domain::role::Role;
 use crate::domain::route::GeoPoint;
@@ -74,7 +74,7 @@ impl Replica {
                 ),
             });
         }
-        let now = wall_clock_ms();
+        let now = DeviceTime::now();
         let stamps = (self.clock.tick(now), self.clock.tick(now));
         let (mut doc, change) =
             SectionDoc::create(self.actor.clone(), id, project, (&stamps.0, &stamps.1), name, route)?;
@@ -128,7 +128,7 @@ impl Replica {
     /// Replace `delete` characters at `pos` (in characters) of the notes with `insert`.
     pub fn splice_notes(&mut self, section: &str, pos: usize, delete: usize, insert: &str) -> Result<(), ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(wall_clock_ms());
+        let hlc = self.clock.tick(DeviceTime::now());
         let change = doc.splice_notes(&hlc, pos, delete, insert)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
@@ -138,7 +138,7 @@ impl Replica {
     /// Make the notes read `text` (stored as the smallest character diff).
     pub fn set_notes(&mut self, section: &str, text: &str) -> Result<(), ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(wall_clock_ms());
+        let hlc = self.clock.tick(DeviceTime::now());
         let change = doc.set_notes(&hlc, text)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
@@ -151,7 +151,7 @@ impl Replica {
             return Err(ReplicaError::InvalidInput("a photo needs a URI".into()));
         }
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(wall_clock_ms());
+        let hlc = self.clock.tick(DeviceTime::now());
         let id = new_id();
         let change = doc.add_photo(&hlc, &id, uri, caption)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
@@ -172,7 +172,7 @@ impl Replica {
             // The latest write of the field seen: writes sharing a base are a contest.
             _ => input.edits.iter().rev().find(|e| e.value.field() == Some(field)).map(|e| e.id.clone()),
         };
-        let hlc = self.clock.tick(wall_clock_ms());
+        let hlc = self.clock.tick(DeviceTime::now());
         let change = doc.write(&hlc, base.as_deref(), &value)?;
         let id = hlc.to_string();
         let written = doc.edit(&id).expect("the record was just written");

@@ -95,7 +95,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 
     let name = v.office_only(of(Field::Name));
     let route = v.office_only(of(Field::Route));
-    let (state, blocked, events) = v.state(of(Field::State));
+    let (state, blocked, mut events) = v.state(of(Field::State));
     // The states a writer can have seen: planned, and every state a
     // transition record of the section moves to (one that lost a race
     // included: progress recorded on it was honest).
@@ -107,7 +107,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
         })
         .chain([ConstructionState::Planned])
         .collect();
-    let progress = v.progress(of(Field::Progress), &passed);
+    let progress = v.progress(of(Field::Progress), &passed, &mut events);
     let route_points = match route.map(|e| &e.value) {
         Some(EditValue::Route { points }) => points.clone(),
         _ => Vec::new(),
@@ -400,6 +400,7 @@ impl<'a> Validator<'a> {
                 from: *from,
                 to: *to,
                 author: winner.author.clone(),
+                milestone: None,
             });
             state = *to;
         }
@@ -423,7 +424,15 @@ impl<'a> Validator<'a> {
     /// some transition of the section moved to (a writer cannot claim
     /// `completed` to record 100%). A foreman's or office's rollback stands over a lower role's
     /// concurrent raise (role before stamp), as for transitions.
-    fn progress(&mut self, edits: &[&'a Edit], passed: &BTreeSet<ConstructionState>) -> u8 {
+    ///
+    /// Accepted progress that rises to the top of its state's band (the
+    /// project's milestone for that stage) raises a milestone event.
+    fn progress(
+        &mut self,
+        edits: &[&'a Edit],
+        passed: &BTreeSet<ConstructionState>,
+        events: &mut Vec<DomainEvent>,
+    ) -> u8 {
         let mut current: Option<&'a Edit> = None;
         let mut rollback = false;
         let value = |e: &Edit| match e.value {
@@ -463,7 +472,19 @@ impl<'a> Validator<'a> {
                 );
                 self.reject(e, Field::Progress, Rule::ProgressOnlyRises, Some(c), why);
             } else {
-                rollback = current.is_some_and(|c| percent < value(c));
+                let before = current.map_or(0, value);
+                rollback = percent < before;
+                if before < i64::from(band.max) && percent >= i64::from(band.max) {
+                    events.push(DomainEvent {
+                        edit_id: e.id.clone(),
+                        section: self.input.id.clone(),
+                        kind: DomainEventKind::ProgressMilestone,
+                        from: at_state,
+                        to: at_state,
+                        author: e.author.clone(),
+                        milestone: Some(band.max),
+                    });
+                }
                 self.accept(e, &mut current);
             }
         }

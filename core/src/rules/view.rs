@@ -84,7 +84,8 @@ pub struct QuarantinedPoint {
     pub author: String,
 }
 
-/// A domain event raised by an accepted transition.
+/// A domain event raised by an accepted transition, or by accepted progress
+/// reaching a milestone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainEvent {
     /// The transition write (also the event's stable id).
@@ -99,6 +100,9 @@ pub struct DomainEvent {
     pub to: ConstructionState,
     /// Hex actor id of the writer.
     pub author: String,
+    /// For [`DomainEventKind::ProgressMilestone`]: the percentage reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone: Option<u8>,
 }
 
 /// What every replica shows for a section.

@@ -8,6 +8,7 @@ use automerge::ReadDoc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::hlc::BootAnchor;
 use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::rules::conflict::ConflictRecord;
@@ -528,6 +529,8 @@ pub(crate) struct Identity {
     pub hlc_ms: u64,
     pub hlc_counter: u32,
     pub server_offset_ms: i64,
+    /// The server's time at the last sync and the clock since boot then.
+    pub boot_anchor: Option<BootAnchor>,
 }
 
 pub(crate) fn identity(conn: &Connection) -> Result<Identity, StoreError> {
@@ -538,6 +541,14 @@ pub(crate) fn identity(conn: &Connection) -> Result<Identity, StoreError> {
         hlc_ms: num("hlc_ms")? as u64,
         hlc_counter: num("hlc_counter")? as u32,
         server_offset_ms: num("server_offset_ms")?,
+        boot_anchor: match (meta(conn, "anchor_server_ms")?, meta(conn, "anchor_since_boot_ms")?) {
+            (Some(s), Some(b)) => s
+                .parse()
+                .ok()
+                .zip(b.parse().ok())
+                .map(|(server_ms, since_boot_ms)| BootAnchor { server_ms, since_boot_ms }),
+            _ => None,
+        },
     })
 }
 
@@ -546,10 +557,21 @@ pub(crate) fn set_identity(tx: &Transaction<'_>, device: &str, actor: &str) -> R
     set_meta(tx, "actor", actor)
 }
 
-pub(crate) fn set_clock(tx: &Transaction<'_>, ms: u64, counter: u32, offset_ms: i64) -> Result<(), StoreError> {
+pub(crate) fn set_clock(
+    tx: &Transaction<'_>,
+    ms: u64,
+    counter: u32,
+    offset_ms: i64,
+    anchor: Option<BootAnchor>,
+) -> Result<(), StoreError> {
     set_meta(tx, "hlc_ms", &ms.to_string())?;
     set_meta(tx, "hlc_counter", &counter.to_string())?;
-    set_meta(tx, "server_offset_ms", &offset_ms.to_string())
+    set_meta(tx, "server_offset_ms", &offset_ms.to_string())?;
+    if let Some(a) = anchor {
+        set_meta(tx, "anchor_server_ms", &a.server_ms.to_string())?;
+        set_meta(tx, "anchor_since_boot_ms", &a.since_boot_ms.to_string())?;
+    }
+    Ok(())
 }
 
 /// The ids of a project's sections.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::document::{DocumentError, SectionDoc, SectionInput, hash_hex};
 use crate::domain::edit::{Edit, EditId, Field};
-use crate::domain::hlc::wall_clock_ms;
+use crate::domain::hlc::{DeviceTime, since_boot_ms, wall_clock_ms};
 use crate::domain::project::{ProjectConfig, Roster};
 use crate::replica::feed::ReplicaChange;
 use crate::replica::{DOC_CACHE, DocCache, Replica, ReplicaError};
@@ -200,7 +200,8 @@ impl Replica {
         let tx = store::immediate(&self.conn)?;
         let mut changed = ReplicaChange::default();
         if let Some(round) = &round {
-            self.clock.anchor_to_server(round.server_time_ms, now);
+            self.clock
+                .anchor_to_server(round.server_time_ms, DeviceTime { wall_ms: now, since_boot_ms: since_boot_ms() });
             // Before any view is computed: our confirmed writes count from when the hub received them.
             let own: Vec<(String, u64)> =
                 round.confirmed.iter().cloned().zip(round.confirmed_received.iter().copied()).collect();

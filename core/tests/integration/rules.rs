@@ -157,6 +157,22 @@ fn progress_outside_range_or_band_is_refused() {
 }
 
 #[test]
+fn progress_reaching_the_top_of_its_states_band_raises_a_milestone_once() {
+    let dug = edit(5, FOREMAN, None, go(S::Planned, S::Trenched)); // trenched allows 10–50
+    let part = edit(10, TECH, None, progress(30, S::Trenched));
+    let done = edit(20, TECH, Some(&part), progress(50, S::Trenched));
+    let again = edit(30, TECH, Some(&done), progress(50, S::Trenched));
+    let refused = edit(40, TECH, Some(&done), progress(60, S::Trenched));
+    let v = run(vec![dug.clone(), part, done.clone(), again, refused]);
+    let milestones: Vec<_> = v.view.events.iter().filter(|e| e.kind == DomainEventKind::ProgressMilestone).collect();
+    assert_eq!(milestones.len(), 1, "{:?}", v.view.events);
+    let m = milestones[0];
+    assert_eq!((&m.edit_id, m.milestone, m.to, m.author.as_str()), (&done.id, Some(50), S::Trenched, TECH));
+    // A transition's event carries no milestone.
+    assert_eq!(v.view.events[0].milestone, None);
+}
+
+#[test]
 fn technicians_step_forward_one_state_at_a_time() {
     let ok = edit(10, TECH, None, go(S::Planned, S::Surveyed));
     let skip = edit(20, TECH, Some(&ok), go(S::Surveyed, S::ConduitLaid));

@@ -143,9 +143,6 @@ fn conformance(store: &mut dyn HubStore) {
         [("olga".into(), Some(Role::Office), 1), ("tina".into(), Some(Role::Technician), 2), ("tina".into(), None, 11)]
     );
     assert_eq!(store.member_role("p", "tina").unwrap(), None);
-    assert_eq!(store.latest_role_change("p", "tina").unwrap(), Some(11));
-    assert_eq!(store.latest_role_change("p", "olga").unwrap(), Some(1));
-    assert_eq!(store.latest_role_change("p", "nobody").unwrap(), None);
     // Stamp floors, per actor, only ever raised.
     assert_eq!(store.actor_binding("aa").unwrap(), Some(("d1".into(), 0)));
     store.raise_stamp_floor("aa", 50).unwrap();

@@ -16,7 +16,8 @@ fn replica_path(dir: &Path, user: &str, device: &Device) -> PathBuf {
 }
 
 /// What a tampered app does: set its stored clock back by `by_ms` (last stamp
-/// and server offset), so its next writes are stamped in the past.
+/// and server offset) and forget when it last synced by the clock since boot,
+/// so its next writes are stamped in the past.
 fn set_clock_back(device: &mut Device, path: &Path, by_ms: u64) {
     let options = ReplicaOptions { device: device.id.clone(), ..Default::default() };
     device.replica = Replica::open(path.with_extension("tmp"), options.clone()).unwrap(); // Closes the file.
@@ -24,6 +25,7 @@ fn set_clock_back(device: &mut Device, path: &Path, by_ms: u64) {
     let now = fieldsync_core::wall_clock_ms();
     db.execute("UPDATE meta SET value = ?1 WHERE key = 'hlc_ms'", [(now - by_ms).to_string()]).unwrap();
     db.execute("UPDATE meta SET value = ?1 WHERE key = 'server_offset_ms'", [format!("-{by_ms}")]).unwrap();
+    db.execute("DELETE FROM meta WHERE key IN ('anchor_server_ms', 'anchor_since_boot_ms')", []).unwrap();
     drop(db);
     device.replica = Replica::open(path, options).unwrap();
 }
