@@ -111,15 +111,21 @@ enum DeviceCommand {
         /// New name.
         name: String,
     },
-    /// Attach a photo reference.
+    /// Attach a photo: an image file (kept by content next to the replica),
+    /// or a URI the app keeps.
     Photo {
         /// Section id (or a unique prefix).
         section: String,
-        /// Where the photo is kept (URI or content hash).
-        uri: String,
+        /// An image file (JPEG, PNG, WebP, HEIC, GIF), or a URI such as content://….
+        photo: String,
         /// Caption.
         #[arg(long)]
         caption: Option<String>,
+    },
+    /// A section's photos, and whether this device holds each one's bytes.
+    Photos {
+        /// Section id (or a unique prefix).
+        section: String,
     },
     /// Sync once with the server, and report what became of unconfirmed local edits.
     Sync,
@@ -433,9 +439,13 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             let r = replica.rename_section(&section, &name)?;
             receipt(json, &r, &format!("name {name:?}"))
         }
-        DeviceCommand::Photo { section, uri, caption } => {
+        DeviceCommand::Photo { section, photo, caption } => {
             let section = resolve(&replica, &section)?;
-            let id = replica.add_photo(&section, &uri, caption.as_deref())?;
+            let file = std::path::Path::new(&photo);
+            let id = match file.is_file() {
+                true => replica.add_photo_file(&section, file, caption.as_deref())?,
+                false => replica.add_photo(&section, &photo, caption.as_deref())?,
+            };
             if json {
                 return output::json(&json!({ "section": section, "photo": id }));
             }
@@ -449,6 +459,46 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
                 return output::json(&report);
             }
             print_sync(&report, &server);
+            Ok(())
+        }
+        DeviceCommand::Photos { section } => {
+            let section = resolve(&replica, &section)?;
+            let view = replica.section(&section)?;
+            let rows: Vec<_> = view
+                .photos
+                .iter()
+                .map(|p| {
+                    let file = p.blob.as_ref().and_then(|b| replica.photo_file(&b.sha256));
+                    (p, file)
+                })
+                .collect();
+            if json {
+                let photos: Vec<_> = rows
+                    .iter()
+                    .map(|(p, file)| {
+                        json!({ "photo": p, "on_this_device": file.is_some(), "file": file.as_ref().map(|f| f.display().to_string()) })
+                    })
+                    .collect();
+                return output::json(&json!({ "section": section, "photos": photos }));
+            }
+            if rows.is_empty() {
+                println!("no photos on section {}", short(&section));
+            }
+            for (p, file) in rows {
+                let what = match &p.blob {
+                    Some(b) => format!(
+                        "{}  {}×{}  {} KB  {}",
+                        b.media_type,
+                        b.width,
+                        b.height,
+                        b.size.div_ceil(1024),
+                        if file.is_some() { "on this device" } else { "not on this device" }
+                    ),
+                    None => p.uri.clone(),
+                };
+                let caption = p.caption.as_ref().map(|c| format!("  {c:?}")).unwrap_or_default();
+                println!("{}  {what}{caption}", short(&p.id));
+            }
             Ok(())
         }
         DeviceCommand::Show { section } => {

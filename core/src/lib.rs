@@ -57,7 +57,7 @@ pub use sync::pack;
 /// The sync wire format, shared with the hub (normative text: `docs/protocol.md`).
 pub use sync::protocol;
 
-pub use domain::document::{DocumentError, PhotoRef, SectionDoc, SectionInput};
+pub use domain::document::{DocumentError, PhotoBlob, PhotoRef, SectionDoc, SectionInput};
 pub use domain::edit::{Edit, EditId, EditValue, Field};
 pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock, since_boot_ms, wall_clock_ms};
 #[cfg(feature = "simulation")]

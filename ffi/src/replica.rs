@@ -199,6 +199,36 @@ impl Replica {
         self.write(|r| r.add_photo(&section, &uri, caption.as_deref()))
     }
 
+    /// Attach the photo in the file at `path` (JPEG, PNG, WebP, HEIC or
+    /// GIF): the replica keeps its bytes by content, next to its database,
+    /// and the section's record carries its hash, size, type and pixels.
+    /// Returns the photo's id.
+    #[uniffi::method(default(caption = None))]
+    pub fn add_photo_file(
+        &self,
+        section: String,
+        path: String,
+        caption: Option<String>,
+    ) -> Result<String, FieldSyncError> {
+        self.write(|r| r.add_photo_file(&section, std::path::Path::new(&path), caption.as_deref()))
+    }
+
+    /// Attach a photo given as its bytes, like [`Self::add_photo_file`].
+    #[uniffi::method(default(caption = None))]
+    pub fn add_photo_bytes(
+        &self,
+        section: String,
+        bytes: Vec<u8>,
+        caption: Option<String>,
+    ) -> Result<String, FieldSyncError> {
+        self.write(|r| r.add_photo_bytes(&section, &bytes, caption.as_deref()))
+    }
+
+    /// The file holding a photo's bytes (by its hex SHA-256), if this device has them.
+    pub fn photo_file(&self, sha256: String) -> Result<Option<String>, FieldSyncError> {
+        self.read(|r| Ok(r.photo_file(&sha256).map(|p| p.to_string_lossy().into_owned())))
+    }
+
     /// The validated view of a section.
     pub fn section(&self, id: String) -> Result<SectionView, FieldSyncError> {
         self.read(|r| r.section(&id)).map(Into::into)

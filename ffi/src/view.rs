@@ -191,11 +191,35 @@ pub struct PhotoRef {
     pub caption: Option<String>,
     /// HLC stamp of when it was attached.
     pub hlc: String,
+    /// Hex actor id of whoever attached it.
+    pub author: String,
+    /// Hex SHA-256 of the bytes, for a photo the replica keeps by content.
+    pub sha256: Option<String>,
+    /// Size in bytes (0 when not kept by content).
+    pub size: u64,
+    /// Media type (`image/jpeg`, …), if kept by content.
+    pub media_type: Option<String>,
+    /// Pixels (0 when unknown).
+    pub width: u32,
+    /// Pixels (0 when unknown).
+    pub height: u32,
 }
 
 impl From<core::PhotoRef> for PhotoRef {
     fn from(p: core::PhotoRef) -> Self {
-        PhotoRef { id: p.id, uri: p.uri, caption: p.caption, hlc: p.hlc }
+        let blob = p.blob.as_ref();
+        PhotoRef {
+            sha256: blob.map(|b| b.sha256.clone()),
+            size: blob.map_or(0, |b| b.size),
+            media_type: blob.map(|b| b.media_type.clone()),
+            width: blob.map_or(0, |b| b.width),
+            height: blob.map_or(0, |b| b.height),
+            id: p.id,
+            uri: p.uri,
+            caption: p.caption,
+            hlc: p.hlc,
+            author: p.author,
+        }
     }
 }
 

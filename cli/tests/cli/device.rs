@@ -264,3 +264,52 @@ fn reads_list_pages_audit_history_time_travel_and_export() {
     assert!(status.contains("as olga (office)") && status.contains("pending     6 change(s)"), "{status}");
     assert!(status.contains("last round  ") && status.contains(" B up, "), "{status}");
 }
+
+#[test]
+fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
+    let crew = Crew::new();
+    for user in ["olga", "tina"] {
+        crew.init(user);
+    }
+    crew.create_section("s1", "Dorfstraße");
+    crew.device_ok("olga", &["sync"]);
+    crew.device_ok("tina", &["sync"]);
+    // A 640 × 480 PNG header is all `photo` reads besides the hash.
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+    png.extend_from_slice(b"IHDR");
+    png.extend_from_slice(&640u32.to_be_bytes());
+    png.extend_from_slice(&480u32.to_be_bytes());
+    png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    let file = std::path::Path::new(&crew.db("tina")).with_file_name("closure.png");
+    std::fs::write(&file, &png).unwrap();
+    let file = file.to_str().unwrap();
+
+    crew.device_json("tina", &["photo", "s1", file, "--caption", "closure 3"]);
+    let listed = crew.device_json("tina", &["photos", "s1"]);
+    let p = &listed["photos"][0];
+    assert_eq!(
+        (
+            p["photo"]["blob"]["media_type"].as_str(),
+            p["photo"]["blob"]["width"].as_u64(),
+            p["on_this_device"].as_bool()
+        ),
+        (Some("image/png"), Some(640), Some(true)),
+        "{listed}"
+    );
+    assert!(crew.device_ok("tina", &["photos", "s1"]).stdout.contains("image/png  640×480"));
+
+    crew.device_ok("tina", &["sync"]);
+    crew.device_ok("olga", &["sync"]);
+    let office = crew.device_json("olga", &["photos", "s1"]);
+    let p = &office["photos"][0];
+    assert_eq!(p["photo"]["caption"], "closure 3", "{office}");
+    assert_eq!(p["on_this_device"], false, "the bytes have not travelled yet: {office}");
+
+    // Not an image: a usage error that says what is taken, nothing attached.
+    let txt = std::path::Path::new(&crew.db("tina")).with_file_name("notes.txt");
+    std::fs::write(&txt, "not a photo").unwrap();
+    let r = crew.device("tina", &["photo", "s1", txt.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("JPEG, PNG"), "{r:?}");
+    assert_eq!(crew.device_json("tina", &["photos", "s1"])["photos"].as_array().unwrap().len(), 1);
+}

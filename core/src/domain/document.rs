@@ -7,7 +7,8 @@
 //!   "id": "<section id>", "project": "<project id>",
 //!   "edits":  { "<hlc>": { "field": "progress", "base": "<hlc>", "percent": 40, "at_state": "trenched" }, … },
 //!   "notes":  Text,                        merged character by character
-//!   "photos": { "<photo id>": { "uri": …, "caption": …, "hlc": … }, … } }
+//!   "photos": { "<photo id>": { "uri": "sha256:<hex>" | <app URI>, "caption": …, "hlc": …,
+//!                               "sha256": …, "size": …, "media_type": …, "width": …, "height": … }, … } }
 //! ```
 //!
 //! Writes never overwrite: each is a new record under its HLC key, so every
@@ -63,17 +64,39 @@ pub enum DocumentError {
     },
 }
 
-/// A photo reference attached to a section.
+/// A photo attached to a section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhotoRef {
     /// Its id.
     pub id: String,
-    /// Where the app keeps the photo (URI or content hash).
+    /// Where the photo is: `sha256:<hex>` for one whose bytes the replica
+    /// keeps (content-addressed), or a URI the app keeps.
     pub uri: String,
     /// Optional caption.
     pub caption: Option<String>,
     /// When it was attached.
     pub hlc: String,
+    /// Hex actor id of whoever attached it (the record's creator).
+    #[serde(default)]
+    pub author: String,
+    /// The bytes, for a content-addressed photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<PhotoBlob>,
+}
+
+/// What a content-addressed photo's record says of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoBlob {
+    /// Hex SHA-256 of the bytes (the file's name on every device).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type (`image/jpeg`, …).
+    pub media_type: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
 }
 
 /// What the rules read from a document.
@@ -298,13 +321,14 @@ impl SectionDoc {
         Ok(self.last_local_change())
     }
 
-    /// Attach a photo reference.
+    /// Attach a photo: a new record, never written again.
     pub fn add_photo(
         &mut self,
         hlc: &Hlc,
         photo_id: &str,
         uri: &str,
         caption: Option<&str>,
+        blob: Option<&PhotoBlob>,
     ) -> Result<Change, DocumentError> {
         let photos = obj(&self.doc, &ROOT, "photos")?;
         let mut tx = self.doc.transaction();
@@ -312,6 +336,13 @@ impl SectionDoc {
         tx.put(&p, "uri", uri)?;
         if let Some(c) = caption {
             tx.put(&p, "caption", c)?;
+        }
+        if let Some(b) = blob {
+            tx.put(&p, "sha256", b.sha256.as_str())?;
+            tx.put(&p, "size", b.size)?;
+            tx.put(&p, "media_type", b.media_type.as_str())?;
+            tx.put(&p, "width", u64::from(b.width))?;
+            tx.put(&p, "height", u64::from(b.height))?;
         }
         tx.put(&p, "hlc", hlc.to_string())?;
         tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message("photo"));
@@ -454,11 +485,24 @@ impl SectionDoc {
             .filter_map(|item| {
                 let ValueRef::Object(ObjType::Map) = item.value else { return None };
                 let record = Record::read(&self.doc, &item.id());
+                let author = match item.id() {
+                    ObjId::Id(_, actor, _) => actor.to_hex_string(),
+                    ObjId::Root => String::new(),
+                };
+                let blob = record.str("sha256").map(|sha256| PhotoBlob {
+                    sha256,
+                    size: record.uint("size").unwrap_or(0),
+                    media_type: record.str("media_type").unwrap_or_default(),
+                    width: record.uint("width").unwrap_or(0) as u32,
+                    height: record.uint("height").unwrap_or(0) as u32,
+                });
                 Some(PhotoRef {
                     uri: record.str("uri")?,
                     caption: record.str("caption"),
                     hlc: record.str("hlc").unwrap_or_default(),
                     id: item.key.into_owned(),
+                    author,
+                    blob,
                 })
             })
             .collect()
@@ -539,6 +583,15 @@ impl<'a> Record<'a> {
     fn str(&self, key: &str) -> Option<String> {
         match self.scalar(key)? {
             ScalarValueRef::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A count (a size, pixels); negative or fractional values read as none.
+    fn uint(&self, key: &str) -> Option<u64> {
+        match self.scalar(key)? {
+            ScalarValueRef::Uint(u) => Some(*u),
+            ScalarValueRef::Int(i) => u64::try_from(*i).ok(),
             _ => None,
         }
     }

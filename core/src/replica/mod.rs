@@ -12,6 +12,7 @@
 mod cache;
 pub(crate) mod feed;
 mod maintenance;
+mod photos;
 mod read;
 mod roster;
 mod settings;
@@ -61,6 +62,9 @@ pub enum ReplicaError {
     /// A document could not be read or written.
     #[error(transparent)]
     Document(#[from] DocumentError),
+    /// A photo's bytes could not be kept (the disk is full, say); nothing was attached.
+    #[error("{0}")]
+    Photo(String),
 }
 
 impl From<rusqlite::Error> for ReplicaError {

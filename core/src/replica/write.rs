@@ -145,20 +145,6 @@ impl Replica {
         Ok(())
     }
 
-    /// Attach a photo reference; returns its id.
-    pub fn add_photo(&mut self, section: &str, uri: &str, caption: Option<&str>) -> Result<String, ReplicaError> {
-        if uri.trim().is_empty() {
-            return Err(ReplicaError::InvalidInput("a photo needs a URI".into()));
-        }
-        let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(DeviceTime::now());
-        let id = new_id();
-        let change = doc.add_photo(&hlc, &id, uri, caption)?;
-        let validated = self.validate(&self.input_of(&doc)?)?;
-        self.commit_local(doc, change, validated, &[])?;
-        Ok(id)
-    }
-
     /// Write a domain record into the document, judge it with the rules over
     /// the document as it now stands, and refuse it (the document is then
     /// dropped, nothing stored) or commit it.
@@ -205,7 +191,7 @@ impl Replica {
 
     /// Store a local change with its view, conflicts, outbox entry and clock
     /// in one transaction, then keep the document as the cached current state.
-    fn commit_local(
+    pub(super) fn commit_local(
         &mut self,
         doc: SectionDoc,
         change: Change,

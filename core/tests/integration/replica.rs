@@ -730,3 +730,61 @@ fn a_full_disk_refuses_the_write_loses_nothing_and_the_next_write_goes_through()
     assert_eq!(office.section(&id).unwrap().progress, 8);
     assert!(office.audit(&id).unwrap().iter().any(|e| e.value == "5%"));
 }
+
+/// The smallest PNG header `imagesize` reads: 640 × 480.
+fn png(extra: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+    b.extend_from_slice(b"IHDR");
+    b.extend_from_slice(&640u32.to_be_bytes());
+    b.extend_from_slice(&480u32.to_be_bytes());
+    b.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(extra);
+    b
+}
+
+#[test]
+fn a_photo_is_kept_once_by_its_hash_and_its_record_travels_without_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = crew(dir.path(), &[Role::Office, Role::Technician]);
+    let (office, tech) = two(&mut rs);
+    let id = office.create_section(PROJECT, "north", &route()).unwrap();
+    sync_section(office, tech, &id);
+
+    let bytes = png(b"splice closure");
+    let file = dir.path().join("IMG_0001.png");
+    std::fs::write(&file, &bytes).unwrap();
+    let first = tech.add_photo_file(&id, &file, Some("closure 3")).unwrap();
+    let again = tech.add_photo_bytes(&id, &bytes, None).unwrap();
+    assert_ne!(first, again, "two records, one file");
+    let kept: Vec<_> = std::fs::read_dir(tech.photo_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    let view = tech.section(&id).unwrap();
+    let photo = view.photos.iter().find(|p| p.id == first).unwrap();
+    let blob = photo.blob.as_ref().expect("kept by content");
+    let sha = hex_sha256(&bytes);
+    assert_eq!(
+        (blob.sha256.as_str(), blob.size, blob.media_type.as_str(), blob.width, blob.height),
+        (sha.as_str(), bytes.len() as u64, "image/png", 640, 480)
+    );
+    assert_eq!((photo.uri.clone(), photo.caption.as_deref()), (format!("sha256:{sha}"), Some("closure 3")));
+    assert_eq!(photo.author, tech.actor());
+    assert_eq!(std::fs::read(tech.photo_file(&sha).unwrap()).unwrap(), bytes);
+
+    // The office learns of the photo, with who took it; the bytes stay on the phone.
+    sync_section(tech, office, &id);
+    assert_eq!(office.section(&id).unwrap().photos, view.photos);
+    assert!(office.photo_file(&sha).is_none());
+
+    // Not an image, or no such file: a clear error, nothing attached.
+    let not_a_photo = tech.add_photo_bytes(&id, b"%PDF-1.4", None).unwrap_err();
+    assert!(not_a_photo.to_string().contains("JPEG, PNG"), "{not_a_photo}");
+    let missing = tech.add_photo_file(&id, &dir.path().join("nope.jpg"), None).unwrap_err();
+    assert!(missing.to_string().contains("nope.jpg"), "{missing}");
+    assert_eq!(tech.section(&id).unwrap().photos.len(), 2);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
