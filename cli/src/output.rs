@@ -106,7 +106,7 @@ pub fn view(v: &SectionView, roster: &Roster) -> String {
         let _ =
             writeln!(s, "photo     {}{}", p.uri, p.caption.as_ref().map(|c| format!("  {c:?}")).unwrap_or_default());
     }
-    for e in &v.events {
+    for e in v.events.iter().chain(&v.milestones) {
         let what = match e.milestone {
             Some(percent) => format!("{percent}% in {}", e.to.as_str()),
             None => format!("{} → {}", e.from.as_str(), e.to.as_str()),

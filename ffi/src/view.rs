@@ -252,6 +252,8 @@ pub struct SectionView {
     pub photos: Vec<PhotoRef>,
     /// Accepted transitions, oldest first.
     pub events: Vec<DomainEvent>,
+    /// Progress milestones reached, oldest first.
+    pub milestones: Vec<DomainEvent>,
     /// How many conflict records the section has.
     pub conflict_count: u64,
     /// Hex heads of the merged document the view was computed from (give
@@ -275,6 +277,7 @@ impl From<core::SectionView> for SectionView {
             notes: v.notes,
             photos: v.photos.into_iter().map(Into::into).collect(),
             events: v.events.into_iter().map(Into::into).collect(),
+            milestones: v.milestones.into_iter().map(Into::into).collect(),
             conflict_count: v.conflict_count as u64,
             heads: v.heads,
         }

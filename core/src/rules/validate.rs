@@ -95,7 +95,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 
     let name = v.office_only(of(Field::Name));
     let route = v.office_only(of(Field::Route));
-    let (state, blocked, mut events) = v.state(of(Field::State));
+    let (state, blocked, events) = v.state(of(Field::State));
     // The states a writer can have seen: planned, and every state a
     // transition record of the section moves to (one that lost a race
     // included: progress recorded on it was honest).
@@ -107,7 +107,8 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
         })
         .chain([ConstructionState::Planned])
         .collect();
-    let progress = v.progress(of(Field::Progress), &passed, &mut events);
+    let mut milestones = Vec::new();
+    let progress = v.progress(of(Field::Progress), &passed, &mut milestones);
     let route_points = match route.map(|e| &e.value) {
         Some(EditValue::Route { points }) => points.clone(),
         _ => Vec::new(),
@@ -138,6 +139,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
         notes: input.notes.clone(),
         photos: input.photos.clone(),
         events,
+        milestones,
         conflict_count: conflicts.len(),
         heads: input.heads.clone(),
     };
@@ -431,7 +433,7 @@ impl<'a> Validator<'a> {
         &mut self,
         edits: &[&'a Edit],
         passed: &BTreeSet<ConstructionState>,
-        events: &mut Vec<DomainEvent>,
+        milestones: &mut Vec<DomainEvent>,
     ) -> u8 {
         let mut current: Option<&'a Edit> = None;
         let mut rollback = false;
@@ -475,7 +477,7 @@ impl<'a> Validator<'a> {
                 let before = current.map_or(0, value);
                 rollback = percent < before;
                 if before < i64::from(band.max) && percent >= i64::from(band.max) {
-                    events.push(DomainEvent {
+                    milestones.push(DomainEvent {
                         edit_id: e.id.clone(),
                         section: self.input.id.clone(),
                         kind: DomainEventKind::ProgressMilestone,

@@ -132,8 +132,13 @@ pub struct SectionView {
     pub notes: String,
     /// Photo references.
     pub photos: Vec<PhotoRef>,
-    /// Accepted transitions, oldest first.
+    /// Accepted transitions, oldest first: the section's history, each
+    /// built on the one before.
     pub events: Vec<DomainEvent>,
+    /// Progress milestones reached (accepted progress rising to the top of
+    /// its state's band), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<DomainEvent>,
     /// How many conflict records the section has.
     pub conflict_count: usize,
     /// Hex heads of the merged document the view was computed from.

@@ -164,12 +164,14 @@ fn progress_reaching_the_top_of_its_states_band_raises_a_milestone_once() {
     let again = edit(30, TECH, Some(&done), progress(50, S::Trenched));
     let refused = edit(40, TECH, Some(&done), progress(60, S::Trenched));
     let v = run(vec![dug.clone(), part, done.clone(), again, refused]);
-    let milestones: Vec<_> = v.view.events.iter().filter(|e| e.kind == DomainEventKind::ProgressMilestone).collect();
-    assert_eq!(milestones.len(), 1, "{:?}", v.view.events);
-    let m = milestones[0];
-    assert_eq!((&m.edit_id, m.milestone, m.to, m.author.as_str()), (&done.id, Some(50), S::Trenched, TECH));
-    // A transition's event carries no milestone.
-    assert_eq!(v.view.events[0].milestone, None);
+    assert_eq!(v.view.milestones.len(), 1, "{:?}", v.view.milestones);
+    let m = &v.view.milestones[0];
+    assert_eq!(
+        (&m.edit_id, m.kind, m.milestone, m.to, m.author.as_str()),
+        (&done.id, DomainEventKind::ProgressMilestone, Some(50), S::Trenched, TECH)
+    );
+    // The transitions' history is the chain of transitions alone (a new one builds on its last).
+    assert_eq!(v.view.events.iter().map(|e| e.milestone).collect::<Vec<_>>(), [None]);
 }
 
 #[test]
