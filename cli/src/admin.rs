@@ -154,9 +154,12 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
             let expires_ms = expires_in.map(|ms| fieldsync_server::now_ms().saturating_add(ms));
             let e = hub.enroll_device_until(&user, &name, expires_ms)?;
             if json {
-                output::json(&json!({
-                    "device_id": e.device_id, "user": user, "name": name, "token": e.token, "expires_ms": expires_ms
-                }))
+                let mut out = json!({ "device_id": e.device_id, "user": user, "name": name, "token": e.token });
+                // Only when it expires: the shape without `--expires-in` stays as it was.
+                if let Some(ms) = expires_ms {
+                    out["expires_ms"] = json!(ms);
+                }
+                output::json(&out)
             } else {
                 println!("enrolled device {} ({name}) for {user}", e.device_id);
                 println!("token: {}", e.token);
