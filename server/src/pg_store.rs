@@ -690,8 +690,10 @@ impl HubStore for PgHubStore {
 
     fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
         let mut tx = self.snapshot()?;
-        let devices =
-            tx.query("SELECT id, user_id, name, created_ms, revoked_ms, expires_ms FROM devices ORDER BY user_id, id", &[])?;
+        let devices = tx.query(
+            "SELECT id, user_id, name, created_ms, revoked_ms, expires_ms FROM devices ORDER BY user_id, id",
+            &[],
+        )?;
         let mut out = Vec::with_capacity(devices.len());
         for d in &devices {
             let device = device_record(d);

@@ -83,7 +83,9 @@ impl HubStore for SqliteHubStore {
     fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, user, name, created_ms, revoked_ms, expires_ms FROM devices WHERE token_hash = ?1")?
+            .prepare_cached(
+                "SELECT id, user, name, created_ms, revoked_ms, expires_ms FROM devices WHERE token_hash = ?1",
+            )?
             .query_row([token_hash], |r| {
                 Ok(DeviceRecord {
                     id: r.get(0)?,

@@ -210,7 +210,11 @@ impl SyncClient {
                     if !renewed && self.renewal.is_some() =>
                 {
                     renewed = true;
-                    tracing::info!(project, reason = body.error, "the server refused the token; asking for a fresh one");
+                    tracing::info!(
+                        project,
+                        reason = body.error,
+                        "the server refused the token; asking for a fresh one"
+                    );
                     let renewal = self.renewal.as_ref().expect("checked above");
                     if let Err(e) = renewal.renew(used.as_deref().unwrap_or_default()) {
                         return Err(self.failed(project, e.into()));

@@ -195,13 +195,7 @@ fn target(server: &str, token: DeviceToken, project: &str) -> Result<Target, Liv
         if tls { "wss" } else { "ws" },
         percent_encoding::utf8_percent_encode(project, QUERY_VALUE)
     );
-    Ok(Target {
-        tls,
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-        port,
-        url,
-        token,
-    })
+    Ok(Target { tls, host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, url, token })
 }
 
 /// What a query value keeps as it is: RFC 3986's unreserved characters; the rest is %-encoded.
