@@ -106,6 +106,19 @@ mod tests {
     }
 
     #[test]
+    fn devices_enrolled_before_expiry_keep_tokens_that_never_expire() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate).unwrap();
+        upgrade_between(&tx, 0, 4).unwrap();
+        tx.execute("INSERT INTO devices (id, user, name, token_hash, created_ms) VALUES ('d', 'u', 'n', 'h', 1)", [])
+            .unwrap();
+        tx.commit().unwrap();
+        migrate(&mut conn).unwrap();
+        let expires: Option<i64> = conn.query_row("SELECT expires_ms FROM devices", [], |r| r.get(0)).unwrap();
+        assert_eq!(expires, None);
+    }
+
+    #[test]
     fn migrating_twice_is_harmless() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();

@@ -150,7 +150,7 @@ impl SyncClient {
     /// Each sync asks the connector at most once, then runs the refused round
     /// again; a second `401` fails the sync (`SyncProblem::NotAuthorized`).
     pub fn with_credentials(mut self, token: DeviceToken, connector: Arc<dyn CredentialsConnector>) -> Self {
-        self.renewal = Some(Renewal { token, connector });
+        self.renewal = Some(Renewal { token, connector, turn: Default::default() });
         self
     }
 

@@ -8,7 +8,7 @@
 //! configuration, fixed when it connects (the transport and the live channel
 //! are built for it), while the token is what expires.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why the app's connector has no fresh token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,21 +79,54 @@ impl From<String> for DeviceToken {
 
 /// What a client needs to renew its token: the cell its transport reads and
 /// the app's connector.
-#[derive(Clone)]
 pub(crate) struct Renewal {
     pub(crate) token: DeviceToken,
     pub(crate) connector: Arc<dyn CredentialsConnector>,
+    /// One renewal at a time: a sync now and background sync refused
+    /// together ask once (a second fresh token would replace the first).
+    pub(crate) turn: Mutex<()>,
 }
 
 impl Renewal {
     /// Ask the connector for a fresh token and hand it to every holder,
     /// unless another sync did since `used` was read.
     pub(crate) fn renew(&self, used: &str) -> Result<(), CredentialsError> {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         if self.token.get() != used {
             return Ok(());
         }
         let fresh = self.connector.fetch_credentials()?;
         self.token.set(&fresh);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counting(AtomicUsize);
+
+    impl CredentialsConnector for Counting {
+        fn fetch_credentials(&self) -> Result<String, CredentialsError> {
+            Ok(format!("fresh-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))
+        }
+    }
+
+    #[test]
+    fn a_token_renewed_since_it_was_used_is_not_renewed_again() {
+        let token = DeviceToken::new("old");
+        let connector = Arc::new(Counting(AtomicUsize::new(0)));
+        let renewal = Renewal { token: token.clone(), connector: connector.clone(), turn: Default::default() };
+        renewal.renew("old").unwrap();
+        assert_eq!(token.get(), "fresh-1");
+        // Another sync refused with the old token meanwhile: the fresh one is tried, nobody asked.
+        renewal.renew("old").unwrap();
+        assert_eq!((token.get().as_str(), connector.0.load(Ordering::SeqCst)), ("fresh-1", 1));
+        renewal.renew("fresh-1").unwrap();
+        assert_eq!(token.get(), "fresh-2");
+        assert_eq!(format!("{token:?}"), "DeviceToken(…)", "never printed");
     }
 }
