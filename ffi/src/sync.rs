@@ -268,9 +268,10 @@ impl Replica {
     /// Like `connect`, with the token from the app's `connector`: none is
     /// held at first, so the first sync's first round is refused (`401`) and
     /// asks it; so does any later refusal (an expired token), once per sync,
-    /// and the refused round runs again with the fresh token. Sync fails `NotAuthorized` if the fresh token
-    /// is refused too, or the connector throws `CredentialsError.Refused`;
-    /// `Offline` if it throws `Unavailable` (background sync retries).
+    /// and the refused round runs again with the fresh token. Sync fails
+    /// `NotAuthorized` if the fresh token is refused too, or the connector
+    /// throws `CredentialsError.Refused`; `Offline` if it throws
+    /// `Unavailable` (background sync retries).
     #[uniffi::method(default(timeout_ms = 30000))]
     pub fn connect_with_credentials(
         &self,
