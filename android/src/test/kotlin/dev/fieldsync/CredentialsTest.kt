@@ -64,6 +64,19 @@ fun registerCredentialsTests() {
                     assertEq(1uL, tina.sync().confirmed, "tina's edit confirmed")
                     assertEq(3, backend.calls.get(), "connector calls after the replaced token")
                     assertEq(0L, tina.syncStatus().pendingChanges, "pending")
+
+                    // Foreground with an expired token: replaced again while the backend's
+                    // tokens expire at once, tina is told; once they hold, the next sync
+                    // meets 401 token_expired, asks once, and goes on.
+                    backend.expiresIn = "0s"
+                    server.admin("issue-token", tinaDevice)
+                    assertThrows<FieldSyncException.NotAuthorized> { runBlocking { tina.sync() } }
+                    assertEq(4, backend.calls.get(), "connector calls after the expired one")
+                    backend.expiresIn = "12h"
+                    tina.io { setNotes(id, "after expiry") }
+                    assertEq(1uL, tina.sync().confirmed, "tina's edit confirmed after the expired token")
+                    assertEq(5, backend.calls.get(), "connector calls after the renewal")
+                    assertEq("after expiry", olga.sync().let { olga.section(id).notes }, "at olga")
                 }
             }
             olga.close()
