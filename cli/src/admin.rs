@@ -292,7 +292,11 @@ fn parse_duration_ms(text: &str) -> Result<u64, String> {
         _ => (text, 1_000),
     };
     match number.parse::<u64>() {
-        Ok(n) => n.checked_mul(unit_ms).ok_or_else(|| format!("`{text}` is too long")),
+        // At most a century: the stores keep ms in a signed 64-bit integer.
+        Ok(n) => n
+            .checked_mul(unit_ms)
+            .filter(|&ms| ms <= 36_500 * 86_400_000)
+            .ok_or_else(|| format!("`{text}` is too long")),
         _ => Err(format!("`{text}` is not a duration such as 90s, 30m, 12h or 7d")),
     }
 }
@@ -309,5 +313,6 @@ mod tests {
         assert_eq!(parse_duration_ms("5"), Ok(5_000));
         assert_eq!(parse_duration_ms("0s"), Ok(0));
         assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("99999999d").is_err());
     }
 }
