@@ -56,6 +56,18 @@ enum AdminCommand {
         /// A name to recognize it by.
         #[arg(long, default_value = "device", env = "FIELDSYNC_DEVICE_NAME")]
         name: String,
+        /// The token stops working after this long (`90s`, `30m`, `12h`, `7d`); never if not given.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, env = "FIELDSYNC_TOKEN_EXPIRES_IN")]
+        expires_in: Option<u64>,
+    },
+    /// A fresh token for an enrolled device (its previous one stops working at
+    /// once): what an app's backend hands the app's credentials connector.
+    IssueToken {
+        /// Device id (from `enroll` or `devices`).
+        device: String,
+        /// The token stops working after this long (`90s`, `30m`, `12h`, `7d`; `0s`: at once); never if not given.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, env = "FIELDSYNC_TOKEN_EXPIRES_IN")]
+        expires_in: Option<u64>,
     },
     /// Revoke a device: its token stops working at once; its past changes stay.
     Revoke {
@@ -138,14 +150,33 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
                 Ok(())
             }
         }
-        AdminCommand::Enroll { user, name } => {
-            let e = hub.enroll_device(&user, &name)?;
+        AdminCommand::Enroll { user, name, expires_in } => {
+            let expires_ms = expires_in.map(|ms| fieldsync_server::now_ms().saturating_add(ms));
+            let e = hub.enroll_device_until(&user, &name, expires_ms)?;
             if json {
-                output::json(&json!({ "device_id": e.device_id, "user": user, "name": name, "token": e.token }))
+                let mut out = json!({ "device_id": e.device_id, "user": user, "name": name, "token": e.token });
+                // Only when it expires: the shape without `--expires-in` stays as it was.
+                if let Some(ms) = expires_ms {
+                    out["expires_ms"] = json!(ms);
+                }
+                output::json(&out)
             } else {
                 println!("enrolled device {} ({name}) for {user}", e.device_id);
                 println!("token: {}", e.token);
+                print_expiry(expires_ms);
                 println!("(shown once: only its hash is kept)");
+                Ok(())
+            }
+        }
+        AdminCommand::IssueToken { device, expires_in } => {
+            let expires_ms = expires_in.map(|ms| fieldsync_server::now_ms().saturating_add(ms));
+            let e = hub.issue_token(&device, expires_ms)?;
+            if json {
+                output::json(&json!({ "device_id": e.device_id, "token": e.token, "expires_ms": expires_ms }))
+            } else {
+                println!("new token for device {} (its previous token no longer works)", e.device_id);
+                println!("token: {}", e.token);
+                print_expiry(expires_ms);
                 Ok(())
             }
         }
@@ -186,9 +217,10 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
                 println!("no devices");
             }
             for d in devices {
-                let status = match d.device.revoked_ms {
-                    Some(ms) => format!("revoked {}", output::time(ms as i64)),
-                    None => "active".into(),
+                let status = match (d.device.revoked_ms, d.device.expires_ms) {
+                    (Some(ms), _) => format!("revoked {}", output::time(ms as i64)),
+                    (None, Some(ms)) => format!("token until {}", output::time(ms as i64)),
+                    (None, None) => "active".into(),
                 };
                 let actors: Vec<&str> = d.actors.iter().map(|a| short(a)).collect();
                 println!(
@@ -239,5 +271,48 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+fn print_expiry(expires_ms: Option<u64>) {
+    if let Some(ms) = expires_ms {
+        println!("expires {}", output::time(ms as i64));
+    }
+}
+
+/// `90s`, `30m`, `12h`, `7d` (a bare number is seconds) in ms; `0s`: expired
+/// at once (the device must fetch a fresh token at its next round).
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit_ms) = match text.char_indices().last() {
+        Some((i, 's')) => (&text[..i], 1_000),
+        Some((i, 'm')) => (&text[..i], 60_000),
+        Some((i, 'h')) => (&text[..i], 3_600_000),
+        Some((i, 'd')) => (&text[..i], 86_400_000),
+        _ => (text, 1_000),
+    };
+    match number.parse::<u64>() {
+        // At most a century: the stores keep ms in a signed 64-bit integer.
+        Ok(n) => n
+            .checked_mul(unit_ms)
+            .filter(|&ms| ms <= 36_500 * 86_400_000)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        _ => Err(format!("`{text}` is not a duration such as 90s, 30m, 12h or 7d")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("12h"), Ok(43_200_000));
+        assert_eq!(parse_duration_ms("7d"), Ok(604_800_000));
+        assert_eq!(parse_duration_ms("5"), Ok(5_000));
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("99999999d").is_err());
     }
 }

@@ -87,6 +87,7 @@ pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
 };
+pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
 pub use sync::live::{LiveChannel, LiveConfig, LiveError};

@@ -21,8 +21,9 @@ pub enum FieldSyncError {
     },
     /// This device (or its token) is not allowed to do this in the project:
     /// it is not in the project's roster (yet), or the server refused its
-    /// token (revoked, unknown) or its project. Ask the office to add it, or
-    /// sign in again (then `connect` with the new token).
+    /// token (revoked, unknown, expired and the credentials connector gave
+    /// none that works) or its project. Ask the office to add it, or sign in
+    /// again (then `connect` with the new token).
     #[error("{detail}")]
     NotAuthorized {
         /// What was refused.
@@ -152,10 +153,12 @@ impl From<CoreError> for FieldSyncError {
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
             // The rest as core classifies it (`SyncError::problem`).
             Sync(e) => match e.problem() {
-                // A token unknown or revoked (401), a project or actor not this device's (403).
+                // A token unknown, revoked or expired and not renewed (401), a project or
+                // actor not this device's (403), a connector with no token to give.
                 core::SyncProblem::NotAuthorized => FieldSyncError::NotAuthorized { detail },
                 core::SyncProblem::NotFound => FieldSyncError::NotFound { detail },
-                // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless answer.
+                // No answer, a server failing for now (5xx, 408, 429), an unreadable or endless
+                // answer, a connector whose backend cannot be reached.
                 core::SyncProblem::Offline => FieldSyncError::Offline { detail },
                 // A request the server could not take (400, 413, a 422 without refusals): a bug.
                 core::SyncProblem::Rejected => FieldSyncError::Rejected { detail },
@@ -233,6 +236,14 @@ mod tests {
         assert!(matches!(local.into(), FieldSyncError::NotFound { .. }));
         let url = LiveError::BadUrl("ftp://x".into());
         assert!(matches!(url.into(), FieldSyncError::InvalidInput { detail } if detail.contains("ftp://x")));
+        // The app's connector: its backend unreachable (sync retries), or no token to be had.
+        let backend_down = SyncError::Credentials(core::CredentialsError::Unavailable("backend down".into()));
+        assert!(matches!(backend_down.into(), FieldSyncError::Offline { detail } if detail.contains("backend down")));
+        let signed_out = SyncError::Credentials(core::CredentialsError::Refused("signed out".into()));
+        assert!(matches!(signed_out.into(), FieldSyncError::NotAuthorized { detail } if detail.contains("signed out")));
+        let expired = r#"{"error":"token_expired","message":"the token of device d expired"}"#;
+        let expired = SyncError::Transport(TransportError::from_response(401, expired.as_bytes()));
+        assert!(matches!(expired.into(), FieldSyncError::NotAuthorized { detail } if detail.contains("expired")));
         let proxy = SyncError::Transport(TransportError::from_response(502, b"<html>Bad Gateway</html>"));
         assert!(matches!(proxy.into(), FieldSyncError::Offline { detail } if detail.contains("Bad Gateway")));
     }

@@ -8,6 +8,8 @@
 //!   `sync_now`, background sync, connectivity hints, the status).
 //! - [`domain`], [`view`], [`conflict`], [`merge`], [`history`], [`sync`]:
 //!   records and enums mirroring core's types, with `From` conversions.
+//! - [`credentials`]: the app's `CredentialsConnector` (a fresh token when the
+//!   server refuses one), for `connect_with_credentials`.
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
 //! - [`log`]: the log hook, core's log lines into the app's own logging.
 //! - [`query`]: live section lists (filtered, ordered pages), read or observed.
@@ -51,6 +53,7 @@ uniffi::setup_scaffolding!("fieldsync");
 
 pub mod activity;
 pub mod conflict;
+pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod history;
@@ -67,6 +70,7 @@ pub mod view;
 
 pub use activity::{SyncActivity, SyncProgress};
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
+pub use credentials::{CredentialsConnector, CredentialsError};
 pub use domain::{ConstructionState, Field, GeoPoint, Member, Role};
 pub use error::FieldSyncError;
 pub use history::{HistoryEntry, PastPoint};

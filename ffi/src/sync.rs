@@ -23,6 +23,11 @@
 //!   reconnection) send `SyncEvent::Nudge` through the background sync's
 //!   notifier: another device's edit arrives within a round trip. It lives
 //!   in `Background` and stops with it.
+//! - `connect_with_credentials` is `connect` whose token lives in a
+//!   `core::DeviceToken` shared by the transport and the live channel, and a
+//!   client `with_credentials` over the app's connector (`credentials.rs`):
+//!   core renews the token on a `401`, once per sync, for `sync_now` and
+//!   background sync alike.
 //! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
@@ -34,6 +39,7 @@ use std::time::Duration;
 
 use fieldsync_core as core;
 
+use crate::credentials::{self, CredentialsConnector};
 use crate::error::FieldSyncError;
 use crate::merge::Reconciliation;
 use crate::observer::{ObserverHandle, SyncStatusObserver, lock};
@@ -187,14 +193,34 @@ impl Replica {
         transport: Arc<dyn core::Transport>,
         project: &str,
         server: Option<Server>,
+        connector: Option<Arc<dyn CredentialsConnector>>,
     ) -> Result<(), FieldSyncError> {
         self.read(|r| r.join_project(project))?;
-        *lock(&self.sync.client) = Some(Arc::new(core::SyncClient::new(Arc::clone(&self.inner), transport)));
+        let mut client = core::SyncClient::new(Arc::clone(&self.inner), transport);
+        if let (Some(connector), Some(server)) = (connector, &server) {
+            client = client.with_credentials(server.token.clone(), Arc::new(credentials::Foreign(connector)));
+        }
+        *lock(&self.sync.client) = Some(Arc::new(client));
         *lock(&self.sync.server) = server;
         match self.sync.stop() {
             Some(config) => self.start(config),
             None => Ok(()),
         }
+    }
+
+    /// The built-in HTTPS transport to `server_url`, its token renewed by `connector` if given.
+    fn connect_http(
+        &self,
+        server_url: String,
+        token: &str,
+        project: String,
+        timeout_ms: u32,
+        connector: Option<Arc<dyn CredentialsConnector>>,
+    ) -> Result<(), FieldSyncError> {
+        let token = core::DeviceToken::new(token);
+        let http = core::HttpTransport::new(&server_url, token.clone(), Duration::from_millis(timeout_ms.into()));
+        let server = Server { url: server_url, token, project: project.clone() };
+        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project, Some(server), connector)
     }
 
     /// (Re)start background sync with `config`, and the live channel if there is a server.
@@ -211,7 +237,7 @@ impl Replica {
             Some(Server { url, token, project }) => {
                 let nudge = sync.notifier();
                 let on_message = move || nudge.notify(core::SyncEvent::Nudge);
-                Some(core::LiveChannel::connect(&url, &token, &project, on_message)?) // `sync` stops if this fails
+                Some(core::LiveChannel::connect(&url, token, &project, on_message)?) // `sync` stops if this fails
             }
             None => None,
         };
@@ -236,14 +262,30 @@ impl Replica {
         project: String,
         timeout_ms: u32,
     ) -> Result<(), FieldSyncError> {
-        let http = core::HttpTransport::new(&server_url, &token, Duration::from_millis(timeout_ms.into()));
-        let server = Server { url: server_url, token, project: project.clone() };
-        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project, Some(server))
+        self.connect_http(server_url, &token, project, timeout_ms, None)
+    }
+
+    /// Like `connect`, with the token from the app's `connector`: none is
+    /// held at first, so the first sync's first round is refused (`401`) and
+    /// asks it; so does any later refusal (an expired token), once per sync,
+    /// and the refused round runs again with the fresh token. Sync fails
+    /// `NotAuthorized` if the fresh token is refused too, or the connector
+    /// throws `CredentialsError.Refused`; `Offline` if it throws
+    /// `Unavailable` (background sync retries).
+    #[uniffi::method(default(timeout_ms = 30000))]
+    pub fn connect_with_credentials(
+        &self,
+        server_url: String,
+        connector: Arc<dyn CredentialsConnector>,
+        project: String,
+        timeout_ms: u32,
+    ) -> Result<(), FieldSyncError> {
+        self.connect_http(server_url, "", project, timeout_ms, Some(connector))
     }
 
     /// Like `connect`, with rounds sent through the app's own transport.
     pub fn connect_with(&self, transport: Arc<dyn AppTransport>, project: String) -> Result<(), FieldSyncError> {
-        self.attach(Arc::new(Foreign(transport)), &project, None)
+        self.attach(Arc::new(Foreign(transport)), &project, None, None)
     }
 
     /// Sync until nothing is left either way. Blocks on the network: call it

@@ -21,11 +21,12 @@ pub(crate) struct Syncing {
     pub(crate) offline: AtomicBool,
 }
 
-/// The server `connect` was given, for the live channel. (No `Debug`: it holds the token.)
+/// The server `connect` was given, for the live channel.
 #[derive(Clone)]
 pub(crate) struct Server {
     pub(crate) url: String,
-    pub(crate) token: String,
+    /// The transport's token cell: a token the connector renews reaches the live channel too.
+    pub(crate) token: core::DeviceToken,
     pub(crate) project: String,
 }
 

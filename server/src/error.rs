@@ -25,6 +25,9 @@ pub enum HubError {
     /// No token, an unknown one, or a revoked one.
     #[error("{0}")]
     Unauthorized(String),
+    /// A token past its expiry: the app's backend issues a fresh one.
+    #[error("{0}")]
+    TokenExpired(String),
     /// Authenticated, but not allowed: another project, another device's actor.
     #[error("{0}")]
     Forbidden(String),
@@ -91,6 +94,7 @@ impl HubError {
             HubError::Malformed(_) => (400, "malformed"),
             HubError::UnknownCursor(_) => (400, protocol::UNKNOWN_CURSOR),
             HubError::Unauthorized(_) => (401, "unauthorized"),
+            HubError::TokenExpired(_) => (401, protocol::TOKEN_EXPIRED),
             HubError::Forbidden(_) => (403, "forbidden"),
             HubError::UnknownProject(_) => (404, "unknown_project"),
             HubError::UnknownDevice(_) => (404, "unknown_device"),

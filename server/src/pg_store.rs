@@ -34,7 +34,7 @@ use crate::store::{
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 4;
+pub const PG_SCHEMA_VERSION: i64 = 5;
 
 /// A connection idle longer than this is pinged before use: a round's store
 /// calls come back to back, so about one ping per round. A database that
@@ -47,7 +47,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 4] = [
+const UPGRADES: [&str; 5] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -92,6 +92,8 @@ const UPGRADES: [&str; 4] = [
     r#"ALTER TABLE feed ADD COLUMN received_ms BIGINT NOT NULL DEFAULT 0;"#,
     // 3 → 4: each actor's stamp floor (no write of its is stamped before it).
     r#"ALTER TABLE actors ADD COLUMN stamp_floor_ms BIGINT NOT NULL DEFAULT 0;"#,
+    // 4 → 5: when a device's token stops working (NULL: never, as every older token).
+    r#"ALTER TABLE devices ADD COLUMN expires_ms BIGINT;"#,
 ];
 
 /// How the hub's connections are made.
@@ -247,6 +249,7 @@ fn device_record(r: &postgres::Row) -> DeviceRecord {
         name: r.get(2),
         created_ms: r.get::<_, i64>(3) as u64,
         revoked_ms: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+        expires_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
     }
 }
 
@@ -275,7 +278,7 @@ fn replace_conflicts(
 impl HubStore for PgHubStore {
     fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError> {
         let row = self.client()?.query_opt(
-            "SELECT id, user_id, name, created_ms, revoked_ms FROM devices WHERE token_hash = $1",
+            "SELECT id, user_id, name, created_ms, revoked_ms, expires_ms FROM devices WHERE token_hash = $1",
             &[&token_hash],
         )?;
         Ok(row.as_ref().map(device_record))
@@ -599,11 +602,26 @@ impl HubStore for PgHubStore {
 
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError> {
         self.client()?.execute(
-            "INSERT INTO devices (id, user_id, name, token_hash, created_ms, revoked_ms)
-             VALUES ($1, $2, $3, $4, $5, NULL)",
-            &[&device.id, &device.user, &device.name, &token_hash, &(device.created_ms as i64)],
+            "INSERT INTO devices (id, user_id, name, token_hash, created_ms, revoked_ms, expires_ms)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+            &[
+                &device.id,
+                &device.user,
+                &device.name,
+                &token_hash,
+                &(device.created_ms as i64),
+                &device.expires_ms.map(|v| v as i64),
+            ],
         )?;
         Ok(())
+    }
+
+    fn replace_token(&mut self, id: &str, token_hash: &str, expires_ms: Option<u64>) -> Result<bool, StoreError> {
+        let n = self.client()?.execute(
+            "UPDATE devices SET token_hash = $2, expires_ms = $3 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&id, &token_hash, &expires_ms.map(|v| v as i64)],
+        )?;
+        Ok(n == 1)
     }
 
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
@@ -664,8 +682,10 @@ impl HubStore for PgHubStore {
 
     fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
         let mut tx = self.snapshot()?;
-        let devices =
-            tx.query("SELECT id, user_id, name, created_ms, revoked_ms FROM devices ORDER BY user_id, id", &[])?;
+        let devices = tx.query(
+            "SELECT id, user_id, name, created_ms, revoked_ms, expires_ms FROM devices ORDER BY user_id, id",
+            &[],
+        )?;
         let mut out = Vec::with_capacity(devices.len());
         for d in &devices {
             let device = device_record(d);

@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each step upgrades from its index to the next version.
-const UPGRADES: [&str; 4] = [
+const UPGRADES: [&str; 5] = [
     // 0 → 1
     "CREATE TABLE projects (
          id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
@@ -61,6 +61,8 @@ const UPGRADES: [&str; 4] = [
     "ALTER TABLE feed ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0;",
     // 3 → 4: each actor's stamp floor (no write of its is stamped before it).
     "ALTER TABLE actors ADD COLUMN stamp_floor_ms INTEGER NOT NULL DEFAULT 0;",
+    // 4 → 5: when a device's token stops working (NULL: never, as every older token).
+    "ALTER TABLE devices ADD COLUMN expires_ms INTEGER;",
 ];
 
 /// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.
@@ -101,6 +103,19 @@ mod tests {
         assert!(matches!(migrate(&mut conn), Err(StoreError::NewerSchema { .. })));
         drop(conn);
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn devices_enrolled_before_expiry_keep_tokens_that_never_expire() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate).unwrap();
+        upgrade_between(&tx, 0, 4).unwrap();
+        tx.execute("INSERT INTO devices (id, user, name, token_hash, created_ms) VALUES ('d', 'u', 'n', 'h', 1)", [])
+            .unwrap();
+        tx.commit().unwrap();
+        migrate(&mut conn).unwrap();
+        let expires: Option<i64> = conn.query_row("SELECT expires_ms FROM devices", [], |r| r.get(0)).unwrap();
+        assert_eq!(expires, None);
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl HubStore for SqliteHubStore {
     fn device_by_token_hash(&mut self, token_hash: &str) -> Result<Option<DeviceRecord>, StoreError> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, user, name, created_ms, revoked_ms FROM devices WHERE token_hash = ?1")?
+            .prepare_cached(
+                "SELECT id, user, name, created_ms, revoked_ms, expires_ms FROM devices WHERE token_hash = ?1",
+            )?
             .query_row([token_hash], |r| {
                 Ok(DeviceRecord {
                     id: r.get(0)?,
@@ -91,6 +93,7 @@ impl HubStore for SqliteHubStore {
                     name: r.get(2)?,
                     created_ms: r.get::<_, i64>(3)? as u64,
                     revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    expires_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
                 })
             })
             .optional()?)
@@ -431,11 +434,29 @@ impl HubStore for SqliteHubStore {
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError> {
         let tx = self.tx()?;
         tx.execute(
-            "INSERT INTO devices (id, user, name, token_hash, created_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            params![device.id, device.user, device.name, token_hash, device.created_ms as i64],
+            "INSERT INTO devices (id, user, name, token_hash, created_ms, revoked_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            params![
+                device.id,
+                device.user,
+                device.name,
+                token_hash,
+                device.created_ms as i64,
+                device.expires_ms.map(|v| v as i64)
+            ],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn replace_token(&mut self, id: &str, token_hash: &str, expires_ms: Option<u64>) -> Result<bool, StoreError> {
+        let tx = self.tx()?;
+        let n = tx.execute(
+            "UPDATE devices SET token_hash = ?2, expires_ms = ?3 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, token_hash, expires_ms.map(|v| v as i64)],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
     }
 
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
@@ -502,7 +523,7 @@ impl HubStore for SqliteHubStore {
     fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
         let devices: Vec<DeviceRecord> = self
             .conn
-            .prepare("SELECT id, user, name, created_ms, revoked_ms FROM devices ORDER BY user, id")?
+            .prepare("SELECT id, user, name, created_ms, revoked_ms, expires_ms FROM devices ORDER BY user, id")?
             .query_map([], |r| {
                 Ok(DeviceRecord {
                     id: r.get(0)?,
@@ -510,6 +531,7 @@ impl HubStore for SqliteHubStore {
                     name: r.get(2)?,
                     created_ms: r.get::<_, i64>(3)? as u64,
                     revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    expires_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
                 })
             })?
             .collect::<Result<_, _>>()?;

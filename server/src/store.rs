@@ -109,6 +109,9 @@ pub struct DeviceRecord {
     pub created_ms: u64,
     /// When it was revoked, if it was.
     pub revoked_ms: Option<u64>,
+    /// When its current token stops working (ms since the epoch), if it ever does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// A project as stored.
@@ -334,6 +337,9 @@ pub trait HubStore: Send {
     fn actor_binding(&mut self, actor: &str) -> Result<Option<(String, u64)>, StoreError>;
     /// Raise an actor's stamp floor to `floor_ms` (never lowers it).
     fn raise_stamp_floor(&mut self, actor: &str, floor_ms: u64) -> Result<(), StoreError>;
+    /// Give a device a new token (its hash) that stops working at `expires_ms`:
+    /// the old one stops at once. False if no such device, or it is revoked.
+    fn replace_token(&mut self, id: &str, token_hash: &str, expires_ms: Option<u64>) -> Result<bool, StoreError>;
     /// Revoke a device; false if no such device.
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
     /// Devices revoked at or after `since_ms` (by any process), with when.

@@ -123,6 +123,9 @@ impl HubStore for TimedStore {
     fn create_device(&mut self, device: &DeviceRecord, token_hash: &str) -> Result<(), StoreError> {
         self.timed("create_device", |s| s.create_device(device, token_hash))
     }
+    fn replace_token(&mut self, id: &str, token_hash: &str, expires_ms: Option<u64>) -> Result<bool, StoreError> {
+        self.timed("replace_token", |s| s.replace_token(id, token_hash, expires_ms))
+    }
     fn revoke_device(&mut self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.timed("revoke_device", |s| s.revoke_device(id, now_ms))
     }

@@ -99,3 +99,30 @@ fn a_revoked_device_can_no_longer_sync_and_keeps_its_edits() {
     assert!(status["last_error"].as_str().unwrap().contains("401"), "{status}");
     assert_eq!(crew.device_json("tina", &["show", "s1"])["progress"], 5);
 }
+
+#[test]
+fn tokens_can_expire_and_an_enrolled_device_gets_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    ok(&["admin", "--data", d, "create-project", "north"]);
+    let e = ok_json(&["admin", "--data", d, "enroll", "--user", "tina", "--expires-in", "12h"]);
+    let expires = e["expires_ms"].as_u64().unwrap();
+    let devices = ok_json(&["admin", "--data", d, "devices"]);
+    assert_eq!(devices["devices"][0]["expires_ms"].as_u64(), Some(expires));
+    let id = e["device_id"].as_str().unwrap();
+
+    let fresh = ok_json(&["admin", "--data", d, "issue-token", id]);
+    assert_eq!((fresh["device_id"].as_str(), fresh["expires_ms"].is_null()), (Some(id), true));
+    assert_ne!(fresh["token"], e["token"]);
+    let devices = ok_json(&["admin", "--data", d, "devices"]);
+    assert!(devices["devices"][0].get("expires_ms").is_none(), "never expires now: {devices}");
+    let human = ok(&["admin", "--data", d, "issue-token", id, "--expires-in", "30m"]).stdout;
+    assert!(human.contains("token: ") && human.contains("expires "), "{human}");
+
+    let r = run(&["admin", "--data", d, "issue-token", id, "--expires-in", "soon"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    ok(&["admin", "--data", d, "revoke", id]);
+    let r = run(&["admin", "--data", d, "issue-token", id]);
+    assert_eq!(r.code, 1, "a revoked device gets no token: {r:?}");
+}

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::hlc::wall_clock_ms;
 use crate::replica::{ChangeFeed, Replica, ReplicaError};
 use crate::sync::activity::{SyncPhase, SyncProgress};
+use crate::sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken, Renewal};
 use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 use crate::sync::merge::Reconciliation;
 use crate::sync::protocol::{self, ProtocolError, SyncResponse};
@@ -44,6 +45,9 @@ pub enum SyncError {
     /// The round limit was reached.
     #[error("sync did not finish within {0} rounds; it will go on next time")]
     TooManyRounds(u32),
+    /// The server refused the token and the app's connector gave no fresh one.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 impl SyncError {
@@ -56,6 +60,8 @@ impl SyncError {
             SyncError::Transport(t) if t.retryable() => SyncProblem::Offline,
             SyncError::Transport(_) => SyncProblem::Rejected,
             SyncError::Protocol(_) | SyncError::TooManyRounds(_) => SyncProblem::Offline,
+            SyncError::Credentials(CredentialsError::Unavailable(_)) => SyncProblem::Offline,
+            SyncError::Credentials(_) => SyncProblem::NotAuthorized,
             SyncError::Replica(_) => SyncProblem::Storage,
         }
     }
@@ -65,6 +71,7 @@ impl SyncError {
         match self {
             SyncError::Transport(t) => t.retryable(),
             SyncError::Protocol(_) | SyncError::TooManyRounds(_) => true,
+            SyncError::Credentials(e) => matches!(e, CredentialsError::Unavailable(_)),
             SyncError::Replica(_) => false,
         }
     }
@@ -116,6 +123,8 @@ pub struct SyncClient {
     /// The replica's change feed, flushed each time the client lets go of the replica.
     feed: ChangeFeed,
     transport: Arc<dyn Transport>,
+    /// The token cell and the app's connector, when a refused token may be renewed.
+    renewal: Option<Renewal>,
     /// Bytes of changes one request uploads at most.
     pub upload_budget: usize,
     /// Bytes of changes one response may carry.
@@ -126,7 +135,23 @@ impl SyncClient {
     /// A client syncing `replica` through `transport`.
     pub fn new(replica: Arc<Mutex<Replica>>, transport: Arc<dyn Transport>) -> Self {
         let feed = replica.lock().unwrap_or_else(|p| p.into_inner()).change_feed();
-        SyncClient { replica, feed, transport, upload_budget: DEFAULT_BUDGET, response_budget: DEFAULT_BUDGET as u32 }
+        SyncClient {
+            replica,
+            feed,
+            transport,
+            renewal: None,
+            upload_budget: DEFAULT_BUDGET,
+            response_budget: DEFAULT_BUDGET as u32,
+        }
+    }
+
+    /// Renew the token on a `401`: `token` is the cell the transport reads
+    /// (`HttpTransport::new(server, token.clone(), …)`), `connector` the app's.
+    /// Each sync asks the connector at most once, then runs the refused round
+    /// again; a second `401` fails the sync (`SyncProblem::NotAuthorized`).
+    pub fn with_credentials(mut self, token: DeviceToken, connector: Arc<dyn CredentialsConnector>) -> Self {
+        self.renewal = Some(Renewal { token, connector, turn: Default::default() });
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Replica> {
@@ -175,9 +200,27 @@ impl SyncClient {
         progress: &mut dyn FnMut(&SyncReport),
     ) -> Result<(), SyncError> {
         let mut cursor_reset = false;
+        let mut renewed = false;
         for _ in 0..MAX_ROUNDS {
+            let used = self.renewal.as_ref().map(|r| r.token.get());
             let go_on = match self.round(project, report, to_upload) {
                 Ok(go_on) => go_on,
+                // The token expired (or was replaced): a fresh one from the app, once per sync.
+                Err(SyncError::Transport(TransportError::Server { status: 401, body }))
+                    if !renewed && self.renewal.is_some() =>
+                {
+                    renewed = true;
+                    tracing::info!(
+                        project,
+                        reason = body.error,
+                        "the server refused the token; asking for a fresh one"
+                    );
+                    let renewal = self.renewal.as_ref().expect("checked above");
+                    if let Err(e) = renewal.renew(used.as_deref().unwrap_or_default()) {
+                        return Err(self.failed(project, e.into()));
+                    }
+                    true
+                }
                 // The server does not know our cursor (its data was restored or
                 // replaced): start over from an empty cursor, once. What arrives
                 // again is deduplicated by hash.
@@ -189,11 +232,7 @@ impl SyncClient {
                     self.lock().reset_cursor(project)?;
                     true
                 }
-                Err(e) => {
-                    tracing::warn!(project, problem = e.problem().as_str(), "sync failed: {e}");
-                    self.lock().record_sync_error(project, &e.to_string(), e.problem())?;
-                    return Err(e);
-                }
+                Err(e) => return Err(self.failed(project, e)),
             };
             self.feed.flush();
             progress(report);
@@ -202,6 +241,15 @@ impl SyncClient {
             }
         }
         Err(SyncError::TooManyRounds(MAX_ROUNDS))
+    }
+
+    /// A failed sync of `project`, recorded in its status.
+    fn failed(&self, project: &str, e: SyncError) -> SyncError {
+        tracing::warn!(project, problem = e.problem().as_str(), "sync failed: {e}");
+        match self.lock().record_sync_error(project, &e.to_string(), e.problem()) {
+            Ok(()) => e,
+            Err(stored) => stored.into(),
+        }
     }
 
     /// One round trip; returns whether another round is needed.

@@ -47,6 +47,7 @@ use tungstenite::http::Uri;
 use tungstenite::{Message, WebSocket};
 
 use crate::sync::backoff;
+use crate::sync::credentials::DeviceToken;
 
 /// Why a live channel could not be set up. Connection failures are not
 /// errors: the channel retries them by itself.
@@ -113,7 +114,8 @@ struct Target {
     host: String,
     port: u16,
     url: String,
-    token: String,
+    /// Read at each connection: a token renewed meanwhile is used at the next.
+    token: DeviceToken,
 }
 
 impl LiveChannel {
@@ -122,7 +124,7 @@ impl LiveChannel {
     /// `on_message` once per (re)connection and once per notification.
     pub fn connect(
         server: &str,
-        token: &str,
+        token: impl Into<DeviceToken>,
         project: &str,
         on_message: impl Fn() + Send + 'static,
     ) -> Result<LiveChannel, LiveError> {
@@ -132,12 +134,12 @@ impl LiveChannel {
     /// [`Self::connect`] with explicit timing.
     pub fn connect_with(
         server: &str,
-        token: &str,
+        token: impl Into<DeviceToken>,
         project: &str,
         config: LiveConfig,
         on_message: impl Fn() + Send + 'static,
     ) -> Result<LiveChannel, LiveError> {
-        let target = target(server, token, project)?;
+        let target = target(server, token.into(), project)?;
         let tls = if target.tls { Some(tls_config()?) } else { None };
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -176,7 +178,7 @@ impl Drop for LiveChannel {
     }
 }
 
-fn target(server: &str, token: &str, project: &str) -> Result<Target, LiveError> {
+fn target(server: &str, token: DeviceToken, project: &str) -> Result<Target, LiveError> {
     let bad = || LiveError::BadUrl(server.to_owned());
     let uri: Uri = server.trim_end_matches('/').parse().map_err(|_| bad())?;
     let tls = match uri.scheme_str() {
@@ -193,13 +195,7 @@ fn target(server: &str, token: &str, project: &str) -> Result<Target, LiveError>
         if tls { "wss" } else { "ws" },
         percent_encoding::utf8_percent_encode(project, QUERY_VALUE)
     );
-    Ok(Target {
-        tls,
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-        port,
-        url,
-        token: token.into(),
-    })
+    Ok(Target { tls, host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, url, token })
 }
 
 /// What a query value keeps as it is: RFC 3986's unreserved characters; the rest is %-encoded.
@@ -330,7 +326,7 @@ fn open(
         }
     };
     let mut request = target.url.as_str().into_client_request().map_err(|e| e.to_string())?;
-    let bearer = format!("Bearer {}", target.token).parse().map_err(|_| "the token is not a header value")?;
+    let bearer = format!("Bearer {}", target.token.get()).parse().map_err(|_| "the token is not a header value")?;
     request.headers_mut().insert("Authorization", bearer);
     let (ws, _) = tungstenite::client(request, stream).map_err(|e| e.to_string())?;
     ws.get_ref().tcp().set_read_timeout(Some(config.ping_interval)).map_err(|e| e.to_string())?;
@@ -371,16 +367,16 @@ mod tests {
 
     #[test]
     fn server_urls_become_live_urls() {
-        let t = target("https://sync.example.com/", "t", "p 1/x").unwrap();
+        let t = target("https://sync.example.com/", "t".into(), "p 1/x").unwrap();
         assert_eq!((t.tls, t.host.as_str(), t.port), (true, "sync.example.com", 443));
         assert_eq!(t.url, "wss://sync.example.com:443/v1/live?project=p%201%2Fx");
-        let t = target("http://127.0.0.1:8080", "t", "p1").unwrap();
+        let t = target("http://127.0.0.1:8080", "t".into(), "p1").unwrap();
         assert_eq!((t.tls, t.port), (false, 8080));
         assert_eq!(t.url, "ws://127.0.0.1:8080/v1/live?project=p1");
-        let t = target("http://[::1]:9/base", "t", "p1").unwrap();
+        let t = target("http://[::1]:9/base", "t".into(), "p1").unwrap();
         assert_eq!((t.host.as_str(), t.url.as_str()), ("::1", "ws://[::1]:9/base/v1/live?project=p1"));
-        assert!(target("ftp://x", "t", "p").is_err());
-        assert!(target("not a url", "t", "p").is_err());
+        assert!(target("ftp://x", "t".into(), "p").is_err());
+        assert!(target("not a url", "t".into(), "p").is_err());
     }
 
     #[test]

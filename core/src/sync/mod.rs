@@ -6,6 +6,7 @@ pub mod activity;
 pub mod backoff;
 pub(crate) mod budget;
 pub mod client;
+pub mod credentials;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod live;

@@ -26,6 +26,9 @@ pub use crate::sync::budget::{
 /// The `error` code of the 400 answering a cursor the server does not know
 /// (its data was restored or replaced): the device starts over with an empty cursor.
 pub const UNKNOWN_CURSOR: &str = "unknown_cursor";
+/// The `error` code of the 401 answering a token past its expiry (apart from
+/// `unauthorized`: unknown or revoked): the app fetches a fresh one.
+pub const TOKEN_EXPIRED: &str = "token_expired";
 /// Response budget a client asks for when it does not say.
 pub const DEFAULT_RESPONSE_BUDGET: u32 = 256 * 1024;
 

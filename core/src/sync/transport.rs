@@ -95,13 +95,19 @@ where
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
     url: String,
-    token: String,
+    /// Shared with the client's renewal and the live channel (see `credentials.rs`).
+    token: crate::sync::credentials::DeviceToken,
 }
 
 #[cfg(feature = "http")]
 impl HttpTransport {
-    /// A transport to `server` (e.g. `https://sync.example.com`) authenticating with `token`.
-    pub fn new(server: &str, token: &str, timeout: std::time::Duration) -> Result<Self, TransportError> {
+    /// A transport to `server` (e.g. `https://sync.example.com`) authenticating with `token`
+    /// (a `&str`, or a [`crate::DeviceToken`] a fresh token can replace while in use).
+    pub fn new(
+        server: &str,
+        token: impl Into<crate::sync::credentials::DeviceToken>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, TransportError> {
         // Installing twice is harmless: the first provider stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
@@ -109,7 +115,7 @@ impl HttpTransport {
             .connect_timeout(timeout.min(std::time::Duration::from_secs(30)))
             .build()
             .map_err(|e| TransportError::Unreachable(format!("cannot build an HTTP client: {e}")))?;
-        Ok(HttpTransport { client, url: format!("{}/v1/sync", server.trim_end_matches('/')), token: token.to_owned() })
+        Ok(HttpTransport { client, url: format!("{}/v1/sync", server.trim_end_matches('/')), token: token.into() })
     }
 }
 
@@ -119,7 +125,7 @@ impl Transport for HttpTransport {
         let response = self
             .client
             .post(&self.url)
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.get())
             .header(reqwest::header::CONTENT_TYPE, crate::sync::protocol::CONTENT_TYPE)
             .body(request)
             .send()

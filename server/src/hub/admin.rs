@@ -106,6 +106,17 @@ impl Hub {
 
     /// Enroll a device for `user`; the token in the answer is shown only once.
     pub fn enroll_device(&self, user: &str, device_name: &str) -> Result<Enrollment, HubError> {
+        self.enroll_device_until(user, device_name, None)
+    }
+
+    /// Enroll a device for `user` with a token that stops working at
+    /// `expires_ms` (server ms; `None`: never). The token is shown only once.
+    pub fn enroll_device_until(
+        &self,
+        user: &str,
+        device_name: &str,
+        expires_ms: Option<u64>,
+    ) -> Result<Enrollment, HubError> {
         if user.is_empty() {
             return Err(HubError::Malformed("a device needs a user".into()));
         }
@@ -116,9 +127,22 @@ impl Hub {
             name: device_name.to_owned(),
             created_ms: crate::now_ms(),
             revoked_ms: None,
+            expires_ms,
         };
         self.store()?.create_device(&device, &token_hash(&token))?;
         Ok(Enrollment { device_id: device.id, token })
+    }
+
+    /// A fresh token for an enrolled device, stopping at `expires_ms` (`None`:
+    /// never): what the app's backend hands its connector when a token
+    /// expired. The device keeps its id, actors and projects; its previous
+    /// token stops working at once. A revoked device gets none.
+    pub fn issue_token(&self, device_id: &str, expires_ms: Option<u64>) -> Result<Enrollment, HubError> {
+        let token = random_hex(32);
+        if !self.store()?.replace_token(device_id, &token_hash(&token), expires_ms)? {
+            return Err(HubError::UnknownDevice(device_id.to_owned()));
+        }
+        Ok(Enrollment { device_id: device_id.to_owned(), token })
     }
 
     /// Revoke a device: its token stops working at once. Its past changes stay.

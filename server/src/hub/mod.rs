@@ -179,7 +179,7 @@ impl Hub {
                 protocol::MAX_BODY_BYTES
             )));
         }
-        let device = authenticate(&mut *self.store()?, bearer_token)?;
+        let device = authenticate(&mut *self.store()?, bearer_token, now_ms)?;
         // Inflate and parse without holding a store.
         let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
         let response = self.serve_round(&device, request, now_ms)?;
@@ -194,7 +194,7 @@ impl Hub {
         now_ms: u64,
     ) -> Result<SyncResponse, HubError> {
         let started = Instant::now();
-        let served = authenticate(&mut *self.store()?, bearer_token)
+        let served = authenticate(&mut *self.store()?, bearer_token, now_ms)
             .and_then(|device| self.serve_round(&device, request, now_ms));
         self.metrics.round(started.elapsed());
         served
@@ -225,13 +225,13 @@ impl Hub {
     /// The id of the device `bearer_token` belongs to, if it may sync: what
     /// the HTTP layer checks before reading a request's body.
     pub fn authenticate(&self, bearer_token: &str) -> Result<String, HubError> {
-        Ok(authenticate(&mut *self.store()?, bearer_token)?.id)
+        Ok(authenticate(&mut *self.store()?, bearer_token, crate::now_ms())?.id)
     }
 
     /// Check that `bearer_token` may follow `project`'s live channel; the device's id.
     pub fn authorize_live(&self, bearer_token: &str, project: &str) -> Result<String, HubError> {
         let mut store = self.store()?;
-        let device = authenticate(&mut *store, bearer_token)?;
+        let device = authenticate(&mut *store, bearer_token, crate::now_ms())?;
         member_project(&mut *store, &device, project)?;
         Ok(device.id)
     }
@@ -298,7 +298,7 @@ impl Hub {
     }
 }
 
-fn authenticate(store: &mut dyn HubStore, token: &str) -> Result<DeviceRecord, HubError> {
+fn authenticate(store: &mut dyn HubStore, token: &str, now_ms: u64) -> Result<DeviceRecord, HubError> {
     if token.is_empty() {
         return Err(HubError::Unauthorized(
             "no device token; send `Authorization: Bearer <token>` with the token from enrollment".into(),
@@ -309,6 +309,10 @@ fn authenticate(store: &mut dyn HubStore, token: &str) -> Result<DeviceRecord, H
         Some(d) if d.revoked_ms.is_some() => {
             Err(HubError::Unauthorized(format!("device {} was revoked; ask an administrator to enroll it again", d.id)))
         }
+        Some(d) if d.expires_ms.is_some_and(|at| at <= now_ms) => Err(HubError::TokenExpired(format!(
+            "the token of device {} expired; fetch a fresh one (`fieldsync admin issue-token`)",
+            d.id
+        ))),
         Some(d) => Ok(d),
     }
 }

@@ -17,5 +17,6 @@ mod proxy;
 mod refusals;
 mod store;
 mod sync;
+mod tokens;
 mod trust;
 mod wire;

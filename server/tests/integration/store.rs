@@ -5,7 +5,14 @@ use fieldsync_core::{ProjectConfig, Role};
 use fieldsync_server::{DeviceRecord, HubStore, PgHubStore, RoundWrite, SectionWrite, SqliteHubStore, StoreError};
 
 fn device(id: &str, user: &str) -> DeviceRecord {
-    DeviceRecord { id: id.into(), user: user.into(), name: format!("{user}'s phone"), created_ms: 1, revoked_ms: None }
+    DeviceRecord {
+        id: id.into(),
+        user: user.into(),
+        name: format!("{user}'s phone"),
+        created_ms: 1,
+        revoked_ms: None,
+        expires_ms: None,
+    }
 }
 
 fn write(device: &str, user: &str, bind: Option<&str>, sections: Vec<SectionWrite>) -> RoundWrite {
@@ -126,8 +133,24 @@ fn conformance(store: &mut dyn HubStore) {
     assert!(store.revoke_device("d2", 9).unwrap());
     assert!(!store.revoke_device("zz", 9).unwrap());
     assert_eq!(store.device_by_token_hash("h2").unwrap().unwrap().revoked_ms, Some(9));
+
+    // A fresh token replaces the old one, with its expiry; none for a revoked
+    // or unknown device. An expiring device is stored with it.
+    assert_eq!(store.device_by_token_hash("h1").unwrap().unwrap().expires_ms, None);
+    assert!(store.replace_token("d1", "h1b", Some(50)).unwrap());
+    assert!(store.device_by_token_hash("h1").unwrap().is_none());
+    let d1 = store.device_by_token_hash("h1b").unwrap().unwrap();
+    assert_eq!((d1.id.as_str(), d1.expires_ms), ("d1", Some(50)));
+    assert!(store.replace_token("d1", "h1", None).unwrap());
+    assert_eq!(store.device_by_token_hash("h1").unwrap().unwrap().expires_ms, None);
+    assert!(!store.replace_token("d2", "h2b", None).unwrap());
+    assert!(!store.replace_token("zz", "hz", None).unwrap());
+    assert!(store.device_by_token_hash("h2b").unwrap().is_none());
+    store.create_device(&DeviceRecord { expires_ms: Some(70), ..device("d3", "tina") }, "h3").unwrap();
+    assert_eq!(store.device_by_token_hash("h3").unwrap().unwrap().expires_ms, Some(70));
+    assert!(store.revoke_device("d3", 9).unwrap());
     let devices = store.list_devices().unwrap();
-    assert_eq!(devices.len(), 2);
+    assert_eq!(devices.len(), 3);
     assert_eq!(devices[0].actors, vec!["aa"]);
     let projects = store.list_projects().unwrap();
     assert_eq!((projects[0].sections, projects[0].changes, projects[0].members.len()), (2, 5, 2));
@@ -168,7 +191,7 @@ fn sqlite_store_conforms() {
     drop(store);
     let mut store = SqliteHubStore::open(dir.path()).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
-    assert_eq!(store.list_devices().unwrap().len(), 2);
+    assert_eq!(store.list_devices().unwrap().len(), 3);
 }
 
 #[test]
@@ -179,5 +202,5 @@ fn postgres_store_conforms() {
     drop(store);
     let mut store = PgHubStore::connect(&cluster.url()).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
-    assert_eq!(store.list_devices().unwrap().len(), 2);
+    assert_eq!(store.list_devices().unwrap().len(), 3);
 }

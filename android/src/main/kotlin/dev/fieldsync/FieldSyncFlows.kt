@@ -102,13 +102,26 @@ suspend fun openReplica(path: String, device: String, encryptionKey: ByteArray? 
 
 /**
  * Sync until nothing is left either way, off the main thread (`syncNow()` blocks on the network).
- * Connect first: `connect(serverUrl, token, project)`, or `connectWith(transport, project)` for an
- * app-provided [AppTransport]. The report says what each unconfirmed local edit became
+ * Connect first: `connect(serverUrl, token, project)`, [connectWithCredentials] to have expired
+ * tokens renewed, or `connectWith(transport, project)` for an app-provided [AppTransport]. The report says what each unconfirmed local edit became
  * ([SyncReport.reconciliation]). Throws [FieldSyncException.Offline] (edits are kept and go out next
  * time) or [FieldSyncException.NotAuthorized] (sign in again, then `connect` with the new token).
  * Observers, [syncStatusFlow] among them, hear of every round.
  */
 suspend fun Replica.sync(): SyncReport = withContext(Dispatchers.IO) { syncNow() }
+
+/**
+ * `connectWithCredentials` with the connector as a closure that returns a fresh token for this
+ * device from the app's backend (which asks the server: `fieldsync admin issue-token`). It is
+ * called on a sync's thread, at most once per sync, when the server refuses the token (expired,
+ * replaced, none yet); throw [CredentialsException.Unavailable] when the backend cannot be reached
+ * (sync goes on later), [CredentialsException.Refused] when the person must sign in again:
+ * `replica.connectWithCredentials(url, "p1") { backend.deviceToken() }`.
+ */
+fun Replica.connectWithCredentials(serverUrl: String, project: String, fetch: () -> String) =
+    connectWithCredentials(serverUrl, object : CredentialsConnector {
+        override fun fetchCredentials(): String = fetch()
+    }, project)
 
 /** The words to show the person using the app (the rule's reason, or what to do next). */
 val FieldSyncException.text: String

@@ -474,5 +474,6 @@ fun main(args: Array<String>) {
     registerTests()
     registerSyncTests()
     registerLiveTests()
+    registerCredentialsTests()
     runTests(args.firstOrNull())
 }
