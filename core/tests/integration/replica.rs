@@ -788,3 +788,31 @@ fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn a_full_disk_attaches_no_photo_and_says_so_and_the_same_photo_goes_in_once_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = crew(dir.path(), &[Role::Office, Role::Technician]);
+    let (office, tech) = two(&mut rs);
+    let id = office.create_section(PROJECT, "north", &route()).unwrap();
+    sync_section(office, tech, &id);
+    let bytes = png(b"trench depth");
+    let sha = hex_sha256(&bytes);
+    // The partial file is written on a disk with no room left (/dev/full: every write fails ENOSPC).
+    std::fs::create_dir_all(tech.photo_dir()).unwrap();
+    let partial = tech.photo_dir().join(format!("{sha}.partial"));
+    std::os::unix::fs::symlink("/dev/full", &partial).unwrap();
+    let outbox = outbox_hashes(tech);
+
+    let full = tech.add_photo_bytes(&id, &bytes, Some("depth")).unwrap_err();
+    assert!(matches!(full, ReplicaError::Photo(_)), "{full:?}");
+    assert!(full.to_string().contains("No space left"), "{full}");
+    assert!(tech.section(&id).unwrap().photos.is_empty());
+    assert_eq!(outbox_hashes(tech), outbox, "nothing to send for a photo not kept");
+    assert!(tech.photo_file(&sha).is_none());
+
+    std::fs::remove_file(&partial).unwrap();
+    tech.add_photo_bytes(&id, &bytes, Some("depth")).unwrap();
+    assert_eq!(tech.section(&id).unwrap().photos.len(), 1);
+    assert_eq!(std::fs::read(tech.photo_file(&sha).unwrap()).unwrap(), bytes);
+}
