@@ -55,6 +55,7 @@ pub use sync::backoff;
 /// Changes packed on the wire (the hub unpacks what devices send).
 pub use sync::pack;
 /// The sync wire format, shared with the hub (normative text: `docs/protocol.md`).
+pub use sync::photo_wire;
 pub use sync::protocol;
 
 pub use domain::document::{DocumentError, PhotoBlob, PhotoRef, SectionDoc, SectionInput};
@@ -69,8 +70,8 @@ pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{
-    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, PastPoint, Replica, ReplicaChange, ReplicaError,
-    ReplicaOptions,
+    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto, PhotoState, PhotoToFetch, Replica,
+    ReplicaChange, ReplicaError, ReplicaOptions, describe_photo,
 };
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;
@@ -85,13 +86,15 @@ pub use store::{
 };
 pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
-    BackgroundSync, COMPACT_THRESHOLD, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
+    BackgroundSync, COMPACT_THRESHOLD, DEFAULT_PHOTO_CHUNK, DEFAULT_PHOTO_CHUNK_TIME, MIN_PHOTO_CHUNK_BYTES,
+    PHOTO_CORRUPT, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
 };
 pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
 pub use sync::live::{LiveChannel, LiveConfig, LiveError};
 pub use sync::merge::{EditOutcome, MergeReport, Reconciliation, SectionChange};
+pub use sync::photo_wire::{MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoTransport, PhotoUploadState};
 pub use sync::round::{PreparedRound, RoundReport};
 pub use sync::status::{RECENT_ROUNDS, RoundFigures, SyncProblem, SyncStatus};
 #[cfg(feature = "http")]

@@ -37,6 +37,16 @@ pub enum HubError {
     /// No such device (admin calls).
     #[error("no device `{0}`; list devices to see the ids")]
     UnknownDevice(String),
+    /// No such photo in the project (or not all of it yet).
+    #[error("{0}")]
+    UnknownPhoto(String),
+    /// A photo upload that contradicts the one under way (another size).
+    #[error("{0}")]
+    PhotoConflict(String),
+    /// A photo's bytes, all received, do not hash to its name or are no
+    /// image: they were dropped, and the device sends them again.
+    #[error("{0}")]
+    PhotoCorrupt(String),
     /// The thing to create exists already (admin calls).
     #[error("{0}")]
     AlreadyExists(String),
@@ -98,7 +108,10 @@ impl HubError {
             HubError::Forbidden(_) => (403, "forbidden"),
             HubError::UnknownProject(_) => (404, "unknown_project"),
             HubError::UnknownDevice(_) => (404, "unknown_device"),
+            HubError::UnknownPhoto(_) => (404, "unknown_photo"),
             HubError::AlreadyExists(_) => (409, "already_exists"),
+            HubError::PhotoConflict(_) => (409, "photo_conflict"),
+            HubError::PhotoCorrupt(_) => (422, fieldsync_core::PHOTO_CORRUPT),
             HubError::Timeout(_) => (408, "timeout"),
             HubError::TooLarge(_) => (413, "too_large"),
             HubError::Refused(_) => (422, "refused"),

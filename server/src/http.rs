@@ -1,6 +1,8 @@
 //! The HTTP face of the hub (axum on tokio): `POST /v1/sync`, the live
 //! channel `GET /v1/live?project=P` (WebSocket), the health probes
-//! (`GET /health/live`, `GET /health/ready`, `GET /v1/health`), each request
+//! (`GET /health/live`, `GET /health/ready`, `GET /v1/health`), photo bytes
+//! (`PUT /v1/projects/{project}/photos/{sha256}/upload`, `GET
+//! /v1/projects/{project}/photos/{sha256}`, see `fieldsync_core::photo_wire`), each request
 //! logged and counted ([`crate::request_log`]). Everything here is
 //! transport: the protocol is [`Hub`]'s.
 
@@ -15,10 +17,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use fieldsync_core::protocol::{self, ErrorBody};
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -129,6 +131,8 @@ pub fn router_with(hub: Arc<Hub>, stop: watch::Receiver<bool>, options: ServeOpt
     Router::new()
         .route("/v1/sync", post(sync))
         .route("/v1/live", get(live))
+        .route("/v1/projects/{project}/photos/{sha256}/upload", put(put_photo))
+        .route("/v1/projects/{project}/photos/{sha256}", get(get_photo))
         // The older liveness route, kept for the clients and checks that use it.
         .route("/v1/health", get(|| async { "ok" }))
         .route("/health/live", get(health::live))
@@ -419,13 +423,7 @@ async fn sync_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result
     {
         return Err(too_large(&len));
     }
-    let token = bearer(headers).to_owned();
-    let device = {
-        let (hub, token) = (Arc::clone(&state.hub), token.clone());
-        blocking(move || hub.authenticate(&token)).await?
-    };
-    record_device(&device);
-    let _in_flight = state.rate.admit(&device, Instant::now().into_std(), true).map_err(throttled)?;
+    let (token, _in_flight) = admitted(state, headers).await?;
     let limited = http_body_util::Limited::new(body, protocol::MAX_BODY_BYTES);
     let bytes = match tokio::time::timeout(state.options.body_timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -445,6 +443,100 @@ async fn sync_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         .map_err(|_| HubError::Busy { message: "the server is stopping".into(), retry_after_s: 1 })?;
     let hub = Arc::clone(&state.hub);
     blocking(move || hub.sync(&token, &bytes, crate::now_ms())).await
+}
+
+/// A photo chunk's place: `?offset=N&size=T` (upload), `?offset=N&length=M` (download).
+#[derive(Deserialize)]
+struct ChunkQuery {
+    offset: u64,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    length: u64,
+}
+
+/// The device behind `headers`' token, admitted under its request rate.
+async fn admitted(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, crate::throttle::InFlight), HubError> {
+    let token = bearer(headers).to_owned();
+    let device = {
+        let (hub, token) = (Arc::clone(&state.hub), token.clone());
+        blocking(move || hub.authenticate(&token)).await?
+    };
+    record_device(&device);
+    let in_flight = state.rate.admit(&device, Instant::now().into_std(), true).map_err(throttled)?;
+    Ok((token, in_flight))
+}
+
+fn chunk_query(query: Result<Query<ChunkQuery>, QueryRejection>) -> Result<ChunkQuery, HubError> {
+    query.map(|q| q.0).map_err(|e| HubError::Malformed(format!("{e}; see docs/protocol.md, \"Photos\"")))
+}
+
+async fn put_photo(
+    State(state): State<AppState>,
+    Path((project, sha256)): Path<(String, String)>,
+    query: Result<Query<ChunkQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let served = async {
+        let q = chunk_query(query)?;
+        record_project(&project);
+        let (token, _in_flight) = admitted(&state, &headers).await?;
+        let limited = http_body_util::Limited::new(body, fieldsync_core::MAX_PHOTO_CHUNK_BYTES);
+        let bytes = match tokio::time::timeout(state.options.body_timeout, limited.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(HubError::TooLarge(format!(
+                    "a photo chunk is at most {} bytes; send smaller chunks",
+                    fieldsync_core::MAX_PHOTO_CHUNK_BYTES
+                )));
+            }
+            Ok(Err(e)) => return Err(HubError::Malformed(format!("the chunk could not be read: {e}"))),
+            Err(_) => return Err(HubError::Timeout("the chunk did not arrive in time; send smaller chunks".into())),
+        };
+        let hub = Arc::clone(&state.hub);
+        blocking(move || hub.put_photo_chunk(&token, &project, &sha256, q.size, q.offset, &bytes, crate::now_ms()))
+            .await
+    };
+    match served.await {
+        Ok(upload) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&upload).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_photo(
+    State(state): State<AppState>,
+    Path((project, sha256)): Path<(String, String)>,
+    query: Result<Query<ChunkQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let served = async {
+        let q = chunk_query(query)?;
+        record_project(&project);
+        let (token, _in_flight) = admitted(&state, &headers).await?;
+        let hub = Arc::clone(&state.hub);
+        blocking(move || hub.photo_chunk(&token, &project, &sha256, q.offset, q.length)).await
+    };
+    match served.await {
+        Ok(chunk) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+                (HeaderName::from_static(fieldsync_core::photo_wire::PHOTO_SIZE_HEADER), HeaderValue::from(chunk.size)),
+            ],
+            chunk.bytes,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The live channel's query string.

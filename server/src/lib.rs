@@ -7,7 +7,8 @@
 //! - [`hub`]: [`Hub`], the protocol over a store, callable in-process (a
 //!   simulated network drives exactly this code), plus the admin calls.
 //! - [`store`], [`sqlite_store`], [`schema`]: the [`HubStore`] trait and its
-//!   embedded SQLite backend (`<data dir>/hub.db`).
+//!   embedded SQLite backend (`<data dir>/hub.db`, photo bytes in
+//!   `<data dir>/photos/`, [`photo_files`]).
 //! - [`pg_store`]: the PostgreSQL backend, for several hub processes serving
 //!   the same projects, and [`pg_store::listen`] for their live notices.
 //! - [`http`]: the axum routes and [`serve`] with graceful shutdown, and the
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod pg_store;
 pub mod pg_tls;
+pub mod photo_files;
 pub mod request_log;
 pub mod schema;
 pub mod sqlite_store;
@@ -80,7 +82,7 @@ pub use pg_store::PgHubStore;
 pub use sqlite_store::SqliteHubStore;
 pub use store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    SectionWrite, StoreError, StoredSection,
+    SectionWrite, StoreError, StoredPhoto, StoredSection,
 };
 
 /// The wall clock, ms since the Unix epoch.

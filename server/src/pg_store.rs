@@ -30,11 +30,11 @@ use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    StoreError, StoredSection,
+    StoreError, StoredPhoto, StoredSection,
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// A connection idle longer than this is pinged before use: a round's store
 /// calls come back to back, so about one ping per round. A database that
@@ -47,7 +47,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 5] = [
+const UPGRADES: [&str; 6] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -94,6 +94,15 @@ const UPGRADES: [&str; 5] = [
     r#"ALTER TABLE actors ADD COLUMN stamp_floor_ms BIGINT NOT NULL DEFAULT 0;"#,
     // 4 → 5: when a device's token stops working (NULL: never, as every older token).
     r#"ALTER TABLE devices ADD COLUMN expires_ms BIGINT;"#,
+    // 5 → 6: photo uploads per project, their bytes in chunks as they
+    // arrived, so that every hub process serves every photo.
+    r#"CREATE TABLE photos (
+           project TEXT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL, received BIGINT NOT NULL,
+           complete BOOLEAN NOT NULL, started_ms BIGINT NOT NULL,
+           PRIMARY KEY (project, sha256));
+       CREATE TABLE photo_chunks (
+           project TEXT NOT NULL, sha256 TEXT NOT NULL, byte_offset BIGINT NOT NULL, bytes BYTEA NOT NULL,
+           PRIMARY KEY (project, sha256, byte_offset));"#,
 ];
 
 /// How the hub's connections are made.
@@ -699,6 +708,106 @@ impl HubStore for PgHubStore {
         tx.commit()?;
         Ok(out)
     }
+
+    fn photo(&mut self, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt("SELECT size, received, complete FROM photos WHERE project = $1 AND sha256 = $2", &[
+                &project, &sha256,
+            ])?;
+        Ok(row.as_ref().map(stored_photo))
+    }
+
+    fn append_photo(
+        &mut self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<StoredPhoto, StoreError> {
+        let mut tx = self.tx()?;
+        if offset == 0 {
+            tx.execute(
+                "INSERT INTO photos (project, sha256, size, received, complete, started_ms)
+                 VALUES ($1, $2, $3, 0, false, $4) ON CONFLICT DO NOTHING",
+                &[&project, &sha256, &(size as i64), &(now_ms as i64)],
+            )?;
+        }
+        // Locked: another process's chunk of the same photo waits for this one.
+        let row = tx.query_opt(
+            "SELECT size, received, complete FROM photos WHERE project = $1 AND sha256 = $2 FOR UPDATE",
+            &[&project, &sha256],
+        )?;
+        let Some(now) = row.as_ref().map(stored_photo) else {
+            return Ok(StoredPhoto { size, received: 0, complete: false });
+        };
+        if now.complete || now.received != offset {
+            return Ok(now);
+        }
+        let received = offset + bytes.len() as u64;
+        tx.execute(
+            "INSERT INTO photo_chunks (project, sha256, byte_offset, bytes) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project, sha256, byte_offset) DO UPDATE SET bytes = excluded.bytes",
+            &[&project, &sha256, &(offset as i64), &bytes],
+        )?;
+        tx.execute("UPDATE photos SET received = $3 WHERE project = $1 AND sha256 = $2", &[
+            &project,
+            &sha256,
+            &(received as i64),
+        ])?;
+        tx.commit()?;
+        Ok(StoredPhoto { received, ..now })
+    }
+
+    fn finish_photo(&mut self, project: &str, sha256: &str, keep: bool) -> Result<(), StoreError> {
+        let mut tx = self.tx()?;
+        let row = tx.query_opt(
+            "SELECT size, received, complete FROM photos WHERE project = $1 AND sha256 = $2 FOR UPDATE",
+            &[&project, &sha256],
+        )?;
+        let Some(p) = row.as_ref().map(stored_photo) else { return Ok(()) };
+        if p.complete || p.received != p.size {
+            return Ok(());
+        }
+        if keep {
+            tx.execute("UPDATE photos SET complete = true WHERE project = $1 AND sha256 = $2", &[&project, &sha256])?;
+        } else {
+            tx.execute("DELETE FROM photo_chunks WHERE project = $1 AND sha256 = $2", &[&project, &sha256])?;
+            tx.execute("DELETE FROM photos WHERE project = $1 AND sha256 = $2", &[&project, &sha256])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
+        let end = offset.saturating_add(length);
+        let rows = self.client()?.query(
+            "SELECT byte_offset, bytes FROM photo_chunks
+             WHERE project = $1 AND sha256 = $2 AND byte_offset < $4 AND byte_offset + length(bytes) > $3
+             ORDER BY byte_offset",
+            &[&project, &sha256, &(offset as i64), &(end as i64)],
+        )?;
+        let mut out = Vec::with_capacity(length.min(1 << 20) as usize);
+        for row in &rows {
+            let (at, bytes): (i64, &[u8]) = (row.get(0), row.get(1));
+            let at = at as u64;
+            if at > offset + out.len() as u64 {
+                break; // A gap: what follows it was never acknowledged.
+            }
+            let from = (offset + out.len() as u64 - at) as usize;
+            let to = ((end - at) as usize).min(bytes.len());
+            if from < to {
+                out.extend_from_slice(&bytes[from..to]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn stored_photo(r: &postgres::Row) -> StoredPhoto {
+    StoredPhoto { size: r.get::<_, i64>(0) as u64, received: r.get::<_, i64>(1) as u64, complete: r.get(2) }
 }
 
 /// Listens for the rounds other hub processes commit (their `NOTIFY`s) until

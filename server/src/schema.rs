@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each step upgrades from its index to the next version.
-const UPGRADES: [&str; 5] = [
+const UPGRADES: [&str; 6] = [
     // 0 → 1
     "CREATE TABLE projects (
          id TEXT PRIMARY KEY, config TEXT NOT NULL, roster_version INTEGER NOT NULL) STRICT;
@@ -63,6 +63,11 @@ const UPGRADES: [&str; 5] = [
     "ALTER TABLE actors ADD COLUMN stamp_floor_ms INTEGER NOT NULL DEFAULT 0;",
     // 4 → 5: when a device's token stops working (NULL: never, as every older token).
     "ALTER TABLE devices ADD COLUMN expires_ms INTEGER;",
+    // 5 → 6: photo uploads, per project (their bytes are files in `photos/`).
+    "CREATE TABLE photos (
+         project TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, received INTEGER NOT NULL,
+         complete INTEGER NOT NULL, started_ms INTEGER NOT NULL,
+         PRIMARY KEY (project, sha256)) STRICT;",
 ];
 
 /// Bring `conn` to [`SCHEMA_VERSION`], refusing a newer database before writing anything.

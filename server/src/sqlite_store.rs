@@ -9,10 +9,11 @@ use fieldsync_core::protocol::Refusal;
 use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::photo_files::PhotoFiles;
 use crate::schema;
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    StoreError, StoredSection,
+    StoreError, StoredPhoto, StoredSection,
 };
 
 /// File name of the database inside the data directory.
@@ -32,6 +33,8 @@ const PROBE_ROW: &str = "INSERT INTO refusals (project, device, section, hash, r
 #[derive(Debug)]
 pub struct SqliteHubStore {
     conn: Connection,
+    /// Photo bytes, in `photos/` next to the database file.
+    photos: PhotoFiles,
 }
 
 fn role(s: &str) -> Result<Role, rusqlite::Error> {
@@ -51,7 +54,8 @@ impl SqliteHubStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
-        Ok(SqliteHubStore { conn })
+        let photos = PhotoFiles::in_data_dir(path.parent().unwrap_or(Path::new(".")));
+        Ok(SqliteHubStore { conn, photos })
     }
 
     fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
@@ -546,6 +550,74 @@ impl HubStore for SqliteHubStore {
         }
         Ok(out)
     }
+
+    fn photo(&mut self, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, StoreError> {
+        Ok(stored_photo(&self.conn, project, sha256)?)
+    }
+
+    fn append_photo(
+        &mut self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<StoredPhoto, StoreError> {
+        let files = self.photos.clone();
+        let tx = self.tx()?;
+        let now = match stored_photo(&tx, project, sha256)? {
+            Some(p) if p.complete || p.received != offset => return Ok(p),
+            Some(p) => p,
+            None if offset != 0 => return Ok(StoredPhoto { size, received: 0, complete: false }),
+            None => {
+                tx.execute(
+                    "INSERT INTO photos (project, sha256, size, received, complete, started_ms) VALUES (?1, ?2, ?3, 0, 0, ?4)",
+                    params![project, sha256, size as i64, now_ms as i64],
+                )?;
+                StoredPhoto { size, received: 0, complete: false }
+            }
+        };
+        // The bytes are on disk before the row says they are.
+        files.write_at(project, sha256, offset, bytes)?;
+        let received = offset + bytes.len() as u64;
+        tx.execute(
+            "UPDATE photos SET received = ?3 WHERE project = ?1 AND sha256 = ?2",
+            params![project, sha256, received as i64],
+        )?;
+        tx.commit()?;
+        Ok(StoredPhoto { received, ..now })
+    }
+
+    fn finish_photo(&mut self, project: &str, sha256: &str, keep: bool) -> Result<(), StoreError> {
+        let files = self.photos.clone();
+        let tx = self.tx()?;
+        let Some(p) = stored_photo(&tx, project, sha256)? else { return Ok(()) };
+        if p.complete || p.received != p.size {
+            return Ok(());
+        }
+        if keep {
+            files.keep(project, sha256, p.size)?;
+            tx.execute("UPDATE photos SET complete = 1 WHERE project = ?1 AND sha256 = ?2", params![project, sha256])?;
+        } else {
+            files.remove(project, sha256)?;
+            tx.execute("DELETE FROM photos WHERE project = ?1 AND sha256 = ?2", params![project, sha256])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(self.photos.read(project, sha256, offset, length)?)
+    }
+}
+
+fn stored_photo(conn: &Connection, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, rusqlite::Error> {
+    conn.prepare_cached("SELECT size, received, complete FROM photos WHERE project = ?1 AND sha256 = ?2")?
+        .query_row([project, sha256], |r| {
+            Ok(StoredPhoto { size: r.get::<_, i64>(0)? as u64, received: r.get::<_, i64>(1)? as u64, complete: r.get(2)? })
+        })
+        .optional()
 }
 
 fn replace_conflicts(

@@ -260,6 +260,17 @@ pub struct DeviceSummary {
     pub actors: Vec<String>,
 }
 
+/// A photo's upload as the hub holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredPhoto {
+    /// Its whole size.
+    pub size: u64,
+    /// Bytes received, from the start.
+    pub received: u64,
+    /// Whether every byte arrived and matched the hash.
+    pub complete: bool,
+}
+
 /// The hub's storage.
 pub trait HubStore: Send {
     /// The device whose token hashes to `token_hash` (revoked ones included).
@@ -348,4 +359,24 @@ pub trait HubStore: Send {
     fn list_projects(&mut self) -> Result<Vec<ProjectSummary>, StoreError>;
     /// Every device.
     fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError>;
+
+    /// Where the upload of photo `sha256` in `project` stands, if it started.
+    fn photo(&mut self, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, StoreError>;
+    /// Store `bytes` at `offset` of the photo's upload (starting it, of
+    /// `size` bytes, at offset 0) if that is exactly where it stands; else
+    /// change nothing. Where it stands afterwards.
+    fn append_photo(
+        &mut self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<StoredPhoto, StoreError>;
+    /// A photo whose every byte arrived: keep it as complete, or (`keep`
+    /// false: its bytes did not match its hash) drop the upload.
+    fn finish_photo(&mut self, project: &str, sha256: &str, keep: bool) -> Result<(), StoreError>;
+    /// Up to `length` bytes of a photo's upload, from `offset`.
+    fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError>;
 }

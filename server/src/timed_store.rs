@@ -11,7 +11,7 @@ use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
 use crate::metrics::Metrics;
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, HubStore, ProjectRecord, ProjectSummary, RoundWrite, StoreError,
-    StoredSection,
+    StoredPhoto, StoredSection,
 };
 
 /// A store whose every call is timed.
@@ -143,5 +143,25 @@ impl HubStore for TimedStore {
     }
     fn list_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
         self.timed("list_devices", |s| s.list_devices())
+    }
+    fn photo(&mut self, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, StoreError> {
+        self.timed("photo", |s| s.photo(project, sha256))
+    }
+    fn append_photo(
+        &mut self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<StoredPhoto, StoreError> {
+        self.timed("append_photo", |s| s.append_photo(project, sha256, size, offset, bytes, now_ms))
+    }
+    fn finish_photo(&mut self, project: &str, sha256: &str, keep: bool) -> Result<(), StoreError> {
+        self.timed("finish_photo", |s| s.finish_photo(project, sha256, keep))
+    }
+    fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
+        self.timed("read_photo", |s| s.read_photo(project, sha256, offset, length))
     }
 }

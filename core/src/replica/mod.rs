@@ -25,6 +25,7 @@ use rusqlite::Connection;
 
 pub(crate) use cache::{DOC_CACHE, DocCache};
 pub use feed::{ChangeFeed, FeedSubscription, ReplicaChange};
+pub use photos::{MAX_PHOTO_BYTES, describe_photo, PendingPhoto, PhotoState, PhotoToFetch};
 pub use read::{HistoryEntry, PastPoint};
 pub use write::EditReceipt;
 

@@ -3,17 +3,78 @@
 //! says what they are (hash, size, media type, pixels, caption), authored
 //! and stamped like every other write. The same bytes added twice are kept
 //! once.
+//!
+//! The photos this device took wait in `photo_uploads` until the server has
+//! them (the sync client's photo lane, `crate::sync::photo_lane`); another
+//! device's are fetched on demand into the same folder.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::document::PhotoBlob;
-use crate::domain::hlc::DeviceTime;
+use crate::domain::document::{PhotoBlob, PhotoRef};
+use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
 use crate::replica::{Replica, ReplicaError};
+use crate::sync::photo_wire::{PhotoUploadState, is_sha256_hex};
+
+/// Where a photo is, as this device sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PhotoState {
+    /// Taken here; the server has none of it yet.
+    OnThisDeviceOnly,
+    /// Taken here and going up: `sent` of `size` bytes acknowledged.
+    Uploading {
+        /// Bytes the server acknowledged.
+        sent: u64,
+        /// The photo's size.
+        size: u64,
+    },
+    /// Taken here, and the server has all of it.
+    OnServer,
+    /// Another device's photo, not fetched here (its record arrived).
+    NotFetched,
+    /// Being fetched: `received` of `size` bytes here.
+    Downloading {
+        /// Bytes fetched so far.
+        received: u64,
+        /// The photo's size.
+        size: u64,
+    },
+    /// Another device's photo, fetched: its bytes are here.
+    Available,
+    /// A photo the app keeps itself, by URI: no bytes travel.
+    KeptByApp,
+}
+
+/// A photo this device took that the server does not have in full yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPhoto {
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// The project of the section it was attached to.
+    pub project: String,
+    /// Its size.
+    pub size: u64,
+    /// Bytes the server acknowledged.
+    pub sent: u64,
+}
+
+/// A photo to fetch: where its record is and what its bytes must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhotoToFetch {
+    /// The project the server keeps it in.
+    pub project: String,
+    /// What the record says of the bytes.
+    pub blob: PhotoBlob,
+    /// Bytes already fetched (a fetch cut off goes on from there).
+    pub received: u64,
+}
 
 /// The largest photo a device takes (a phone camera's JPEG is 2–8 MB).
 pub const MAX_PHOTO_BYTES: usize = 32 * 1024 * 1024;
@@ -54,10 +115,175 @@ impl Replica {
         bytes: &[u8],
         caption: Option<&str>,
     ) -> Result<String, ReplicaError> {
-        let blob = describe(bytes)?;
+        let blob = describe_photo(bytes)?;
+        let project: String = self
+            .conn
+            .query_row("SELECT project FROM sections WHERE id = ?1", [section], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| ReplicaError::UnknownSection(section.to_owned()))?;
         self.keep_bytes(&blob.sha256, bytes)?;
+        // Queued before the record is written: a record of ours always has
+        // its bytes on the way (a photo added twice is queued once).
+        let queued = self.conn.execute(
+            "INSERT OR IGNORE INTO photo_uploads (sha256, project, size, added_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![blob.sha256, project, blob.size as i64, wall_clock_ms() as i64],
+        )? == 1;
         let uri = format!("sha256:{}", blob.sha256);
-        self.attach_photo(section, &uri, caption, Some(&blob))
+        let attached = self.attach_photo(section, &uri, caption, Some(&blob));
+        if attached.is_err() && queued {
+            self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [&blob.sha256])?;
+        }
+        attached
+    }
+
+    /// Where `photo` is, as this device sees it.
+    pub fn photo_state(&self, photo: &PhotoRef) -> Result<PhotoState, ReplicaError> {
+        let Some(blob) = &photo.blob else { return Ok(PhotoState::KeptByApp) };
+        let upload: Option<(u64, u64, bool)> = self
+            .conn
+            .prepare_cached("SELECT sent, size, on_server FROM photo_uploads WHERE sha256 = ?1")?
+            .query_row([&blob.sha256], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+            .optional()?;
+        Ok(match upload {
+            Some((_, _, true)) => PhotoState::OnServer,
+            Some((0, _, false)) => PhotoState::OnThisDeviceOnly,
+            Some((sent, size, false)) => PhotoState::Uploading { sent, size },
+            None if self.photo_file(&blob.sha256).is_some() => PhotoState::Available,
+            None => match fs::metadata(self.partial_path(&blob.sha256)) {
+                Ok(m) => PhotoState::Downloading { received: m.len(), size: blob.size },
+                Err(_) => PhotoState::NotFetched,
+            },
+        })
+    }
+
+    /// The oldest photo this device took that the server lacks, if any.
+    pub fn next_photo_upload(&self) -> Result<Option<PendingPhoto>, ReplicaError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT sha256, project, size, sent FROM photo_uploads WHERE on_server = 0
+                 ORDER BY added_ms, sha256 LIMIT 1",
+            )?
+            .query_row([], |r| {
+                Ok(PendingPhoto {
+                    sha256: r.get(0)?,
+                    project: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    sent: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Photos this device took that the server lacks: how many, and their bytes still to send.
+    pub fn photo_uploads_pending(&self) -> Result<(u64, u64), ReplicaError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(size - sent), 0) FROM photo_uploads WHERE on_server = 0",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// What the server said of an upload: how far it is, whether it has all.
+    pub fn record_photo_upload(&mut self, sha256: &str, state: PhotoUploadState) -> Result<(), ReplicaError> {
+        self.conn
+            .prepare_cached("UPDATE photo_uploads SET sent = ?2, on_server = ?3 WHERE sha256 = ?1")?
+            .execute(params![sha256, state.received.min(i64::MAX as u64) as i64, state.complete])?;
+        Ok(())
+    }
+
+    /// Stop trying to send a photo (its bytes are gone or damaged here).
+    pub fn drop_photo_upload(&mut self, sha256: &str) -> Result<(), ReplicaError> {
+        self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [sha256])?;
+        Ok(())
+    }
+
+    /// Whether the bytes this device keeps for `sha256` still hash to it.
+    pub fn photo_intact(&self, sha256: &str) -> bool {
+        self.photo_file(sha256)
+            .and_then(|path| fs::read(path).ok())
+            .is_some_and(|bytes| hex::encode(Sha256::digest(&bytes)) == sha256)
+    }
+
+    /// Read up to `length` bytes of a photo this device holds, from `offset`.
+    pub fn read_photo(&self, sha256: &str, offset: u64, length: usize) -> Result<Vec<u8>, ReplicaError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self
+            .photo_file(sha256)
+            .ok_or_else(|| ReplicaError::Photo(format!("the bytes of photo {sha256} are no longer on this device")))?;
+        let io = |e: std::io::Error| ReplicaError::Photo(format!("cannot read {}: {e}", path.display()));
+        let mut f = fs::File::open(&path).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut bytes = Vec::with_capacity(length);
+        f.take(length as u64).read_to_end(&mut bytes).map_err(io)?;
+        Ok(bytes)
+    }
+
+    /// The photo with bytes `sha256` (or the photo id `photo`) named by a
+    /// section this replica holds: where to fetch it from and how far a
+    /// fetch got.
+    pub fn photo_to_fetch(&self, photo: &str) -> Result<PhotoToFetch, ReplicaError> {
+        let found: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT sections.project, photo.value FROM sections, json_each(sections.view, '$.photos') AS photo
+                 WHERE json_extract(photo.value, '$.blob.sha256') = ?1 OR json_extract(photo.value, '$.id') = ?1
+                 LIMIT 1",
+                [photo],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((project, record)) = found else {
+            return Err(ReplicaError::InvalidInput(format!(
+                "no photo `{photo}` in the sections this device holds; list them with their ids and hashes"
+            )));
+        };
+        let photo: PhotoRef = serde_json::from_str(&record)
+            .map_err(|e| ReplicaError::Photo(format!("the stored record of photo {photo} is unreadable: {e}")))?;
+        let blob = photo.blob.ok_or_else(|| {
+            ReplicaError::InvalidInput(format!(
+                "photo {} is kept by the app that took it ({}); its bytes do not travel",
+                photo.id, photo.uri
+            ))
+        })?;
+        if !is_sha256_hex(&blob.sha256) {
+            return Err(ReplicaError::Photo(format!("photo {} names no valid hash", photo.id)));
+        }
+        let received = fs::metadata(self.partial_path(&blob.sha256)).map_or(0, |m| m.len());
+        Ok(PhotoToFetch { project, blob, received })
+    }
+
+    /// Append fetched bytes at `offset` of the photo's partial file (what
+    /// was there past `offset`, from a cut, is dropped).
+    pub fn append_fetched_photo(&self, sha256: &str, offset: u64, bytes: &[u8]) -> Result<(), ReplicaError> {
+        use std::io::{Seek, SeekFrom};
+        let dir = self.photo_dir();
+        let path = self.partial_path(sha256);
+        let io = |e: std::io::Error| ReplicaError::Photo(format!("cannot keep the photo in {}: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(io)?;
+        let mut f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(io)?;
+        f.set_len(offset).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        f.write_all(bytes).and_then(|()| f.sync_data()).map_err(io)
+    }
+
+    /// A fetch is whole: check the bytes against their hash and keep them
+    /// (a mismatch drops them, to be fetched again).
+    pub fn finish_fetched_photo(&self, sha256: &str) -> Result<(), ReplicaError> {
+        let path = self.partial_path(sha256);
+        let io = |e: std::io::Error| ReplicaError::Photo(format!("cannot keep the photo {}: {e}", path.display()));
+        let bytes = fs::read(&path).map_err(io)?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            fs::remove_file(&path).map_err(io)?;
+            return Err(ReplicaError::Photo(format!(
+                "the bytes fetched for photo {sha256} do not match its hash; they were dropped, fetch it again"
+            )));
+        }
+        fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)
+    }
+
+    fn partial_path(&self, sha256: &str) -> PathBuf {
+        self.photo_dir().join(format!("{sha256}.partial"))
     }
 
     /// Attach a photo the app keeps itself, by URI; returns its id.
@@ -95,15 +321,17 @@ impl Replica {
         }
         let io = |e: std::io::Error| ReplicaError::Photo(format!("cannot keep the photo in {}: {e}", dir.display()));
         fs::create_dir_all(&dir).map_err(io)?;
-        let partial = dir.join(format!("{sha256}.partial"));
+        let partial = self.partial_path(sha256);
         let mut f = fs::File::create(&partial).map_err(io)?;
         f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)?;
         fs::rename(&partial, &target).map_err(io)
     }
 }
 
-/// Hash, size, media type and pixels of a photo's bytes.
-fn describe(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
+/// Hash, size, media type and pixels of a photo's bytes (JPEG, PNG, WebP,
+/// HEIC or GIF, up to [`MAX_PHOTO_BYTES`]): what a device records and what
+/// the server checks a whole upload against.
+pub fn describe_photo(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
     if bytes.len() > MAX_PHOTO_BYTES {
         return Err(ReplicaError::InvalidInput(format!(
             "the photo is {} MB; at most {} MB is taken",

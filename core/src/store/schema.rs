@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::store::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 7] = [
+const UPGRADES: [&str; 8] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -71,6 +71,12 @@ const UPGRADES: [&str; 7] = [
          west = (SELECT min(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route')),
          east = (SELECT max(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route'));
      CREATE INDEX sections_by_change ON sections (changed_ms DESC, id);",
+    // The photos this device took, and how far each has gone up to the
+    // server (`sent`: bytes the server acknowledged).
+    "CREATE TABLE photo_uploads (
+         sha256 TEXT PRIMARY KEY, project TEXT NOT NULL, size INTEGER NOT NULL,
+         sent INTEGER NOT NULL DEFAULT 0, on_server INTEGER NOT NULL DEFAULT 0,
+         added_ms INTEGER NOT NULL) STRICT;",
 ];
 
 /// Why a store could not be opened.

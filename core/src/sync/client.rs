@@ -15,9 +15,13 @@ use crate::sync::activity::{SyncPhase, SyncProgress};
 use crate::sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken, Renewal};
 use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 use crate::sync::merge::Reconciliation;
+use crate::sync::photo_wire::PhotoTransport;
 use crate::sync::protocol::{self, ProtocolError, SyncResponse};
 use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
 use crate::sync::transport::{Transport, TransportError};
+
+mod photo_lane;
+pub use photo_lane::{MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
 /// response may carry, unless set otherwise: a day's work of a crew (4,000
@@ -48,6 +52,10 @@ pub enum SyncError {
     /// The server refused the token and the app's connector gave no fresh one.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// Photo bytes were to travel, and the client was made without a way to
+    /// carry them ([`SyncClient::with_photos`]).
+    #[error("this sync client carries no photos; give it a photo transport")]
+    NoPhotoTransport,
 }
 
 impl SyncError {
@@ -63,6 +71,7 @@ impl SyncError {
             SyncError::Credentials(CredentialsError::Unavailable(_)) => SyncProblem::Offline,
             SyncError::Credentials(_) => SyncProblem::NotAuthorized,
             SyncError::Replica(_) => SyncProblem::Storage,
+            SyncError::NoPhotoTransport => SyncProblem::Rejected,
         }
     }
 
@@ -72,7 +81,7 @@ impl SyncError {
             SyncError::Transport(t) => t.retryable(),
             SyncError::Protocol(_) | SyncError::TooManyRounds(_) => true,
             SyncError::Credentials(e) => matches!(e, CredentialsError::Unavailable(_)),
-            SyncError::Replica(_) => false,
+            SyncError::Replica(_) | SyncError::NoPhotoTransport => false,
         }
     }
 
@@ -115,6 +124,12 @@ pub struct SyncReport {
     pub sections_changed: Vec<String>,
     /// What became of our unconfirmed writes (the latest word on each).
     pub reconciliation: Vec<Reconciliation>,
+    /// Photos of ours the server now has in full.
+    #[serde(default)]
+    pub photos_sent: usize,
+    /// Photo bytes sent (chunk bodies).
+    #[serde(default)]
+    pub photo_bytes_sent: u64,
 }
 
 /// Drives sync rounds for one replica over one transport.
@@ -129,7 +144,20 @@ pub struct SyncClient {
     pub upload_budget: usize,
     /// Bytes of changes one response may carry.
     pub response_budget: u32,
+    /// How photo bytes travel, if they do ([`SyncClient::with_photos`]).
+    photos: Option<Arc<dyn PhotoTransport>>,
+    /// The photo lane's first chunk (and every chunk, without `photo_chunk_time`).
+    pub photo_chunk_bytes: usize,
+    /// Size each next photo chunk to take about this long on the link the
+    /// last one measured, so an edit waits at most about this long; `None`:
+    /// every chunk is `photo_chunk_bytes`.
+    pub photo_chunk_time: Option<Duration>,
 }
+
+/// The photo lane's first chunk: 2 s on a 2G link of 64 kbit/s.
+pub const DEFAULT_PHOTO_CHUNK: usize = 16 * 1024;
+/// About how long a photo chunk may hold the link (an edit waits at most that).
+pub const DEFAULT_PHOTO_CHUNK_TIME: Duration = Duration::from_secs(2);
 
 impl SyncClient {
     /// A client syncing `replica` through `transport`.
@@ -142,7 +170,18 @@ impl SyncClient {
             renewal: None,
             upload_budget: DEFAULT_BUDGET,
             response_budget: DEFAULT_BUDGET as u32,
+            photos: None,
+            photo_chunk_bytes: DEFAULT_PHOTO_CHUNK,
+            photo_chunk_time: Some(DEFAULT_PHOTO_CHUNK_TIME),
         }
+    }
+
+    /// Carry photo bytes through `photos` (the built-in `HttpTransport` is
+    /// one): each sync then sends this device's photos after its edits
+    /// (`photo_lane.rs`), and [`SyncClient::fetch_photo`] fetches others'.
+    pub fn with_photos(mut self, photos: Arc<dyn PhotoTransport>) -> Self {
+        self.photos = Some(photos);
+        self
     }
 
     /// Renew the token on a `401`: `token` is the cell the transport reads
@@ -186,8 +225,11 @@ impl SyncClient {
         };
         self.feed.flush();
         let mut report = SyncReport::default();
-        for project in projects {
-            self.sync_project(&project, &mut report, to_upload, progress)?;
+        for project in &projects {
+            self.sync_project(project, &mut report, to_upload, progress)?;
+        }
+        if let Some(photos) = &self.photos {
+            self.send_photos(photos, &projects, &mut report, to_upload, progress)?;
         }
         Ok(report)
     }

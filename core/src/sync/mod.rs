@@ -13,6 +13,7 @@ pub mod live;
 pub mod merge;
 pub mod pack;
 pub mod phase;
+pub mod photo_wire;
 pub mod protocol;
 pub mod round;
 pub mod status;

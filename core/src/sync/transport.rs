@@ -94,7 +94,8 @@ where
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
-    url: String,
+    /// The server's base URL, without a trailing slash.
+    server: String,
     /// Shared with the client's renewal and the live channel (see `credentials.rs`).
     token: crate::sync::credentials::DeviceToken,
 }
@@ -115,29 +116,47 @@ impl HttpTransport {
             .connect_timeout(timeout.min(std::time::Duration::from_secs(30)))
             .build()
             .map_err(|e| TransportError::Unreachable(format!("cannot build an HTTP client: {e}")))?;
-        Ok(HttpTransport { client, url: format!("{}/v1/sync", server.trim_end_matches('/')), token: token.into() })
+        Ok(HttpTransport { client, server: server.trim_end_matches('/').to_owned(), token: token.into() })
+    }
+
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    /// Send `request` with the token; the body of a `200`, or the error.
+    pub(crate) fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Vec<u8>, TransportError> {
+        self.send_with_headers(request).map(|(_, body)| body)
+    }
+
+    /// Like [`Self::send`], with the answer's headers.
+    pub(crate) fn send_with_headers(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), TransportError> {
+        let response =
+            request.bearer_auth(self.token.get()).send().map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let retry_after = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().map_err(|e| TransportError::Unreachable(format!("response cut off: {e}")))?;
+        if status == 200 {
+            return Ok((headers, bytes.to_vec()));
+        }
+        Err(TransportError::from_http(status, &bytes, retry_after.as_deref()))
     }
 }
 
 #[cfg(feature = "http")]
 impl Transport for HttpTransport {
     fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        let response = self
-            .client
-            .post(&self.url)
-            .bearer_auth(self.token.get())
-            .header(reqwest::header::CONTENT_TYPE, crate::sync::protocol::CONTENT_TYPE)
-            .body(request)
-            .send()
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let retry_after =
-            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = response.bytes().map_err(|e| TransportError::Unreachable(format!("response cut off: {e}")))?;
-        if status == 200 {
-            return Ok(bytes.to_vec());
-        }
-        Err(TransportError::from_http(status, &bytes, retry_after.as_deref()))
+        let url = format!("{}/v1/sync", self.server);
+        let request =
+            self.client.post(url).header(reqwest::header::CONTENT_TYPE, crate::sync::protocol::CONTENT_TYPE).body(request);
+        self.send(request)
     }
 }
 

@@ -38,6 +38,7 @@ use crate::timed_store::TimedStore;
 
 mod admin;
 mod live_bus;
+mod photos;
 mod round;
 
 pub use admin::{Enrollment, token_hash};

@@ -13,6 +13,7 @@ mod live_client;
 mod live_limits;
 mod ops;
 mod pg;
+mod photos;
 mod proxy;
 mod refusals;
 mod store;

@@ -180,6 +180,35 @@ fn conformance(store: &mut dyn HubStore) {
         fieldsync_core::protocol::Refusal { section: "s1".into(), hash: "h".into(), rule: None, reason: "r".into() };
     store.record_refusals("p", "d1", &[r], 10).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
+
+    photos(store);
+}
+
+/// Photo uploads: a chunk is stored only where the upload stands (once,
+/// without gaps), per project; a finished one is kept or dropped whole.
+fn photos(store: &mut dyn HubStore) {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let at = |store: &mut dyn HubStore, sha: &str| store.photo("p", sha).unwrap().map(|p| (p.received, p.complete));
+    assert_eq!(at(store, &a), None);
+    assert_eq!(store.append_photo("p", &a, 6, 3, b"def", 1).unwrap().received, 0, "nothing before the start");
+    assert_eq!(at(store, &a), None);
+    assert_eq!(store.append_photo("p", &a, 6, 0, b"abc", 1).unwrap().received, 3);
+    assert_eq!(store.append_photo("p", &a, 6, 0, b"abc", 1).unwrap().received, 3, "a chunk sent twice is kept once");
+    assert_eq!(store.append_photo("p", &a, 6, 5, b"f", 1).unwrap().received, 3, "no gaps");
+    let full = store.append_photo("p", &a, 6, 3, b"def", 1).unwrap();
+    assert_eq!((full.size, full.received, full.complete), (6, 6, false));
+    assert_eq!(store.read_photo("p", &a, 2, 3).unwrap(), b"cde");
+    store.finish_photo("p", &a, true).unwrap();
+    assert_eq!(at(store, &a), Some((6, true)));
+    assert_eq!(store.read_photo("p", &a, 0, 100).unwrap(), b"abcdef");
+    assert_eq!(store.append_photo("p", &a, 6, 0, b"xyz", 1).unwrap().received, 6, "a kept photo is not written");
+    assert_eq!(store.read_photo("p", &a, 0, 6).unwrap(), b"abcdef");
+    assert_eq!(store.photo("q", &a).unwrap(), None, "photos are kept per project");
+
+    store.append_photo("p", &b, 2, 0, b"zz", 1).unwrap();
+    store.finish_photo("p", &b, false).unwrap();
+    assert_eq!(at(store, &b), None, "a photo that failed its check is dropped");
+    assert_eq!(store.append_photo("p", &b, 2, 0, b"z", 1).unwrap().received, 1, "and may start again");
 }
 
 #[test]
@@ -192,6 +221,7 @@ fn sqlite_store_conforms() {
     let mut store = SqliteHubStore::open(dir.path()).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
     assert_eq!(store.list_devices().unwrap().len(), 3);
+    assert_eq!(store.read_photo("p", &"a".repeat(64), 0, 6).unwrap(), b"abcdef");
 }
 
 #[test]
@@ -203,4 +233,5 @@ fn postgres_store_conforms() {
     let mut store = PgHubStore::connect(&cluster.url()).unwrap();
     assert_eq!(store.feed_max("p").unwrap(), 5);
     assert_eq!(store.list_devices().unwrap().len(), 3);
+    assert_eq!(store.read_photo("p", &"a".repeat(64), 0, 6).unwrap(), b"abcdef");
 }

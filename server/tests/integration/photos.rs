@@ -1,0 +1,245 @@
+//! Photo bytes through the real server: core's photo lane sends a phone's
+//! photos in chunks after its edits (an edit made meanwhile goes first),
+//! a cut costs one chunk and the upload goes on from the last acknowledged
+//! byte, the server keeps only bytes that match their hash, and only members
+//! of the photo's project fetch it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fieldsync_core::{
+    HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient, SyncProblem,
+    Transport, TransportError,
+};
+
+use crate::common::*;
+
+/// A 640 × 480 PNG header and `extra` bytes: all a photo needs to be taken.
+pub fn png(extra: usize) -> Vec<u8> {
+    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+    b.extend_from_slice(b"IHDR");
+    b.extend_from_slice(&640u32.to_be_bytes());
+    b.extend_from_slice(&480u32.to_be_bytes());
+    b.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    b.extend((0..extra).map(|i| (i * 7 % 251) as u8));
+    b
+}
+
+/// What crossed the link, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Sent {
+    Round,
+    Chunk(u64),
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The phone's link: the real HTTP transport, logging every request, with a
+/// hook run while a given chunk travels and an answer that can be lost.
+struct Link {
+    http: HttpTransport,
+    log: Mutex<Vec<Sent>>,
+    chunks: AtomicUsize,
+    /// Run while this chunk (by its number) is on the wire.
+    during_chunk: Mutex<Option<(usize, Hook)>>,
+    /// The answer to this chunk is lost (the server stored it).
+    lose_answer_of: Mutex<Option<usize>>,
+}
+
+impl Link {
+    fn new(server: &TestServer, token: &str) -> Arc<Link> {
+        let url = format!("http://{}", server.addr);
+        Arc::new(Link {
+            http: HttpTransport::new(&url, token, Duration::from_secs(20)).unwrap(),
+            log: Mutex::default(),
+            chunks: AtomicUsize::new(0),
+            during_chunk: Mutex::default(),
+            lose_answer_of: Mutex::default(),
+        })
+    }
+
+    fn sent(&self) -> Vec<Sent> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Transport for Link {
+    fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.log.lock().unwrap().push(Sent::Round);
+        self.http.round_trip(request)
+    }
+}
+
+impl PhotoTransport for Link {
+    fn put_chunk(
+        &self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<PhotoUploadState, TransportError> {
+        let n = self.chunks.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().unwrap().push(Sent::Chunk(offset));
+        let hook = self.during_chunk.lock().unwrap().take_if(|(at, _)| *at == n);
+        if let Some((_, hook)) = hook {
+            hook();
+        }
+        let answer = self.http.put_chunk(project, sha256, size, offset, bytes);
+        if self.lose_answer_of.lock().unwrap().take_if(|at| *at == n).is_some() {
+            return Err(TransportError::Unreachable("the link dropped the answer".into()));
+        }
+        answer
+    }
+
+    fn get_chunk(&self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<PhotoChunk, TransportError> {
+        self.http.get_chunk(project, sha256, offset, length)
+    }
+}
+
+/// A phone whose sync client carries photos over `link`, 4 KiB a chunk.
+fn phone_on(link: &Arc<Link>, device: Device) -> (Arc<Mutex<Replica>>, SyncClient) {
+    let mut replica = device.replica;
+    replica.join_project(PROJECT).unwrap();
+    let replica = Arc::new(Mutex::new(replica));
+    let mut client = SyncClient::new(Arc::clone(&replica), Arc::clone(link) as Arc<dyn Transport>)
+        .with_photos(Arc::clone(link) as Arc<dyn PhotoTransport>);
+    client.photo_chunk_bytes = 4096;
+    client.photo_chunk_time = None;
+    (replica, client)
+}
+
+fn state_of(replica: &Mutex<Replica>, section: &str) -> PhotoState {
+    let r = replica.lock().unwrap();
+    let photo = r.section(section).unwrap().photos.remove(0);
+    r.photo_state(&photo).unwrap()
+}
+
+#[test]
+fn a_photo_goes_up_after_the_edits_resumes_after_a_cut_and_only_members_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]);
+    hub.create_project("p2", fieldsync_core::ProjectConfig::default()).unwrap();
+    hub.add_member("p2", "pete", Role::Office).unwrap();
+    let server = TestServer::start(hub);
+    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
+    let olga_link = Link::new(&server, &olga_device.token);
+    let (olga, olga_sync) = phone_on(&olga_link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
+    olga_sync.sync_now().unwrap();
+    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
+    let tina_link = Link::new(&server, &tina_device.token);
+    let (tina, tina_sync) = phone_on(&tina_link, tina_device);
+    tina_sync.sync_now().unwrap();
+    tina_link.log.lock().unwrap().clear();
+
+    let photo = png(20_000); // 20,033 bytes: five chunks of 4 KiB.
+    let sha = {
+        let mut r = tina.lock().unwrap();
+        r.add_photo_bytes(&section, &photo, Some("splice closure")).unwrap();
+        r.section(&section).unwrap().photos[0].blob.clone().unwrap().sha256
+    };
+    assert_eq!(state_of(&tina, &section), PhotoState::OnThisDeviceOnly);
+
+    // While the second chunk travels, tina records progress; the answer to
+    // the third chunk is lost on the way back.
+    let editing = Arc::clone(&tina);
+    let edited = section.clone();
+    *tina_link.during_chunk.lock().unwrap() =
+        Some((1, Box::new(move || drop(editing.lock().unwrap().record_progress(&edited, 10).unwrap()))));
+    *tina_link.lose_answer_of.lock().unwrap() = Some(2);
+    let cut = tina_sync.sync_now().unwrap_err();
+    assert_eq!(cut.problem(), SyncProblem::Offline, "{cut}");
+    assert_eq!(state_of(&tina, &section), PhotoState::Uploading { sent: 8192, size: photo.len() as u64 });
+    let report = tina_sync.sync_now().unwrap();
+    assert_eq!((report.photos_sent, report.confirmed), (1, 0));
+    assert_eq!(state_of(&tina, &section), PhotoState::OnServer);
+
+    let chunk = |k: u64| Sent::Chunk(k * 4096);
+    assert_eq!(
+        tina_link.sent(),
+        vec![
+            Sent::Round, // the photo's record goes first
+            chunk(0),
+            chunk(1),    // the edit is made while this one travels...
+            Sent::Round, // ...and goes up before the next chunk
+            chunk(2),    // its answer is lost: the sync fails
+            Sent::Round, // the next sync: nothing to send, nothing new
+            chunk(2),    // sent again: the server had it, and says where it stands
+            chunk(3),    // on from there: no acknowledged chunk is sent again
+            chunk(4),
+        ]
+    );
+    assert_eq!(server.hub.photos_held(PROJECT, &[&sha]).unwrap(), 1);
+    assert_eq!(server.hub.section_view(&section).unwrap().unwrap().progress, 10);
+
+    // Olga, a member, sees the record and fetches the bytes; they are the photo.
+    olga_sync.sync_now().unwrap();
+    assert_eq!(state_of(&olga, &section), PhotoState::NotFetched);
+    let mut seen = Vec::new();
+    let file = olga_sync.fetch_photo(&sha, &mut |got, of| seen.push((got, of))).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), photo);
+    assert_eq!(seen.len(), 5, "one step per chunk: {seen:?}");
+    assert_eq!(seen.last(), Some(&(photo.len() as u64, photo.len() as u64)));
+    assert_eq!(state_of(&olga, &section), PhotoState::Available);
+
+    // A device of someone outside the project, or in another project, gets nothing.
+    for outsider in ["mallory", "pete"] {
+        let e = server.hub.enroll_device(outsider, "phone").unwrap();
+        let http = HttpTransport::new(&format!("http://{}", server.addr), &e.token, Duration::from_secs(20)).unwrap();
+        let refused = http.get_chunk(PROJECT, &sha, 0, 4096).unwrap_err();
+        assert!(matches!(&refused, TransportError::Server { status: 403, .. }), "{outsider}: {refused}");
+        let refused = http.put_chunk(PROJECT, &sha, 10, 0, b"0123456789").unwrap_err();
+        assert!(matches!(&refused, TransportError::Server { status: 403, .. }), "{outsider}: {refused}");
+    }
+}
+
+#[test]
+fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
+    let e = server.hub.enroll_device("tina", "phone").unwrap();
+    let http = HttpTransport::new(&format!("http://{}", server.addr), &e.token, Duration::from_secs(20)).unwrap();
+    let status = |r: Result<PhotoUploadState, TransportError>| match r {
+        Err(TransportError::Server { status, body }) => (status, body.error),
+        other => panic!("{other:?}"),
+    };
+
+    // All the bytes arrive, and they are not the photo their name says.
+    let photo = png(100);
+    let other_sha = "0".repeat(64);
+    let n = photo.len() as u64;
+    assert_eq!(status(http.put_chunk(PROJECT, &other_sha, n, 0, &photo)), (422, "photo_corrupt".into()));
+    assert_eq!(server.hub.photos_held(PROJECT, &[&other_sha]).unwrap(), 0, "nothing is kept");
+    // Not an image at all, under the right hash: dropped too.
+    let text = b"not a photo at all".to_vec();
+    let text_sha = hex_sha(&text);
+    assert_eq!(status(http.put_chunk(PROJECT, &text_sha, 18, 0, &text)), (422, "photo_corrupt".into()));
+
+    let sha = hex_sha(&photo);
+    assert_eq!(status(http.put_chunk(PROJECT, "../../etc/passwd", n, 0, &photo)).0, 404, "not even a route");
+    assert_eq!(status(http.put_chunk(PROJECT, &sha.to_uppercase(), n, 0, &photo)), (400, "malformed".into()));
+    let huge = vec![0u8; fieldsync_core::MAX_PHOTO_CHUNK_BYTES + 1];
+    assert_eq!(status(http.put_chunk(PROJECT, &sha, n + huge.len() as u64, 0, &huge)), (413, "too_large".into()));
+    assert_eq!(status(http.put_chunk(PROJECT, &sha, 1 << 40, 0, &photo)), (413, "too_large".into()));
+    assert_eq!(status(http.put_chunk(PROJECT, &sha, n, 10, &photo)), (400, "malformed".into()), "past its size");
+    assert_eq!(http.put_chunk(PROJECT, &sha, n, 0, &photo[..50]).unwrap().received, 50);
+    assert_eq!(status(http.put_chunk(PROJECT, &sha, n + 1, 50, &photo[50..])), (409, "photo_conflict".into()));
+    let unfinished = http.get_chunk(PROJECT, &sha, 0, 10).unwrap_err();
+    assert!(matches!(&unfinished, TransportError::Server { status: 404, body } if body.error == "unknown_photo"));
+    let done = http.put_chunk(PROJECT, &sha, n, 50, &photo[50..]).unwrap();
+    assert_eq!((done.received, done.complete), (n, true));
+    let piece = http.get_chunk(PROJECT, &sha, 10, 20).unwrap();
+    assert_eq!((piece.size, piece.bytes.as_slice()), (n, &photo[10..30]));
+    assert!(matches!(
+        http.get_chunk("nowhere", &sha, 0, 10).unwrap_err(),
+        TransportError::Server { status: 404, .. }
+    ));
+}
+
+fn hex_sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
