@@ -471,6 +471,28 @@ fn a_device_revoked_through_one_process_loses_its_live_channel_on_another() {
 }
 
 #[test]
+fn a_photo_begun_through_one_process_is_finished_and_served_through_another() {
+    use fieldsync_core::{HttpTransport, PhotoTransport};
+    let cluster = Cluster::start();
+    let (a, b) = (process(&cluster.url()), process(&cluster.url()));
+    setup(&a.server.hub, &[("tina", Role::Technician), ("olga", Role::Office)]);
+    let via = |p: &Process, user: &str| {
+        let token = p.server.hub.enroll_device(user, "phone").unwrap().token;
+        HttpTransport::new(&format!("http://{}", p.server.addr), token.as_str(), HANG_GUARD).unwrap()
+    };
+    let photo = crate::photos::png(12_000);
+    let sha = crate::photos::hex_sha(&photo);
+    let n = photo.len() as u64;
+    // Tina's link moves from one server to the other halfway.
+    assert_eq!(via(&a, "tina").put_chunk(PROJECT, &sha, n, 0, &photo[..6000]).unwrap().received, 6000);
+    let done = via(&b, "tina").put_chunk(PROJECT, &sha, n, 6000, &photo[6000..]).unwrap();
+    assert_eq!((done.received, done.complete), (n, true));
+    let olga = via(&a, "olga");
+    let got = olga.get_chunk(PROJECT, &sha, 0, n).unwrap();
+    assert_eq!((got.size, got.bytes), (n, photo));
+}
+
+#[test]
 fn a_dropped_connection_is_reopened_and_a_newer_schema_refused_untouched() {
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();

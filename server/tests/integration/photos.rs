@@ -239,7 +239,7 @@ fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() 
     ));
 }
 
-fn hex_sha(bytes: &[u8]) -> String {
+pub fn hex_sha(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
