@@ -84,7 +84,7 @@ enum AdminCommand {
         #[arg(long, env = "FIELDSYNC_PROJECT")]
         project: String,
     },
-    /// The server's validated view of a section.
+    /// The server's validated view of a section, and how many of its photos' bytes it holds.
     Section {
         /// Section id.
         id: String,
@@ -251,11 +251,21 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
             let Some(view) = hub.section_view(&id)? else {
                 return Err(CliError::Failed(format!("the server has no section `{id}`")));
             };
+            let hashes: Vec<&str> = view.photos.iter().filter_map(|p| Some(p.blob.as_ref()?.sha256.as_str())).collect();
+            let on_server = hub.photos_held(&view.project, &hashes)?;
             if json {
-                return output::json(&view);
+                let mut out = serde_json::to_value(&view).map_err(|e| CliError::Failed(e.to_string()))?;
+                // Only with photos: a view without them reads exactly as the device's.
+                if !hashes.is_empty() {
+                    out["photos_on_server"] = json!(on_server);
+                }
+                return output::json(&out);
             }
             let roster = fieldsync_core::Roster::new(hub.roster(&view.project)?);
             println!("{}", output::view(&view, &roster));
+            if !hashes.is_empty() {
+                println!("photo bytes on the server: {on_server} of {}", hashes.len());
+            }
             Ok(())
         }
         AdminCommand::Conflicts { project } => {

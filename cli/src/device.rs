@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use fieldsync_core::{
     ConstructionState, Durability, EditReceipt, GeoPoint, HttpTransport, OpenError, PastPoint, Replica, ReplicaError,
-    ReplicaOptions, Roster, SyncClient, SyncReport,
+    ReplicaOptions, Roster, SyncClient, SyncError, SyncReport,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -122,10 +122,17 @@ enum DeviceCommand {
         #[arg(long)]
         caption: Option<String>,
     },
-    /// A section's photos, and whether this device holds each one's bytes.
+    /// A section's photos, and where each one's bytes are (on this device
+    /// only, going up, on the server, fetched here or not).
     Photos {
         /// Section id (or a unique prefix).
         section: String,
+    },
+    /// Fetch the bytes of a photo another device took, from the server (a
+    /// fetch cut off goes on from where it stopped).
+    FetchPhoto {
+        /// The photo's id (from `photos`) or its SHA-256.
+        photo: String,
     },
     /// Sync once with the server, and report what became of unconfirmed local edits.
     Sync,
@@ -247,32 +254,45 @@ fn roster_of(replica: &Replica, project: &str) -> Result<Roster, CliError> {
     Ok(replica.roster(project)?)
 }
 
-/// Sync once over HTTP; a spinner on a terminal shows rounds and bytes.
-fn sync(replica: Replica, json: bool) -> Result<(Replica, SyncReport), CliError> {
+/// Run `work` with a sync client over HTTP (rounds and photos), then hand the replica back.
+fn with_client<T>(
+    replica: Replica,
+    work: impl FnOnce(&SyncClient, &str) -> Result<T, SyncError>,
+) -> Result<(Replica, T), CliError> {
     let server = setting(&replica, "server")?;
     let token = setting(&replica, "token")?;
-    let transport = HttpTransport::new(&server, &token, ROUND_TRIP_TIMEOUT)
-        .map_err(|e| CliError::Failed(format!("sync failed: {e}")))?;
+    let transport = Arc::new(
+        HttpTransport::new(&server, &token, ROUND_TRIP_TIMEOUT)
+            .map_err(|e| CliError::Failed(format!("cannot reach {server}: {e}")))?,
+    );
     let shared = Arc::new(Mutex::new(replica));
-    let client = SyncClient::new(Arc::clone(&shared), Arc::new(transport));
-    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
-    bar.set_message(format!("syncing with {server}"));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let result = client.sync_with_progress(&mut |r: &SyncReport| {
-        bar.set_message(format!(
-            "syncing with {server}: {} round(s), sent {}, received {}",
-            r.rounds,
-            output::bytes(r.bytes_sent),
-            output::bytes(r.bytes_received)
-        ));
-    });
-    bar.finish_and_clear();
+    let client = SyncClient::new(Arc::clone(&shared), Arc::clone(&transport) as _).with_photos(transport);
+    let result = work(&client, &server);
     drop(client);
     let replica = Arc::try_unwrap(shared)
         .map_err(|_| CliError::Failed("internal: the replica is still shared after sync".into()))?
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
     Ok((replica, result?))
+}
+
+/// Sync once over HTTP; a spinner on a terminal shows rounds and bytes.
+fn sync(replica: Replica, json: bool) -> Result<(Replica, SyncReport), CliError> {
+    with_client(replica, |client, server| {
+        let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+        bar.set_message(format!("syncing with {server}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let result = client.sync_with_progress(&mut |r: &SyncReport| {
+            bar.set_message(format!(
+                "syncing with {server}: {} round(s), sent {}, received {}",
+                r.rounds,
+                output::bytes(r.bytes_sent),
+                output::bytes(r.bytes_received)
+            ));
+        });
+        bar.finish_and_clear();
+        result
+    })
 }
 
 fn print_sync(report: &SyncReport, server: &str) {
@@ -289,6 +309,13 @@ fn print_sync(report: &SyncReport, server: &str) {
         report.new_changes,
         report.sections_changed.len()
     );
+    if report.photo_bytes_sent > 0 {
+        println!(
+            "  photos: sent {} of them, {} photo(s) now on the server",
+            output::bytes(report.photo_bytes_sent),
+            report.photos_sent
+        );
+    }
     if !report.reconciliation.is_empty() {
         println!("your unconfirmed edits:");
         for r in &report.reconciliation {
@@ -464,19 +491,16 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
         DeviceCommand::Photos { section } => {
             let section = resolve(&replica, &section)?;
             let view = replica.section(&section)?;
-            let rows: Vec<_> = view
+            let rows = view
                 .photos
                 .iter()
-                .map(|p| {
-                    let file = p.blob.as_ref().and_then(|b| replica.photo_file(&b.sha256));
-                    (p, file)
-                })
-                .collect();
+                .map(|p| Ok((p, replica.photo_state(p)?, p.blob.as_ref().and_then(|b| replica.photo_file(&b.sha256)))))
+                .collect::<Result<Vec<_>, ReplicaError>>()?;
             if json {
                 let photos: Vec<_> = rows
                     .iter()
-                    .map(|(p, file)| {
-                        json!({ "photo": p, "on_this_device": file.is_some(), "file": file.as_ref().map(|f| f.display().to_string()) })
+                    .map(|(p, state, file)| {
+                        json!({ "photo": p, "where": state, "on_this_device": file.is_some(), "file": file.as_ref().map(|f| f.display().to_string()) })
                     })
                     .collect();
                 return output::json(&json!({ "section": section, "photos": photos }));
@@ -484,21 +508,38 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             if rows.is_empty() {
                 println!("no photos on section {}", short(&section));
             }
-            for (p, file) in rows {
+            for (p, state, _) in rows {
                 let what = match &p.blob {
                     Some(b) => format!(
-                        "{}  {}×{}  {} KB  {}",
+                        "{}  {}×{}  {} KB  {}  sha256 {}",
                         b.media_type,
                         b.width,
                         b.height,
                         b.size.div_ceil(1024),
-                        if file.is_some() { "on this device" } else { "not on this device" }
+                        output::photo_state(&state),
+                        b.sha256
                     ),
                     None => p.uri.clone(),
                 };
                 let caption = p.caption.as_ref().map(|c| format!("  {c:?}")).unwrap_or_default();
                 println!("{}  {what}{caption}", short(&p.id));
             }
+            Ok(())
+        }
+        DeviceCommand::FetchPhoto { photo } => {
+            let (_, file) = with_client(replica, |client, _| {
+                let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+                let fetched = client.fetch_photo(&photo, &mut |got, size| {
+                    bar.set_length(size);
+                    bar.set_position(got);
+                });
+                bar.finish_and_clear();
+                fetched
+            })?;
+            if json {
+                return output::json(&json!({ "photo": photo, "file": file.display().to_string() }));
+            }
+            println!("photo {} is in {}", short(&photo), file.display());
             Ok(())
         }
         DeviceCommand::Show { section } => {

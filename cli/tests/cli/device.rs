@@ -303,7 +303,21 @@ fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
     let office = crew.device_json("olga", &["photos", "s1"]);
     let p = &office["photos"][0];
     assert_eq!(p["photo"]["caption"], "closure 3", "{office}");
-    assert_eq!(p["on_this_device"], false, "the bytes have not travelled yet: {office}");
+    assert_eq!(p["on_this_device"], false, "{office}");
+    assert_eq!(p["where"]["state"], "not_fetched", "{office}");
+    assert_eq!(crew.device_json("tina", &["photos", "s1"])["photos"][0]["where"]["state"], "on_server");
+    let sha = p["photo"]["blob"]["sha256"].as_str().unwrap().to_owned();
+    let section = crew.device_json("olga", &["list"])["sections"][0]["id"].as_str().unwrap().to_owned();
+    let held = ok_json(&["admin", "--data", &crew.data(), "section", &section]);
+    assert_eq!(held["photos_on_server"], 1, "{held}");
+    assert!(
+        ok(&["admin", "--data", &crew.data(), "section", &section]).stdout.contains("photo bytes on the server: 1 of 1")
+    );
+
+    // The office fetches the bytes: they are the photo tina took.
+    let fetched = crew.device_json("olga", &["fetch-photo", &sha]);
+    assert_eq!(std::fs::read(fetched["file"].as_str().unwrap()).unwrap(), png);
+    assert!(crew.device_ok("olga", &["photos", "s1"]).stdout.contains("  fetched  sha256 "));
 
     // Not an image: a usage error that says what is taken, nothing attached.
     let txt = std::path::Path::new(&crew.db("tina")).with_file_name("notes.txt");
