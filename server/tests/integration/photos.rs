@@ -45,6 +45,9 @@ struct Link {
     during_chunk: Mutex<Option<(usize, Hook)>>,
     /// The answer to this chunk is lost (the server stored it).
     lose_answer_of: Mutex<Option<usize>>,
+    /// The offsets of the chunks fetched, and the one whose answer is lost.
+    fetched: Mutex<Vec<u64>>,
+    lose_fetch_at: Mutex<Option<u64>>,
 }
 
 impl Link {
@@ -56,6 +59,8 @@ impl Link {
             chunks: AtomicUsize::new(0),
             during_chunk: Mutex::default(),
             lose_answer_of: Mutex::default(),
+            fetched: Mutex::default(),
+            lose_fetch_at: Mutex::default(),
         })
     }
 
@@ -94,7 +99,12 @@ impl PhotoTransport for Link {
     }
 
     fn get_chunk(&self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<PhotoChunk, TransportError> {
-        self.http.get_chunk(project, sha256, offset, length)
+        self.fetched.lock().unwrap().push(offset);
+        let answer = self.http.get_chunk(project, sha256, offset, length);
+        if self.lose_fetch_at.lock().unwrap().take_if(|at| *at == offset).is_some() {
+            return Err(TransportError::Unreachable("the link dropped the answer".into()));
+        }
+        answer
     }
 }
 
@@ -178,12 +188,20 @@ fn a_photo_goes_up_after_the_edits_resumes_after_a_cut_and_only_members_fetch_it
     // Olga, a member, sees the record and fetches the bytes; they are the photo.
     olga_sync.sync_now().unwrap();
     assert_eq!(state_of(&olga, &section), PhotoState::NotFetched);
+    // The link drops the third chunk's answer: the fetch goes on from there next time.
+    *olga_link.lose_fetch_at.lock().unwrap() = Some(8192);
+    let photo_id = olga.lock().unwrap().section(&section).unwrap().photos[0].id.clone();
+    assert!(olga_sync.fetch_photo(&photo_id, &mut |_, _| {}).is_err());
+    assert_eq!(state_of(&olga, &section), PhotoState::Downloading { received: 8192, size: photo.len() as u64 });
     let mut seen = Vec::new();
     let file = olga_sync.fetch_photo(&sha, &mut |got, of| seen.push((got, of))).unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), photo);
-    assert_eq!(seen.len(), 5, "one step per chunk: {seen:?}");
+    assert_eq!(*olga_link.fetched.lock().unwrap(), [0, 4096, 8192, 8192, 12288, 16384]);
+    assert_eq!(seen.len(), 3, "one step per chunk: {seen:?}");
     assert_eq!(seen.last(), Some(&(photo.len() as u64, photo.len() as u64)));
     assert_eq!(state_of(&olga, &section), PhotoState::Available);
+    assert_eq!(olga_sync.fetch_photo(&sha, &mut |_, _| {}).unwrap(), file, "fetched once");
+    assert_eq!(olga_link.fetched.lock().unwrap().len(), 6);
 
     // A device of someone outside the project, or in another project, gets nothing.
     for outsider in ["mallory", "pete"] {
