@@ -195,6 +195,7 @@ pub fn photo_state(state: &fieldsync_core::PhotoState) -> String {
         PhotoState::Uploading { sent, size } => format!("going up, {}%", percent(sent, size)),
         PhotoState::OnServer => "on the server".into(),
         PhotoState::NotFetched => "not on this device (`device fetch-photo`)".into(),
+        PhotoState::ThumbnailOnly => "thumbnail here, full size on the server (`device fetch-photo`)".into(),
         PhotoState::Downloading { received, size } => format!("fetched {}% so far", percent(received, size)),
         PhotoState::Available => "fetched".into(),
         PhotoState::KeptByApp => "kept by the app".into(),

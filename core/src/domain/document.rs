@@ -82,6 +82,10 @@ pub struct PhotoRef {
     /// The bytes, for a content-addressed photo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<PhotoBlob>,
+    /// Its thumbnail (a small JPEG that travels first), when the device
+    /// that took it could make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<PhotoBlob>,
 }
 
 /// What a content-addressed photo's record says of its bytes.
@@ -329,6 +333,7 @@ impl SectionDoc {
         uri: &str,
         caption: Option<&str>,
         blob: Option<&PhotoBlob>,
+        thumbnail: Option<&PhotoBlob>,
     ) -> Result<Change, DocumentError> {
         let photos = obj(&self.doc, &ROOT, "photos")?;
         let mut tx = self.doc.transaction();
@@ -343,6 +348,12 @@ impl SectionDoc {
             tx.put(&p, "media_type", b.media_type.as_str())?;
             tx.put(&p, "width", u64::from(b.width))?;
             tx.put(&p, "height", u64::from(b.height))?;
+        }
+        if let Some(t) = thumbnail {
+            tx.put(&p, "thumb_sha256", t.sha256.as_str())?;
+            tx.put(&p, "thumb_size", t.size)?;
+            tx.put(&p, "thumb_width", u64::from(t.width))?;
+            tx.put(&p, "thumb_height", u64::from(t.height))?;
         }
         tx.put(&p, "hlc", hlc.to_string())?;
         tx.commit_with(CommitOptions::default().with_time(hlc.physical_ms as i64).with_message("photo"));
@@ -496,6 +507,13 @@ impl SectionDoc {
                     width: record.uint("width").unwrap_or(0) as u32,
                     height: record.uint("height").unwrap_or(0) as u32,
                 });
+                let thumbnail = record.str("thumb_sha256").map(|sha256| PhotoBlob {
+                    sha256,
+                    size: record.uint("thumb_size").unwrap_or(0),
+                    media_type: "image/jpeg".into(),
+                    width: record.uint("thumb_width").unwrap_or(0) as u32,
+                    height: record.uint("thumb_height").unwrap_or(0) as u32,
+                });
                 Some(PhotoRef {
                     uri: record.str("uri")?,
                     caption: record.str("caption"),
@@ -503,6 +521,7 @@ impl SectionDoc {
                     id: item.key.into_owned(),
                     author,
                     blob,
+                    thumbnail,
                 })
             })
             .collect()

@@ -16,6 +16,7 @@ mod photos;
 mod read;
 mod roster;
 mod settings;
+mod thumbnail;
 mod write;
 
 use std::path::{Path, PathBuf};

@@ -4,9 +4,12 @@
 //! and stamped like every other write. The same bytes added twice are kept
 //! once.
 //!
-//! The photos this device took wait in `photo_uploads` until the server has
-//! them (the sync client's photo lane, `crate::sync::photo_lane`); another
-//! device's are fetched on demand into the same folder.
+//! Each photo gets a thumbnail when it is added (`thumbnail.rs`), kept and
+//! named the same way. The photos this device took wait in `photo_uploads`
+//! until the server has them, thumbnails first (the sync client's photo
+//! lane); other devices' thumbnails are fetched by every sync and their full
+//! size on demand, kept within a storage budget (`photo_cache`, least
+//! recently used first; this device's own only once the server has them).
 
 use std::fs;
 use std::io::Write;
@@ -19,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::document::{PhotoBlob, PhotoRef};
 use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
+use crate::replica::thumbnail::thumbnail_of;
 use crate::replica::{Replica, ReplicaError};
 use crate::sync::photo_wire::{PhotoUploadState, is_sha256_hex};
 
@@ -37,8 +41,11 @@ pub enum PhotoState {
     },
     /// Taken here, and the server has all of it.
     OnServer,
-    /// Another device's photo, not fetched here (its record arrived).
+    /// Not on this device (another device's, or this one's gone under the
+    /// storage budget), and no thumbnail here either.
     NotFetched,
+    /// Not on this device, but its thumbnail is.
+    ThumbnailOnly,
     /// Being fetched: `received` of `size` bytes here.
     Downloading {
         /// Bytes fetched so far.
@@ -63,6 +70,8 @@ pub struct PendingPhoto {
     pub size: u64,
     /// Bytes the server acknowledged.
     pub sent: u64,
+    /// Whether it is a thumbnail (they go first).
+    pub thumbnail: bool,
 }
 
 /// A photo to fetch: where its record is and what its bytes must be.
@@ -107,8 +116,9 @@ impl Replica {
     }
 
     /// Attach a photo given as its bytes (JPEG, PNG, WebP, HEIC or GIF);
-    /// returns the photo's id. The bytes are on disk before the record is
-    /// written, so a record of this device never names bytes it lacks.
+    /// returns the photo's id. The bytes and the thumbnail are on disk, and
+    /// queued to go up, before the record is written, so a record of this
+    /// device never names bytes it lacks.
     pub fn add_photo_bytes(
         &mut self,
         section: &str,
@@ -121,17 +131,32 @@ impl Replica {
             .query_row("SELECT project FROM sections WHERE id = ?1", [section], |r| r.get(0))
             .optional()?
             .ok_or_else(|| ReplicaError::UnknownSection(section.to_owned()))?;
-        self.keep_bytes(&blob.sha256, bytes)?;
-        // Queued before the record is written: a record of ours always has
-        // its bytes on the way (a photo added twice is queued once).
-        let queued = self.conn.execute(
-            "INSERT OR IGNORE INTO photo_uploads (sha256, project, size, added_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![blob.sha256, project, blob.size as i64, wall_clock_ms() as i64],
-        )? == 1;
+        let thumbnail = thumbnail_of(bytes).and_then(|t| Some((describe_photo(&t).ok()?, t)));
+        let mut queued = Vec::new();
+        let mut keep = |this: &mut Self, blob: &PhotoBlob, bytes: &[u8], thumbnail: bool| {
+            this.keep_bytes(&blob.sha256, bytes)?;
+            // A photo added twice is queued once.
+            let new = this.conn.execute(
+                "INSERT OR IGNORE INTO photo_uploads (sha256, project, size, thumbnail, added_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![blob.sha256, project, blob.size as i64, thumbnail, wall_clock_ms() as i64],
+            )? == 1;
+            if new {
+                queued.push(blob.sha256.clone());
+            }
+            Ok::<_, ReplicaError>(())
+        };
+        let mut attached = keep(self, &blob, bytes, false);
+        if let (Ok(()), Some((thumb, thumb_bytes))) = (&attached, &thumbnail) {
+            attached = keep(self, thumb, thumb_bytes, true);
+        }
         let uri = format!("sha256:{}", blob.sha256);
-        let attached = self.attach_photo(section, &uri, caption, Some(&blob));
-        if attached.is_err() && queued {
-            self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [&blob.sha256])?;
+        let attached = attached
+            .and_then(|()| self.attach_photo(section, &uri, caption, Some(&blob), thumbnail.as_ref().map(|t| &t.0)));
+        if attached.is_err() {
+            for sha in queued {
+                self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [sha])?;
+            }
         }
         attached
     }
@@ -144,52 +169,137 @@ impl Replica {
             .prepare_cached("SELECT sent, size, on_server FROM photo_uploads WHERE sha256 = ?1")?
             .query_row([&blob.sha256], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)))
             .optional()?;
+        let here = self.photo_file(&blob.sha256).is_some();
         Ok(match upload {
-            Some((_, _, true)) => PhotoState::OnServer,
+            Some((_, _, true)) if here => PhotoState::OnServer,
             Some((0, _, false)) => PhotoState::OnThisDeviceOnly,
             Some((sent, size, false)) => PhotoState::Uploading { sent, size },
-            None if self.photo_file(&blob.sha256).is_some() => PhotoState::Available,
-            None => match fs::metadata(self.partial_path(&blob.sha256)) {
+            _ if here => PhotoState::Available,
+            _ => match fs::metadata(self.partial_path(&blob.sha256)) {
                 Ok(m) => PhotoState::Downloading { received: m.len(), size: blob.size },
+                Err(_) if photo.thumbnail.as_ref().is_some_and(|t| self.photo_file(&t.sha256).is_some()) => {
+                    PhotoState::ThumbnailOnly
+                }
                 Err(_) => PhotoState::NotFetched,
             },
         })
     }
 
-    /// The oldest photo this device took that the server lacks, if any.
-    pub fn next_photo_upload(&self) -> Result<Option<PendingPhoto>, ReplicaError> {
+    /// The thumbnails of photos in this replica's sections that are not
+    /// here yet, with their projects (a scan of the stored views).
+    pub fn thumbnails_to_fetch(&self) -> Result<Vec<(String, PhotoBlob)>, ReplicaError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sections.project, json_extract(photo.value, '$.thumbnail')
+             FROM sections, json_each(sections.view, '$.photos') AS photo
+             WHERE json_extract(photo.value, '$.thumbnail.sha256') IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (project, thumbnail) = row?;
+            let Ok(thumbnail) = serde_json::from_str::<PhotoBlob>(&thumbnail) else { continue };
+            if is_sha256_hex(&thumbnail.sha256) && self.photo_file(&thumbnail.sha256).is_none() {
+                out.push((project, thumbnail));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What this device took that the server lacks, next in line:
+    /// thumbnails first, then the oldest full size (if `full_size`).
+    pub fn next_photo_upload(&self, full_size: bool) -> Result<Option<PendingPhoto>, ReplicaError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT sha256, project, size, sent FROM photo_uploads WHERE on_server = 0
-                 ORDER BY added_ms, sha256 LIMIT 1",
+                "SELECT sha256, project, size, sent, thumbnail FROM photo_uploads
+                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1)
+                 ORDER BY thumbnail DESC, added_ms, sha256 LIMIT 1",
             )?
-            .query_row([], |r| {
+            .query_row([full_size], |r| {
                 Ok(PendingPhoto {
                     sha256: r.get(0)?,
                     project: r.get(1)?,
                     size: r.get::<_, i64>(2)? as u64,
                     sent: r.get::<_, i64>(3)? as u64,
+                    thumbnail: r.get(4)?,
                 })
             })
             .optional()?)
     }
 
-    /// Photos this device took that the server lacks: how many, and their bytes still to send.
+    /// Photos (full size) this device took that the server lacks: how
+    /// many, and the bytes still to send (thumbnails included).
     pub fn photo_uploads_pending(&self) -> Result<(u64, u64), ReplicaError> {
         Ok(self.conn.query_row(
-            "SELECT count(*), coalesce(sum(size - sent), 0) FROM photo_uploads WHERE on_server = 0",
+            "SELECT count(*) FILTER (WHERE thumbnail = 0), coalesce(sum(size - sent), 0) FROM photo_uploads
+             WHERE on_server = 0",
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
     }
 
-    /// What the server said of an upload: how far it is, whether it has all.
+    /// What the server said of an upload: how far it is, whether it has
+    /// all. A full-size photo the server has may leave this device when the
+    /// storage budget needs room, as another device's would.
     pub fn record_photo_upload(&mut self, sha256: &str, state: PhotoUploadState) -> Result<(), ReplicaError> {
-        self.conn
-            .prepare_cached("UPDATE photo_uploads SET sent = ?2, on_server = ?3 WHERE sha256 = ?1")?
+        let tx = self.begin()?;
+        tx.prepare_cached("UPDATE photo_uploads SET sent = ?2, on_server = ?3 WHERE sha256 = ?1")?
             .execute(params![sha256, state.received.min(i64::MAX as u64) as i64, state.complete])?;
+        if state.complete {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO photo_cache (sha256, size, used_ms)
+                 SELECT sha256, size, ?2 FROM photo_uploads WHERE sha256 = ?1 AND thumbnail = 0",
+            )?
+            .execute(params![sha256, wall_clock_ms() as i64])?;
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// A photo was used (fetched, or opened again): it is the last to leave
+    /// under the storage budget. One of this device's that the server lacks
+    /// is not under the budget at all.
+    pub fn touch_photo(&mut self, sha256: &str, size: u64) -> Result<(), ReplicaError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO photo_cache (sha256, size, used_ms)
+                 SELECT ?1, ?2, ?3 WHERE NOT EXISTS
+                     (SELECT 1 FROM photo_uploads WHERE sha256 = ?1 AND (on_server = 0 OR thumbnail = 1))
+                 ON CONFLICT (sha256) DO UPDATE SET used_ms = excluded.used_ms",
+            )?
+            .execute(params![sha256, size as i64, wall_clock_ms() as i64])?;
+        Ok(())
+    }
+
+    /// Remove the least recently used full-size photos until those kept
+    /// count at most `budget_bytes` (thumbnails and this device's photos the
+    /// server lacks always stay); returns how many went. A removed photo
+    /// can be fetched again.
+    pub fn enforce_photo_budget(&mut self, budget_bytes: u64) -> Result<usize, ReplicaError> {
+        let cached: Vec<(String, u64)> = self
+            .conn
+            .prepare("SELECT sha256, size FROM photo_cache ORDER BY used_ms DESC, sha256")?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        let mut kept = 0u64;
+        let mut removed = 0;
+        for (i, (sha, size)) in cached.into_iter().enumerate() {
+            kept += size;
+            // The photo used last stays, even alone over the budget.
+            if kept <= budget_bytes || i == 0 {
+                continue;
+            }
+            let path = self.photo_dir().join(&sha);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ReplicaError::Photo(format!("cannot remove {}: {e}", path.display())));
+                }
+                _ => {}
+            }
+            self.conn.execute("DELETE FROM photo_cache WHERE sha256 = ?1", [&sha])?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Stop trying to send a photo (its bytes are gone or damaged here).
@@ -282,6 +392,11 @@ impl Replica {
         fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)
     }
 
+    /// Bytes of a fetch cut off, kept for the next try.
+    pub fn partial_photo_len(&self, sha256: &str) -> u64 {
+        fs::metadata(self.partial_path(sha256)).map_or(0, |m| m.len())
+    }
+
     fn partial_path(&self, sha256: &str) -> PathBuf {
         self.photo_dir().join(format!("{sha256}.partial"))
     }
@@ -291,7 +406,7 @@ impl Replica {
         if uri.trim().is_empty() {
             return Err(ReplicaError::InvalidInput("a photo needs a URI".into()));
         }
-        self.attach_photo(section, uri, caption, None)
+        self.attach_photo(section, uri, caption, None, None)
     }
 
     fn attach_photo(
@@ -300,11 +415,12 @@ impl Replica {
         uri: &str,
         caption: Option<&str>,
         blob: Option<&PhotoBlob>,
+        thumbnail: Option<&PhotoBlob>,
     ) -> Result<String, ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
         let hlc = self.clock.tick(DeviceTime::now());
         let id = new_id();
-        let change = doc.add_photo(&hlc, &id, uri, caption, blob)?;
+        let change = doc.add_photo(&hlc, &id, uri, caption, blob, thumbnail)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
         Ok(id)

@@ -71,12 +71,17 @@ const UPGRADES: [&str; 8] = [
          west = (SELECT min(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route')),
          east = (SELECT max(json_extract(value, '$.lon')) FROM json_each(sections.view, '$.route'));
      CREATE INDEX sections_by_change ON sections (changed_ms DESC, id);",
-    // The photos this device took, and how far each has gone up to the
-    // server (`sent`: bytes the server acknowledged).
+    // The photos this device took (full size and thumbnail), and how far
+    // each has gone up to the server (`sent`: bytes it acknowledged); the
+    // other devices' photos fetched here, by when they were last used (the
+    // storage budget lets the least recently used go first).
     "CREATE TABLE photo_uploads (
          sha256 TEXT PRIMARY KEY, project TEXT NOT NULL, size INTEGER NOT NULL,
-         sent INTEGER NOT NULL DEFAULT 0, on_server INTEGER NOT NULL DEFAULT 0,
-         added_ms INTEGER NOT NULL) STRICT;",
+         thumbnail INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0,
+         on_server INTEGER NOT NULL DEFAULT 0, added_ms INTEGER NOT NULL) STRICT;
+     CREATE INDEX photo_uploads_waiting ON photo_uploads (thumbnail DESC, added_ms) WHERE on_server = 0;
+     CREATE TABLE photo_cache (
+         sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, used_ms INTEGER NOT NULL) STRICT;",
 ];
 
 /// Why a store could not be opened.

@@ -21,7 +21,7 @@ use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
 use crate::sync::transport::{Transport, TransportError};
 
 mod photo_lane;
-pub use photo_lane::{MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT};
+pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
 /// response may carry, unless set otherwise: a day's work of a crew (4,000
@@ -124,12 +124,18 @@ pub struct SyncReport {
     pub sections_changed: Vec<String>,
     /// What became of our unconfirmed writes (the latest word on each).
     pub reconciliation: Vec<Reconciliation>,
-    /// Photos of ours the server now has in full.
+    /// Photos of ours (full size) the server now has in full.
     #[serde(default)]
     pub photos_sent: usize,
     /// Photo bytes sent (chunk bodies).
     #[serde(default)]
     pub photo_bytes_sent: u64,
+    /// Other devices' thumbnails fetched.
+    #[serde(default)]
+    pub thumbnails_fetched: usize,
+    /// Photo bytes received (thumbnails).
+    #[serde(default)]
+    pub photo_bytes_received: u64,
 }
 
 /// Drives sync rounds for one replica over one transport.
@@ -152,7 +158,17 @@ pub struct SyncClient {
     /// last one measured, so an edit waits at most about this long; `None`:
     /// every chunk is `photo_chunk_bytes`.
     pub photo_chunk_time: Option<Duration>,
+    /// When this device's full-size photos go up (thumbnails always go).
+    pub full_size_photos: FullSizePhotos,
+    /// Whether the app says the link is metered now ([`SyncClient::set_metered`]).
+    metered: AtomicBool,
+    /// Bytes of full-size photos this device keeps once the server has them
+    /// (others' fetched here, its own sent); the least recently used go first.
+    pub photo_budget_bytes: u64,
 }
+
+/// The default storage budget for full-size photos the server has.
+pub const DEFAULT_PHOTO_BUDGET: u64 = 512 * 1024 * 1024;
 
 /// The photo lane's first chunk: 2 s on a 2G link of 64 kbit/s.
 pub const DEFAULT_PHOTO_CHUNK: usize = 16 * 1024;
@@ -173,7 +189,17 @@ impl SyncClient {
             photos: None,
             photo_chunk_bytes: DEFAULT_PHOTO_CHUNK,
             photo_chunk_time: Some(DEFAULT_PHOTO_CHUNK_TIME),
+            full_size_photos: FullSizePhotos::Always,
+            metered: AtomicBool::new(false),
+            photo_budget_bytes: DEFAULT_PHOTO_BUDGET,
         }
+    }
+
+    /// The app's word on the link: metered (mobile data) or not (Wi-Fi).
+    /// With [`FullSizePhotos::OnUnmeteredLinks`], full sizes wait for an
+    /// unmetered link; thumbnails go either way.
+    pub fn set_metered(&self, metered: bool) {
+        self.metered.store(metered, Ordering::Relaxed);
     }
 
     /// Carry photo bytes through `photos` (the built-in `HttpTransport` is

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldsync_core::{
-    HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient, SyncProblem,
+    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient, SyncProblem,
     Transport, TransportError,
 };
 
@@ -45,6 +45,8 @@ struct Link {
     during_chunk: Mutex<Option<(usize, Hook)>>,
     /// The answer to this chunk is lost (the server stored it).
     lose_answer_of: Mutex<Option<usize>>,
+    /// The photo of each chunk sent, in order.
+    chunk_photos: Mutex<Vec<String>>,
     /// The offsets of the chunks fetched, and the one whose answer is lost.
     fetched: Mutex<Vec<u64>>,
     lose_fetch_at: Mutex<Option<u64>>,
@@ -59,6 +61,7 @@ impl Link {
             chunks: AtomicUsize::new(0),
             during_chunk: Mutex::default(),
             lose_answer_of: Mutex::default(),
+            chunk_photos: Mutex::default(),
             fetched: Mutex::default(),
             lose_fetch_at: Mutex::default(),
         })
@@ -87,6 +90,7 @@ impl PhotoTransport for Link {
     ) -> Result<PhotoUploadState, TransportError> {
         let n = self.chunks.fetch_add(1, Ordering::SeqCst);
         self.log.lock().unwrap().push(Sent::Chunk(offset));
+        self.chunk_photos.lock().unwrap().push(sha256.to_owned());
         let hook = self.during_chunk.lock().unwrap().take_if(|(at, _)| *at == n);
         if let Some((_, hook)) = hook {
             hook();
@@ -212,6 +216,96 @@ fn a_photo_goes_up_after_the_edits_resumes_after_a_cut_and_only_members_fetch_it
         let refused = http.put_chunk(PROJECT, &sha, 10, 0, b"0123456789").unwrap_err();
         assert!(matches!(&refused, TransportError::Server { status: 403, .. }), "{outsider}: {refused}");
     }
+}
+
+/// A real JPEG of `width` × `height` (noisy, so it does not shrink to nothing).
+pub fn jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let v = (x.wrapping_mul(31) ^ y.wrapping_mul(17) ^ seed).wrapping_mul(2_654_435_761) >> 24;
+        image::Rgb([v as u8, (x % 256) as u8, (y % 256) as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).unwrap();
+    out
+}
+
+#[test]
+fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_keep_to_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
+    let olga_link = Link::new(&server, &olga_device.token);
+    let (olga, mut olga_sync) = phone_on(&olga_link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
+    olga_sync.sync_now().unwrap();
+    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
+    let tina_link = Link::new(&server, &tina_device.token);
+    let (tina, mut tina_sync) = phone_on(&tina_link, tina_device);
+    // Larger chunks for these larger photos (4 KiB ones would pass the request rate).
+    (tina_sync.photo_chunk_bytes, olga_sync.photo_chunk_bytes) = (256 * 1024, 256 * 1024);
+    tina_sync.full_size_photos = FullSizePhotos::OnUnmeteredLinks;
+    tina_sync.set_metered(true);
+    tina_sync.sync_now().unwrap();
+
+    let photos = [jpeg(1600, 1200, 1), jpeg(1200, 1600, 2)];
+    let records: Vec<_> = photos
+        .iter()
+        .map(|p| {
+            let mut r = tina.lock().unwrap();
+            r.add_photo_bytes(&section, p, None).unwrap();
+            r.section(&section).unwrap().photos.into_iter().find(|x| x.blob.as_ref().unwrap().size == p.len() as u64)
+        })
+        .map(Option::unwrap)
+        .collect();
+    let thumbs: Vec<_> = records.iter().map(|r| r.thumbnail.clone().expect("a JPEG gets a thumbnail")).collect();
+    assert_eq!((thumbs[0].width, thumbs[0].height, thumbs[1].width), (320, 240, 240));
+    assert!(thumbs.iter().all(|t| t.size < 40_000), "{thumbs:?}");
+
+    // On mobile data: the thumbnails go, the full sizes wait.
+    let report = tina_sync.sync_now().unwrap();
+    assert_eq!(report.photos_sent, 0);
+    let sent: Vec<String> = std::mem::take(&mut *tina_link.chunk_photos.lock().unwrap());
+    assert!(sent.iter().all(|s| thumbs.iter().any(|t| &t.sha256 == s)), "only thumbnails: {sent:?}");
+    let state = |replica: &Mutex<Replica>, i: usize| {
+        let r = replica.lock().unwrap();
+        let photo = r.section(&section).unwrap().photos.into_iter().find(|p| p.id == records[i].id).unwrap();
+        r.photo_state(&photo).unwrap()
+    };
+    assert_eq!(state(&tina, 0), PhotoState::OnThisDeviceOnly);
+
+    // The office's next sync brings the records and their thumbnails.
+    let office = olga_sync.sync_now().unwrap();
+    assert_eq!(office.thumbnails_fetched, 2);
+    assert_eq!((state(&olga, 0), state(&olga, 1)), (PhotoState::ThumbnailOnly, PhotoState::ThumbnailOnly));
+    let thumb_file = olga.lock().unwrap().photo_file(&thumbs[0].sha256).unwrap();
+    let thumb = image::load_from_memory(&std::fs::read(thumb_file).unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (320, 240));
+    assert!(!server.hub.section_view(&section).unwrap().unwrap().photos.is_empty());
+    assert_eq!(olga_sync.fetch_photo(&records[0].id, &mut |_, _| {}).unwrap_err().problem(), SyncProblem::NotFound);
+
+    // On Wi-Fi the full sizes go, the thumbnails not again.
+    tina_sync.set_metered(false);
+    assert_eq!(tina_sync.sync_now().unwrap().photos_sent, 2);
+    let sent = tina_link.chunk_photos.lock().unwrap().clone();
+    assert!(sent.iter().all(|s| thumbs.iter().all(|t| &t.sha256 != s)), "no thumbnail again: {sent:?}");
+    assert_eq!(state(&tina, 1), PhotoState::OnServer);
+
+    // The office keeps one full size at a time: the least recently used goes.
+    olga_sync.photo_budget_bytes = photos[0].len().max(photos[1].len()) as u64 + 1;
+    olga_sync.fetch_photo(&records[0].id, &mut |_, _| {}).unwrap();
+    assert_eq!(state(&olga, 0), PhotoState::Available);
+    olga_sync.fetch_photo(&records[1].id, &mut |_, _| {}).unwrap();
+    assert_eq!((state(&olga, 0), state(&olga, 1)), (PhotoState::ThumbnailOnly, PhotoState::Available));
+    let again = olga_sync.fetch_photo(&records[0].id, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(again).unwrap(), photos[0]);
+    assert_eq!(state(&olga, 1), PhotoState::ThumbnailOnly);
+
+    // Tina's own photos, on the server now, leave under a small budget too; her thumbnails stay.
+    tina_sync.photo_budget_bytes = 1;
+    tina_sync.fetch_photo(&records[0].id, &mut |_, _| {}).unwrap();
+    assert_eq!(state(&tina, 1), PhotoState::ThumbnailOnly);
+    assert!(tina.lock().unwrap().photo_file(&thumbs[1].sha256).is_some());
 }
 
 #[test]

@@ -1,22 +1,39 @@
 //! The photo lane: after a sync's rounds, the photos this device took go up
 //! one chunk at a time, and before each chunk the edit outbox is looked at,
 //! so an edit made meanwhile waits for one chunk at most, never a photo.
+//! Thumbnails go first, then the other devices' thumbnails come down, then
+//! the full sizes go (held while the link is metered, if the app says so).
 //! The server's answer to each chunk is recorded at once: after a cut the
-//! upload goes on from the last acknowledged byte. Another device's photo is
-//! fetched on demand, in chunks too, into a partial file that a cut leaves
-//! for the next try.
+//! upload goes on from the last acknowledged byte. Another device's full
+//! size is fetched on demand, in chunks too, into a partial file that a cut
+//! leaves for the next try, and kept within the storage budget.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use super::{SyncClient, SyncError, SyncReport};
+use crate::domain::document::PhotoBlob;
 use crate::replica::ReplicaError;
 use crate::sync::photo_wire::{MAX_PHOTO_CHUNK_BYTES, PhotoTransport};
 use crate::sync::transport::TransportError;
 
 /// The smallest chunk the lane sends when it sizes chunks to the link.
 pub const MIN_PHOTO_CHUNK_BYTES: usize = 4 * 1024;
+
+/// When this device's full-size photos go up (thumbnails always go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullSizePhotos {
+    /// On any link.
+    #[default]
+    Always,
+    /// Only while the app says the link is not metered ([`SyncClient::set_metered`]).
+    OnUnmeteredLinks,
+}
 
 impl SyncClient {
     /// Send the photos this device took, edits first: returns when the
@@ -31,11 +48,18 @@ impl SyncClient {
     ) -> Result<(), SyncError> {
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         let mut resent_whole = false;
+        let full_size = !(self.full_size_photos == FullSizePhotos::OnUnmeteredLinks && self.metered.load(Relaxed));
+        let mut thumbnails_fetched = false;
         loop {
             let (pending, edits) = {
                 let replica = self.lock();
-                (replica.next_photo_upload()?, replica.outbox_stats()?.0)
+                (replica.next_photo_upload(full_size)?, replica.outbox_stats()?.0)
             };
+            // Ours went up: the others' thumbnails come down before our full sizes go.
+            if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
+                thumbnails_fetched = true;
+                self.fetch_thumbnails(photos, report)?;
+            }
             let Some(photo) = pending else { return Ok(()) };
             if edits > 0 {
                 // An edit made while the photo went up: it goes first.
@@ -74,7 +98,7 @@ impl SyncClient {
             };
             self.lock().record_photo_upload(&photo.sha256, state)?;
             report.photo_bytes_sent += bytes.len() as u64;
-            if state.complete {
+            if state.complete && !photo.thumbnail {
                 report.photos_sent += 1;
                 tracing::info!(photo = photo.sha256, bytes = photo.size, "photo on the server");
             }
@@ -84,25 +108,58 @@ impl SyncClient {
         }
     }
 
+    /// Fetch the thumbnails of other devices' photos that are not here
+    /// (one the server lacks yet is left for the next sync).
+    fn fetch_thumbnails(&self, photos: &Arc<dyn PhotoTransport>, report: &mut SyncReport) -> Result<(), SyncError> {
+        let wanted = self.lock().thumbnails_to_fetch()?;
+        for (project, thumbnail) in wanted {
+            match self.fetch_blob(photos, &project, &thumbnail, &mut |_, _| {}) {
+                Ok(got) => {
+                    report.thumbnails_fetched += 1;
+                    report.photo_bytes_received += got;
+                }
+                Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Fetch the bytes of a photo another device took (by its id or hash),
     /// in chunks; returns the file they are in. `progress` hears the bytes
     /// fetched so far and the photo's size after each chunk. A fetch cut
-    /// off goes on from where it stopped next time.
+    /// off goes on from where it stopped next time. Other devices' photos
+    /// are kept within [`SyncClient::photo_budget_bytes`], the least
+    /// recently used leaving first.
     pub fn fetch_photo(&self, photo: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SyncError> {
-        let to_fetch = {
-            let replica = self.lock();
-            let to_fetch = replica.photo_to_fetch(photo)?;
-            if let Some(here) = replica.photo_file(&to_fetch.blob.sha256) {
-                return Ok(here);
-            }
-            to_fetch
-        };
-        let photos = self.photos.as_ref().ok_or(SyncError::NoPhotoTransport)?;
-        let (sha, size) = (&to_fetch.blob.sha256, to_fetch.blob.size);
-        let mut offset = to_fetch.received.min(size);
+        let to_fetch = self.lock().photo_to_fetch(photo)?;
+        let blob = &to_fetch.blob;
+        if self.lock().photo_file(&blob.sha256).is_none() {
+            let photos = self.photos.as_ref().ok_or(SyncError::NoPhotoTransport)?;
+            self.fetch_blob(photos, &to_fetch.project, blob, progress)?;
+        }
+        let mut replica = self.lock();
+        let here = replica.photo_file(&blob.sha256).ok_or_else(|| ReplicaError::Photo(format!("photo {photo} vanished")))?;
+        replica.touch_photo(&blob.sha256, blob.size)?;
+        replica.enforce_photo_budget(self.photo_budget_bytes)?;
+        Ok(here)
+    }
+
+    /// Fetch `blob`'s bytes of `project` in chunks, going on from a partial
+    /// file; returns the bytes fetched.
+    fn fetch_blob(
+        &self,
+        photos: &Arc<dyn PhotoTransport>,
+        project: &str,
+        blob: &PhotoBlob,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, SyncError> {
+        let (sha, size) = (&blob.sha256, blob.size);
+        let started = self.lock().partial_photo_len(sha).min(size);
+        let mut offset = started;
         let chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES) as u64;
         while offset < size {
-            let got = photos.get_chunk(&to_fetch.project, sha, offset, chunk.min(size - offset))?;
+            let got = photos.get_chunk(project, sha, offset, chunk.min(size - offset))?;
             if got.size != size || got.bytes.is_empty() || got.bytes.len() as u64 > size - offset {
                 return Err(SyncError::Transport(TransportError::Unreachable(format!(
                     "the server's copy of photo {sha} is {} bytes, its record says {size}",
@@ -113,9 +170,8 @@ impl SyncClient {
             offset += got.bytes.len() as u64;
             progress(offset, size);
         }
-        let replica = self.lock();
-        replica.finish_fetched_photo(sha)?;
-        Ok(replica.photo_file(sha).expect("kept just now"))
+        self.lock().finish_fetched_photo(sha)?;
+        Ok(offset - started)
     }
 }
 
