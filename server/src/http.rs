@@ -76,6 +76,11 @@ pub struct ServeOptions {
     pub live_idle_timeout: Duration,
     /// Largest message or frame a device may send on a live channel.
     pub live_max_message_bytes: usize,
+    /// How often [`serve_with`] removes the photo uploads no section names
+    /// ([`Hub::collect_photos`]).
+    pub photo_collect_interval: Duration,
+    /// How old an unreferenced photo upload must be before it is removed.
+    pub photo_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -94,6 +99,8 @@ impl Default for ServeOptions {
             revocation_poll_interval: Duration::from_secs(1),
             live_idle_timeout: Duration::from_secs(75),
             live_max_message_bytes: 1024,
+            photo_collect_interval: Duration::from_secs(3600),
+            photo_grace: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -170,6 +177,7 @@ pub async fn serve_with(
     let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
     let metrics = Arc::clone(hub.metrics());
     let revocations = tokio::spawn(look_for_revocations(Arc::clone(&hub), options.revocation_poll_interval));
+    let photos = tokio::spawn(collect_photos(Arc::clone(&hub), options.photo_collect_interval, options.photo_grace));
     let app = router_with(hub, stop_rx.clone(), options);
     // Every connection task holds a clone; the server has stopped when all are gone.
     let (done_tx, done_rx) = watch::channel(());
@@ -214,6 +222,7 @@ pub async fn serve_with(
     }
     drop(listener);
     revocations.abort();
+    photos.abort();
     let _ = stop_tx.send(true);
     drop(done_rx);
     done_tx.closed().await;
@@ -230,6 +239,21 @@ async fn look_for_revocations(hub: Arc<Hub>, interval: Duration) {
         let hub = Arc::clone(&hub);
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.look_for_revocations()).await {
             tracing::warn!(error = %e, "cannot look for revoked devices");
+        }
+    }
+}
+
+/// Every `interval`, remove the photo uploads older than `grace` that no
+/// section names (see [`Hub::collect_photos`]).
+async fn collect_photos(hub: Arc<Hub>, interval: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let hub = Arc::clone(&hub);
+        let grace_ms = grace.as_millis() as u64;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.collect_photos(crate::now_ms(), grace_ms)).await {
+            tracing::warn!(error = %e, "cannot remove unreferenced photos");
         }
     }
 }

@@ -91,6 +91,20 @@ impl Hub {
         Ok(PhotoChunk { size: held.size, bytes })
     }
 
+    /// Remove the photo uploads (whole or not) begun more than `grace_ms`
+    /// before `now_ms` that no section of their project names any more (a
+    /// record the rules refused, an upload whose record never came);
+    /// returns how many. The grace lets a record still on its way arrive.
+    pub fn collect_photos(&self, now_ms: u64, grace_ms: u64) -> Result<usize, HubError> {
+        let mut store = self.store()?;
+        let unreferenced = store.unreferenced_photos(now_ms.saturating_sub(grace_ms))?;
+        for (project, sha256) in &unreferenced {
+            store.delete_photo(project, sha256)?;
+            tracing::info!(project, photo = sha256, "an unreferenced photo was removed");
+        }
+        Ok(unreferenced.len())
+    }
+
     /// Of the photos named, how many the server holds whole in `project`.
     pub fn photos_held(&self, project: &str, sha256s: &[&str]) -> Result<usize, HubError> {
         let mut store = self.store()?;

@@ -490,6 +490,21 @@ fn a_photo_begun_through_one_process_is_finished_and_served_through_another() {
     let olga = via(&a, "olga");
     let got = olga.get_chunk(PROJECT, &sha, 0, n).unwrap();
     assert_eq!((got.size, got.bytes), (n, photo));
+    // A photo a section names, sent through the other process.
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = Device::enroll(&b.server.hub, dir.path(), "olga");
+    office.sync(&b.server);
+    let named = crate::photos::png(3000);
+    let section = office.replica.create_section(PROJECT, "north", &route()).unwrap();
+    office.replica.add_photo_bytes(&section, &named, None).unwrap();
+    office.sync(&b.server);
+    let named_sha = crate::photos::hex_sha(&named);
+    let sent = olga.put_chunk(PROJECT, &named_sha, named.len() as u64, 0, &named).unwrap();
+    assert!(sent.complete);
+    // Past the grace the one no section names goes, its chunks with it; the named one stays.
+    assert_eq!(b.server.hub.collect_photos(fieldsync_server::now_ms() + 1, 0).unwrap(), 1);
+    assert_eq!(a.server.hub.photos_held(PROJECT, &[&named_sha]).unwrap(), 1);
+    assert!(matches!(olga.get_chunk(PROJECT, &sha, 0, n), Err(fieldsync_core::TransportError::Server { status: 404, .. })));
 }
 
 #[test]

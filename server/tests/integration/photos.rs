@@ -309,6 +309,38 @@ fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_
 }
 
 #[test]
+fn photos_no_section_names_are_removed_after_the_grace_and_named_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office)]));
+    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
+    let token = olga_device.token.clone();
+    let link = Link::new(&server, &token);
+    let (olga, olga_sync) = phone_on(&link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let photo = png(5000);
+    let named = {
+        let mut r = olga.lock().unwrap();
+        let section = r.create_section(PROJECT, "north", &route()).unwrap();
+        r.add_photo_bytes(&section, &photo, None).unwrap();
+        hex_sha(&photo)
+    };
+    olga_sync.sync_now().unwrap();
+    // Bytes whose record never came (a record the rules refused, say).
+    let orphan = png(6000);
+    let orphan_sha = hex_sha(&orphan);
+    assert!(link.http.put_chunk(PROJECT, &orphan_sha, orphan.len() as u64, 0, &orphan).unwrap().complete);
+    let hour = 3_600_000;
+    let now = fieldsync_server::now_ms();
+    assert_eq!(server.hub.collect_photos(now, hour).unwrap(), 0, "within the grace, nothing goes");
+    assert_eq!(server.hub.collect_photos(now + 2 * hour, hour).unwrap(), 1);
+    assert_eq!(server.hub.photos_held(PROJECT, &[&named, &orphan_sha]).unwrap(), 1);
+    assert_eq!(server.hub.photos_held(PROJECT, &[&named]).unwrap(), 1, "a named photo stays");
+    assert!(!dir.path().join("photos").read_dir().unwrap().flatten().any(|project| {
+        project.path().join(&orphan_sha).exists()
+    }));
+}
+
+#[test]
 fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
