@@ -504,7 +504,10 @@ fn a_photo_begun_through_one_process_is_finished_and_served_through_another() {
     // Past the grace the one no section names goes, its chunks with it; the named one stays.
     assert_eq!(b.server.hub.collect_photos(fieldsync_server::now_ms() + 1, 0).unwrap(), 1);
     assert_eq!(a.server.hub.photos_held(PROJECT, &[&named_sha]).unwrap(), 1);
-    assert!(matches!(olga.get_chunk(PROJECT, &sha, 0, n), Err(fieldsync_core::TransportError::Server { status: 404, .. })));
+    assert!(matches!(
+        olga.get_chunk(PROJECT, &sha, 0, n),
+        Err(fieldsync_core::TransportError::Server { status: 404, .. })
+    ));
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldsync_core::{
-    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient, SyncProblem,
-    Transport, TransportError,
+    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient,
+    SyncProblem, Transport, TransportError,
 };
 
 use crate::common::*;
@@ -335,9 +335,14 @@ fn photos_no_section_names_are_removed_after_the_grace_and_named_ones_stay() {
     assert_eq!(server.hub.collect_photos(now + 2 * hour, hour).unwrap(), 1);
     assert_eq!(server.hub.photos_held(PROJECT, &[&named, &orphan_sha]).unwrap(), 1);
     assert_eq!(server.hub.photos_held(PROJECT, &[&named]).unwrap(), 1, "a named photo stays");
-    assert!(!dir.path().join("photos").read_dir().unwrap().flatten().any(|project| {
-        project.path().join(&orphan_sha).exists()
-    }));
+    assert!(
+        !dir.path()
+            .join("photos")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|project| { project.path().join(&orphan_sha).exists() })
+    );
 }
 
 #[test]
@@ -377,10 +382,7 @@ fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() 
     assert_eq!((done.received, done.complete), (n, true));
     let piece = http.get_chunk(PROJECT, &sha, 10, 20).unwrap();
     assert_eq!((piece.size, piece.bytes.as_slice()), (n, &photo[10..30]));
-    assert!(matches!(
-        http.get_chunk("nowhere", &sha, 0, 10).unwrap_err(),
-        TransportError::Server { status: 404, .. }
-    ));
+    assert!(matches!(http.get_chunk("nowhere", &sha, 0, 10).unwrap_err(), TransportError::Server { status: 404, .. }));
 }
 
 pub fn hex_sha(bytes: &[u8]) -> String {

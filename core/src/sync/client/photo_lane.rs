@@ -100,7 +100,7 @@ impl SyncClient {
             report.photo_bytes_sent += bytes.len() as u64;
             if state.complete && !photo.thumbnail {
                 report.photos_sent += 1;
-                tracing::info!(photo = photo.sha256, bytes = photo.size, "photo on the server");
+                tracing::debug!(photo = photo.sha256, bytes = photo.size, "photo on the server");
             }
             if let Some(target) = self.photo_chunk_time {
                 chunk = chunk_for(bytes.len(), started.elapsed(), target);
@@ -139,7 +139,8 @@ impl SyncClient {
             self.fetch_blob(photos, &to_fetch.project, blob, progress)?;
         }
         let mut replica = self.lock();
-        let here = replica.photo_file(&blob.sha256).ok_or_else(|| ReplicaError::Photo(format!("photo {photo} vanished")))?;
+        let here =
+            replica.photo_file(&blob.sha256).ok_or_else(|| ReplicaError::Photo(format!("photo {photo} vanished")))?;
         replica.touch_photo(&blob.sha256, blob.size)?;
         replica.enforce_photo_budget(self.photo_budget_bytes)?;
         Ok(here)
@@ -157,9 +158,13 @@ impl SyncClient {
         let (sha, size) = (&blob.sha256, blob.size);
         let started = self.lock().partial_photo_len(sha).min(size);
         let mut offset = started;
-        let chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES) as u64;
+        let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
-            let got = photos.get_chunk(project, sha, offset, chunk.min(size - offset))?;
+            let asked = Instant::now();
+            let got = photos.get_chunk(project, sha, offset, (chunk as u64).min(size - offset))?;
+            if let Some(target) = self.photo_chunk_time {
+                chunk = chunk_for(got.bytes.len(), asked.elapsed(), target);
+            }
             if got.size != size || got.bytes.is_empty() || got.bytes.len() as u64 > size - offset {
                 return Err(SyncError::Transport(TransportError::Unreachable(format!(
                     "the server's copy of photo {sha} is {} bytes, its record says {size}",
