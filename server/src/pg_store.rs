@@ -803,6 +803,17 @@ impl HubStore for PgHubStore {
         Ok(out)
     }
 
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        let row = self.client()?.query_one(
+            "SELECT EXISTS (SELECT 1 FROM sections WHERE project = $1 AND jsonb_path_exists(
+                 view::jsonb,
+                 '$.photos[*] ? (@.blob.sha256 == $sha || @.thumbnail.sha256 == $sha)',
+                 jsonb_build_object('sha', $2::text)))",
+            &[&project, &sha256],
+        )?;
+        Ok(row.get(0))
+    }
+
     fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self.client()?.query(
             "SELECT project, sha256 FROM photos AS p WHERE started_ms < $1 AND NOT EXISTS (

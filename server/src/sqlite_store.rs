@@ -611,6 +611,18 @@ impl HubStore for SqliteHubStore {
         Ok(self.photos.read(project, sha256, offset, length)?)
     }
 
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sections AS s, json_each(s.view, '$.photos') AS photo
+                 WHERE s.project = ?1
+                   AND (json_extract(photo.value, '$.blob.sha256') = ?2
+                        OR json_extract(photo.value, '$.thumbnail.sha256') = ?2))",
+            )?
+            .query_row([project, sha256], |r| r.get(0))?)
+    }
+
     fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT project, sha256 FROM photos AS p WHERE started_ms < ?1 AND NOT EXISTS (

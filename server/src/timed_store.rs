@@ -170,4 +170,7 @@ impl HubStore for TimedStore {
     fn delete_photo(&mut self, project: &str, sha256: &str) -> Result<(), StoreError> {
         self.timed("delete_photo", |s| s.delete_photo(project, sha256))
     }
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        self.timed("photo_named", |s| s.photo_named(project, sha256))
+    }
 }

@@ -206,16 +206,18 @@ impl Replica {
     }
 
     /// What this device took that the server lacks, next in line:
-    /// thumbnails first, then the oldest full size (if `full_size`).
-    pub fn next_photo_upload(&self, full_size: bool) -> Result<Option<PendingPhoto>, ReplicaError> {
+    /// thumbnails first, then the oldest full size (if `full_size`), but
+    /// none of `skip` (hex hashes).
+    pub fn next_photo_upload(&self, full_size: bool, skip: &[String]) -> Result<Option<PendingPhoto>, ReplicaError> {
+        let skip = serde_json::to_string(skip).map_err(|e| ReplicaError::InvalidInput(e.to_string()))?;
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT sha256, project, size, sent, thumbnail FROM photo_uploads
-                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1)
+                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1) AND sha256 NOT IN (SELECT value FROM json_each(?2))
                  ORDER BY thumbnail DESC, added_ms, sha256 LIMIT 1",
             )?
-            .query_row([full_size], |r| {
+            .query_row(params![full_size, skip], |r| {
                 Ok(PendingPhoto {
                     sha256: r.get(0)?,
                     project: r.get(1)?,

@@ -21,7 +21,7 @@ use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
 use crate::sync::transport::{Transport, TransportError};
 
 mod photo_lane;
-pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT};
+pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
 /// response may carry, unless set otherwise: a day's work of a crew (4,000

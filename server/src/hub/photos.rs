@@ -1,6 +1,8 @@
-//! Photo bytes through the hub: chunks appended only where an upload
-//! stands, the whole checked against its hash before it is kept, and every
-//! call authorized like a round (the device's user a member of the project).
+//! Photo bytes through the hub: only bytes a section of the project names
+//! (the record travels first, in a round), chunks appended only where an
+//! upload stands, the whole checked against its hash before it is kept, and
+//! every call authorized like a round (the device's user a member of the
+//! project).
 
 use fieldsync_core::photo_wire::is_sha256_hex;
 use fieldsync_core::{MAX_PHOTO_BYTES, MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoUploadState, describe_photo};
@@ -40,13 +42,21 @@ impl Hub {
         let mut store = self.store()?;
         let device = authenticate(&mut *store, bearer_token, now_ms)?;
         member_project(&mut *store, &device, project)?;
-        if let Some(held) = store.photo(project, sha256)?
-            && held.size != size
-        {
-            return Err(HubError::PhotoConflict(format!(
-                "photo {sha256} is being received as {} bytes, not {size}; its size is that of its bytes",
-                held.size
-            )));
+        match store.photo(project, sha256)? {
+            Some(held) if held.size != size => {
+                return Err(HubError::PhotoConflict(format!(
+                    "photo {sha256} is being received as {} bytes, not {size}; its size is that of its bytes",
+                    held.size
+                )));
+            }
+            Some(_) => {}
+            // Only bytes a record names are taken: nobody fills the disk with photos of nothing.
+            None if !store.photo_named(project, sha256)? => {
+                return Err(HubError::PhotoUnreferenced(format!(
+                    "no section of project `{project}` names photo {sha256}; sync its record first"
+                )));
+            }
+            None => {}
         }
         let now = store.append_photo(project, sha256, size, offset, bytes, now_ms)?;
         if now.complete || now.received < now.size {

@@ -50,10 +50,12 @@ impl SyncClient {
         let mut resent_whole = false;
         let full_size = !(self.full_size_photos == FullSizePhotos::OnUnmeteredLinks && self.metered.load(Relaxed));
         let mut thumbnails_fetched = false;
+        // Photos whose record the server has not got: tried again next sync.
+        let mut not_named = Vec::new();
         loop {
             let (pending, edits) = {
                 let replica = self.lock();
-                (replica.next_photo_upload(full_size)?, replica.outbox_stats()?.0)
+                (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
             };
             // Ours went up: the others' thumbnails come down before our full sizes go.
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
@@ -92,6 +94,16 @@ impl SyncClient {
                         tracing::warn!(photo = photo.sha256, "this device's copy of a photo is damaged; not sent");
                         replica.drop_photo_upload(&photo.sha256)?;
                     }
+                    continue;
+                }
+                // Its record has not reached the server (or was refused there): the others go on.
+                Err(TransportError::Server { status: 409, body }) if body.error == PHOTO_UNREFERENCED => {
+                    tracing::warn!(
+                        photo = photo.sha256,
+                        "the server has no record of this photo yet: {}",
+                        body.message
+                    );
+                    not_named.push(photo.sha256);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -182,6 +194,9 @@ impl SyncClient {
 
 /// The error code of a photo whose bytes did not match its hash.
 pub const PHOTO_CORRUPT: &str = "photo_corrupt";
+/// The error code of a photo no section on the server names (its record
+/// has not reached it, or was refused).
+pub const PHOTO_UNREFERENCED: &str = "photo_unreferenced";
 
 /// A chunk sized to take about `target` on the link the last one took.
 fn chunk_for(sent: usize, took: std::time::Duration, target: std::time::Duration) -> usize {
