@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -176,8 +176,10 @@ pub async fn serve_with(
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
     let metrics = Arc::clone(hub.metrics());
-    let revocations = tokio::spawn(look_for_revocations(Arc::clone(&hub), options.revocation_poll_interval));
-    let photos = tokio::spawn(collect_photos(Arc::clone(&hub), options.photo_collect_interval, options.photo_grace));
+    // Weak: an aborted task must not drop the last hub on a runtime thread
+    // (a PostgreSQL store's blocking client may not be dropped there).
+    let revocations = tokio::spawn(look_for_revocations(Arc::downgrade(&hub), options.revocation_poll_interval));
+    let photos = tokio::spawn(collect_photos(Arc::downgrade(&hub), options.photo_collect_interval, options.photo_grace));
     let app = router_with(hub, stop_rx.clone(), options);
     // Every connection task holds a clone; the server has stopped when all are gone.
     let (done_tx, done_rx) = watch::channel(());
@@ -231,12 +233,12 @@ pub async fn serve_with(
 
 /// Every `interval`, announce the devices other processes revoked (see
 /// [`Hub::look_for_revocations`]); a store that fails is tried again next time.
-async fn look_for_revocations(hub: Arc<Hub>, interval: Duration) {
+async fn look_for_revocations(hub: Weak<Hub>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let hub = Arc::clone(&hub);
+        let Some(hub) = hub.upgrade() else { return };
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.look_for_revocations()).await {
             tracing::warn!(error = %e, "cannot look for revoked devices");
         }
@@ -245,12 +247,12 @@ async fn look_for_revocations(hub: Arc<Hub>, interval: Duration) {
 
 /// Every `interval`, remove the photo uploads older than `grace` that no
 /// section names (see [`Hub::collect_photos`]).
-async fn collect_photos(hub: Arc<Hub>, interval: Duration, grace: Duration) {
+async fn collect_photos(hub: Weak<Hub>, interval: Duration, grace: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let hub = Arc::clone(&hub);
+        let Some(hub) = hub.upgrade() else { return };
         let grace_ms = grace.as_millis() as u64;
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.collect_photos(crate::now_ms(), grace_ms)).await {
             tracing::warn!(error = %e, "cannot remove unreferenced photos");
