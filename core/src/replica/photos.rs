@@ -449,6 +449,19 @@ impl Replica {
     }
 }
 
+/// The media type of a photo FieldSync takes (JPEG, PNG, WebP, GIF,
+/// HEIC), from the first bytes of its file (a few dozen are enough).
+pub fn photo_media_type(header: &[u8]) -> Option<&'static str> {
+    Some(match imagesize::image_type(header).ok()? {
+        imagesize::ImageType::Jpeg => "image/jpeg",
+        imagesize::ImageType::Png => "image/png",
+        imagesize::ImageType::Webp => "image/webp",
+        imagesize::ImageType::Gif => "image/gif",
+        imagesize::ImageType::Heif(_) => "image/heic",
+        _ => return None,
+    })
+}
+
 /// Hash, size, media type and pixels of a photo's bytes (JPEG, PNG, WebP,
 /// HEIC or GIF, up to [`MAX_PHOTO_BYTES`]): what a device records and what
 /// the server checks a whole upload against.
@@ -462,14 +475,7 @@ pub fn describe_photo(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
     }
     let not_a_photo =
         || ReplicaError::InvalidInput("not a photo FieldSync takes: send a JPEG, PNG, WebP, HEIC or GIF image".into());
-    let media_type = match imagesize::image_type(bytes).map_err(|_| not_a_photo())? {
-        imagesize::ImageType::Jpeg => "image/jpeg",
-        imagesize::ImageType::Png => "image/png",
-        imagesize::ImageType::Webp => "image/webp",
-        imagesize::ImageType::Gif => "image/gif",
-        imagesize::ImageType::Heif(_) => "image/heic",
-        _ => return Err(not_a_photo()),
-    };
+    let media_type = photo_media_type(bytes).ok_or_else(not_a_photo)?;
     let size = imagesize::blob_size(bytes).map_err(|_| not_a_photo())?;
     Ok(PhotoBlob {
         sha256: hex::encode(Sha256::digest(bytes)),

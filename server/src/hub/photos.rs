@@ -5,11 +5,15 @@
 //! project).
 
 use fieldsync_core::photo_wire::is_sha256_hex;
-use fieldsync_core::{MAX_PHOTO_BYTES, MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoUploadState, describe_photo};
+use fieldsync_core::{MAX_PHOTO_BYTES, MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoUploadState, photo_media_type};
+use sha2::{Digest, Sha256};
 
 use super::{Hub, authenticate, member_project};
 use crate::error::HubError;
 use crate::store::StoredPhoto;
+
+/// The bytes of a photo's start its media type is read from.
+const HEADER_BYTES: usize = 64;
 
 impl Hub {
     /// Take `bytes`, the piece at `offset` of photo `sha256` (of `size`
@@ -62,9 +66,21 @@ impl Hub {
         if now.complete || now.received < now.size {
             return Ok(wire(now));
         }
-        // Every byte is here: keep it only if it is the photo its name says.
-        let whole = store.read_photo(project, sha256, 0, size)?;
-        let intact = describe_photo(&whole).is_ok_and(|blob| blob.sha256 == sha256);
+        // Every byte is here: keep it only if it is the photo its name says,
+        // read a chunk at a time (a 32 MB photo never sits in memory whole).
+        let (mut hasher, mut header, mut at) = (Sha256::new(), Vec::new(), 0u64);
+        while at < size {
+            let piece = store.read_photo(project, sha256, at, MAX_PHOTO_CHUNK_BYTES as u64)?;
+            if piece.is_empty() {
+                break;
+            }
+            if header.len() < HEADER_BYTES {
+                header.extend_from_slice(&piece[..piece.len().min(HEADER_BYTES - header.len())]);
+            }
+            hasher.update(&piece);
+            at += piece.len() as u64;
+        }
+        let intact = at == size && hex::encode(hasher.finalize()) == sha256 && photo_media_type(&header).is_some();
         store.finish_photo(project, sha256, intact)?;
         if !intact {
             return Err(HubError::PhotoCorrupt(format!(
