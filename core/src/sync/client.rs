@@ -165,6 +165,9 @@ pub struct SyncClient {
     /// Bytes of full-size photos this device keeps once the server has them
     /// (others' fetched here, its own sent); the least recently used go first.
     pub photo_budget_bytes: u64,
+    /// Whether thumbnails may be missing here with nothing new to say so
+    /// (the first sync of this client, one the server lacked, a failure).
+    thumbnails_left: AtomicBool,
 }
 
 /// The default storage budget for full-size photos the server has.
@@ -192,6 +195,7 @@ impl SyncClient {
             full_size_photos: FullSizePhotos::Always,
             metered: AtomicBool::new(false),
             photo_budget_bytes: DEFAULT_PHOTO_BUDGET,
+            thumbnails_left: AtomicBool::new(true),
         }
     }
 

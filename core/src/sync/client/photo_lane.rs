@@ -23,6 +23,9 @@ use crate::sync::transport::TransportError;
 
 /// The smallest chunk the lane sends when it sizes chunks to the link.
 pub const MIN_PHOTO_CHUNK_BYTES: usize = 4 * 1024;
+/// Chunks in a row the server may answer without taking them (a cut, its
+/// upload restarted) before the lane gives up until the next sync.
+const MAX_STALLED_CHUNKS: u32 = 3;
 
 /// When this device's full-size photos go up (thumbnails always go).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -52,15 +55,21 @@ impl SyncClient {
         let mut thumbnails_fetched = false;
         // Photos whose record the server has not got: tried again next sync.
         let mut not_named = Vec::new();
+        // Answers in a row that took nothing: a server that stopped taking a photo.
+        let mut stalled = 0;
         loop {
             let (pending, edits) = {
                 let replica = self.lock();
                 (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
             };
-            // Ours went up: the others' thumbnails come down before our full sizes go.
+            // Ours went up: the others' thumbnails come down before our full sizes go
+            // (looked for when this sync brought something, or a fetch was left over).
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
                 thumbnails_fetched = true;
-                self.fetch_thumbnails(photos, report)?;
+                let news = report.new_changes > 0 || report.documents > 0;
+                if news || self.thumbnails_left.swap(false, Relaxed) {
+                    self.fetch_thumbnails(photos, report)?;
+                }
             }
             let Some(photo) = pending else { return Ok(()) };
             if edits > 0 {
@@ -109,6 +118,13 @@ impl SyncClient {
                 Err(e) => return Err(e.into()),
             };
             self.lock().record_photo_upload(&photo.sha256, state)?;
+            stalled = if state.complete || state.received > photo.sent { 0 } else { stalled + 1 };
+            if stalled >= MAX_STALLED_CHUNKS {
+                return Err(SyncError::Transport(TransportError::Unreachable(format!(
+                    "the server took none of the last {stalled} chunks of photo {}; trying again later",
+                    photo.sha256
+                ))));
+            }
             report.photo_bytes_sent += bytes.len() as u64;
             if state.complete && !photo.thumbnail {
                 report.photos_sent += 1;
@@ -130,8 +146,14 @@ impl SyncClient {
                     report.thumbnails_fetched += 1;
                     report.photo_bytes_received += got;
                 }
-                Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {}
-                Err(e) => return Err(e),
+                // Not on the server yet: the next sync looks again.
+                Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {
+                    self.thumbnails_left.store(true, Relaxed);
+                }
+                Err(e) => {
+                    self.thumbnails_left.store(true, Relaxed);
+                    return Err(e);
+                }
             }
         }
         Ok(())
