@@ -58,6 +58,7 @@ impl SyncClient {
         // Answers in a row that took nothing: a server that stopped taking a photo.
         let mut stalled = 0;
         loop {
+            self.go_on()?;
             let (pending, edits) = {
                 let replica = self.lock();
                 (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
@@ -166,6 +167,7 @@ impl SyncClient {
     /// are kept within [`SyncClient::photo_budget_bytes`], the least
     /// recently used leaving first.
     pub fn fetch_photo(&self, photo: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SyncError> {
+        self.cancelled.store(false, std::sync::atomic::Ordering::SeqCst);
         let to_fetch = self.lock().photo_to_fetch(photo)?;
         let blob = &to_fetch.blob;
         if self.lock().photo_file(&blob.sha256).is_none() {
@@ -194,6 +196,7 @@ impl SyncClient {
         let mut offset = started;
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
+            self.go_on()?;
             let asked = Instant::now();
             let got = photos.get_chunk(project, sha, offset, (chunk as u64).min(size - offset))?;
             if let Some(target) = self.photo_chunk_time {
