@@ -151,6 +151,12 @@ impl From<CoreError> for FieldSyncError {
             }
             // The local half of a sync: as any other call on the replica.
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
+            // `fetch_photo` after `connect_with`: an app transport carries no photos.
+            Sync(SyncError::NoPhotoTransport) => FieldSyncError::InvalidInput {
+                detail: "photos travel only over the built-in transport (connect, connect_with_credentials); \
+                         an app transport (connect_with) carries edits only"
+                    .into(),
+            },
             // The rest as core classifies it (`SyncError::problem`).
             Sync(e) => match e.problem() {
                 // A token unknown, revoked or expired and not renewed (401), a project or

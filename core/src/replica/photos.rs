@@ -23,7 +23,7 @@ use crate::domain::document::{PhotoBlob, PhotoRef};
 use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
 use crate::replica::thumbnail::thumbnail_of;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{Replica, ReplicaChange, ReplicaError};
 use crate::sync::photo_wire::{PhotoUploadState, is_sha256_hex};
 
 /// Where a photo is, as this device sees it.
@@ -258,7 +258,7 @@ impl Replica {
             .execute(params![sha256, wall_clock_ms() as i64])?;
         }
         tx.commit()?;
-        Ok(())
+        self.publish_photo_moved(sha256)
     }
 
     /// A photo was used (fetched, or opened again): it is the last to leave
@@ -302,6 +302,7 @@ impl Replica {
                 _ => {}
             }
             self.conn.execute("DELETE FROM photo_cache WHERE sha256 = ?1", [&sha])?;
+            self.publish_photo_moved(&sha)?;
             removed += 1;
         }
         Ok(removed)
@@ -310,7 +311,7 @@ impl Replica {
     /// Stop trying to send a photo (its bytes are gone or damaged here).
     pub fn drop_photo_upload(&mut self, sha256: &str) -> Result<(), ReplicaError> {
         self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [sha256])?;
-        Ok(())
+        self.publish_photo_moved(sha256)
     }
 
     /// Whether the bytes this device keeps for `sha256` still hash to it.
@@ -379,7 +380,8 @@ impl Replica {
         let mut f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(io)?;
         f.set_len(offset).map_err(io)?;
         f.seek(SeekFrom::Start(offset)).map_err(io)?;
-        f.write_all(bytes).and_then(|()| f.sync_data()).map_err(io)
+        f.write_all(bytes).and_then(|()| f.sync_data()).map_err(io)?;
+        self.publish_photo_moved(sha256)
     }
 
     /// A fetch is whole: check the bytes against their hash and keep them
@@ -394,7 +396,28 @@ impl Replica {
                 "the bytes fetched for photo {sha256} do not match its hash; they were dropped, fetch it again"
             )));
         }
-        fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)
+        fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)?;
+        self.publish_photo_moved(sha256)
+    }
+
+    /// Name on the change feed the sections whose photo (or thumbnail) has
+    /// the bytes `sha256`: where they are changed (a scan of the stored
+    /// views, made only while someone subscribes).
+    fn publish_photo_moved(&self, sha256: &str) -> Result<(), ReplicaError> {
+        if !self.feed.has_subscribers() {
+            return Ok(());
+        }
+        let photos = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT sections.id FROM sections, json_each(sections.view, '$.photos') AS photo
+                 WHERE json_extract(photo.value, '$.blob.sha256') = ?1
+                    OR json_extract(photo.value, '$.thumbnail.sha256') = ?1",
+            )?
+            .query_map([sha256], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        self.feed.publish(ReplicaChange { photos, ..ReplicaChange::default() });
+        Ok(())
     }
 
     /// Bytes of a fetch cut off, kept for the next try.
