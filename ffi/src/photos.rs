@@ -188,3 +188,97 @@ impl Replica {
         self.set_photo_settings(|s| s.budget_bytes = bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::{GeoPoint, Member, Role};
+    use crate::sync::{AppTransport, TransportError};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<Vec<PhotoStatus>>>);
+
+    impl PhotosObserver for Seen {
+        fn on_update(&self, photos: Vec<PhotoStatus>) -> Result<(), ObserverError> {
+            self.0.lock().unwrap().push(photos);
+            Ok(())
+        }
+    }
+
+    /// An app transport with no server behind it.
+    struct Nowhere;
+
+    impl AppTransport for Nowhere {
+        fn round_trip(&self, _: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            Err(TransportError::Unreachable { detail: "nowhere".into() })
+        }
+    }
+
+    fn jpeg() -> Vec<u8> {
+        let photo = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageRgb8(photo).write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_photo_added_here_is_observed_on_this_device_only_and_another_devices_needs_the_built_in_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| Replica::open(dir.path().join(name).display().to_string(), name.into(), None).unwrap();
+        let (office, other) = (open("office"), open("other"));
+        let roster = vec![
+            Member { actor: office.actor(), user: "olga".into(), role: Role::Office },
+            Member { actor: other.actor(), user: "otto".into(), role: Role::Office },
+        ];
+        office.set_roster("p".into(), roster.clone()).unwrap();
+        other.set_roster("p".into(), roster).unwrap();
+        let route = vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+        let id = office.create_section("p".into(), "north".into(), route).unwrap();
+
+        let seen = Arc::new(Seen::default());
+        let _handle = office.observe_photos(id.clone(), seen.clone()).unwrap();
+        let bytes = jpeg();
+        let photo_id = office.add_photo_bytes(id.clone(), bytes.clone(), Some("trench".into())).unwrap();
+        let states = office.photo_states(id.clone()).unwrap();
+        assert_eq!(states.len(), 1);
+        let photo = &states[0].photo;
+        assert_eq!((photo.id.as_str(), photo.size), (photo_id.as_str(), bytes.len() as u64));
+        let thumbnail = photo.thumbnail.clone().expect("a thumbnail was made");
+        assert!(thumbnail.size < photo.size && thumbnail.media_type == "image/jpeg", "{thumbnail:?}");
+        assert!(office.photo_file(thumbnail.sha256).unwrap().is_some());
+        assert_eq!(states[0].state, PhotoState::OnThisDeviceOnly);
+        assert_eq!(office.photo_state(photo.clone()).unwrap(), PhotoState::OnThisDeviceOnly);
+        assert_eq!(*seen.0.lock().unwrap(), vec![vec![], states.clone()], "none, then the photo added");
+        assert!(matches!(office.observe_photos("nope".into(), seen.clone()), Err(FieldSyncError::NotFound { .. })));
+
+        // The record reaches another device without its bytes.
+        other.apply_changes(office.changes_of(id.clone(), vec![]).unwrap()).unwrap();
+        assert_eq!(other.photo_states(id).unwrap()[0].state, PhotoState::NotFetched);
+        struct Ignore;
+        impl PhotoFetchProgress for Ignore {
+            fn on_progress(&self, _: u64, _: u64) -> Result<(), ObserverError> {
+                Ok(())
+            }
+        }
+        let not_connected = other.fetch_photo(photo_id.clone(), Arc::new(Ignore));
+        assert!(matches!(not_connected, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("connect")));
+        other.connect_with(Arc::new(Nowhere), "p".into()).unwrap();
+        let app_transport = other.fetch_photo(photo_id.clone(), Arc::new(Ignore));
+        assert!(
+            matches!(&app_transport, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("built-in transport")),
+            "{app_transport:?}"
+        );
+        // The settings are taken while connected (the client is built again) and before.
+        other.set_metered(true);
+        other.set_full_size_photos(FullSizePhotos::OnUnmeteredLinks).unwrap();
+        other.set_photo_budget_bytes(1024).unwrap();
+        office.set_photo_budget_bytes(0).unwrap();
+        // Its own photo is here: fetching it fetches nothing.
+        office.connect_with(Arc::new(Nowhere), "p".into()).unwrap();
+        let here = office.fetch_photo(photo_id, Arc::new(Ignore)).unwrap();
+        assert_eq!(std::fs::read(here).unwrap(), bytes);
+    }
+}
