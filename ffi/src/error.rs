@@ -252,5 +252,8 @@ mod tests {
         assert!(matches!(expired.into(), FieldSyncError::NotAuthorized { detail } if detail.contains("expired")));
         let proxy = SyncError::Transport(TransportError::from_response(502, b"<html>Bad Gateway</html>"));
         assert!(matches!(proxy.into(), FieldSyncError::Offline { detail } if detail.contains("Bad Gateway")));
+        // A photo to fetch through an app transport, which carries edits only.
+        let no_photos = SyncError::NoPhotoTransport.into();
+        assert!(matches!(no_photos, FieldSyncError::InvalidInput { detail } if detail.contains("connect_with")));
     }
 }

@@ -508,3 +508,65 @@ pub fn describe_photo(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
         height: size.height as u32,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Cursor;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::domain::project::Member;
+    use crate::domain::role::Role;
+    use crate::domain::route::GeoPoint;
+    use crate::replica::ReplicaOptions;
+
+    #[test]
+    fn each_move_of_a_photos_bytes_names_its_section_on_the_change_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ReplicaOptions { device: "d".into(), ..Default::default() };
+        let mut r = Replica::open(dir.path().join("r.db"), options).unwrap();
+        let me = Member { actor: r.actor(), user: "olga".into(), role: Role::Office };
+        r.set_roster("p", &[me]).unwrap();
+        let route = [GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+        let (with, without) = (r.create_section("p", "a", &route).unwrap(), r.create_section("p", "b", &route).unwrap());
+        let image = image::RgbImage::from_fn(400, 300, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(image).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let id = r.add_photo_bytes(&with, &jpeg, None).unwrap();
+        let photo = r.section(&with).unwrap().photos.into_iter().find(|p| p.id == id).unwrap();
+        let sha = photo.blob.clone().unwrap().sha256;
+        assert!(photo.thumbnail.is_some());
+
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        let _subscription = r.change_feed().subscribe(move |c| log.lock().unwrap().push(c.photos.clone()));
+        let size = jpeg.len() as u64;
+        let moved = |r: &Replica| {
+            r.change_feed().flush();
+            heard.lock().unwrap().drain(..).collect::<Vec<_>>()
+        };
+        let only_with = vec![BTreeSet::from([with.clone()])];
+        // A chunk acknowledged, then all of it.
+        r.record_photo_upload(&sha, PhotoUploadState { size, received: 4096, complete: false }).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::Uploading { sent: 4096, size });
+        r.record_photo_upload(&sha, PhotoUploadState { size, received: size, complete: true }).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::OnServer);
+        // Let go under the budget, then fetched again, chunk by chunk: its thumbnail stays.
+        assert_eq!(r.enforce_photo_budget(0).unwrap(), 0, "the photo used last stays");
+        r.touch_photo(&"0".repeat(64), 1).unwrap(); // another photo, used last
+        r.enforce_photo_budget(0).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::ThumbnailOnly);
+        r.append_fetched_photo(&sha, 0, &jpeg[..1000]).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::Downloading { received: 1000, size });
+        r.append_fetched_photo(&sha, 1000, &jpeg[1000..]).unwrap();
+        r.finish_fetched_photo(&sha).unwrap();
+        assert_eq!(moved(&r), only_with, "two moves, one flush");
+        // The other section is never named.
+        assert!(!heard.lock().unwrap().iter().flatten().any(|s| *s == without));
+    }
+}
