@@ -14,8 +14,8 @@
 //! a chunk the server acknowledged, a thumbnail or full size fetched, one
 //! let go under the budget). Core publishes those moves as they are
 //! recorded; they reach the observers when the feed is next flushed: after
-//! each chunk `fetch_photo` fetches, and at the end of each sync for what
-//! the sync's photo lane moved.
+//! each chunk `fetch_photo` fetches, before each chunk the sync's photo lane
+//! sends or fetches (`syncing::FlushingPhotos`), and at the sync's end.
 
 use std::sync::Arc;
 

@@ -28,6 +28,11 @@
 //!   client `with_credentials` over the app's connector (`credentials.rs`):
 //!   core renews the token on a `401`, once per sync, for `sync_now` and
 //!   background sync alike.
+//! - The built-in transport also carries photos: `connect` and
+//!   `connect_with_credentials` give the client `with_photos` over it, an
+//!   app transport (`connect_with`) carries edits only (`photos.rs`). The
+//!   client is built from a `Link` (transports, token renewal) kept in
+//!   `Syncing`, with the app's photo settings; changing one builds it again.
 //! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
@@ -45,7 +50,7 @@ use crate::merge::Reconciliation;
 use crate::observer::{ObserverHandle, SyncStatusObserver, lock};
 use crate::replica::Replica;
 use crate::status::SyncStatus;
-use crate::syncing::{Background, Link, PhotoSettings, Server};
+use crate::syncing::{Background, FlushingPhotos, Link, PhotoSettings, Server};
 
 /// What a sync did, summed over its rounds.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -240,7 +245,8 @@ impl Replica {
             let connector: Arc<dyn core::CredentialsConnector> = Arc::new(credentials::Foreign(c));
             (token.clone(), connector)
         });
-        let link = Link { transport: http.clone(), photos: Some(http), renewal };
+        let photos = FlushingPhotos { inner: http.clone(), feed: self.feed.clone() };
+        let link = Link { transport: http, photos: Some(Arc::new(photos)), renewal };
         let server = Server { url: server_url, token, project: project.clone() };
         self.attach(link, &project, Some(server))
     }

@@ -34,6 +34,42 @@ pub(crate) struct Link {
     pub(crate) renewal: Option<(core::DeviceToken, Arc<dyn core::CredentialsConnector>)>,
 }
 
+/// The built-in transport's photo half, flushing the replica's change feed
+/// before each chunk: what the photo lane recorded of the chunk before (an
+/// upload acknowledged, a thumbnail fetched) reaches the observers then, not
+/// only at the sync's end. Safe because the lane, like every round, calls
+/// the network with the replica's lock released. (Were the lane to flush
+/// after each chunk itself, this would go.)
+pub(crate) struct FlushingPhotos {
+    pub(crate) inner: Arc<dyn core::PhotoTransport>,
+    pub(crate) feed: core::ChangeFeed,
+}
+
+impl core::PhotoTransport for FlushingPhotos {
+    fn put_chunk(
+        &self,
+        project: &str,
+        sha256: &str,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<core::PhotoUploadState, core::TransportError> {
+        self.feed.flush();
+        self.inner.put_chunk(project, sha256, size, offset, bytes)
+    }
+
+    fn get_chunk(
+        &self,
+        project: &str,
+        sha256: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<core::PhotoChunk, core::TransportError> {
+        self.feed.flush();
+        self.inner.get_chunk(project, sha256, offset, length)
+    }
+}
+
 /// The photo lane's settings the app chose, kept across `connect`s.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PhotoSettings {

@@ -110,8 +110,8 @@ extension Replica {
 
     /// The photos of `section`, each with where its bytes are (`PhotoState`: on this device only,
     /// uploading, on the server, thumbnail only, downloading, available): the current list first,
-    /// then whenever a photo is added or arrives, or its bytes move (what a sync sent or fetched,
-    /// at the sync's end; each chunk `fetchPhoto` fetches). Only the newest list waits for a slow
+    /// then whenever a photo is added or arrives, or its bytes move (each chunk a sync sends or
+    /// fetches, each chunk `fetchPhoto` fetches). Only the newest list waits for a slow
     /// consumer. Photos travel over the built-in transport only (`connect`), not `connectWith`.
     /// Throws `FieldSyncError.NotFound` if there is no such section.
     public func photoUpdates(_ section: String) throws -> AsyncStream<[PhotoStatus]> {

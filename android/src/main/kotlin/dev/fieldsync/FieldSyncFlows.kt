@@ -86,8 +86,8 @@ fun Replica.syncActivityFlow(): Flow<SyncActivity> = syncStatusFlow().map { it.a
 /**
  * The photos of [section], each with where its bytes are ([PhotoState]: on this device only,
  * uploading with the bytes sent, on the server, thumbnail only, downloading, available): the
- * current list first, then whenever a photo is added or arrives, or its bytes move (what a sync
- * sent or fetched, at the sync's end; each chunk [fetchPhoto] fetches). Conflated. Photos travel
+ * current list first, then whenever a photo is added or arrives, or its bytes move (each chunk
+ * a sync sends or fetches, each chunk [fetchPhoto] fetches). Conflated. Photos travel
  * over the built-in transport only (`connect`, [connectWithCredentials]), not `connectWith`.
  */
 fun Replica.photoStatesFlow(section: String): Flow<List<PhotoStatus>> = callbackFlow {

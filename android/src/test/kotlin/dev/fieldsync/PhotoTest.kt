@@ -56,12 +56,27 @@ fun registerPhotoTests() {
                             .toList()
                     }
                     registered.await()
+                    // Every state an observer is told, unconflated: the upload's chunks show as they go.
+                    val told = java.util.Collections.synchronizedList(mutableListOf<PhotoState>())
+                    val handle = olga.observePhotos(id, object : PhotosObserver {
+                        override fun onUpdate(photos: List<PhotoStatus>) {
+                            told += photos.single().state
+                        }
+                    })
                     val sent = olga.sync()
                     assertEq(1uL, sent.photosSent, "photos sent")
                     check(sent.photoBytesSent >= jpeg.size.toULong()) { "photo bytes sent: ${sent.photoBytesSent}" }
                     val states = observed.await()
                     assertEq(PhotoState.OnThisDeviceOnly, states.first(), "the first state observed ($states)")
                     assertEq(PhotoState.OnServer, states.last(), "the last state observed ($states)")
+                    handle.close()
+                    val size = jpeg.size.toULong()
+                    assertEq(PhotoState.OnThisDeviceOnly, told.first(), "told first ($told)")
+                    assertEq(PhotoState.OnServer, told.last(), "told last ($told)")
+                    // The first chunk is 16 KiB (core's DEFAULT_PHOTO_CHUNK), the photo larger.
+                    check(told.any { it is PhotoState.Uploading && it.sent in 1uL until size && it.size == size }) {
+                        "a part acknowledged was told before the whole: $told"
+                    }
 
                     // Fred's sync brings the record and the thumbnail, not the full size.
                     val got = fred.sync()
@@ -76,7 +91,6 @@ fun registerPhotoTests() {
                     // Fetched with progress: every chunk heard, the last at the full size, the bytes olga's.
                     val progress = mutableListOf<Pair<ULong, ULong>>()
                     val file = fred.fetchPhoto(photoId) { received, size -> synchronized(progress) { progress += received to size } }
-                    val size = jpeg.size.toULong()
                     check(progress.size > 1) { "several chunks: $progress" }
                     check(progress.all { it.second == size }) { "the size with every chunk: $progress" }
                     check(progress.zipWithNext().all { (a, b) -> a.first < b.first }) { "progress rises: $progress" }
