@@ -45,9 +45,9 @@ private final class PhotosRelay: PhotosObserver, @unchecked Sendable {
 }
 
 private final class FetchProgressRelay: PhotoFetchProgress, @unchecked Sendable {
-    private let onProgress: @Sendable (UInt64, UInt64) -> Void
-    init(_ onProgress: @escaping @Sendable (UInt64, UInt64) -> Void) { self.onProgress = onProgress }
-    func onProgress(received: UInt64, size: UInt64) throws { onProgress(received, size) }
+    private let report: @Sendable (UInt64, UInt64) -> Void
+    init(_ report: @escaping @Sendable (UInt64, UInt64) -> Void) { self.report = report }
+    func onProgress(received: UInt64, size: UInt64) throws { report(received, size) }
 }
 
 extension Replica {

@@ -57,8 +57,8 @@ final class PhotoTests: XCTestCase {
         XCTAssertEqual(first?.first?.state, .onThisDeviceOnly)
         let sent = try await olga.sync()
         XCTAssertEqual(sent.photosSent, 1)
-        var states = [first?.first?.state]
-        while states.last != .onServer, let next = await updates.next() { states.append(next.first?.state) }
+        var states: [PhotoState] = first?.map(\.state) ?? []
+        while states.last != .onServer, let next = await updates.next() { states += next.map(\.state) }
         XCTAssertEqual(states.last, .onServer, "\(states)")
 
         let got = try await fred.sync()
