@@ -151,6 +151,12 @@ impl From<CoreError> for FieldSyncError {
             }
             // The local half of a sync: as any other call on the replica.
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
+            // `fetch_photo` after `connect_with`: an app transport carries no photos.
+            Sync(SyncError::NoPhotoTransport) => FieldSyncError::InvalidInput {
+                detail: "photos travel only over the built-in transport (connect, connect_with_credentials); \
+                         an app transport (connect_with) carries edits only"
+                    .into(),
+            },
             // The rest as core classifies it (`SyncError::problem`).
             Sync(e) => match e.problem() {
                 // A token unknown, revoked or expired and not renewed (401), a project or
@@ -246,5 +252,8 @@ mod tests {
         assert!(matches!(expired.into(), FieldSyncError::NotAuthorized { detail } if detail.contains("expired")));
         let proxy = SyncError::Transport(TransportError::from_response(502, b"<html>Bad Gateway</html>"));
         assert!(matches!(proxy.into(), FieldSyncError::Offline { detail } if detail.contains("Bad Gateway")));
+        // A photo to fetch through an app transport, which carries edits only.
+        let no_photos = SyncError::NoPhotoTransport.into();
+        assert!(matches!(no_photos, FieldSyncError::InvalidInput { detail } if detail.contains("connect_with")));
     }
 }

@@ -13,6 +13,9 @@
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
 //! - [`log`]: the log hook, core's log lines into the app's own logging.
 //! - [`query`]: live section lists (filtered, ordered pages), read or observed.
+//! - [`photos`]: where each photo's bytes are (`PhotoState`, read or
+//!   observed per section), `fetch_photo` with progress, the photo lane's
+//!   settings (metered links, when full sizes go, the storage budget).
 //! - [`activity`]: what sync is doing (offline, connecting, syncing with its
 //!   progress, up to date, waiting, needs attention), in the status.
 //! - [`observer`]: observers of a section, of conflicts, of a section list
@@ -60,6 +63,7 @@ pub mod history;
 pub mod log;
 pub mod merge;
 pub mod observer;
+pub mod photos;
 pub mod problem;
 pub mod query;
 pub mod replica;
@@ -76,14 +80,16 @@ pub use error::FieldSyncError;
 pub use history::{HistoryEntry, PastPoint};
 pub use merge::{EditOutcome, EditReceipt, MergeReport, Reconciliation, SectionChange};
 pub use observer::{
-    ConflictsObserver, ObserverError, ObserverHandle, SectionListObserver, SectionObserver, SyncStatusObserver,
+    ConflictsObserver, ObserverError, ObserverHandle, PhotosObserver, SectionListObserver, SectionObserver,
+    SyncStatusObserver,
 };
+pub use photos::{FullSizePhotos, PhotoFetchProgress, PhotoState, PhotoStatus};
 pub use problem::SyncProblem;
 pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
 pub use status::SyncStatus;
 pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};
 pub use view::{
-    AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoRef, PointRecord, QuarantinedPoint,
+    AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoBlob, PhotoRef, PointRecord, QuarantinedPoint,
     SectionSummary, SectionView,
 };

@@ -9,7 +9,8 @@
 //! with what core says changed, and only the observers it concerns are read
 //! again: a section observer when its section's view changed, a conflicts
 //! observer when conflicts changed, a list when any section's row may have,
-//! the status when the status or sync activity did. One
+//! the status when the status or sync activity did, a section's photos when
+//! its view changed or its photos' bytes moved. One
 //! thread at a time delivers (the *pump*): it reads the current state of every
 //! observer concerned, under the replica's lock, then calls each observer with
 //! no lock held, so an observer may call the replica again, even write to it
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use fieldsync_core::{self as core, ReplicaError};
 
 use crate::conflict::ConflictRecord;
+use crate::photos::{self, PhotoStatus};
 use crate::query::SectionPage;
 use crate::status::SyncStatus;
 use crate::view::SectionView;
@@ -58,6 +60,14 @@ pub trait SyncStatusObserver: Send + Sync {
 pub trait SectionListObserver: Send + Sync {
     /// The list's current page.
     fn on_update(&self, page: SectionPage) -> Result<(), ObserverError>;
+}
+
+/// Told the photos of one section with where their bytes are: first as
+/// they are, then whenever one is added or arrives or its bytes move.
+#[uniffi::export(foreign)]
+pub trait PhotosObserver: Send + Sync {
+    /// The section's photos and their states, in the view's order.
+    fn on_update(&self, photos: Vec<PhotoStatus>) -> Result<(), ObserverError>;
 }
 
 /// An observer threw. The replica ignores it: the write stands and the other
@@ -120,6 +130,7 @@ enum Observer {
     Conflicts { section: Option<String>, sink: Arc<dyn ConflictsObserver> },
     SyncStatus { sink: Arc<dyn SyncStatusObserver> },
     SectionList { query: Box<core::SectionQuery>, sink: Arc<dyn SectionListObserver> },
+    Photos { section: String, sink: Arc<dyn PhotosObserver> },
 }
 
 /// A value as last sent, compared in core's types.
@@ -129,6 +140,7 @@ enum Value {
     Conflicts(Vec<core::ConflictRecord>),
     SyncStatus(Box<(core::SyncStatus, core::SyncActivity)>),
     SectionList(core::SectionPage),
+    Photos(Vec<(core::PhotoRef, core::PhotoState)>),
 }
 
 struct Entry {
@@ -149,6 +161,7 @@ impl Entry {
             Observer::Conflicts { section: None, .. } => !changed.conflicts.is_empty(),
             Observer::SyncStatus { .. } => changed.status,
             Observer::SectionList { .. } => !changed.sections().is_empty(),
+            Observer::Photos { section, .. } => changed.views.contains(section) || changed.photos.contains(section),
         }
     }
 
@@ -160,6 +173,7 @@ impl Entry {
                 Value::SyncStatus(Box::new((replica.sync_status()?, replica.sync_activity()?)))
             }
             Observer::SectionList { query, .. } => Value::SectionList(replica.query_sections(query)?),
+            Observer::Photos { section, .. } => Value::Photos(photos::photo_states(replica, section)?),
         })
     }
 
@@ -183,6 +197,9 @@ impl Entry {
             }
             (Observer::SyncStatus { sink }, Value::SyncStatus(v)) => sink.on_update((*v).into()),
             (Observer::SectionList { sink, .. }, Value::SectionList(v)) => sink.on_update(v.into()),
+            (Observer::Photos { sink, .. }, Value::Photos(v)) => sink.on_update(
+                v.into_iter().map(|(photo, state)| PhotoStatus { photo: photo.into(), state: state.into() }).collect(),
+            ),
             _ => Ok(()),
         }));
     }
@@ -247,6 +264,15 @@ impl Observers {
         sink: Arc<dyn SectionListObserver>,
     ) -> Arc<ObserverHandle> {
         self.register(replica, Observer::SectionList { query: Box::new(query), sink })
+    }
+
+    pub(crate) fn photos(
+        self: &Arc<Self>,
+        replica: &Mutex<core::Replica>,
+        section: String,
+        sink: Arc<dyn PhotosObserver>,
+    ) -> Arc<ObserverHandle> {
+        self.register(replica, Observer::Photos { section, sink })
     }
 
     /// Register, then send the current state through the pump (so it can

@@ -28,6 +28,11 @@
 //!   client `with_credentials` over the app's connector (`credentials.rs`):
 //!   core renews the token on a `401`, once per sync, for `sync_now` and
 //!   background sync alike.
+//! - The built-in transport also carries photos: `connect` and
+//!   `connect_with_credentials` give the client `with_photos` over it, an
+//!   app transport (`connect_with`) carries edits only (`photos.rs`). The
+//!   client is built from a `Link` (transports, token renewal) kept in
+//!   `Syncing`, with the app's photo settings; changing one builds it again.
 //! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
@@ -45,7 +50,7 @@ use crate::merge::Reconciliation;
 use crate::observer::{ObserverHandle, SyncStatusObserver, lock};
 use crate::replica::Replica;
 use crate::status::SyncStatus;
-use crate::syncing::{Background, Server};
+use crate::syncing::{Background, FlushingPhotos, Link, PhotoSettings, Server};
 
 /// What a sync did, summed over its rounds.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -70,6 +75,14 @@ pub struct SyncReport {
     /// changed: each still stands, or was overridden (by which write, under
     /// which rule, and why, in words for the technician). The latest word on each.
     pub reconciliation: Vec<Reconciliation>,
+    /// Photos of this device (full size) the server now has in full.
+    pub photos_sent: u64,
+    /// Photo bytes sent (thumbnails and full sizes).
+    pub photo_bytes_sent: u64,
+    /// Other devices' thumbnails fetched.
+    pub thumbnails_fetched: u64,
+    /// Photo bytes received (thumbnails; `fetch_photo` counts its own).
+    pub photo_bytes_received: u64,
 }
 
 impl From<core::SyncReport> for SyncReport {
@@ -84,6 +97,10 @@ impl From<core::SyncReport> for SyncReport {
             documents: r.documents as u64,
             sections_changed: r.sections_changed,
             reconciliation: r.reconciliation.into_iter().map(Into::into).collect(),
+            photos_sent: r.photos_sent as u64,
+            photo_bytes_sent: r.photo_bytes_sent,
+            thumbnails_fetched: r.thumbnails_fetched as u64,
+            photo_bytes_received: r.photo_bytes_received,
         }
     }
 }
@@ -186,26 +203,30 @@ pub fn sync_content_type() -> String {
 }
 
 impl Replica {
-    /// Sync through `transport` from now on, `project` among the projects
+    /// Sync through `link` from now on, `project` among the projects
     /// synced; `server` for the live channel when known.
-    fn attach(
-        &self,
-        transport: Arc<dyn core::Transport>,
-        project: &str,
-        server: Option<Server>,
-        connector: Option<Arc<dyn CredentialsConnector>>,
-    ) -> Result<(), FieldSyncError> {
+    fn attach(&self, link: Link, project: &str, server: Option<Server>) -> Result<(), FieldSyncError> {
         self.read(|r| r.join_project(project))?;
-        let mut client = core::SyncClient::new(Arc::clone(&self.inner), transport);
-        if let (Some(connector), Some(server)) = (connector, &server) {
-            client = client.with_credentials(server.token.clone(), Arc::new(credentials::Foreign(connector)));
-        }
-        *lock(&self.sync.client) = Some(Arc::new(client));
+        *lock(&self.sync.link) = Some(link);
         *lock(&self.sync.server) = server;
+        self.rebuild_client()
+    }
+
+    /// A new client over the link (with the photo settings of now), and
+    /// background sync restarted over it if it runs. Nothing if not connected.
+    fn rebuild_client(&self) -> Result<(), FieldSyncError> {
+        let Some(link) = lock(&self.sync.link).clone() else { return Ok(()) };
+        *lock(&self.sync.client) = Some(Arc::new(self.sync.build(&self.inner, link)));
         match self.sync.stop() {
             Some(config) => self.start(config),
             None => Ok(()),
         }
+    }
+
+    /// Change the photo settings; a connected client is built again with them.
+    pub(crate) fn set_photo_settings(&self, change: impl FnOnce(&mut PhotoSettings)) -> Result<(), FieldSyncError> {
+        change(&mut lock(&self.sync.photos));
+        self.rebuild_client()
     }
 
     /// The built-in HTTPS transport to `server_url`, its token renewed by `connector` if given.
@@ -219,8 +240,15 @@ impl Replica {
     ) -> Result<(), FieldSyncError> {
         let token = core::DeviceToken::new(token);
         let http = core::HttpTransport::new(&server_url, token.clone(), Duration::from_millis(timeout_ms.into()));
+        let http = Arc::new(http.map_err(core::SyncError::from)?);
+        let renewal = connector.map(|c| {
+            let connector: Arc<dyn core::CredentialsConnector> = Arc::new(credentials::Foreign(c));
+            (token.clone(), connector)
+        });
+        let photos = FlushingPhotos { inner: http.clone(), feed: self.feed.clone() };
+        let link = Link { transport: http, photos: Some(Arc::new(photos)), renewal };
         let server = Server { url: server_url, token, project: project.clone() };
-        self.attach(Arc::new(http.map_err(core::SyncError::from)?), &project, Some(server), connector)
+        self.attach(link, &project, Some(server))
     }
 
     /// (Re)start background sync with `config`, and the live channel if there is a server.
@@ -284,8 +312,12 @@ impl Replica {
     }
 
     /// Like `connect`, with rounds sent through the app's own transport.
+    /// It carries edits only: photos stay on this device (`OnThisDeviceOnly`)
+    /// and `fetch_photo` fails `InvalidInput`; photos travel over the
+    /// built-in transport (`connect`, `connect_with_credentials`).
     pub fn connect_with(&self, transport: Arc<dyn AppTransport>, project: String) -> Result<(), FieldSyncError> {
-        self.attach(Arc::new(Foreign(transport)), &project, None, None)
+        let link = Link { transport: Arc::new(Foreign(transport)), photos: None, renewal: None };
+        self.attach(link, &project, None)
     }
 
     /// Sync until nothing is left either way. Blocks on the network: call it

@@ -203,12 +203,66 @@ pub struct PhotoRef {
     pub width: u32,
     /// Pixels (0 when unknown).
     pub height: u32,
+    /// Its thumbnail (a small JPEG that travels first; every sync fetches
+    /// other devices'), when the device that took it could make one. Its
+    /// bytes are in `photo_file(thumbnail.sha256)` once here.
+    pub thumbnail: Option<PhotoBlob>,
+}
+
+/// What a photo's record says of a file of bytes (a thumbnail's).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PhotoBlob {
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type (`image/jpeg`, …).
+    pub media_type: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+}
+
+impl From<core::PhotoBlob> for PhotoBlob {
+    fn from(b: core::PhotoBlob) -> Self {
+        PhotoBlob { sha256: b.sha256, size: b.size, media_type: b.media_type, width: b.width, height: b.height }
+    }
+}
+
+impl From<PhotoBlob> for core::PhotoBlob {
+    fn from(b: PhotoBlob) -> Self {
+        core::PhotoBlob { sha256: b.sha256, size: b.size, media_type: b.media_type, width: b.width, height: b.height }
+    }
+}
+
+/// The record again, as core has it (for `photo_state`).
+impl From<PhotoRef> for core::PhotoRef {
+    fn from(p: PhotoRef) -> Self {
+        let blob = p.sha256.map(|sha256| core::PhotoBlob {
+            sha256,
+            size: p.size,
+            media_type: p.media_type.unwrap_or_default(),
+            width: p.width,
+            height: p.height,
+        });
+        core::PhotoRef {
+            id: p.id,
+            uri: p.uri,
+            caption: p.caption,
+            hlc: p.hlc,
+            author: p.author,
+            blob,
+            thumbnail: p.thumbnail.map(Into::into),
+        }
+    }
 }
 
 impl From<core::PhotoRef> for PhotoRef {
     fn from(p: core::PhotoRef) -> Self {
         let blob = p.blob.as_ref();
         PhotoRef {
+            thumbnail: p.thumbnail.map(Into::into),
             sha256: blob.map(|b| b.sha256.clone()),
             size: blob.map_or(0, |b| b.size),
             media_type: blob.map(|b| b.media_type.clone()),

@@ -28,6 +28,10 @@ pub struct ReplicaChange {
     pub unsynced: BTreeSet<String>,
     /// Projects whose roster or config changed.
     pub rosters: BTreeSet<String>,
+    /// Sections one of whose photos' bytes moved on this device (a chunk
+    /// the server acknowledged, a thumbnail or full size fetched, in part or
+    /// whole, one let go under the storage budget): its `photo_state` may differ.
+    pub photos: BTreeSet<String>,
     /// Whether the sync status changed: pending changes, a round, a failure,
     /// the sync activity or the connectivity hint.
     pub status: bool,
@@ -40,6 +44,7 @@ impl ReplicaChange {
             && self.conflicts.is_empty()
             && self.unsynced.is_empty()
             && self.rosters.is_empty()
+            && self.photos.is_empty()
             && !self.status
     }
 
@@ -49,6 +54,7 @@ impl ReplicaChange {
         self.conflicts.extend(other.conflicts);
         self.unsynced.extend(other.unsynced);
         self.rosters.extend(other.rosters);
+        self.photos.extend(other.photos);
         self.status |= other.status;
     }
 
@@ -103,6 +109,11 @@ impl ChangeFeed {
             return;
         }
         lock(&self.feed.queued).absorb(change);
+    }
+
+    /// Whether anyone subscribes (what is published is queued only then).
+    pub(crate) fn has_subscribers(&self) -> bool {
+        !lock(&self.feed.subscribers).is_empty()
     }
 
     /// Hand what is queued to every subscriber, each change exactly once. Call

@@ -23,7 +23,7 @@ use crate::domain::document::{PhotoBlob, PhotoRef};
 use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
 use crate::replica::thumbnail::thumbnail_of;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{Replica, ReplicaChange, ReplicaError};
 use crate::sync::photo_wire::{PhotoUploadState, is_sha256_hex};
 
 /// Where a photo is, as this device sees it.
@@ -258,7 +258,7 @@ impl Replica {
             .execute(params![sha256, wall_clock_ms() as i64])?;
         }
         tx.commit()?;
-        Ok(())
+        self.publish_photo_moved(sha256)
     }
 
     /// A photo was used (fetched, or opened again): it is the last to leave
@@ -302,6 +302,7 @@ impl Replica {
                 _ => {}
             }
             self.conn.execute("DELETE FROM photo_cache WHERE sha256 = ?1", [&sha])?;
+            self.publish_photo_moved(&sha)?;
             removed += 1;
         }
         Ok(removed)
@@ -310,7 +311,7 @@ impl Replica {
     /// Stop trying to send a photo (its bytes are gone or damaged here).
     pub fn drop_photo_upload(&mut self, sha256: &str) -> Result<(), ReplicaError> {
         self.conn.execute("DELETE FROM photo_uploads WHERE sha256 = ?1", [sha256])?;
-        Ok(())
+        self.publish_photo_moved(sha256)
     }
 
     /// Whether the bytes this device keeps for `sha256` still hash to it.
@@ -379,7 +380,8 @@ impl Replica {
         let mut f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(io)?;
         f.set_len(offset).map_err(io)?;
         f.seek(SeekFrom::Start(offset)).map_err(io)?;
-        f.write_all(bytes).and_then(|()| f.sync_data()).map_err(io)
+        f.write_all(bytes).and_then(|()| f.sync_data()).map_err(io)?;
+        self.publish_photo_moved(sha256)
     }
 
     /// A fetch is whole: check the bytes against their hash and keep them
@@ -394,7 +396,28 @@ impl Replica {
                 "the bytes fetched for photo {sha256} do not match its hash; they were dropped, fetch it again"
             )));
         }
-        fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)
+        fs::rename(&path, self.photo_dir().join(sha256)).map_err(io)?;
+        self.publish_photo_moved(sha256)
+    }
+
+    /// Name on the change feed the sections whose photo (or thumbnail) has
+    /// the bytes `sha256`: where they are changed (a scan of the stored
+    /// views, made only while someone subscribes).
+    fn publish_photo_moved(&self, sha256: &str) -> Result<(), ReplicaError> {
+        if !self.feed.has_subscribers() {
+            return Ok(());
+        }
+        let photos = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT sections.id FROM sections, json_each(sections.view, '$.photos') AS photo
+                 WHERE json_extract(photo.value, '$.blob.sha256') = ?1
+                    OR json_extract(photo.value, '$.thumbnail.sha256') = ?1",
+            )?
+            .query_map([sha256], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        self.feed.publish(ReplicaChange { photos, ..ReplicaChange::default() });
+        Ok(())
     }
 
     /// Bytes of a fetch cut off, kept for the next try.
@@ -484,4 +507,65 @@ pub fn describe_photo(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
         width: size.width as u32,
         height: size.height as u32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Cursor;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::domain::project::Member;
+    use crate::domain::role::Role;
+    use crate::domain::route::GeoPoint;
+    use crate::replica::ReplicaOptions;
+
+    #[test]
+    fn each_move_of_a_photos_bytes_names_its_section_on_the_change_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ReplicaOptions { device: "d".into(), ..Default::default() };
+        let mut r = Replica::open(dir.path().join("r.db"), options).unwrap();
+        let me = Member { actor: r.actor(), user: "olga".into(), role: Role::Office };
+        r.set_roster("p", &[me]).unwrap();
+        let route = [GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }];
+        let with = r.create_section("p", "a", &route).unwrap();
+        r.create_section("p", "b", &route).unwrap(); // never named
+        let image = image::RgbImage::from_fn(400, 300, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(image).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let id = r.add_photo_bytes(&with, &jpeg, None).unwrap();
+        let photo = r.section(&with).unwrap().photos.into_iter().find(|p| p.id == id).unwrap();
+        let sha = photo.blob.clone().unwrap().sha256;
+        assert!(photo.thumbnail.is_some());
+
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        let _subscription = r.change_feed().subscribe(move |c| log.lock().unwrap().push(c.photos.clone()));
+        let size = jpeg.len() as u64;
+        let moved = |r: &Replica| {
+            r.change_feed().flush();
+            heard.lock().unwrap().drain(..).collect::<Vec<_>>()
+        };
+        let only_with = vec![BTreeSet::from([with.clone()])];
+        // A chunk acknowledged, then all of it.
+        r.record_photo_upload(&sha, PhotoUploadState { size, received: 4096, complete: false }).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::Uploading { sent: 4096, size });
+        r.record_photo_upload(&sha, PhotoUploadState { size, received: size, complete: true }).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::OnServer);
+        // Let go under the budget, then fetched again, chunk by chunk: its thumbnail stays.
+        assert_eq!(r.enforce_photo_budget(0).unwrap(), 0, "the photo used last stays");
+        r.touch_photo(&"0".repeat(64), 1).unwrap(); // another photo, used last
+        r.enforce_photo_budget(0).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::ThumbnailOnly);
+        r.append_fetched_photo(&sha, 0, &jpeg[..1000]).unwrap();
+        assert_eq!(moved(&r), only_with);
+        assert_eq!(r.photo_state(&photo).unwrap(), PhotoState::Downloading { received: 1000, size });
+        r.append_fetched_photo(&sha, 1000, &jpeg[1000..]).unwrap();
+        r.finish_fetched_photo(&sha).unwrap();
+        assert_eq!(moved(&r), only_with, "two moves, one flush; never the other section");
+    }
 }

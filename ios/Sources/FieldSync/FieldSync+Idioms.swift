@@ -38,6 +38,18 @@ private final class SyncActivityRelay: SyncStatusObserver, @unchecked Sendable {
     func onUpdate(status: SyncStatus) throws { continuation.yield(status.activity) }
 }
 
+private final class PhotosRelay: PhotosObserver, @unchecked Sendable {
+    private let continuation: AsyncStream<[PhotoStatus]>.Continuation
+    init(_ continuation: AsyncStream<[PhotoStatus]>.Continuation) { self.continuation = continuation }
+    func onUpdate(photos: [PhotoStatus]) throws { continuation.yield(photos) }
+}
+
+private final class FetchProgressRelay: PhotoFetchProgress, @unchecked Sendable {
+    private let report: @Sendable (UInt64, UInt64) -> Void
+    init(_ report: @escaping @Sendable (UInt64, UInt64) -> Void) { self.report = report }
+    func onProgress(received: UInt64, size: UInt64) throws { report(received, size) }
+}
+
 extension Replica {
     /// The validated view of `section`: the current one first, then every
     /// change (local writes and merges). Iterating keeps an observer
@@ -95,6 +107,19 @@ extension Replica {
         continuation.onTermination = { _ in handle.cancel() }
         return stream
     }
+
+    /// The photos of `section`, each with where its bytes are (`PhotoState`: on this device only,
+    /// uploading, on the server, thumbnail only, downloading, available): the current list first,
+    /// then whenever a photo is added or arrives, or its bytes move (each chunk a sync sends or
+    /// fetches, each chunk `fetchPhoto` fetches). Only the newest list waits for a slow
+    /// consumer. Photos travel over the built-in transport only (`connect`), not `connectWith`.
+    /// Throws `FieldSyncError.NotFound` if there is no such section.
+    public func photoUpdates(_ section: String) throws -> AsyncStream<[PhotoStatus]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [PhotoStatus].self, bufferingPolicy: .bufferingNewest(1))
+        let handle = try observePhotos(section: section, observer: PhotosRelay(continuation))
+        continuation.onTermination = { _ in handle.cancel() }
+        return stream
+    }
 }
 
 extension SyncProgress {
@@ -132,6 +157,18 @@ extension Replica {
     @discardableResult
     public func sync() async throws -> SyncReport {
         try await offCallerThread { try self.syncNow() }
+    }
+
+    /// Fetch the full size of another device's photo (by its id or SHA-256) off the caller's
+    /// thread; returns its file. `onProgress` hears the bytes here and the photo's size after each
+    /// chunk, on the fetching thread. A fetch cut off goes on from where it stopped; a photo
+    /// already here is not fetched again. Throws `FieldSyncError.Offline` (try again later) or
+    /// `.InvalidInput` (no such photo, one kept by URI, or not connected over the built-in transport).
+    public func fetchPhoto(
+        _ photo: String, onProgress: @escaping @Sendable (_ received: UInt64, _ size: UInt64) -> Void = { _, _ in }
+    ) async throws -> URL {
+        let relay = FetchProgressRelay(onProgress)
+        return try await offCallerThread { URL(fileURLWithPath: try self.fetchPhoto(photo: photo, progress: relay)) }
     }
 }
 

@@ -12,7 +12,9 @@ import kotlinx.coroutines.flow.conflate
 import kotlinx.coroutines.flow.distinctUntilChanged
 import kotlinx.coroutines.flow.flowOn
 import kotlinx.coroutines.flow.map
+import kotlinx.coroutines.flow.mapNotNull
 import kotlinx.coroutines.withContext
+import java.io.File
 
 /**
  * The validated view of [section]: the current one first, then every change
@@ -80,6 +82,41 @@ fun Replica.sectionsFlow(query: SectionQuery = SectionQuery()): Flow<SectionPage
  * problem: sign in again, update the app). The current activity first, then each change.
  */
 fun Replica.syncActivityFlow(): Flow<SyncActivity> = syncStatusFlow().map { it.activity }.distinctUntilChanged()
+
+/**
+ * The photos of [section], each with where its bytes are ([PhotoState]: on this device only,
+ * uploading with the bytes sent, on the server, thumbnail only, downloading, available): the
+ * current list first, then whenever a photo is added or arrives, or its bytes move (each chunk
+ * a sync sends or fetches, each chunk [fetchPhoto] fetches). Conflated. Photos travel
+ * over the built-in transport only (`connect`, [connectWithCredentials]), not `connectWith`.
+ */
+fun Replica.photoStatesFlow(section: String): Flow<List<PhotoStatus>> = callbackFlow {
+    val handle = observePhotos(section, object : PhotosObserver {
+        override fun onUpdate(photos: List<PhotoStatus>) {
+            trySend(photos)
+        }
+    })
+    awaitClose { handle.close() }
+}.conflate().flowOn(Dispatchers.IO)
+
+/** The state of one photo of [section] (by its id), for a photo's own screen; nothing while it is not in the section. */
+fun Replica.photoStateFlow(section: String, photo: String): Flow<PhotoState> =
+    photoStatesFlow(section).mapNotNull { photos -> photos.find { it.photo.id == photo }?.state }.distinctUntilChanged()
+
+/**
+ * Fetch the full size of another device's photo (by its id or SHA-256) off the main thread;
+ * returns its file. [onProgress] hears the bytes here and the photo's size after each chunk, on
+ * the fetching thread. A fetch cut off goes on from where it stopped; a photo already here is not
+ * fetched again. Throws [FieldSyncException.Offline] (try again later),
+ * [FieldSyncException.InvalidInput] (no such photo, one kept by URI, or not connected over the
+ * built-in transport).
+ */
+suspend fun Replica.fetchPhoto(photo: String, onProgress: (received: ULong, size: ULong) -> Unit = { _, _ -> }): File =
+    withContext(Dispatchers.IO) {
+        File(fetchPhoto(photo, object : PhotoFetchProgress {
+            override fun onProgress(received: ULong, size: ULong) = onProgress(received, size)
+        }))
+    }
 
 /** Uploaded of to upload, 0.0 to 1.0 (1.0 when there was nothing to send): for a progress bar. */
 val SyncProgress.uploadFraction: Float

@@ -475,5 +475,6 @@ fun main(args: Array<String>) {
     registerSyncTests()
     registerLiveTests()
     registerCredentialsTests()
+    registerPhotoTests()
     runTests(args.firstOrNull())
 }
