@@ -329,6 +329,17 @@ impl Replica {
         Ok(self.sync.client()?.sync_now()?.into())
     }
 
+    /// Stop the sync or photo fetch in flight (`syncNow`, `fetchPhoto`) at
+    /// its next step: before its next round or photo chunk. It then fails
+    /// with `Offline` ("cancelled"); every round answered before is kept.
+    /// Kotlin's `sync()` and `fetchPhoto()` call it when their coroutine is
+    /// cancelled. Harmless when nothing runs.
+    pub fn cancel_sync(&self) {
+        if let Ok(client) = self.sync.client() {
+            client.cancel();
+        }
+    }
+
     /// Sync in the background from now on: at once, shortly after local
     /// edits, every `interval_ms`, with backoff after failures (not at all
     /// after `NotAuthorized` until connected or started again), and, after
@@ -470,6 +481,41 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// A server with endless pages that, while serving the first, sees the
+    /// app cancel.
+    struct CancelledWhileServing(std::sync::OnceLock<std::sync::Weak<Replica>>, Mutex<u32>);
+
+    impl AppTransport for CancelledWhileServing {
+        fn round_trip(&self, _: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            *self.1.lock().unwrap() += 1;
+            self.0.get().and_then(std::sync::Weak::upgrade).unwrap().cancel_sync();
+            let n = *self.1.lock().unwrap();
+            let response = SyncResponse {
+                server_time_ms: core::wall_clock_ms(),
+                changes: vec![],
+                documents: vec![],
+                cursor: n.to_string(),
+                more: true,
+                roster: None,
+                upload_received: vec![],
+            };
+            Ok(protocol::encode(&response))
+        }
+    }
+
+    #[test]
+    fn a_cancelled_sync_stops_before_its_next_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let (replicas, _) = crew(&dir, &[("olga", Role::Office)]);
+        let server = Arc::new(CancelledWhileServing(Default::default(), Mutex::new(0)));
+        server.0.set(Arc::downgrade(&replicas[0])).unwrap();
+        replicas[0].connect_with(server.clone(), P.into()).unwrap();
+        let stopped = replicas[0].sync_now().unwrap_err();
+        assert!(matches!(&stopped, FieldSyncError::Offline { detail } if detail.contains("cancelled")), "{stopped}");
+        assert_eq!(*server.1.lock().unwrap(), 1, "no round after the cancel");
+        replicas[0].cancel_sync(); // nothing runs: harmless
     }
 
     #[test]

@@ -4,8 +4,11 @@
 // call through unchanged; everything else is the generated API itself.
 package dev.fieldsync
 
+import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
 import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.flow.conflate
@@ -112,7 +115,7 @@ fun Replica.photoStateFlow(section: String, photo: String): Flow<PhotoState> =
  * built-in transport).
  */
 suspend fun Replica.fetchPhoto(photo: String, onProgress: (received: ULong, size: ULong) -> Unit = { _, _ -> }): File =
-    withContext(Dispatchers.IO) {
+    stoppable {
         File(fetchPhoto(photo, object : PhotoFetchProgress {
             override fun onProgress(received: ULong, size: ULong) = onProgress(received, size)
         }))
@@ -145,7 +148,22 @@ suspend fun openReplica(path: String, device: String, encryptionKey: ByteArray? 
  * time) or [FieldSyncException.NotAuthorized] (sign in again, then `connect` with the new token).
  * Observers, [syncStatusFlow] among them, hear of every round.
  */
-suspend fun Replica.sync(): SyncReport = withContext(Dispatchers.IO) { syncNow() }
+suspend fun Replica.sync(): SyncReport = stoppable { syncNow() }
+
+/**
+ * Run the blocking [block] on the IO dispatcher; if the coroutine is cancelled meanwhile, the
+ * sync or fetch in flight is told to stop at its next round or chunk ([Replica.cancelSync]) and
+ * this returns once it has (what was answered before is kept).
+ */
+private suspend fun <T> Replica.stoppable(block: Replica.() -> T): T = coroutineScope {
+    val work = async(Dispatchers.IO) { block() }
+    try {
+        work.await()
+    } catch (e: CancellationException) {
+        cancelSync()
+        throw e
+    }
+}
 
 /**
  * `connectWithCredentials` with the connector as a closure that returns a fresh token for this
