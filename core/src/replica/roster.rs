@@ -2,6 +2,8 @@
 //! roster and the project's config (each change recomputes every view of the
 //! project in the same transaction), and the server's time the clock follows.
 
+use std::collections::HashSet;
+
 use rusqlite::Transaction;
 
 use crate::domain::document::SectionDoc;
@@ -29,7 +31,7 @@ impl Replica {
         let tx = self.begin()?;
         store::set_roster(&tx, project, members, history)?;
         let mut changed = ReplicaChange::default();
-        self.revalidate_project(&tx, project, &mut changed)?;
+        self.revalidate_project(&tx, project, &HashSet::new(), &mut changed)?;
         tx.commit()?;
         self.feed.publish(changed);
         Ok(())
@@ -40,7 +42,7 @@ impl Replica {
         let tx = self.begin()?;
         store::set_config(&tx, project, config)?;
         let mut changed = ReplicaChange::default();
-        self.revalidate_project(&tx, project, &mut changed)?;
+        self.revalidate_project(&tx, project, &HashSet::new(), &mut changed)?;
         tx.commit()?;
         self.feed.publish(changed);
         Ok(())
@@ -67,11 +69,13 @@ impl Replica {
 
     /// Recompute and store every section of a project, in `tx` (after a
     /// roster or config change), adding the project and the sections whose
-    /// view or conflicts moved to `changed`.
+    /// view or conflicts moved to `changed`. Sections in `skip` are left to
+    /// the caller, which recomputes them later in the same transaction.
     pub(crate) fn revalidate_project(
         &self,
         tx: &Transaction<'_>,
         project: &str,
+        skip: &HashSet<&str>,
         changed: &mut ReplicaChange,
     ) -> Result<(), ReplicaError> {
         changed.rosters.insert(project.to_owned());
@@ -79,6 +83,9 @@ impl Replica {
         let roster = store::roster(tx, project)?;
         let config = store::config(tx, project)?;
         for id in store::section_ids(tx, project)? {
+            if skip.contains(id.as_str()) {
+                continue;
+            }
             let mut input = match self.docs.peek(&id) {
                 Some(doc) => doc.input(),
                 None => {

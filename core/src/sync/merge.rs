@@ -212,7 +212,16 @@ impl Replica {
                 store::set_roster(&tx, round.project, &r.members, &r.history)?;
                 store::set_config(&tx, round.project, &r.config)?;
                 store::set_roster_version(&tx, round.project, r.version)?;
-                self.revalidate_project(&tx, round.project, &mut changed)?;
+                // A section this store already has (it has a view, so its
+                // document has heads) and that receives changes here is
+                // recomputed by the merge below under the new roster: once is enough.
+                let mut merged_later: HashSet<&str> = HashSet::new();
+                for (section, arrival) in &arrivals {
+                    if matches!(arrival, Arrival::Changes { .. }) && store::view(&tx, section)?.is_some() {
+                        merged_later.insert(*section);
+                    }
+                }
+                self.revalidate_project(&tx, round.project, &merged_later, &mut changed)?;
             }
         }
         let local_edits = store::local_edits(&tx)?;
@@ -298,8 +307,12 @@ impl Replica {
                     }
                 };
                 input.received = store::receipts(&tx, &section)?;
-                let roster = store::roster(&tx, &input.project)?;
-                let validated = validate(&input, &roster, &store::config(&tx, &input.project)?);
+                if !rules.contains_key(&input.project) {
+                    let r = (store::roster(&tx, &input.project)?, store::config(&tx, &input.project)?);
+                    rules.insert(input.project.clone(), r);
+                }
+                let (roster, config) = &rules[&input.project];
+                let validated = validate(&input, roster, config);
                 // Confirmed, our writes count from when the hub received them: the view may move.
                 if store::put_view_if_changed(&tx, &validated.view, now as i64)? {
                     report.sections_changed.push(section.clone());
@@ -308,7 +321,7 @@ impl Replica {
                 if store::replace_conflicts(&tx, &section, &validated.conflicts)? {
                     changed.conflicts.insert(section.clone());
                 }
-                report.reconciliation.extend(reconcile(&section, &ids, &input.edits, &validated, &roster, &me));
+                report.reconciliation.extend(reconcile(&section, &ids, &input.edits, &validated, roster, &me));
             }
             changed.unsynced.extend(store::outbox_sections(&tx, round.confirmed)?);
             changed.status = true;
