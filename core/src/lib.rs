@@ -70,8 +70,8 @@ pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{
-    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto, PhotoState, PhotoToFetch, Replica,
-    ReplicaChange, ReplicaError, ReplicaOptions, describe_photo,
+    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto, PhotoState,
+    PhotoToFetch, Replica, ReplicaChange, ReplicaError, ReplicaOptions, describe_photo,
 };
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;

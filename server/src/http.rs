@@ -456,10 +456,7 @@ struct ChunkQuery {
 }
 
 /// The device behind `headers`' token, admitted under its request rate.
-async fn admitted(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, crate::throttle::InFlight), HubError> {
+async fn admitted(state: &AppState, headers: &HeaderMap) -> Result<(String, crate::throttle::InFlight), HubError> {
     let token = bearer(headers).to_owned();
     let device = {
         let (hub, token) = (Arc::clone(&state.hub), token.clone());

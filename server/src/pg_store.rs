@@ -710,11 +710,10 @@ impl HubStore for PgHubStore {
     }
 
     fn photo(&mut self, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt("SELECT size, received, complete FROM photos WHERE project = $1 AND sha256 = $2", &[
-                &project, &sha256,
-            ])?;
+        let row = self.client()?.query_opt(
+            "SELECT size, received, complete FROM photos WHERE project = $1 AND sha256 = $2",
+            &[&project, &sha256],
+        )?;
         Ok(row.as_ref().map(stored_photo))
     }
 
@@ -752,11 +751,10 @@ impl HubStore for PgHubStore {
              ON CONFLICT (project, sha256, byte_offset) DO UPDATE SET bytes = excluded.bytes",
             &[&project, &sha256, &(offset as i64), &bytes],
         )?;
-        tx.execute("UPDATE photos SET received = $3 WHERE project = $1 AND sha256 = $2", &[
-            &project,
-            &sha256,
-            &(received as i64),
-        ])?;
+        tx.execute(
+            "UPDATE photos SET received = $3 WHERE project = $1 AND sha256 = $2",
+            &[&project, &sha256, &(received as i64)],
+        )?;
         tx.commit()?;
         Ok(StoredPhoto { received, ..now })
     }

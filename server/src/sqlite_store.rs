@@ -615,7 +615,11 @@ impl HubStore for SqliteHubStore {
 fn stored_photo(conn: &Connection, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, rusqlite::Error> {
     conn.prepare_cached("SELECT size, received, complete FROM photos WHERE project = ?1 AND sha256 = ?2")?
         .query_row([project, sha256], |r| {
-            Ok(StoredPhoto { size: r.get::<_, i64>(0)? as u64, received: r.get::<_, i64>(1)? as u64, complete: r.get(2)? })
+            Ok(StoredPhoto {
+                size: r.get::<_, i64>(0)? as u64,
+                received: r.get::<_, i64>(1)? as u64,
+                complete: r.get(2)?,
+            })
         })
         .optional()
 }

@@ -311,7 +311,9 @@ fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
     let held = ok_json(&["admin", "--data", &crew.data(), "section", &section]);
     assert_eq!(held["photos_on_server"], 1, "{held}");
     assert!(
-        ok(&["admin", "--data", &crew.data(), "section", &section]).stdout.contains("photo bytes on the server: 1 of 1")
+        ok(&["admin", "--data", &crew.data(), "section", &section])
+            .stdout
+            .contains("photo bytes on the server: 1 of 1")
     );
 
     // The office fetches the bytes: they are the photo tina took.

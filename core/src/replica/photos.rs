@@ -243,8 +243,11 @@ impl Replica {
     /// storage budget needs room, as another device's would.
     pub fn record_photo_upload(&mut self, sha256: &str, state: PhotoUploadState) -> Result<(), ReplicaError> {
         let tx = self.begin()?;
-        tx.prepare_cached("UPDATE photo_uploads SET sent = ?2, on_server = ?3 WHERE sha256 = ?1")?
-            .execute(params![sha256, state.received.min(i64::MAX as u64) as i64, state.complete])?;
+        tx.prepare_cached("UPDATE photo_uploads SET sent = ?2, on_server = ?3 WHERE sha256 = ?1")?.execute(params![
+            sha256,
+            state.received.min(i64::MAX as u64) as i64,
+            state.complete
+        ])?;
         if state.complete {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO photo_cache (sha256, size, used_ms)

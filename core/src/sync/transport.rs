@@ -154,8 +154,11 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let url = format!("{}/v1/sync", self.server);
-        let request =
-            self.client.post(url).header(reqwest::header::CONTENT_TYPE, crate::sync::protocol::CONTENT_TYPE).body(request);
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, crate::sync::protocol::CONTENT_TYPE)
+            .body(request);
         self.send(request)
     }
 }

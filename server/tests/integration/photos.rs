@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldsync_core::{
-    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient, SyncProblem,
-    Transport, TransportError,
+    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient,
+    SyncProblem, Transport, TransportError,
 };
 
 use crate::common::*;
@@ -345,10 +345,7 @@ fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() 
     assert_eq!((done.received, done.complete), (n, true));
     let piece = http.get_chunk(PROJECT, &sha, 10, 20).unwrap();
     assert_eq!((piece.size, piece.bytes.as_slice()), (n, &photo[10..30]));
-    assert!(matches!(
-        http.get_chunk("nowhere", &sha, 0, 10).unwrap_err(),
-        TransportError::Server { status: 404, .. }
-    ));
+    assert!(matches!(http.get_chunk("nowhere", &sha, 0, 10).unwrap_err(), TransportError::Server { status: 404, .. }));
 }
 
 pub fn hex_sha(bytes: &[u8]) -> String {

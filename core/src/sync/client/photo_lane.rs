@@ -139,7 +139,8 @@ impl SyncClient {
             self.fetch_blob(photos, &to_fetch.project, blob, progress)?;
         }
         let mut replica = self.lock();
-        let here = replica.photo_file(&blob.sha256).ok_or_else(|| ReplicaError::Photo(format!("photo {photo} vanished")))?;
+        let here =
+            replica.photo_file(&blob.sha256).ok_or_else(|| ReplicaError::Photo(format!("photo {photo} vanished")))?;
         replica.touch_photo(&blob.sha256, blob.size)?;
         replica.enforce_photo_budget(self.photo_budget_bytes)?;
         Ok(here)
