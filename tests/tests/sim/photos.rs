@@ -29,11 +29,16 @@ struct Day {
 }
 
 fn day() -> Day {
-    match std::env::var("FIELDSYNC_PHOTO_DAY").as_deref() {
+    let mut day = match std::env::var("FIELDSYNC_PHOTO_DAY").as_deref() {
         Ok("full") => Day { per_crew: 30, devices: 20, sections: 30, seeds: vec![1, 2] },
         // An office device and one crew of a foreman and three technicians.
         _ => Day { per_crew: 6, devices: 5, sections: 8, seeds: vec![1, 2] },
+    };
+    // `FIELDSYNC_PHOTO_SEEDS=1,2,…`: other seeds.
+    if let Ok(list) = std::env::var("FIELDSYNC_PHOTO_SEEDS") {
+        day.seeds = list.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     }
+    day
 }
 
 fn config(seed: u64, profile: Profile, day: &Day, photos: u32) -> SimConfig {
