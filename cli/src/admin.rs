@@ -89,6 +89,13 @@ enum AdminCommand {
         /// Section id.
         id: String,
     },
+    /// Remove the photo uploads that no section names any more (a record the
+    /// rules refused, an upload whose record never came); `serve` does it hourly.
+    CollectPhotos {
+        /// Only those begun at least this many hours ago.
+        #[arg(long, value_name = "HOURS", default_value_t = 7 * 24)]
+        grace_hours: u64,
+    },
     /// The server's conflict records of a project.
     Conflicts {
         /// Project id.
@@ -266,6 +273,14 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
             if !hashes.is_empty() {
                 println!("photo bytes on the server: {on_server} of {}", hashes.len());
             }
+            Ok(())
+        }
+        AdminCommand::CollectPhotos { grace_hours } => {
+            let removed = hub.collect_photos(fieldsync_server::now_ms(), grace_hours.saturating_mul(3_600_000))?;
+            if json {
+                return output::json(&json!({ "removed": removed }));
+            }
+            println!("{removed} unreferenced photo upload(s) removed");
             Ok(())
         }
         AdminCommand::Conflicts { project } => {

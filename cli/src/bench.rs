@@ -34,6 +34,9 @@ enum BenchCommand {
     /// Capacity: many real devices against a real `fieldsync serve` over loopback
     /// (edit → visible, rounds per second, the server's CPU and memory).
     Load(crate::load::LoadArgs),
+    /// Photos through a real `fieldsync serve` over loopback: thumbnails, upload and
+    /// download throughput against the loopback's raw capacity.
+    Photos(crate::bench_photos::PhotoBenchArgs),
 }
 
 /// The quick figures (`fieldsync bench` without a subcommand).
@@ -108,6 +111,7 @@ fn hub_transport(hub: &Arc<Hub>, token: String) -> Arc<dyn Transport> {
 pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
     match args.command {
         Some(BenchCommand::Load(load)) => crate::load::run(load, json),
+        Some(BenchCommand::Photos(photos)) => crate::bench_photos::run(photos, json),
         None => quick(args.quick, json),
     }
 }

@@ -21,6 +21,7 @@
 
 mod admin;
 mod bench;
+mod bench_photos;
 mod device;
 mod error;
 mod hub_store;

@@ -164,6 +164,22 @@ pub fn reconciliation(r: &Reconciliation) -> String {
     }
 }
 
+/// Where a photo's bytes are, in words.
+pub fn photo_state(state: &fieldsync_core::PhotoState) -> String {
+    use fieldsync_core::PhotoState;
+    let percent = |n: u64, of: u64| n.saturating_mul(100).checked_div(of).unwrap_or(0);
+    match *state {
+        PhotoState::OnThisDeviceOnly => "on this device only".into(),
+        PhotoState::Uploading { sent, size } => format!("going up, {}%", percent(sent, size)),
+        PhotoState::OnServer => "on the server".into(),
+        PhotoState::NotFetched => "not on this device (`device fetch-photo`)".into(),
+        PhotoState::ThumbnailOnly => "thumbnail here, full size on the server (`device fetch-photo`)".into(),
+        PhotoState::Downloading { received, size } => format!("fetched {}% so far", percent(received, size)),
+        PhotoState::Available => "fetched".into(),
+        PhotoState::KeptByApp => "kept by the app".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,21 +199,5 @@ mod tests {
         assert_eq!(bytes(3482), "3.40 KiB");
         assert_eq!(bytes(5 * 1_048_576), "5.00 MiB");
         assert_eq!(bytes(3 << 30), "3.00 GiB");
-    }
-}
-
-/// Where a photo's bytes are, in words.
-pub fn photo_state(state: &fieldsync_core::PhotoState) -> String {
-    use fieldsync_core::PhotoState;
-    let percent = |n: u64, of: u64| n.saturating_mul(100).checked_div(of).unwrap_or(0);
-    match *state {
-        PhotoState::OnThisDeviceOnly => "on this device only".into(),
-        PhotoState::Uploading { sent, size } => format!("going up, {}%", percent(sent, size)),
-        PhotoState::OnServer => "on the server".into(),
-        PhotoState::NotFetched => "not on this device (`device fetch-photo`)".into(),
-        PhotoState::ThumbnailOnly => "thumbnail here, full size on the server (`device fetch-photo`)".into(),
-        PhotoState::Downloading { received, size } => format!("fetched {}% so far", percent(received, size)),
-        PhotoState::Available => "fetched".into(),
-        PhotoState::KeptByApp => "kept by the app".into(),
     }
 }

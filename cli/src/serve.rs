@@ -79,6 +79,10 @@ struct LimitArgs {
     #[arg(long, value_name = "SECS", env = "FIELDSYNC_LIVE_IDLE_TIMEOUT", default_value_t = ServeOptions::default().live_idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     live_idle_timeout: u64,
+    /// Hours a photo upload no section names is kept before it is removed (checked hourly).
+    #[arg(long, value_name = "HOURS", env = "FIELDSYNC_PHOTO_GRACE_HOURS",
+          default_value_t = ServeOptions::default().photo_grace.as_secs() / 3600)]
+    photo_grace_hours: u64,
 }
 
 impl LimitArgs {
@@ -93,6 +97,7 @@ impl LimitArgs {
             max_live_per_device: self.max_live_per_device as usize,
             live_ping_interval: Duration::from_secs(self.live_ping_interval),
             live_idle_timeout: Duration::from_secs(self.live_idle_timeout),
+            photo_grace: Duration::from_secs(self.photo_grace_hours.saturating_mul(3600)),
             ..ServeOptions::default()
         }
     }

@@ -71,7 +71,7 @@ pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{
     ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto, PhotoState,
-    PhotoToFetch, Replica, ReplicaChange, ReplicaError, ReplicaOptions, describe_photo,
+    PhotoToFetch, Replica, ReplicaChange, ReplicaError, ReplicaOptions, describe_photo, photo_media_type,
 };
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;
@@ -87,7 +87,8 @@ pub use store::{
 pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, DEFAULT_PHOTO_BUDGET, DEFAULT_PHOTO_CHUNK, DEFAULT_PHOTO_CHUNK_TIME,
-    FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, SyncClient, SyncError, SyncNotifier, SyncReport, SyncUpdate,
+    FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED, SyncClient, SyncError, SyncNotifier,
+    SyncReport, SyncUpdate,
 };
 pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};

@@ -43,6 +43,9 @@ pub enum HubError {
     /// A photo upload that contradicts the one under way (another size).
     #[error("{0}")]
     PhotoConflict(String),
+    /// Bytes no section of the project names: the photo's record goes first.
+    #[error("{0}")]
+    PhotoUnreferenced(String),
     /// A photo's bytes, all received, do not hash to its name or are no
     /// image: they were dropped, and the device sends them again.
     #[error("{0}")]
@@ -111,6 +114,7 @@ impl HubError {
             HubError::UnknownPhoto(_) => (404, "unknown_photo"),
             HubError::AlreadyExists(_) => (409, "already_exists"),
             HubError::PhotoConflict(_) => (409, "photo_conflict"),
+            HubError::PhotoUnreferenced(_) => (409, fieldsync_core::PHOTO_UNREFERENCED),
             HubError::PhotoCorrupt(_) => (422, fieldsync_core::PHOTO_CORRUPT),
             HubError::Timeout(_) => (408, "timeout"),
             HubError::TooLarge(_) => (413, "too_large"),

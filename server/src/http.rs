@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,6 +76,13 @@ pub struct ServeOptions {
     pub live_idle_timeout: Duration,
     /// Largest message or frame a device may send on a live channel.
     pub live_max_message_bytes: usize,
+    /// Photo chunks (up to 1 MiB each) read and stored at once; more wait their turn.
+    pub max_photo_chunks_at_once: usize,
+    /// How often [`serve_with`] removes the photo uploads no section names
+    /// ([`Hub::collect_photos`]).
+    pub photo_collect_interval: Duration,
+    /// How old an unreferenced photo upload must be before it is removed.
+    pub photo_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -94,6 +101,9 @@ impl Default for ServeOptions {
             revocation_poll_interval: Duration::from_secs(1),
             live_idle_timeout: Duration::from_secs(75),
             live_max_message_bytes: 1024,
+            max_photo_chunks_at_once: 16,
+            photo_collect_interval: Duration::from_secs(3600),
+            photo_grace: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -105,6 +115,7 @@ struct AppState {
     options: Arc<ServeOptions>,
     rate: RateLimiter,
     rounds: Arc<Semaphore>,
+    photo_chunks: Arc<Semaphore>,
     live: LiveChannels,
     readiness: Readiness,
 }
@@ -125,6 +136,7 @@ pub fn router_with(hub: Arc<Hub>, stop: watch::Receiver<bool>, options: ServeOpt
         stop,
         rate: RateLimiter::new(options.requests_per_minute, options.burst, options.max_requests_per_device),
         rounds: Arc::new(Semaphore::new(options.max_rounds_at_once.max(1))),
+        photo_chunks: Arc::new(Semaphore::new(options.max_photo_chunks_at_once.max(1))),
         live: LiveChannels::new(options.max_live_per_device),
         options: Arc::new(options),
     };
@@ -169,7 +181,11 @@ pub async fn serve_with(
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (header_timeout, write_timeout) = (options.header_timeout, options.write_timeout);
     let metrics = Arc::clone(hub.metrics());
-    let revocations = tokio::spawn(look_for_revocations(Arc::clone(&hub), options.revocation_poll_interval));
+    // Weak: an aborted task must not drop the last hub on a runtime thread
+    // (a PostgreSQL store's blocking client may not be dropped there).
+    let revocations = tokio::spawn(look_for_revocations(Arc::downgrade(&hub), options.revocation_poll_interval));
+    let photos =
+        tokio::spawn(collect_photos(Arc::downgrade(&hub), options.photo_collect_interval, options.photo_grace));
     let app = router_with(hub, stop_rx.clone(), options);
     // Every connection task holds a clone; the server has stopped when all are gone.
     let (done_tx, done_rx) = watch::channel(());
@@ -214,6 +230,7 @@ pub async fn serve_with(
     }
     drop(listener);
     revocations.abort();
+    photos.abort();
     let _ = stop_tx.send(true);
     drop(done_rx);
     done_tx.closed().await;
@@ -222,14 +239,29 @@ pub async fn serve_with(
 
 /// Every `interval`, announce the devices other processes revoked (see
 /// [`Hub::look_for_revocations`]); a store that fails is tried again next time.
-async fn look_for_revocations(hub: Arc<Hub>, interval: Duration) {
+async fn look_for_revocations(hub: Weak<Hub>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let hub = Arc::clone(&hub);
+        let Some(hub) = hub.upgrade() else { return };
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.look_for_revocations()).await {
             tracing::warn!(error = %e, "cannot look for revoked devices");
+        }
+    }
+}
+
+/// Every `interval`, remove the photo uploads older than `grace` that no
+/// section names (see [`Hub::collect_photos`]).
+async fn collect_photos(hub: Weak<Hub>, interval: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let grace_ms = grace.as_millis() as u64;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.collect_photos(crate::now_ms(), grace_ms)).await {
+            tracing::warn!(error = %e, "cannot remove unreferenced photos");
         }
     }
 }
@@ -482,6 +514,11 @@ async fn put_photo(
         let q = chunk_query(query)?;
         record_project(&project);
         let (token, _in_flight) = admitted(&state, &headers).await?;
+        // A chunk takes up to 1 MiB while it is read and stored: a few at a time.
+        let _turn = Arc::clone(&state.photo_chunks)
+            .acquire_owned()
+            .await
+            .map_err(|_| HubError::Busy { message: "the server is stopping".into(), retry_after_s: 1 })?;
         let limited = http_body_util::Limited::new(body, fieldsync_core::MAX_PHOTO_CHUNK_BYTES);
         let bytes = match tokio::time::timeout(state.options.body_timeout, limited.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),

@@ -802,6 +802,38 @@ impl HubStore for PgHubStore {
         }
         Ok(out)
     }
+
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        let row = self.client()?.query_one(
+            "SELECT EXISTS (SELECT 1 FROM sections WHERE project = $1 AND jsonb_path_exists(
+                 view::jsonb,
+                 '$.photos[*] ? (@.blob.sha256 == $sha || @.thumbnail.sha256 == $sha)',
+                 jsonb_build_object('sha', $2::text)))",
+            &[&project, &sha256],
+        )?;
+        Ok(row.get(0))
+    }
+
+    fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT project, sha256 FROM photos AS p WHERE started_ms < $1 AND NOT EXISTS (
+                 SELECT 1 FROM sections AS s WHERE s.project = p.project AND jsonb_path_exists(
+                     s.view::jsonb,
+                     '$.photos[*] ? (@.blob.sha256 == $sha || @.thumbnail.sha256 == $sha)',
+                     jsonb_build_object('sha', p.sha256)))
+             ORDER BY project, sha256",
+            &[&(before_ms as i64)],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn delete_photo(&mut self, project: &str, sha256: &str) -> Result<(), StoreError> {
+        let mut tx = self.tx()?;
+        tx.execute("DELETE FROM photo_chunks WHERE project = $1 AND sha256 = $2", &[&project, &sha256])?;
+        tx.execute("DELETE FROM photos WHERE project = $1 AND sha256 = $2", &[&project, &sha256])?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 fn stored_photo(r: &postgres::Row) -> StoredPhoto {

@@ -33,7 +33,16 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID: usize = 64;
 
 /// The routes by name, so that a label never takes a value a client chose.
-const ROUTES: [&str; 6] = ["/v1/sync", "/v1/live", "/v1/health", "/health/live", "/health/ready", "/metrics"];
+const ROUTES: [&str; 8] = [
+    "/v1/sync",
+    "/v1/live",
+    "/v1/projects/{project}/photos/{sha256}/upload",
+    "/v1/projects/{project}/photos/{sha256}",
+    "/v1/health",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+];
 
 /// The route label of a request: its matched route, or `unmatched`.
 pub fn route_label(matched: Option<&MatchedPath>) -> &'static str {

@@ -610,6 +610,40 @@ impl HubStore for SqliteHubStore {
     fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
         Ok(self.photos.read(project, sha256, offset, length)?)
     }
+
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sections AS s, json_each(s.view, '$.photos') AS photo
+                 WHERE s.project = ?1
+                   AND (json_extract(photo.value, '$.blob.sha256') = ?2
+                        OR json_extract(photo.value, '$.thumbnail.sha256') = ?2))",
+            )?
+            .query_row([project, sha256], |r| r.get(0))?)
+    }
+
+    fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT project, sha256 FROM photos AS p WHERE started_ms < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM sections AS s, json_each(s.view, '$.photos') AS photo
+                 WHERE s.project = p.project
+                   AND (json_extract(photo.value, '$.blob.sha256') = p.sha256
+                        OR json_extract(photo.value, '$.thumbnail.sha256') = p.sha256))
+             ORDER BY project, sha256",
+        )?;
+        let rows = stmt.query_map([before_ms as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_photo(&mut self, project: &str, sha256: &str) -> Result<(), StoreError> {
+        let files = self.photos.clone();
+        let tx = self.tx()?;
+        tx.execute("DELETE FROM photos WHERE project = ?1 AND sha256 = ?2", params![project, sha256])?;
+        files.remove(project, sha256)?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 fn stored_photo(conn: &Connection, project: &str, sha256: &str) -> Result<Option<StoredPhoto>, rusqlite::Error> {

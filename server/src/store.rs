@@ -379,4 +379,12 @@ pub trait HubStore: Send {
     fn finish_photo(&mut self, project: &str, sha256: &str, keep: bool) -> Result<(), StoreError>;
     /// Up to `length` bytes of a photo's upload, from `offset`.
     fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError>;
+    /// Whether a section view of `project` names photo `sha256` (as its
+    /// bytes or its thumbnail).
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError>;
+    /// Photo uploads (whole or not) begun before `before_ms` that no
+    /// section view of their project names (as its bytes or its thumbnail).
+    fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError>;
+    /// Remove a photo's upload and its bytes.
+    fn delete_photo(&mut self, project: &str, sha256: &str) -> Result<(), StoreError>;
 }

@@ -164,4 +164,13 @@ impl HubStore for TimedStore {
     fn read_photo(&mut self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
         self.timed("read_photo", |s| s.read_photo(project, sha256, offset, length))
     }
+    fn unreferenced_photos(&mut self, before_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.timed("unreferenced_photos", |s| s.unreferenced_photos(before_ms))
+    }
+    fn delete_photo(&mut self, project: &str, sha256: &str) -> Result<(), StoreError> {
+        self.timed("delete_photo", |s| s.delete_photo(project, sha256))
+    }
+    fn photo_named(&mut self, project: &str, sha256: &str) -> Result<bool, StoreError> {
+        self.timed("photo_named", |s| s.photo_named(project, sha256))
+    }
 }

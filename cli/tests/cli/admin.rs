@@ -125,4 +125,5 @@ fn tokens_can_expire_and_an_enrolled_device_gets_a_fresh_one() {
     ok(&["admin", "--data", d, "revoke", id]);
     let r = run(&["admin", "--data", d, "issue-token", id]);
     assert_eq!(r.code, 1, "a revoked device gets no token: {r:?}");
+    assert!(r.stderr.contains("was revoked") && r.stderr.contains("enroll the device again"), "{r:?}");
 }

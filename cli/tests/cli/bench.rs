@@ -21,6 +21,22 @@ fn bench_reports_every_figure() {
     assert_eq!(run(&["bench", "--sections", "0"]).code, 2);
 }
 
+/// `fieldsync bench photos` at a tiny scale: every photo goes through a real
+/// `serve` with its thumbnail, and comes back. Counts only.
+#[test]
+fn bench_photos_sends_real_photos_through_a_real_server_and_fetches_them_back() {
+    let out = ok_json(&["bench", "photos", "--photos", "2", "--size-mb", "0.3"]);
+    assert_eq!((out["photos"].as_u64(), out["photo_bytes"].as_u64()), (Some(2), Some(600_000)), "{out:#}");
+    // Two thumbnails and at least two full sizes, each at least one request.
+    assert!(out["photo_requests"].as_u64().unwrap() >= 4, "{out:#}");
+    let thumbnail = out["thumbnail_bytes_each"].as_u64().unwrap();
+    assert!((1_000..100_000).contains(&thumbnail), "{out:#}");
+    assert!(
+        ["upload_mb_per_s", "download_mb_per_s", "raw_tcp_mb_per_s"].iter().all(|k| out[k].as_f64().unwrap() > 0.0)
+    );
+    assert_eq!(run(&["bench", "photos", "--size-mb", "40"]).code, 2);
+}
+
 /// `fieldsync bench load` at a tiny scale: real devices, a real `serve`
 /// child, edits that reach the other devices, and a clean stop. Counts and
 /// events only: durations depend on the machine.

@@ -320,6 +320,9 @@ fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
     let fetched = crew.device_json("olga", &["fetch-photo", &sha]);
     assert_eq!(std::fs::read(fetched["file"].as_str().unwrap()).unwrap(), png);
     assert!(crew.device_ok("olga", &["photos", "s1"]).stdout.contains("  fetched  sha256 "));
+    // Every photo is named by its section: collecting removes none.
+    let collected = ok_json(&["admin", "--data", &crew.data(), "collect-photos", "--grace-hours", "0"]);
+    assert_eq!(collected["removed"], 0, "{collected}");
 
     // Not an image: a usage error that says what is taken, nothing attached.
     let txt = std::path::Path::new(&crew.db("tina")).with_file_name("notes.txt");

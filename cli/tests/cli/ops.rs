@@ -327,8 +327,8 @@ fn readiness_follows_the_database_and_its_url_and_password_come_from_the_environ
     assert_eq!(r.code, 0, "{r:?}");
 
     let (code, stdout) = server.stop();
-    assert_eq!(code, 0);
     let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{stdout}\n{text}");
     // Human lines by default: the cause of the 503 is there, the password and token are not.
     assert!(
         text.lines().any(|l| l.contains("WARN") && l.contains("store unavailable") && l.contains("postgresql")),

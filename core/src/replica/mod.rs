@@ -26,7 +26,7 @@ use rusqlite::Connection;
 
 pub(crate) use cache::{DOC_CACHE, DocCache};
 pub use feed::{ChangeFeed, FeedSubscription, ReplicaChange};
-pub use photos::{MAX_PHOTO_BYTES, PendingPhoto, PhotoState, PhotoToFetch, describe_photo};
+pub use photos::{MAX_PHOTO_BYTES, PendingPhoto, PhotoState, PhotoToFetch, describe_photo, photo_media_type};
 pub use read::{HistoryEntry, PastPoint};
 pub use write::EditReceipt;
 

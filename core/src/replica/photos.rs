@@ -206,16 +206,18 @@ impl Replica {
     }
 
     /// What this device took that the server lacks, next in line:
-    /// thumbnails first, then the oldest full size (if `full_size`).
-    pub fn next_photo_upload(&self, full_size: bool) -> Result<Option<PendingPhoto>, ReplicaError> {
+    /// thumbnails first, then the oldest full size (if `full_size`), but
+    /// none of `skip` (hex hashes).
+    pub fn next_photo_upload(&self, full_size: bool, skip: &[String]) -> Result<Option<PendingPhoto>, ReplicaError> {
+        let skip = serde_json::to_string(skip).map_err(|e| ReplicaError::InvalidInput(e.to_string()))?;
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT sha256, project, size, sent, thumbnail FROM photo_uploads
-                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1)
+                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1) AND sha256 NOT IN (SELECT value FROM json_each(?2))
                  ORDER BY thumbnail DESC, added_ms, sha256 LIMIT 1",
             )?
-            .query_row([full_size], |r| {
+            .query_row(params![full_size, skip], |r| {
                 Ok(PendingPhoto {
                     sha256: r.get(0)?,
                     project: r.get(1)?,
@@ -447,6 +449,19 @@ impl Replica {
     }
 }
 
+/// The media type of a photo FieldSync takes (JPEG, PNG, WebP, GIF,
+/// HEIC), from the first bytes of its file (a few dozen are enough).
+pub fn photo_media_type(header: &[u8]) -> Option<&'static str> {
+    Some(match imagesize::image_type(header).ok()? {
+        imagesize::ImageType::Jpeg => "image/jpeg",
+        imagesize::ImageType::Png => "image/png",
+        imagesize::ImageType::Webp => "image/webp",
+        imagesize::ImageType::Gif => "image/gif",
+        imagesize::ImageType::Heif(_) => "image/heic",
+        _ => return None,
+    })
+}
+
 /// Hash, size, media type and pixels of a photo's bytes (JPEG, PNG, WebP,
 /// HEIC or GIF, up to [`MAX_PHOTO_BYTES`]): what a device records and what
 /// the server checks a whole upload against.
@@ -460,14 +475,7 @@ pub fn describe_photo(bytes: &[u8]) -> Result<PhotoBlob, ReplicaError> {
     }
     let not_a_photo =
         || ReplicaError::InvalidInput("not a photo FieldSync takes: send a JPEG, PNG, WebP, HEIC or GIF image".into());
-    let media_type = match imagesize::image_type(bytes).map_err(|_| not_a_photo())? {
-        imagesize::ImageType::Jpeg => "image/jpeg",
-        imagesize::ImageType::Png => "image/png",
-        imagesize::ImageType::Webp => "image/webp",
-        imagesize::ImageType::Gif => "image/gif",
-        imagesize::ImageType::Heif(_) => "image/heic",
-        _ => return Err(not_a_photo()),
-    };
+    let media_type = photo_media_type(bytes).ok_or_else(not_a_photo)?;
     let size = imagesize::blob_size(bytes).map_err(|_| not_a_photo())?;
     Ok(PhotoBlob {
         sha256: hex::encode(Sha256::digest(bytes)),

@@ -21,7 +21,7 @@ use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
 use crate::sync::transport::{Transport, TransportError};
 
 mod photo_lane;
-pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT};
+pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
 /// response may carry, unless set otherwise: a day's work of a crew (4,000
@@ -56,6 +56,10 @@ pub enum SyncError {
     /// carry them ([`SyncClient::with_photos`]).
     #[error("this sync client carries no photos; give it a photo transport")]
     NoPhotoTransport,
+    /// The app cancelled the sync ([`SyncClient::cancel`]): every round
+    /// answered before is committed, the rest waits for the next sync.
+    #[error("the sync was cancelled; what was answered is kept, the rest goes next time")]
+    Cancelled,
 }
 
 impl SyncError {
@@ -72,6 +76,7 @@ impl SyncError {
             SyncError::Credentials(_) => SyncProblem::NotAuthorized,
             SyncError::Replica(_) => SyncProblem::Storage,
             SyncError::NoPhotoTransport => SyncProblem::Rejected,
+            SyncError::Cancelled => SyncProblem::Offline,
         }
     }
 
@@ -79,7 +84,7 @@ impl SyncError {
     pub fn retryable(&self) -> bool {
         match self {
             SyncError::Transport(t) => t.retryable(),
-            SyncError::Protocol(_) | SyncError::TooManyRounds(_) => true,
+            SyncError::Protocol(_) | SyncError::TooManyRounds(_) | SyncError::Cancelled => true,
             SyncError::Credentials(e) => matches!(e, CredentialsError::Unavailable(_)),
             SyncError::Replica(_) | SyncError::NoPhotoTransport => false,
         }
@@ -165,6 +170,11 @@ pub struct SyncClient {
     /// Bytes of full-size photos this device keeps once the server has them
     /// (others' fetched here, its own sent); the least recently used go first.
     pub photo_budget_bytes: u64,
+    /// Whether thumbnails may be missing here with nothing new to say so
+    /// (the first sync of this client, one the server lacked, a failure).
+    thumbnails_left: AtomicBool,
+    /// Set by [`SyncClient::cancel`], looked at before each round and chunk.
+    cancelled: AtomicBool,
 }
 
 /// The default storage budget for full-size photos the server has.
@@ -192,6 +202,8 @@ impl SyncClient {
             full_size_photos: FullSizePhotos::Always,
             metered: AtomicBool::new(false),
             photo_budget_bytes: DEFAULT_PHOTO_BUDGET,
+            thumbnails_left: AtomicBool::new(true),
+            cancelled: AtomicBool::new(false),
         }
     }
 
@@ -200,6 +212,21 @@ impl SyncClient {
     /// unmetered link; thumbnails go either way.
     pub fn set_metered(&self, metered: bool) {
         self.metered.store(metered, Ordering::Relaxed);
+    }
+
+    /// Stop the sync (or photo fetch) in flight at its next step: before its
+    /// next round or photo chunk, from any thread (a cancelled coroutine or
+    /// task). It returns [`SyncError::Cancelled`]; every round answered
+    /// before is committed, and the request on the wire finishes first (its
+    /// answer is committed too, so nothing is sent twice). A sync that
+    /// starts afterwards runs as usual.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// [`SyncError::Cancelled`] if the app cancelled.
+    fn go_on(&self) -> Result<(), SyncError> {
+        if self.cancelled.load(Ordering::SeqCst) { Err(SyncError::Cancelled) } else { Ok(()) }
     }
 
     /// Carry photo bytes through `photos` (the built-in `HttpTransport` is
@@ -237,6 +264,7 @@ impl SyncClient {
     /// then idle; each step is published on its change feed, which is
     /// flushed each time the client lets go of the replica.
     pub fn sync_with_progress(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
+        self.cancelled.store(false, Ordering::SeqCst);
         let outcome = self.sync_projects(progress);
         self.lock().set_sync_phase(SyncPhase::Idle);
         self.feed.flush();
@@ -270,6 +298,7 @@ impl SyncClient {
         let mut cursor_reset = false;
         let mut renewed = false;
         for _ in 0..MAX_ROUNDS {
+            self.go_on()?;
             let used = self.renewal.as_ref().map(|r| r.token.get());
             let go_on = match self.round(project, report, to_upload) {
                 Ok(go_on) => go_on,

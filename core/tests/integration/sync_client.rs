@@ -218,3 +218,35 @@ fn a_response_whose_receipt_times_do_not_match_its_changes_commits_nothing() {
     assert_eq!(office.sync_status().unwrap().pending_changes, 0);
     assert!(office.audit(&id).unwrap().iter().all(|e| e.received_ms == Some(7)));
 }
+
+#[test]
+fn a_cancelled_sync_stops_before_its_next_round_and_keeps_what_was_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tech = crew(dir.path(), &[Role::Technician]).remove(0);
+    tech.join_project(PROJECT).unwrap();
+    let replica = Arc::new(Mutex::new(tech));
+    // The server has three pages; the app cancels while the first one travels.
+    let client_slot: Arc<std::sync::OnceLock<std::sync::Weak<SyncClient>>> = Default::default();
+    let (slot, served) = (client_slot.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let log = served.clone();
+    let pages = move |body: Vec<u8>| {
+        let req: SyncRequest = protocol::decode(&body).unwrap();
+        let mut log = log.lock().unwrap();
+        log.push(req.cursor.clone());
+        if log.len() == 1 {
+            slot.get().and_then(std::sync::Weak::upgrade).unwrap().cancel();
+        }
+        let n = log.len();
+        Ok(protocol::encode(&response(&format!("c:{n}"), n < 3)))
+    };
+    let client = Arc::new(SyncClient::new(replica.clone(), Arc::new(pages)));
+    client_slot.set(Arc::downgrade(&client)).unwrap();
+    let cancelled = client.sync_now().unwrap_err();
+    assert!(matches!(cancelled, fieldsync_core::SyncError::Cancelled), "{cancelled}");
+    assert_eq!(*served.lock().unwrap(), [""], "no round after the cancel");
+    // The answer on the wire was committed: the next sync goes on from its cursor.
+    let report = client.sync_now().unwrap();
+    assert_eq!(report.rounds, 2);
+    assert_eq!(*served.lock().unwrap(), ["", "c:1", "c:2"]);
+    assert!(client.status().unwrap().last_error.is_none(), "a cancel is no failure");
+}

@@ -139,8 +139,16 @@ impl Hub {
     /// token stops working at once. A revoked device gets none.
     pub fn issue_token(&self, device_id: &str, expires_ms: Option<u64>) -> Result<Enrollment, HubError> {
         let token = random_hex(32);
-        if !self.store()?.replace_token(device_id, &token_hash(&token), expires_ms)? {
-            return Err(HubError::UnknownDevice(device_id.to_owned()));
+        let mut store = self.store()?;
+        if !store.replace_token(device_id, &token_hash(&token), expires_ms)? {
+            // Say why: a revoked device is not an unknown one.
+            let revoked = store.list_devices()?.into_iter().find(|d| d.device.id == device_id);
+            return Err(match revoked.and_then(|d| d.device.revoked_ms) {
+                Some(at) => HubError::Forbidden(format!(
+                    "device {device_id} was revoked (at {at} ms since the epoch) and gets no token; enroll the device again"
+                )),
+                None => HubError::UnknownDevice(device_id.to_owned()),
+            });
         }
         Ok(Enrollment { device_id: device_id.to_owned(), token })
     }

@@ -201,6 +201,10 @@ fn process(url: &str) -> Process {
 }
 
 fn process_with(url: &str, options: PgOptions) -> Process {
+    process_serving(url, options, fieldsync_server::ServeOptions::default())
+}
+
+fn process_serving(url: &str, options: PgOptions, serve: fieldsync_server::ServeOptions) -> Process {
     let (hub, instance) = Hub::on_postgres(url, options, 4).unwrap();
     let hub = Arc::new(hub);
     let weak = Arc::downgrade(&hub);
@@ -209,7 +213,7 @@ fn process_with(url: &str, options: PgOptions) -> Process {
             hub.notify(project, seq);
         }
     });
-    Process { server: TestServer::start(hub), _listener: listener }
+    Process { server: TestServer::start_with(hub, serve), _listener: listener }
 }
 
 /// Until `n` sessions wait for a lock (rounds blocked on a project's row).
@@ -319,7 +323,11 @@ fn a_reader_on_one_hub_misses_nothing_other_hubs_commit_meanwhile() {
     const SECTIONS: usize = 120;
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (process(&cluster.url()), process(&cluster.url()), process(&cluster.url()));
+    let (a, c) = (process(&cluster.url()), process(&cluster.url()));
+    // The reader polls for as long as the writers take, which a slow machine
+    // stretches: no request rate on its server, so the test counts, not races.
+    let unlimited = fieldsync_server::ServeOptions { requests_per_minute: 0, ..Default::default() };
+    let b = process_serving(&cluster.url(), PgOptions::default(), unlimited);
     setup(&a.server.hub, &[("olga", Role::Office), ("otto", Role::Office), ("tom", Role::Technician)]);
     let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
     let mut otto = Device::enroll(&c.server.hub, dir.path(), "otto");
@@ -474,22 +482,37 @@ fn a_device_revoked_through_one_process_loses_its_live_channel_on_another() {
 fn a_photo_begun_through_one_process_is_finished_and_served_through_another() {
     use fieldsync_core::{HttpTransport, PhotoTransport};
     let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
     let (a, b) = (process(&cluster.url()), process(&cluster.url()));
-    setup(&a.server.hub, &[("tina", Role::Technician), ("olga", Role::Office)]);
-    let via = |p: &Process, user: &str| {
-        let token = p.server.hub.enroll_device(user, "phone").unwrap().token;
-        HttpTransport::new(&format!("http://{}", p.server.addr), token.as_str(), HANG_GUARD).unwrap()
-    };
+    setup(&a.server.hub, &[("olga", Role::Office)]);
+    let mut olga = Device::enroll(&a.server.hub, dir.path(), "olga");
+    let via = |p: &Process| HttpTransport::new(&format!("http://{}", p.server.addr), olga.token.as_str(), HANG_GUARD);
+    let (via_a, via_b) = (via(&a).unwrap(), via(&b).unwrap());
+    // The record goes up through one process...
     let photo = crate::photos::png(12_000);
-    let sha = crate::photos::hex_sha(&photo);
-    let n = photo.len() as u64;
-    // Tina's link moves from one server to the other halfway.
-    assert_eq!(via(&a, "tina").put_chunk(PROJECT, &sha, n, 0, &photo[..6000]).unwrap().received, 6000);
-    let done = via(&b, "tina").put_chunk(PROJECT, &sha, n, 6000, &photo[6000..]).unwrap();
+    let (sha, n) = (crate::photos::hex_sha(&photo), photo.len() as u64);
+    olga.sync(&b.server);
+    let section = olga.replica.create_section(PROJECT, "north", &route()).unwrap();
+    olga.replica.add_photo_bytes(&section, &photo, None).unwrap();
+    olga.sync(&b.server);
+    // ...the bytes half through one and half through the other (the link moved).
+    assert_eq!(via_a.put_chunk(PROJECT, &sha, n, 0, &photo[..6000]).unwrap().received, 6000);
+    let done = via_b.put_chunk(PROJECT, &sha, n, 6000, &photo[6000..]).unwrap();
     assert_eq!((done.received, done.complete), (n, true));
-    let olga = via(&a, "olga");
-    let got = olga.get_chunk(PROJECT, &sha, 0, n).unwrap();
+    let got = via_a.get_chunk(PROJECT, &sha, 0, n).unwrap();
     assert_eq!((got.size, got.bytes), (n, photo));
+    // Bytes no section names are refused; a stored upload no section names goes after its grace.
+    let orphan = crate::photos::png(3000);
+    let orphan_sha = crate::photos::hex_sha(&orphan);
+    let refused = via_a.put_chunk(PROJECT, &orphan_sha, orphan.len() as u64, 0, &orphan).unwrap_err();
+    assert!(matches!(&refused, fieldsync_core::TransportError::Server { status: 409, .. }), "{refused}");
+    let mut store = PgHubStore::connect(&cluster.url()).unwrap();
+    store.append_photo(PROJECT, &orphan_sha, orphan.len() as u64, 0, &orphan, 1).unwrap();
+    store.finish_photo(PROJECT, &orphan_sha, true).unwrap();
+    assert_eq!(b.server.hub.collect_photos(fieldsync_server::now_ms(), 0).unwrap(), 1);
+    assert_eq!(a.server.hub.photos_held(PROJECT, &[&sha, &orphan_sha]).unwrap(), 1, "the named photo stays");
+    let gone = via_a.get_chunk(PROJECT, &orphan_sha, 0, 10).unwrap_err();
+    assert!(matches!(gone, fieldsync_core::TransportError::Server { status: 404, .. }));
 }
 
 #[test]

@@ -309,27 +309,80 @@ fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_
 }
 
 #[test]
+fn photos_no_section_names_are_removed_after_the_grace_and_named_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office)]));
+    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
+    let link = Link::new(&server, &olga_device.token);
+    let (olga, olga_sync) = phone_on(&link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let photo = png(5000);
+    let named = {
+        let mut r = olga.lock().unwrap();
+        let section = r.create_section(PROJECT, "north", &route()).unwrap();
+        r.add_photo_bytes(&section, &photo, None).unwrap();
+        hex_sha(&photo)
+    };
+    olga_sync.sync_now().unwrap();
+    // Bytes no section names (the server takes none through its endpoints
+    // now; a store written before it checked, or restored, may hold some).
+    let orphan = png(6000);
+    let orphan_sha = hex_sha(&orphan);
+    let hour = 3_600_000;
+    let now = fieldsync_server::now_ms();
+    {
+        use fieldsync_server::HubStore;
+        let mut store = fieldsync_server::SqliteHubStore::open(dir.path()).unwrap();
+        store.append_photo(PROJECT, &orphan_sha, orphan.len() as u64, 0, &orphan, now).unwrap();
+        store.finish_photo(PROJECT, &orphan_sha, true).unwrap();
+    }
+    assert_eq!(server.hub.photos_held(PROJECT, &[&orphan_sha]).unwrap(), 1);
+    assert_eq!(server.hub.collect_photos(now, hour).unwrap(), 0, "within the grace, nothing goes");
+    assert_eq!(server.hub.collect_photos(now + 2 * hour, hour).unwrap(), 1);
+    assert_eq!(server.hub.photos_held(PROJECT, &[&named, &orphan_sha]).unwrap(), 1);
+    assert_eq!(server.hub.photos_held(PROJECT, &[&named]).unwrap(), 1, "a named photo stays");
+    assert!(
+        !dir.path()
+            .join("photos")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|project| { project.path().join(&orphan_sha).exists() })
+    );
+}
+
+#[test]
 fn bytes_that_are_not_their_photo_are_dropped_and_bad_requests_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(hub_with(dir.path(), &[("tina", Role::Technician)]));
-    let e = server.hub.enroll_device("tina", "phone").unwrap();
-    let http = HttpTransport::new(&format!("http://{}", server.addr), &e.token, Duration::from_secs(20)).unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office)]));
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    let http =
+        HttpTransport::new(&format!("http://{}", server.addr), olga.token.as_str(), Duration::from_secs(20)).unwrap();
     let status = |r: Result<PhotoUploadState, TransportError>| match r {
         Err(TransportError::Server { status, body }) => (status, body.error),
         other => panic!("{other:?}"),
     };
+    // Olga's records of two photos reach the server; their bytes do not.
+    let (photo, other) = (png(100), png(200));
+    olga.sync(&server);
+    let section = olga.replica.create_section(PROJECT, "north", &route()).unwrap();
+    for p in [&photo, &other] {
+        olga.replica.add_photo_bytes(&section, p, None).unwrap();
+    }
+    olga.sync(&server);
 
-    // All the bytes arrive, and they are not the photo their name says.
-    let photo = png(100);
-    let other_sha = "0".repeat(64);
-    let n = photo.len() as u64;
-    assert_eq!(status(http.put_chunk(PROJECT, &other_sha, n, 0, &photo)), (422, "photo_corrupt".into()));
-    assert_eq!(server.hub.photos_held(PROJECT, &[&other_sha]).unwrap(), 0, "nothing is kept");
-    // Not an image at all, under the right hash: dropped too.
+    // Bytes no section names are not taken: nobody fills the disk with photos of nothing.
     let text = b"not a photo at all".to_vec();
     let text_sha = hex_sha(&text);
-    assert_eq!(status(http.put_chunk(PROJECT, &text_sha, 18, 0, &text)), (422, "photo_corrupt".into()));
+    assert_eq!(status(http.put_chunk(PROJECT, &text_sha, 18, 0, &text)), (409, "photo_unreferenced".into()));
+    // All the bytes arrive, and they are not the photo their name says: dropped.
+    let (other_sha, m) = (hex_sha(&other), other.len() as u64);
+    let forged: Vec<u8> = other.iter().map(|b| b ^ 1).collect();
+    assert_eq!(status(http.put_chunk(PROJECT, &other_sha, m, 0, &forged)), (422, "photo_corrupt".into()));
+    assert_eq!(server.hub.photos_held(PROJECT, &[&other_sha]).unwrap(), 0, "nothing is kept");
+    assert!(http.put_chunk(PROJECT, &other_sha, m, 0, &other).unwrap().complete, "the true bytes go in after");
 
+    let n = photo.len() as u64;
     let sha = hex_sha(&photo);
     assert_eq!(status(http.put_chunk(PROJECT, "../../etc/passwd", n, 0, &photo)).0, 404, "not even a route");
     assert_eq!(status(http.put_chunk(PROJECT, &sha.to_uppercase(), n, 0, &photo)), (400, "malformed".into()));

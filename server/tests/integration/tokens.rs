@@ -53,9 +53,11 @@ fn an_expired_token_is_refused_401_token_expired_and_a_fresh_one_syncs_the_same_
     assert_eq!(olga.round(&server).report.confirmed, 1);
     assert_eq!(server.hub.section_view(&id).unwrap().unwrap().progress, 5);
 
-    // A revoked device gets no fresh token.
+    // A revoked device gets no fresh token, and is told why; an unknown one is unknown.
     server.hub.revoke_device(&olga.id).unwrap();
-    assert!(matches!(server.hub.issue_token(&olga.id, None), Err(HubError::UnknownDevice(_))));
+    let refused = server.hub.issue_token(&olga.id, None).unwrap_err();
+    assert!(matches!(&refused, HubError::Forbidden(m) if m.contains("revoked") && m.contains("enroll")), "{refused}");
+    assert!(matches!(server.hub.issue_token("no-such-device", None), Err(HubError::UnknownDevice(_))));
 }
 
 /// The app's backend: asks the hub for a fresh token for its device, each

@@ -306,7 +306,7 @@ impl Sim {
         }
         let Some(replica) = dev.replica.as_ref() else { return false };
         let r = lock(replica);
-        let nothing_to_send = r.next_photo_upload(true).is_ok_and(|p| p.is_none());
+        let nothing_to_send = r.next_photo_upload(true, &[]).is_ok_and(|p| p.is_none());
         nothing_to_send
             && r.thumbnails_to_fetch()
                 .is_ok_and(|missing| missing.iter().all(|(_, t)| !self.photos.completed.contains_key(&t.sha256)))

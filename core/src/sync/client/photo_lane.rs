@@ -23,6 +23,9 @@ use crate::sync::transport::TransportError;
 
 /// The smallest chunk the lane sends when it sizes chunks to the link.
 pub const MIN_PHOTO_CHUNK_BYTES: usize = 4 * 1024;
+/// Chunks in a row the server may answer without taking them (a cut, its
+/// upload restarted) before the lane gives up until the next sync.
+const MAX_STALLED_CHUNKS: u32 = 3;
 
 /// When this device's full-size photos go up (thumbnails always go).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,15 +53,24 @@ impl SyncClient {
         let mut resent_whole = false;
         let full_size = !(self.full_size_photos == FullSizePhotos::OnUnmeteredLinks && self.metered.load(Relaxed));
         let mut thumbnails_fetched = false;
+        // Photos whose record the server has not got: tried again next sync.
+        let mut not_named = Vec::new();
+        // Answers in a row that took nothing: a server that stopped taking a photo.
+        let mut stalled = 0;
         loop {
+            self.go_on()?;
             let (pending, edits) = {
                 let replica = self.lock();
-                (replica.next_photo_upload(full_size)?, replica.outbox_stats()?.0)
+                (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
             };
-            // Ours went up: the others' thumbnails come down before our full sizes go.
+            // Ours went up: the others' thumbnails come down before our full sizes go
+            // (looked for when this sync brought something, or a fetch was left over).
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
                 thumbnails_fetched = true;
-                self.fetch_thumbnails(photos, report)?;
+                let news = report.new_changes > 0 || report.documents > 0;
+                if news || self.thumbnails_left.swap(false, Relaxed) {
+                    self.fetch_thumbnails(photos, report)?;
+                }
             }
             let Some(photo) = pending else { return Ok(()) };
             if edits > 0 {
@@ -94,13 +106,30 @@ impl SyncClient {
                     }
                     continue;
                 }
+                // Its record has not reached the server (or was refused there): the others go on.
+                Err(TransportError::Server { status: 409, body }) if body.error == PHOTO_UNREFERENCED => {
+                    tracing::warn!(
+                        photo = photo.sha256,
+                        "the server has no record of this photo yet: {}",
+                        body.message
+                    );
+                    not_named.push(photo.sha256);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             self.lock().record_photo_upload(&photo.sha256, state)?;
+            stalled = if state.complete || state.received > photo.sent { 0 } else { stalled + 1 };
+            if stalled >= MAX_STALLED_CHUNKS {
+                return Err(SyncError::Transport(TransportError::Unreachable(format!(
+                    "the server took none of the last {stalled} chunks of photo {}; trying again later",
+                    photo.sha256
+                ))));
+            }
             report.photo_bytes_sent += bytes.len() as u64;
             if state.complete && !photo.thumbnail {
                 report.photos_sent += 1;
-                tracing::info!(photo = photo.sha256, bytes = photo.size, "photo on the server");
+                tracing::debug!(photo = photo.sha256, bytes = photo.size, "photo on the server");
             }
             if let Some(target) = self.photo_chunk_time {
                 chunk = chunk_for(bytes.len(), started.elapsed(), target);
@@ -118,8 +147,14 @@ impl SyncClient {
                     report.thumbnails_fetched += 1;
                     report.photo_bytes_received += got;
                 }
-                Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {}
-                Err(e) => return Err(e),
+                // Not on the server yet: the next sync looks again.
+                Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {
+                    self.thumbnails_left.store(true, Relaxed);
+                }
+                Err(e) => {
+                    self.thumbnails_left.store(true, Relaxed);
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -132,6 +167,7 @@ impl SyncClient {
     /// are kept within [`SyncClient::photo_budget_bytes`], the least
     /// recently used leaving first.
     pub fn fetch_photo(&self, photo: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SyncError> {
+        self.cancelled.store(false, std::sync::atomic::Ordering::SeqCst);
         let to_fetch = self.lock().photo_to_fetch(photo)?;
         let blob = &to_fetch.blob;
         if self.lock().photo_file(&blob.sha256).is_none() {
@@ -158,9 +194,14 @@ impl SyncClient {
         let (sha, size) = (&blob.sha256, blob.size);
         let started = self.lock().partial_photo_len(sha).min(size);
         let mut offset = started;
-        let chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES) as u64;
+        let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
-            let got = photos.get_chunk(project, sha, offset, chunk.min(size - offset))?;
+            self.go_on()?;
+            let asked = Instant::now();
+            let got = photos.get_chunk(project, sha, offset, (chunk as u64).min(size - offset))?;
+            if let Some(target) = self.photo_chunk_time {
+                chunk = chunk_for(got.bytes.len(), asked.elapsed(), target);
+            }
             if got.size != size || got.bytes.is_empty() || got.bytes.len() as u64 > size - offset {
                 return Err(SyncError::Transport(TransportError::Unreachable(format!(
                     "the server's copy of photo {sha} is {} bytes, its record says {size}",
@@ -178,6 +219,9 @@ impl SyncClient {
 
 /// The error code of a photo whose bytes did not match its hash.
 pub const PHOTO_CORRUPT: &str = "photo_corrupt";
+/// The error code of a photo no section on the server names (its record
+/// has not reached it, or was refused).
+pub const PHOTO_UNREFERENCED: &str = "photo_unreferenced";
 
 /// A chunk sized to take about `target` on the link the last one took.
 fn chunk_for(sent: usize, took: std::time::Duration, target: std::time::Duration) -> usize {
