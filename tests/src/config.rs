@@ -29,6 +29,9 @@ pub struct Workload {
     /// Share of devices holding the live channel while online (apps in the
     /// foreground); the rest rely on the timer and their own edits.
     pub live_channel: f64,
+    /// Photos the crews take (issue 14; off by default).
+    #[serde(default)]
+    pub photos: crate::photos::PhotoWorkload,
 }
 
 impl Default for Workload {
@@ -41,6 +44,7 @@ impl Default for Workload {
             overlap: 0.3,
             off_route: 0.1,
             live_channel: 0.4,
+            photos: crate::photos::PhotoWorkload::default(),
         }
     }
 }

@@ -25,6 +25,9 @@ use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 pub enum Step {
     /// It sent a request body and waits for the answer.
     Request(Vec<u8>),
+    /// Its photo lane sent a chunk request and waits for the answer
+    /// (`crate::photos`: the answer travels encoded as bytes).
+    Photo(crate::photos::PhotoCall),
     /// `sync_now` returned.
     Finished(Result<SyncReport, SyncError>),
     /// It was killed inside the transport.
@@ -67,22 +70,29 @@ impl Session {
         upload_budget: usize,
         response_budget: u32,
     ) -> (Session, Step) {
+        Self::start_with_photos(id, replica, wall_ms, since_boot_ms, upload_budget, response_budget, None)
+    }
+
+    /// Like [`Session::start`]; with `photo_chunk` the client also carries
+    /// photos ([`SyncClient::with_photos`]) in chunks of that many bytes,
+    /// over the same channel to the loop ([`Step::Photo`]).
+    pub fn start_with_photos(
+        id: u64,
+        replica: Arc<Mutex<Replica>>,
+        wall_ms: u64,
+        since_boot_ms: u64,
+        upload_budget: usize,
+        response_budget: u32,
+        photo_chunk: Option<usize>,
+    ) -> (Session, Step) {
         let (to_loop, from_device) = mpsc::channel();
         let (to_device, from_loop) = mpsc::channel::<ToDevice>();
         let requests = to_loop.clone();
-        let answers = Mutex::new(from_loop);
+        let answers = Arc::new(Mutex::new(from_loop));
+        let photo_link = SessionLink { requests: Mutex::new(to_loop.clone()), answers: answers.clone() };
         let transport = move |body: Vec<u8>| -> Result<Vec<u8>, TransportError> {
             let _ = requests.send(Step::Request(body));
-            let next = answers.lock().unwrap_or_else(|p| p.into_inner()).recv();
-            match next {
-                Ok(ToDevice::Answer { result, wall_ms, since_boot_ms }) => {
-                    set_simulated_wall_clock(Some(wall_ms));
-                    set_simulated_since_boot(Some(since_boot_ms));
-                    result
-                }
-                // Not `panic!`: no panic hook runs, nothing is printed.
-                Ok(ToDevice::Kill) | Err(_) => resume_unwind(Box::new(Killed)),
-            }
+            await_answer(&answers)
         };
         let thread = std::thread::Builder::new()
             .name(format!("sim-session-{id}"))
@@ -93,6 +103,9 @@ impl Session {
                     let mut client = SyncClient::new(replica, Arc::new(transport));
                     client.upload_budget = upload_budget;
                     client.response_budget = response_budget;
+                    if let Some(chunk) = photo_chunk {
+                        client = crate::photos::carry_photos(client, photo_link, chunk);
+                    }
                     catch_unwind(AssertUnwindSafe(|| client.sync_now()))
                 };
                 // The client (and with it the replica's Arc) is dropped before the loop hears.
@@ -116,7 +129,7 @@ impl Session {
 
     fn wait(&mut self) -> Step {
         let step = self.from_device.recv().unwrap_or_else(|_| Step::Panicked("the session thread vanished".into()));
-        if !matches!(step, Step::Request(_))
+        if !matches!(step, Step::Request(_) | Step::Photo(_))
             && let Some(t) = self.thread.take()
         {
             let _ = t.join();
@@ -144,6 +157,36 @@ impl Drop for Session {
             let _ = self.to_device.send(ToDevice::Kill);
             let _ = t.join();
         }
+    }
+}
+
+/// The session thread's end of its channel to the loop, for the photo
+/// lane's requests ([`crate::photos::carry_photos`]).
+pub struct SessionLink {
+    requests: Mutex<Sender<Step>>,
+    answers: Arc<Mutex<Receiver<ToDevice>>>,
+}
+
+impl SessionLink {
+    /// Hand `step` to the loop and block until its answer arrives.
+    pub fn call(&self, step: Step) -> Result<Vec<u8>, TransportError> {
+        let _ = self.requests.lock().unwrap_or_else(|p| p.into_inner()).send(step);
+        await_answer(&self.answers)
+    }
+}
+
+/// Block until the loop answers (at the virtual time it arrives), or
+/// unwind if the app is killed meanwhile.
+fn await_answer(answers: &Mutex<Receiver<ToDevice>>) -> Result<Vec<u8>, TransportError> {
+    let next = answers.lock().unwrap_or_else(|p| p.into_inner()).recv();
+    match next {
+        Ok(ToDevice::Answer { result, wall_ms, since_boot_ms }) => {
+            set_simulated_wall_clock(Some(wall_ms));
+            set_simulated_since_boot(Some(since_boot_ms));
+            result
+        }
+        // Not `panic!`: no panic hook runs, nothing is printed.
+        Ok(ToDevice::Kill) | Err(_) => resume_unwind(Box::new(Killed)),
     }
 }
 

@@ -22,6 +22,7 @@
 //! - [`config`]: [`SimConfig`], [`Workload`], [`FaultConfig`], [`InjectedBug`].
 //! - [`profile`]: [`Profile`]s (`3g`, `edge`, `2g-rural`, `offline-day`) and their links.
 //! - [`link`]: a device's link in virtual time (token buckets, loss, outages, partitions).
+//! - [`photos`]: photos in the day: [`PhotoWorkload`], the sessions' photo transport, [`PhotoReport`].
 //! - [`device`]: sync sessions on their own threads; killing and reopening an app.
 //! - [`server`]: one or two hubs on one data dir; restarts; the live channel.
 //! - [`workload`]: routes, sections, and edits of every kind by role.
@@ -53,6 +54,7 @@ pub mod fuzz;
 pub mod hostile;
 pub mod invariants;
 pub mod link;
+pub mod photos;
 pub mod profile;
 pub mod report;
 pub mod rng;
@@ -62,6 +64,7 @@ pub mod sim;
 pub mod workload;
 
 pub use config::{FaultConfig, InjectedBug, SimConfig, Workload};
+pub use photos::{PhotoReport, PhotoWorkload};
 pub use profile::{LinkProfile, Profile};
 pub use report::{EFFICIENCY_LIMIT, FaultCounts, Invariant, Phase, SimProgress, SimReport, Violation};
 pub use rng::Rng;

@@ -77,6 +77,21 @@ pub enum Invariant {
     /// A hostile device's rule-breaking changes are stored and shown as
     /// rejections; its malformed ones are refused with a 4xx and change nothing.
     Hostile,
+    /// With photos on: every photo a device added (but one wiped by a
+    /// reinstall before the hub had it, or of a revoked or removed device)
+    /// is complete on the hub after the heal, and every device holding a
+    /// section holds the thumbnail of every photo in it.
+    NoLostPhoto,
+    /// With photos on: a photo's thumbnail was complete on the hub before
+    /// its full size.
+    ThumbnailFirst,
+    /// With photos on: no chunk is sent again after the device received the
+    /// hub's acknowledgement of it, and the chunks sent again on a device's
+    /// link are no more than its cut or lost photo requests.
+    NoPhotoResent,
+    /// With photos on: a device whose user is not a member of the project
+    /// asking for one of its photos is refused (403) and gets no bytes.
+    PhotoAccess,
 }
 
 impl Invariant {
@@ -93,6 +108,10 @@ impl Invariant {
             Invariant::NoFrozenSection => "no_frozen_section",
             Invariant::StableHistory => "stable_history",
             Invariant::Hostile => "hostile",
+            Invariant::NoLostPhoto => "no_lost_photo",
+            Invariant::ThumbnailFirst => "thumbnail_first",
+            Invariant::NoPhotoResent => "no_photo_resent",
+            Invariant::PhotoAccess => "photo_access",
         }
     }
 }
@@ -287,6 +306,10 @@ pub struct SimReport {
     /// (what the office waits for), simulated ms, per edit.
     #[serde(default)]
     pub edit_to_everyone: Latency,
+    /// Photos: what went up and down and the photo invariants' figures
+    /// (present when the workload had photos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photos: Option<crate::photos::PhotoReport>,
     /// Faults the run went through.
     pub faults: FaultCounts,
     /// Simulated time from the morning sync until everything converged, ms.

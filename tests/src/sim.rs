@@ -26,6 +26,8 @@ use crate::rng::Rng;
 use crate::server::{Servers, transport_error};
 use crate::workload::{self, EditKind, Plan};
 
+mod photos;
+
 /// The project every run works in.
 pub const PROJECT: &str = "sim";
 /// Virtual time 0: Monday 2 June 2025, 06:00 UTC (the morning sync).
@@ -72,6 +74,13 @@ enum Event {
     ServerStart { instance: usize },
     /// Report progress.
     Tick,
+    /// A crew member takes a photo of `size` bytes (`sim/photos.rs`).
+    TakePhoto { device: usize, size: u64 },
+    /// A photo request reaches the server.
+    PhotoArrive { device: usize, session: u64, call: crate::photos::PhotoCall },
+    /// A photo answer (or the failure) reaches the device; `acked`: the
+    /// photo and the bytes a put's answer says the hub holds.
+    PhotoAnswer { device: usize, session: u64, result: Result<Vec<u8>, TransportError>, acked: Option<(String, u64)> },
     /// The working day ends and the network heals.
     EndOfDay,
     /// The heal limit: whatever has not drained by now breaks liveness.
@@ -251,6 +260,8 @@ struct Sim {
     hostile: Option<Hostile>,
     stats: Stats,
     violations: Vec<Violation>,
+    /// The day's photos (`sim/photos.rs`; empty without them).
+    photos: photos::PhotoDay,
 }
 
 /// FNV-1a, 64 bits: a stable hash for digests and for recognizing re-sent changes.
@@ -323,6 +334,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         stale_role_edits: 0,
         edit_to_visible: Latency::default(),
         edit_to_everyone: Latency::default(),
+        photos: None,
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -457,6 +469,7 @@ impl Sim {
             hostile: None,
             stats: Stats::default(),
             violations: Vec::new(),
+            photos: photos::PhotoDay::default(),
         })
     }
 
@@ -740,6 +753,7 @@ impl Sim {
                 self.schedule(rng.below(day), Event::Attack);
             }
         }
+        self.plan_photos();
         self.schedule(day, Event::EndOfDay);
         self.schedule(PROGRESS_EVERY_MS, Event::Tick);
         for d in 0..self.devices.len() {
@@ -813,7 +827,7 @@ impl Sim {
                     let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall, self.now);
                     // The client commits a response before it asks again or returns.
                     if let Some(response) = response
-                        && matches!(step, Step::Request(_) | Step::Finished(Ok(_)))
+                        && matches!(step, Step::Request(_) | Step::Photo(_) | Step::Finished(Ok(_)))
                     {
                         self.check_received(device, &response);
                         self.note_visible(&response);
@@ -863,6 +877,9 @@ impl Sim {
                 }
             }
             Event::Attack => self.attack(),
+            Event::TakePhoto { device, size } => self.take_photo(device, size),
+            Event::PhotoArrive { device, session, call } => self.photo_arrive(device, session, call),
+            Event::PhotoAnswer { device, session, result, acked } => self.photo_answer(device, session, result, acked),
             Event::ServerCrash { instance, down_ms } => {
                 if self.faults_on && self.servers.is_up(instance) {
                     self.stop_server(instance, down_ms);
@@ -901,13 +918,14 @@ impl Sim {
         self.sessions += 1;
         let id = self.sessions;
         let wall = self.devices[d].wall(self.now);
-        let (session, step) = Session::start(
+        let (session, step) = Session::start_with_photos(
             id,
             replica,
             wall,
             self.now,
             self.config.profile.upload_budget,
             self.config.profile.response_budget,
+            self.photo_chunk(d),
         );
         self.devices[d].session = Some(session);
         self.devices[d].round_at = 0;
@@ -924,6 +942,7 @@ impl Sim {
     fn on_step(&mut self, d: usize, step: Step) {
         match step {
             Step::Request(body) => self.send(d, body),
+            Step::Photo(call) => self.send_photo(d, call),
             Step::Finished(result) => self.end_session(d, result),
             Step::Killed => {
                 self.devices[d].session = None;
@@ -1221,6 +1240,7 @@ impl Sim {
             a.wiped = true;
         }
         drop(replica);
+        self.photos_wiped(d);
         device::wipe(&self.path(d));
         self.devices[d].install += 1;
         self.devices[d].received = Received::default();
@@ -1655,6 +1675,7 @@ impl Sim {
                 || dev.removed
                 || (dev.alive() && dev.session.is_none() && dev.synced_through >= self.last_growth)
         }) && watched().all(|d| self.devices[d].revoked || self.devices[d].removed || self.pending(d) == 0)
+            && watched().all(|d| self.photos_settled(d))
     }
 
     // ---- checks ----
@@ -1736,9 +1757,10 @@ impl Sim {
         report.probed_behind_stamps = probed_behind;
         report.edit_to_visible = Latency::of(self.stats.edit_to_visible.clone());
         report.edit_to_everyone = Latency::of(self.stats.edit_to_everyone.values().copied().collect());
-        let mut violations = self.violations;
+        let mut violations = std::mem::take(&mut self.violations);
         violations.extend(checked.violations);
         violations.extend(frozen);
+        report.photos = self.check_photos(&mut violations);
         let wire = self.stats.bytes_up + self.stats.bytes_down;
         // A failed round trip (a cut, a lost answer) costs its bytes for
         // nothing; a small run with many cuts is dominated by them.

@@ -7,10 +7,13 @@
 //! - `concurrency`: two hubs on one data dir serving at once, on real threads.
 //! - `injected`: the suite catches the bugs the simulator can inject.
 //! - `figures`: `#[ignore]`d runs that print the figures in BENCHMARKS.md.
+//! - `photos`: a day of photos on 2g-rural and edge: the photo invariants, and
+//!   the edits' pace against the same day without photos.
 
 mod api;
 mod concurrency;
 mod figures;
 mod fuzz;
 mod injected;
+mod photos;
 mod seeds;
