@@ -98,9 +98,8 @@ impl Replica {
 
     /// The file holding the photo with this hex SHA-256, if this device has it.
     pub fn photo_file(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
         let path = self.photo_dir().join(sha256);
-        (valid && path.is_file()).then_some(path)
+        (is_sha256_hex(sha256) && path.is_file()).then_some(path)
     }
 
     /// Attach the photo in `file` to `section`; returns the photo's id.

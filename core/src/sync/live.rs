@@ -199,7 +199,7 @@ fn target(server: &str, token: DeviceToken, project: &str) -> Result<Target, Liv
 }
 
 /// What a query value keeps as it is: RFC 3986's unreserved characters; the rest is %-encoded.
-const QUERY_VALUE: &percent_encoding::AsciiSet =
+pub(crate) const QUERY_VALUE: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, LiveError> {

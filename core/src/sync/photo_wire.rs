@@ -60,15 +60,11 @@ pub trait PhotoTransport: Send + Sync {
     fn get_chunk(&self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<PhotoChunk, TransportError>;
 }
 
-/// The path of a photo's endpoints (the project percent-encoded).
+/// The path of a photo's endpoints (the project percent-encoded as one
+/// segment, as the live channel's query encodes it).
+#[cfg(feature = "http")]
 pub fn photo_path(project: &str, sha256: &str) -> String {
-    let project: String = project
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let project = percent_encoding::utf8_percent_encode(project, crate::sync::live::QUERY_VALUE);
     format!("/v1/projects/{project}/photos/{sha256}")
 }
 
@@ -120,6 +116,7 @@ mod tests {
     #[test]
     fn a_project_with_any_characters_stays_one_path_segment() {
         let sha = "ab".repeat(32);
+        #[cfg(feature = "http")]
         assert_eq!(photo_path("build out/1", &sha), format!("/v1/projects/build%20out%2F1/photos/{sha}"));
         assert!(is_sha256_hex(&sha));
         assert!(!is_sha256_hex(&"AB".repeat(32)));

@@ -207,6 +207,11 @@ fn a_photo_goes_up_after_the_edits_resumes_after_a_cut_and_only_members_fetch_it
     assert_eq!(olga_sync.fetch_photo(&sha, &mut |_, _| {}).unwrap(), file, "fetched once");
     assert_eq!(olga_link.fetched.lock().unwrap().len(), 6);
 
+    // Olga removed from the project: her device gets no photo any more.
+    server.hub.remove_member(PROJECT, "olga").unwrap();
+    let removed = olga_link.http.get_chunk(PROJECT, &sha, 0, 4096).unwrap_err();
+    assert!(matches!(&removed, TransportError::Server { status: 403, .. }), "{removed}");
+
     // A device of someone outside the project, or in another project, gets nothing.
     for outsider in ["mallory", "pete"] {
         let e = server.hub.enroll_device(outsider, "phone").unwrap();
