@@ -58,6 +58,7 @@ pub use sync::pack;
 pub use sync::photo_wire;
 pub use sync::protocol;
 
+pub use domain::coverage::{Bounds, Coverage, InvalidScope, Scope, Subscription};
 pub use domain::document::{DocumentError, PhotoBlob, PhotoRef, SectionDoc, SectionInput};
 pub use domain::edit::{Edit, EditId, EditValue, Field};
 pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock, since_boot_ms, wall_clock_ms};

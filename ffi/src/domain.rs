@@ -146,6 +146,8 @@ pub enum Field {
     Location,
     /// A foreman's acceptance of a quarantined point.
     Acceptance,
+    /// The crew the section is assigned to (office only).
+    Crew,
 }
 
 impl From<core::Field> for Field {
@@ -157,6 +159,7 @@ impl From<core::Field> for Field {
             core::Field::Progress => Field::Progress,
             core::Field::Location => Field::Location,
             core::Field::Acceptance => Field::Acceptance,
+            core::Field::Crew => Field::Crew,
         }
     }
 }

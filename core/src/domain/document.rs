@@ -556,6 +556,7 @@ fn write_record<T: Transactable>(
     }
     match value {
         EditValue::Name { name } => tx.put(&rec, "name", name.as_str())?,
+        EditValue::Crew { crew } => tx.put(&rec, "crew", crew.as_str())?,
         EditValue::Route { points } => {
             // One string, not a list of lists: a route is replaced whole, never
             // merged point by point, and a string costs one op instead of 3n.
@@ -648,6 +649,7 @@ fn read_value(rec: &Record<'_>) -> EditValue {
             _ => None,
         },
         Some(Field::Acceptance) => rec.str("point_edit").map(|point_edit| EditValue::Accept { point_edit }),
+        Some(Field::Crew) => rec.str("crew").map(|crew| EditValue::Crew { crew }),
         None => None,
     };
     parsed.unwrap_or_else(unknown)

@@ -27,6 +27,8 @@ pub enum Field {
     Location,
     /// A foreman's acceptance of a quarantined point.
     Acceptance,
+    /// The crew the section is assigned to (office only).
+    Crew,
 }
 
 impl Field {
@@ -39,11 +41,12 @@ impl Field {
             Field::Progress => "progress",
             Field::Location => "location",
             Field::Acceptance => "acceptance",
+            Field::Crew => "crew",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Option<Field> {
-        [Field::Name, Field::Route, Field::State, Field::Progress, Field::Location, Field::Acceptance]
+        [Field::Name, Field::Route, Field::State, Field::Progress, Field::Location, Field::Acceptance, Field::Crew]
             .into_iter()
             .find(|f| f.as_str() == s)
     }
@@ -89,6 +92,11 @@ pub enum EditValue {
         /// The location write being accepted.
         point_edit: EditId,
     },
+    /// An assignment of the section to a crew.
+    Crew {
+        /// The crew's name.
+        crew: String,
+    },
     /// A write of a kind this version does not know (from a newer app).
     Unknown {
         /// The field name it carried.
@@ -106,6 +114,7 @@ impl EditValue {
             EditValue::Progress { .. } => Field::Progress,
             EditValue::Location { .. } => Field::Location,
             EditValue::Accept { .. } => Field::Acceptance,
+            EditValue::Crew { .. } => Field::Crew,
             EditValue::Unknown { .. } => return None,
         })
     }
@@ -124,6 +133,7 @@ impl EditValue {
             EditValue::Progress { percent, .. } => format!("{percent}%"),
             EditValue::Location { point } => format!("({:.6}, {:.6})", point.lat, point.lon),
             EditValue::Accept { point_edit } => format!("accept point {point_edit}"),
+            EditValue::Crew { crew } => format!("assigned to crew {crew:?}"),
             EditValue::Unknown { field } => format!("unknown field {field}"),
         }
     }

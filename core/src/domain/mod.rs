@@ -1,6 +1,7 @@
 //! The domain, without storage or I/O: clocks, roles and projects,
 //! construction states, routes, and how a write sits in a section document.
 
+pub mod coverage;
 pub mod document;
 pub mod edit;
 pub mod hlc;

@@ -75,6 +75,12 @@ impl From<rusqlite::Error> for ReplicaError {
     }
 }
 
+impl From<crate::domain::coverage::InvalidScope> for ReplicaError {
+    fn from(e: crate::domain::coverage::InvalidScope) -> Self {
+        ReplicaError::InvalidInput(e.to_string())
+    }
+}
+
 impl From<InvalidPoint> for ReplicaError {
     fn from(e: InvalidPoint) -> Self {
         ReplicaError::InvalidInput(e.to_string())

@@ -114,6 +114,13 @@ impl Replica {
         self.write(section, EditValue::Accept { point_edit: point_edit.to_owned() })
     }
 
+    /// Assign a section to a crew (office only): devices subscribed to the
+    /// crew's sections receive it.
+    pub fn assign_crew(&mut self, section: &str, crew: &str) -> Result<EditReceipt, ReplicaError> {
+        crate::Scope::Only(vec![crate::Subscription::Crew(crew.to_owned())]).check()?;
+        self.write(section, EditValue::Crew { crew: crew.to_owned() })
+    }
+
     /// Rename a section (office only).
     pub fn rename_section(&mut self, section: &str, name: &str) -> Result<EditReceipt, ReplicaError> {
         self.write(section, EditValue::Name { name: name.to_owned() })

@@ -95,6 +95,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
 
     let name = v.office_only(of(Field::Name));
     let route = v.office_only(of(Field::Route));
+    let crew = v.office_only(of(Field::Crew));
     let (state, blocked, events) = v.state(of(Field::State));
     // The states a writer can have seen: planned, and every state a
     // transition record of the section moves to (one that lost a race
@@ -115,7 +116,7 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
     };
     let acceptances = v.acceptances(of(Field::Acceptance));
     let (location, as_built, quarantined) = v.locations(of(Field::Location), &route_points, &acceptances);
-    for f in [Field::Name, Field::Route, Field::Progress, Field::Location] {
+    for f in [Field::Name, Field::Route, Field::Crew, Field::Progress, Field::Location] {
         v.contests(f, of(f));
     }
 
@@ -130,6 +131,10 @@ pub fn validate(input: &SectionInput, roster: &Roster, config: &ProjectConfig) -
             _ => String::new(),
         },
         route: route_points,
+        crew: match crew.map(|e| &e.value) {
+            Some(EditValue::Crew { crew }) => Some(crew.clone()),
+            _ => None,
+        },
         state,
         blocked,
         progress,
@@ -299,7 +304,7 @@ impl<'a> Validator<'a> {
         kept
     }
 
-    /// Name and route: office only, latest HLC wins.
+    /// Name, route and crew: office only, latest HLC wins.
     fn office_only(&mut self, edits: &[&'a Edit]) -> Option<&'a Edit> {
         let mut current = None;
         for &e in edits {
@@ -575,7 +580,7 @@ impl<'a> Validator<'a> {
     /// from more than one author with more than one value.
     fn contests(&mut self, field: Field, edits: &[&'a Edit]) {
         let rule = match field {
-            Field::Name | Field::Route => Rule::LastWriterWins,
+            Field::Name | Field::Route | Field::Crew => Rule::LastWriterWins,
             Field::Progress => Rule::ProgressMaxWins,
             _ => Rule::LocationLastWriterWins,
         };

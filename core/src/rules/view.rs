@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::coverage::Coverage;
 use crate::domain::document::PhotoRef;
 use crate::domain::edit::{EditId, Field};
 use crate::domain::role::Role;
@@ -116,6 +117,9 @@ pub struct SectionView {
     pub name: String,
     /// Planned route (office's latest).
     pub route: Vec<GeoPoint>,
+    /// The crew it is assigned to (office's latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crew: Option<String>,
     /// Construction state.
     pub state: ConstructionState,
     /// Set when the state is `blocked`.
@@ -143,6 +147,13 @@ pub struct SectionView {
     pub conflict_count: usize,
     /// Hex heads of the merged document the view was computed from.
     pub heads: Vec<String>,
+}
+
+impl SectionView {
+    /// What subscriptions judge the section on (partial sync).
+    pub fn coverage(&self) -> Coverage {
+        Coverage { route: self.route.clone(), crew: self.crew.clone() }
+    }
 }
 
 /// One line of a section's audit trail: a write and what the rules made of it.
