@@ -186,6 +186,26 @@ enum DeviceCommand {
     },
     /// Sync status: pending and refused changes, last success, last error.
     Status,
+    /// Assign a section to a crew (office only): devices subscribed to the crew's sections receive it.
+    Assign {
+        /// Section id (or a unique prefix).
+        section: String,
+        /// The crew's name.
+        crew: String,
+    },
+    /// Hold only part of the project (partial sync): add a subscription. The
+    /// next sync brings the sections entering whole and drops the ones
+    /// leaving (never before their edits are on the server).
+    Subscribe {
+        #[command(flatten)]
+        subscription: crate::device_scope::SubscribeArgs,
+        #[command(flatten)]
+        buffer: crate::device_scope::BufferArg,
+    },
+    /// Hold every section of the project again.
+    Unsubscribe,
+    /// The subscriptions, and every section this device holds with why.
+    Subscriptions,
 }
 
 /// A planned route from the command line.
@@ -198,8 +218,13 @@ fn parse_point(s: &str) -> Result<GeoPoint, String> {
     GeoPoint::new(num(lat)?, num(lon)?).map_err(|e| e.to_string())
 }
 
+/// Points as `lat,lon;lat,lon;…`.
+pub(crate) fn parse_points(s: &str) -> Result<Vec<GeoPoint>, String> {
+    s.split(';').filter(|p| !p.trim().is_empty()).map(parse_point).collect()
+}
+
 fn parse_route(s: &str) -> Result<RouteArg, String> {
-    let points = s.split(';').filter(|p| !p.trim().is_empty()).map(parse_point).collect::<Result<Vec<_>, _>>()?;
+    let points = parse_points(s)?;
     if points.len() < 2 {
         return Err("a route needs at least two points: `lat,lon;lat,lon`".into());
     }
@@ -349,7 +374,7 @@ struct StatusOut {
     sync: fieldsync_core::SyncStatus,
 }
 
-fn receipt(json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
+pub(crate) fn receipt(json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
     if json {
         return output::json(r);
     }
@@ -541,6 +566,22 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             }
             println!("photo {} is in {}", short(&photo), file.display());
             Ok(())
+        }
+        DeviceCommand::Assign { section, crew } => {
+            let section = resolve(&replica, &section)?;
+            crate::device_scope::assign(&mut replica, &section, &crew, json)
+        }
+        DeviceCommand::Subscribe { subscription, buffer } => {
+            let project = setting(&replica, "project")?;
+            crate::device_scope::subscribe(&mut replica, &project, subscription, buffer, json)
+        }
+        DeviceCommand::Unsubscribe => {
+            let project = setting(&replica, "project")?;
+            crate::device_scope::unsubscribe(&mut replica, &project, json)
+        }
+        DeviceCommand::Subscriptions => {
+            let project = setting(&replica, "project")?;
+            crate::device_scope::subscriptions(&replica, &project, json)
         }
         DeviceCommand::Show { section } => {
             let section = resolve(&replica, &section)?;

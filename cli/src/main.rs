@@ -23,6 +23,7 @@ mod admin;
 mod bench;
 mod bench_photos;
 mod device;
+mod device_scope;
 mod error;
 mod hub_store;
 mod load;

@@ -71,8 +71,9 @@ pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
 pub use replica::{
-    ChangeFeed, EditReceipt, FeedSubscription, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto, PhotoState,
-    PhotoToFetch, Replica, ReplicaChange, ReplicaError, ReplicaOptions, describe_photo, photo_media_type,
+    ChangeFeed, EditReceipt, FeedSubscription, HeldBecause, HistoryEntry, MAX_PHOTO_BYTES, PastPoint, PendingPhoto,
+    PhotoState, PhotoToFetch, Replica, ReplicaChange, ReplicaError, ReplicaOptions, SectionHolding, describe_photo,
+    photo_media_type,
 };
 pub use rules::conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use rules::mutation::Mutation;

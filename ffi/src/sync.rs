@@ -426,6 +426,8 @@ mod tests {
                 more: false,
                 roster: None,
                 upload_received: vec![],
+                evicted: vec![],
+                keep_only: None,
             };
             Ok(protocol::encode(&response))
         }
@@ -500,6 +502,8 @@ mod tests {
                 more: true,
                 roster: None,
                 upload_received: vec![],
+                evicted: vec![],
+                keep_only: None,
             };
             Ok(protocol::encode(&response))
         }

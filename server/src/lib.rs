@@ -44,6 +44,8 @@
 //!     roster_version: 0,
 //!     response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
 //!     upload: vec![],
+//!     scope: Default::default(),
+//!     held: None,
 //! };
 //! let body = hub.sync(&phone.token, &protocol::encode(&request), 1_700_000_000_000).unwrap();
 //! let response: SyncResponse = protocol::decode(&body).unwrap();

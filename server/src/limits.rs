@@ -50,6 +50,9 @@ pub fn check_request(request: &SyncRequest) -> Result<(), HubError> {
     for batch in &request.upload {
         too_large("section id", batch.section.len(), MAX_SECTION_ID_BYTES)?;
     }
+    for scope in std::iter::once(&request.scope).chain(&request.held) {
+        scope.check().map_err(|e| HubError::Malformed(format!("{e}; subscribe to less")))?;
+    }
     let changes: usize = request.upload.iter().map(|b| b.changes.len()).sum();
     let most = protocol::MAX_CHANGES_PER_REQUEST;
     if changes > most || request.upload.len() > most {

@@ -207,6 +207,8 @@ fn request(project: &str, actor: &str, cursor: &str, upload: Vec<SectionBatch>) 
         roster_version: 0,
         response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
         upload,
+        scope: Default::default(),
+        held: None,
     })
 }
 

@@ -31,7 +31,7 @@ pub enum Scope {
     #[default]
     Everything,
     /// The sections any of these subscriptions covers.
-    Only(Vec<Subscription>),
+    Only(#[serde(deserialize_with = "crate::sync::protocol::counted")] Vec<Subscription>),
 }
 
 /// One way a device asks for sections.
@@ -48,7 +48,7 @@ pub enum Subscription {
     /// Sections whose route enters this box.
     Area(Bounds),
     /// These sections, by id.
-    Sections(Vec<String>),
+    Sections(#[serde(deserialize_with = "crate::sync::protocol::counted")] Vec<String>),
     /// Sections assigned to this crew.
     Crew(String),
 }
@@ -246,7 +246,7 @@ fn line(points: &[GeoPoint]) -> LineString<f64> {
 /// before: a corridor's neighbouring points are near, so most numbers take
 /// two or three bytes on the wire.
 mod micro_degrees {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserializer, Serialize, Serializer};
 
     use crate::domain::route::GeoPoint;
 
@@ -264,7 +264,7 @@ mod micro_degrees {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GeoPoint>, D::Error> {
-        let deltas = Vec::<i64>::deserialize(d)?;
+        let deltas: Vec<i64> = crate::sync::protocol::counted(d)?;
         if deltas.len() % 2 != 0 {
             return Err(serde::de::Error::custom("corridor points come in pairs"));
         }

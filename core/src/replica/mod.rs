@@ -15,6 +15,7 @@ mod maintenance;
 mod photos;
 mod read;
 mod roster;
+mod scope;
 mod settings;
 mod thumbnail;
 mod write;
@@ -28,6 +29,8 @@ pub(crate) use cache::{DOC_CACHE, DocCache};
 pub use feed::{ChangeFeed, FeedSubscription, ReplicaChange};
 pub use photos::{MAX_PHOTO_BYTES, PendingPhoto, PhotoState, PhotoToFetch, describe_photo, photo_media_type};
 pub use read::{HistoryEntry, PastPoint};
+pub use scope::{HeldBecause, SectionHolding};
+pub(crate) use scope::{ScopeSettlement, settle_scope};
 pub use write::EditReceipt;
 
 use crate::domain::document::DocumentError;

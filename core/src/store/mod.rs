@@ -6,7 +6,9 @@ pub mod checkpoint;
 pub mod encryption;
 mod list;
 pub mod schema;
+mod scope;
 mod sql;
 
 pub use list::*;
+pub(crate) use scope::*;
 pub use sql::*;

@@ -8,10 +8,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::store::encryption::{self, StoreKey};
 
 /// Schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Each step upgrades from its index + 1 to the next version.
-const UPGRADES: [&str; 8] = [
+const UPGRADES: [&str; 9] = [
     // 0 → 1: documents, their changes, sync state, roster and config.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
      CREATE TABLE projects (id TEXT PRIMARY KEY, config TEXT NOT NULL) STRICT;
@@ -82,6 +82,14 @@ const UPGRADES: [&str; 8] = [
      CREATE INDEX photo_uploads_waiting ON photo_uploads (thumbnail DESC, added_ms) WHERE on_server = 0;
      CREATE TABLE photo_cache (
          sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, used_ms INTEGER NOT NULL) STRICT;",
+    // Partial sync: each project's scope as JSON (what the app asked for,
+    // what the cursor was earned under, a change under way; NULL:
+    // everything, or none under way), and the sections to drop once the
+    // server has their local edits.
+    "ALTER TABLE sync_state ADD COLUMN scope TEXT;
+     ALTER TABLE sync_state ADD COLUMN held_scope TEXT;
+     ALTER TABLE sync_state ADD COLUMN scope_move TEXT;
+     CREATE TABLE evictions (section TEXT PRIMARY KEY) STRICT;",
 ];
 
 /// Why a store could not be opened.

@@ -20,7 +20,7 @@ use crate::domain::edit::{Edit, EditId, Field};
 use crate::domain::hlc::{DeviceTime, since_boot_ms, wall_clock_ms};
 use crate::domain::project::{ProjectConfig, Roster};
 use crate::replica::feed::ReplicaChange;
-use crate::replica::{DOC_CACHE, DocCache, Replica, ReplicaError};
+use crate::replica::{DOC_CACHE, DocCache, Replica, ReplicaError, ScopeSettlement, settle_scope};
 use crate::rules::conflict::{Candidate, Rule};
 use crate::rules::validate::{Validated, validate};
 use crate::rules::view::Decision;
@@ -98,6 +98,8 @@ pub(crate) struct RoundSettlement<'a> {
     pub confirmed_received: &'a [u64],
     /// Where the project's feed now is for us.
     pub cursor: &'a str,
+    /// What it says of the project's scope.
+    pub scope: ScopeSettlement<'a>,
 }
 
 /// What arrived for one section.
@@ -326,6 +328,8 @@ impl Replica {
             changed.unsynced.extend(store::outbox_sections(&tx, round.confirmed)?);
             changed.status = true;
             store::confirm(&tx, round.confirmed)?;
+            // After the confirmations: a section leaving the scope waits only for unconfirmed edits.
+            settle_scope(&tx, &mut self.docs, round.project, &round.scope, &mut changed)?;
             store::set_cursor(&tx, round.project, round.cursor, now as i64)?;
         }
         self.save_clock(&tx)?;

@@ -10,10 +10,14 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::coverage::Scope;
 use crate::domain::project::{Member, ProjectConfig, RoleChange};
 
 /// Version of this wire format; a server answers 426 to others.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
+/// The oldest version a server still answers: a protocol-3 request is one
+/// of protocol 4 without its last two fields (scope: everything).
+pub const OLDEST_PROTOCOL_VERSION: u16 = 3;
 /// Content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
 /// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
@@ -70,7 +74,7 @@ pub struct SectionDocument {
 
 /// One round's request: everything the device has that the server has not
 /// confirmed, for every section of one project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRequest {
     /// [`PROTOCOL_VERSION`].
     pub protocol: u16,
@@ -87,6 +91,12 @@ pub struct SyncRequest {
     /// Unconfirmed local changes.
     #[serde(deserialize_with = "counted")]
     pub upload: Vec<SectionBatch>,
+    /// The sections the device is to hold (protocol 4).
+    pub scope: Scope,
+    /// The scope its cursor was earned under, when that is not `scope` (its
+    /// subscriptions changed; none with an empty cursor): the server sends
+    /// the sections entering the scope whole, and says which to drop.
+    pub held: Option<Scope>,
 }
 
 /// Why the server refused an uploaded change (listed in a 422 [`ErrorBody`];
@@ -160,6 +170,21 @@ pub struct SyncResponse {
     /// the request's order: now for a new one, then for one it already had.
     #[serde(deserialize_with = "times")]
     pub upload_received: Vec<u64>,
+    /// Sections the device holds that its scope no longer covers (their
+    /// route or crew changed): it drops each once its own edits of it are up.
+    #[serde(deserialize_with = "counted")]
+    pub evicted: Vec<String>,
+    /// When the scope changed (or a bootstrap began) under a scope that is not
+    /// everything: every section the scope covers. The device drops the others.
+    pub keep_only: Option<Holding>,
+}
+
+/// The sections a scope covers, as a [`SyncResponse::keep_only`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// Section ids, sorted.
+    #[serde(deserialize_with = "counted")]
+    pub sections: Vec<String>,
 }
 
 /// A body that could not be read.
@@ -201,11 +226,27 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ProtocolEr
     decode_with(body, &Limits::RESPONSE)
 }
 
+/// Inflate and deserialize a [`SyncRequest`] of this protocol or of
+/// [`OLDEST_PROTOCOL_VERSION`] (it ends before the fields protocol 4 added,
+/// which then read as everything, nothing held) within [`Limits::REQUEST`].
+pub fn decode_request(body: &[u8]) -> Result<SyncRequest, ProtocolError> {
+    let mut raw = inflate(body, &Limits::REQUEST)?;
+    // `protocol` comes first: a u16 as a varint, one byte for 3.
+    if raw.first() == Some(&3) {
+        raw.extend(postcard::to_allocvec(&(Scope::Everything, None::<Scope>)).expect("in-memory serialization"));
+    }
+    deserialize(&raw, &Limits::REQUEST)
+}
+
 /// Inflate and deserialize a message within `limits`: the compressed size is
 /// checked first, inflation stops at its limit, and every change, batch,
 /// document and member is counted and charged as it is decoded, before it is
 /// allocated.
 pub fn decode_with<T: for<'de> Deserialize<'de>>(body: &[u8], limits: &Limits) -> Result<T, ProtocolError> {
+    deserialize(&inflate(body, limits)?, limits)
+}
+
+fn inflate(body: &[u8], limits: &Limits) -> Result<Vec<u8>, ProtocolError> {
     if body.len() > limits.body_bytes {
         return Err(ProtocolError::TooLarge { what: "compressed", limit: limits.body_bytes });
     }
@@ -217,8 +258,12 @@ pub fn decode_with<T: for<'de> Deserialize<'de>>(body: &[u8], limits: &Limits) -
     if raw.len() > limits.inflated_bytes {
         return Err(ProtocolError::TooLarge { what: "inflated", limit: limits.inflated_bytes });
     }
+    Ok(raw)
+}
+
+fn deserialize<T: for<'de> Deserialize<'de>>(raw: &[u8], limits: &Limits) -> Result<T, ProtocolError> {
     let scope = budget::Scope::enter(*limits);
-    let decoded = postcard::from_bytes(&raw);
+    let decoded = postcard::from_bytes(raw);
     match (decoded, scope.take_error()) {
         (_, Some(e)) => Err(e.into()),
         (Ok(message), None) => Ok(message),
@@ -239,7 +284,7 @@ impl From<crate::sync::pack::PackError> for ProtocolError {
 
 /// A list in a message, each item charged to the decode's budget before it is
 /// decoded (an empty batch is two bytes on the wire and far more in memory).
-fn counted<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn counted<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -300,6 +345,8 @@ mod tests {
             roster_version: 0,
             response_budget: DEFAULT_RESPONSE_BUDGET,
             upload: vec![SectionBatch::upload("s", vec![vec![1, 2, 3]])],
+            scope: Default::default(),
+            held: None,
         };
         assert_eq!(decode::<SyncRequest>(&encode(&req)).unwrap(), req);
     }
@@ -314,8 +361,40 @@ mod tests {
             roster_version: 7,
             response_budget: DEFAULT_RESPONSE_BUDGET,
             upload: vec![],
+            scope: Default::default(),
+            held: None,
         };
         assert!(encode(&req).len() < 100, "{}", encode(&req).len());
+    }
+
+    #[test]
+    fn a_protocol_3_request_reads_as_one_holding_everything() {
+        let mut req = SyncRequest {
+            protocol: 3,
+            project: "p".into(),
+            actor: "aa".into(),
+            cursor: "c:5".into(),
+            roster_version: 2,
+            response_budget: DEFAULT_RESPONSE_BUDGET,
+            upload: vec![SectionBatch::upload("s", vec![vec![1, 2, 3]])],
+            scope: Scope::Everything,
+            held: None,
+        };
+        // Protocol 3's body is this one's without its last two fields.
+        let mut raw = postcard::to_allocvec(&req).unwrap();
+        raw.truncate(raw.len() - 2);
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&raw).unwrap();
+        assert_eq!(decode_request(&z.finish().unwrap()).unwrap(), req);
+        // Protocol 4 with a corridor of 40 points stays small.
+        req.protocol = PROTOCOL_VERSION;
+        let points =
+            (0..40).map(|i| crate::GeoPoint { lat: 48.0 + f64::from(i) * 0.002, lon: 11.0 + f64::from(i) * 0.003 });
+        req.scope = Scope::Only(vec![crate::Subscription::Corridor { points: points.collect(), buffer_m: 500 }]);
+        req.upload.clear();
+        let body = encode(&req);
+        assert!(body.len() < 300, "{} bytes", body.len());
+        assert_eq!(decode_request(&body).unwrap(), req);
     }
 
     #[test]
@@ -349,7 +428,7 @@ mod tests {
     /// A deflated postcard `SyncRequest` whose one batch carries `wire` as the
     /// changes' wire forms, as they are (no packing by `encode`).
     fn request_with_wire_changes(wire: &[Vec<u8>]) -> Vec<u8> {
-        let mut raw = vec![3]; // protocol
+        let mut raw = vec![4]; // protocol
         string(&mut raw, "p");
         string(&mut raw, "aa");
         string(&mut raw, "");
@@ -362,6 +441,7 @@ mod tests {
             raw.extend_from_slice(w);
         }
         raw.push(0); // no receipt times
+        raw.extend_from_slice(&[0, 0]); // scope: everything, nothing held
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&raw).unwrap();
         z.finish().unwrap()

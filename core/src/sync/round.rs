@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::coverage::Scope;
 use crate::domain::edit::Field;
 use crate::replica::feed::ReplicaChange;
-use crate::replica::{Replica, ReplicaError};
-use crate::store::{self, OutboxChange};
+use crate::replica::{Replica, ReplicaError, ScopeSettlement};
+use crate::store::{self, OutboxChange, ScopeMove};
 use crate::sync::merge::{EditOutcome, MergeReport, Reconciliation, RoundSettlement, SectionChange};
 use crate::sync::protocol::{PROTOCOL_VERSION, Refusal, SectionBatch, SyncRequest, SyncResponse};
 use crate::sync::status::{RECENT_ROUNDS, RoundFigures, SyncProblem, SyncStatus};
@@ -34,7 +35,7 @@ pub struct RoundReport {
 }
 
 /// A request ready to send, and what it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PreparedRound {
     /// The request.
     pub request: SyncRequest,
@@ -103,6 +104,7 @@ impl Replica {
             .into_iter()
             .map(|(section, changes)| SectionBatch::upload(section, changes.into_iter().map(|c| c.bytes).collect()))
             .collect();
+        let (scope, held) = self.scope_to_send(project, &cursor)?;
         let request = SyncRequest {
             protocol: PROTOCOL_VERSION,
             project: project.to_owned(),
@@ -111,8 +113,27 @@ impl Replica {
             roster_version,
             response_budget,
             upload,
+            scope,
+            held,
         };
         Ok(PreparedRound { request, sent, more_to_send })
+    }
+
+    /// The scope a round sends, and the one its cursor was earned under when
+    /// they differ. A change of scope (a bootstrap too) is kept as it is sent
+    /// until the server has finished it, whatever the app asks meanwhile.
+    fn scope_to_send(&mut self, project: &str, cursor: &str) -> Result<(Scope, Option<Scope>), ReplicaError> {
+        let state = store::scope_state(&self.conn, project)?;
+        let moving = match state.moving {
+            Some(moving) => moving,
+            None if cursor.is_empty() => ScopeMove { scope: state.wanted, held: None },
+            None if state.wanted != state.held => ScopeMove { scope: state.wanted, held: Some(state.held) },
+            None => return Ok((state.held, None)),
+        };
+        let tx = self.begin()?;
+        store::set_scope_move(&tx, project, Some(&moving))?;
+        tx.commit()?;
+        Ok((moving.scope, moving.held))
     }
 
     /// Commit a response in one transaction: the roster, config and their
@@ -158,6 +179,17 @@ impl Replica {
             confirmed: sent,
             confirmed_received: &response.upload_received,
             cursor: &response.cursor,
+            scope: ScopeSettlement {
+                evicted: &response.evicted,
+                keep_only: response.keep_only.as_ref().map(|k| k.sections.as_slice()),
+                arrived: response
+                    .changes
+                    .iter()
+                    .map(|b| b.section.as_str())
+                    .chain(response.documents.iter().map(|d| d.section.as_str()))
+                    .collect(),
+                more: response.more,
+            },
         };
         let merge = self.merge(&changes, &received, &response.documents, Some(settlement))?;
         Ok(RoundReport { merge, confirmed: sent.len(), more: response.more, roster_changed: response.roster.is_some() })
@@ -242,6 +274,7 @@ impl Replica {
         let tx = self.begin()?;
         store::join_project(&tx, project)?;
         store::reset_cursor(&tx, project)?;
+        store::set_scope_move(&tx, project, None)?;
         tx.commit()?;
         Ok(())
     }

@@ -318,6 +318,8 @@ fn child_worker() {
                         config: ProjectConfig::default(),
                     }),
                     upload_received: vec![],
+                    evicted: vec![],
+                    keep_only: None,
                 };
                 for (section, _, changes) in &news {
                     if *section == THEIRS && rng.u32(0..4) == 0 {

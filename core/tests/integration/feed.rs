@@ -164,6 +164,8 @@ fn bootstrap_pages(documents: Vec<SectionDocument>) -> impl Fn(Vec<u8>) -> Resul
             more: to < documents.len(),
             roster: None,
             upload_received: vec![0; request.upload.iter().map(|b| b.changes.len()).sum()],
+            evicted: vec![],
+            keep_only: None,
         };
         Ok(protocol::encode(&response))
     }

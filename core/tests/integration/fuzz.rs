@@ -125,6 +125,8 @@ fn request() -> impl Strategy<Value = SyncRequest> {
             roster_version,
             response_budget,
             upload,
+            scope: Default::default(),
+            held: None,
         })
 }
 

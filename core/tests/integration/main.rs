@@ -9,4 +9,5 @@ mod fuzz;
 mod replica;
 mod rules;
 mod salvage;
+mod scope;
 mod sync_client;

@@ -18,6 +18,8 @@ fn response(cursor: &str, more: bool) -> SyncResponse {
         more,
         roster: None,
         upload_received: vec![],
+        evicted: vec![],
+        keep_only: None,
     }
 }
 

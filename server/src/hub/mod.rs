@@ -40,6 +40,7 @@ mod admin;
 mod live_bus;
 mod photos;
 mod round;
+mod scope;
 
 pub use admin::{Enrollment, token_hash};
 use live_bus::LiveBus;
@@ -182,7 +183,7 @@ impl Hub {
         }
         let device = authenticate(&mut *self.store()?, bearer_token, now_ms)?;
         // Inflate and parse without holding a store.
-        let request: SyncRequest = protocol::decode_with(body, &protocol::Limits::REQUEST)?;
+        let request: SyncRequest = protocol::decode_request(body)?;
         let response = self.serve_round(&device, request, now_ms)?;
         Ok(protocol::encode(&response))
     }
@@ -273,7 +274,7 @@ impl Hub {
         request: &SyncRequest,
         now_ms: u64,
     ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
-        if request.protocol != PROTOCOL_VERSION {
+        if !(protocol::OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&request.protocol) {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }
         limits::check_request(request)?;

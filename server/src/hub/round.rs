@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 
 use automerge::{Change, ReadDoc};
 use fieldsync_core::protocol::{self, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse};
-use fieldsync_core::{Decision, Member, ProjectConfig, Roster, Rule, SectionDoc, SectionInput, Validated, validate};
+use fieldsync_core::{
+    Decision, Member, ProjectConfig, Roster, Rule, Scope, SectionDoc, SectionInput, Validated, validate,
+};
 
+use super::scope::{self, Entering, ScopedPage};
 use super::{BOOTSTRAP_BATCH, Hub, MAX_RESPONSE_BUDGET, SNAPSHOT_AFTER, member_project, roster_of};
 use crate::cursor::Cursor;
 use crate::error::HubError;
 use crate::limits;
 use crate::metrics::Phase;
-use crate::store::{DeviceRecord, HubStore, RoundWrite, SectionWrite, StoreError};
+use crate::store::{DeviceRecord, FeedRow, HubStore, RoundWrite, SectionWrite, StoreError};
 
 /// A section being changed by a round.
 struct Touched {
@@ -218,6 +221,8 @@ impl Hub {
             more: false,
             roster: None,
             upload_received,
+            evicted: Vec::new(),
+            keep_only: None,
         };
         // A new actor bumped the roster version: read it again.
         let record = if bound_now { store.project(project)?.unwrap_or(record) } else { record };
@@ -229,17 +234,31 @@ impl Hub {
                 config: record.config,
             });
         }
+        let scope = &request.scope;
+        let held = request.held.as_ref();
         let (after, used) = match cursor {
             Cursor::Start => {
                 let seq = store.feed_max(project)?;
-                self.bootstrap(store, project, seq, String::new(), budget, &mut response)?
+                response.keep_only = scope::holding(store, project, scope)?;
+                let entering = Entering::of(store, project, scope, None, seq)?;
+                self.bootstrap(store, project, &entering, seq, String::new(), budget, &mut response)?
             }
-            Cursor::Bootstrap { seq, after } => self.bootstrap(store, project, seq, after, budget, &mut response)?,
+            Cursor::Bootstrap { seq, after } => {
+                let entering = Entering::of(store, project, scope, held, seq)?;
+                self.bootstrap(store, project, &entering, seq, after, budget, &mut response)?
+            }
+            // The scope changed: what enters it comes whole first, and the
+            // device keeps only what it covers.
+            Cursor::Changes(seq) if held.is_some() => {
+                response.keep_only = scope::holding(store, project, scope)?;
+                let entering = Entering::of(store, project, scope, held, seq)?;
+                self.bootstrap(store, project, &entering, seq, String::new(), budget, &mut response)?
+            }
             Cursor::Changes(seq) => (Some(seq), 0),
         };
         if let Some(after) = after {
             let page = Page { after, budget: budget.saturating_sub(used), at_least_one: used == 0, feed_max };
-            self.changes(store, project, &device.id, page, &mut response)?;
+            self.changes(store, project, &device.id, page, scope, &mut response)?;
         }
         Ok((response, notify))
     }
@@ -464,12 +483,15 @@ impl Hub {
         Ok(Upload { touched, received, newest_stamp_ms })
     }
 
-    /// Whole documents after `after`, up to `budget` bytes. Returns where the
-    /// feed is to continue (None: more documents remain) and the bytes used.
+    /// Whole documents of the `entering` sections after `after`, up to
+    /// `budget` bytes. Returns where the feed is to continue (None: more
+    /// documents remain) and the bytes used.
+    #[allow(clippy::too_many_arguments)]
     fn bootstrap(
         &self,
         store: &mut dyn HubStore,
         project: &str,
+        entering: &Entering,
         seq: u64,
         mut after: String,
         budget: usize,
@@ -477,49 +499,34 @@ impl Hub {
     ) -> Result<(Option<u64>, usize), HubError> {
         let mut used = 0;
         loop {
-            let ids = store.sections_after(project, &after, BOOTSTRAP_BATCH)?;
+            let ids = entering.after(store, project, &after, BOOTSTRAP_BATCH)?;
             if ids.is_empty() {
                 return Ok((Some(seq), used));
             }
             for id in ids {
-                let Some(s) = store.section(&id)? else { continue };
-                let document = match (s.snapshot, s.changes.is_empty()) {
-                    (Some(snapshot), true) => snapshot,
-                    (snapshot, _) => {
-                        let saved = SectionDoc::from_parts(snapshot.as_deref(), &s.changes)
-                            .map_err(|e| {
-                                HubError::Storage(StoreError::Io(std::io::Error::other(format!(
-                                    "stored section {id} unreadable: {e}"
-                                ))))
-                            })?
-                            .save();
-                        // The next device to bootstrap takes it as it is.
-                        store.put_snapshot(&id, &saved, s.last_seq)?;
-                        saved
-                    }
-                };
-                if !response.documents.is_empty() && used + document.len() > budget {
+                let Some(document) = whole_document(store, &id)? else { continue };
+                if !response.documents.is_empty() && used + document.document.len() > budget {
                     response.cursor = Cursor::Bootstrap { seq, after }.to_string();
                     response.more = true;
                     return Ok((None, used));
                 }
-                used += document.len();
-                // In the order of the changes' hashes, as the device finds them in the document.
-                let received = s.received.values().copied().collect();
-                response.documents.push(SectionDocument { section: id.clone(), document, received });
+                used += document.document.len();
+                response.documents.push(document);
                 after = id;
             }
         }
     }
 
     /// Feed rows after `after` from other devices, up to `budget` bytes
-    /// (at least one if `at_least_one`), grouped by section in feed order.
+    /// (at least one if `at_least_one`), grouped by section in feed order;
+    /// with a scope that is not everything, only what it holds.
     fn changes(
         &self,
         store: &mut dyn HubStore,
         project: &str,
         device: &str,
         page: Page,
+        scope: &Scope,
         response: &mut SyncResponse,
     ) -> Result<(), HubError> {
         let Page { after, budget, at_least_one, feed_max } = page;
@@ -530,17 +537,41 @@ impl Hub {
             Some(max) => max,
             None => store.feed_max(project)?,
         };
-        let mut page = store.feed_page(project, after, device, budget)?;
-        if !at_least_one && page.rows.first().is_some_and(|r| r.bytes.len() > budget) {
-            page.rows.clear();
-            page.more = true;
-        }
-        let last = page.rows.last().map_or(after, |r| r.seq);
-        response.more = page.more;
-        response.cursor = if page.more { Cursor::Changes(last) } else { Cursor::Changes(max.max(last)) }.to_string();
+        let rows = match scope {
+            Scope::Everything => {
+                let mut page = store.feed_page(project, after, device, budget)?;
+                if !at_least_one && page.rows.first().is_some_and(|r| r.bytes.len() > budget) {
+                    page.rows.clear();
+                    page.more = true;
+                }
+                let last = page.rows.last().map_or(after, |r| r.seq);
+                response.more = page.more;
+                response.cursor =
+                    if page.more { Cursor::Changes(last) } else { Cursor::Changes(max.max(last)) }.to_string();
+                page.rows
+            }
+            Scope::Only(_) => {
+                let (mut rows, end, more) = scoped_rows(store, project, device, (after, budget, at_least_one), scope)?;
+                let until = if more { end } else { max.max(end) };
+                response.more = more;
+                response.cursor = Cursor::Changes(until).to_string();
+                ScopedPage::new(scope).settle_moves(
+                    store,
+                    project,
+                    (after, until),
+                    &mut rows,
+                    response,
+                    &mut |store, id, response| {
+                        response.documents.extend(whole_document(store, id)?);
+                        Ok(())
+                    },
+                )?;
+                rows
+            }
+        };
         let mut order: Vec<String> = Vec::new();
         let mut by_section: HashMap<String, SectionBatch> = HashMap::new();
-        for row in page.rows {
+        for row in rows {
             let batch = by_section.entry(row.section.clone()).or_insert_with(|| {
                 order.push(row.section.clone());
                 SectionBatch { section: row.section, changes: Vec::new(), received: Vec::new() }
@@ -551,6 +582,62 @@ impl Hub {
         response.changes.extend(order.iter().filter_map(|section| by_section.remove(section)));
         Ok(())
     }
+}
+
+/// The feed rows after `after` of the sections `scope` covers, up to
+/// `budget` bytes (at least one if `at_least_one`): rows of other sections
+/// are passed over, costing nothing on the wire. Returns them, the last seq
+/// settled (sent or passed over) and whether rows remain.
+fn scoped_rows(
+    store: &mut dyn HubStore,
+    project: &str,
+    device: &str,
+    (after, budget, at_least_one): (u64, usize, bool),
+    scope: &Scope,
+) -> Result<(Vec<FeedRow>, u64, bool), HubError> {
+    let mut covers = ScopedPage::new(scope);
+    let (mut rows, mut end, mut used) = (Vec::new(), after, 0usize);
+    loop {
+        let page = store.feed_page(project, end, device, budget.saturating_sub(used).max(1))?;
+        let fetched_more = page.more;
+        for row in page.rows {
+            let held = covers.covers(store, &row.section)?;
+            if held && used + row.bytes.len() > budget && !(rows.is_empty() && at_least_one) {
+                return Ok((rows, end, true));
+            }
+            end = row.seq;
+            if held {
+                used += row.bytes.len();
+                rows.push(row);
+            }
+        }
+        if !fetched_more {
+            return Ok((rows, end, false));
+        }
+    }
+}
+
+/// `section` as one whole compacted document, with its receipt times; the
+/// snapshot is stored so the next device to need it takes it as it is.
+fn whole_document(store: &mut dyn HubStore, id: &str) -> Result<Option<SectionDocument>, HubError> {
+    let Some(s) = store.section(id)? else { return Ok(None) };
+    let document = match (s.snapshot, s.changes.is_empty()) {
+        (Some(snapshot), true) => snapshot,
+        (snapshot, _) => {
+            let saved = SectionDoc::from_parts(snapshot.as_deref(), &s.changes)
+                .map_err(|e| {
+                    HubError::Storage(StoreError::Io(std::io::Error::other(format!(
+                        "stored section {id} unreadable: {e}"
+                    ))))
+                })?
+                .save();
+            store.put_snapshot(id, &saved, s.last_seq)?;
+            saved
+        }
+    };
+    // In the order of the changes' hashes, as the device finds them in the document.
+    let received = s.received.values().copied().collect();
+    Ok(Some(SectionDocument { section: id.to_owned(), document, received }))
 }
 
 /// Check that a change only adds to a section document the way FieldSync

@@ -16,6 +16,7 @@ mod pg;
 mod photos;
 mod proxy;
 mod refusals;
+mod scope;
 mod store;
 mod sync;
 mod tokens;

@@ -18,6 +18,8 @@ pub fn request(actor: &str, project: &str, upload: Vec<SectionBatch>) -> SyncReq
         roster_version: 0,
         response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
         upload,
+        scope: Default::default(),
+        held: None,
     }
 }
 

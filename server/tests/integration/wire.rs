@@ -36,6 +36,8 @@ pub fn example_request() -> SyncRequest {
         roster_version: 3,
         response_budget: protocol::DEFAULT_RESPONSE_BUDGET,
         upload: vec![SectionBatch::upload("s1", vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]])],
+        scope: Default::default(),
+        held: None,
     }
 }
 
@@ -61,6 +63,8 @@ pub fn example_response() -> SyncResponse {
             config: ProjectConfig::default(),
         }),
         upload_received: vec![1_700_000_000_000],
+        evicted: vec![],
+        keep_only: None,
     }
 }
 
@@ -113,6 +117,8 @@ fn idle_round_messages() {
         more: false,
         roster: None,
         upload_received: vec![],
+        evicted: vec![],
+        keep_only: None,
         ..example_response()
     };
     insta::assert_snapshot!("idle_request", dump(&request));
