@@ -37,6 +37,9 @@ enum BenchCommand {
     /// Photos through a real `fieldsync serve` over loopback: thumbnails, upload and
     /// download throughput against the loopback's raw capacity.
     Photos(crate::bench_photos::PhotoBenchArgs),
+    /// Partial sync: a new phone bootstrapping one crew's corridor of a large
+    /// project against all of it (bytes, 2g-rural time), and an idle round.
+    Partial(crate::bench_partial::PartialBenchArgs),
 }
 
 /// The quick figures (`fieldsync bench` without a subcommand).
@@ -112,6 +115,7 @@ pub fn run(args: BenchArgs, json: bool) -> Result<(), CliError> {
     match args.command {
         Some(BenchCommand::Load(load)) => crate::load::run(load, json),
         Some(BenchCommand::Photos(photos)) => crate::bench_photos::run(photos, json),
+        Some(BenchCommand::Partial(partial)) => crate::bench_partial::run(partial, json),
         None => quick(args.quick, json),
     }
 }

@@ -21,6 +21,7 @@
 
 mod admin;
 mod bench;
+mod bench_partial;
 mod bench_photos;
 mod device;
 mod device_scope;
