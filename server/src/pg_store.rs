@@ -24,17 +24,17 @@ use std::time::{Duration, Instant};
 
 use fieldsync_core::backoff;
 use fieldsync_core::protocol::Refusal;
-use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
+use fieldsync_core::{Bounds, Coverage, Member, ProjectConfig, Role, RoleChange};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    StoreError, StoredPhoto, StoredSection,
+    StoreError, StoredPhoto, StoredSection, coverage_json, coverage_of_view, stored_seq,
 };
 
 /// Schema version this code writes (kept in `fieldsync_schema`).
-pub const PG_SCHEMA_VERSION: i64 = 6;
+pub const PG_SCHEMA_VERSION: i64 = 7;
 
 /// A connection idle longer than this is pinged before use: a round's store
 /// calls come back to back, so about one ping per round. A database that
@@ -47,7 +47,7 @@ const CHANNEL: &str = "fieldsync_feed";
 /// Taken (per transaction) while migrating, so that processes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e; // "fieldsyn"
 
-const UPGRADES: [&str; 6] = [
+const UPGRADES: [&str; 7] = [
     // 0 → 1. Text keys sort bytewise (COLLATE "C"), as in SQLite.
     r#"CREATE TABLE projects (
          id TEXT COLLATE "C" PRIMARY KEY, config TEXT NOT NULL, roster_version BIGINT NOT NULL);
@@ -103,7 +103,23 @@ const UPGRADES: [&str; 6] = [
        CREATE TABLE photo_chunks (
            project TEXT NOT NULL, sha256 TEXT NOT NULL, byte_offset BIGINT NOT NULL, bytes BYTEA NOT NULL,
            PRIMARY KEY (project, sha256, byte_offset));"#,
+    // 6 → 7: what subscriptions judge each section on (partial sync): every
+    // coverage it has had, from the feed seq it holds from; and, for the
+    // current one, its crew and its route's box (GiST-indexed; NULL: no
+    // route). Filled in from the stored views by `backfill_coverage`.
+    r#"CREATE TABLE coverage_history (
+           project TEXT COLLATE "C" NOT NULL, section TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL,
+           coverage TEXT NOT NULL, PRIMARY KEY (section, seq));
+       CREATE INDEX coverage_history_by_project ON coverage_history (project, seq);
+       CREATE TABLE section_index (
+           section TEXT COLLATE "C" PRIMARY KEY, project TEXT COLLATE "C" NOT NULL, crew TEXT COLLATE "C",
+           bounds box);
+       CREATE INDEX section_index_by_crew ON section_index (project, crew, section);
+       CREATE INDEX section_index_by_bounds ON section_index USING gist (bounds);"#,
 ];
+
+/// The version whose upgrade [`backfill_coverage`] completes.
+const COVERAGE_VERSION: i64 = 7;
 
 /// How the hub's connections are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,12 +196,67 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     if found > PG_SCHEMA_VERSION {
         return Err(StoreError::NewerSchema { found, supported: PG_SCHEMA_VERSION });
     }
-    for step in &UPGRADES[found as usize..PG_SCHEMA_VERSION as usize] {
+    for (version, step) in (found + 1..=PG_SCHEMA_VERSION).zip(&UPGRADES[found as usize..PG_SCHEMA_VERSION as usize]) {
         tx.batch_execute(step)?;
+        if version == COVERAGE_VERSION {
+            backfill_coverage(&mut tx)?;
+        }
     }
     tx.execute("DELETE FROM fieldsync_schema", &[])?;
     tx.execute("INSERT INTO fieldsync_schema (version) VALUES ($1)", &[&PG_SCHEMA_VERSION])?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Every existing section's coverage, from its stored view, as holding since
+/// seq 0, with its index row. A view that does not parse fails the upgrade
+/// (which then changes nothing): a section left out would be missed by every
+/// subscription.
+fn backfill_coverage(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    // Views streamed, only their coverages held.
+    let mut coverages = Vec::new();
+    let mut rows = tx.query_raw("SELECT id, project, view FROM sections ORDER BY id", std::iter::empty::<i64>())?;
+    while let Some(r) = rows.next()? {
+        coverages.push((r.get::<_, String>(0), r.get::<_, String>(1), coverage_of_view(r.get(2))?));
+    }
+    drop(rows);
+    for (section, project, coverage) in coverages {
+        record_coverage(tx, &project, &section, 0, &coverage)?;
+    }
+    Ok(())
+}
+
+/// Record `coverage` as `section`'s from feed seq `seq` on, unless it is the
+/// latest recorded already, and index it: its crew, its route's box (NULL for
+/// no route). A second record at the same seq (a commit without new changes)
+/// replaces the first: the latest is what held at that seq.
+fn record_coverage(
+    tx: &mut Transaction<'_>,
+    project: &str,
+    section: &str,
+    seq: u64,
+    coverage: &Coverage,
+) -> Result<(), StoreError> {
+    let json = coverage_json(coverage)?;
+    let latest: Option<String> = tx
+        .query_opt("SELECT coverage FROM coverage_history WHERE section = $1 ORDER BY seq DESC LIMIT 1", &[&section])?
+        .map(|r| r.get(0));
+    if latest.as_deref() == Some(json.as_str()) {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO coverage_history (project, section, seq, coverage) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (section, seq) DO UPDATE SET coverage = excluded.coverage",
+        &[&project, &section, &stored_seq(seq), &json],
+    )?;
+    let corners = coverage.bounds().map(|b| [b.west, b.south, b.east, b.north]);
+    let [west, south, east, north] = corners.map_or([None; 4], |c| c.map(Some));
+    tx.execute(
+        "INSERT INTO section_index (section, project, crew, bounds)
+         VALUES ($1, $2, $3, box(point($4::float8, $5::float8), point($6::float8, $7::float8)))
+         ON CONFLICT (section) DO UPDATE SET crew = excluded.crew, bounds = excluded.bounds",
+        &[&section, &project, &coverage.crew, &west, &south, &east, &north],
+    )?;
     Ok(())
 }
 
@@ -416,9 +487,12 @@ impl HubStore for PgHubStore {
         }
         let insert = tx.prepare(
             "INSERT INTO feed (project, section, hash, device, bytes, received_ms)
-             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)",
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = $2 AND hash = $3)
+             RETURNING seq",
         )?;
         let received = write.now_ms as i64;
+        // Each section with the seq of its newest new change, if it has one.
+        let mut newest_seqs = Vec::with_capacity(write.sections.len());
         for s in &write.sections {
             // After the project's lock: every other process's round is committed or waits.
             let stored: i64 =
@@ -426,9 +500,13 @@ impl HubStore for PgHubStore {
             if stored as u64 != s.based_on_seq {
                 return Err(StoreError::Stale { section: s.section.clone() });
             }
+            let mut newest = None;
             for (hash, bytes) in &s.changes {
-                tx.execute(&insert, &[&write.project, &s.section, hash, &write.device, bytes, &received])?;
+                let added =
+                    tx.query_opt(&insert, &[&write.project, &s.section, hash, &write.device, bytes, &received])?;
+                newest = added.map(|r| r.get::<_, i64>(0) as u64).or(newest);
             }
+            newest_seqs.push(newest);
             match &s.snapshot {
                 Some(bytes) => {
                     let seq: i64 = tx
@@ -452,6 +530,9 @@ impl HubStore for PgHubStore {
         }
         let max: i64 =
             tx.query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE project = $1", &[&write.project])?.get(0);
+        for (s, newest) in write.sections.iter().zip(newest_seqs) {
+            record_coverage(&mut tx, &write.project, &s.section, newest.unwrap_or(max as u64), &s.coverage)?;
+        }
         // Delivered at commit, to every process listening (this one skips its own).
         let notice = format!("{instance} {max} {}", write.project);
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])?;
@@ -547,6 +628,43 @@ impl HubStore for PgHubStore {
         replace_conflicts(&mut tx, &project, section, conflicts)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn sections_meeting(&mut self, project: &str, area: Bounds) -> Result<Vec<String>, StoreError> {
+        // `box` holds float8, and `&&` counts touching edges: the index finds
+        // exactly the boxes that meet, no margin needed.
+        let rows = self.client()?.query(
+            "SELECT section FROM section_index
+             WHERE project = $1 AND bounds && box(point($2::float8, $3::float8), point($4::float8, $5::float8))
+             ORDER BY section",
+            &[&project, &area.west, &area.south, &area.east, &area.north],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn sections_of_crew(&mut self, project: &str, crew: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT section FROM section_index WHERE project = $1 AND crew = $2 ORDER BY section",
+            &[&project, &crew],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn coverage_at(&mut self, section: &str, seq: u64) -> Result<Option<Coverage>, StoreError> {
+        let row = self.client()?.query_opt(
+            "SELECT coverage FROM coverage_history WHERE section = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
+            &[&section, &stored_seq(seq)],
+        )?;
+        Ok(row.map(|r| serde_json::from_str(r.get(0))).transpose()?)
+    }
+
+    fn coverage_changed(&mut self, project: &str, after: u64, until: u64) -> Result<Vec<String>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT DISTINCT section FROM coverage_history WHERE project = $1 AND seq > $2 AND seq <= $3
+             ORDER BY section",
+            &[&project, &stored_seq(after), &stored_seq(until)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn check_writable(&mut self) -> Result<(), StoreError> {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fieldsync_core::protocol::Refusal;
-use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
+use fieldsync_core::{Bounds, Coverage, Member, ProjectConfig, Role, RoleChange};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::photo_files::PhotoFiles;
 use crate::schema;
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    StoreError, StoredPhoto, StoredSection,
+    StoreError, StoredPhoto, StoredSection, coverage_json, stored_seq,
 };
 
 /// File name of the database inside the data directory.
@@ -28,6 +28,12 @@ const PROBE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// The readiness probe's write, always rolled back.
 const PROBE_ROW: &str = "INSERT INTO refusals (project, device, section, hash, rule, reason, at_ms)
      VALUES ('', '', '', '', NULL, 'readiness probe, rolled back', 0)";
+
+/// How much wider, in degrees (about 11 m), a query box is than asked: the
+/// R*Tree keeps 32-bit floats (rounded outward, but a margin of a few of
+/// their steps at 180° costs a few candidates, which the caller checks
+/// anyway, and never misses one).
+const ROUTE_BOX_MARGIN_DEG: f64 = 1e-4;
 
 /// The hub's SQLite store.
 #[derive(Debug)]
@@ -227,6 +233,8 @@ impl HubStore for SqliteHubStore {
         if let Some((actor, floor_ms)) = &write.stamp_floor {
             raise_stamp_floor(&tx, actor, *floor_ms)?;
         }
+        // Each section with the seq of its newest new change, if it has one.
+        let mut newest_seqs = Vec::with_capacity(write.sections.len());
         for s in &write.sections {
             let stored: i64 = tx
                 .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE section = ?1")?
@@ -241,8 +249,9 @@ impl HubStore for SqliteHubStore {
                      SELECT ?1, ?2, ?3, ?4, ?5, ?6
                      WHERE NOT EXISTS (SELECT 1 FROM feed WHERE section = ?2 AND hash = ?3)",
                 )?;
+                let mut newest = None;
                 for (hash, bytes) in &s.changes {
-                    insert.execute(params![
+                    let added = insert.execute(params![
                         write.project,
                         s.section,
                         hash,
@@ -250,7 +259,11 @@ impl HubStore for SqliteHubStore {
                         bytes,
                         write.now_ms as i64
                     ])?;
+                    if added > 0 {
+                        newest = Some(tx.last_insert_rowid() as u64);
+                    }
                 }
+                newest_seqs.push(newest);
             }
             let (snapshot, snapshot_seq): (Option<&[u8]>, i64) = match &s.snapshot {
                 Some(bytes) => {
@@ -279,6 +292,9 @@ impl HubStore for SqliteHubStore {
         let max: i64 = tx
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE project = ?1")?
             .query_row([&write.project], |r| r.get(0))?;
+        for (s, newest) in write.sections.iter().zip(newest_seqs) {
+            record_coverage(&tx, &write.project, &s.section, newest.unwrap_or(max as u64), &s.coverage)?;
+        }
         tx.commit()?;
         Ok(max as u64)
     }
@@ -374,6 +390,47 @@ impl HubStore for SqliteHubStore {
         replace_conflicts(&tx, &project, section, conflicts)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn sections_meeting(&mut self, project: &str, area: Bounds) -> Result<Vec<String>, StoreError> {
+        // CROSS JOIN keeps the R*Tree the outer loop: boxes first, then their sections.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT i.section FROM route_boxes AS b CROSS JOIN section_index AS i ON i.key = b.key
+             WHERE b.max_lon >= ?2 AND b.min_lon <= ?3 AND b.max_lat >= ?4 AND b.min_lat <= ?5 AND i.project = ?1
+             ORDER BY i.section",
+        )?;
+        let m = ROUTE_BOX_MARGIN_DEG;
+        let ids = stmt
+            .query_map(params![project, area.west - m, area.east + m, area.south - m, area.north + m], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    fn sections_of_crew(&mut self, project: &str, crew: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT section FROM section_index WHERE project = ?1 AND crew = ?2 ORDER BY section")?;
+        let ids = stmt.query_map([project, crew], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    fn coverage_at(&mut self, section: &str, seq: u64) -> Result<Option<Coverage>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT coverage FROM coverage_history WHERE section = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![section, stored_seq(seq)], |r| r.get(0))
+            .optional()?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    fn coverage_changed(&mut self, project: &str, after: u64, until: u64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT section FROM coverage_history WHERE project = ?1 AND seq > ?2 AND seq <= ?3
+             ORDER BY section",
+        )?;
+        let ids = stmt.query_map(params![project, stored_seq(after), stored_seq(until)], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     fn check_writable(&mut self) -> Result<(), StoreError> {
@@ -656,6 +713,46 @@ fn stored_photo(conn: &Connection, project: &str, sha256: &str) -> Result<Option
             })
         })
         .optional()
+}
+
+/// Record `coverage` as `section`'s from feed seq `seq` on, unless it is the
+/// latest recorded already, and index it: its crew, its route's box (none for
+/// no route). A second record at the same seq (a commit without new changes)
+/// replaces the first: the latest is what held at that seq.
+pub(crate) fn record_coverage(
+    conn: &Connection,
+    project: &str,
+    section: &str,
+    seq: u64,
+    coverage: &Coverage,
+) -> Result<(), StoreError> {
+    let json = coverage_json(coverage)?;
+    let latest: Option<String> = conn
+        .prepare_cached("SELECT coverage FROM coverage_history WHERE section = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([section], |r| r.get(0))
+        .optional()?;
+    if latest.as_deref() == Some(json.as_str()) {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO coverage_history (project, section, seq, coverage) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (section, seq) DO UPDATE SET coverage = excluded.coverage",
+    )?
+    .execute(params![project, section, stored_seq(seq), json])?;
+    let key: i64 = conn
+        .prepare_cached(
+            "INSERT INTO section_index (section, project, crew) VALUES (?1, ?2, ?3)
+             ON CONFLICT (section) DO UPDATE SET crew = excluded.crew RETURNING key",
+        )?
+        .query_row(params![section, project, coverage.crew], |r| r.get(0))?;
+    conn.prepare_cached("DELETE FROM route_boxes WHERE key = ?1")?.execute([key])?;
+    if let Some(b) = coverage.bounds() {
+        conn.prepare_cached(
+            "INSERT INTO route_boxes (key, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![key, b.west, b.east, b.south, b.north])?;
+    }
+    Ok(())
 }
 
 fn replace_conflicts(

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
+use fieldsync_core::{Bounds, Coverage, Member, ProjectConfig, Role, RoleChange};
 use serde::{Deserialize, Serialize};
 
 /// Errors of a storage backend.
@@ -187,7 +187,7 @@ impl FeedPage {
 }
 
 /// Everything a sync round writes about one section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SectionWrite {
     /// Section id.
     pub section: String,
@@ -203,10 +203,14 @@ pub struct SectionWrite {
     pub conflicts: Vec<(String, String)>,
     /// A new snapshot covering every row of the section, this round's included.
     pub snapshot: Option<Vec<u8>>,
+    /// What subscriptions judge the section on, as this round's view has it;
+    /// recorded, with this commit's seq for the section, when it differs from
+    /// the section's latest.
+    pub coverage: Coverage,
 }
 
 /// Everything one sync round writes, applied all or nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoundWrite {
     /// The project.
     pub project: String,
@@ -222,6 +226,24 @@ pub struct RoundWrite {
     pub stamp_floor: Option<(String, u64)>,
     /// Per-section writes.
     pub sections: Vec<SectionWrite>,
+}
+
+/// A feed seq as the databases hold it (signed 64 bits): `u64::MAX`, "now",
+/// becomes the largest they can.
+pub(crate) fn stored_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A coverage recorded in a section's history: JSON, compared as text
+/// (serialization is deterministic, so an unchanged coverage is the same text).
+pub(crate) fn coverage_json(coverage: &Coverage) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(coverage)?)
+}
+
+/// The coverage of a stored view (JSON of [`fieldsync_core::SectionView`]),
+/// as a migration backfills it.
+pub(crate) fn coverage_of_view(view: &str) -> Result<Coverage, StoreError> {
+    Ok(serde_json::from_str::<fieldsync_core::SectionView>(view)?.coverage())
 }
 
 /// A project with its members, for the admin CLI.
@@ -328,6 +350,16 @@ pub trait HubStore: Send {
     fn conflicts(&mut self, project: &str) -> Result<Vec<String>, StoreError>;
     /// Replace a section's view and conflicts (after a roster or config change).
     fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError>;
+    /// Sections of `project` whose current route's box meets `area`, found by the
+    /// store's spatial index, sorted by id: candidates the caller checks exactly.
+    fn sections_meeting(&mut self, project: &str, area: Bounds) -> Result<Vec<String>, StoreError>;
+    /// Sections of `project` currently assigned to `crew`, sorted by id.
+    fn sections_of_crew(&mut self, project: &str, crew: &str) -> Result<Vec<String>, StoreError>;
+    /// The coverage of `section` as it stood at feed seq `seq`: the latest
+    /// recorded at or before it (`None`: none by then). `u64::MAX`: now.
+    fn coverage_at(&mut self, section: &str, seq: u64) -> Result<Option<Coverage>, StoreError>;
+    /// Sections of `project` with a coverage recorded at a seq in (after, until], sorted by id.
+    fn coverage_changed(&mut self, project: &str, after: u64, until: u64) -> Result<Vec<String>, StoreError>;
     /// Whether the store is reachable and takes writes now: a write in a
     /// transaction that is rolled back (the readiness probe; changes nothing).
     fn check_writable(&mut self) -> Result<(), StoreError>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fieldsync_core::protocol::Refusal;
-use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
+use fieldsync_core::{Bounds, Coverage, Member, ProjectConfig, Role, RoleChange};
 
 use crate::metrics::Metrics;
 use crate::store::{
@@ -104,6 +104,18 @@ impl HubStore for TimedStore {
     }
     fn put_view(&mut self, section: &str, view: &str, conflicts: &[(String, String)]) -> Result<(), StoreError> {
         self.timed("put_view", |s| s.put_view(section, view, conflicts))
+    }
+    fn sections_meeting(&mut self, project: &str, area: Bounds) -> Result<Vec<String>, StoreError> {
+        self.timed("sections_meeting", |s| s.sections_meeting(project, area))
+    }
+    fn sections_of_crew(&mut self, project: &str, crew: &str) -> Result<Vec<String>, StoreError> {
+        self.timed("sections_of_crew", |s| s.sections_of_crew(project, crew))
+    }
+    fn coverage_at(&mut self, section: &str, seq: u64) -> Result<Option<Coverage>, StoreError> {
+        self.timed("coverage_at", |s| s.coverage_at(section, seq))
+    }
+    fn coverage_changed(&mut self, project: &str, after: u64, until: u64) -> Result<Vec<String>, StoreError> {
+        self.timed("coverage_changed", |s| s.coverage_changed(project, after, until))
     }
     fn check_writable(&mut self) -> Result<(), StoreError> {
         self.timed("check_writable", |s| s.check_writable())

@@ -176,6 +176,7 @@ impl Hub {
                     view: serde_json::to_string(&validated.view).map_err(StoreError::from)?,
                     conflicts,
                     snapshot,
+                    coverage: validated.view.coverage(),
                 });
             }
             let write = RoundWrite {

@@ -575,6 +575,7 @@ fn a_round_waits_for_another_round_of_the_same_project_to_commit() {
             view: "{}".into(),
             conflicts: vec![],
             snapshot: None,
+            coverage: Default::default(),
         }],
     };
     let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();

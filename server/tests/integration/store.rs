@@ -1,7 +1,7 @@
 //! The `HubStore` conformance suite: what every backend must do, run against
 //! each one: SQLite, and PostgreSQL on a throwaway cluster.
 
-use fieldsync_core::{ProjectConfig, Role};
+use fieldsync_core::{Bounds, Coverage, GeoPoint, ProjectConfig, Role};
 use fieldsync_server::{DeviceRecord, HubStore, PgHubStore, RoundWrite, SectionWrite, SqliteHubStore, StoreError};
 
 fn device(id: &str, user: &str) -> DeviceRecord {
@@ -36,8 +36,27 @@ fn section(id: &str, based_on_seq: u64, changes: &[(&str, &[u8])], snapshot: Opt
         view: format!("{{\"id\":\"{id}\"}}"),
         conflicts: vec![(format!("c-{id}"), format!("{{\"section\":\"{id}\"}}"))],
         snapshot: snapshot.map(<[u8]>::to_vec),
+        coverage: Coverage::default(),
     }
 }
+
+/// A section's write in project `cov` with this coverage.
+fn covered(id: &str, based_on_seq: u64, changes: &[(&str, &[u8])], coverage: &Coverage) -> RoundWrite {
+    let s = SectionWrite { coverage: coverage.clone(), ..section(id, based_on_seq, changes, None) };
+    RoundWrite { project: "cov".into(), ..write("d1", "olga", None, vec![s]) }
+}
+
+/// A coverage: a route through these (lat, lon) points, and a crew.
+fn coverage(points: &[(f64, f64)], crew: Option<&str>) -> Coverage {
+    Coverage { route: points.iter().map(|&(lat, lon)| GeoPoint { lat, lon }).collect(), crew: crew.map(str::to_owned) }
+}
+
+/// A box: south, west, north, east.
+fn area(south: f64, west: f64, north: f64, east: f64) -> Bounds {
+    Bounds { south, west, north, east }
+}
+
+const WORLD: Bounds = Bounds { south: -90.0, west: -180.0, north: 90.0, east: 180.0 };
 
 fn conformance(store: &mut dyn HubStore) {
     // Projects and members; every roster change bumps the version.
@@ -182,6 +201,80 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!(store.feed_max("p").unwrap(), 5);
 
     photos(store);
+    section_coverage(store);
+}
+
+/// Coverage (partial sync): each section's current route box and crew,
+/// indexed, and the history of its coverages by feed seq. In project `cov`.
+fn section_coverage(store: &mut dyn HubStore) {
+    assert!(store.create_project("cov", &ProjectConfig::default()).unwrap());
+    let munich = coverage(&[(48.10, 11.50), (48.20, 11.60)], Some("north"));
+    let near_munich = area(48.14, 11.54, 48.16, 11.56);
+    let berlin = coverage(&[(52.50, 13.40), (52.52, 13.38)], Some("south"));
+    let near_berlin = area(52.49, 13.30, 52.60, 13.50);
+
+    // A section committed with a route: found by a box meeting it (one that
+    // only touches its corner too), not by one far away nor in another project.
+    let first = store.commit_round(&covered("r1", 0, &[("r1a", b"1")], &munich)).unwrap();
+    assert_eq!(store.sections_meeting("cov", near_munich).unwrap(), ["r1"]);
+    assert_eq!(store.sections_meeting("cov", area(48.20, 11.60, 48.30, 11.70)).unwrap(), ["r1"]);
+    assert!(store.sections_meeting("cov", near_berlin).unwrap().is_empty());
+    assert!(store.sections_meeting("p", WORLD).unwrap().is_empty());
+    assert_eq!(store.sections_of_crew("cov", "north").unwrap(), ["r1"]);
+    assert!(store.sections_of_crew("p", "north").unwrap().is_empty());
+    assert_eq!(store.coverage_at("r1", first).unwrap(), Some(munich.clone()));
+    assert_eq!(store.coverage_at("r1", first - 1).unwrap(), None, "none before its first commit");
+    assert_eq!(store.coverage_changed("cov", first - 1, first).unwrap(), ["r1"]);
+
+    // A section with no route: found by its crew, never by a box.
+    let no_route = coverage(&[], Some("south"));
+    let second = store.commit_round(&covered("r2", 0, &[("r2a", b"2")], &no_route)).unwrap();
+    assert_eq!(store.sections_of_crew("cov", "south").unwrap(), ["r2"]);
+    assert_eq!(store.sections_meeting("cov", WORLD).unwrap(), ["r1"]);
+
+    // A commit that leaves the coverage as it was records nothing, with new
+    // changes or without.
+    let third = store.commit_round(&covered("r1", first, &[("r1b", b"3")], &munich)).unwrap();
+    assert_eq!(store.commit_round(&covered("r1", third, &[], &munich)).unwrap(), third);
+    assert!(store.coverage_changed("cov", second, third).unwrap().is_empty());
+    assert_eq!(store.coverage_changed("cov", 0, u64::MAX).unwrap(), ["r1", "r2"]);
+
+    // The route and crew changed in a later commit: a second record, the old
+    // one still there for the seqs before it; the index follows.
+    let fourth = store.commit_round(&covered("r1", third, &[("r1c", b"4")], &berlin)).unwrap();
+    assert_eq!(store.coverage_at("r1", first).unwrap(), Some(munich.clone()));
+    assert_eq!(store.coverage_at("r1", fourth - 1).unwrap(), Some(munich.clone()));
+    assert_eq!(store.coverage_at("r1", fourth).unwrap(), Some(berlin.clone()));
+    assert_eq!(store.coverage_at("r1", u64::MAX).unwrap(), Some(berlin.clone()));
+    assert_eq!(store.coverage_changed("cov", third, fourth).unwrap(), ["r1"]);
+    assert_eq!(store.coverage_changed("cov", third, u64::MAX).unwrap(), ["r1"]);
+    assert!(store.coverage_changed("cov", first, fourth - 1).unwrap().contains(&"r2".to_owned()));
+    assert!(!store.coverage_changed("cov", first, fourth - 1).unwrap().contains(&"r1".to_owned()));
+    assert!(store.coverage_changed("cov", fourth, u64::MAX).unwrap().is_empty());
+    assert!(store.sections_meeting("cov", near_munich).unwrap().is_empty());
+    assert_eq!(store.sections_meeting("cov", near_berlin).unwrap(), ["r1"]);
+    assert!(store.sections_of_crew("cov", "north").unwrap().is_empty());
+    assert_eq!(store.sections_of_crew("cov", "south").unwrap(), ["r1", "r2"]);
+
+    // A crew reassigned by a commit with no new change of the section: its
+    // record takes the commit's highest seq.
+    let north_no_route = coverage(&[], Some("north"));
+    assert_eq!(store.commit_round(&covered("r2", second, &[], &north_no_route)).unwrap(), fourth);
+    assert_eq!(store.coverage_at("r2", fourth - 1).unwrap(), Some(no_route));
+    assert_eq!(store.coverage_at("r2", u64::MAX).unwrap(), Some(north_no_route));
+    assert_eq!(store.coverage_changed("cov", third, fourth).unwrap(), ["r1", "r2"]);
+    assert_eq!(store.sections_of_crew("cov", "north").unwrap(), ["r2"]);
+    assert_eq!(store.sections_of_crew("cov", "south").unwrap(), ["r1"]);
+
+    // A route taken away leaves the spatial index.
+    let fifth = store.commit_round(&covered("r1", fourth, &[("r1d", b"5")], &coverage(&[], Some("south")))).unwrap();
+    assert!(store.sections_meeting("cov", WORLD).unwrap().is_empty());
+    assert_eq!(store.coverage_changed("cov", fourth, fifth).unwrap(), ["r1"]);
+    assert_eq!(store.sections_of_crew("cov", "south").unwrap(), ["r1"]);
+
+    // And back: found again.
+    store.commit_round(&covered("r1", fifth, &[("r1e", b"6")], &berlin)).unwrap();
+    assert_eq!(store.sections_meeting("cov", near_berlin).unwrap(), ["r1"]);
 }
 
 /// Photo uploads: a chunk is stored only where the upload stands (once,
@@ -222,6 +315,8 @@ fn sqlite_store_conforms() {
     assert_eq!(store.feed_max("p").unwrap(), 5);
     assert_eq!(store.list_devices().unwrap().len(), 3);
     assert_eq!(store.read_photo("p", &"a".repeat(64), 0, 6).unwrap(), b"abcdef");
+    assert_eq!(store.sections_meeting("cov", WORLD).unwrap(), ["r1"]);
+    assert_eq!(store.sections_of_crew("cov", "north").unwrap(), ["r2"]);
 }
 
 #[test]
@@ -234,4 +329,42 @@ fn postgres_store_conforms() {
     assert_eq!(store.feed_max("p").unwrap(), 5);
     assert_eq!(store.list_devices().unwrap().len(), 3);
     assert_eq!(store.read_photo("p", &"a".repeat(64), 0, 6).unwrap(), b"abcdef");
+    assert_eq!(store.sections_meeting("cov", WORLD).unwrap(), ["r1"]);
+    assert_eq!(store.sections_of_crew("cov", "north").unwrap(), ["r2"]);
+}
+
+/// A stored view as a v6 server left it (before coverage was recorded).
+const VIEW_V6: &str = r#"{"id":"s","project":"p","name":"n","route":[{"lat":48.0,"lon":11.02},{"lat":48.1,"lon":11.0}],
+    "crew":"north","state":"planned","blocked":null,"progress":0,"location":null,"as_built":[],
+    "quarantined":[],"notes":"","photos":[],"events":[],"conflict_count":0,"heads":[]}"#;
+
+#[test]
+fn postgres_upgrade_to_coverage_indexes_the_sections_stored_before() {
+    let cluster = crate::pg::Cluster::start();
+    drop(PgHubStore::connect(&cluster.url()).unwrap());
+    // Back to version 6: without the coverage tables, with a section stored.
+    let mut admin = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE coverage_history, section_index;
+             UPDATE fieldsync_schema SET version = 6;",
+        )
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO sections (id, project, snapshot, snapshot_seq, view) VALUES ('s', 'p', NULL, 0, $1)",
+            &[&VIEW_V6],
+        )
+        .unwrap();
+
+    let mut store = PgHubStore::connect(&cluster.url()).unwrap();
+    let version: i64 = admin.query_one("SELECT version FROM fieldsync_schema", &[]).unwrap().get(0);
+    assert_eq!(version, fieldsync_server::pg_store::PG_SCHEMA_VERSION);
+    let route = vec![GeoPoint { lat: 48.0, lon: 11.02 }, GeoPoint { lat: 48.1, lon: 11.0 }];
+    let expected = Coverage { route, crew: Some("north".into()) };
+    assert_eq!(store.coverage_at("s", 0).unwrap(), Some(expected));
+    assert_eq!(store.sections_meeting("p", area(48.05, 11.01, 48.06, 11.015)).unwrap(), ["s"]);
+    assert!(store.sections_meeting("p", area(52.0, 13.0, 53.0, 14.0)).unwrap().is_empty());
+    assert_eq!(store.sections_of_crew("p", "north").unwrap(), ["s"]);
+    assert!(store.coverage_changed("p", 0, u64::MAX).unwrap().is_empty(), "held since seq 0");
 }
