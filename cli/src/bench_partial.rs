@@ -127,7 +127,10 @@ pub fn run(args: PartialBenchArgs, json: bool) -> Result<(), CliError> {
     let mut olga = replica(scratch.path(), "olga")?;
     sync(&hub, &olga_token, &mut olga, &fast)?;
     let ids: Vec<String> = (0..args.sections)
-        .map(|i| olga.create_section_with_id(&format!("s{i:06}"), PROJECT, &format!("section {i}"), &route(i)))
+        .map(|i| {
+            let id = format!("s{i:06}");
+            olga.create_section_with_id(&id, PROJECT, &format!("section {i}"), &route(i)).map(|()| id)
+        })
         .collect::<Result<_, _>>()?;
     let big = Profile { upload_budget: 4 << 20, ..fast.clone() };
     sync(&hub, &olga_token, &mut olga, &big)?;

@@ -114,13 +114,20 @@ fn a_scope_never_widens_access_and_a_protocol_3_phone_still_gets_everything() {
     server.hub.add_member("p2", "olga", Role::Office).unwrap();
     let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
     let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    olga.sync(&server);
     olga.replica.create_section_with_id("mine", PROJECT, "mine", &route()).unwrap();
     olga.sync(&server);
     // A section of a project tina is not in, put there through olga's replica.
+    let p2_round = |olga: &mut Device| {
+        let prepared = olga.replica.prepare_round("p2", 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+        let reply = post_sync(server.addr, &olga.token, &protocol::encode(&prepared.request));
+        assert_eq!(reply.status, 200);
+        olga.replica.commit_round("p2", &prepared.sent, protocol::decode(&reply.body).unwrap()).unwrap();
+    };
+    p2_round(&mut olga);
     olga.replica.create_section_with_id("secret", "p2", "secret", &route()).unwrap();
-    let prepared = olga.replica.prepare_round("p2", 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
-    let reply = post_sync(server.addr, &olga.token, &protocol::encode(&prepared.request));
-    assert_eq!(reply.status, 200);
+    p2_round(&mut olga);
+    assert!(server.hub.section_view("secret").unwrap().is_some());
 
     tina.replica.subscribe(PROJECT, Subscription::Sections(vec!["secret".into(), "mine".into()])).unwrap();
     tina.sync(&server);
