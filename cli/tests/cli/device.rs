@@ -332,3 +332,51 @@ fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
     assert!(r.stderr.contains("JPEG, PNG"), "{r:?}");
     assert_eq!(crew.device_json("tina", &["photos", "s1"])["photos"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_technician_subscribes_to_a_corridor_and_a_crew_and_holds_only_those() {
+    let crew = Crew::new();
+    for user in ["olga", "tina"] {
+        crew.init(user);
+    }
+    crew.device_json("olga", &["create", "--id", "near", "--name", "near", "--route", "48.002,11.0;48.002,11.01"]);
+    crew.device_json("olga", &["create", "--id", "far", "--name", "far", "--route", "49.0,12.0;49.0,12.01"]);
+    crew.device_json("olga", &["create", "--id", "north", "--name", "north", "--route", "50.0,12.0;50.0,12.01"]);
+    let assigned = crew.device_json("olga", &["assign", "north", "north-crew"]);
+    assert_eq!(assigned["decision"]["outcome"], "accepted", "{assigned}");
+    crew.device_json("olga", &["sync"]);
+
+    let scope = crew.device_json("tina", &["subscribe", "--corridor", "48.0,10.99;48.0,11.05", "--buffer", "500"]);
+    assert_eq!(scope["scope"]["Only"][0]["Corridor"]["buffer_m"], 500, "{scope}");
+    crew.device_json("tina", &["subscribe", "--assigned", "north-crew"]);
+    crew.device_json("tina", &["sync"]);
+    let held = crew.device_json("tina", &["subscriptions"]);
+    let sections: Vec<&str> =
+        held["sections"].as_array().unwrap().iter().map(|h| h["section"].as_str().unwrap()).collect();
+    assert_eq!(sections, ["near", "north"], "{held}");
+    assert_eq!(held["sections"][1]["reasons"][0], serde_json::json!({"because": "subscription", "index": 1}));
+    let human = crew.device_ok("tina", &["subscriptions"]).stdout;
+    assert!(
+        human.contains("corridor of 2 points, 500 m either side") && human.contains("2 section(s) held"),
+        "{human}"
+    );
+
+    // A technician may not assign; bad subscriptions say what to give.
+    let r = crew.device("tina", &["assign", "near", "south-crew"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("office_only"), "{}", r.stderr);
+    for (args, says) in [
+        (&["subscribe", "--bbox", "1,2,3"][..], "four numbers"),
+        (&["subscribe", "--corridor", "48,11", "--bbox", "1,2,3,4"][..], "cannot be used with"),
+        (&["subscribe", "--corridor", "48,11", "--buffer", "60000"][..], "at most 50000 m"),
+    ] {
+        let r = crew.device("tina", args);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+
+    // Back to everything: the next sync brings the rest.
+    crew.device_json("tina", &["unsubscribe"]);
+    crew.device_json("tina", &["sync"]);
+    assert_eq!(crew.device_json("tina", &["subscriptions"])["sections"].as_array().unwrap().len(), 3);
+}
