@@ -157,7 +157,9 @@ pub fn run(args: PartialBenchArgs, json: bool) -> Result<(), CliError> {
     let mut fred = replica(scratch.path(), "fred")?;
     let everything = sync(&hub, &fred_token, &mut fred, &rural)?;
 
-    // The office works elsewhere; the crew's next round is idle.
+    // The office works elsewhere; the crew's next round is idle (after one
+    // that brings the roster the third phone's first round changed).
+    sync(&hub, &tina_token, &mut tina, &rural)?;
     for id in ids.iter().take(100) {
         olga.record_progress(id, 5)?;
     }
