@@ -41,6 +41,18 @@ fn bench_photos_sends_real_photos_through_a_real_server_and_fetches_them_back() 
 /// child, edits that reach the other devices, and a clean stop. Counts and
 /// events only: durations depend on the machine.
 #[test]
+fn bench_partial_bootstraps_only_the_corridor_and_its_idle_round_is_small() {
+    let out = ok_json(&["bench", "partial", "--sections", "900"]);
+    assert_eq!(out["corridor"]["sections_held"], 300, "{out:#}");
+    assert_eq!(out["everything"]["sections_held"], 900, "{out:#}");
+    let bytes = |which: &str| out[which]["bytes_down"].as_u64().unwrap();
+    assert!(bytes("corridor") * 2 < bytes("everything"), "{out:#}");
+    assert!(out["corridor_overhead"].as_f64().unwrap() <= 1.25, "{out:#}");
+    let idle = out["idle_round_bytes_up"].as_u64().unwrap() + out["idle_round_bytes_down"].as_u64().unwrap();
+    assert!(idle < 1024, "{out:#}");
+}
+
+#[test]
 fn bench_load_runs_real_devices_against_a_real_server_and_reports_edit_to_visible() {
     // Six devices in projects of three, editing every second for three seconds.
     let load = |extra: &[&str]| {
