@@ -24,6 +24,9 @@ pub struct SectionQuery {
     /// Only sections whose planned route's bounding box meets this box.
     #[uniffi(default = None)]
     pub area: Option<GeoBounds>,
+    /// Only sections the office assigned to this crew.
+    #[uniffi(default = None)]
+    pub crew: Option<String>,
     /// The order of the rows (`None`: by id).
     #[uniffi(default = None)]
     pub order: Option<SectionOrder>,
@@ -95,6 +98,7 @@ impl From<SectionQuery> for core::SectionQuery {
             with_conflicts: q.with_conflicts,
             with_unsynced_edits: q.with_unsynced_edits,
             area: q.area.map(|a| core::GeoBounds { south: a.south, west: a.west, north: a.north, east: a.east }),
+            crew: q.crew,
             order: match q.order {
                 None | Some(SectionOrder::Id) => core::SectionOrder::Id,
                 Some(SectionOrder::LastChange) => core::SectionOrder::LastChange,
@@ -136,6 +140,7 @@ impl SectionQuery {
             with_conflicts: false,
             with_unsynced_edits: false,
             area: None,
+            crew: None,
             order: None,
             after: None,
             limit: 100,

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::state_machine::ConstructionState;
 use crate::store::StoreError;
 
-/// Which sections a list shows, in which order, how many. (No crew or
-/// assignment filter: the domain has no assignment yet.)
+/// Which sections a list shows, in which order, how many.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SectionQuery {
     /// Only this project's sections (`None`: every project's).
@@ -23,6 +22,9 @@ pub struct SectionQuery {
     pub with_unsynced_edits: bool,
     /// Only sections whose planned route's bounding box meets this box.
     pub area: Option<GeoBounds>,
+    /// Only sections assigned to this crew.
+    #[serde(default)]
+    pub crew: Option<String>,
     /// The order of the rows.
     pub order: SectionOrder,
     /// Start after this section (the last row of the previous page).
@@ -39,6 +41,7 @@ impl Default for SectionQuery {
             with_conflicts: false,
             with_unsynced_edits: false,
             area: None,
+            crew: None,
             order: SectionOrder::Id,
             after: None,
             limit: 100,
@@ -107,7 +110,8 @@ const FILTERS: &str = "FROM sections s
       AND (?3 = 0 OR EXISTS (SELECT 1 FROM conflicts c WHERE c.section = s.id))
       AND (?4 = 0 OR EXISTS (SELECT 1 FROM changes c WHERE c.section = s.id
                                AND c.local = 1 AND c.confirmed = 0 AND c.refused IS NULL))
-      AND (?5 IS NULL OR (s.north >= ?5 AND s.south <= ?6 AND s.east >= ?7 AND s.west <= ?8))";
+      AND (?5 IS NULL OR (s.north >= ?5 AND s.south <= ?6 AND s.east >= ?7 AND s.west <= ?8))
+      AND (?9 IS NULL OR s.crew = ?9)";
 
 const COLUMNS: &str = "SELECT s.id, s.project, s.name, s.state, s.progress,
     (SELECT count(*) FROM conflicts c WHERE c.section = s.id),
@@ -121,16 +125,25 @@ pub(crate) fn query_sections(conn: &Connection, query: &SectionQuery) -> Result<
         .transpose()?;
     let area = query.area.map(|a| (a.south, a.north, a.west, a.east));
     let (south, north, west, east) = (area.map(|a| a.0), area.map(|a| a.1), area.map(|a| a.2), area.map(|a| a.3));
-    let filters =
-        params![query.project, states, query.with_conflicts, query.with_unsynced_edits, south, north, west, east];
+    let filters = params![
+        query.project,
+        states,
+        query.with_conflicts,
+        query.with_unsynced_edits,
+        south,
+        north,
+        west,
+        east,
+        query.crew
+    ];
     let total: i64 = conn.prepare_cached(&format!("SELECT count(*) {FILTERS}"))?.query_row(filters, |r| r.get(0))?;
     let page = match query.order {
-        SectionOrder::Id => format!("{COLUMNS} {FILTERS} AND (?9 IS NULL OR s.id > ?9) ORDER BY s.id LIMIT ?10"),
+        SectionOrder::Id => format!("{COLUMNS} {FILTERS} AND (?10 IS NULL OR s.id > ?10) ORDER BY s.id LIMIT ?11"),
         // After a row: the rows that changed before it, or at the same ms with a larger id.
         SectionOrder::LastChange => format!(
-            "{COLUMNS} {FILTERS} AND (?9 IS NULL OR s.changed_ms < (SELECT changed_ms FROM sections WHERE id = ?9)
-                 OR (s.changed_ms = (SELECT changed_ms FROM sections WHERE id = ?9) AND s.id > ?9))
-             ORDER BY s.changed_ms DESC, s.id LIMIT ?10"
+            "{COLUMNS} {FILTERS} AND (?10 IS NULL OR s.changed_ms < (SELECT changed_ms FROM sections WHERE id = ?10)
+                 OR (s.changed_ms = (SELECT changed_ms FROM sections WHERE id = ?10) AND s.id > ?10))
+             ORDER BY s.changed_ms DESC, s.id LIMIT ?11"
         ),
     };
     let mut stmt = conn.prepare_cached(&page)?;
@@ -145,6 +158,7 @@ pub(crate) fn query_sections(conn: &Connection, query: &SectionQuery) -> Result<
             north,
             west,
             east,
+            query.crew,
             query.after,
             limit
         ],

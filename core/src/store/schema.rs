@@ -84,9 +84,11 @@ const UPGRADES: [&str; 9] = [
          sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, used_ms INTEGER NOT NULL) STRICT;",
     // Partial sync: each project's scope as JSON (what the app asked for,
     // what the cursor was earned under, a change under way; NULL:
-    // everything, or none under way), and the sections to drop once the
-    // server has their local edits.
-    "ALTER TABLE sync_state ADD COLUMN scope TEXT;
+    // everything, or none under way), the sections to drop once the server
+    // has their local edits, and each section's crew (the list's filter).
+    "ALTER TABLE sections ADD COLUMN crew TEXT;
+     UPDATE sections SET crew = json_extract(view, '$.crew');
+     ALTER TABLE sync_state ADD COLUMN scope TEXT;
      ALTER TABLE sync_state ADD COLUMN held_scope TEXT;
      ALTER TABLE sync_state ADD COLUMN scope_move TEXT;
      CREATE TABLE evictions (section TEXT PRIMARY KEY) STRICT;",

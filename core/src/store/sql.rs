@@ -137,17 +137,17 @@ pub(crate) fn put_view(tx: &Transaction<'_>, view: &SectionView, now_ms: i64) ->
 }
 
 /// A view stamped `now_ms` (the list's "last change"), with its route's
-/// bounding box beside it (the list's area filter).
+/// bounding box and its crew beside it (the list's area and crew filters).
 fn write_view(tx: &Transaction<'_>, view: &SectionView, json: &str, now_ms: i64) -> Result<(), StoreError> {
     let lats = view.route.iter().map(|p| p.lat);
     let lons = view.route.iter().map(|p| p.lon);
     let (south, north) = (lats.clone().reduce(f64::min), lats.reduce(f64::max));
     let (west, east) = (lons.clone().reduce(f64::min), lons.reduce(f64::max));
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO sections (id, project, name, state, progress, view, changed_ms, south, north, west, east)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO sections (id, project, name, state, progress, view, changed_ms, south, north, west, east, crew)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO UPDATE SET project = ?2, name = ?3, state = ?4, progress = ?5, view = ?6,
-             changed_ms = ?7, south = ?8, north = ?9, west = ?10, east = ?11",
+             changed_ms = ?7, south = ?8, north = ?9, west = ?10, east = ?11, crew = ?12",
     )?;
     stmt.execute(params![
         view.id,
@@ -160,7 +160,8 @@ fn write_view(tx: &Transaction<'_>, view: &SectionView, json: &str, now_ms: i64)
         south,
         north,
         west,
-        east
+        east,
+        view.crew
     ])?;
     Ok(())
 }

@@ -147,6 +147,17 @@ fn a_section_list_filters_orders_and_pages_and_flags_unsynced_edits() {
     assert_eq!(recent(first.last().cloned()), [b.as_str()], "the next page");
     let total = office.query_sections(&SectionQuery { limit: 1, ..Default::default() }).unwrap().total;
     assert_eq!(total, 3, "the total counts every page");
+
+    // The crew's sections, as the office assigned them.
+    office.assign_crew(&c, "north").unwrap();
+    let of_crew = |office: &fieldsync_core::Replica, crew: &str| -> Vec<String> {
+        let q = SectionQuery { crew: Some(crew.into()), ..Default::default() };
+        office.query_sections(&q).unwrap().rows.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(of_crew(office, "north"), [c.clone()]);
+    assert!(of_crew(office, "south").is_empty());
+    office.assign_crew(&c, "south").unwrap();
+    assert!(of_crew(office, "north").is_empty(), "reassigned");
     fieldsync_core::set_simulated_wall_clock(None);
 }
 
