@@ -113,7 +113,7 @@ fn sync(hub: &Hub, token: &str, r: &mut Replica, profile: &Profile) -> Result<Bo
 
 pub fn run(args: PartialBenchArgs, json: bool) -> Result<(), CliError> {
     let scratch = tempfile::Builder::new().prefix("fieldsync-bench-partial-").tempdir()?;
-    let hub = Hub::open(&scratch.path().join("hub"))?;
+    let hub = Hub::open(scratch.path().join("hub"))?;
     hub.create_project(PROJECT, Default::default())?;
     for (user, role) in [("olga", Role::Office), ("tina", Role::Technician), ("fred", Role::Foreman)] {
         hub.add_member(PROJECT, user, role)?;

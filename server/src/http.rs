@@ -605,6 +605,7 @@ async fn live(
     // Subscribe before answering, so nothing committed after the handshake is
     // missed, nor a revocation.
     let rx = state.hub.subscribe(&project);
+    let told = state.hub.live_announced(&project);
     let revoked = state.hub.revocations();
     let (slot, replaced) = state.live.register(&device);
     let channel = Channel { state: state.clone(), token, project, device, _slot: slot };
@@ -617,7 +618,7 @@ async fn live(
         .max_frame_size(max)
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| channel.run(socket, rx, revoked, replaced).instrument(span))
+        .on_upgrade(move |socket| channel.run(socket, (rx, told), revoked, replaced).instrument(span))
 }
 
 /// One live channel.
@@ -641,7 +642,8 @@ impl Channel {
     async fn run(
         self,
         mut socket: WebSocket,
-        mut rx: broadcast::Receiver<u64>,
+        // The feed's notices, and the end the device was last told of (or passed over).
+        (mut rx, mut told): (broadcast::Receiver<u64>, u64),
         mut revoked: broadcast::Receiver<String>,
         mut replaced: oneshot::Receiver<()>,
     ) {
@@ -660,6 +662,11 @@ impl Channel {
             tokio::select! {
                 seq = rx.recv() => match seq {
                     Ok(seq) => {
+                        let wanted = self.state.hub.live_notice_wanted(&self.device, &self.project, told, seq);
+                        told = told.max(seq);
+                        if !wanted {
+                            continue;
+                        }
                         // Before the device can read it and start its round.
                         self.state.hub.live_notice_sent(&self.device, &self.project);
                         if socket.send(Message::Text(seq.to_string().into())).await.is_err() {

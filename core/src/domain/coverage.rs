@@ -265,7 +265,7 @@ mod micro_degrees {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GeoPoint>, D::Error> {
         let deltas: Vec<i64> = crate::sync::protocol::counted(d)?;
-        if deltas.len() % 2 != 0 {
+        if !deltas.len().is_multiple_of(2) {
             return Err(serde::de::Error::custom("corridor points come in pairs"));
         }
         let mut here = (0i64, 0i64);

@@ -154,7 +154,7 @@ fn a_section_list_filters_orders_and_pages_and_flags_unsynced_edits() {
         let q = SectionQuery { crew: Some(crew.into()), ..Default::default() };
         office.query_sections(&q).unwrap().rows.into_iter().map(|r| r.id).collect()
     };
-    assert_eq!(of_crew(office, "north"), [c.clone()]);
+    assert_eq!(of_crew(office, "north"), std::slice::from_ref(&c));
     assert!(of_crew(office, "south").is_empty());
     office.assign_crew(&c, "south").unwrap();
     assert!(of_crew(office, "north").is_empty(), "reassigned");

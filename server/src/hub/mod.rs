@@ -42,6 +42,8 @@ mod photos;
 mod round;
 mod scope;
 
+use round::Notice;
+
 pub use admin::{Enrollment, token_hash};
 use live_bus::LiveBus;
 
@@ -215,8 +217,9 @@ impl Hub {
                 refusals.iter().for_each(|r| self.metrics.refused(r.rule.as_deref()));
             }
         })?;
-        if let Some((project, seq)) = notify {
-            self.notify(&project, seq);
+        self.live.remember_scope(&device.id, &project, &request.scope);
+        if let Some((project, seq, touched)) = notify {
+            self.live.notify(&project, seq, Some(touched));
         }
         if let (Some(after), Ok(Cursor::Changes(until))) = (from, Cursor::parse(&response.cursor)) {
             self.freshness.delivered(&self.metrics, &device.id, &project, after, until, response.more);
@@ -263,7 +266,20 @@ impl Hub {
     /// The hub does so after each round it commits; call it for rounds another
     /// process committed (see [`crate::pg_store::listen`]).
     pub fn notify(&self, project: &str, seq: u64) {
-        self.live.notify(project, seq);
+        self.live.notify(project, seq, None);
+    }
+
+    /// Whether a live notice up to `seq` is news to `device` (told of
+    /// `after` before): a device syncing part of the project is not woken
+    /// by commits to sections its scope does not cover.
+    pub fn live_notice_wanted(&self, device: &str, project: &str, after: u64, seq: u64) -> bool {
+        self.live.wants(device, project, after, seq)
+    }
+
+    /// The latest feed seq of `project` this hub announced: where a live
+    /// channel opened now starts (its device runs a round on connecting).
+    pub fn live_announced(&self, project: &str) -> u64 {
+        self.live.announced(project)
     }
 
     /// A round in its project's turn, decided again (on what is stored now)
@@ -273,7 +289,7 @@ impl Hub {
         device: &DeviceRecord,
         request: &SyncRequest,
         now_ms: u64,
-    ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
+    ) -> Result<(SyncResponse, Option<Notice>), HubError> {
         if !(protocol::OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&request.protocol) {
             return Err(HubError::ProtocolVersion { found: request.protocol });
         }

@@ -41,6 +41,11 @@ struct Touched {
     validated: Option<Validated>,
 }
 
+/// What a committed round tells the live channels: the project, its feed's
+/// new end, and the sections it touched with their coverage (none: a new
+/// actor in the roster, news to every device).
+pub(super) type Notice = (String, u64, super::live_bus::Touched);
+
 /// How far before its actor's stamp floor a write may still be stamped:
 /// the hub's clocks (several processes) and rounds a little apart.
 const STAMP_SLACK_MS: u64 = 5 * 60 * 1000;
@@ -86,7 +91,7 @@ impl Hub {
         device: &DeviceRecord,
         request: &SyncRequest,
         now_ms: u64,
-    ) -> Result<(SyncResponse, Option<(String, u64)>), HubError> {
+    ) -> Result<(SyncResponse, Option<Notice>), HubError> {
         let project = request.project.as_str();
         let (record, role) = member_project(store, device, project)?;
         let cursor = Cursor::parse(&request.cursor)?;
@@ -206,7 +211,8 @@ impl Hub {
             // New changes, or a new actor in the roster (a device's first round):
             // online devices run a round and learn of it.
             if new_changes > 0 || write.bind_actor.is_some() {
-                notify = Some((project.to_owned(), max));
+                let touched = write.sections.iter().map(|w| (w.section.clone(), w.coverage.clone())).collect();
+                notify = Some((project.to_owned(), max, touched));
             }
         }
 
@@ -556,17 +562,10 @@ impl Hub {
                 let until = if more { end } else { max.max(end) };
                 response.more = more;
                 response.cursor = Cursor::Changes(until).to_string();
-                ScopedPage::new(scope).settle_moves(
-                    store,
-                    project,
-                    (after, until),
-                    &mut rows,
-                    response,
-                    &mut |store, id, response| {
-                        response.documents.extend(whole_document(store, id)?);
-                        Ok(())
-                    },
-                )?;
+                let whole = ScopedPage::new(scope).settle_moves(store, project, (after, until), &mut rows, response)?;
+                for id in whole {
+                    response.documents.extend(whole_document(store, &id)?);
+                }
                 rows
             }
         };

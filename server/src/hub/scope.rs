@@ -163,9 +163,10 @@ impl<'a> ScopedPage<'a> {
         Ok(covered)
     }
 
-    /// Settle the sections whose coverage changed in (after, until]: the
-    /// covered ones go whole in `response` (their rows are dropped from
-    /// `rows`), the ones the device held and no longer holds are evicted.
+    /// Settle the sections whose coverage changed in (after, until]: their
+    /// rows are dropped from `rows`, the ones the device held and no longer
+    /// holds are evicted in `response`, and the ones the scope covers now
+    /// are returned, to be sent whole (the device may not have them).
     pub(super) fn settle_moves(
         &mut self,
         store: &mut dyn HubStore,
@@ -173,21 +174,18 @@ impl<'a> ScopedPage<'a> {
         (after, until): (u64, u64),
         rows: &mut Vec<FeedRow>,
         response: &mut SyncResponse,
-        whole: &mut dyn FnMut(&mut dyn HubStore, &str, &mut SyncResponse) -> Result<(), HubError>,
-    ) -> Result<(), HubError> {
+    ) -> Result<Vec<String>, HubError> {
         let moved = store.coverage_changed(project, after, until)?;
-        if moved.is_empty() {
-            return Ok(());
-        }
+        let mut whole = Vec::new();
         for section in &moved {
             if self.covers(store, section)? {
-                whole(store, section, response)?;
+                whole.push(section.clone());
             } else if held_at(store, self.scope, section, after)? {
                 response.evicted.push(section.clone());
             }
         }
         let moved: BTreeSet<&String> = moved.iter().collect();
         rows.retain(|r| !moved.contains(&r.section));
-        Ok(())
+        Ok(whole)
     }
 }

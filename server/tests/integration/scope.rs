@@ -156,3 +156,28 @@ fn a_scope_never_widens_access_and_a_protocol_3_phone_still_gets_everything() {
     let response: protocol::SyncResponse = protocol::decode(&reply.body).unwrap();
     assert_eq!(response.documents.len(), 1);
 }
+
+#[test]
+fn a_live_channel_wakes_a_crew_only_for_work_in_its_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    olga.sync(&server);
+    for (id, route) in [("near", line(48.002, 11.0, 11.01)), ("far", line(49.0, 12.0, 12.01))] {
+        olga.replica.create_section_with_id(id, PROJECT, id, &route).unwrap();
+    }
+    olga.sync(&server);
+    tina.replica.subscribe(PROJECT, corridor()).unwrap();
+    tina.sync(&server);
+    let mut ws = crate::live::connect(&server, &tina.token, PROJECT).unwrap();
+
+    // Work elsewhere first, then in the corridor: the first notice is the second commit's.
+    olga.replica.record_progress("far", 5).unwrap();
+    olga.round(&server);
+    olga.replica.record_progress("near", 5).unwrap();
+    let near = olga.round(&server).cursor;
+    let told: u64 = crate::live::next_text(&mut ws).parse().unwrap();
+    assert_eq!(format!("c:{told}"), near, "the commit elsewhere woke nobody holding the corridor");
+    assert_eq!(tina.round(&server).changes.len(), 1);
+}
