@@ -204,6 +204,38 @@ impl FaultConfig {
     }
 }
 
+/// Partial scopes (issue 15; `SimConfig::scopes`, off by default): each
+/// crew's technicians hold a corridor along a window of their own route plus
+/// a spur over the start of the next crew's route (so neighbouring crews'
+/// corridors overlap), some also their crew's assignments; the office
+/// assigns sections to crews during the day, and technicians move their
+/// corridor (online or offline). Foremen and the office hold everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeWorkload {
+    /// How far either side of a corridor's line, metres.
+    pub buffer_m: u32,
+    /// Sections of its own route a corridor spans.
+    pub window: usize,
+    /// Sections at the start of the next crew's route the corridor also
+    /// spans (the overlap with that crew's corridors; 0: none).
+    pub spur: usize,
+    /// Share of technicians also subscribed to their crew
+    /// (`Subscription::Crew("crew-N")`).
+    pub crew_subscription: f64,
+    /// Sections the office assigns to a crew during the day
+    /// (`Replica::assign_crew`; mean of a Poisson count).
+    pub assignments: f64,
+    /// Per technician: times it moves its corridor to another window of its
+    /// route during the day (`Replica::set_scope`; mean of a Poisson count).
+    pub moves: f64,
+}
+
+impl Default for ScopeWorkload {
+    fn default() -> Self {
+        ScopeWorkload { buffer_m: 150, window: 3, spur: 1, crew_subscription: 0.5, assignments: 6.0, moves: 1.5 }
+    }
+}
+
 /// A bug the simulator injects on its side of the wire, to show that the
 /// invariants catch it (see `tests/README.md`). Production code is untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,16 +257,27 @@ pub enum InjectedBug {
     /// under today's roster (a hub that forgot the role history). Expect
     /// `stable_history`.
     BackdateRoles,
+    /// With partial scopes on: right before the checks, one scoped device's
+    /// store loses a section its scope covers (its rows deleted, as a replica
+    /// that dropped a covered section would leave it). Expect `scope_holdings`.
+    DropHeldSection,
+    /// With partial scopes on: responses lose their `evicted` list and their
+    /// `keep_only` (a hub that never tells a device what left its scope).
+    /// Expect `scope_holdings`.
+    ForgetEvictions,
 }
 
 impl InjectedBug {
-    /// From its kebab-case name (`drop-upload`, `drop-changes`, `forget-cursor`, `backdate-roles`).
+    /// From its kebab-case name (`drop-upload`, `drop-changes`, `forget-cursor`, `backdate-roles`,
+    /// `drop-held-section`, `forget-evictions`).
     pub fn by_name(name: &str) -> Option<InjectedBug> {
         match name {
             "drop-upload" => Some(InjectedBug::DropUpload),
             "drop-changes" => Some(InjectedBug::DropChanges),
             "forget-cursor" => Some(InjectedBug::ForgetCursor),
             "backdate-roles" => Some(InjectedBug::BackdateRoles),
+            "drop-held-section" => Some(InjectedBug::DropHeldSection),
+            "forget-evictions" => Some(InjectedBug::ForgetEvictions),
             _ => None,
         }
     }
@@ -264,6 +307,10 @@ pub struct SimConfig {
     pub heal_limit_ms: u64,
     /// A bug to inject on the simulator's side, if any.
     pub inject: Option<InjectedBug>,
+    /// Partial scopes for the technicians; `None` (the default): every
+    /// device holds everything, as before.
+    #[serde(default)]
+    pub scopes: Option<ScopeWorkload>,
     /// Where the SQLite files go (a fresh temporary directory inside it);
     /// `None`: `/dev/shm` when it exists, else the system temp dir.
     pub dir: Option<PathBuf>,
@@ -281,6 +328,7 @@ impl SimConfig {
             sync: SyncConfig { interval_ms: 20 * 60_000, ..SyncConfig::default() },
             heal_limit_ms: 4 * 3_600_000,
             inject: None,
+            scopes: None,
             dir: None,
         }
     }
@@ -299,6 +347,14 @@ impl SimConfig {
         config.sync.interval_ms = 3 * 3_600_000;
         config.heal_limit_ms = config.sync.interval_ms + 3_600_000;
         config.faults = FaultConfig::varied(&mut Rng::new(seed ^ 0xFA17));
+        config
+    }
+
+    /// The suite's run of `seed` ([`SimConfig::for_seed`]) with partial
+    /// scopes on ([`ScopeWorkload::default`]).
+    pub fn partial_scopes(seed: u64) -> SimConfig {
+        let mut config = SimConfig::for_seed(seed);
+        config.scopes = Some(ScopeWorkload::default());
         config
     }
 

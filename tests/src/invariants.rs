@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use fieldsync_core::{
-    AuditEntry, ConflictRecord, ConstructionState, Decision, Field, Hlc, Member, ProjectConfig, Replica, Role,
-    RoleChange, Roster, SectionDoc, SectionView, validate,
+    AuditEntry, ConflictRecord, ConstructionState, Coverage, Decision, Field, HeldBecause, Hlc, Member, ProjectConfig,
+    Replica, Role, RoleChange, Roster, Scope, SectionDoc, SectionView, validate,
 };
 use fieldsync_server::{Hub, HubStore, SqliteHubStore};
 
@@ -153,6 +153,8 @@ pub fn check(
     let mut docs: BTreeMap<String, (SectionDoc, BTreeMap<String, u64>)> = BTreeMap::new();
     let mut change_sets: HashMap<String, HashSet<String>> = HashMap::new();
     let mut views: BTreeMap<String, String> = BTreeMap::new();
+    // What subscriptions judge each section on, as the server decided it.
+    let mut coverages: BTreeMap<String, Coverage> = BTreeMap::new();
     let mut raw_all = Vec::new();
     for id in &ids {
         let (doc, received) = match store.section(id) {
@@ -190,6 +192,7 @@ pub fn check(
                     );
                 }
                 out.quarantined += view.quarantined.len() as u64;
+                coverages.insert(id.clone(), view.coverage());
                 views.insert(id.clone(), json(&view));
             }
             Ok(None) => found.add(Invariant::Convergence, format!("server section {id} has no view")),
@@ -267,6 +270,20 @@ pub fn check(
         if s.revoked || s.removed {
             continue;
         }
+        match r.scope(project) {
+            Ok(Scope::Everything) => {}
+            Ok(scope) => {
+                // A partial replica: what it holds, and each held section against the server's.
+                let server = Server { ids: &ids, coverages: &coverages, views: &views, conflicts: &conflicts };
+                check_partial(s, &r, project, &scope, &server, &mut found);
+                check_roster(s, &r, project, &members, &history, &mut found);
+                continue;
+            }
+            Err(e) => {
+                found.add(Invariant::NoUnexpectedError, format!("{}: reading its scope: {e}", s.name));
+                continue;
+            }
+        }
         let local: Vec<String> = match r.list_sections(Some(project), None, usize::MAX) {
             Ok(list) => list.into_iter().map(|x| x.id).collect(),
             Err(e) => {
@@ -322,37 +339,7 @@ pub fn check(
                 ),
             );
         }
-        let local = r.roster(project).unwrap_or_default();
-        let mut roster: Vec<Member> = local.members().cloned().collect();
-        roster.sort_by(|a, b| a.actor.cmp(&b.actor));
-        if roster == members && local.history() != history {
-            found.add(
-                Invariant::Convergence,
-                format!(
-                    "{}: the roster's role history differs from the server's ({} changes, the server {})",
-                    s.name,
-                    local.history().len(),
-                    history.len()
-                ),
-            );
-        }
-        if roster != members {
-            let show = |m: &Member| format!("{} ({}, {})", m.user, m.role.as_str(), &m.actor[..m.actor.len().min(8)]);
-            let missing: Vec<String> = members.iter().filter(|m| !roster.contains(m)).map(show).collect();
-            let extra: Vec<String> = roster.iter().filter(|m| !members.contains(m)).map(show).collect();
-            found.add(
-                Invariant::Convergence,
-                format!(
-                    "{}: roster of {} members, the server's {} (missing {missing:?}, extra {extra:?}, its roster version {})",
-                    s.name,
-                    roster.len(),
-                    members.len(),
-                    r.connection()
-                        .query_row("SELECT roster_version FROM sync_state WHERE project = ?1", [project], |x| x.get::<_, i64>(0))
-                        .unwrap_or(-1)
-                ),
-            );
-        }
+        check_roster(s, &r, project, &members, &history, &mut found);
     }
 
     // ---- the rules, on the server's views ----
@@ -370,6 +357,142 @@ pub fn check(
     }
     out.violations = found.0;
     out
+}
+
+/// The device's roster and role history against the server's.
+fn check_roster(
+    s: &Subject<'_>,
+    r: &Replica,
+    project: &str,
+    members: &[Member],
+    history: &[RoleChange],
+    found: &mut Found,
+) {
+    let local = r.roster(project).unwrap_or_default();
+    let mut roster: Vec<Member> = local.members().cloned().collect();
+    roster.sort_by(|a, b| a.actor.cmp(&b.actor));
+    if roster == members && local.history() != history {
+        found.add(
+            Invariant::Convergence,
+            format!(
+                "{}: the roster's role history differs from the server's ({} changes, the server {})",
+                s.name,
+                local.history().len(),
+                history.len()
+            ),
+        );
+    }
+    if roster != members {
+        let show = |m: &Member| format!("{} ({}, {})", m.user, m.role.as_str(), &m.actor[..m.actor.len().min(8)]);
+        let missing: Vec<String> = members.iter().filter(|m| !roster.contains(m)).map(show).collect();
+        let extra: Vec<String> = roster.iter().filter(|m| !members.contains(m)).map(show).collect();
+        found.add(
+            Invariant::Convergence,
+            format!(
+                "{}: roster of {} members, the server's {} (missing {missing:?}, extra {extra:?}, its roster version {})",
+                s.name,
+                roster.len(),
+                members.len(),
+                r.connection()
+                    .query_row("SELECT roster_version FROM sync_state WHERE project = ?1", [project], |x| x.get::<_, i64>(0))
+                    .unwrap_or(-1)
+            ),
+        );
+    }
+}
+
+/// The server's state a partial replica is checked against.
+struct Server<'a> {
+    ids: &'a [String],
+    coverages: &'a BTreeMap<String, Coverage>,
+    views: &'a BTreeMap<String, String>,
+    conflicts: &'a [ConflictRecord],
+}
+
+/// A device whose scope is not everything: it holds exactly the sections
+/// its scope covers on the server (`scope_holdings`; plus those it keeps for
+/// local changes the server has not taken, which `liveness` wants gone after
+/// the heal), its change of scope is finished, and each section it holds has
+/// the server's view and conflict records (`convergence`).
+fn check_partial(s: &Subject<'_>, r: &Replica, project: &str, scope: &Scope, server: &Server<'_>, found: &mut Found) {
+    let holdings = match r.holdings(project) {
+        Ok(h) => h,
+        Err(e) => return found.add(Invariant::NoUnexpectedError, format!("{}: its holdings: {e}", s.name)),
+    };
+    let held: BTreeSet<&str> = holdings.iter().map(|h| h.section.as_str()).collect();
+    let unsynced: BTreeSet<&str> = holdings
+        .iter()
+        .filter(|h| h.reasons.contains(&HeldBecause::UnsyncedEdits))
+        .map(|h| h.section.as_str())
+        .collect();
+    let covered: BTreeSet<&str> = server
+        .ids
+        .iter()
+        .filter(|id| scope.covers(id, &server.coverages.get(*id).cloned().unwrap_or_default()))
+        .map(String::as_str)
+        .collect();
+    let missing: Vec<&&str> = covered.difference(&held).collect();
+    let extra: Vec<&&str> = held.difference(&covered).filter(|id| !unsynced.contains(**id)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        found.add(
+            Invariant::ScopeHoldings,
+            format!(
+                "{}: holds {} sections, its scope covers {} of the server's: {} covered missing {:?}, {} uncovered held {:?}",
+                s.name,
+                held.len(),
+                covered.len(),
+                missing.len(),
+                missing.iter().take(5).collect::<Vec<_>>(),
+                extra.len(),
+                extra.iter().take(5).collect::<Vec<_>>()
+            ),
+        );
+    }
+    if !crate::sim::scope_settled(r) {
+        found.add(Invariant::ScopeHoldings, format!("{}: its change of scope is not finished after the heal", s.name));
+    }
+    let mut bad_views = 0;
+    for id in &held {
+        let Some(server_view) = server.views.get(*id) else { continue };
+        let Ok(view) = r.section(id) else { continue };
+        let mine = json(&view);
+        if &mine != server_view {
+            bad_views += 1;
+            if bad_views == 1 {
+                found.add(
+                    Invariant::Convergence,
+                    format!(
+                        "{} (partial scope): section {id} differs from the server's ({})",
+                        s.name,
+                        differing_fields(&mine, server_view)
+                    ),
+                );
+            }
+        }
+    }
+    if bad_views > 1 {
+        found.add(
+            Invariant::Convergence,
+            format!("{} (partial scope): {bad_views} held sections differ from the server's", s.name),
+        );
+    }
+    let mut mine: Vec<ConflictRecord> = r.conflicts(None).unwrap_or_default();
+    mine.sort_by(|a, b| a.id.cmp(&b.id));
+    let mine: Vec<String> = mine.iter().map(json).collect();
+    let theirs: Vec<String> = server.conflicts.iter().filter(|c| held.contains(c.section.as_str())).map(json).collect();
+    if mine != theirs {
+        found.add(
+            Invariant::Convergence,
+            format!(
+                "{} (partial scope): {} conflict records, the server {} for the {} sections it holds ({} differ)",
+                s.name,
+                mine.len(),
+                theirs.len(),
+                held.len(),
+                mine.iter().filter(|c| !theirs.contains(c)).count()
+            ),
+        );
+    }
 }
 
 fn check_no_lost_edit(s: &Subject<'_>, r: &Replica, server: &HashMap<String, HashSet<String>>, found: &mut Found) {

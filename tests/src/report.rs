@@ -41,7 +41,8 @@ pub struct SimProgress {
 #[serde(rename_all = "snake_case")]
 pub enum Invariant {
     /// Every device and the server hold the same change set and heads, the
-    /// same validated views byte for byte, the same conflict records and roster.
+    /// same validated views byte for byte, the same conflict records and roster
+    /// (a device with a partial scope: for the sections it holds).
     Convergence,
     /// Every edit a device's API returned from is on the server and every
     /// device, unless the device was revoked (and its refusal recorded) or
@@ -92,6 +93,13 @@ pub enum Invariant {
     /// With photos on: a device whose user is not a member of the project
     /// asking for one of its photos is refused (403) and gets no bytes.
     PhotoAccess,
+    /// With partial scopes on (`SimConfig::scopes`): after the heal, a device
+    /// whose scope is not everything holds exactly the sections its scope
+    /// covers, judged by core's `Scope::covers` on the coverage of the
+    /// server's views (plus any it keeps for local changes the server has not
+    /// taken), and its change of scope is finished. (That each section it
+    /// holds has the server's view and conflict records is `convergence`.)
+    ScopeHoldings,
 }
 
 impl Invariant {
@@ -112,6 +120,7 @@ impl Invariant {
             Invariant::ThumbnailFirst => "thumbnail_first",
             Invariant::NoPhotoResent => "no_photo_resent",
             Invariant::PhotoAccess => "photo_access",
+            Invariant::ScopeHoldings => "scope_holdings",
         }
     }
 }
@@ -130,6 +139,32 @@ pub const EFFICIENCY_ROUND_ALLOWANCE: u64 = 600;
 /// round's request and answer (about 100 bytes together), which the floor
 /// leaves out too; a long quiet day of periodic syncs is made of them.
 pub const EFFICIENCY_ROUND_OVERHEAD: u64 = 150;
+
+/// What a day with partial scopes did (`SimReport::scopes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeFigures {
+    /// Devices whose scope was not everything.
+    pub scoped_devices: u64,
+    /// Of them, subscribed to their crew as well.
+    pub crew_subscribers: u64,
+    /// Corridor moves (`set_scope`) made.
+    pub moves: u64,
+    /// Of them, made while the device had no network.
+    pub moves_offline: u64,
+    /// Crew assignments the office made.
+    pub assignments: u64,
+    /// Section ids in committed responses' `evicted` lists (a route or crew
+    /// that moved out).
+    pub evicted: u64,
+    /// Committed responses with a `keep_only` list (a change of scope).
+    pub keep_only: u64,
+    /// Whole documents committed responses brought to scoped devices.
+    pub documents: u64,
+    /// Sections the scoped devices held at the end, and the server had.
+    pub held_at_end: u64,
+    /// Sections on the server at the end, times the scoped devices.
+    pub possible_at_end: u64,
+}
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +345,10 @@ pub struct SimReport {
     /// (present when the workload had photos).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photos: Option<crate::photos::PhotoReport>,
+    /// Partial scopes: what the day did with them (present when
+    /// `SimConfig::scopes` was on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<ScopeFigures>,
     /// Faults the run went through.
     pub faults: FaultCounts,
     /// Simulated time from the morning sync until everything converged, ms.

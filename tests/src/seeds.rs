@@ -74,7 +74,9 @@ pub fn replay_command(config: &SimConfig) -> String {
     let bug = config.inject.map_or(String::new(), |b| {
         format!("FIELDSYNC_INJECT_BUG={} ", serde_json::to_string(&b).unwrap_or_default().trim_matches('"'))
     });
-    format!("{bug}FIELDSYNC_SEED={} cargo test -p fieldsync-tests --test sim -- seeds --nocapture", config.seed)
+    // A day with partial scopes is replayed by its own test (`tests/sim/scope.rs`).
+    let test = if config.scopes.is_some() { "scope::" } else { "seeds" };
+    format!("{bug}FIELDSYNC_SEED={} cargo test -p fieldsync-tests --test sim -- {test} --nocapture", config.seed)
 }
 
 /// What to print for a failed run: the violations, the replay command, and

@@ -10,18 +10,18 @@ use std::time::Instant;
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
 use fieldsync_core::set_simulated_ids;
 use fieldsync_core::{
-    ConstructionState, FORWARD, ProjectConfig, Replica, ReplicaError, Role, RoleChange, SyncClient, SyncEngine,
-    SyncError, SyncEvent, TransportError,
+    ConstructionState, FORWARD, ProjectConfig, Replica, ReplicaError, Role, RoleChange, Scope, Subscription,
+    SyncClient, SyncEngine, SyncError, SyncEvent, TransportError,
 };
 use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
-use crate::config::{InjectedBug, SimConfig};
+use crate::config::{InjectedBug, ScopeWorkload, SimConfig};
 use crate::device::{self, Session, Step};
 use crate::hostile::{self, Hostile};
 use crate::invariants::{self, Ack, Subject};
 use crate::link::Link;
 use crate::profile::LinkProfile;
-use crate::report::{FaultCounts, Invariant, Latency, Phase, SimProgress, SimReport, Violation};
+use crate::report::{FaultCounts, Invariant, Latency, Phase, ScopeFigures, SimProgress, SimReport, Violation};
 use crate::rng::Rng;
 use crate::server::{Servers, transport_error};
 use crate::workload::{self, EditKind, Plan};
@@ -81,6 +81,10 @@ enum Event {
     /// A photo answer (or the failure) reaches the device; `acked`: the
     /// photo and the bytes a put's answer says the hub holds.
     PhotoAnswer { device: usize, session: u64, result: Result<Vec<u8>, TransportError>, acked: Option<(String, u64)> },
+    /// A technician moves its corridor to another window of its route (`set_scope`).
+    ScopeMove { device: usize },
+    /// The office assigns a section to crew `crew` (`assign_crew`).
+    Assign { crew: usize },
     /// The working day ends and the network heals.
     EndOfDay,
     /// The heal limit: whatever has not drained by now breaks liveness.
@@ -153,6 +157,11 @@ struct Device {
     /// cursor reset): each change (FNV of its bytes) and each section's whole
     /// document. Its cursor moved past them, so none may come again.
     received: Received,
+    /// Its partial scope (`SimConfig::scopes`; `None`: everything), set
+    /// again on a reinstall as the app would from its settings.
+    scope: Option<Scope>,
+    /// The place on its route of the first section its corridor spans.
+    window: usize,
 }
 
 #[derive(Default)]
@@ -164,7 +173,11 @@ struct Received {
 impl Received {
     /// Record what `response` brought; returns how many of its changes and
     /// documents had come before.
-    fn commit(&mut self, response: &SyncResponse) -> (u64, Option<String>) {
+    ///
+    /// With `documents_again`, a whole document may come again: under a
+    /// partial scope a section whose route or crew changed is sent whole,
+    /// and one that left the scope and came back arrives whole (ADR 0023).
+    fn commit(&mut self, response: &SyncResponse, documents_again: bool) -> (u64, Option<String>) {
         let mut again = 0;
         let mut example = None;
         for batch in &response.changes {
@@ -176,7 +189,7 @@ impl Received {
             }
         }
         for d in &response.documents {
-            if !self.documents.insert(d.section.clone()) {
+            if !self.documents.insert(d.section.clone()) && !documents_again {
                 again += 1;
                 example.get_or_insert_with(|| format!("the whole document of {}", d.section));
             }
@@ -262,6 +275,14 @@ struct Sim {
     violations: Vec<Violation>,
     /// The day's photos (`sim/photos.rs`; empty without them).
     photos: photos::PhotoDay,
+    /// Partial scopes' random choices (its own stream: the other streams
+    /// draw the same with scopes on or off).
+    scope_rng: Rng,
+    /// What the day did with partial scopes (`None`: off).
+    scope_figures: Option<ScopeFigures>,
+    /// Sections the office assigned to a crew today (half its assignments
+    /// move one of them to another crew: it leaves the first crew's scopes).
+    assigned: Vec<String>,
 }
 
 /// FNV-1a, 64 bits: a stable hash for digests and for recognizing re-sent changes.
@@ -335,6 +356,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         edit_to_visible: Latency::default(),
         edit_to_everyone: Latency::default(),
         photos: None,
+        scopes: None,
         faults: FaultCounts::default(),
         simulated_ms: 0,
         heal_ms: 0,
@@ -440,7 +462,26 @@ impl Sim {
                 round_at: 0,
                 synced_through: 0,
                 received: Received::default(),
+                scope: None,
+                window: 0,
             });
+        }
+        let mut scope_rng = Rng::new(config.seed ^ 0x5C0_9E5);
+        let mut scope_figures = None;
+        if let Some(w) = &config.scopes {
+            let figures: &mut ScopeFigures = scope_figures.get_or_insert_with(ScopeFigures::default);
+            let mut first_of_crew = HashSet::new();
+            for dev in devices.iter_mut().filter(|d| d.role == Role::Technician) {
+                let Some(crew) = dev.crew else { continue };
+                let room = plan.sections_on(crew).saturating_sub(w.window.max(1));
+                // A crew's first technician starts at the depot: the spur of
+                // the crew before it overlaps its corridor.
+                dev.window = if first_of_crew.insert(crew) { 0 } else { scope_rng.below(room as u64 + 1) as usize };
+                let with_crew = scope_rng.chance(w.crew_subscription);
+                dev.scope = Some(scope_for(&plan, w, crew, dev.window, with_crew));
+                figures.scoped_devices += 1;
+                figures.crew_subscribers += u64::from(with_crew);
+            }
         }
         let day_ms = (config.workload.day_hours * HOUR as f64) as u64;
         Ok(Sim {
@@ -470,6 +511,9 @@ impl Sim {
             stats: Stats::default(),
             violations: Vec::new(),
             photos: photos::PhotoDay::default(),
+            scope_rng,
+            scope_figures,
+            assigned: Vec::new(),
         })
     }
 
@@ -486,7 +530,14 @@ impl Sim {
     /// A change or document a device's committed cursor had moved past, sent
     /// to it again: the server ignored its cursor or the device lost it.
     fn check_received(&mut self, d: usize, response: &SyncResponse) {
-        let (again, example) = self.devices[d].received.commit(response);
+        let scoped = self.devices[d].scope.is_some();
+        let (again, example) = self.devices[d].received.commit(response, scoped);
+        if scoped {
+            let figures = self.scope_figures.get_or_insert_with(ScopeFigures::default);
+            figures.documents += response.documents.len() as u64;
+            figures.evicted += response.evicted.len() as u64;
+            figures.keep_only += u64::from(response.keep_only.is_some());
+        }
         self.stats.redelivered += again;
         if let Some(example) = example
             && self.stats.redelivered == again
@@ -543,6 +594,13 @@ impl Sim {
         let path = self.path(d);
         let replica = device::open(&path, &self.devices[d].name).map_err(|e| format!("{}: {e}", path.display()))?;
         lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
+        if let Some(scope) = self.devices[d].scope.clone() {
+            // Kept in the store across restarts; a reinstall sets it again.
+            let mut r = lock(&replica);
+            if r.scope(PROJECT).map_err(|e| e.to_string())? != scope {
+                r.set_scope(PROJECT, scope).map_err(|e| format!("setting its scope: {e}"))?;
+            }
+        }
         self.devices[d].replica = Some(replica);
         Ok(())
     }
@@ -753,6 +811,21 @@ impl Sim {
                 self.schedule(rng.below(day), Event::Attack);
             }
         }
+        if let Some(w) = self.config.scopes.clone() {
+            for d in 0..self.devices.len() {
+                if self.devices[d].scope.is_some() {
+                    for _ in 0..poisson(&mut self.scope_rng, w.moves) {
+                        let at = self.scope_rng.below(day);
+                        self.schedule(at, Event::ScopeMove { device: d });
+                    }
+                }
+            }
+            let crews = self.plan.routes() as u64;
+            for _ in 0..poisson(&mut self.scope_rng, w.assignments) {
+                let (at, crew) = (self.scope_rng.below(day), self.scope_rng.below(crews) as usize);
+                self.schedule(at, Event::Assign { crew });
+            }
+        }
         self.plan_photos();
         self.schedule(day, Event::EndOfDay);
         self.schedule(PROGRESS_EVERY_MS, Event::Tick);
@@ -877,6 +950,8 @@ impl Sim {
                 }
             }
             Event::Attack => self.attack(),
+            Event::ScopeMove { device } => self.move_scope(device),
+            Event::Assign { crew } => self.assign(crew),
             Event::TakePhoto { device, size } => self.take_photo(device, size),
             Event::PhotoArrive { device, session, call } => self.photo_arrive(device, session, call),
             Event::PhotoAnswer { device, session, result, acked } => self.photo_answer(device, session, result, acked),
@@ -1138,6 +1213,15 @@ impl Sim {
             let down_ms = self.devices[d].rng.log_uniform(10, 300) * 1000;
             self.stop_server(instance, down_ms);
             return self.fail(d, session, now + down_latency, "connection reset by peer");
+        }
+        if self.config.inject == Some(InjectedBug::ForgetEvictions)
+            && let Ok(bytes) = &result
+            && let Ok(mut response) = protocol::decode::<SyncResponse>(bytes)
+            && (!response.evicted.is_empty() || response.keep_only.is_some())
+        {
+            response.evicted.clear();
+            response.keep_only = None;
+            result = Ok(protocol::encode(&response));
         }
         if self.config.inject == Some(InjectedBug::DropChanges)
             && let Ok(bytes) = &result
@@ -1488,6 +1572,20 @@ impl Sim {
         result
     }
 
+    /// The injected `drop-held-section`: the first scoped device still
+    /// syncing forgets its first section (every row of it), as a replica
+    /// that dropped a section its scope covers would be left.
+    fn drop_a_held_section(&mut self) {
+        let usable = |dev: &Device| dev.scope.is_some() && dev.alive() && !dev.revoked && !dev.removed;
+        let Some(dev) = self.devices.iter().find(|d| usable(d)) else { return };
+        let r = lock(dev.replica.as_ref().expect("usable"));
+        let Ok(Some(first)) = r.list_sections(Some(PROJECT), None, 1).map(|l| l.into_iter().next()) else { return };
+        for table in ["changes", "local_edits", "conflicts", "receipts", "evictions"] {
+            let _ = r.connection().execute(&format!("DELETE FROM {table} WHERE section = ?1"), [&first.id]);
+        }
+        let _ = r.connection().execute("DELETE FROM sections WHERE id = ?1", [&first.id]);
+    }
+
     // ---- no frozen section ----
 
     /// After the heal, a foreman's device (on a copy of its store) moves
@@ -1574,10 +1672,24 @@ impl Sim {
         if !self.devices[d].alive() {
             return;
         }
-        let ids: Vec<String> = match self.devices[d].crew {
-            Some(c) => self.plan.crew_sections[c].clone(),
-            None => self.plan.sections.iter().map(|s| s.id.clone()).collect(),
+        let ids: Vec<String> = match (self.devices[d].crew, &self.devices[d].replica) {
+            // A partial replica offers the sections it holds.
+            (_, Some(replica)) if self.devices[d].scope.is_some() => {
+                let listed = lock(replica).list_sections(Some(PROJECT), None, usize::MAX);
+                match listed {
+                    Ok(list) => list.into_iter().map(|s| s.id).collect(),
+                    Err(e) => {
+                        let name = self.devices[d].name.clone();
+                        return self.violation(Invariant::NoUnexpectedError, format!("{name}: listing sections: {e}"));
+                    }
+                }
+            }
+            (Some(c), _) => self.plan.crew_sections[c].clone(),
+            (None, _) => self.plan.sections.iter().map(|s| s.id.clone()).collect(),
         };
+        if ids.is_empty() {
+            return;
+        }
         // What the app offers follows the role its roster says, stale or not.
         let local_role = self.devices[d].replica.as_ref().and_then(|r| lock(r).role_in(PROJECT).ok().flatten());
         let dev = &mut self.devices[d];
@@ -1633,6 +1745,90 @@ impl Sim {
         }
     }
 
+    // ---- partial scopes ----
+
+    /// A technician moves its corridor to another window of its route, online
+    /// or not: the replica takes the new scope at once and sends it next round.
+    fn move_scope(&mut self, d: usize) {
+        let Some(w) = self.config.scopes.clone() else { return };
+        let dev = &self.devices[d];
+        let (Some(crew), Some(Scope::Only(old)), Some(replica)) = (dev.crew, &dev.scope, dev.replica.clone()) else {
+            return;
+        };
+        if dev.revoked {
+            return;
+        }
+        let with_crew = old.iter().any(|s| matches!(s, Subscription::Crew(_)));
+        let room = self.plan.sections_on(crew).saturating_sub(w.window.max(1)) as u64;
+        let mut window = self.scope_rng.below(room + 1) as usize;
+        if window == dev.window && room > 0 {
+            window = (window + 1 + self.scope_rng.below(room) as usize) % (room as usize + 1);
+        }
+        let scope = scope_for(&self.plan, &w, crew, window, with_crew);
+        let offline = dev.link.offline_at(self.now) || dev.link.partitioned_at(self.now);
+        self.set_clock(d);
+        let outcome = lock(&replica).set_scope(PROJECT, scope.clone());
+        if let Err(e) = outcome {
+            let name = self.devices[d].name.clone();
+            return self.violation(Invariant::NoUnexpectedError, format!("{name}: moving its corridor: {e}"));
+        }
+        let dev = &mut self.devices[d];
+        dev.scope = Some(scope);
+        dev.window = window;
+        let figures = self.scope_figures.get_or_insert_with(ScopeFigures::default);
+        figures.moves += 1;
+        figures.moves_offline += u64::from(offline);
+        // The app asks for a sync, as after an edit.
+        self.engine_event(d, SyncEvent::LocalEdit);
+    }
+
+    /// The office (the device that planned the day) assigns a section to a crew.
+    fn assign(&mut self, crew: usize) {
+        let Some(office) = self.devices[0].replica.clone() else { return };
+        if self.plan.sections.is_empty() {
+            return;
+        }
+        let section = if !self.assigned.is_empty() && self.scope_rng.chance(0.5) {
+            self.scope_rng.pick(&self.assigned).clone()
+        } else {
+            self.scope_rng.pick(&self.plan.sections).id.clone()
+        };
+        self.set_clock(0);
+        let outcome = lock(&office).assign_crew(&section, &crew_name(crew));
+        drop(office);
+        match outcome {
+            Ok(receipt) => {
+                self.stats.edits += 1;
+                *self.stats.edits_by_kind.entry("assign_crew".into()).or_default() += 1;
+                self.stats.made_at.insert(receipt.change_hash.clone(), self.now);
+                let install = self.devices[0].install;
+                self.devices[0].acks.push(Ack {
+                    section: receipt.section,
+                    hash: receipt.change_hash,
+                    install,
+                    wiped: false,
+                });
+                self.scope_figures.get_or_insert_with(ScopeFigures::default).assignments += 1;
+                self.assigned.push(section);
+                self.engine_event(0, SyncEvent::LocalEdit);
+            }
+            Err(ReplicaError::Refused { rule, .. }) => {
+                *self.stats.refused_locally.entry(rule.as_str().to_owned()).or_default() += 1;
+            }
+            Err(ReplicaError::UnknownSection(_)) => {}
+            Err(e) => self.violation(Invariant::NoUnexpectedError, format!("office: assigning {section}: {e}")),
+        }
+    }
+
+    /// Whether device `d`'s change of scope is finished (always, for a
+    /// device holding everything): the server has answered the scope it
+    /// wants to its end, so what it holds follows that scope.
+    fn scope_settled(&self, d: usize) -> bool {
+        let dev = &self.devices[d];
+        let (Some(_), Some(replica)) = (&dev.scope, &dev.replica) else { return true };
+        scope_settled(&lock(replica))
+    }
+
     // ---- healing ----
 
     fn heal(&mut self) {
@@ -1676,6 +1872,7 @@ impl Sim {
                 || (dev.alive() && dev.session.is_none() && dev.synced_through >= self.last_growth)
         }) && watched().all(|d| self.devices[d].revoked || self.devices[d].removed || self.pending(d) == 0)
             && watched().all(|d| self.photos_settled(d))
+            && watched().all(|d| self.devices[d].revoked || self.devices[d].removed || self.scope_settled(d))
     }
 
     // ---- checks ----
@@ -1717,6 +1914,9 @@ impl Sim {
                     }
                 }
             }
+        }
+        if self.config.inject == Some(InjectedBug::DropHeldSection) {
+            self.drop_a_held_section();
         }
         let subjects: Vec<Subject<'_>> = self
             .devices
@@ -1761,6 +1961,14 @@ impl Sim {
         violations.extend(checked.violations);
         violations.extend(frozen);
         report.photos = self.check_photos(&mut violations);
+        report.scopes = self.scope_figures.take().map(|mut f| {
+            for dev in self.devices.iter().filter(|d| d.scope.is_some()) {
+                let Some(r) = &dev.replica else { continue };
+                f.held_at_end += lock(r).list_sections(Some(PROJECT), None, usize::MAX).map_or(0, |l| l.len() as u64);
+                f.possible_at_end += report.sections as u64;
+            }
+            f
+        });
         let wire = self.stats.bytes_up + self.stats.bytes_down;
         // A failed round trip (a cut, a lost answer) costs its bytes for
         // nothing; a small run with many cuts is dominated by them.
@@ -1803,6 +2011,42 @@ impl Sim {
         report.heal_ms = end.saturating_sub(self.heal_started);
         report
     }
+}
+
+/// A technician's partial scope: a corridor over `window` sections of its
+/// crew's route from place `from` on, a spur over the start of the next
+/// crew's route, and (`with_crew`) the sections assigned to its crew.
+fn scope_for(plan: &Plan, w: &ScopeWorkload, crew: usize, from: usize, with_crew: bool) -> Scope {
+    let last = plan.sections_on(crew).max(1) - 1;
+    let from = from.min(last);
+    let to = (from + w.window.max(1) - 1).min(last);
+    let mut list = vec![plan.corridor(crew, from, to, w.buffer_m)];
+    if w.spur > 0 && plan.routes() > 1 {
+        let next = (crew + 1) % plan.routes();
+        list.push(plan.corridor(next, 0, w.spur - 1, w.buffer_m));
+    }
+    if with_crew {
+        list.push(Subscription::Crew(crew_name(crew)));
+    }
+    Scope::Only(list)
+}
+
+/// Whether `replica`'s change of scope is finished: the scope it wants is
+/// the one its cursor was earned under, and no change is under way.
+pub(crate) fn scope_settled(replica: &Replica) -> bool {
+    replica
+        .connection()
+        .query_row(
+            "SELECT scope IS held_scope AND scope_move IS NULL FROM sync_state WHERE project = ?1",
+            [PROJECT],
+            |r| r.get::<_, bool>(0),
+        )
+        .unwrap_or(false)
+}
+
+/// The name crew `crew` is assigned sections by.
+fn crew_name(crew: usize) -> String {
+    format!("crew-{}", crew + 1)
 }
 
 /// A Poisson-distributed count with mean `mean` (Knuth; small means only).

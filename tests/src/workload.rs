@@ -4,7 +4,9 @@
 //! which is counted, not an error.
 
 use fieldsync_core::FORWARD;
-use fieldsync_core::{ConstructionState, GeoPoint, ProjectConfig, Replica, ReplicaError, Role, SectionView};
+use fieldsync_core::{
+    ConstructionState, GeoPoint, ProjectConfig, Replica, ReplicaError, Role, SectionView, Subscription,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
@@ -186,6 +188,36 @@ impl Plan {
         self.sections.push(s.clone());
         self.crew_sections[route].push(id);
         s
+    }
+
+    /// How many routes (one per crew).
+    pub fn routes(&self) -> usize {
+        self.routes
+    }
+
+    /// How many sections `route` has so far.
+    pub fn sections_on(&self, route: usize) -> usize {
+        self.per_route[route % self.routes]
+    }
+
+    /// The point `d` metres out along `route`'s straight line from the depot.
+    pub fn along(&self, route: usize, d: f64) -> GeoPoint {
+        let heading = std::f64::consts::TAU * (route % self.routes) as f64 / self.routes as f64 + 0.3;
+        offset(DEPOT, d * heading.cos(), d * heading.sin())
+    }
+
+    /// A corridor along sections `from..=to` of `route` (by their place on
+    /// it): a line from the middle of the first to the middle of the last,
+    /// so that with a buffer under half a section it takes those sections
+    /// and not their neighbours.
+    pub fn corridor(&self, route: usize, from: usize, to: usize, buffer_m: u32) -> Subscription {
+        let middle = |k: usize| 200.0 + k as f64 * SECTION_M + SECTION_M / 2.0;
+        let points = if from == to {
+            vec![self.along(route, middle(from) - 1.0), self.along(route, middle(to) + 1.0)]
+        } else {
+            vec![self.along(route, middle(from)), self.along(route, middle(to))]
+        };
+        Subscription::Corridor { points, buffer_m }
     }
 
     /// The planned section `id`.

@@ -7,6 +7,8 @@
 //! - `concurrency`: two hubs on one data dir serving at once, on real threads.
 //! - `injected`: the suite catches the bugs the simulator can inject.
 //! - `figures`: `#[ignore]`d runs that print the figures in BENCHMARKS.md.
+//! - `scope`: partial replicas: crews with overlapping corridors that move
+//!   during the day, and the invariants over what each holds.
 //! - `photos`: a day of photos on 2g-rural and edge: the photo invariants, and
 //!   the edits' pace against the same day without photos.
 
@@ -16,4 +18,5 @@ mod figures;
 mod fuzz;
 mod injected;
 mod photos;
+mod scope;
 mod seeds;
