@@ -13,6 +13,10 @@
 //! - [`error`]: `FieldSyncError`, what the app can act on, mapped in one `match`.
 //! - [`log`]: the log hook, core's log lines into the app's own logging.
 //! - [`query`]: live section lists (filtered, ordered pages), read or observed.
+//! - [`scope`]: partial sync: the `Scope` a project is to hold (its
+//!   `Subscription`s: a corridor, a box, ids, a crew), `set_scope`,
+//!   `subscribe`, which sections are held and why (`holdings`), and the
+//!   office's `assign_crew`.
 //! - [`photos`]: where each photo's bytes are (`PhotoState`, read or
 //!   observed per section), `fetch_photo` with progress, the photo lane's
 //!   settings (metered links, when full sizes go, the storage budget).
@@ -67,6 +71,7 @@ pub mod photos;
 pub mod problem;
 pub mod query;
 pub mod replica;
+pub mod scope;
 pub mod status;
 pub mod sync;
 mod syncing;
@@ -87,6 +92,7 @@ pub use photos::{FullSizePhotos, PhotoFetchProgress, PhotoState, PhotoStatus};
 pub use problem::SyncProblem;
 pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
+pub use scope::{HeldBecause, Scope, SectionHolding, Subscription};
 pub use status::SyncStatus;
 pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};
 pub use view::{

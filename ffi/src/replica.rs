@@ -54,7 +54,10 @@ impl Replica {
 
     /// Run the local write `f`, then (its lock released) tell the observers
     /// what it changed and background sync that there is something to send.
-    fn write<T>(&self, f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>) -> Result<T, FieldSyncError> {
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut core::Replica) -> Result<T, ReplicaError>,
+    ) -> Result<T, FieldSyncError> {
         let out = self.merge(f)?;
         self.sync.notify(core::SyncEvent::LocalEdit);
         Ok(out)

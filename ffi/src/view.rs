@@ -288,6 +288,8 @@ pub struct SectionView {
     pub name: String,
     /// Planned route (the office's latest).
     pub route: Vec<GeoPoint>,
+    /// The crew it is assigned to (the office's latest; `assign_crew`).
+    pub crew: Option<String>,
     /// Construction state.
     pub state: ConstructionState,
     /// Set when the state is `Blocked`.
@@ -322,6 +324,7 @@ impl From<core::SectionView> for SectionView {
             project: v.project,
             name: v.name,
             route: v.route.into_iter().map(Into::into).collect(),
+            crew: v.crew,
             state: v.state.into(),
             blocked: v.blocked.map(|b| Blocked { reason: b.reason, resume_to: b.resume_to.into() }),
             progress: v.progress,

@@ -476,5 +476,6 @@ fun main(args: Array<String>) {
     registerLiveTests()
     registerCredentialsTests()
     registerPhotoTests()
+    registerScopeTests()
     runTests(args.firstOrNull())
 }
