@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use fieldsync_core::{
-    ConstructionState, Durability, EditReceipt, GeoPoint, HttpTransport, OpenError, PastPoint, Replica, ReplicaError,
+    ConstructionState, Durability, GeoPoint, HttpTransport, OpenError, PastPoint, Replica, ReplicaError,
     ReplicaOptions, Roster, SyncClient, SyncError, SyncReport,
 };
 use serde::Serialize;
 use serde_json::json;
 
 use crate::error::CliError;
+use crate::geo_arg::{RouteArg, parse_point, parse_route};
 use crate::output::{self, short};
 
 /// The device name a store made by this command is created with.
@@ -208,29 +209,6 @@ enum DeviceCommand {
     Subscriptions,
 }
 
-/// A planned route from the command line.
-#[derive(Debug, Clone)]
-struct RouteArg(Vec<GeoPoint>);
-
-fn parse_point(s: &str) -> Result<GeoPoint, String> {
-    let (lat, lon) = s.split_once(',').ok_or_else(|| format!("`{s}` is not `lat,lon`"))?;
-    let num = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("`{}` is not a number (in `{s}`)", v.trim()));
-    GeoPoint::new(num(lat)?, num(lon)?).map_err(|e| e.to_string())
-}
-
-/// Points as `lat,lon;lat,lon;…`.
-pub(crate) fn parse_points(s: &str) -> Result<Vec<GeoPoint>, String> {
-    s.split(';').filter(|p| !p.trim().is_empty()).map(parse_point).collect()
-}
-
-fn parse_route(s: &str) -> Result<RouteArg, String> {
-    let points = parse_points(s)?;
-    if points.len() < 2 {
-        return Err("a route needs at least two points: `lat,lon;lat,lon`".into());
-    }
-    Ok(RouteArg(points))
-}
-
 /// Open an existing store (or create one with `create`), as whichever device it belongs to.
 fn open(db: &Path, device: &str, create: bool) -> Result<Replica, CliError> {
     if !create && !db.exists() {
@@ -374,17 +352,6 @@ struct StatusOut {
     sync: fieldsync_core::SyncStatus,
 }
 
-pub(crate) fn receipt(json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
-    if json {
-        return output::json(r);
-    }
-    println!("{what}: {}  (section {}, edit {})", output::decision(&r.decision), short(&r.section), r.edit_id);
-    if let fieldsync_core::Decision::Quarantined { .. } = r.decision {
-        println!("a foreman or office can accept it: accept {} {}", short(&r.section), r.edit_id);
-    }
-    Ok(())
-}
-
 pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
     let db = args.db;
     if let DeviceCommand::Init { server, token, project, device, offline } = args.command {
@@ -452,17 +419,17 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
         DeviceCommand::Progress { section, percent } => {
             let section = resolve(&replica, &section)?;
             let r = replica.record_progress(&section, percent)?;
-            receipt(json, &r, &format!("progress {percent}%"))
+            output::receipt(json, &r, &format!("progress {percent}%"))
         }
         DeviceCommand::State { section, state, reason } => {
             let section = resolve(&replica, &section)?;
             let r = replica.transition(&section, state, reason.as_deref())?;
-            receipt(json, &r, &format!("state {}", state.as_str()))
+            output::receipt(json, &r, &format!("state {}", state.as_str()))
         }
         DeviceCommand::Location { section, point } => {
             let section = resolve(&replica, &section)?;
             let r = replica.report_location(&section, point)?;
-            receipt(json, &r, &format!("location {:.6},{:.6}", point.lat, point.lon))
+            output::receipt(json, &r, &format!("location {:.6},{:.6}", point.lat, point.lon))
         }
         DeviceCommand::Notes { section, text } => {
             let section = resolve(&replica, &section)?;
@@ -484,12 +451,12 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
                 _ => return Err(CliError::Usage(format!("`{point}` starts several quarantined points' ids"))),
             };
             let r = replica.accept_point(&section, &edit)?;
-            receipt(json, &r, "acceptance")
+            output::receipt(json, &r, "acceptance")
         }
         DeviceCommand::Rename { section, name } => {
             let section = resolve(&replica, &section)?;
             let r = replica.rename_section(&section, &name)?;
-            receipt(json, &r, &format!("name {name:?}"))
+            output::receipt(json, &r, &format!("name {name:?}"))
         }
         DeviceCommand::Photo { section, photo, caption } => {
             let section = resolve(&replica, &section)?;
@@ -751,21 +718,5 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             }
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_and_points_parse_and_are_checked() {
-        let r = parse_route("48.0,11.0; 48.0,11.01;").unwrap();
-        assert_eq!(r.0, vec![GeoPoint { lat: 48.0, lon: 11.0 }, GeoPoint { lat: 48.0, lon: 11.01 }]);
-        assert_eq!(parse_point("-33.9,18.4").unwrap(), GeoPoint { lat: -33.9, lon: 18.4 });
-        assert!(parse_route("48.0,11.0").unwrap_err().contains("two points"));
-        assert!(parse_point("48.0").unwrap_err().contains("lat,lon"));
-        assert!(parse_point("91,0").unwrap_err().contains("WGS84"));
-        assert!(parse_point("x,0").unwrap_err().contains("not a number"));
     }
 }

@@ -6,8 +6,8 @@ use clap::Args;
 use fieldsync_core::{Bounds, HeldBecause, Replica, Scope, Subscription};
 use serde_json::json;
 
-use crate::device::parse_points;
 use crate::error::CliError;
+use crate::geo_arg::parse_points;
 use crate::output::{self, short};
 
 /// One subscription from the command line (exactly one of these).
@@ -140,5 +140,5 @@ fn print_scope(scope: &Scope) {
 /// `assign`: the office assigns a section to a crew.
 pub fn assign(replica: &mut Replica, section: &str, crew: &str, json: bool) -> Result<(), CliError> {
     let r = replica.assign_crew(section, crew)?;
-    crate::device::receipt(json, &r, &format!("crew {crew:?}"))
+    output::receipt(json, &r, &format!("crew {crew:?}"))
 }

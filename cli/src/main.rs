@@ -26,6 +26,7 @@ mod bench_photos;
 mod device;
 mod device_scope;
 mod error;
+mod geo_arg;
 mod hub_store;
 mod load;
 mod load_devices;

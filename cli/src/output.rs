@@ -5,11 +5,23 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use fieldsync_core::{
-    Candidate, ConflictKind, ConflictRecord, Decision, EditOutcome, Reconciliation, Roster, SectionView,
+    Candidate, ConflictKind, ConflictRecord, Decision, EditOutcome, EditReceipt, Reconciliation, Roster, SectionView,
 };
 use serde::Serialize;
 
 use crate::error::CliError;
+
+/// An edit's receipt: JSON, or what the rules decided in words.
+pub fn receipt(as_json: bool, r: &EditReceipt, what: &str) -> Result<(), CliError> {
+    if as_json {
+        return json(r);
+    }
+    println!("{what}: {}  (section {}, edit {})", decision(&r.decision), short(&r.section), r.edit_id);
+    if let Decision::Quarantined { .. } = r.decision {
+        println!("a foreman or office can accept it: accept {} {}", short(&r.section), r.edit_id);
+    }
+    Ok(())
+}
 
 /// Print `value` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {

@@ -9,6 +9,8 @@
 //! - `store`: the SQLite store; all of its SQL.
 //! - `replica`: [`Replica`], the API apps, the CLI and the bindings call, and
 //!   its [`ChangeFeed`]: what each write, merge, round and roster change changed.
+//! - `budget` (beside the rooms): what decoding one body may cost, charged
+//!   by the wire format and by the scopes a request carries.
 //! - `sync`: the wire format ([`protocol`], [`pack`]), the transport, when to
 //!   sync ([`SyncEngine`], no I/O), a round and a merge on the replica's side,
 //!   the [`SyncClient`] that drives rounds, the live channel.
@@ -44,6 +46,7 @@
 //! assert!(office.query_sections(&query).unwrap().rows.iter().all(|row| row.id == id && row.unsynced));
 //! ```
 
+mod budget;
 mod domain;
 mod replica;
 mod rules;

@@ -69,6 +69,7 @@ pub mod pg_tls;
 pub mod photo_files;
 pub mod request_log;
 pub mod schema;
+mod sqlite_coverage;
 pub mod sqlite_store;
 pub mod store;
 pub mod store_pool;

@@ -127,7 +127,7 @@ fn backfill_coverage(tx: &Transaction<'_>) -> Result<(), StoreError> {
         coverages.push((r.get::<_, String>(0)?, r.get::<_, String>(1)?, coverage));
     }
     for (section, project, coverage) in coverages {
-        crate::sqlite_store::record_coverage(tx, &project, &section, 0, &coverage)?;
+        crate::sqlite_coverage::record_coverage(tx, &project, &section, 0, &coverage)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::photo_files::PhotoFiles;
 use crate::schema;
 use crate::store::{
     DeviceRecord, DeviceSummary, FeedPage, FeedRow, HubStore, MemberSummary, ProjectRecord, ProjectSummary, RoundWrite,
-    StoreError, StoredPhoto, StoredSection, coverage_json, stored_seq,
+    StoreError, StoredPhoto, StoredSection, stored_seq,
 };
 
 /// File name of the database inside the data directory.
@@ -293,7 +293,13 @@ impl HubStore for SqliteHubStore {
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM feed WHERE project = ?1")?
             .query_row([&write.project], |r| r.get(0))?;
         for (s, newest) in write.sections.iter().zip(newest_seqs) {
-            record_coverage(&tx, &write.project, &s.section, newest.unwrap_or(max as u64), &s.coverage)?;
+            crate::sqlite_coverage::record_coverage(
+                &tx,
+                &write.project,
+                &s.section,
+                newest.unwrap_or(max as u64),
+                &s.coverage,
+            )?;
         }
         tx.commit()?;
         Ok(max as u64)
@@ -713,46 +719,6 @@ fn stored_photo(conn: &Connection, project: &str, sha256: &str) -> Result<Option
             })
         })
         .optional()
-}
-
-/// Record `coverage` as `section`'s from feed seq `seq` on, unless it is the
-/// latest recorded already, and index it: its crew, its route's box (none for
-/// no route). A second record at the same seq (a commit without new changes)
-/// replaces the first: the latest is what held at that seq.
-pub(crate) fn record_coverage(
-    conn: &Connection,
-    project: &str,
-    section: &str,
-    seq: u64,
-    coverage: &Coverage,
-) -> Result<(), StoreError> {
-    let json = coverage_json(coverage)?;
-    let latest: Option<String> = conn
-        .prepare_cached("SELECT coverage FROM coverage_history WHERE section = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([section], |r| r.get(0))
-        .optional()?;
-    if latest.as_deref() == Some(json.as_str()) {
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "INSERT INTO coverage_history (project, section, seq, coverage) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (section, seq) DO UPDATE SET coverage = excluded.coverage",
-    )?
-    .execute(params![project, section, stored_seq(seq), json])?;
-    let key: i64 = conn
-        .prepare_cached(
-            "INSERT INTO section_index (section, project, crew) VALUES (?1, ?2, ?3)
-             ON CONFLICT (section) DO UPDATE SET crew = excluded.crew RETURNING key",
-        )?
-        .query_row(params![section, project, coverage.crew], |r| r.get(0))?;
-    conn.prepare_cached("DELETE FROM route_boxes WHERE key = ?1")?.execute([key])?;
-    if let Some(b) = coverage.bounds() {
-        conn.prepare_cached(
-            "INSERT INTO route_boxes (key, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![key, b.west, b.east, b.south, b.north])?;
-    }
-    Ok(())
 }
 
 fn replace_conflicts(

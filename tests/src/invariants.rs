@@ -303,27 +303,7 @@ pub fn check(
                 ),
             );
         }
-        let mut bad_views = 0;
-        for (id, server_view) in &views {
-            let Ok(view) = r.section(id) else { continue };
-            let mine = json(&view);
-            if &mine != server_view {
-                bad_views += 1;
-                if bad_views == 1 {
-                    found.add(
-                        Invariant::Convergence,
-                        format!(
-                            "{}: section {id} differs from the server's ({})",
-                            s.name,
-                            differing_fields(&mine, server_view)
-                        ),
-                    );
-                }
-            }
-        }
-        if bad_views > 1 {
-            found.add(Invariant::Convergence, format!("{}: {bad_views} sections differ from the server's", s.name));
-        }
+        check_views(s.name, &r, views.iter(), &mut found);
         let mut mine: Vec<ConflictRecord> = r.conflicts(None).unwrap_or_default();
         mine.sort_by(|a, b| a.id.cmp(&b.id));
         let mine: Vec<String> = mine.iter().map(json).collect();
@@ -451,31 +431,8 @@ fn check_partial(s: &Subject<'_>, r: &Replica, project: &str, scope: &Scope, ser
     if !crate::sim::scope_settled(r) {
         found.add(Invariant::ScopeHoldings, format!("{}: its change of scope is not finished after the heal", s.name));
     }
-    let mut bad_views = 0;
-    for id in &held {
-        let Some(server_view) = server.views.get(*id) else { continue };
-        let Ok(view) = r.section(id) else { continue };
-        let mine = json(&view);
-        if &mine != server_view {
-            bad_views += 1;
-            if bad_views == 1 {
-                found.add(
-                    Invariant::Convergence,
-                    format!(
-                        "{} (partial scope): section {id} differs from the server's ({})",
-                        s.name,
-                        differing_fields(&mine, server_view)
-                    ),
-                );
-            }
-        }
-    }
-    if bad_views > 1 {
-        found.add(
-            Invariant::Convergence,
-            format!("{} (partial scope): {bad_views} held sections differ from the server's", s.name),
-        );
-    }
+    let held_views = held.iter().filter_map(|id| server.views.get_key_value(*id));
+    check_views(&format!("{} (partial scope)", s.name), r, held_views, found);
     let mut mine: Vec<ConflictRecord> = r.conflicts(None).unwrap_or_default();
     mine.sort_by(|a, b| a.id.cmp(&b.id));
     let mine: Vec<String> = mine.iter().map(json).collect();
@@ -492,6 +449,31 @@ fn check_partial(s: &Subject<'_>, r: &Replica, project: &str, scope: &Scope, ser
                 mine.iter().filter(|c| !theirs.contains(c)).count()
             ),
         );
+    }
+}
+
+/// Every one of `views` (id, the server's view as JSON) is the replica's
+/// view of that section; a section it lacks is another check's to report.
+fn check_views<'a>(name: &str, r: &Replica, views: impl Iterator<Item = (&'a String, &'a String)>, found: &mut Found) {
+    let mut bad_views = 0;
+    for (id, server_view) in views {
+        let Ok(view) = r.section(id) else { continue };
+        let mine = json(&view);
+        if &mine != server_view {
+            bad_views += 1;
+            if bad_views == 1 {
+                found.add(
+                    Invariant::Convergence,
+                    format!(
+                        "{name}: section {id} differs from the server's ({})",
+                        differing_fields(&mine, server_view)
+                    ),
+                );
+            }
+        }
+    }
+    if bad_views > 1 {
+        found.add(Invariant::Convergence, format!("{name}: {bad_views} sections differ from the server's"));
     }
 }
 

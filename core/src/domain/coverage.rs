@@ -31,7 +31,7 @@ pub enum Scope {
     #[default]
     Everything,
     /// The sections any of these subscriptions covers.
-    Only(#[serde(deserialize_with = "crate::sync::protocol::counted")] Vec<Subscription>),
+    Only(#[serde(deserialize_with = "crate::budget::counted")] Vec<Subscription>),
 }
 
 /// One way a device asks for sections.
@@ -48,7 +48,7 @@ pub enum Subscription {
     /// Sections whose route enters this box.
     Area(Bounds),
     /// These sections, by id.
-    Sections(#[serde(deserialize_with = "crate::sync::protocol::counted")] Vec<String>),
+    Sections(#[serde(deserialize_with = "crate::budget::counted")] Vec<String>),
     /// Sections assigned to this crew.
     Crew(String),
 }
@@ -223,7 +223,7 @@ impl Scope {
                     if named > MAX_NAMED_SECTIONS {
                         return too_many("sections named", MAX_NAMED_SECTIONS);
                     }
-                    if ids.iter().any(|id| id.is_empty() || id.len() > crate::sync::protocol::MAX_SECTION_ID_BYTES) {
+                    if ids.iter().any(|id| id.is_empty() || id.len() > crate::domain::id::MAX_SECTION_ID_BYTES) {
                         return Err(InvalidScope("a section id is empty or too long".into()));
                     }
                 }
@@ -264,7 +264,7 @@ mod micro_degrees {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GeoPoint>, D::Error> {
-        let deltas: Vec<i64> = crate::sync::protocol::counted(d)?;
+        let deltas: Vec<i64> = crate::budget::counted(d)?;
         if !deltas.len().is_multiple_of(2) {
             return Err(serde::de::Error::custom("corridor points come in pairs"));
         }

@@ -1,6 +1,11 @@
 //! Random ids (sections, photos, actors), and a seeded sequence of them for
 //! deterministic simulations.
 
+/// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
+pub const MAX_PROJECT_ID_BYTES: usize = 128;
+/// The longest section id, in bytes (the hub refuses longer ones; a replica never makes one).
+pub const MAX_SECTION_ID_BYTES: usize = 128;
+
 thread_local! {
     static SIMULATED_IDS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }

@@ -4,7 +4,6 @@
 
 pub mod activity;
 pub mod backoff;
-pub(crate) mod budget;
 pub mod client;
 pub mod credentials;
 pub mod engine;

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::sync::budget::{self, Limits};
+use crate::budget::{self, Limits};
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_CHANGE: u8 = 1;
@@ -128,7 +128,7 @@ pub fn pack(changes: &[Vec<u8>]) -> Vec<Vec<u8>> {
     out
 }
 
-pub use crate::sync::budget::PackError;
+pub use crate::budget::PackError;
 
 /// The changes of a batch from their wire form, within the limits of the
 /// decode under way on this thread (or the response limits outside one).
@@ -250,7 +250,7 @@ pub mod serde_changes {
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            use crate::sync::budget::{self, Limits};
+            use crate::budget::{self, Limits};
             let _budget = budget::Scope::ensure(Limits::RESPONSE);
             let mut unpacker = super::Unpacker::default();
             while let Some(WireChange(w)) = seq.next_element()? {

@@ -20,13 +20,8 @@ pub const PROTOCOL_VERSION: u16 = 4;
 pub const OLDEST_PROTOCOL_VERSION: u16 = 3;
 /// Content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.fieldsync.sync.v1";
-/// The longest project id, in bytes (the hub refuses longer ones; a replica never makes one).
-pub const MAX_PROJECT_ID_BYTES: usize = 128;
-/// The longest section id, in bytes (the hub refuses longer ones; a replica never makes one).
-pub const MAX_SECTION_ID_BYTES: usize = 128;
-pub use crate::sync::budget::{
-    Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_REQUEST, MAX_DEPS_PER_CHANGE, MAX_INFLATED_BYTES,
-};
+pub use crate::budget::{Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_REQUEST, MAX_DEPS_PER_CHANGE, MAX_INFLATED_BYTES};
+pub use crate::domain::id::{MAX_PROJECT_ID_BYTES, MAX_SECTION_ID_BYTES};
 /// The `error` code of the 400 answering a cursor the server does not know
 /// (its data was restored or replaced): the device starts over with an empty cursor.
 pub const UNKNOWN_CURSOR: &str = "unknown_cursor";
@@ -271,7 +266,7 @@ fn deserialize<T: for<'de> Deserialize<'de>>(raw: &[u8], limits: &Limits) -> Res
     }
 }
 
-use crate::sync::budget;
+use crate::budget::{self, counted, times};
 
 impl From<crate::sync::pack::PackError> for ProtocolError {
     fn from(e: crate::sync::pack::PackError) -> Self {
@@ -280,55 +275,6 @@ impl From<crate::sync::pack::PackError> for ProtocolError {
             e => ProtocolError::Malformed(e.to_string()),
         }
     }
-}
-
-/// A list in a message, each item charged to the decode's budget before it is
-/// decoded (an empty batch is two bytes on the wire and far more in memory).
-pub(crate) fn counted<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    charged(d, || budget::charge(0))
-}
-
-/// Receipt times, each charged as the 8 bytes it takes in memory (it may be
-/// one byte on the wire).
-fn times<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-    charged(d, || budget::charge_bytes(8))
-}
-
-fn charged<'de, D, T>(d: D, charge: fn() -> Result<(), budget::PackError>) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct Counted<T>(fn() -> Result<(), budget::PackError>, std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a sequence")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            loop {
-                if let Err(e) = (self.0)() {
-                    let message = e.to_string();
-                    budget::fail(e);
-                    return Err(serde::de::Error::custom(message));
-                }
-                match seq.next_element()? {
-                    Some(item) => out.push(item),
-                    None => return Ok(out),
-                }
-            }
-        }
-    }
-
-    d.deserialize_seq(Counted(charge, std::marker::PhantomData))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! every change, batch, document and member is charged before the memory it
 //! takes is allocated, so no body expands past its limits (packed changes
 //! grow when unpacked; a list of empty items is small on the wire and large
-//! in memory). Shared by the wire format (`protocol.rs`) and unpacking
-//! (`pack.rs`), apart from both so that neither imports the other's guts.
+//! in memory). Shared by the wire format (`sync/protocol.rs`), unpacking
+//! (`sync/pack.rs`) and the scopes a request carries (`domain/coverage.rs`),
+//! apart from all three so that none imports another's guts; with the lists
+//! that charge it as they decode (`counted`, `times`).
 
 /// Largest compressed body either side accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -80,6 +82,8 @@ pub enum PackError {
 // [`counted`] lists as they go (serde gives a deserializer no other place to
 // keep it). Outside a decode, each batch gets [`Limits::RESPONSE`] of its own.
 use std::cell::RefCell;
+
+use serde::Deserialize;
 
 struct State {
     limits: Limits,
@@ -173,4 +177,53 @@ pub(crate) fn fail(e: PackError) {
             s.error.get_or_insert(e);
         }
     });
+}
+
+/// A list in a message, each item charged to the decode's budget before it is
+/// decoded (an empty batch is two bytes on the wire and far more in memory).
+pub(crate) fn counted<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    charged(d, || charge(0))
+}
+
+/// Receipt times, each charged as the 8 bytes it takes in memory (it may be
+/// one byte on the wire).
+pub(crate) fn times<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    charged(d, || charge_bytes(8))
+}
+
+fn charged<'de, D, T>(d: D, charge: fn() -> Result<(), PackError>) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Counted<T>(fn() -> Result<(), PackError>, std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counted<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            loop {
+                if let Err(e) = (self.0)() {
+                    let message = e.to_string();
+                    fail(e);
+                    return Err(serde::de::Error::custom(message));
+                }
+                match seq.next_element()? {
+                    Some(item) => out.push(item),
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    d.deserialize_seq(Counted(charge, std::marker::PhantomData))
 }
