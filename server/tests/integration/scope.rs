@@ -181,3 +181,32 @@ fn a_live_channel_wakes_a_crew_only_for_work_in_its_scope() {
     assert_eq!(format!("c:{told}"), near, "the commit elsewhere woke nobody holding the corridor");
     assert_eq!(tina.round(&server).changes.len(), 1);
 }
+
+#[test]
+fn a_change_of_scope_whose_answer_is_lost_is_answered_again_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let mut olga = Device::enroll(&server.hub, dir.path(), "olga");
+    let mut tina = Device::enroll(&server.hub, dir.path(), "tina");
+    olga.sync(&server);
+    for (id, route) in [("near", line(48.002, 11.0, 11.01)), ("far", line(49.0, 12.0, 12.01))] {
+        olga.replica.create_section_with_id(id, PROJECT, id, &route).unwrap();
+    }
+    olga.sync(&server);
+    tina.sync(&server);
+    assert_eq!(held(&tina), ["far", "near"]);
+
+    // The link cuts while the answer to the change of scope travels: the server
+    // answered, the phone committed nothing.
+    tina.replica.subscribe(PROJECT, corridor()).unwrap();
+    let lost = tina.replica.prepare_round(PROJECT, 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+    assert_eq!(post_sync(server.addr, &tina.token, &protocol::encode(&lost.request)).status, 200);
+    assert_eq!(held(&tina), ["far", "near"], "nothing changes before an answer is committed");
+
+    // The next round sends the same change and is answered the same way.
+    let again = tina.replica.prepare_round(PROJECT, 1 << 20, protocol::DEFAULT_RESPONSE_BUDGET).unwrap();
+    assert_eq!((&again.request.scope, &again.request.held), (&lost.request.scope, &lost.request.held));
+    tina.sync(&server);
+    assert_eq!(held(&tina), ["near"]);
+    assert_eq!(tina.replica.section("near").unwrap(), server.hub.section_view("near").unwrap().unwrap());
+}
