@@ -92,8 +92,7 @@ pub use store::{
 pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, DEFAULT_PHOTO_BUDGET, DEFAULT_PHOTO_CHUNK, DEFAULT_PHOTO_CHUNK_TIME,
-    FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED, SyncClient, SyncError, SyncNotifier,
-    SyncReport, SyncUpdate,
+    FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED, SyncClient, SyncNotifier, SyncUpdate,
 };
 pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
@@ -102,6 +101,7 @@ pub use sync::live::{LiveChannel, LiveConfig, LiveError};
 pub use sync::merge::{EditOutcome, MergeReport, Reconciliation, SectionChange};
 pub use sync::photo_wire::{MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoTransport, PhotoUploadState};
 pub use sync::round::{PreparedRound, RoundReport};
+pub use sync::run::{AnswerTime, MAX_ROUNDS, RoundLimits, RoundTicket, RunStep, SyncError, SyncReport, SyncRun};
 pub use sync::status::{RECENT_ROUNDS, RoundFigures, SyncProblem, SyncStatus};
 #[cfg(feature = "http")]
 pub use sync::transport::HttpTransport;

@@ -7,18 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::hlc::wall_clock_ms;
+use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::replica::{ChangeFeed, Replica, ReplicaError};
-use crate::sync::activity::{SyncPhase, SyncProgress};
-use crate::sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken, Renewal};
+use crate::sync::activity::SyncPhase;
+use crate::sync::credentials::{CredentialsConnector, DeviceToken, Renewal};
 use crate::sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
-use crate::sync::merge::Reconciliation;
 use crate::sync::photo_wire::PhotoTransport;
-use crate::sync::protocol::{self, ProtocolError, SyncResponse};
-use crate::sync::status::{RoundFigures, SyncProblem, SyncStatus};
-use crate::sync::transport::{Transport, TransportError};
+use crate::sync::run::{AnswerTime, MAX_ROUNDS, RoundLimits, RunStep, SyncRun};
+use crate::sync::run::{SyncError, SyncReport};
+use crate::sync::status::SyncStatus;
+use crate::sync::transport::Transport;
 
 mod photo_lane;
 pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED};
@@ -28,120 +26,6 @@ pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO
 /// changes, about 1 MB) goes in one round trip, about 250 KB deflated, a few
 /// seconds on a poor mobile link; a cut costs at most that one page.
 pub const DEFAULT_BUDGET: usize = 1024 * 1024;
-
-/// Rounds one sync may take before it gives up (a server that keeps saying
-/// "more" without progress must not spin a phone's battery flat).
-const MAX_ROUNDS: u32 = 10_000;
-
-/// Why a sync failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// The round trip failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The local store failed.
-    #[error(transparent)]
-    Replica(#[from] ReplicaError),
-    /// The server's answer could not be read.
-    #[error("unreadable response: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// The round limit was reached.
-    #[error("sync did not finish within {0} rounds; it will go on next time")]
-    TooManyRounds(u32),
-    /// The server refused the token and the app's connector gave no fresh one.
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    /// Photo bytes were to travel, and the client was made without a way to
-    /// carry them ([`SyncClient::with_photos`]).
-    #[error("this sync client carries no photos; give it a photo transport")]
-    NoPhotoTransport,
-    /// The app cancelled the sync ([`SyncClient::cancel`]): every round
-    /// answered before is committed, the rest waits for the next sync.
-    #[error("the sync was cancelled; what was answered is kept, the rest goes next time")]
-    Cancelled,
-}
-
-impl SyncError {
-    /// What this failure needs.
-    pub fn problem(&self) -> SyncProblem {
-        match self {
-            SyncError::Transport(TransportError::Server { status: 401 | 403, .. }) => SyncProblem::NotAuthorized,
-            SyncError::Transport(TransportError::Server { status: 404, .. }) => SyncProblem::NotFound,
-            SyncError::Transport(TransportError::Server { status: 426, .. }) => SyncProblem::UpdateRequired,
-            SyncError::Transport(t) if t.retryable() => SyncProblem::Offline,
-            SyncError::Transport(_) => SyncProblem::Rejected,
-            SyncError::Protocol(_) | SyncError::TooManyRounds(_) => SyncProblem::Offline,
-            SyncError::Credentials(CredentialsError::Unavailable(_)) => SyncProblem::Offline,
-            SyncError::Credentials(_) => SyncProblem::NotAuthorized,
-            SyncError::Replica(_) => SyncProblem::Storage,
-            SyncError::NoPhotoTransport => SyncProblem::Rejected,
-            SyncError::Cancelled => SyncProblem::Offline,
-        }
-    }
-
-    /// Whether trying again later may help.
-    pub fn retryable(&self) -> bool {
-        match self {
-            SyncError::Transport(t) => t.retryable(),
-            SyncError::Protocol(_) | SyncError::TooManyRounds(_) | SyncError::Cancelled => true,
-            SyncError::Credentials(e) => matches!(e, CredentialsError::Unavailable(_)),
-            SyncError::Replica(_) | SyncError::NoPhotoTransport => false,
-        }
-    }
-
-    /// How long the server asked us to wait before the next round, in ms
-    /// (`429 Too Many Requests` or `503` with `Retry-After`).
-    pub fn retry_after_ms(&self) -> Option<u64> {
-        match self {
-            SyncError::Transport(t) => t.retry_after_ms(),
-            _ => None,
-        }
-    }
-
-    /// The event that tells [`SyncEngine`] of this failure.
-    pub fn event(&self) -> SyncEvent {
-        match self.retry_after_ms() {
-            Some(retry_after_ms) => SyncEvent::RoundThrottled { retry_after_ms },
-            None => SyncEvent::RoundFailed { retryable: self.retryable() },
-        }
-    }
-}
-
-/// What a sync did, summed over its rounds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SyncReport {
-    /// Round trips made.
-    pub rounds: u32,
-    /// Request bytes on the wire.
-    pub bytes_sent: u64,
-    /// Response bytes on the wire.
-    pub bytes_received: u64,
-    /// Our changes the server confirmed.
-    pub confirmed: usize,
-    /// Our changes the server refused (kept locally, not re-sent).
-    pub refused: usize,
-    /// Changes that were new here.
-    pub new_changes: usize,
-    /// Whole documents received (first sync of a new device).
-    pub documents: usize,
-    /// Sections whose view changed.
-    pub sections_changed: Vec<String>,
-    /// What became of our unconfirmed writes (the latest word on each).
-    pub reconciliation: Vec<Reconciliation>,
-    /// Photos of ours (full size) the server now has in full.
-    #[serde(default)]
-    pub photos_sent: usize,
-    /// Photo bytes sent (chunk bodies).
-    #[serde(default)]
-    pub photo_bytes_sent: u64,
-    /// Other devices' thumbnails fetched.
-    #[serde(default)]
-    pub thumbnails_fetched: usize,
-    /// Photo bytes received (thumbnails).
-    #[serde(default)]
-    pub photo_bytes_received: u64,
-}
 
 /// Drives sync rounds for one replica over one transport.
 pub struct SyncClient {
@@ -272,154 +156,46 @@ impl SyncClient {
     }
 
     fn sync_projects(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
-        let (projects, to_upload) = {
-            let mut replica = self.lock();
-            replica.set_sync_phase(SyncPhase::Connecting);
-            (replica.projects()?, replica.outbox_stats()?.0 as u64)
-        };
+        let limits = RoundLimits { upload: self.upload_budget, response: self.response_budget, rounds: MAX_ROUNDS };
+        let mut run = SyncRun::start(&mut self.lock(), limits, self.renewal.is_some())?;
         self.feed.flush();
-        let mut report = SyncReport::default();
-        for project in &projects {
-            self.sync_project(project, &mut report, to_upload, progress)?;
-        }
+        self.run_rounds(&mut run, progress)?;
         if let Some(photos) = &self.photos {
-            self.send_photos(photos, &projects, &mut report, to_upload, progress)?;
+            self.send_photos(photos, &mut run, progress)?;
         }
-        Ok(report)
+        Ok(run.into_report())
     }
 
-    fn sync_project(
-        &self,
-        project: &str,
-        report: &mut SyncReport,
-        to_upload: u64,
-        progress: &mut dyn FnMut(&SyncReport),
-    ) -> Result<(), SyncError> {
-        let mut cursor_reset = false;
-        let mut renewed = false;
-        for _ in 0..MAX_ROUNDS {
-            self.go_on()?;
-            let used = self.renewal.as_ref().map(|r| r.token.get());
-            let go_on = match self.round(project, report, to_upload) {
-                Ok(go_on) => go_on,
-                // The token expired (or was replaced): a fresh one from the app, once per sync.
-                Err(SyncError::Transport(TransportError::Server { status: 401, body }))
-                    if !renewed && self.renewal.is_some() =>
-                {
-                    renewed = true;
-                    tracing::info!(
-                        project,
-                        reason = body.error,
-                        "the server refused the token; asking for a fresh one"
-                    );
-                    let renewal = self.renewal.as_ref().expect("checked above");
-                    if let Err(e) = renewal.renew(used.as_deref().unwrap_or_default()) {
-                        return Err(self.failed(project, e.into()));
+    /// Drive `run` until every project is synced: carry its requests, ask
+    /// the app's connector when it says so, and pass the time in.
+    fn run_rounds(&self, run: &mut SyncRun, progress: &mut dyn FnMut(&SyncReport)) -> Result<(), SyncError> {
+        let mut step = run.next(&mut self.lock())?;
+        // The token the last request went with (a renewal replaces only that one).
+        let mut used = String::new();
+        loop {
+            step = match step {
+                RunStep::Send { body, round } => {
+                    self.go_on()?;
+                    used = self.renewal.as_ref().map(|r| r.token.get()).unwrap_or_default();
+                    let started = Instant::now();
+                    // The replica is not locked while the request travels: the app keeps editing.
+                    let answer = self.transport.round_trip(body);
+                    let time = AnswerTime { now: DeviceTime::now(), latency_ms: started.elapsed().as_millis() as u64 };
+                    let step = run.answered(&mut self.lock(), round, answer, time)?;
+                    self.feed.flush();
+                    progress(run.report());
+                    step
+                }
+                RunStep::RenewToken => {
+                    let renewal = self.renewal.as_ref().expect("a run renews only when the client can");
+                    if let Err(e) = renewal.renew(&used) {
+                        return Err(run.failed(&mut self.lock(), e.into()));
                     }
-                    true
+                    run.next(&mut self.lock())?
                 }
-                // The server does not know our cursor (its data was restored or
-                // replaced): start over from an empty cursor, once. What arrives
-                // again is deduplicated by hash.
-                Err(SyncError::Transport(TransportError::Server { status: 400, body }))
-                    if body.error == protocol::UNKNOWN_CURSOR && !cursor_reset =>
-                {
-                    cursor_reset = true;
-                    tracing::warn!(project, "the server does not know our cursor; starting the feed over");
-                    self.lock().reset_cursor(project)?;
-                    true
-                }
-                Err(e) => return Err(self.failed(project, e)),
+                RunStep::Done => return Ok(()),
             };
-            self.feed.flush();
-            progress(report);
-            if !go_on {
-                return Ok(());
-            }
         }
-        Err(SyncError::TooManyRounds(MAX_ROUNDS))
-    }
-
-    /// A failed sync of `project`, recorded in its status.
-    fn failed(&self, project: &str, e: SyncError) -> SyncError {
-        tracing::warn!(project, problem = e.problem().as_str(), "sync failed: {e}");
-        match self.lock().record_sync_error(project, &e.to_string(), e.problem()) {
-            Ok(()) => e,
-            Err(stored) => stored.into(),
-        }
-    }
-
-    /// One round trip; returns whether another round is needed.
-    fn round(&self, project: &str, report: &mut SyncReport, to_upload: u64) -> Result<bool, SyncError> {
-        let prepared = self.lock().prepare_round(project, self.upload_budget, self.response_budget)?;
-        let body = protocol::encode(&prepared.request);
-        report.rounds += 1;
-        report.bytes_sent += body.len() as u64;
-        let mut figures = RoundFigures { bytes_sent: body.len() as u64, ..RoundFigures::default() };
-        let started = Instant::now();
-        let mut more_to_download = false;
-        // The replica is not locked while the request travels: the app keeps editing.
-        let go_on = match self.transport.round_trip(body) {
-            Ok(bytes) => {
-                report.bytes_received += bytes.len() as u64;
-                figures.bytes_received = bytes.len() as u64;
-                let response: SyncResponse = protocol::decode(&bytes)?;
-                report.documents += response.documents.len();
-                let round = self.lock().commit_round(project, &prepared.sent, response)?;
-                report.confirmed += round.confirmed;
-                report.new_changes += round.merge.new_changes;
-                for s in round.merge.sections_changed {
-                    if !report.sections_changed.contains(&s) {
-                        report.sections_changed.push(s);
-                    }
-                }
-                for r in round.merge.reconciliation {
-                    report.reconciliation.retain(|old| old.edit_id != r.edit_id);
-                    report.reconciliation.push(r);
-                }
-                more_to_download = round.more;
-                round.more || prepared.more_to_send
-            }
-            Err(TransportError::Server { status: 422, body }) if !body.refusals.is_empty() => {
-                // Keep the refused changes (and what builds on them), stop sending them, go again.
-                let (marked, settled) = self.lock().mark_refused(&body.refusals)?;
-                for r in &body.refusals {
-                    tracing::warn!(
-                        section = r.section,
-                        change = r.hash,
-                        "the server refused a change (kept here): {}",
-                        r.reason
-                    );
-                }
-                report.refused += marked;
-                report.reconciliation.extend(settled);
-                true
-            }
-            Err(e) => return Err(e.into()),
-        };
-        figures.latency_ms = started.elapsed().as_millis() as u64;
-        figures.at_ms = wall_clock_ms() as i64;
-        tracing::debug!(
-            project,
-            latency_ms = figures.latency_ms,
-            bytes_sent = figures.bytes_sent,
-            bytes_received = figures.bytes_received,
-            "sync round"
-        );
-        let progress = SyncProgress {
-            rounds: report.rounds,
-            uploaded: (report.confirmed + report.refused) as u64,
-            // Edits made during the sync go up with it too.
-            to_upload: to_upload.max((report.confirmed + report.refused) as u64),
-            downloaded_changes: report.new_changes as u64,
-            downloaded_documents: report.documents as u64,
-            downloaded_bytes: report.bytes_received,
-            more_to_download,
-        };
-        let mut replica = self.lock();
-        replica.record_round(figures)?;
-        replica.set_sync_phase(SyncPhase::Syncing(progress));
-        Ok(go_on)
     }
 
     /// Fold the loose changes of up to `sections` sections that have more

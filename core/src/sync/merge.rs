@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::document::{DocumentError, SectionDoc, SectionInput, hash_hex};
 use crate::domain::edit::{Edit, EditId, Field};
-use crate::domain::hlc::{DeviceTime, since_boot_ms, wall_clock_ms};
+use crate::domain::hlc::DeviceTime;
 use crate::domain::project::{ProjectConfig, Roster};
 use crate::replica::feed::ReplicaChange;
 use crate::replica::{DOC_CACHE, DocCache, Replica, ReplicaError, ScopeSettlement, settle_scope};
@@ -130,7 +130,7 @@ impl Replica {
     /// Merge changes from elsewhere. The report says what became of our
     /// unconfirmed writes.
     pub fn apply_changes(&mut self, changes: &[SectionChange]) -> Result<MergeReport, ReplicaError> {
-        self.merge(changes, &[], &[], None)
+        self.merge(changes, &[], &[], None, DeviceTime::now())
     }
 
     /// Re-apply unsynced local changes recovered with [`crate::salvage`]
@@ -160,6 +160,7 @@ impl Replica {
         received: &[u64],
         documents: &[SectionDocument],
         round: Option<RoundSettlement<'_>>,
+        device_time: DeviceTime,
     ) -> Result<MergeReport, ReplicaError> {
         let mut arrivals: BTreeMap<&str, Arrival<'_>> = BTreeMap::new();
         for (i, c) in changes.iter().enumerate() {
@@ -198,12 +199,11 @@ impl Replica {
             }
         }
         let mut report = MergeReport::default();
-        let now = wall_clock_ms();
+        let now = device_time.wall_ms;
         let tx = store::immediate(&self.conn)?;
         let mut changed = ReplicaChange::default();
         if let Some(round) = &round {
-            self.clock
-                .anchor_to_server(round.server_time_ms, DeviceTime { wall_ms: now, since_boot_ms: since_boot_ms() });
+            self.clock.anchor_to_server(round.server_time_ms, device_time);
             // Before any view is computed: our confirmed writes count from when the hub received them.
             let own: Vec<(String, u64)> =
                 round.confirmed.iter().cloned().zip(round.confirmed_received.iter().copied()).collect();

@@ -1,6 +1,7 @@
 //! Sync with the hub: the wire format, changes packed on it, the transport,
-//! when to sync (a state machine without I/O), the replica's side of a round
-//! and of a merge, the client that drives rounds, and the live channel.
+//! when to sync and one sync's rounds (state machines without I/O), the
+//! replica's side of a round and of a merge, the client that drives them,
+//! and the live channel.
 
 pub mod activity;
 pub mod backoff;
@@ -15,5 +16,6 @@ pub mod phase;
 pub mod photo_wire;
 pub mod protocol;
 pub mod round;
+pub mod run;
 pub mod status;
 pub mod transport;

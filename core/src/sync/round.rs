@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::coverage::Scope;
 use crate::domain::edit::Field;
+use crate::domain::hlc::DeviceTime;
 use crate::replica::feed::ReplicaChange;
 use crate::replica::{Replica, ReplicaError, ScopeSettlement};
 use crate::store::{self, OutboxChange, ScopeMove};
@@ -147,6 +148,18 @@ impl Replica {
         sent: &[String],
         response: SyncResponse,
     ) -> Result<RoundReport, ReplicaError> {
+        self.commit_round_at(project, sent, response, DeviceTime::now())
+    }
+
+    /// [`Self::commit_round`] with the device's clocks when the answer came
+    /// (the replica's clock anchors to the server's time with them).
+    pub fn commit_round_at(
+        &mut self,
+        project: &str,
+        sent: &[String],
+        response: SyncResponse,
+        now: DeviceTime,
+    ) -> Result<RoundReport, ReplicaError> {
         // A list of receipt times is empty (none known) or one per change.
         if !response.upload_received.is_empty() && response.upload_received.len() != sent.len() {
             return Err(ReplicaError::InvalidInput(format!(
@@ -191,7 +204,7 @@ impl Replica {
                 more: response.more,
             },
         };
-        let merge = self.merge(&changes, &received, &response.documents, Some(settlement))?;
+        let merge = self.merge(&changes, &received, &response.documents, Some(settlement), now)?;
         Ok(RoundReport { merge, confirmed: sent.len(), more: response.more, roster_changed: response.roster.is_some() })
     }
 

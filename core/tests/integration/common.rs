@@ -1,5 +1,6 @@
 //! Helpers shared by the test modules.
 
+use fieldsync_core::protocol::SyncResponse;
 use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, SectionChange};
 
 pub const PROJECT: &str = "p1";
@@ -44,4 +45,19 @@ pub fn changes_of(from: &mut Replica, section: &str) -> Vec<SectionChange> {
 pub fn sync_section(from: &mut Replica, to: &mut Replica, section: &str) -> fieldsync_core::MergeReport {
     let changes = changes_of(from, section);
     to.apply_changes(&changes).unwrap()
+}
+
+/// An answer with nothing in it but the feed's new `cursor`, and whether more waits.
+pub fn response(cursor: &str, more: bool) -> SyncResponse {
+    SyncResponse {
+        server_time_ms: 1,
+        changes: vec![],
+        documents: vec![],
+        cursor: cursor.into(),
+        more,
+        roster: None,
+        upload_received: vec![],
+        evicted: vec![],
+        keep_only: None,
+    }
 }

@@ -11,3 +11,4 @@ mod rules;
 mod salvage;
 mod scope;
 mod sync_client;
+mod sync_run;

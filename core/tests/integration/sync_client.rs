@@ -7,21 +7,7 @@ use std::sync::{Arc, Mutex};
 use fieldsync_core::protocol::{self, ErrorBody, Refusal, SyncRequest, SyncResponse};
 use fieldsync_core::{RECENT_ROUNDS, Role, SyncClient, SyncProblem, TransportError};
 
-use crate::common::{PROJECT, crew, route};
-
-fn response(cursor: &str, more: bool) -> SyncResponse {
-    SyncResponse {
-        server_time_ms: 1,
-        changes: vec![],
-        documents: vec![],
-        cursor: cursor.into(),
-        more,
-        roster: None,
-        upload_received: vec![],
-        evicted: vec![],
-        keep_only: None,
-    }
-}
+use crate::common::{PROJECT, crew, response, route};
 
 #[test]
 fn refused_changes_stay_stored_but_leave_the_outbox() {

@@ -15,10 +15,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SyncClient, SyncError, SyncReport};
+use super::SyncClient;
 use crate::domain::document::PhotoBlob;
 use crate::replica::ReplicaError;
 use crate::sync::photo_wire::{MAX_PHOTO_CHUNK_BYTES, PhotoTransport};
+use crate::sync::run::{SyncError, SyncReport, SyncRun};
 use crate::sync::transport::TransportError;
 
 /// The smallest chunk the lane sends when it sizes chunks to the link.
@@ -44,9 +45,7 @@ impl SyncClient {
     pub(super) fn send_photos(
         &self,
         photos: &Arc<dyn PhotoTransport>,
-        projects: &[String],
-        report: &mut SyncReport,
-        to_upload: u64,
+        run: &mut SyncRun,
         progress: &mut dyn FnMut(&SyncReport),
     ) -> Result<(), SyncError> {
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
@@ -67,17 +66,16 @@ impl SyncClient {
             // (looked for when this sync brought something, or a fetch was left over).
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
                 thumbnails_fetched = true;
-                let news = report.new_changes > 0 || report.documents > 0;
+                let news = run.report().new_changes > 0 || run.report().documents > 0;
                 if news || self.thumbnails_left.swap(false, Relaxed) {
-                    self.fetch_thumbnails(photos, report)?;
+                    self.fetch_thumbnails(photos, run.report_mut())?;
                 }
             }
             let Some(photo) = pending else { return Ok(()) };
             if edits > 0 {
                 // An edit made while the photo went up: it goes first.
-                for project in projects {
-                    self.sync_project(project, report, to_upload, progress)?;
-                }
+                run.again();
+                self.run_rounds(run, progress)?;
                 continue;
             }
             let read = self.lock().read_photo(&photo.sha256, photo.sent, chunk);
@@ -126,6 +124,7 @@ impl SyncClient {
                     photo.sha256
                 ))));
             }
+            let report = run.report_mut();
             report.photo_bytes_sent += bytes.len() as u64;
             if state.complete && !photo.thumbnail {
                 report.photos_sent += 1;
