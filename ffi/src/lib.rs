@@ -67,6 +67,7 @@ pub mod history;
 pub mod log;
 pub mod merge;
 pub mod observer;
+pub mod photo_state;
 pub mod photos;
 pub mod problem;
 pub mod query;
@@ -88,7 +89,8 @@ pub use observer::{
     ConflictsObserver, ObserverError, ObserverHandle, PhotosObserver, SectionListObserver, SectionObserver,
     SyncStatusObserver,
 };
-pub use photos::{FullSizePhotos, PhotoFetchProgress, PhotoState, PhotoStatus};
+pub use photo_state::{PhotoState, PhotoStatus};
+pub use photos::{FullSizePhotos, PhotoFetchProgress};
 pub use problem::SyncProblem;
 pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use fieldsync_core::{self as core, ReplicaError};
 
 use crate::conflict::ConflictRecord;
-use crate::photos::{self, PhotoStatus};
+use crate::photo_state::{PhotoStatus, photo_states};
 use crate::query::SectionPage;
 use crate::status::SyncStatus;
 use crate::view::SectionView;
@@ -173,7 +173,7 @@ impl Entry {
                 Value::SyncStatus(Box::new((replica.sync_status()?, replica.sync_activity()?)))
             }
             Observer::SectionList { query, .. } => Value::SectionList(replica.query_sections(query)?),
-            Observer::Photos { section, .. } => Value::Photos(photos::photo_states(replica, section)?),
+            Observer::Photos { section, .. } => Value::Photos(photo_states(replica, section)?),
         })
     }
 
