@@ -97,7 +97,7 @@ pub use sync::client::{
 pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};
 #[cfg(feature = "http")]
-pub use sync::live::{LiveChannel, LiveConfig, LiveError};
+pub use sync::live::{LiveChannel, LiveConfig, LiveError, live_url};
 pub use sync::merge::{EditOutcome, MergeReport, Reconciliation, SectionChange};
 pub use sync::photo_wire::{MAX_PHOTO_CHUNK_BYTES, PhotoChunk, PhotoTransport, PhotoUploadState};
 pub use sync::round::{PreparedRound, RoundReport};

@@ -151,10 +151,10 @@ impl From<CoreError> for FieldSyncError {
             }
             // The local half of a sync: as any other call on the replica.
             Sync(SyncError::Replica(e)) => CoreError::Replica(e).into(),
-            // `fetch_photo` after `connect_with`: an app transport carries no photos.
+            // `fetch_photo` after `connect_with` without a photo transport.
             Sync(SyncError::NoPhotoTransport) => FieldSyncError::InvalidInput {
-                detail: "photos travel only over the built-in transport (connect, connect_with_credentials); \
-                         an app transport (connect_with) carries edits only"
+                detail: "photos travel over the built-in transport (connect, connect_with_credentials) or an \
+                         AppPhotoTransport given to connect_with; this app transport carries edits only"
                     .into(),
             },
             // The rest as core classifies it (`SyncError::problem`).

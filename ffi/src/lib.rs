@@ -59,6 +59,7 @@
 uniffi::setup_scaffolding!("fieldsync");
 
 pub mod activity;
+pub mod app_transport;
 pub mod conflict;
 pub mod credentials;
 pub mod domain;
@@ -79,6 +80,9 @@ mod syncing;
 pub mod view;
 
 pub use activity::{SyncActivity, SyncProgress};
+pub use app_transport::{
+    AppPhotoTransport, AppTransport, PhotoChunkAnswer, TransportError, live_url, sync_content_type,
+};
 pub use conflict::{Candidate, ConflictKind, ConflictRecord, Rule};
 pub use credentials::{CredentialsConnector, CredentialsError};
 pub use domain::{ConstructionState, Field, GeoPoint, Member, Role};
@@ -96,7 +100,7 @@ pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
 pub use scope::{HeldBecause, Scope, SectionHolding, Subscription};
 pub use status::SyncStatus;
-pub use sync::{AppTransport, SyncConfig, SyncReport, TransportError, sync_content_type};
+pub use sync::{SyncConfig, SyncReport};
 pub use view::{
     AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoBlob, PhotoRef, PointRecord, QuarantinedPoint,
     SectionSummary, SectionView,

@@ -3,10 +3,11 @@
 //! device's full size with progress, and the photo lane's settings (metered
 //! links, when full sizes go, the storage budget).
 //!
-//! Photo bytes travel only over the built-in HTTPS transport (`connect`,
-//! `connect_with_credentials`): an app transport (`connect_with`) carries
-//! the edits, not the photos, so photos stay `OnThisDeviceOnly` and
-//! `fetch_photo` fails `InvalidInput` (unless the bytes are here already).
+//! Photo bytes travel over the built-in HTTPS transport (`connect`,
+//! `connect_with_credentials`), or the app's `AppPhotoTransport` given to
+//! `connect_with`; an app transport without one carries the edits, not the
+//! photos, so photos stay `OnThisDeviceOnly` and `fetch_photo` fails
+//! `InvalidInput` (unless the bytes are here already).
 //!
 //! Observing: `observe_photos` is told a section's photos with their
 //! states, again whenever core's change feed names the section (its view
@@ -86,8 +87,8 @@ impl Replica {
     /// from where it stopped next time; a photo already here is not fetched
     /// again. Fetched photos are kept within `set_photo_budget_bytes`, the
     /// least recently used leaving first. Fails `InvalidInput` for an unknown
-    /// photo, one the app keeps by URI, or when not connected over the
-    /// built-in transport; `Offline` when the server cannot be reached or
+    /// photo, one the app keeps by URI, or when connected over an app
+    /// transport without a photo transport; `Offline` when the server cannot be reached or
     /// has no copy yet (`NotFound`).
     pub fn fetch_photo(&self, photo: String, progress: Arc<dyn PhotoFetchProgress>) -> Result<String, FieldSyncError> {
         let client = self.sync.client()?;
@@ -131,8 +132,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::app_transport::{AppTransport, TransportError};
     use crate::domain::{GeoPoint, Member, Role};
-    use crate::sync::{AppTransport, TransportError};
 
     #[derive(Default)]
     struct Seen(Mutex<Vec<Vec<PhotoStatus>>>);
@@ -201,10 +202,10 @@ mod tests {
         }
         let not_connected = other.fetch_photo(photo_id.clone(), Arc::new(Ignore));
         assert!(matches!(not_connected, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("connect")));
-        other.connect_with(Arc::new(Nowhere), "p".into()).unwrap();
+        other.connect_with(Arc::new(Nowhere), "p".into(), None).unwrap();
         let app_transport = other.fetch_photo(photo_id.clone(), Arc::new(Ignore));
         assert!(
-            matches!(&app_transport, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("built-in transport")),
+            matches!(&app_transport, Err(FieldSyncError::InvalidInput { detail }) if detail.contains("AppPhotoTransport")),
             "{app_transport:?}"
         );
         // The settings are taken while connected (the client is built again) and before.
@@ -213,7 +214,7 @@ mod tests {
         other.set_photo_budget_bytes(1024).unwrap();
         office.set_photo_budget_bytes(0).unwrap();
         // Its own photo is here: fetching it fetches nothing.
-        office.connect_with(Arc::new(Nowhere), "p".into()).unwrap();
+        office.connect_with(Arc::new(Nowhere), "p".into(), None).unwrap();
         let here = office.fetch_photo(photo_id, Arc::new(Ignore)).unwrap();
         assert_eq!(std::fs::read(here).unwrap(), bytes);
     }

@@ -1,5 +1,5 @@
 //! Sync as the app sees it: connect the replica to a server (the built-in
-//! HTTPS transport, or the app's own through [`AppTransport`]), sync now,
+//! HTTPS transport, or the app's own through `AppTransport`), sync now,
 //! background sync with connectivity hints, and the status, readable and
 //! observable.
 //!
@@ -29,10 +29,14 @@
 //!   core renews the token on a `401`, once per sync, for `sync_now` and
 //!   background sync alike.
 //! - The built-in transport also carries photos: `connect` and
-//!   `connect_with_credentials` give the client `with_photos` over it, an
-//!   app transport (`connect_with`) carries edits only (`photos.rs`). The
+//!   `connect_with_credentials` give the client `with_photos` over it;
+//!   `connect_with` over the app's `AppPhotoTransport` when given, else the
+//!   app transport carries edits only (`photos.rs`, `app_transport.rs`). The
 //!   client is built from a `Link` (transports, token renewal) kept in
 //!   `Syncing`, with the app's photo settings; changing one builds it again.
+//! - Over `connect_with` the live channel is the app's own WebSocket (to
+//!   `live_url`); each of its messages calls `server_changed`, which sends
+//!   `SyncEvent::Nudge` like the built-in channel does.
 //! - Errors go through `FieldSyncError::from` (`CoreError` in `error.rs`).
 //!
 //! `sync_now` and background sync may overlap: both are safe (the server
@@ -44,6 +48,7 @@ use std::time::Duration;
 
 use fieldsync_core as core;
 
+use crate::app_transport::{AppPhotoTransport, AppTransport, Foreign, ForeignPhotos};
 use crate::credentials::{self, CredentialsConnector};
 use crate::error::FieldSyncError;
 use crate::merge::Reconciliation;
@@ -131,75 +136,6 @@ impl From<SyncConfig> for core::SyncConfig {
             max_backoff_ms: c.max_backoff_ms,
         }
     }
-}
-
-/// A transport the app provides (OkHttp, URLSession), used instead of the
-/// built-in one after `connect_with`. One call is one round:
-/// `POST {server}/v1/sync` with `Authorization: Bearer {token}` and
-/// `Content-Type: ` [`sync_content_type`], `request` as the body.
-///
-/// Return the body of a 200 answer. For any other status throw
-/// `TransportError.Server` with the status and the body as received (it
-/// carries the server's reasons, a refusal's included). When no answer came
-/// (no network, DNS, timeout, a cut connection) throw
-/// `TransportError.Unreachable`; any other exception counts as that too.
-/// Do not retry: background sync decides when to try again. Called on a
-/// background thread, and may block.
-#[uniffi::export(foreign)]
-pub trait AppTransport: Send + Sync {
-    /// One round trip.
-    fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, TransportError>;
-}
-
-/// Why an [`AppTransport`] round trip failed.
-#[derive(Debug, thiserror::Error, uniffi::Error)]
-pub enum TransportError {
-    /// No answer: no network, DNS, timeout, connection cut.
-    #[error("server unreachable: {detail}")]
-    Unreachable {
-        /// What failed.
-        detail: String,
-    },
-    /// The server answered with another status than 200.
-    #[error("server answered {status}")]
-    Server {
-        /// The HTTP status.
-        status: u16,
-        /// The response body, as received.
-        body: Vec<u8>,
-    },
-}
-
-/// Any other exception the app's transport throws: no answer. (Kotlin sends
-/// the whole stack trace; its first line names the exception and its message.)
-impl From<uniffi::UnexpectedUniFFICallbackError> for TransportError {
-    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        TransportError::Unreachable { detail: e.reason.lines().next().unwrap_or_default().to_owned() }
-    }
-}
-
-impl From<TransportError> for core::TransportError {
-    fn from(e: TransportError) -> Self {
-        match e {
-            TransportError::Unreachable { detail } => core::TransportError::Unreachable(detail),
-            TransportError::Server { status, body } => core::TransportError::from_response(status, &body),
-        }
-    }
-}
-
-/// An app's transport as core's.
-struct Foreign(Arc<dyn AppTransport>);
-
-impl core::Transport for Foreign {
-    fn round_trip(&self, request: Vec<u8>) -> Result<Vec<u8>, core::TransportError> {
-        self.0.round_trip(request).map_err(Into::into)
-    }
-}
-
-/// The `Content-Type` of a sync request, for an [`AppTransport`].
-#[uniffi::export]
-pub fn sync_content_type() -> String {
-    core::protocol::CONTENT_TYPE.to_owned()
 }
 
 impl Replica {
@@ -311,13 +247,31 @@ impl Replica {
         self.connect_http(server_url, "", project, timeout_ms, Some(connector))
     }
 
-    /// Like `connect`, with rounds sent through the app's own transport.
-    /// It carries edits only: photos stay on this device (`OnThisDeviceOnly`)
-    /// and `fetch_photo` fails `InvalidInput`; photos travel over the
-    /// built-in transport (`connect`, `connect_with_credentials`).
-    pub fn connect_with(&self, transport: Arc<dyn AppTransport>, project: String) -> Result<(), FieldSyncError> {
-        let link = Link { transport: Arc::new(Foreign(transport)), photos: None, renewal: None };
+    /// Like `connect`, with rounds sent through the app's own transport, and
+    /// photo bytes through `photos` if given (else photos stay on this
+    /// device, `OnThisDeviceOnly`, and `fetch_photo` fails `InvalidInput`).
+    /// The live channel is the app's too: open a WebSocket to `live_url`
+    /// with the token and call `server_changed` on each message.
+    #[uniffi::method(default(photos = None))]
+    pub fn connect_with(
+        &self,
+        transport: Arc<dyn AppTransport>,
+        project: String,
+        photos: Option<Arc<dyn AppPhotoTransport>>,
+    ) -> Result<(), FieldSyncError> {
+        let photos = photos.map(|p| -> Arc<dyn core::PhotoTransport> {
+            Arc::new(FlushingPhotos { inner: Arc::new(ForeignPhotos(p)), feed: self.feed.clone() })
+        });
+        let link = Link { transport: Arc::new(Foreign(transport)), photos, renewal: None };
         self.attach(link, &project, None)
+    }
+
+    /// The app's own live channel (over `connect_with`) said something is
+    /// new on the server: background sync runs a round at once (and on a
+    /// reconnection, as something may have happened while it was down).
+    /// Harmless when background sync does not run.
+    pub fn server_changed(&self) {
+        self.sync.notify(core::SyncEvent::Nudge);
     }
 
     /// Sync until nothing is left either way. Blocks on the network: call it
@@ -393,6 +347,7 @@ mod tests {
 
     use super::*;
     use crate::activity::SyncActivity;
+    use crate::app_transport::TransportError;
     use crate::domain::{GeoPoint, Member, Role};
     use crate::merge::EditOutcome;
     use crate::observer::ObserverError;
@@ -515,7 +470,7 @@ mod tests {
         let (replicas, _) = crew(&dir, &[("olga", Role::Office)]);
         let server = Arc::new(CancelledWhileServing(Default::default(), Mutex::new(0)));
         server.0.set(Arc::downgrade(&replicas[0])).unwrap();
-        replicas[0].connect_with(server.clone(), P.into()).unwrap();
+        replicas[0].connect_with(server.clone(), P.into(), None).unwrap();
         let stopped = replicas[0].sync_now().unwrap_err();
         assert!(matches!(&stopped, FieldSyncError::Offline { detail } if detail.contains("cancelled")), "{stopped}");
         assert_eq!(*server.1.lock().unwrap(), 1, "no round after the cancel");
@@ -538,7 +493,7 @@ mod tests {
         let (r, id) = crew(&dir, &[("olga", Role::Office), ("fred", Role::Foreman), ("tina", Role::Technician)]);
         let hub = Arc::new(StandIn::default());
         for replica in &r {
-            replica.connect_with(hub.clone(), P.into()).unwrap();
+            replica.connect_with(hub.clone(), P.into(), None).unwrap();
         }
         let statuses = Arc::new(Statuses::default());
         let _handle = r[2].observe_sync_status(statuses.clone());
@@ -588,8 +543,12 @@ mod tests {
         let statuses = Arc::new(Statuses::default());
         let _handle = r[0].observe_sync_status(statuses.clone());
 
-        r[0].connect_with(Arc::new(Failing(|| TransportError::Unreachable { detail: "no route".into() })), P.into())
-            .unwrap();
+        r[0].connect_with(
+            Arc::new(Failing(|| TransportError::Unreachable { detail: "no route".into() })),
+            P.into(),
+            None,
+        )
+        .unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::Offline { detail }) if detail.contains("no route")));
         assert!(statuses.last().last_error.unwrap().contains("no route"));
         assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::Offline));
@@ -600,7 +559,7 @@ mod tests {
             status: 401,
             body: br#"{"error":"unauthorized","message":"this device was revoked"}"#.to_vec(),
         };
-        r[0].connect_with(Arc::new(Failing(revoked)), P.into()).unwrap();
+        r[0].connect_with(Arc::new(Failing(revoked)), P.into(), None).unwrap();
         assert!(matches!(r[0].sync_now(), Err(FieldSyncError::NotAuthorized { detail }) if detail.contains("revoked")));
         assert!(statuses.last().last_error.unwrap().contains("revoked"));
         assert_eq!(statuses.last().last_problem, Some(crate::SyncProblem::NotAuthorized));
@@ -627,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (r, id) = crew(&dir, &[("olga", Role::Office)]);
         let hub = Arc::new(StandIn::default());
-        r[0].connect_with(hub.clone(), P.into()).unwrap();
+        r[0].connect_with(hub.clone(), P.into(), None).unwrap();
         let statuses = Arc::new(Statuses::default());
         let _handle = r[0].observe_sync_status(statuses.clone());
         let config = SyncConfig { interval_ms: 60_000, edit_debounce_ms: 10, min_backoff_ms: 10, max_backoff_ms: 100 };
@@ -648,7 +607,7 @@ mod tests {
 
         // Reconnecting keeps background sync running, over the new transport.
         let other = Arc::new(StandIn::default());
-        r[0].connect_with(other.clone(), P.into()).unwrap();
+        r[0].connect_with(other.clone(), P.into(), None).unwrap();
         wait_until("a round over the new transport", || *other.rounds.lock().unwrap() > 0);
         r[0].stop_background_sync();
         let rounds = *other.rounds.lock().unwrap();

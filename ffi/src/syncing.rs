@@ -29,12 +29,12 @@ pub(crate) struct Syncing {
 #[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) transport: Arc<dyn core::Transport>,
-    /// The built-in transport's photo half; none for an app transport.
+    /// The photo half: the built-in transport's, the app's, or none.
     pub(crate) photos: Option<Arc<dyn core::PhotoTransport>>,
     pub(crate) renewal: Option<(core::DeviceToken, Arc<dyn core::CredentialsConnector>)>,
 }
 
-/// The built-in transport's photo half, flushing the replica's change feed
+/// A photo transport (the built-in one's or the app's), flushing the replica's change feed
 /// before each chunk: what the photo lane recorded of the chunk before (an
 /// upload acknowledged, a thumbnail fetched) reaches the observers then, not
 /// only at the sync's end. Safe because the lane, like every round, calls

@@ -178,6 +178,14 @@ impl Drop for LiveChannel {
     }
 }
 
+/// The live channel's WebSocket URL for `project` on `server` (e.g.
+/// `https://sync.example.com` → `wss://sync.example.com:443/v1/live?project=p1`),
+/// for an app that opens the channel with its own WebSocket client (with
+/// `Authorization: Bearer {token}`).
+pub fn live_url(server: &str, project: &str) -> Result<String, LiveError> {
+    Ok(target(server, DeviceToken::new(""), project)?.url)
+}
+
 fn target(server: &str, token: DeviceToken, project: &str) -> Result<Target, LiveError> {
     let bad = || LiveError::BadUrl(server.to_owned());
     let uri: Uri = server.trim_end_matches('/').parse().map_err(|_| bad())?;
@@ -377,6 +385,11 @@ mod tests {
         assert_eq!((t.host.as_str(), t.url.as_str()), ("::1", "ws://[::1]:9/base/v1/live?project=p1"));
         assert!(target("ftp://x", "t".into(), "p").is_err());
         assert!(target("not a url", "t".into(), "p").is_err());
+        assert_eq!(
+            live_url("https://sync.example.com", "p1").unwrap(),
+            "wss://sync.example.com:443/v1/live?project=p1"
+        );
+        assert!(matches!(live_url("sync.example.com", "p1"), Err(LiveError::BadUrl(_))));
     }
 
     #[test]

@@ -73,6 +73,24 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Where a chunk of a photo goes up: the path and query of the `PUT`.
+#[cfg(feature = "http")]
+pub fn upload_path(project: &str, sha256: &str, size: u64, offset: u64) -> String {
+    format!("{}/upload?offset={offset}&size={size}", photo_path(project, sha256))
+}
+
+/// Where a chunk of a photo comes from: the path and query of the `GET`.
+#[cfg(feature = "http")]
+pub fn chunk_path(project: &str, sha256: &str, offset: u64, length: u64) -> String {
+    format!("{}?offset={offset}&length={length}", photo_path(project, sha256))
+}
+
+/// The answer to an upload's `PUT` (JSON), read.
+pub fn upload_state(answer: &[u8]) -> Result<PhotoUploadState, TransportError> {
+    serde_json::from_slice(answer)
+        .map_err(|e| TransportError::Unreachable(format!("an unreadable answer about a photo upload: {e}")))
+}
+
 #[cfg(feature = "http")]
 impl PhotoTransport for crate::sync::transport::HttpTransport {
     fn put_chunk(
@@ -83,17 +101,17 @@ impl PhotoTransport for crate::sync::transport::HttpTransport {
         offset: u64,
         bytes: &[u8],
     ) -> Result<PhotoUploadState, TransportError> {
-        let url = format!("{}{}/upload?offset={offset}&size={size}", self.server(), photo_path(project, sha256));
+        let url = format!("{}{}", self.server(), upload_path(project, sha256, size, offset));
         let request = self
             .client()
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes.to_vec());
-        json(&self.send(request)?)
+        upload_state(&self.send(request)?)
     }
 
     fn get_chunk(&self, project: &str, sha256: &str, offset: u64, length: u64) -> Result<PhotoChunk, TransportError> {
-        let url = format!("{}{}?offset={offset}&length={length}", self.server(), photo_path(project, sha256));
+        let url = format!("{}{}", self.server(), chunk_path(project, sha256, offset, length));
         let (headers, bytes) = self.send_with_headers(self.client().get(url))?;
         let size = headers
             .get(PHOTO_SIZE_HEADER)
@@ -101,12 +119,6 @@ impl PhotoTransport for crate::sync::transport::HttpTransport {
             .ok_or_else(|| TransportError::Unreachable(format!("the answer lacks `{PHOTO_SIZE_HEADER}`")))?;
         Ok(PhotoChunk { size, bytes })
     }
-}
-
-#[cfg(feature = "http")]
-fn json(bytes: &[u8]) -> Result<PhotoUploadState, TransportError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| TransportError::Unreachable(format!("an unreadable answer about a photo upload: {e}")))
 }
 
 #[cfg(test)]
@@ -118,6 +130,13 @@ mod tests {
         let sha = "ab".repeat(32);
         #[cfg(feature = "http")]
         assert_eq!(photo_path("build out/1", &sha), format!("/v1/projects/build%20out%2F1/photos/{sha}"));
+        #[cfg(feature = "http")]
+        assert_eq!(upload_path("p", &sha, 10, 4), format!("/v1/projects/p/photos/{sha}/upload?offset=4&size=10"));
+        #[cfg(feature = "http")]
+        assert_eq!(chunk_path("p", &sha, 4, 6), format!("/v1/projects/p/photos/{sha}?offset=4&length=6"));
+        let state = upload_state(br#"{"size":10,"received":4,"complete":false}"#).unwrap();
+        assert_eq!(state, PhotoUploadState { size: 10, received: 4, complete: false });
+        assert!(matches!(upload_state(b"<html>"), Err(TransportError::Unreachable(_))));
         assert!(is_sha256_hex(&sha));
         assert!(!is_sha256_hex(&"AB".repeat(32)));
         assert!(!is_sha256_hex("../etc/passwd"));

@@ -477,5 +477,6 @@ fun main(args: Array<String>) {
     registerCredentialsTests()
     registerPhotoTests()
     registerScopeTests()
+    registerAppTransportTests()
     runTests(args.firstOrNull())
 }

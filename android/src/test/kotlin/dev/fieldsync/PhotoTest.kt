@@ -113,7 +113,7 @@ fun registerPhotoTests() {
         }
     }
 
-    test("photos: over an app transport photos stay on the device and fetchPhoto says why") {
+    test("photos: over an app transport without a photo transport photos stay on the device and fetchPhoto says why") {
         TestServer().use { server ->
             val olga = server.device("olga")
             val tina = Replica.open(java.io.File(tempDir(), "tina.db").path, "tina-phone")
@@ -127,7 +127,7 @@ fun registerPhotoTests() {
                     tina.sync()
                     assertEq(PhotoState.NotFetched, tina.photoStates(id).single().state, "no thumbnail over an app transport")
                     val refused = assertThrows<FieldSyncException.InvalidInput> { runBlocking { tina.fetchPhoto(photoId) } }
-                    check("built-in transport" in refused.detail) { "the reason: ${refused.detail}" }
+                    check("AppPhotoTransport" in refused.detail) { "the reason: ${refused.detail}" }
                 }
             }
             olga.close()
