@@ -47,9 +47,14 @@ pub struct SyncProgress {
     pub downloaded_documents: u64,
     /// Response bytes on the wire so far.
     pub downloaded_bytes: u64,
-    /// Whether the server said it holds more. The protocol says what was
-    /// sent, not what remains: downloads have counts, not a total.
+    /// Whether the server said it holds more.
     pub more_to_download: bool,
+    /// Changes this sync will have received once the server has sent what
+    /// it said it still holds ("downloading n of m changes"); null while the
+    /// server has not counted it (a scope other than everything, an older server).
+    pub changes_to_download: Option<u64>,
+    /// Whole documents this sync will have received, likewise ("n of m sections").
+    pub documents_to_download: Option<u64>,
 }
 
 impl From<core::SyncProgress> for SyncProgress {
@@ -62,6 +67,8 @@ impl From<core::SyncProgress> for SyncProgress {
             downloaded_documents: p.downloaded_documents,
             downloaded_bytes: p.downloaded_bytes,
             more_to_download: p.more_to_download,
+            changes_to_download: p.changes_to_download,
+            documents_to_download: p.documents_to_download,
         }
     }
 }

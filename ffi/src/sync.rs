@@ -383,6 +383,7 @@ mod tests {
                 upload_received: vec![],
                 evicted: vec![],
                 keep_only: None,
+                still_to_send: None,
             };
             Ok(protocol::encode(&response))
         }
@@ -459,6 +460,7 @@ mod tests {
                 upload_received: vec![],
                 evicted: vec![],
                 keep_only: None,
+                still_to_send: None,
             };
             Ok(protocol::encode(&response))
         }

@@ -588,6 +588,26 @@ impl HubStore for PgHubStore {
         Ok(page)
     }
 
+    fn feed_count(&mut self, project: &str, after: u64, exclude_device: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .client()?
+            .query_one(
+                "SELECT count(*) FROM feed WHERE project = $1 AND seq > $2
+                   AND (device != $3 OR (SELECT count(*) FROM actors WHERE device = $3) > 1)",
+                &[&project, &(after as i64), &exclude_device],
+            )?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    fn sections_count_after(&mut self, project: &str, after: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .client()?
+            .query_one("SELECT count(*) FROM sections WHERE project = $1 AND id > $2", &[&project, &after])?
+            .get(0);
+        Ok(n as u64)
+    }
+
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {
         let max: i64 =
             self.client()?.query_one("SELECT coalesce(max(seq), 0) FROM feed WHERE project = $1", &[&project])?.get(0);

@@ -351,6 +351,25 @@ impl HubStore for SqliteHubStore {
         Ok(FeedPage::fill(rows, budget)?)
     }
 
+    fn feed_count(&mut self, project: &str, after: u64, exclude_device: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM feed WHERE project = ?1 AND seq > ?2
+                   AND (device != ?3 OR (SELECT count(*) FROM actors WHERE device = ?3) > 1)",
+            )?
+            .query_row(params![project, after as i64, exclude_device], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn sections_count_after(&mut self, project: &str, after: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM sections WHERE project = ?1 AND id > ?2")?
+            .query_row([project, after], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {
         let max: i64 = self
             .conn

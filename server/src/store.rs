@@ -337,10 +337,15 @@ pub trait HubStore: Send {
         exclude_device: &str,
         budget: usize,
     ) -> Result<FeedPage, StoreError>;
+    /// How many feed rows of `project` after `after` [`HubStore::feed_page`]
+    /// would give `exclude_device`: what it still has to get (a progress total).
+    fn feed_count(&mut self, project: &str, after: u64, exclude_device: &str) -> Result<u64, StoreError>;
     /// The project's highest feed seq (0 when empty).
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError>;
     /// Up to `limit` section ids of the project after `after`, ordered.
     fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// How many section ids of the project come after `after`.
+    fn sections_count_after(&mut self, project: &str, after: &str) -> Result<u64, StoreError>;
     /// Keep `snapshot` as the section's snapshot, covering its feed up to
     /// `covers_seq`, unless the stored one already covers as much.
     fn put_snapshot(&mut self, section: &str, snapshot: &[u8], covers_seq: u64) -> Result<(), StoreError>;

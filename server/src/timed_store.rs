@@ -87,11 +87,17 @@ impl HubStore for TimedStore {
     ) -> Result<FeedPage, StoreError> {
         self.timed("feed_page", |s| s.feed_page(project, after, exclude_device, budget))
     }
+    fn feed_count(&mut self, project: &str, after: u64, exclude_device: &str) -> Result<u64, StoreError> {
+        self.timed("feed_count", |s| s.feed_count(project, after, exclude_device))
+    }
     fn feed_max(&mut self, project: &str) -> Result<u64, StoreError> {
         self.timed("feed_max", |s| s.feed_max(project))
     }
     fn sections_after(&mut self, project: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.timed("sections_after", |s| s.sections_after(project, after, limit))
+    }
+    fn sections_count_after(&mut self, project: &str, after: &str) -> Result<u64, StoreError> {
+        self.timed("sections_count_after", |s| s.sections_count_after(project, after))
     }
     fn put_snapshot(&mut self, section: &str, snapshot: &[u8], covers_seq: u64) -> Result<(), StoreError> {
         self.timed("put_snapshot", |s| s.put_snapshot(section, snapshot, covers_seq))

@@ -20,15 +20,30 @@ pub struct SyncProgress {
     pub downloaded_documents: u64,
     /// Response bytes on the wire so far.
     pub downloaded_bytes: u64,
-    /// Whether the server said it holds more. (The protocol says how much
-    /// was sent, not how much remains: downloads have no total.)
+    /// Whether the server said it holds more.
     pub more_to_download: bool,
+    /// Changes this sync will have received once the server has sent what
+    /// it said it still holds (the download's total); none while the server
+    /// has not counted it (a scope other than everything, an older server).
+    #[serde(default)]
+    pub changes_to_download: Option<u64>,
+    /// Whole documents this sync will have received, likewise.
+    #[serde(default)]
+    pub documents_to_download: Option<u64>,
 }
 
 impl SyncProgress {
     /// Uploaded / to upload, 0.0 to 1.0 (1.0 when there was nothing to send).
     pub fn upload_fraction(&self) -> f64 {
         if self.to_upload == 0 { 1.0 } else { (self.uploaded as f64 / self.to_upload as f64).min(1.0) }
+    }
+
+    /// Changes and documents received / their total, 0.0 to 1.0; none while
+    /// the total is not known.
+    pub fn download_fraction(&self) -> Option<f64> {
+        let total = self.changes_to_download? + self.documents_to_download?;
+        let received = self.downloaded_changes + self.downloaded_documents;
+        Some(if total == 0 { 1.0 } else { (received as f64 / total as f64).min(1.0) })
     }
 }
 

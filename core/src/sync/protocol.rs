@@ -172,6 +172,20 @@ pub struct SyncResponse {
     /// When the scope changed (or a bootstrap began) under a scope that is not
     /// everything: every section the scope covers. The device drops the others.
     pub keep_only: Option<Holding>,
+    /// With `more`: what the server still holds for the device after this
+    /// page, when it counted it (a progress total; none under a scope other
+    /// than everything). Added within protocol 4, last, so older devices
+    /// ignore it; [`decode_response`] reads a response without it as none.
+    pub still_to_send: Option<StillToSend>,
+}
+
+/// What the server still holds for a device after a response's page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StillToSend {
+    /// Feed changes after the page's cursor.
+    pub changes: u64,
+    /// Whole section documents (a bootstrap's) after the page's last.
+    pub documents: u64,
 }
 
 /// The sections a scope covers, as a [`SyncResponse::keep_only`] lists them.
@@ -233,6 +247,16 @@ pub fn decode_request(body: &[u8]) -> Result<SyncRequest, ProtocolError> {
     deserialize(&raw, &Limits::REQUEST)
 }
 
+/// Inflate and deserialize a [`SyncResponse`] within [`Limits::RESPONSE`].
+/// A server that predates [`SyncResponse::still_to_send`] ends its response
+/// before it: it reads as none (postcard ignores what follows a message, so
+/// the padding is read only when the field is missing).
+pub fn decode_response(body: &[u8]) -> Result<SyncResponse, ProtocolError> {
+    let mut raw = inflate(body, &Limits::RESPONSE)?;
+    raw.extend(postcard::to_allocvec(&None::<StillToSend>).expect("in-memory serialization"));
+    deserialize(&raw, &Limits::RESPONSE)
+}
+
 /// Inflate and deserialize a message within `limits`: the compressed size is
 /// checked first, inflation stops at its limit, and every change, batch,
 /// document and member is counted and charged as it is decoded, before it is
@@ -280,6 +304,30 @@ impl From<crate::sync::pack::PackError> for ProtocolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_from_a_server_before_the_still_to_send_count_reads_as_none() {
+        let response = SyncResponse {
+            server_time_ms: 1,
+            changes: vec![],
+            documents: vec![],
+            cursor: "c:9".into(),
+            more: true,
+            roster: None,
+            upload_received: vec![],
+            evicted: vec![],
+            keep_only: None,
+            still_to_send: Some(StillToSend { changes: 7, documents: 2 }),
+        };
+        assert_eq!(decode_response(&encode(&response)).unwrap(), response, "the count read when sent");
+        // An older server's answer ends before the field (its `None` is the last byte).
+        let mut raw = postcard::to_allocvec(&SyncResponse { still_to_send: None, ..response.clone() }).unwrap();
+        assert_eq!(raw.pop(), Some(0));
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&raw).unwrap();
+        let older = decode_response(&z.finish().unwrap()).unwrap();
+        assert_eq!(older, SyncResponse { still_to_send: None, ..response });
+    }
 
     #[test]
     fn messages_round_trip() {

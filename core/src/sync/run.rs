@@ -19,7 +19,7 @@ use crate::sync::activity::{SyncPhase, SyncProgress};
 use crate::sync::credentials::CredentialsError;
 use crate::sync::engine::SyncEvent;
 use crate::sync::merge::Reconciliation;
-use crate::sync::protocol::{self, ProtocolError, SyncResponse};
+use crate::sync::protocol::{self, ProtocolError, StillToSend};
 use crate::sync::round::RoundReport;
 use crate::sync::status::{RoundFigures, SyncProblem};
 use crate::sync::transport::TransportError;
@@ -233,6 +233,8 @@ pub struct SyncRun {
     limits: RoundLimits,
     /// Local changes waiting when the sync started.
     to_upload: u64,
+    /// What the server said it still holds after the last page (none: not counted).
+    still_to_send: Option<StillToSend>,
     report: SyncReport,
 }
 
@@ -250,6 +252,7 @@ impl SyncRun {
             renewed: false,
             limits,
             to_upload: replica.outbox_stats()?.0 as u64,
+            still_to_send: None,
             report: SyncReport::default(),
         })
     }
@@ -368,8 +371,9 @@ impl SyncRun {
         bytes: &[u8],
         now: DeviceTime,
     ) -> Result<bool, SyncError> {
-        let response: SyncResponse = protocol::decode(bytes)?;
+        let response = protocol::decode_response(bytes)?;
         let documents = response.documents.len();
+        self.still_to_send = if response.more { response.still_to_send } else { Some(StillToSend::default()) };
         let project = &self.projects[self.current];
         let committed = replica.commit_round_at(project, &round.sent, response, now)?;
         let more = committed.more;
@@ -429,6 +433,8 @@ impl SyncRun {
             downloaded_documents: r.documents as u64,
             downloaded_bytes: r.bytes_received,
             more_to_download,
+            changes_to_download: self.still_to_send.map(|s| r.new_changes as u64 + s.changes),
+            documents_to_download: self.still_to_send.map(|s| r.documents as u64 + s.documents),
         }
     }
 }

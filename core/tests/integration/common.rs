@@ -59,5 +59,6 @@ pub fn response(cursor: &str, more: bool) -> SyncResponse {
         upload_received: vec![],
         evicted: vec![],
         keep_only: None,
+        still_to_send: None,
     }
 }

@@ -320,6 +320,7 @@ fn child_worker() {
                     upload_received: vec![],
                     evicted: vec![],
                     keep_only: None,
+                    still_to_send: None,
                 };
                 for (section, _, changes) in &news {
                     if *section == THEIRS && rng.u32(0..4) == 0 {

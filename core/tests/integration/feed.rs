@@ -177,6 +177,7 @@ fn bootstrap_pages(documents: Vec<SectionDocument>) -> impl Fn(Vec<u8>) -> Resul
             upload_received: vec![0; request.upload.iter().map(|b| b.changes.len()).sum()],
             evicted: vec![],
             keep_only: None,
+            still_to_send: None,
         };
         Ok(protocol::encode(&response))
     }

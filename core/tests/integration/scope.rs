@@ -18,6 +18,7 @@ fn response(cursor: &str, more: bool, sent: usize) -> SyncResponse {
         upload_received: vec![1_700_000_000_000; sent],
         evicted: vec![],
         keep_only: None,
+        still_to_send: None,
     }
 }
 

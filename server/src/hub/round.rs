@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use automerge::{Change, ReadDoc};
-use fieldsync_core::protocol::{self, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse};
+use fieldsync_core::protocol::{
+    self, Refusal, RosterUpdate, SectionBatch, SectionDocument, StillToSend, SyncRequest, SyncResponse,
+};
 use fieldsync_core::{
     Decision, Member, ProjectConfig, Roster, Rule, Scope, SectionDoc, SectionInput, Validated, validate,
 };
@@ -230,6 +232,7 @@ impl Hub {
             upload_received,
             evicted: Vec::new(),
             keep_only: None,
+            still_to_send: None,
         };
         // A new actor bumped the roster version: read it again.
         let record = if bound_now { store.project(project)?.unwrap_or(record) } else { record };
@@ -248,18 +251,18 @@ impl Hub {
                 let seq = store.feed_max(project)?;
                 response.keep_only = scope::holding(store, project, scope)?;
                 let entering = Entering::of(store, project, scope, None, seq)?;
-                self.bootstrap(store, project, &entering, seq, String::new(), budget, &mut response)?
+                self.bootstrap(store, (project, &device.id), &entering, seq, String::new(), budget, &mut response)?
             }
             Cursor::Bootstrap { seq, after } => {
                 let entering = Entering::of(store, project, scope, held, seq)?;
-                self.bootstrap(store, project, &entering, seq, after, budget, &mut response)?
+                self.bootstrap(store, (project, &device.id), &entering, seq, after, budget, &mut response)?
             }
             // The scope changed: what enters it comes whole first, and the
             // device keeps only what it covers.
             Cursor::Changes(seq) if held.is_some() => {
                 response.keep_only = scope::holding(store, project, scope)?;
                 let entering = Entering::of(store, project, scope, held, seq)?;
-                self.bootstrap(store, project, &entering, seq, String::new(), budget, &mut response)?
+                self.bootstrap(store, (project, &device.id), &entering, seq, String::new(), budget, &mut response)?
             }
             Cursor::Changes(seq) => (Some(seq), 0),
         };
@@ -497,7 +500,7 @@ impl Hub {
     fn bootstrap(
         &self,
         store: &mut dyn HubStore,
-        project: &str,
+        (project, device): (&str, &str),
         entering: &Entering,
         seq: u64,
         mut after: String,
@@ -513,6 +516,13 @@ impl Hub {
             for id in ids {
                 let Some(document) = whole_document(store, &id)? else { continue };
                 if !response.documents.is_empty() && used + document.document.len() > budget {
+                    // A total for the device's progress, where counting is one query.
+                    if let Entering::All = entering {
+                        response.still_to_send = Some(StillToSend {
+                            documents: store.sections_count_after(project, &after)?,
+                            changes: store.feed_count(project, seq, device)?,
+                        });
+                    }
                     response.cursor = Cursor::Bootstrap { seq, after }.to_string();
                     response.more = true;
                     return Ok((None, used));
@@ -553,6 +563,10 @@ impl Hub {
                 }
                 let last = page.rows.last().map_or(after, |r| r.seq);
                 response.more = page.more;
+                if page.more {
+                    let changes = store.feed_count(project, last, device)?;
+                    response.still_to_send = Some(StillToSend { changes, documents: 0 });
+                }
                 response.cursor =
                     if page.more { Cursor::Changes(last) } else { Cursor::Changes(max.max(last)) }.to_string();
                 page.rows

@@ -4,7 +4,7 @@
 //! device's first sync reports its progress.
 
 use fieldsync_core::FORWARD;
-use fieldsync_core::{ConstructionState, GeoPoint, Role, SyncReport};
+use fieldsync_core::{ConstructionState, GeoPoint, Role, SyncActivity, SyncProgress, SyncReport};
 
 use crate::common::*;
 
@@ -176,7 +176,7 @@ fn ten_devices_edit_offline_sync_in_varied_orders_and_converge() {
 }
 
 #[test]
-fn a_new_devices_first_sync_reports_progress() {
+fn a_new_devices_first_sync_reports_progress_with_its_total() {
     let dir = tempfile::tempdir().unwrap();
     let users = [("olga", Role::Office), ("fred", Role::Foreman)];
     let server = TestServer::start(hub_with(dir.path(), &users));
@@ -184,11 +184,13 @@ fn a_new_devices_first_sync_reports_progress() {
     let olga = Phone::enroll(&server, &url, dir.path(), "olga");
     olga.sync();
     let sections = 300;
+    let mut ids = Vec::new();
     {
         let mut r = olga.r();
         for i in 0..sections {
             let id = r.create_section(PROJECT, &format!("section {i}"), &route()).unwrap();
             r.set_notes(&id, &format!("notes of section {i}: dig carefully")).unwrap();
+            ids.push(id);
         }
     }
     olga.sync();
@@ -201,16 +203,46 @@ fn a_new_devices_first_sync_reports_progress() {
         ),
     );
     client.response_budget = 32 * 1024; // Small pages, so progress has steps.
-    let mut steps: Vec<SyncReport> = Vec::new();
-    let report = client.sync_with_progress(&mut |r| steps.push(r.clone())).unwrap();
+    // What the app shows after each round: the report, and the activity's progress.
+    let shown = |steps: &mut Vec<(SyncReport, SyncProgress)>, r: &SyncReport| {
+        let SyncActivity::Syncing(progress) = fred.r().sync_activity().unwrap() else { panic!("not syncing") };
+        steps.push((r.clone(), progress));
+    };
+    let mut steps = Vec::new();
+    let report = client.sync_with_progress(&mut |r| shown(&mut steps, r)).unwrap();
     assert_eq!(report.documents, sections);
     assert!(steps.len() > 3, "{} progress steps", steps.len());
     for w in steps.windows(2) {
-        assert!(w[1].documents >= w[0].documents && w[1].bytes_received > w[0].bytes_received);
+        assert!(w[1].0.documents >= w[0].0.documents && w[1].0.bytes_received > w[0].0.bytes_received);
     }
-    assert_eq!(steps.last().unwrap().documents, sections);
-    let line: Vec<String> = steps.iter().map(|s| format!("{}/{}B", s.documents, s.bytes_received)).collect();
-    println!("first sync of {sections} sections, progress (documents/bytes): {}", line.join(" "));
+    assert_eq!(steps.last().unwrap().0.documents, sections);
+    // The total is known from the first answer: "n of 300 sections".
+    let totals: Vec<_> = steps.iter().map(|(_, p)| p.documents_to_download).collect();
+    assert!(totals.iter().all(|t| *t == Some(sections as u64)), "{totals:?}");
+    let fractions: Vec<f64> = steps.iter().map(|(_, p)| p.download_fraction().unwrap()).collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]) && fractions[0] < 0.5, "{fractions:?}");
+    assert_eq!(fractions.last(), Some(&1.0));
+    let line: Vec<String> = steps
+        .iter()
+        .map(|(s, p)| format!("{}/{:?}/{}B", s.documents, p.documents_to_download, s.bytes_received))
+        .collect();
+    println!("first sync of {sections} sections, progress (documents/total/bytes): {}", line.join(" "));
     assert_eq!(section_ids(&fred.r()).len(), sections);
+    assert_eq!(fred.state(), olga.state());
+
+    // Back from a day offline, behind by a change per section: the changes have a total too.
+    {
+        let mut r = olga.r();
+        for id in &ids {
+            r.set_notes(id, "notes: duct found at 60 cm").unwrap();
+        }
+    }
+    olga.sync();
+    steps.clear();
+    let report = client.sync_with_progress(&mut |r| shown(&mut steps, r)).unwrap();
+    assert_eq!(report.new_changes, sections);
+    assert!(steps.len() > 1, "{} progress steps", steps.len());
+    let totals: Vec<_> = steps.iter().map(|(_, p)| (p.changes_to_download, p.documents_to_download)).collect();
+    assert!(totals.iter().all(|t| *t == (Some(sections as u64), Some(0))), "{totals:?}");
     assert_eq!(fred.state(), olga.state());
 }

@@ -115,6 +115,11 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!(page.rows.iter().map(|r| r.received_ms).collect::<Vec<_>>(), vec![5, 7]);
     assert_eq!(store.feed_max("p").unwrap(), 3);
     assert_eq!(store.feed_max("q").unwrap(), 0);
+    // What a device still has to get, counted as the pages pick it.
+    assert_eq!(store.feed_count("p", 0, "d2").unwrap(), 2, "others' rows only");
+    assert_eq!(store.feed_count("p", 1, "nobody").unwrap(), 2);
+    assert_eq!(store.feed_count("p", 3, "nobody").unwrap(), 0);
+    assert_eq!(store.feed_count("q", 0, "nobody").unwrap(), 0);
 
     // Sections: loose rows until a snapshot folds them.
     let s1 = store.section("s1").unwrap().unwrap();
@@ -143,6 +148,9 @@ fn conformance(store: &mut dyn HubStore) {
     assert_eq!((s1.snapshot.as_deref(), s1.changes.len(), s1.last_seq), (Some(&b"newer"[..]), 0, 5));
     assert_eq!(store.sections_after("p", "", 10).unwrap(), vec!["s1", "s2"]);
     assert_eq!(store.sections_after("p", "s1", 10).unwrap(), vec!["s2"]);
+    assert_eq!(store.sections_count_after("p", "").unwrap(), 2);
+    assert_eq!(store.sections_count_after("p", "s1").unwrap(), 1);
+    assert_eq!(store.sections_count_after("q", "").unwrap(), 0);
     assert_eq!(store.section_view("s2").unwrap().as_deref(), Some("{\"id\":\"s2\"}"));
     assert_eq!(store.conflicts("p").unwrap().len(), 2);
     store.put_view("s2", "{}", &[]).unwrap();

@@ -65,6 +65,7 @@ pub fn example_response() -> SyncResponse {
         upload_received: vec![1_700_000_000_000],
         evicted: vec![],
         keep_only: None,
+        still_to_send: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn idle_round_messages() {
         upload_received: vec![],
         evicted: vec![],
         keep_only: None,
+        still_to_send: None,
         ..example_response()
     };
     insta::assert_snapshot!("idle_request", dump(&request));

@@ -126,6 +126,17 @@ val SyncProgress.uploadFraction: Float
     get() = if (toUpload == 0uL) 1f else (uploaded.toDouble() / toUpload.toDouble()).coerceAtMost(1.0).toFloat()
 
 /**
+ * Changes and documents received of their total, 0.0 to 1.0, for a download bar; null while the
+ * server has not said how much it holds (an indeterminate bar then).
+ */
+val SyncProgress.downloadFraction: Float?
+    get() {
+        val total = (changesToDownload ?: return null) + (documentsToDownload ?: return null)
+        val received = downloadedChanges + downloadedDocuments
+        return if (total == 0uL) 1f else (received.toDouble() / total.toDouble()).coerceAtMost(1.0).toFloat()
+    }
+
+/**
  * Run [block] on this replica off the main thread. Every replica call touches
  * the disk and writes return only once durable, so from a coroutine:
  * `replica.io { recordProgress(id, 40) }`.
