@@ -108,7 +108,7 @@ fun registerLiveTests() {
         }
     }
 
-    test("sync activity: a large bootstrap shows its progress round by round; offline; needs attention") {
+    test("sync activity: a large bootstrap shows its progress round by round, of its total; offline; needs attention") {
         TestServer().use { server ->
             val olga = server.device("olga")
             val random = java.util.Random(16)
@@ -146,6 +146,11 @@ fun registerLiveTests() {
             }
             assertEq(sections.toULong(), progress.last().downloadedDocuments, "every document")
             assertEq(1f, progress.last().uploadFraction, "nothing to upload")
+            // "n of 64 sections" from the first answer on: the server counted what it still held.
+            check(progress.all { it.documentsToDownload == sections.toULong() }) { "the total: $progress" }
+            val fractions = progress.map { it.downloadFraction!! }
+            check(fractions.first() < 1f && fractions.zipWithNext().all { (x, y) -> x <= y }) { "fractions: $fractions" }
+            assertEq(1f, fractions.last(), "the download fraction at the end")
             check(fred.syncStatus().recentRounds.size >= 2) { "recent rounds" }
 
             fred.setConnectivity(false)
