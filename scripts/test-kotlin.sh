@@ -72,6 +72,26 @@ echo "== kotlinc"
     "$GEN" android/src/main/kotlin android/src/test/kotlin 2>&1 | grep -v '^warning: unable to find kotlin-stdlib' || true
 [[ -f $OUT/classes/dev/fieldsync/FieldSyncTestKt.class ]] || { echo "kotlinc failed" >&2; exit 1; }
 
+# A private CA the library trusts (SSL_CERT_FILE: the trust store the built-in
+# transport reads on Linux), a server certificate it signed for 127.0.0.1 (as
+# PKCS#12, for the test's TLS relay), and one from a CA nobody trusts.
+TLS=$OUT/tls
+mkdir -p "$TLS"
+tls_cert() { # name, CA name
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$TLS/$1.key" -out "$TLS/$1.csr" 2>/dev/null
+    printf 'subjectAltName = IP:127.0.0.1, DNS:localhost\n' >"$TLS/san.ext"
+    openssl x509 -req -in "$TLS/$1.csr" -CA "$TLS/$2.pem" -CAkey "$TLS/$2.key" -CAcreateserial -days 2 \
+        -extfile "$TLS/san.ext" -out "$TLS/$1.pem" 2>/dev/null
+    openssl pkcs12 -export -in "$TLS/$1.pem" -inkey "$TLS/$1.key" -passout pass:fieldsync -out "$TLS/$1.p12"
+}
+for ca in ca stranger-ca; do
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=FieldSync test $ca" \
+        -keyout "$TLS/$ca.key" -out "$TLS/$ca.pem" 2>/dev/null
+done
+tls_cert server ca
+tls_cert stranger stranger-ca
+
 echo "== Kotlin tests (JVM $(java -version 2>&1 | head -1))"
-java -Djna.library.path="$TARGET/debug" -Dfieldsync.bin="$SERVER_BIN" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
+SSL_CERT_FILE=$TLS/ca.pem java -Djna.library.path="$TARGET/debug" -Dfieldsync.bin="$SERVER_BIN" \
+    -Dfieldsync.tls="$TLS" -cp "$OUT/classes:$CP:$JNA_NATIVE_JAR" \
     dev.fieldsync.FieldSyncTestKt "$@"

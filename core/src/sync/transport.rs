@@ -138,7 +138,7 @@ impl HttpTransport {
         request: reqwest::blocking::RequestBuilder,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), TransportError> {
         let response =
-            request.bearer_auth(self.token.get()).send().map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            request.bearer_auth(self.token.get()).send().map_err(|e| TransportError::Unreachable(with_causes(&e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let retry_after = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -148,6 +148,22 @@ impl HttpTransport {
         }
         Err(TransportError::from_http(status, &bytes, retry_after.as_deref()))
     }
+}
+
+/// An error with its causes: reqwest's own words ("error sending request")
+/// leave out why (a certificate no trusted CA signed, a refused connection).
+#[cfg(feature = "http")]
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut words = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !words.contains(&said) {
+            words = format!("{words}: {said}");
+        }
+        cause = c.source();
+    }
+    words
 }
 
 #[cfg(feature = "http")]
@@ -178,5 +194,14 @@ mod tests {
         let dated = TransportError::from_http(429, b"", Some("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!((dated.retryable(), dated.retry_after_ms()), (true, None));
         assert_eq!(TransportError::from_http(500, body, Some("3")).retry_after_ms(), None);
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_failed_request_says_why_with_its_causes() {
+        // Nothing listens on port 1: the connection is refused, and the error says so.
+        let http = HttpTransport::new("http://127.0.0.1:1", "t", std::time::Duration::from_secs(5)).unwrap();
+        let Err(TransportError::Unreachable(why)) = http.round_trip(vec![]) else { panic!("reached port 1") };
+        assert!(why.starts_with("error sending request") && why.to_lowercase().contains("refused"), "{why}");
     }
 }

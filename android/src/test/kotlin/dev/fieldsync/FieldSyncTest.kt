@@ -478,5 +478,6 @@ fun main(args: Array<String>) {
     registerPhotoTests()
     registerScopeTests()
     registerAppTransportTests()
+    registerTlsTests()
     runTests(args.firstOrNull())
 }

@@ -32,18 +32,23 @@ class TestServer : AutoCloseable {
     private val process: Process
     /** Where it listens, e.g. `http://127.0.0.1:41234`. */
     val url: String
+    /** Its Prometheus metrics, e.g. `http://127.0.0.1:41235/metrics`. */
+    val metricsUrl: String
 
     init {
         admin("create-project", PROJECT)
         for ((user, role) in USERS) admin("add-user", user, "--project", PROJECT, "--role", role)
-        process = ProcessBuilder(bin, "serve", "--data", dir.path, "--listen", "127.0.0.1:0")
+        process = ProcessBuilder(bin, "serve", "--data", dir.path, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
             .redirectErrorStream(true)
             .start()
         servers += process
         val out = process.inputStream.bufferedReader()
+        var metrics: String? = null
         url = generateSequence { out.readLine() }
+            .onEach { line -> Regex("metrics on (http://\\S+)").find(line)?.let { metrics = it.groupValues[1] } }
             .firstNotNullOfOrNull { Regex("listening on (http://\\S+)").find(it)?.groupValues?.get(1) }
             ?: error("fieldsync serve did not say where it listens (exit ${process.waitFor()})")
+        metricsUrl = metrics ?: error("fieldsync serve did not say where its metrics are")
         Thread { runCatching { out.forEachLine {} } }.apply { isDaemon = true }.start() // keep the pipe drained
     }
 
