@@ -141,6 +141,25 @@ private func offCallerThread<T>(_ work: @escaping @Sendable () throws -> T) asyn
 }
 
 extension Replica {
+    /// `offCallerThread` for a sync or photo fetch: if the task is cancelled meanwhile, the work
+    /// in flight is told to stop at its next round or chunk (`cancelSync()`, called at once from
+    /// the cancelling thread), and this throws `CancellationError` once it has (what was answered
+    /// before is kept). Work that finished anyway returns its result.
+    private func stoppable<T>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try Task.checkCancellation() // a cancel before the work starts would be forgotten by it
+        return try await withTaskCancellationHandler {
+            do {
+                return try await offCallerThread(work)
+            } catch {
+                // Stopped by the cancel (the engine says `Offline`, "cancelled"): say so the Swift way.
+                if Task.isCancelled { throw CancellationError() }
+                throw error
+            }
+        } onCancel: {
+            self.cancelSync()
+        }
+    }
+
     /// Run `body` on this replica off the caller's thread. Every replica call
     /// touches the disk and writes return only once durable, so from the main
     /// actor: `try await replica.run { try $0.recordProgress(section: id, percent: 40) }`.
@@ -153,10 +172,12 @@ extension Replica {
     /// for an app-provided `AppTransport` (`URLSessionTransport` below). The report says what each
     /// unconfirmed local edit became (`reconciliation`). Throws `FieldSyncError.Offline` (edits are
     /// kept and go out next time) or `.NotAuthorized` (sign in again, then `connect` with the new
-    /// token). Observers, `syncStatusUpdates()` among them, hear of every round.
+    /// token). Observers, `syncStatusUpdates()` among them, hear of every round. Cancelling the
+    /// task stops the sync before its next round and throws `CancellationError`; every round
+    /// answered before is kept, and the next sync goes on from there.
     @discardableResult
     public func sync() async throws -> SyncReport {
-        try await offCallerThread { try self.syncNow() }
+        try await stoppable { try self.syncNow() }
     }
 
     /// Fetch the full size of another device's photo (by its id or SHA-256) off the caller's
@@ -164,11 +185,13 @@ extension Replica {
     /// chunk, on the fetching thread. A fetch cut off goes on from where it stopped; a photo
     /// already here is not fetched again. Throws `FieldSyncError.Offline` (try again later) or
     /// `.InvalidInput` (no such photo, one kept by URI, or not connected over the built-in transport).
+    /// Cancelling the task stops the fetch before its next chunk and throws `CancellationError`;
+    /// the chunks fetched are kept, and the next fetch goes on from there.
     public func fetchPhoto(
         _ photo: String, onProgress: @escaping @Sendable (_ received: UInt64, _ size: UInt64) -> Void = { _, _ in }
     ) async throws -> URL {
         let relay = FetchProgressRelay(onProgress)
-        return try await offCallerThread { URL(fileURLWithPath: try self.fetchPhoto(photo: photo, progress: relay)) }
+        return try await stoppable { URL(fileURLWithPath: try self.fetchPhoto(photo: photo, progress: relay)) }
     }
 }
 

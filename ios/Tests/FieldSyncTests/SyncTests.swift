@@ -93,6 +93,44 @@ final class Failing: AppTransport, @unchecked Sendable {
     func roundTrip(request: Data) throws -> Data { throw fail() }
 }
 
+/// `URLSessionTransport` that counts the round trips it starts and calls `onRound` with each
+/// one's number first, on the sync's thread, before its request goes out.
+final class RoundCountingTransport: AppTransport, @unchecked Sendable {
+    private let through: URLSessionTransport
+    private let lock = NSLock()
+    private var started = 0
+    private var onRoundCall: (Int) -> Void = { _ in }
+
+    init(server: URL, token: String) { through = URLSessionTransport(server: server, token: token) }
+
+    /// Round trips started so far.
+    var rounds: Int { lock.lock(); defer { lock.unlock() }; return started }
+
+    var onRound: (Int) -> Void {
+        get { lock.lock(); defer { lock.unlock() }; return onRoundCall }
+        set { lock.lock(); defer { lock.unlock() }; onRoundCall = newValue }
+    }
+
+    func roundTrip(request: Data) throws -> Data {
+        let (round, call): (Int, (Int) -> Void) = {
+            lock.lock(); defer { lock.unlock() }
+            started += 1
+            return (started, onRoundCall)
+        }()
+        call(round)
+        return try through.roundTrip(request: request)
+    }
+}
+
+/// A value handed from the test to the transport's thread once it exists (the task to cancel).
+final class Handoff<T>: @unchecked Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    private var value: T?
+    func put(_ v: T) { value = v; ready.signal() }
+    /// Waits until `put`; the semaphore orders the write before this read.
+    func take() -> T { ready.wait(); defer { ready.signal() }; return value! }
+}
+
 func offline(_ e: FieldSyncError) -> Bool { if case .Offline = e { return true } else { return false } }
 
 /// Sync the replicas in turn until their views of `section` agree and nothing is pending.
@@ -184,6 +222,66 @@ final class SyncTests: XCTestCase {
         _ = try fred.transition(section: id, to: .surveyed)
         try await converge(id, [olga, fred])
         XCTAssertEqual(try olga.section(id: id).state, .surveyed)
+    }
+
+    /// Mirrors CancelTest.kt: the task of `sync()` is cancelled from inside its 2nd round trip.
+    /// `withTaskCancellationHandler` calls `cancelSync()` within `cancel()`, on the transport's
+    /// thread, so the engine hears of it before that round's answer is committed.
+    func testACancelledSyncStopsBeforeItsNextRoundKeepsWhatWasAnsweredAndTheNextSyncFinishes() async throws {
+        let server = try TestServer()
+        let olga = try server.device("olga")
+        let transport = RoundCountingTransport(server: server.url, token: try server.enroll("fred").token)
+        let fred = try Replica.open(path: try tempDir().appendingPathComponent("fred.db").path, device: "fred-phone")
+        try fred.connectWith(transport: transport, project: project)
+        try await olga.sync()
+        let site = try olga.createSection(project: project, name: "Hauptstraße north", route: route)
+        try await olga.sync()
+        try await fred.sync() // the roster and the site: fred may edit it
+        // Olga's sections, each with 40 kB of incompressible notes: together several 1 MiB responses.
+        var bulk: [String] = []
+        for i in 0..<96 {
+            let id = try olga.createSection(project: project, name: "Bulk \(i)", route: route)
+            let letters = (0..<40_000).map { _ in UInt8.random(in: UInt8(ascii: "a")...UInt8(ascii: "z")) }
+            try olga.setNotes(section: id, text: String(decoding: letters, as: UTF8.self))
+            bulk.append(id)
+        }
+        try await olga.sync()
+        _ = try fred.recordProgress(section: site, percent: 8)
+        try fred.setNotes(section: site, text: "trench open")
+        XCTAssertEqual(try fred.syncStatus().pendingChanges, 2)
+        let roundsRecorded = try fred.syncStatus().recentRounds.count
+
+        let first = transport.rounds + 1
+        let syncing = Handoff<Task<SyncReport, Error>>()
+        transport.onRound = { round in if round == first + 1 { syncing.take().cancel() } }
+        let task = Task { try await fred.sync() }
+        syncing.put(task)
+        let outcome = await task.result
+        transport.onRound = { _ in }
+        guard case .failure(let error) = outcome, error is CancellationError else {
+            return XCTFail("sync() ended with \(outcome)")
+        }
+        XCTAssertEqual(transport.rounds - first + 1, 2, "round trips of the cancelled sync")
+
+        // What was answered is kept: fred's edits (confirmed by the first answer), the sections
+        // of both answers, and both rounds in the status.
+        XCTAssertEqual(try fred.syncStatus().pendingChanges, 0)
+        XCTAssertEqual(try fred.syncStatus().recentRounds.count, roundsRecorded + 2)
+        let received = try bulk.filter { id in (try? fred.section(id: id)) == (try olga.section(id: id)) }
+        XCTAssertFalse(received.isEmpty)
+        XCTAssertLessThan(received.count, bulk.count)
+
+        // The next sync goes on from there: the rest arrives, nothing of fred's goes again.
+        let atCancel = transport.rounds
+        let rest = try await fred.sync()
+        XCTAssertEqual(rest.confirmed, 0, "fred's edits confirmed again")
+        XCTAssertGreaterThanOrEqual(rest.rounds, 1)
+        XCTAssertEqual(transport.rounds - atCancel, Int(rest.rounds))
+        XCTAssertTrue(rest.sectionsChanged.allSatisfy { !received.contains($0) }, "\(rest.sectionsChanged)")
+        for id in bulk { XCTAssertEqual(try fred.section(id: id), try olga.section(id: id)) }
+        try await converge(site, [olga, fred])
+        XCTAssertEqual(try olga.section(id: site).progress, 8)
+        XCTAssertEqual(try olga.section(id: site).notes, "trench open")
     }
 
     func testNotAuthorizedBadTokenRevokedDeviceOutsider() async throws {

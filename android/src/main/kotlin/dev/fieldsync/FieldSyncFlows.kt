@@ -5,10 +5,12 @@
 package dev.fieldsync
 
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.flow.conflate
@@ -16,8 +18,11 @@ import kotlinx.coroutines.flow.distinctUntilChanged
 import kotlinx.coroutines.flow.flowOn
 import kotlinx.coroutines.flow.map
 import kotlinx.coroutines.flow.mapNotNull
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.suspendCancellableCoroutine
 import kotlinx.coroutines.withContext
 import java.io.File
+import java.util.concurrent.atomic.AtomicBoolean
 
 /**
  * The validated view of [section]: the current one first, then every change
@@ -112,7 +117,8 @@ fun Replica.photoStateFlow(section: String, photo: String): Flow<PhotoState> =
  * the fetching thread. A fetch cut off goes on from where it stopped; a photo already here is not
  * fetched again. Throws [FieldSyncException.Offline] (try again later),
  * [FieldSyncException.InvalidInput] (no such photo, one kept by URI, or not connected over the
- * built-in transport).
+ * built-in transport). Cancelling the coroutine stops the fetch before its next chunk; the chunks
+ * fetched are kept.
  */
 suspend fun Replica.fetchPhoto(photo: String, onProgress: (received: ULong, size: ULong) -> Unit = { _, _ -> }): File =
     stoppable {
@@ -157,22 +163,39 @@ suspend fun openReplica(path: String, device: String, encryptionKey: ByteArray? 
  * tokens renewed, or `connectWith(transport, project)` for an app-provided [AppTransport]. The report says what each unconfirmed local edit became
  * ([SyncReport.reconciliation]). Throws [FieldSyncException.Offline] (edits are kept and go out next
  * time) or [FieldSyncException.NotAuthorized] (sign in again, then `connect` with the new token).
- * Observers, [syncStatusFlow] among them, hear of every round.
+ * Observers, [syncStatusFlow] among them, hear of every round. Cancelling the coroutine stops the
+ * sync before its next round (this then throws [CancellationException]); every round answered
+ * before is kept, and the next sync goes on from there.
  */
 suspend fun Replica.sync(): SyncReport = stoppable { syncNow() }
 
 /**
  * Run the blocking [block] on the IO dispatcher; if the coroutine is cancelled meanwhile, the
- * sync or fetch in flight is told to stop at its next round or chunk ([Replica.cancelSync]) and
- * this returns once it has (what was answered before is kept).
+ * sync or fetch in flight is told at once to stop at its next round or chunk ([Replica.cancelSync])
+ * and this throws [CancellationException] once it has (what was answered before is kept).
  */
 private suspend fun <T> Replica.stoppable(block: Replica.() -> T): T = coroutineScope {
-    val work = async(Dispatchers.IO) { block() }
+    val running = AtomicBoolean(true)
+    // The engine hears of the cancel on the thread that cancels, before the round on the wire is
+    // answered; a catch around `await` would run only once this coroutine's dispatcher gets to
+    // it, by when the next round may have started. Set up before the work, so no cancel misses it.
+    val stopOnCancel = launch(start = CoroutineStart.UNDISPATCHED) {
+        suspendCancellableCoroutine<Unit> { it.invokeOnCancellation { if (running.get()) cancelSync() } }
+    }
+    val work = async(Dispatchers.IO) {
+        try {
+            block()
+        } catch (e: FieldSyncException) {
+            ensureActive() // stopped by the cancel (`Offline`, "cancelled"): end cancelled, not failed
+            throw e
+        } finally {
+            running.set(false)
+        }
+    }
     try {
         work.await()
-    } catch (e: CancellationException) {
-        cancelSync()
-        throw e
+    } finally {
+        stopOnCancel.cancel() // the work is over: nothing to stop
     }
 }
 

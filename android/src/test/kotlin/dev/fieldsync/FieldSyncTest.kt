@@ -473,6 +473,7 @@ fun registerTests() {
 fun main(args: Array<String>) {
     registerTests()
     registerSyncTests()
+    registerCancelTests()
     registerLiveTests()
     registerCredentialsTests()
     registerPhotoTests()
