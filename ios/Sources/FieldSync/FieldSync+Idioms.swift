@@ -127,6 +127,14 @@ extension SyncProgress {
     public var uploadFraction: Double {
         toUpload == 0 ? 1 : min(1, Double(uploaded) / Double(toUpload))
     }
+
+    /// Changes and documents received of their total, 0 to 1; nil while the server has not said
+    /// how much it holds (show an indeterminate bar then).
+    public var downloadFraction: Double? {
+        guard let changes = changesToDownload, let documents = documentsToDownload else { return nil }
+        let total = changes + documents
+        return total == 0 ? 1 : min(1, Double(downloadedChanges + downloadedDocuments) / Double(total))
+    }
 }
 
 // MARK: - Blocking calls, off the caller's thread
@@ -197,36 +205,67 @@ extension Replica {
 
 // MARK: - An app transport over URLSession
 
-/// Sync rounds through the app's own `URLSession` (its configuration, proxies, certificate
-/// pinning), for `replica.connectWith(transport: URLSessionTransport(server:token:), project:)`.
-/// Rust calls `roundTrip` on its sync thread and waits for the answer, so blocking here is right.
-public final class URLSessionTransport: AppTransport, @unchecked Sendable {
+/// Sync rounds and photo bytes through the app's own `URLSession` (its configuration, proxies,
+/// certificate pinning): `let http = URLSessionTransport(server:token:)`, then
+/// `replica.connectWith(transport: http, project:, photos: http)`. Rust calls it on its sync
+/// thread and waits for the answer, so blocking here is right.
+public final class URLSessionTransport: AppTransport, AppPhotoTransport, @unchecked Sendable {
     private let session: URLSession
-    private let url: URL
+    private let server: URL
     private let token: String
 
     /// `server` as for `connect`, e.g. `https://sync.example.com`.
     public init(server: URL, token: String, session: URLSession = .shared) {
         self.session = session
-        self.url = server.appendingPathComponent("v1/sync")
+        self.server = server
         self.token = token
     }
 
     public func roundTrip(request: Data) throws -> Data {
-        var post = URLRequest(url: url, timeoutInterval: 30)
+        var post = URLRequest(url: server.appendingPathComponent("v1/sync"), timeoutInterval: 30)
         post.httpMethod = "POST"
-        post.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         post.setValue(syncContentType(), forHTTPHeaderField: "Content-Type")
         post.httpBody = request
+        return try send(post).body
+    }
+
+    /// `path` comes from the library (project and photo percent-encoded, with its query).
+    public func putPhotoChunk(path: String, chunk: Data) throws -> Data {
+        var put = URLRequest(url: try url(path), timeoutInterval: 30)
+        put.httpMethod = "PUT"
+        put.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
+        put.httpBody = chunk
+        return try send(put).body
+    }
+
+    public func getPhotoChunk(path: String) throws -> PhotoChunkAnswer {
+        let (body, response) = try send(URLRequest(url: try url(path), timeoutInterval: 30))
+        guard let size = response?.value(forHTTPHeaderField: "x-photo-size").flatMap(UInt64.init) else {
+            throw TransportError.Unreachable(detail: "the answer lacks x-photo-size")
+        }
+        return PhotoChunkAnswer(bytes: body, photoSize: size)
+    }
+
+    private func url(_ path: String) throws -> URL {
+        let base = server.absoluteString.hasSuffix("/") ? String(server.absoluteString.dropLast()) : server.absoluteString
+        guard let url = URL(string: base + path) else { throw TransportError.Unreachable(detail: "bad path \(path)") }
+        return url
+    }
+
+    /// One request with the token; the body of a 200, or the error the library expects.
+    private func send(_ request: URLRequest) throws -> (body: Data, response: HTTPURLResponse?) {
+        var request = request
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         let done = DispatchSemaphore(value: 0)
         let answer = Answer()
-        session.dataTask(with: post) { data, response, error in
+        session.dataTask(with: request) { data, response, error in
+            let http = response as? HTTPURLResponse
             if let error {
                 answer.result = .failure(.Unreachable(detail: error.localizedDescription))
-            } else if let http = response as? HTTPURLResponse, http.statusCode != 200 {
+            } else if let http, http.statusCode != 200 {
                 answer.result = .failure(.Server(status: UInt16(clamping: http.statusCode), body: data ?? Data()))
             } else {
-                answer.result = .success(data ?? Data())
+                answer.result = .success((data ?? Data(), http))
             }
             done.signal()
         }.resume()
@@ -235,8 +274,65 @@ public final class URLSessionTransport: AppTransport, @unchecked Sendable {
     }
 
     private final class Answer: @unchecked Sendable {
-        var result: Result<Data, TransportError> = .failure(.Unreachable(detail: "no answer"))
+        var result: Result<(Data, HTTPURLResponse?), TransportError> = .failure(.Unreachable(detail: "no answer"))
     }
+}
+
+/// The live channel on the app's own `URLSession` (for `connectWith`): a WebSocket to
+/// `liveUrl(serverUrl:project:)` that tells the replica (`serverChanged()`) when it opens and on
+/// each message, so background sync runs a round at once. Reconnects with backoff after a failure;
+/// `close()` (or releasing it) ends it.
+public final class URLSessionLiveChannel: @unchecked Sendable {
+    private let request: URLRequest
+    private let session: URLSession
+    private weak var replica: Replica?
+    private var task: URLSessionWebSocketTask?
+    private var closed = false
+    private var backoff: TimeInterval = 1
+    private let lock = NSLock()
+
+    public init(server: URL, token: String, project: String, replica: Replica, session: URLSession = .shared) throws {
+        var request = URLRequest(url: URL(string: try liveUrl(serverUrl: server.absoluteString, project: project))!)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        self.request = request
+        self.session = session
+        self.replica = replica
+        open()
+    }
+
+    private func open() {
+        lock.lock(); defer { lock.unlock() }
+        guard !closed else { return }
+        let task = session.webSocketTask(with: request)
+        self.task = task
+        task.resume()
+        replica?.serverChanged() // something may have happened while it was closed
+        receive(on: task)
+    }
+
+    private func receive(on task: URLSessionWebSocketTask) {
+        task.receive { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success:
+                self.backoff = 1
+                self.replica?.serverChanged()
+                self.receive(on: task)
+            case .failure:
+                let delay = self.backoff
+                self.backoff = min(self.backoff * 2, 300)
+                DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [weak self] in self?.open() }
+            }
+        }
+    }
+
+    public func close() {
+        lock.lock(); defer { lock.unlock() }
+        closed = true
+        task?.cancel(with: .normalClosure, reason: nil)
+    }
+
+    deinit { task?.cancel(with: .normalClosure, reason: nil) }
 }
 
 /// Open (or create) a replica off the caller's thread (opening may upgrade the database's schema).
