@@ -100,7 +100,7 @@ pub use query::{GeoBounds, SectionOrder, SectionPage, SectionQuery, SectionRow};
 pub use replica::Replica;
 pub use scope::{HeldBecause, Scope, SectionHolding, Subscription};
 pub use status::SyncStatus;
-pub use sync::{SyncConfig, SyncReport};
+pub use sync::{Cancellation, SyncConfig, SyncReport};
 pub use view::{
     AuditEntry, Blocked, Decision, DomainEvent, DomainEventKind, PhotoBlob, PhotoRef, PointRecord, QuarantinedPoint,
     SectionSummary, SectionView,

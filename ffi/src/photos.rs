@@ -26,6 +26,7 @@ use crate::error::FieldSyncError;
 use crate::observer::{ObserverError, ObserverHandle, PhotosObserver};
 use crate::photo_state::{PhotoState, PhotoStatus, photo_states};
 use crate::replica::Replica;
+use crate::sync::Cancellation;
 use crate::view::PhotoRef;
 
 /// When this device's full-size photos go up (thumbnails always go).
@@ -91,12 +92,28 @@ impl Replica {
     /// transport without a photo transport; `Offline` when the server cannot be reached or
     /// has no copy yet (`NotFound`).
     pub fn fetch_photo(&self, photo: String, progress: Arc<dyn PhotoFetchProgress>) -> Result<String, FieldSyncError> {
+        self.fetch_photo_cancellable(photo, progress, Cancellation::new())
+    }
+
+    /// `fetch_photo`, stopped before its next chunk once `cancellation` is
+    /// cancelled (as `sync_now_cancellable`); what was fetched is kept and
+    /// the next fetch goes on from there.
+    pub fn fetch_photo_cancellable(
+        &self,
+        photo: String,
+        progress: Arc<dyn PhotoFetchProgress>,
+        cancellation: Arc<Cancellation>,
+    ) -> Result<String, FieldSyncError> {
         let client = self.sync.client()?;
         let feed = self.feed.clone();
-        let fetched = client.fetch_photo(&photo, &mut |received, size| {
-            feed.flush(); // the observers hear of the chunk too
-            let _ = progress.on_progress(received, size);
-        });
+        let fetched = client.fetch_photo_until(
+            &photo,
+            &mut |received, size| {
+                feed.flush(); // the observers hear of the chunk too
+                let _ = progress.on_progress(received, size);
+            },
+            &cancellation.0,
+        );
         self.feed.flush();
         Ok(fetched?.to_string_lossy().into_owned())
     }

@@ -43,7 +43,7 @@
 //! skips changes it already has, merges are idempotent), only wasteful.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fieldsync_core as core;
@@ -135,6 +135,32 @@ impl From<SyncConfig> for core::SyncConfig {
             min_backoff_ms: c.min_backoff_ms,
             max_backoff_ms: c.max_backoff_ms,
         }
+    }
+}
+
+/// Stops one sync or photo fetch (`sync_now_cancellable`,
+/// `fetch_photo_cancellable`) before its next round or chunk, from any
+/// thread; made before the call starts, so a cancel is never missed.
+/// Cancelling twice, or after the call ended, is harmless.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct Cancellation(pub(crate) AtomicBool);
+
+#[uniffi::export]
+impl Cancellation {
+    /// A cancellation not cancelled yet.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Cancellation::default())
+    }
+
+    /// Stop the call at its next step.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -283,11 +309,21 @@ impl Replica {
         Ok(self.sync.client()?.sync_now()?.into())
     }
 
-    /// Stop the sync or photo fetch in flight (`syncNow`, `fetchPhoto`) at
-    /// its next step: before its next round or photo chunk. It then fails
-    /// with `Offline` ("cancelled"); every round answered before is kept.
-    /// Kotlin's `sync()` and `fetchPhoto()` call it when their coroutine is
-    /// cancelled. Harmless when nothing runs.
+    /// `sync_now`, stopped before its next round or photo chunk once
+    /// `cancellation` is cancelled, from any thread, even if that happened
+    /// before this call began (it then sends nothing). Make the
+    /// `Cancellation` before starting the call: Kotlin's `sync()` and Swift's
+    /// `sync() async` do, cancelling it with their coroutine or task.
+    pub fn sync_now_cancellable(&self, cancellation: Arc<Cancellation>) -> Result<SyncReport, FieldSyncError> {
+        Ok(self.sync.client()?.sync_until(&mut |_| {}, &cancellation.0)?.into())
+    }
+
+    /// Stop the sync or photo fetch in flight (`syncNow`, `fetchPhoto`,
+    /// background sync's round) at its next step: before its next round or
+    /// photo chunk. It then fails with `Offline` ("cancelled"); every round
+    /// answered before is kept. Harmless when nothing runs (and then it stops
+    /// nothing later: to stop one call whenever it is asked, give it a
+    /// `Cancellation`).
     pub fn cancel_sync(&self) {
         if let Ok(client) = self.sync.client() {
             client.cancel();
@@ -477,6 +513,14 @@ mod tests {
         assert!(matches!(&stopped, FieldSyncError::Offline { detail } if detail.contains("cancelled")), "{stopped}");
         assert_eq!(*server.1.lock().unwrap(), 1, "no round after the cancel");
         replicas[0].cancel_sync(); // nothing runs: harmless
+
+        // A cancellation made before the call and cancelled before it began: nothing is sent.
+        let cancellation = Cancellation::new();
+        cancellation.cancel();
+        let stopped = replicas[0].sync_now_cancellable(cancellation.clone()).unwrap_err();
+        assert!(matches!(&stopped, FieldSyncError::Offline { detail } if detail.contains("cancelled")), "{stopped}");
+        assert_eq!(*server.1.lock().unwrap(), 1, "no round at all");
+        assert!(cancellation.is_cancelled());
     }
 
     #[test]

@@ -108,9 +108,14 @@ impl SyncClient {
         self.cancelled.store(true, Ordering::SeqCst);
     }
 
-    /// [`SyncError::Cancelled`] if the app cancelled.
-    fn go_on(&self) -> Result<(), SyncError> {
-        if self.cancelled.load(Ordering::SeqCst) { Err(SyncError::Cancelled) } else { Ok(()) }
+    /// [`SyncError::Cancelled`] if the app cancelled, the client ([`Self::cancel`])
+    /// or this sync (`stop`, see [`Self::sync_until`]).
+    fn go_on(&self, stop: &AtomicBool) -> Result<(), SyncError> {
+        if self.cancelled.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+            Err(SyncError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Carry photo bytes through `photos` (the built-in `HttpTransport` is
@@ -148,34 +153,53 @@ impl SyncClient {
     /// then idle; each step is published on its change feed, which is
     /// flushed each time the client lets go of the replica.
     pub fn sync_with_progress(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
+        self.sync_until(progress, &AtomicBool::new(false))
+    }
+
+    /// Like [`Self::sync_with_progress`], stopping with [`SyncError::Cancelled`]
+    /// before its next round or photo chunk once `stop` is set, from any
+    /// thread. Unlike [`Self::cancel`], which stops what runs when it is
+    /// called, `stop` belongs to this sync alone and may be set before the
+    /// sync even began (a coroutine cancelled as its blocking call starts):
+    /// the sync then sends nothing.
+    pub fn sync_until(
+        &self,
+        progress: &mut dyn FnMut(&SyncReport),
+        stop: &AtomicBool,
+    ) -> Result<SyncReport, SyncError> {
         self.cancelled.store(false, Ordering::SeqCst);
-        let outcome = self.sync_projects(progress);
+        let outcome = self.sync_projects(progress, stop);
         self.lock().set_sync_phase(SyncPhase::Idle);
         self.feed.flush();
         outcome
     }
 
-    fn sync_projects(&self, progress: &mut dyn FnMut(&SyncReport)) -> Result<SyncReport, SyncError> {
+    fn sync_projects(&self, progress: &mut dyn FnMut(&SyncReport), stop: &AtomicBool) -> Result<SyncReport, SyncError> {
         let limits = RoundLimits { upload: self.upload_budget, response: self.response_budget, rounds: MAX_ROUNDS };
         let mut run = SyncRun::start(&mut self.lock(), limits, self.renewal.is_some())?;
         self.feed.flush();
-        self.run_rounds(&mut run, progress)?;
+        self.run_rounds(&mut run, progress, stop)?;
         if let Some(photos) = &self.photos {
-            self.send_photos(photos, &mut run, progress)?;
+            self.send_photos(photos, &mut run, progress, stop)?;
         }
         Ok(run.into_report())
     }
 
     /// Drive `run` until every project is synced: carry its requests, ask
     /// the app's connector when it says so, and pass the time in.
-    fn run_rounds(&self, run: &mut SyncRun, progress: &mut dyn FnMut(&SyncReport)) -> Result<(), SyncError> {
+    fn run_rounds(
+        &self,
+        run: &mut SyncRun,
+        progress: &mut dyn FnMut(&SyncReport),
+        stop: &AtomicBool,
+    ) -> Result<(), SyncError> {
         let mut step = run.next(&mut self.lock())?;
         // The token the last request went with (a renewal replaces only that one).
         let mut used = String::new();
         loop {
             step = match step {
                 RunStep::Send { body, round } => {
-                    self.go_on()?;
+                    self.go_on(stop)?;
                     used = self.renewal.as_ref().map(|r| r.token.get()).unwrap_or_default();
                     let started = Instant::now();
                     // The replica is not locked while the request travels: the app keeps editing.

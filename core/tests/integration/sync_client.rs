@@ -238,3 +238,29 @@ fn a_cancelled_sync_stops_before_its_next_round_and_keeps_what_was_answered() {
     assert_eq!(*served.lock().unwrap(), ["", "c:1", "c:2"]);
     assert!(client.status().unwrap().last_error.is_none(), "a cancel is no failure");
 }
+
+#[test]
+fn a_sync_stopped_before_it_began_sends_nothing_and_the_next_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = crew(dir.path(), &[Role::Office]).remove(0);
+    office.join_project(PROJECT).unwrap();
+    office.create_section(PROJECT, "North", &route()).unwrap();
+    let replica = Arc::new(Mutex::new(office));
+    let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = rounds.clone();
+    let server = move |_: Vec<u8>| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(protocol::encode(&response("c:1", false)))
+    };
+    let client = SyncClient::new(replica.clone(), Arc::new(server));
+    // The coroutine was cancelled as its blocking call started: its own stop is already set.
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let stopped = client.sync_until(&mut |_| {}, &stop).unwrap_err();
+    assert!(matches!(stopped, fieldsync_core::SyncError::Cancelled), "{stopped}");
+    assert_eq!(rounds.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing sent");
+    assert_eq!(client.status().unwrap().pending_changes, 1, "the edit waits, kept");
+    // A stop belongs to its sync: the next one runs, as does one after a client-wide cancel with nothing running.
+    client.cancel();
+    let report = client.sync_until(&mut |_| {}, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+    assert_eq!((report.rounds, report.confirmed), (1, 1));
+}

@@ -149,22 +149,23 @@ private func offCallerThread<T>(_ work: @escaping @Sendable () throws -> T) asyn
 }
 
 extension Replica {
-    /// `offCallerThread` for a sync or photo fetch: if the task is cancelled meanwhile, the work
-    /// in flight is told to stop at its next round or chunk (`cancelSync()`, called at once from
-    /// the cancelling thread), and this throws `CancellationError` once it has (what was answered
-    /// before is kept). Work that finished anyway returns its result.
-    private func stoppable<T>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try Task.checkCancellation() // a cancel before the work starts would be forgotten by it
+    /// `offCallerThread` for a sync or photo fetch, with a `Cancellation` made before it starts: if
+    /// the task is cancelled meanwhile, the cancellation is cancelled at once from the cancelling
+    /// thread, so the work stops at its next round or chunk (or sends nothing, if it had not begun),
+    /// and this throws `CancellationError` once it has (what was answered before is kept). Work
+    /// that finished anyway returns its result.
+    private func stoppable<T>(_ work: @escaping @Sendable (Cancellation) throws -> T) async throws -> T {
+        let cancellation = Cancellation()
         return try await withTaskCancellationHandler {
             do {
-                return try await offCallerThread(work)
+                return try await offCallerThread { try work(cancellation) }
             } catch {
                 // Stopped by the cancel (the engine says `Offline`, "cancelled"): say so the Swift way.
                 if Task.isCancelled { throw CancellationError() }
                 throw error
             }
         } onCancel: {
-            self.cancelSync()
+            cancellation.cancel()
         }
     }
 
@@ -185,7 +186,7 @@ extension Replica {
     /// answered before is kept, and the next sync goes on from there.
     @discardableResult
     public func sync() async throws -> SyncReport {
-        try await stoppable { try self.syncNow() }
+        try await stoppable { try self.syncNowCancellable(cancellation: $0) }
     }
 
     /// Fetch the full size of another device's photo (by its id or SHA-256) off the caller's
@@ -199,7 +200,9 @@ extension Replica {
         _ photo: String, onProgress: @escaping @Sendable (_ received: UInt64, _ size: UInt64) -> Void = { _, _ in }
     ) async throws -> URL {
         let relay = FetchProgressRelay(onProgress)
-        return try await stoppable { URL(fileURLWithPath: try self.fetchPhoto(photo: photo, progress: relay)) }
+        return try await stoppable {
+            URL(fileURLWithPath: try self.fetchPhotoCancellable(photo: photo, progress: relay, cancellation: $0))
+        }
     }
 }
 

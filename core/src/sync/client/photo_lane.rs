@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ impl SyncClient {
         photos: &Arc<dyn PhotoTransport>,
         run: &mut SyncRun,
         progress: &mut dyn FnMut(&SyncReport),
+        stop: &AtomicBool,
     ) -> Result<(), SyncError> {
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         let mut resent_whole = false;
@@ -57,7 +59,7 @@ impl SyncClient {
         // Answers in a row that took nothing: a server that stopped taking a photo.
         let mut stalled = 0;
         loop {
-            self.go_on()?;
+            self.go_on(stop)?;
             let (pending, edits) = {
                 let replica = self.lock();
                 (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
@@ -68,14 +70,14 @@ impl SyncClient {
                 thumbnails_fetched = true;
                 let news = run.report().new_changes > 0 || run.report().documents > 0;
                 if news || self.thumbnails_left.swap(false, Relaxed) {
-                    self.fetch_thumbnails(photos, run.report_mut())?;
+                    self.fetch_thumbnails(photos, run.report_mut(), stop)?;
                 }
             }
             let Some(photo) = pending else { return Ok(()) };
             if edits > 0 {
                 // An edit made while the photo went up: it goes first.
                 run.again();
-                self.run_rounds(run, progress)?;
+                self.run_rounds(run, progress, stop)?;
                 continue;
             }
             let read = self.lock().read_photo(&photo.sha256, photo.sent, chunk);
@@ -138,10 +140,15 @@ impl SyncClient {
 
     /// Fetch the thumbnails of other devices' photos that are not here
     /// (one the server lacks yet is left for the next sync).
-    fn fetch_thumbnails(&self, photos: &Arc<dyn PhotoTransport>, report: &mut SyncReport) -> Result<(), SyncError> {
+    fn fetch_thumbnails(
+        &self,
+        photos: &Arc<dyn PhotoTransport>,
+        report: &mut SyncReport,
+        stop: &AtomicBool,
+    ) -> Result<(), SyncError> {
         let wanted = self.lock().thumbnails_to_fetch()?;
         for (project, thumbnail) in wanted {
-            match self.fetch_blob(photos, &project, &thumbnail, &mut |_, _| {}) {
+            match self.fetch_blob(photos, (&project, &thumbnail), &mut |_, _| {}, stop) {
                 Ok(got) => {
                     report.thumbnails_fetched += 1;
                     report.photo_bytes_received += got;
@@ -166,12 +173,23 @@ impl SyncClient {
     /// are kept within [`SyncClient::photo_budget_bytes`], the least
     /// recently used leaving first.
     pub fn fetch_photo(&self, photo: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SyncError> {
+        self.fetch_photo_until(photo, progress, &AtomicBool::new(false))
+    }
+
+    /// Like [`Self::fetch_photo`], stopping before its next chunk once `stop`
+    /// is set (as [`SyncClient::sync_until`]).
+    pub fn fetch_photo_until(
+        &self,
+        photo: &str,
+        progress: &mut dyn FnMut(u64, u64),
+        stop: &AtomicBool,
+    ) -> Result<PathBuf, SyncError> {
         self.cancelled.store(false, std::sync::atomic::Ordering::SeqCst);
         let to_fetch = self.lock().photo_to_fetch(photo)?;
         let blob = &to_fetch.blob;
         if self.lock().photo_file(&blob.sha256).is_none() {
             let photos = self.photos.as_ref().ok_or(SyncError::NoPhotoTransport)?;
-            self.fetch_blob(photos, &to_fetch.project, blob, progress)?;
+            self.fetch_blob(photos, (&to_fetch.project, blob), progress, stop)?;
         }
         let mut replica = self.lock();
         let here =
@@ -186,16 +204,16 @@ impl SyncClient {
     fn fetch_blob(
         &self,
         photos: &Arc<dyn PhotoTransport>,
-        project: &str,
-        blob: &PhotoBlob,
+        (project, blob): (&str, &PhotoBlob),
         progress: &mut dyn FnMut(u64, u64),
+        stop: &AtomicBool,
     ) -> Result<u64, SyncError> {
         let (sha, size) = (&blob.sha256, blob.size);
         let started = self.lock().partial_photo_len(sha).min(size);
         let mut offset = started;
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
-            self.go_on()?;
+            self.go_on(stop)?;
             let asked = Instant::now();
             let got = photos.get_chunk(project, sha, offset, (chunk as u64).min(size - offset))?;
             if let Some(target) = self.photo_chunk_time {

@@ -22,7 +22,6 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.suspendCancellableCoroutine
 import kotlinx.coroutines.withContext
 import java.io.File
-import java.util.concurrent.atomic.AtomicBoolean
 
 /**
  * The validated view of [section]: the current one first, then every change
@@ -121,10 +120,10 @@ fun Replica.photoStateFlow(section: String, photo: String): Flow<PhotoState> =
  * fetched are kept.
  */
 suspend fun Replica.fetchPhoto(photo: String, onProgress: (received: ULong, size: ULong) -> Unit = { _, _ -> }): File =
-    stoppable {
-        File(fetchPhoto(photo, object : PhotoFetchProgress {
+    stoppable { cancellation ->
+        File(fetchPhotoCancellable(photo, object : PhotoFetchProgress {
             override fun onProgress(received: ULong, size: ULong) = onProgress(received, size)
-        }))
+        }, cancellation))
     }
 
 /** Uploaded of to upload, 0.0 to 1.0 (1.0 when there was nothing to send): for a progress bar. */
@@ -167,35 +166,34 @@ suspend fun openReplica(path: String, device: String, encryptionKey: ByteArray? 
  * sync before its next round (this then throws [CancellationException]); every round answered
  * before is kept, and the next sync goes on from there.
  */
-suspend fun Replica.sync(): SyncReport = stoppable { syncNow() }
+suspend fun Replica.sync(): SyncReport = stoppable { syncNowCancellable(it) }
 
 /**
- * Run the blocking [block] on the IO dispatcher; if the coroutine is cancelled meanwhile, the
- * sync or fetch in flight is told at once to stop at its next round or chunk ([Replica.cancelSync])
- * and this throws [CancellationException] once it has (what was answered before is kept).
+ * Run the blocking [block] on the IO dispatcher with a [Cancellation] made before it starts; if
+ * the coroutine is cancelled meanwhile, the cancellation is cancelled at once, so the sync or
+ * fetch in flight stops at its next round or chunk (or sends nothing, if it had not begun), and
+ * this throws [CancellationException] once it has (what was answered before is kept).
  */
-private suspend fun <T> Replica.stoppable(block: Replica.() -> T): T = coroutineScope {
-    val running = AtomicBoolean(true)
+private suspend fun <T> Replica.stoppable(block: Replica.(Cancellation) -> T): T = coroutineScope {
+    val cancellation = Cancellation()
     // The engine hears of the cancel on the thread that cancels, before the round on the wire is
     // answered; a catch around `await` would run only once this coroutine's dispatcher gets to
     // it, by when the next round may have started. Set up before the work, so no cancel misses it.
     val stopOnCancel = launch(start = CoroutineStart.UNDISPATCHED) {
-        suspendCancellableCoroutine<Unit> { it.invokeOnCancellation { if (running.get()) cancelSync() } }
+        suspendCancellableCoroutine<Unit> { it.invokeOnCancellation { cancellation.cancel() } }
     }
     val work = async(Dispatchers.IO) {
         try {
-            block()
+            block(cancellation)
         } catch (e: FieldSyncException) {
             ensureActive() // stopped by the cancel (`Offline`, "cancelled"): end cancelled, not failed
             throw e
-        } finally {
-            running.set(false)
         }
     }
     try {
         work.await()
     } finally {
-        stopOnCancel.cancel() // the work is over: nothing to stop
+        stopOnCancel.cancel() // the work is over: cancelling its cancellation is harmless
     }
 }
 
