@@ -47,7 +47,7 @@ impl From<&Level> for LogLevel {
 #[uniffi::export(foreign)]
 pub trait LogSink: Send + Sync {
     /// One line: its level, where it came from (a Rust module path, e.g.
-    /// `fieldsync_core::sync::client`) and the message with its fields.
+    /// `fieldsync_core::sync::run`) and the message with its fields.
     fn log(&self, level: LogLevel, target: String, message: String);
 }
 

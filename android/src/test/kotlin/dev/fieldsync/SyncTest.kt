@@ -305,7 +305,7 @@ fun registerSyncTests() {
         }, LogLevel.INFO)
         assertThrows<FieldSyncException.Offline> { r.syncNow() }
         setLogSink(null, LogLevel.INFO)
-        check(lines.any { it.startsWith("WARN fieldsync_core::sync::client sync failed") && "no signal" in it }) { "log lines $lines" }
+        check(lines.any { it.startsWith("WARN fieldsync_core::sync::run sync failed") && "no signal" in it }) { "log lines $lines" }
         assertEq("Lindenweg", r.section(id).name, "the section is still here")
         r.close()
     }
