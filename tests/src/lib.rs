@@ -66,6 +66,8 @@ pub mod workload;
 pub use config::{FaultConfig, InjectedBug, ScopeWorkload, SimConfig, Workload};
 pub use photos::{PhotoReport, PhotoWorkload};
 pub use profile::{LinkProfile, Profile};
-pub use report::{EFFICIENCY_LIMIT, FaultCounts, Invariant, Phase, ScopeFigures, SimProgress, SimReport, Violation};
+pub use report::{
+    EFFICIENCY_LIMIT, FaultCounts, Invariant, Latency, Phase, ScopeFigures, SimProgress, SimReport, Violation,
+};
 pub use rng::Rng;
 pub use sim::run_simulation;

@@ -243,4 +243,8 @@ pub struct PhotoReport {
     pub last_photo_ms: u64,
     /// Requests of a non-member for a project's photos, refused without bytes.
     pub outsider_refused: u64,
+    /// Photo requests that left a device while one of its edits waited to go
+    /// up (must be 0: the lane sends the edits first).
+    #[serde(default)]
+    pub sent_before_edits: u64,
 }

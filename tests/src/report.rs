@@ -93,6 +93,10 @@ pub enum Invariant {
     /// With photos on: a device whose user is not a member of the project
     /// asking for one of its photos is refused (403) and gets no bytes.
     PhotoAccess,
+    /// With photos on: no photo request leaves a device while one of its
+    /// edits waits to go up (the photo lane sends the edits first), so an
+    /// edit waits behind at most the photo request already on the wire.
+    EditsFirst,
     /// With partial scopes on (`SimConfig::scopes`): after the heal, a device
     /// whose scope is not everything holds exactly the sections its scope
     /// covers, judged by core's `Scope::covers` on the coverage of the
@@ -120,6 +124,7 @@ impl Invariant {
             Invariant::ThumbnailFirst => "thumbnail_first",
             Invariant::NoPhotoResent => "no_photo_resent",
             Invariant::PhotoAccess => "photo_access",
+            Invariant::EditsFirst => "edits_first",
             Invariant::ScopeHoldings => "scope_holdings",
         }
     }
@@ -341,6 +346,10 @@ pub struct SimReport {
     /// (what the office waits for), simulated ms, per edit.
     #[serde(default)]
     pub edit_to_everyone: Latency,
+    /// Those times themselves, one per edit, for pooling days: a day's P99
+    /// over some forty edits is in effect its slowest one.
+    #[serde(skip)]
+    pub edit_to_everyone_ms: Vec<u64>,
     /// Photos: what went up and down and the photo invariants' figures
     /// (present when the workload had photos).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -355,6 +355,7 @@ fn empty_report(config: &SimConfig) -> SimReport {
         stale_role_edits: 0,
         edit_to_visible: Latency::default(),
         edit_to_everyone: Latency::default(),
+        edit_to_everyone_ms: Vec::new(),
         photos: None,
         scopes: None,
         faults: FaultCounts::default(),
@@ -1956,7 +1957,8 @@ impl Sim {
         report.probed_sections = probed;
         report.probed_behind_stamps = probed_behind;
         report.edit_to_visible = Latency::of(self.stats.edit_to_visible.clone());
-        report.edit_to_everyone = Latency::of(self.stats.edit_to_everyone.values().copied().collect());
+        report.edit_to_everyone_ms = self.stats.edit_to_everyone.values().copied().collect();
+        report.edit_to_everyone = Latency::of(report.edit_to_everyone_ms.clone());
         let mut violations = std::mem::take(&mut self.violations);
         violations.extend(checked.violations);
         violations.extend(frozen);

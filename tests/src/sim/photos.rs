@@ -150,6 +150,19 @@ impl Sim {
         let now = self.now;
         let session = self.devices[d].session.as_ref().map_or(0, |s| s.id);
         self.photos.report.requests += 1;
+        // Edits first: the session waits for this request's answer, so its
+        // replica is free to read, and no edit of it may be waiting.
+        let waiting = self.devices[d].replica.as_ref().map_or(0, |r| {
+            r.lock().unwrap_or_else(|p| p.into_inner()).outbox_stats().map_or(0, |(pending, _)| pending)
+        });
+        if waiting > 0 {
+            self.photos.report.sent_before_edits += 1;
+            let name = self.devices[d].name.clone();
+            self.violation(
+                Invariant::EditsFirst,
+                format!("{name} sent a photo request while {waiting} of its changes waited to go up"),
+            );
+        }
         let len = call.request_len();
         let rng = self.photos.link_rng.entry(d).or_insert_with(|| Rng::new(d as u64));
         let dev = &mut self.devices[d];

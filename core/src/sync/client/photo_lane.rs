@@ -58,28 +58,36 @@ impl SyncClient {
         let mut not_named = Vec::new();
         // Answers in a row that took nothing: a server that stopped taking a photo.
         let mut stalled = 0;
+        // Changes the rounds took none of (never sent again and again here).
+        let mut stuck_edits = None;
         loop {
             self.go_on(stop)?;
             let (pending, edits) = {
                 let replica = self.lock();
                 (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
             };
+            if edits > 0 && Some(edits) != stuck_edits {
+                // An edit made while a photo request travelled: it goes first.
+                run.again();
+                self.run_rounds(run, progress, stop)?;
+                let left = self.lock().outbox_stats()?.0;
+                stuck_edits = (left >= edits).then_some(left);
+                continue;
+            }
             // Ours went up: the others' thumbnails come down before our full sizes go
             // (looked for when this sync brought something, or a fetch was left over).
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
-                thumbnails_fetched = true;
                 let news = run.report().new_changes > 0 || run.report().documents > 0;
-                if news || self.thumbnails_left.swap(false, Relaxed) {
-                    self.fetch_thumbnails(photos, run.report_mut(), stop)?;
+                if (news || self.thumbnails_left.swap(false, Relaxed))
+                    && !self.fetch_thumbnails(photos, run.report_mut(), stop)?
+                {
+                    // An edit came meanwhile: it goes first, then the rest of the thumbnails.
+                    self.thumbnails_left.store(true, Relaxed);
+                    continue;
                 }
+                thumbnails_fetched = true;
             }
             let Some(photo) = pending else { return Ok(()) };
-            if edits > 0 {
-                // An edit made while the photo went up: it goes first.
-                run.again();
-                self.run_rounds(run, progress, stop)?;
-                continue;
-            }
             let read = self.lock().read_photo(&photo.sha256, photo.sent, chunk);
             let bytes = match read {
                 Ok(bytes) => bytes,
@@ -139,20 +147,22 @@ impl SyncClient {
     }
 
     /// Fetch the thumbnails of other devices' photos that are not here
-    /// (one the server lacks yet is left for the next sync).
+    /// (one the server lacks yet is left for the next sync). Returns false
+    /// when an edit made meanwhile stopped it (the edit goes first).
     fn fetch_thumbnails(
         &self,
         photos: &Arc<dyn PhotoTransport>,
         report: &mut SyncReport,
         stop: &AtomicBool,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         let wanted = self.lock().thumbnails_to_fetch()?;
         for (project, thumbnail) in wanted {
-            match self.fetch_blob(photos, (&project, &thumbnail), &mut |_, _| {}, stop) {
-                Ok(got) => {
+            match self.fetch_blob(photos, (&project, &thumbnail), &mut |_, _| {}, (stop, true)) {
+                Ok(Some(got)) => {
                     report.thumbnails_fetched += 1;
                     report.photo_bytes_received += got;
                 }
+                Ok(None) => return Ok(false),
                 // Not on the server yet: the next sync looks again.
                 Err(SyncError::Transport(TransportError::Server { status: 404, .. })) => {
                     self.thumbnails_left.store(true, Relaxed);
@@ -163,7 +173,7 @@ impl SyncClient {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Fetch the bytes of a photo another device took (by its id or hash),
@@ -189,7 +199,7 @@ impl SyncClient {
         let blob = &to_fetch.blob;
         if self.lock().photo_file(&blob.sha256).is_none() {
             let photos = self.photos.as_ref().ok_or(SyncError::NoPhotoTransport)?;
-            self.fetch_blob(photos, (&to_fetch.project, blob), progress, stop)?;
+            self.fetch_blob(photos, (&to_fetch.project, blob), progress, (stop, false))?;
         }
         let mut replica = self.lock();
         let here =
@@ -200,20 +210,24 @@ impl SyncClient {
     }
 
     /// Fetch `blob`'s bytes of `project` in chunks, going on from a partial
-    /// file; returns the bytes fetched.
+    /// file; returns the bytes fetched, or none if `edits_first` and an edit
+    /// waits before a chunk (the partial file stays for the next time).
     fn fetch_blob(
         &self,
         photos: &Arc<dyn PhotoTransport>,
         (project, blob): (&str, &PhotoBlob),
         progress: &mut dyn FnMut(u64, u64),
-        stop: &AtomicBool,
-    ) -> Result<u64, SyncError> {
+        (stop, edits_first): (&AtomicBool, bool),
+    ) -> Result<Option<u64>, SyncError> {
         let (sha, size) = (&blob.sha256, blob.size);
         let started = self.lock().partial_photo_len(sha).min(size);
         let mut offset = started;
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
             self.go_on(stop)?;
+            if edits_first && self.lock().outbox_stats()?.0 > 0 {
+                return Ok(None);
+            }
             let asked = Instant::now();
             let got = photos.get_chunk(project, sha, offset, (chunk as u64).min(size - offset))?;
             if let Some(target) = self.photo_chunk_time {
@@ -230,7 +244,7 @@ impl SyncClient {
             progress(offset, size);
         }
         self.lock().finish_fetched_photo(sha)?;
-        Ok(offset - started)
+        Ok(Some(offset - started))
     }
 }
 
