@@ -348,7 +348,7 @@ pub struct SimReport {
     pub edit_to_everyone: Latency,
     /// Those times themselves, one per edit, for pooling days: a day's P99
     /// over some forty edits is in effect its slowest one.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub edit_to_everyone_ms: Vec<u64>,
     /// Photos: what went up and down and the photo invariants' figures
     /// (present when the workload had photos).
