@@ -78,8 +78,9 @@ impl SyncClient {
             // (looked for when this sync brought something, or a fetch was left over).
             if !thumbnails_fetched && pending.as_ref().is_none_or(|p| !p.thumbnail) {
                 let news = run.report().new_changes > 0 || run.report().documents > 0;
+                let stuck = stuck_edits.unwrap_or(0);
                 if (news || self.thumbnails_left.swap(false, Relaxed))
-                    && !self.fetch_thumbnails(photos, run.report_mut(), stop)?
+                    && !self.fetch_thumbnails(photos, run.report_mut(), (stop, stuck))?
                 {
                     // An edit came meanwhile: it goes first, then the rest of the thumbnails.
                     self.thumbnails_left.store(true, Relaxed);
@@ -148,16 +149,17 @@ impl SyncClient {
 
     /// Fetch the thumbnails of other devices' photos that are not here
     /// (one the server lacks yet is left for the next sync). Returns false
-    /// when an edit made meanwhile stopped it (the edit goes first).
+    /// when an edit made meanwhile (more than the `stuck` changes the rounds
+    /// could not take) stopped it: the edit goes first.
     fn fetch_thumbnails(
         &self,
         photos: &Arc<dyn PhotoTransport>,
         report: &mut SyncReport,
-        stop: &AtomicBool,
+        (stop, stuck): (&AtomicBool, i64),
     ) -> Result<bool, SyncError> {
         let wanted = self.lock().thumbnails_to_fetch()?;
         for (project, thumbnail) in wanted {
-            match self.fetch_blob(photos, (&project, &thumbnail), &mut |_, _| {}, (stop, true)) {
+            match self.fetch_blob(photos, (&project, &thumbnail), &mut |_, _| {}, (stop, Some(stuck))) {
                 Ok(Some(got)) => {
                     report.thumbnails_fetched += 1;
                     report.photo_bytes_received += got;
@@ -199,7 +201,7 @@ impl SyncClient {
         let blob = &to_fetch.blob;
         if self.lock().photo_file(&blob.sha256).is_none() {
             let photos = self.photos.as_ref().ok_or(SyncError::NoPhotoTransport)?;
-            self.fetch_blob(photos, (&to_fetch.project, blob), progress, (stop, false))?;
+            self.fetch_blob(photos, (&to_fetch.project, blob), progress, (stop, None))?;
         }
         let mut replica = self.lock();
         let here =
@@ -210,14 +212,15 @@ impl SyncClient {
     }
 
     /// Fetch `blob`'s bytes of `project` in chunks, going on from a partial
-    /// file; returns the bytes fetched, or none if `edits_first` and an edit
-    /// waits before a chunk (the partial file stays for the next time).
+    /// file; returns the bytes fetched, or none if more changes than
+    /// `edits_first` says wait before a chunk (the partial file stays for
+    /// the next time).
     fn fetch_blob(
         &self,
         photos: &Arc<dyn PhotoTransport>,
         (project, blob): (&str, &PhotoBlob),
         progress: &mut dyn FnMut(u64, u64),
-        (stop, edits_first): (&AtomicBool, bool),
+        (stop, edits_first): (&AtomicBool, Option<i64>),
     ) -> Result<Option<u64>, SyncError> {
         let (sha, size) = (&blob.sha256, blob.size);
         let started = self.lock().partial_photo_len(sha).min(size);
@@ -225,7 +228,9 @@ impl SyncClient {
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         while offset < size {
             self.go_on(stop)?;
-            if edits_first && self.lock().outbox_stats()?.0 > 0 {
+            if let Some(stuck) = edits_first
+                && self.lock().outbox_stats()?.0 > stuck
+            {
                 return Ok(None);
             }
             let asked = Instant::now();
