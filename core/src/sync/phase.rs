@@ -41,8 +41,8 @@ impl SyncProgress {
     /// Changes and documents received / their total, 0.0 to 1.0; none while
     /// the total is not known.
     pub fn download_fraction(&self) -> Option<f64> {
-        let total = self.changes_to_download? + self.documents_to_download?;
-        let received = self.downloaded_changes + self.downloaded_documents;
+        let total = self.changes_to_download?.saturating_add(self.documents_to_download?);
+        let received = self.downloaded_changes.saturating_add(self.downloaded_documents);
         Some(if total == 0 { 1.0 } else { (received as f64 / total as f64).min(1.0) })
     }
 }

@@ -433,8 +433,9 @@ impl SyncRun {
             downloaded_documents: r.documents as u64,
             downloaded_bytes: r.bytes_received,
             more_to_download,
-            changes_to_download: self.still_to_send.map(|s| r.new_changes as u64 + s.changes),
-            documents_to_download: self.still_to_send.map(|s| r.documents as u64 + s.documents),
+            // Saturating: the counts are the server's word, and a broken one may say anything.
+            changes_to_download: self.still_to_send.map(|s| s.changes.saturating_add(r.new_changes as u64)),
+            documents_to_download: self.still_to_send.map(|s| s.documents.saturating_add(r.documents as u64)),
         }
     }
 }

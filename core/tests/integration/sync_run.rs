@@ -2,10 +2,10 @@
 //! machine ([`SyncRun`]) is told what came back, and when, and says what to
 //! do next. Each test plays a day the network or the server misbehaves.
 
-use fieldsync_core::protocol::{self, ErrorBody, SyncRequest};
+use fieldsync_core::protocol::{self, ErrorBody, StillToSend, SyncRequest};
 use fieldsync_core::{
-    AnswerTime, DeviceTime, Replica, Role, RoundLimits, RoundTicket, RunStep, SyncError, SyncProblem, SyncRun,
-    TransportError,
+    AnswerTime, DeviceTime, Replica, Role, RoundLimits, RoundTicket, RunStep, SyncActivity, SyncError, SyncProblem,
+    SyncRun, TransportError,
 };
 
 use crate::common::{PROJECT, crew, response, route};
@@ -149,4 +149,23 @@ fn a_server_that_always_has_more_is_given_up_at_the_round_cap_and_the_rounds_are
     let status = replica.sync_status().unwrap();
     assert_eq!(status.recent_rounds.len(), 3, "every answered round is kept");
     assert_eq!(status.last_problem, Some(SyncProblem::Offline));
+}
+
+#[test]
+fn a_server_that_claims_an_absurd_backlog_gets_a_total_that_saturates_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = office_with_an_edit(dir.path());
+    let mut run = SyncRun::start(&mut replica, LIMITS, false).unwrap();
+    let (_, round) = request(run.next(&mut replica).unwrap());
+    // A broken (or hostile) server says it holds u64::MAX of each after this page.
+    let absurd = fieldsync_core::protocol::SyncResponse {
+        still_to_send: Some(StillToSend { changes: u64::MAX, documents: u64::MAX }),
+        ..response("c:1", true)
+    };
+    let next = run.answered(&mut replica, round, Ok(protocol::encode(&absurd)), at(1)).unwrap();
+    assert!(matches!(next, RunStep::Send { .. }), "the sync goes on: {next:?}");
+    let SyncActivity::Syncing(progress) = replica.sync_activity().unwrap() else { panic!("not syncing") };
+    assert_eq!((progress.changes_to_download, progress.documents_to_download), (Some(u64::MAX), Some(u64::MAX)));
+    assert_eq!(progress.download_fraction(), Some(0.0));
+    assert_eq!(replica.sync_status().unwrap().pending_changes, 0, "the page itself was committed");
 }
