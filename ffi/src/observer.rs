@@ -443,9 +443,12 @@ mod tests {
         assert_eq!(r.query_sections(unsynced.clone()).unwrap().total, 1, "a new section is unsynced");
         let list = Arc::new(Pages(Mutex::new(Vec::new())));
         let _handle = r.observe_sections(unsynced, list.clone());
-        r.set_notes(id.clone(), "again".into()).unwrap();
+        // A rename shows in the row whatever the clock says (notes do not, and two
+        // writes in one millisecond leave the row as it was: nothing to tell).
+        r.rename_section(id.clone(), "again".into()).unwrap();
         let pages = list.0.lock().unwrap();
         assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(pages[1].rows[0].name, "again");
         assert!(pages.iter().all(|p| p.rows.len() == 1 && p.rows[0].unsynced));
         assert!(pages[1].rows[0].changed_ms >= pages[0].rows[0].changed_ms);
     }
