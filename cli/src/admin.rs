@@ -3,7 +3,7 @@
 //! server's rounds, so they work while `fieldsync serve` runs on the same store.
 
 use clap::{Args, Subcommand};
-use fieldsync_core::{ProjectConfig, Role};
+use fieldsync_core::{FullSizePhotos, ProjectConfig, Role};
 use serde_json::json;
 
 use crate::error::CliError;
@@ -27,6 +27,21 @@ enum AdminCommand {
         /// Points farther than this from a section's planned route are quarantined (metres; default 100).
         #[arg(long, value_name = "METRES", env = "FIELDSYNC_MAX_ROUTE_DISTANCE")]
         max_route_distance: Option<f64>,
+        /// When the project's full-size photos go up: `always`, or `on-unmetered-links`
+        /// (a crew on 2G sends thumbnails, full sizes wait for Wi-Fi); default always.
+        #[arg(long, value_name = "WHEN", value_parser = parse_full_size_photos, env = "FIELDSYNC_FULL_SIZE_PHOTOS")]
+        full_size_photos: Option<FullSizePhotos>,
+    },
+    /// Change a project's configuration; its devices learn it at their next sync.
+    Configure {
+        /// Project id.
+        id: String,
+        /// Points farther than this from a section's planned route are quarantined (metres).
+        #[arg(long, value_name = "METRES", env = "FIELDSYNC_MAX_ROUTE_DISTANCE")]
+        max_route_distance: Option<f64>,
+        /// When the project's full-size photos go up: `always`, or `on-unmetered-links`.
+        #[arg(long, value_name = "WHEN", value_parser = parse_full_size_photos, env = "FIELDSYNC_FULL_SIZE_PHOTOS")]
+        full_size_photos: Option<FullSizePhotos>,
     },
     /// Add a user to a project with a role (or change their role).
     AddUser {
@@ -118,24 +133,26 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
     }
     let hub = args.store.open()?;
     match args.command {
-        AdminCommand::CreateProject { id, max_route_distance } => {
-            let mut config = ProjectConfig::default();
-            if let Some(m) = max_route_distance {
-                if !(m.is_finite() && m > 0.0) {
-                    return Err(CliError::Usage(format!(
-                        "--max-route-distance must be a positive number of metres, not {m}"
-                    )));
-                }
-                config.max_route_distance_m = m;
-            }
+        AdminCommand::CreateProject { id, max_route_distance, full_size_photos } => {
+            let config = configured(ProjectConfig::default(), max_route_distance, full_size_photos)?;
             hub.create_project(&id, config.clone())?;
             if json {
                 output::json(&json!({ "project": id, "config": config }))
             } else {
-                println!(
-                    "created project {id} (points farther than {} m from the route are quarantined)",
-                    config.max_route_distance_m
-                );
+                println!("created project {id} ({})", describe(&config));
+                Ok(())
+            }
+        }
+        AdminCommand::Configure { id, max_route_distance, full_size_photos } => {
+            let Some(project) = hub.list_projects()?.into_iter().find(|p| p.id == id) else {
+                return Err(fieldsync_server::HubError::UnknownProject(id).into());
+            };
+            let config = configured(project.config, max_route_distance, full_size_photos)?;
+            hub.set_config(&id, config.clone())?;
+            if json {
+                output::json(&json!({ "project": id, "config": config }))
+            } else {
+                println!("project {id}: {} (its devices learn it at their next sync)", describe(&config));
                 Ok(())
             }
         }
@@ -206,8 +223,12 @@ pub fn run(args: AdminArgs, json: bool) -> Result<(), CliError> {
             }
             for p in projects {
                 println!(
-                    "{}  {} section(s), {} change(s), max route distance {} m, roster version {}",
-                    p.id, p.sections, p.changes, p.config.max_route_distance_m, p.roster_version
+                    "{}  {} section(s), {} change(s), {}, roster version {}",
+                    p.id,
+                    p.sections,
+                    p.changes,
+                    describe(&p.config),
+                    p.roster_version
                 );
                 for m in p.members {
                     println!("  {}  {}", m.user, m.role.as_str());
@@ -323,6 +344,41 @@ fn parse_duration_ms(text: &str) -> Result<u64, String> {
             .filter(|&ms| ms <= 36_500 * 86_400_000)
             .ok_or_else(|| format!("`{text}` is too long")),
         _ => Err(format!("`{text}` is not a duration such as 90s, 30m, 12h or 7d")),
+    }
+}
+
+/// `config` with what the command line changes, checked.
+fn configured(
+    mut config: ProjectConfig,
+    max_route_distance: Option<f64>,
+    full_size_photos: Option<FullSizePhotos>,
+) -> Result<ProjectConfig, CliError> {
+    if let Some(m) = max_route_distance {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(CliError::Usage(format!("--max-route-distance must be a positive number of metres, not {m}")));
+        }
+        config.max_route_distance_m = m;
+    }
+    if let Some(f) = full_size_photos {
+        config.full_size_photos = f;
+    }
+    Ok(config)
+}
+
+/// A project's configuration, as a person reads it.
+fn describe(config: &ProjectConfig) -> String {
+    let photos = match config.full_size_photos {
+        FullSizePhotos::Always => "full-size photos go on any link",
+        FullSizePhotos::OnUnmeteredLinks => "full-size photos wait for an unmetered link, thumbnails go on any",
+    };
+    format!("points farther than {} m from the route are quarantined; {photos}", config.max_route_distance_m)
+}
+
+fn parse_full_size_photos(s: &str) -> Result<FullSizePhotos, String> {
+    match s {
+        "always" => Ok(FullSizePhotos::Always),
+        "on-unmetered-links" => Ok(FullSizePhotos::OnUnmeteredLinks),
+        _ => Err(format!("`{s}`: say `always` or `on-unmetered-links`")),
     }
 }
 

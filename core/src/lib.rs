@@ -69,7 +69,7 @@ pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock, since_boot_ms, wall
 pub use domain::hlc::{set_simulated_since_boot, set_simulated_wall_clock};
 #[cfg(feature = "simulation")]
 pub use domain::id::set_simulated_ids;
-pub use domain::project::{Member, ProgressBand, ProjectConfig, RoleChange, Roster};
+pub use domain::project::{FullSizePhotos, Member, ProgressBand, ProjectConfig, RoleChange, Roster};
 pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};
 pub use domain::state_machine::{ConstructionState, DomainEventKind, FORWARD};
@@ -92,7 +92,7 @@ pub use store::{
 pub use sync::activity::{SyncActivity, SyncPhase, SyncProgress};
 pub use sync::client::{
     BackgroundSync, COMPACT_THRESHOLD, DEFAULT_PHOTO_BUDGET, DEFAULT_PHOTO_CHUNK, DEFAULT_PHOTO_CHUNK_TIME,
-    FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED, SyncClient, SyncNotifier, SyncUpdate,
+    MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED, SyncClient, SyncNotifier, SyncUpdate,
 };
 pub use sync::credentials::{CredentialsConnector, CredentialsError, DeviceToken};
 pub use sync::engine::{SyncAction, SyncConfig, SyncEngine, SyncEvent};

@@ -119,16 +119,18 @@ impl Replica {
     }
 
     /// The app's word on the link: metered (mobile data) or not (Wi-Fi).
-    /// With `FullSizePhotos.OnUnmeteredLinks`, full sizes wait for an
-    /// unmetered link; thumbnails and edits go either way. Remembered
+    /// With `FullSizePhotos.OnUnmeteredLinks` (this device's setting or its
+    /// project's, set on the server), full sizes wait for an unmetered
+    /// link; thumbnails and edits go either way. Remembered
     /// across `connect`s.
     pub fn set_metered(&self, metered: bool) {
         self.sync.set_metered(metered);
     }
 
-    /// When this device's full-size photos go up (default `Always`). Takes
-    /// effect from the next sync; restarts background sync if it runs
-    /// (waiting for a sync in flight). Remembered across `connect`s.
+    /// When this device's full-size photos go up (default `Always`; a
+    /// project holding them for an unmetered link holds them whatever this
+    /// says). Takes effect from the next sync; restarts background sync if
+    /// it runs (waiting for a sync in flight). Remembered across `connect`s.
     pub fn set_full_size_photos(&self, policy: FullSizePhotos) -> Result<(), FieldSyncError> {
         self.set_photo_settings(|s| s.full_size = policy.into())
     }

@@ -420,6 +420,7 @@ mod tests {
                 evicted: vec![],
                 keep_only: None,
                 still_to_send: None,
+                full_size_photos: None,
             };
             Ok(protocol::encode(&response))
         }
@@ -497,6 +498,7 @@ mod tests {
                 evicted: vec![],
                 keep_only: None,
                 still_to_send: None,
+                full_size_photos: None,
             };
             Ok(protocol::encode(&response))
         }

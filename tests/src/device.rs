@@ -73,9 +73,9 @@ impl Session {
         Self::start_with_photos(id, replica, wall_ms, since_boot_ms, upload_budget, response_budget, None)
     }
 
-    /// Like [`Session::start`]; with `photo_chunk` the client also carries
-    /// photos ([`SyncClient::with_photos`]) in chunks of that many bytes,
-    /// over the same channel to the loop ([`Step::Photo`]).
+    /// Like [`Session::start`]; with `photos` the client also carries
+    /// photos ([`SyncClient::with_photos`]) as that lane says, over the
+    /// same channel to the loop ([`Step::Photo`]).
     pub fn start_with_photos(
         id: u64,
         replica: Arc<Mutex<Replica>>,
@@ -83,7 +83,7 @@ impl Session {
         since_boot_ms: u64,
         upload_budget: usize,
         response_budget: u32,
-        photo_chunk: Option<usize>,
+        photos: Option<crate::photos::PhotoLane>,
     ) -> (Session, Step) {
         let (to_loop, from_device) = mpsc::channel();
         let (to_device, from_loop) = mpsc::channel::<ToDevice>();
@@ -103,8 +103,8 @@ impl Session {
                     let mut client = SyncClient::new(replica, Arc::new(transport));
                     client.upload_budget = upload_budget;
                     client.response_budget = response_budget;
-                    if let Some(chunk) = photo_chunk {
-                        client = crate::photos::carry_photos(client, photo_link, chunk);
+                    if let Some(lane) = photos {
+                        client = crate::photos::carry_photos(client, photo_link, lane);
                     }
                     catch_unwind(AssertUnwindSafe(|| client.sync_now()))
                 };

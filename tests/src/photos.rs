@@ -32,11 +32,18 @@ pub struct PhotoWorkload {
     /// Each photo's size, bytes, drawn uniformly in `[min, max]`: a small
     /// real JPEG padded with seeded random bytes after its end marker.
     pub bytes: (u64, u64),
+    /// The project holds full sizes for an unmetered link
+    /// ([`fieldsync_core::ProjectConfig::full_size_photos`]): the crews'
+    /// phones are on mobile data all day, their thumbnails go; at the end
+    /// of the day (the heal) they are on the depot's Wi-Fi
+    /// ([`LinkProfile::depot_wifi`]), where the full sizes go.
+    #[serde(default)]
+    pub depot_wifi: bool,
 }
 
 impl Default for PhotoWorkload {
     fn default() -> Self {
-        PhotoWorkload { per_crew: 0, bytes: (2_000_000, 4_000_000) }
+        PhotoWorkload { per_crew: 0, bytes: (2_000_000, 4_000_000), depot_wifi: false }
     }
 }
 
@@ -161,12 +168,21 @@ impl PhotoTransport for SimPhotos {
     }
 }
 
-/// `client` carrying photos over the session's channel, `chunk` bytes at a
-/// time (fixed: `photo_chunk_time` off, see [`chunk_for_link`]).
-pub fn carry_photos(client: SyncClient, link: SessionLink, chunk: usize) -> SyncClient {
+/// How a session's client carries photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhotoLane {
+    /// Bytes a chunk (fixed: `photo_chunk_time` off, see [`chunk_for_link`]).
+    pub chunk: usize,
+    /// What the app says of the link ([`SyncClient::set_metered`]).
+    pub metered: bool,
+}
+
+/// `client` carrying photos over the session's channel as `lane` says.
+pub fn carry_photos(client: SyncClient, link: SessionLink, lane: PhotoLane) -> SyncClient {
     let mut client = client.with_photos(Arc::new(SimPhotos { link }));
-    client.photo_chunk_bytes = chunk;
+    client.photo_chunk_bytes = lane.chunk;
     client.photo_chunk_time = None;
+    client.set_metered(lane.metered);
     client
 }
 

@@ -33,6 +33,24 @@ pub struct LinkProfile {
     pub timeout_ms: u64,
 }
 
+impl LinkProfile {
+    /// The depot's Wi-Fi (unmetered): 10 ms one-way, 20/10 Mbit/s, no loss.
+    /// Where crews are at the end of a photo day whose project holds full
+    /// sizes for an unmetered link.
+    pub fn depot_wifi() -> LinkProfile {
+        LinkProfile {
+            up_latency_ms: 10,
+            down_latency_ms: 10,
+            jitter_ms: 5,
+            down_kbps: 20_000,
+            up_kbps: 10_000,
+            loss: 0.0,
+            burst_bytes: 256 * 1024,
+            timeout_ms: 60_000,
+        }
+    }
+}
+
 /// A network profile: the link every device has, the app's sync budgets for
 /// it, and whether crews spend the day offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

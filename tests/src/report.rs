@@ -97,6 +97,10 @@ pub enum Invariant {
     /// edits waits to go up (the photo lane sends the edits first), so an
     /// edit waits behind at most the photo request already on the wire.
     EditsFirst,
+    /// With photos on and the project holding full sizes for an unmetered
+    /// link (`PhotoWorkload::depot_wifi`): no full size leaves a phone on
+    /// mobile data (thumbnails do).
+    FullSizeHeld,
     /// With partial scopes on (`SimConfig::scopes`): after the heal, a device
     /// whose scope is not everything holds exactly the sections its scope
     /// covers, judged by core's `Scope::covers` on the coverage of the
@@ -125,6 +129,7 @@ impl Invariant {
             Invariant::NoPhotoResent => "no_photo_resent",
             Invariant::PhotoAccess => "photo_access",
             Invariant::EditsFirst => "edits_first",
+            Invariant::FullSizeHeld => "full_size_held",
             Invariant::ScopeHoldings => "scope_holdings",
         }
     }

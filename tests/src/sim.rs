@@ -10,8 +10,8 @@ use std::time::Instant;
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
 use fieldsync_core::set_simulated_ids;
 use fieldsync_core::{
-    ConstructionState, FORWARD, ProjectConfig, Replica, ReplicaError, Role, RoleChange, Scope, Subscription,
-    SyncClient, SyncEngine, SyncError, SyncEvent, TransportError,
+    ConstructionState, FORWARD, Replica, ReplicaError, Role, RoleChange, Scope, Subscription, SyncClient, SyncEngine,
+    SyncError, SyncEvent, TransportError,
 };
 use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
@@ -419,7 +419,7 @@ impl Sim {
         std::fs::create_dir_all(&hub_dir).map_err(|e| e.to_string())?;
         let servers = Servers::open(&hub_dir, PROJECT, instances).map_err(|e| format!("hub: {e}"))?;
         let hub = servers.any().expect("just started").clone();
-        hub.create_project(PROJECT, ProjectConfig::default()).map_err(|e| e.to_string())?;
+        hub.create_project(PROJECT, photos::project_config(&config.workload.photos)).map_err(|e| e.to_string())?;
         let mut devices = Vec::new();
         let mut roles_log = Vec::new();
         for (i, (name, role, crew)) in people.into_iter().enumerate() {
@@ -896,7 +896,7 @@ impl Sim {
                     {
                         self.devices[device].received = Received::default(); // It starts over, legitimately.
                     }
-                    let response = result.as_ref().ok().and_then(|b| protocol::decode::<SyncResponse>(b).ok());
+                    let response = result.as_ref().ok().and_then(|b| protocol::decode_response(b).ok());
                     let wall = self.devices[device].wall(self.now);
                     let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall, self.now);
                     // The client commits a response before it asks again or returns.
@@ -1001,7 +1001,7 @@ impl Sim {
             self.now,
             self.config.profile.upload_budget,
             self.config.profile.response_budget,
-            self.photo_chunk(d),
+            self.photo_lane(d),
         );
         self.devices[d].session = Some(session);
         self.devices[d].round_at = 0;
@@ -1217,7 +1217,7 @@ impl Sim {
         }
         if self.config.inject == Some(InjectedBug::ForgetEvictions)
             && let Ok(bytes) = &result
-            && let Ok(mut response) = protocol::decode::<SyncResponse>(bytes)
+            && let Ok(mut response) = protocol::decode_response(bytes)
             && (!response.evicted.is_empty() || response.keep_only.is_some())
         {
             response.evicted.clear();
@@ -1227,7 +1227,7 @@ impl Sim {
         if self.config.inject == Some(InjectedBug::DropChanges)
             && let Ok(bytes) = &result
             && self.devices[d].rng.chance(0.2)
-            && let Ok(mut response) = protocol::decode::<SyncResponse>(bytes)
+            && let Ok(mut response) = protocol::decode_response(bytes)
             && response.changes.pop().is_some()
         {
             result = Ok(protocol::encode(&response));
@@ -1836,7 +1836,7 @@ impl Sim {
         self.phase = Phase::Heal;
         self.faults_on = false;
         self.heal_started = self.now;
-        let healed = LinkProfile { loss: 0.0, ..self.config.profile.link.clone() };
+        let healed = self.reach_depot().unwrap_or(LinkProfile { loss: 0.0, ..self.config.profile.link.clone() });
         for dev in &mut self.devices {
             dev.link.heal(self.now);
             if dev.crew.is_some() {

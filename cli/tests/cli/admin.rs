@@ -9,7 +9,9 @@ fn admin_creates_projects_users_and_devices_and_lists_them() {
     let d = data.to_str().unwrap();
     let p = ok_json(&["admin", "--data", d, "create-project", "north", "--max-route-distance", "75"]);
     assert_eq!(p["config"]["max_route_distance_m"], 75.0);
-    ok(&["admin", "--data", d, "create-project", "south"]);
+    let south = ok_json(&["admin", "--data", d, "create-project", "south", "--full-size-photos", "on-unmetered-links"]);
+    assert_eq!(south["config"]["full_size_photos"], "on_unmetered_links");
+    assert_eq!(p["config"]["full_size_photos"], "always");
     ok(&["admin", "--data", d, "add-user", "olga", "--project", "north", "--role", "office"]);
     ok(&["admin", "--data", d, "add-user", "tina", "--project", "north", "--role", "technician"]);
     ok(&["admin", "--data", d, "add-user", "tina", "--project", "south", "--role", "foreman"]);
@@ -40,6 +42,18 @@ fn admin_creates_projects_users_and_devices_and_lists_them() {
 
     let text = ok(&["admin", "--data", d, "projects"]).stdout;
     assert!(text.contains("north  0 section(s)") && text.contains("  tina  foreman"), "{text}");
+    assert!(text.contains("south  0 section(s), 0 change(s), points farther than 100 m"), "{text}");
+
+    // A project's configuration changes; what is not named stays, and the roster version moves on.
+    let before = projects[0]["roster_version"].as_u64().unwrap();
+    let said = ok(&["admin", "--data", d, "configure", "north", "--full-size-photos", "on-unmetered-links"]).stdout;
+    assert!(said.contains("full-size photos wait for an unmetered link") && said.contains("75 m"), "{said}");
+    let north = &ok_json(&["admin", "--data", d, "projects"])["projects"][0];
+    assert_eq!(
+        (north["config"]["full_size_photos"].as_str(), north["config"]["max_route_distance_m"].as_f64()),
+        (Some("on_unmetered_links"), Some(75.0))
+    );
+    assert!(north["roster_version"].as_u64().unwrap() > before, "devices learn it with the roster: {north}");
 }
 
 #[test]
@@ -72,6 +86,12 @@ fn admin_errors_say_what_is_wrong_with_the_right_exit_code() {
 
     let r = run(&["admin", "--data", d, "create-project", "x", "--max-route-distance", "-5"]);
     assert_eq!(r.code, 2, "{r:?}");
+    let r = run(&["admin", "--data", d, "configure", "north", "--full-size-photos", "never"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("say `always` or `on-unmetered-links`"), "{}", r.stderr);
+    let r = run(&["admin", "--data", d, "configure", "nowhere", "--full-size-photos", "always"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no project `nowhere`"), "{}", r.stderr);
 }
 
 #[test]

@@ -434,6 +434,7 @@ fn every_flag_of_serve_admin_and_device_init_names_its_variable_and_help_hides_s
     ];
     let admin = [
         "create-project",
+        "configure",
         "add-user",
         "remove-user",
         "enroll",

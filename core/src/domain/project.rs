@@ -140,6 +140,30 @@ pub struct ProjectConfig {
     pub max_route_distance_m: f64,
     /// Progress milestones: the band each state allows. States not listed allow 0–100.
     pub progress_bands: BTreeMap<ConstructionState, ProgressBand>,
+    /// When the project's full-size photos go up (thumbnails always go): a
+    /// project over 2G holds them for an unmetered link, whatever each
+    /// device's own setting. Stores written before it read as `Always`.
+    #[serde(default)]
+    pub full_size_photos: FullSizePhotos,
+}
+
+/// When full-size photos go up (thumbnails always go): a device's own
+/// setting, and its project's. The stricter of the two holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullSizePhotos {
+    /// On any link.
+    #[default]
+    Always,
+    /// Only while the app says the link is not metered (`SyncClient::set_metered`).
+    OnUnmeteredLinks,
+}
+
+impl FullSizePhotos {
+    /// Whether full sizes go now, on a link that is `metered` or not.
+    pub fn allows(self, metered: bool) -> bool {
+        !(metered && self == FullSizePhotos::OnUnmeteredLinks)
+    }
 }
 
 impl Default for ProjectConfig {
@@ -160,6 +184,7 @@ impl Default for ProjectConfig {
             ]
             .into_iter()
             .collect(),
+            full_size_photos: FullSizePhotos::Always,
         }
     }
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::document::{PhotoBlob, PhotoRef};
 use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::id::new_id;
+use crate::domain::project::FullSizePhotos;
 use crate::replica::thumbnail::thumbnail_of;
 use crate::replica::{Replica, ReplicaChange, ReplicaError};
 use crate::sync::photo_wire::{PhotoUploadState, is_sha256_hex};
@@ -205,18 +206,29 @@ impl Replica {
     }
 
     /// What this device took that the server lacks, next in line:
-    /// thumbnails first, then the oldest full size (if `full_size`), but
-    /// none of `skip` (hex hashes).
-    pub fn next_photo_upload(&self, full_size: bool, skip: &[String]) -> Result<Option<PendingPhoto>, ReplicaError> {
+    /// thumbnails first, then the oldest full size, but none of `skip` (hex
+    /// hashes). On a `metered` link, full sizes wait where this device's
+    /// `policy` or their project's ([`crate::ProjectConfig::full_size_photos`]) says so.
+    pub fn next_photo_upload(
+        &self,
+        metered: bool,
+        policy: FullSizePhotos,
+        skip: &[String],
+    ) -> Result<Option<PendingPhoto>, ReplicaError> {
         let skip = serde_json::to_string(skip).map_err(|e| ReplicaError::InvalidInput(e.to_string()))?;
+        let held_by_project = serde_json::to_value(FullSizePhotos::OnUnmeteredLinks)
+            .map_err(|e| ReplicaError::InvalidInput(e.to_string()))?;
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT sha256, project, size, sent, thumbnail FROM photo_uploads
-                 WHERE on_server = 0 AND (thumbnail = 1 OR ?1) AND sha256 NOT IN (SELECT value FROM json_each(?2))
+                "SELECT sha256, project, size, sent, thumbnail FROM photo_uploads u
+                 WHERE on_server = 0 AND sha256 NOT IN (SELECT value FROM json_each(?2))
+                   AND (thumbnail = 1 OR (?1 AND (NOT ?4 OR NOT EXISTS
+                        (SELECT 1 FROM projects p WHERE p.id = u.project
+                         AND json_extract(p.config, '$.full_size_photos') = ?3))))
                  ORDER BY thumbnail DESC, added_ms, sha256 LIMIT 1",
             )?
-            .query_row(params![full_size, skip], |r| {
+            .query_row(params![policy.allows(metered), skip, held_by_project.as_str(), metered], |r| {
                 Ok(PendingPhoto {
                     sha256: r.get(0)?,
                     project: r.get(1)?,

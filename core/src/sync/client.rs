@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::domain::hlc::{DeviceTime, wall_clock_ms};
+use crate::domain::project::FullSizePhotos;
 use crate::replica::{ChangeFeed, Replica, ReplicaError};
 use crate::sync::activity::SyncPhase;
 use crate::sync::credentials::{CredentialsConnector, DeviceToken, Renewal};
@@ -19,7 +20,7 @@ use crate::sync::status::SyncStatus;
 use crate::sync::transport::Transport;
 
 mod photo_lane;
-pub use photo_lane::{FullSizePhotos, MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED};
+pub use photo_lane::{MIN_PHOTO_CHUNK_BYTES, PHOTO_CORRUPT, PHOTO_UNREFERENCED};
 
 /// Bytes of changes (uncompressed) one request uploads at most, and one
 /// response may carry, unless set otherwise: a day's work of a crew (4,000
@@ -47,7 +48,8 @@ pub struct SyncClient {
     /// last one measured, so an edit waits at most about this long; `None`:
     /// every chunk is `photo_chunk_bytes`.
     pub photo_chunk_time: Option<Duration>,
-    /// When this device's full-size photos go up (thumbnails always go).
+    /// When this device's full-size photos go up (thumbnails always go); a
+    /// project's own policy ([`crate::ProjectConfig::full_size_photos`]) holds too.
     pub full_size_photos: FullSizePhotos,
     /// Whether the app says the link is metered now ([`SyncClient::set_metered`]).
     metered: AtomicBool,
@@ -92,8 +94,9 @@ impl SyncClient {
     }
 
     /// The app's word on the link: metered (mobile data) or not (Wi-Fi).
-    /// With [`FullSizePhotos::OnUnmeteredLinks`], full sizes wait for an
-    /// unmetered link; thumbnails go either way.
+    /// With [`FullSizePhotos::OnUnmeteredLinks`] (this device's setting or
+    /// its project's), full sizes wait for an unmetered link; thumbnails go
+    /// either way.
     pub fn set_metered(&self, metered: bool) {
         self.metered.store(metered, Ordering::Relaxed);
     }

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::coverage::Scope;
-use crate::domain::project::{Member, ProjectConfig, RoleChange};
+use crate::domain::project::{FullSizePhotos, Member, ProjectConfig, RoleChange};
 
 /// Version of this wire format; a server answers 426 to others.
 pub const PROTOCOL_VERSION: u16 = 4;
@@ -139,8 +139,46 @@ pub struct RosterUpdate {
     /// under the role its author had when it was made.
     #[serde(deserialize_with = "counted")]
     pub history: Vec<RoleChange>,
-    /// The project's rule configuration.
+    /// The project's configuration. On the wire, the fields protocol 4
+    /// first had; [`SyncResponse::full_size_photos`] carries the one added since.
+    #[serde(with = "config_as_first_sent")]
     pub config: ProjectConfig,
+}
+
+/// A [`ProjectConfig`] as protocol 4 first sent it, so that older devices
+/// still read a roster: what was added since travels last in the response.
+mod config_as_first_sent {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::project::{ProgressBand, ProjectConfig};
+    use crate::domain::state_machine::ConstructionState;
+
+    #[derive(Serialize)]
+    struct Sent<'a> {
+        max_route_distance_m: f64,
+        progress_bands: &'a BTreeMap<ConstructionState, ProgressBand>,
+    }
+
+    #[derive(Deserialize)]
+    struct Received {
+        max_route_distance_m: f64,
+        progress_bands: BTreeMap<ConstructionState, ProgressBand>,
+    }
+
+    pub fn serialize<S: Serializer>(c: &ProjectConfig, s: S) -> Result<S::Ok, S::Error> {
+        Sent { max_route_distance_m: c.max_route_distance_m, progress_bands: &c.progress_bands }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ProjectConfig, D::Error> {
+        let r = Received::deserialize(d)?;
+        Ok(ProjectConfig {
+            max_route_distance_m: r.max_route_distance_m,
+            progress_bands: r.progress_bands,
+            ..ProjectConfig::default()
+        })
+    }
 }
 
 /// One round's response.
@@ -177,6 +215,10 @@ pub struct SyncResponse {
     /// than everything). Added within protocol 4, last, so older devices
     /// ignore it; [`decode_response`] reads a response without it as none.
     pub still_to_send: Option<StillToSend>,
+    /// With `roster`: its config's [`ProjectConfig::full_size_photos`].
+    /// Added within protocol 4, last; [`decode_response`] puts it into the
+    /// roster's config (a server without it: `Always`).
+    pub full_size_photos: Option<FullSizePhotos>,
 }
 
 /// What the server still holds for a device after a response's page.
@@ -248,13 +290,18 @@ pub fn decode_request(body: &[u8]) -> Result<SyncRequest, ProtocolError> {
 }
 
 /// Inflate and deserialize a [`SyncResponse`] within [`Limits::RESPONSE`].
-/// A server that predates [`SyncResponse::still_to_send`] ends its response
-/// before it: it reads as none (postcard ignores what follows a message, so
-/// the padding is read only when the field is missing).
+/// A server that predates [`SyncResponse::still_to_send`] or
+/// [`SyncResponse::full_size_photos`] ends its response before them: they
+/// read as none (postcard ignores what follows a message, so the padding is
+/// read only when fields are missing).
 pub fn decode_response(body: &[u8]) -> Result<SyncResponse, ProtocolError> {
     let mut raw = inflate(body, &Limits::RESPONSE)?;
-    raw.extend(postcard::to_allocvec(&None::<StillToSend>).expect("in-memory serialization"));
-    deserialize(&raw, &Limits::RESPONSE)
+    raw.extend(postcard::to_allocvec(&(None::<StillToSend>, None::<FullSizePhotos>)).expect("in-memory serialization"));
+    let mut response: SyncResponse = deserialize(&raw, &Limits::RESPONSE)?;
+    if let (Some(roster), Some(policy)) = (&mut response.roster, response.full_size_photos) {
+        roster.config.full_size_photos = policy;
+    }
+    Ok(response)
 }
 
 /// Inflate and deserialize a message within `limits`: the compressed size is
@@ -303,10 +350,20 @@ impl From<crate::sync::pack::PackError> for ProtocolError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::domain::project::ProgressBand;
+    use crate::domain::state_machine::ConstructionState;
+
+    fn deflated(raw: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(raw).unwrap();
+        z.finish().unwrap()
+    }
 
     #[test]
-    fn a_response_from_a_server_before_the_still_to_send_count_reads_as_none() {
+    fn a_response_from_a_server_before_the_fields_added_within_protocol_4_reads_them_as_none() {
         let response = SyncResponse {
             server_time_ms: 1,
             changes: vec![],
@@ -318,15 +375,60 @@ mod tests {
             evicted: vec![],
             keep_only: None,
             still_to_send: Some(StillToSend { changes: 7, documents: 2 }),
+            full_size_photos: None,
         };
         assert_eq!(decode_response(&encode(&response)).unwrap(), response, "the count read when sent");
-        // An older server's answer ends before the field (its `None` is the last byte).
-        let mut raw = postcard::to_allocvec(&SyncResponse { still_to_send: None, ..response.clone() }).unwrap();
+        // A server before the photo policy ends after the count (its `None` is the last byte).
+        let mut raw = postcard::to_allocvec(&response).unwrap();
         assert_eq!(raw.pop(), Some(0));
-        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&raw).unwrap();
-        let older = decode_response(&z.finish().unwrap()).unwrap();
-        assert_eq!(older, SyncResponse { still_to_send: None, ..response });
+        assert_eq!(decode_response(&deflated(&raw)).unwrap(), response);
+        // One before the count too.
+        let mut raw = postcard::to_allocvec(&SyncResponse { still_to_send: None, ..response.clone() }).unwrap();
+        assert_eq!(raw.split_off(raw.len() - 2), [0, 0]);
+        assert_eq!(decode_response(&deflated(&raw)).unwrap(), SyncResponse { still_to_send: None, ..response });
+    }
+
+    #[test]
+    fn a_projects_photo_policy_reaches_its_roster_and_older_devices_still_read_the_roster() {
+        let config = ProjectConfig { full_size_photos: FullSizePhotos::OnUnmeteredLinks, ..ProjectConfig::default() };
+        let roster = RosterUpdate { version: 3, members: vec![], history: vec![], config: config.clone() };
+        let response = SyncResponse {
+            server_time_ms: 1,
+            changes: vec![],
+            documents: vec![],
+            cursor: "c:9".into(),
+            more: false,
+            roster: Some(roster.clone()),
+            upload_received: vec![],
+            evicted: vec![],
+            keep_only: None,
+            still_to_send: None,
+            full_size_photos: Some(config.full_size_photos),
+        };
+        let read = decode_response(&encode(&response)).unwrap();
+        assert_eq!(read.roster.unwrap().config, config);
+        // A device before the policy decodes the message as it knew it: the
+        // roster's config has the fields it had, and the policy is what it ignores.
+        /// The roster as such a device knows it: version, members, history, and the config's two fields.
+        type OlderRoster = (u64, Vec<Member>, Vec<RoleChange>, f64, BTreeMap<ConstructionState, ProgressBand>);
+        #[derive(Deserialize)]
+        struct OlderResponse {
+            _server_time_ms: u64,
+            _changes: Vec<SectionBatch>,
+            _documents: Vec<SectionDocument>,
+            _cursor: String,
+            _more: bool,
+            roster: Option<OlderRoster>,
+            upload_received: Vec<u64>,
+        }
+        let older: OlderResponse = postcard::from_bytes(&postcard::to_allocvec(&response).unwrap()).unwrap();
+        let (version, _, _, max_route_distance_m, _) = older.roster.unwrap();
+        assert_eq!((version, max_route_distance_m, older.upload_received), (3, 100.0, vec![]));
+        // A server without the field: the roster's config says `Always`.
+        let mut raw = postcard::to_allocvec(&response).unwrap();
+        raw.truncate(raw.len() - 2);
+        let read = decode_response(&deflated(&raw)).unwrap();
+        assert_eq!(read.roster.unwrap().config, ProjectConfig::default());
     }
 
     #[test]

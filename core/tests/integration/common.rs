@@ -60,5 +60,6 @@ pub fn response(cursor: &str, more: bool) -> SyncResponse {
         evicted: vec![],
         keep_only: None,
         still_to_send: None,
+        full_size_photos: None,
     }
 }

@@ -321,6 +321,7 @@ fn child_worker() {
                     evicted: vec![],
                     keep_only: None,
                     still_to_send: None,
+                    full_size_photos: None,
                 };
                 for (section, _, changes) in &news {
                     if *section == THEIRS && rng.u32(0..4) == 0 {

@@ -178,6 +178,7 @@ fn bootstrap_pages(documents: Vec<SectionDocument>) -> impl Fn(Vec<u8>) -> Resul
             evicted: vec![],
             keep_only: None,
             still_to_send: None,
+            full_size_photos: None,
         };
         Ok(protocol::encode(&response))
     }

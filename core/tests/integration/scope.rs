@@ -19,6 +19,7 @@ fn response(cursor: &str, more: bool, sent: usize) -> SyncResponse {
         evicted: vec![],
         keep_only: None,
         still_to_send: None,
+        full_size_photos: None,
     }
 }
 

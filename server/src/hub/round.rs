@@ -233,10 +233,12 @@ impl Hub {
             evicted: Vec::new(),
             keep_only: None,
             still_to_send: None,
+            full_size_photos: None,
         };
         // A new actor bumped the roster version: read it again.
         let record = if bound_now { store.project(project)?.unwrap_or(record) } else { record };
         if request.roster_version != record.roster_version {
+            response.full_size_photos = Some(record.config.full_size_photos);
             response.roster = Some(RosterUpdate {
                 version: record.roster_version,
                 members: store.roster(project)?,

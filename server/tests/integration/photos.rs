@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldsync_core::{
-    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, Replica, Role, SyncClient,
-    SyncProblem, Transport, TransportError,
+    FullSizePhotos, HttpTransport, PhotoChunk, PhotoState, PhotoTransport, PhotoUploadState, ProjectConfig, Replica,
+    Role, SyncClient, SyncProblem, Transport, TransportError,
 };
 
 use crate::common::*;
@@ -311,6 +311,50 @@ fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_
     tina_sync.fetch_photo(&records[0].id, &mut |_, _| {}).unwrap();
     assert_eq!(state(&tina, 1), PhotoState::ThumbnailOnly);
     assert!(tina.lock().unwrap().photo_file(&thumbs[1].sha256).is_some());
+}
+
+/// A project over 2G holds every device's full sizes for Wi-Fi (issue 14:
+/// "a project's policy"), though each device's own setting says always:
+/// the hub sends the policy with the roster, the device's next sync obeys it.
+#[test]
+fn a_projects_policy_holds_full_sizes_on_mobile_data_whatever_the_device_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
+    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
+    let olga_link = Link::new(&server, &olga_device.token);
+    let (olga, olga_sync) = phone_on(&olga_link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
+    olga_sync.sync_now().unwrap();
+    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
+    let tina_link = Link::new(&server, &tina_device.token);
+    let (tina, mut tina_sync) = phone_on(&tina_link, tina_device);
+    tina_sync.photo_chunk_bytes = 256 * 1024;
+    assert_eq!(tina_sync.full_size_photos, FullSizePhotos::Always, "the device's own setting");
+    tina_sync.set_metered(true);
+    tina_sync.sync_now().unwrap();
+
+    let held = ProjectConfig { full_size_photos: FullSizePhotos::OnUnmeteredLinks, ..ProjectConfig::default() };
+    server.hub.set_config(PROJECT, held).unwrap();
+    let photo = jpeg(800, 600, 3);
+    tina.lock().unwrap().add_photo_bytes(&section, &photo, None).unwrap();
+    // One sync: its round brings the policy, its photo lane obeys it.
+    let report = tina_sync.sync_now().unwrap();
+    assert_eq!(report.photos_sent, 0, "the full size waits for Wi-Fi");
+    let sent = std::mem::take(&mut *tina_link.chunk_photos.lock().unwrap());
+    assert!(!sent.is_empty() && !sent.contains(&hex_sha(&photo)), "only the thumbnail went: {sent:?}");
+    assert_eq!(server.hub.photos_held(PROJECT, &[hex_sha(&photo).as_str()]).unwrap(), 0);
+
+    tina_sync.set_metered(false);
+    assert_eq!(tina_sync.sync_now().unwrap().photos_sent, 1, "on Wi-Fi it goes");
+    assert_eq!(server.hub.photos_held(PROJECT, &[hex_sha(&photo).as_str()]).unwrap(), 1);
+
+    // The office lifts the policy: full sizes go on mobile data again.
+    server.hub.set_config(PROJECT, ProjectConfig::default()).unwrap();
+    tina_sync.set_metered(true);
+    let second = jpeg(800, 600, 4);
+    tina.lock().unwrap().add_photo_bytes(&section, &second, None).unwrap();
+    assert_eq!(tina_sync.sync_now().unwrap().photos_sent, 1);
 }
 
 #[test]

@@ -8,17 +8,29 @@ use std::io::Read;
 use fieldsync_core::protocol::{
     self, ErrorBody, PROTOCOL_VERSION, Refusal, RosterUpdate, SectionBatch, SectionDocument, SyncRequest, SyncResponse,
 };
-use fieldsync_core::{Member, ProjectConfig, Role, RoleChange};
+use fieldsync_core::{FullSizePhotos, Member, ProjectConfig, Role, RoleChange};
 
 const ACTOR: &str = "0123456789abcdef0123456789abcdef";
 
 fn dump<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(message: &T) -> String {
+    dump_read_by(message, |body| protocol::decode::<T>(body))
+}
+
+/// A response, read back as devices read it (`decode_response`).
+fn dump_response(message: &SyncResponse) -> String {
+    dump_read_by(message, protocol::decode_response)
+}
+
+fn dump_read_by<T: serde::Serialize + PartialEq + std::fmt::Debug>(
+    message: &T,
+    read: impl Fn(&[u8]) -> Result<T, protocol::ProtocolError>,
+) -> String {
     let body = protocol::encode(message);
     let mut inflated = Vec::new();
     flate2::read::DeflateDecoder::new(body.as_slice()).read_to_end(&mut inflated).unwrap();
     let raw = postcard::to_allocvec(message).unwrap();
     assert_eq!(inflated, raw, "a body is deflate(postcard(message))");
-    assert_eq!(&protocol::decode::<T>(&body).unwrap(), message);
+    assert_eq!(&read(&body).unwrap(), message);
     let mut out = format!("postcard, {} bytes:\n", raw.len());
     for (i, line) in raw.chunks(16).enumerate() {
         let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
@@ -60,12 +72,13 @@ pub fn example_response() -> SyncResponse {
             version: 4,
             members: vec![Member { actor: ACTOR.into(), user: "tina".into(), role: Role::Technician }],
             history: vec![RoleChange { user: "tina".into(), role: Some(Role::Technician), at_ms: 1_699_999_000_000 }],
-            config: ProjectConfig::default(),
+            config: ProjectConfig { full_size_photos: FullSizePhotos::OnUnmeteredLinks, ..ProjectConfig::default() },
         }),
         upload_received: vec![1_700_000_000_000],
         evicted: vec![],
         keep_only: None,
         still_to_send: None,
+        full_size_photos: Some(FullSizePhotos::OnUnmeteredLinks),
     }
 }
 
@@ -76,7 +89,7 @@ fn sync_request() {
 
 #[test]
 fn sync_response() {
-    insta::assert_snapshot!("sync_response", dump(&example_response()));
+    insta::assert_snapshot!("sync_response", dump_response(&example_response()));
 }
 
 /// Two real changes of one section, the second building on the first, with a
@@ -121,10 +134,11 @@ fn idle_round_messages() {
         evicted: vec![],
         keep_only: None,
         still_to_send: None,
+        full_size_photos: None,
         ..example_response()
     };
     insta::assert_snapshot!("idle_request", dump(&request));
-    insta::assert_snapshot!("idle_response", dump(&response));
+    insta::assert_snapshot!("idle_response", dump_response(&response));
 }
 
 #[test]

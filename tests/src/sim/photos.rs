@@ -7,10 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fieldsync_core::{ProjectConfig, ReplicaError, Role, SyncEvent, TransportError};
+use fieldsync_core::{FullSizePhotos, ProjectConfig, ReplicaError, Role, SyncEvent, TransportError};
 
 use super::{EPOCH_MS, Event, PROJECT, Sim, lock};
-use crate::photos::{PHOTO_HEADER_BYTES, PhotoCall, PhotoReport, chunk_for_link, encode_chunk, encode_state};
+use crate::photos::{
+    PHOTO_HEADER_BYTES, PhotoCall, PhotoLane, PhotoReport, PhotoWorkload, chunk_for_link, encode_chunk, encode_state,
+};
+use crate::profile::LinkProfile;
 use crate::report::{Invariant, Violation};
 use crate::rng::Rng;
 use crate::server::transport_error;
@@ -56,12 +59,30 @@ pub(super) struct PhotoDay {
     /// Per device: chunks the hub already held when they arrived.
     repeats: BTreeMap<usize, u64>,
     report: PhotoReport,
+    /// The crews are on the depot's Wi-Fi (unmetered).
+    at_depot: bool,
+}
+
+/// The crews' project's configuration for a day with `photos`.
+pub(super) fn project_config(photos: &PhotoWorkload) -> ProjectConfig {
+    let held = if photos.depot_wifi { FullSizePhotos::OnUnmeteredLinks } else { FullSizePhotos::Always };
+    ProjectConfig { full_size_photos: held, ..ProjectConfig::default() }
 }
 
 impl Sim {
-    /// The photo chunk of device `d`'s sessions, when the day has photos.
-    pub(super) fn photo_chunk(&self, d: usize) -> Option<usize> {
-        self.config.workload.photos.on().then(|| chunk_for_link(&self.devices[d].link.profile))
+    /// How device `d`'s sessions carry photos, when the day has photos:
+    /// on mobile data, but at the depot.
+    pub(super) fn photo_lane(&self, d: usize) -> Option<PhotoLane> {
+        let at_depot = self.photos.at_depot;
+        let chunk = chunk_for_link(&self.devices[d].link.profile);
+        self.config.workload.photos.on().then_some(PhotoLane { chunk, metered: !at_depot })
+    }
+
+    /// The crews reach the depot's Wi-Fi (at the heal), when the day's
+    /// project holds full sizes for it: the link device `d` has from now on.
+    pub(super) fn reach_depot(&mut self) -> Option<LinkProfile> {
+        self.photos.at_depot = self.config.workload.photos.depot_wifi;
+        self.photos.at_depot.then(LinkProfile::depot_wifi)
     }
 
     /// Schedule the crews' photos: `per_crew` each, at uniform moments of
@@ -155,6 +176,18 @@ impl Sim {
         let waiting = self.devices[d].replica.as_ref().map_or(0, |r| {
             r.lock().unwrap_or_else(|p| p.into_inner()).outbox_stats().map_or(0, |(pending, _)| pending)
         });
+        // The project's policy: no full size leaves a phone on mobile data.
+        if let PhotoCall::Put { sha256, .. } = &call
+            && self.config.workload.photos.depot_wifi
+            && !self.photos.at_depot
+            && let Some(t) = self.photos.taken.iter().find(|t| &t.sha256 == sha256)
+        {
+            let name = self.devices[d].name.clone();
+            self.violation(
+                Invariant::FullSizeHeld,
+                format!("{name} sent photo {}'s full size on mobile data; the project holds it for Wi-Fi", t.id),
+            );
+        }
         if waiting > 0 {
             self.photos.report.sent_before_edits += 1;
             let name = self.devices[d].name.clone();
@@ -319,7 +352,7 @@ impl Sim {
         }
         let Some(replica) = dev.replica.as_ref() else { return false };
         let r = lock(replica);
-        let nothing_to_send = r.next_photo_upload(true, &[]).is_ok_and(|p| p.is_none());
+        let nothing_to_send = r.next_photo_upload(false, FullSizePhotos::Always, &[]).is_ok_and(|p| p.is_none());
         nothing_to_send
             && r.thumbnails_to_fetch()
                 .is_ok_and(|missing| missing.iter().all(|(_, t)| !self.photos.completed.contains_key(&t.sha256)))

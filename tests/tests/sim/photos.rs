@@ -204,13 +204,48 @@ fn the_edits_keep_their_pace_with_photos() {
     assert!(failures.is_empty(), "over {P99_LIMIT}×:\n{}", failures.join("\n"));
 }
 
+/// Issue 14's day on a link that cannot carry it: the project holds full
+/// sizes for an unmetered link, so on 2G (and edge) only the thumbnails go
+/// during the day, beside the edits, and the full sizes go from the depot's
+/// Wi-Fi at the end of the day. Every photo is on the hub after the heal,
+/// its thumbnail first, none of its full size went on mobile data
+/// (`full_size_held`), and every other invariant holds.
+#[test]
+fn a_project_on_2g_holds_full_sizes_for_the_depot_wifi() {
+    let day = day();
+    let mut configs = Vec::new();
+    for profile in [Profile::rural_2g(), Profile::edge()] {
+        for &seed in &day.seeds {
+            let mut c = config(seed, profile.clone(), &day, day.per_crew);
+            c.workload.photos.depot_wifi = true;
+            configs.push(c);
+        }
+    }
+    let reports = fieldsync_tests::seeds::run_many(configs, fieldsync_tests::seeds::threads(), &|_| {});
+    let mut failures = Vec::new();
+    for r in &reports {
+        print("depot", r);
+        if !r.converged {
+            failures.push(fieldsync_tests::seeds::failure_message(r));
+        }
+        let p = r.photos.clone().unwrap_or_default();
+        assert!(p.added > 0 && p.held_on_hub + p.excused >= p.added, "{p:#?}");
+        assert!(p.thumbnails_held >= p.held_on_hub, "{p:#?}");
+        assert!(
+            p.last_photo_ms >= r.simulated_ms.saturating_sub(r.heal_ms),
+            "the full sizes went at the depot: {p:#?}"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_photo_day() {
     let mut c = SimConfig::new(3, Profile::edge());
     c.workload.devices = 5;
     c.workload.sections = 4;
     c.workload.day_hours = 2.0;
-    c.workload.photos = PhotoWorkload { per_crew: 3, bytes: (200_000, 400_000) };
+    c.workload.photos = PhotoWorkload { per_crew: 3, bytes: (200_000, 400_000), ..PhotoWorkload::default() };
     c.faults = FaultConfig { cut_responses: 0.2, ..FaultConfig::default() };
     let a = fieldsync_tests::run_simulation(c.clone(), |_| {});
     let b = fieldsync_tests::run_simulation(c, |_| {});

@@ -14,8 +14,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::SyncClient;
 use crate::domain::document::PhotoBlob;
 use crate::replica::ReplicaError;
@@ -29,17 +27,6 @@ pub const MIN_PHOTO_CHUNK_BYTES: usize = 4 * 1024;
 /// upload restarted) before the lane gives up until the next sync.
 const MAX_STALLED_CHUNKS: u32 = 3;
 
-/// When this device's full-size photos go up (thumbnails always go).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FullSizePhotos {
-    /// On any link.
-    #[default]
-    Always,
-    /// Only while the app says the link is not metered ([`SyncClient::set_metered`]).
-    OnUnmeteredLinks,
-}
-
 impl SyncClient {
     /// Send the photos this device took, edits first: returns when the
     /// server has all of them.
@@ -52,7 +39,7 @@ impl SyncClient {
     ) -> Result<(), SyncError> {
         let mut chunk = self.photo_chunk_bytes.clamp(MIN_PHOTO_CHUNK_BYTES, MAX_PHOTO_CHUNK_BYTES);
         let mut resent_whole = false;
-        let full_size = !(self.full_size_photos == FullSizePhotos::OnUnmeteredLinks && self.metered.load(Relaxed));
+        let metered = self.metered.load(Relaxed);
         let mut thumbnails_fetched = false;
         // Photos whose record the server has not got: tried again next sync.
         let mut not_named = Vec::new();
@@ -64,7 +51,7 @@ impl SyncClient {
             self.go_on(stop)?;
             let (pending, edits) = {
                 let replica = self.lock();
-                (replica.next_photo_upload(full_size, &not_named)?, replica.outbox_stats()?.0)
+                (replica.next_photo_upload(metered, self.full_size_photos, &not_named)?, replica.outbox_stats()?.0)
             };
             if edits > 0 && Some(edits) != stuck_edits {
                 // An edit made while a photo request travelled: it goes first.
