@@ -263,4 +263,8 @@ pub struct PhotoReport {
     /// up (must be 0: the lane sends the edits first).
     #[serde(default)]
     pub sent_before_edits: u64,
+    /// Of `bytes_up`, those sent on mobile data: all of them, but with
+    /// `PhotoWorkload::depot_wifi`, where the depot's Wi-Fi takes the rest.
+    #[serde(default)]
+    pub bytes_up_metered: u64,
 }

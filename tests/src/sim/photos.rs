@@ -210,10 +210,17 @@ impl Sim {
         let up = dev.link.upload_ms(now, len, rng);
         let arrive = now + up;
         if let Some(cut) = dev.link.breaks_between(now, arrive) {
-            self.photos.report.bytes_up += len * (cut - now) / up.max(1);
+            let sent = len * (cut - now) / up.max(1);
+            self.photos.report.bytes_up += sent;
+            if !self.photos.at_depot {
+                self.photos.report.bytes_up_metered += sent;
+            }
             return self.fail_photo(d, session, cut, "connection lost while sending");
         }
         self.photos.report.bytes_up += len;
+        if !self.photos.at_depot {
+            self.photos.report.bytes_up_metered += len;
+        }
         if self.faults_on && rng.chance(dev.link.profile.loss) {
             return self.fail_photo(d, session, now + timeout, "timed out");
         }

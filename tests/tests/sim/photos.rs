@@ -14,6 +14,10 @@
 //! ```sh
 //! FIELDSYNC_PHOTO_DAY=full cargo test --release -p fieldsync-tests --test sim -- photos --nocapture
 //! ```
+//!
+//! `FIELDSYNC_PHOTO_PROFILES=3g,offline-day` runs the days on other link
+//! profiles (default: 2g-rural and edge), `FIELDSYNC_PHOTO_SEEDS=1,2` on
+//! other seeds.
 
 use fieldsync_tests::{FaultConfig, PhotoWorkload, Profile, SimConfig, SimReport};
 
@@ -41,6 +45,18 @@ fn day() -> Day {
     day
 }
 
+/// The link profiles of the photo days: 2g-rural and edge, or
+/// `FIELDSYNC_PHOTO_PROFILES=3g,offline-day,…`.
+fn profiles() -> Vec<Profile> {
+    match std::env::var("FIELDSYNC_PHOTO_PROFILES") {
+        Ok(list) => list
+            .split(',')
+            .map(|name| Profile::by_name(name.trim()).unwrap_or_else(|| panic!("no profile `{name}`")))
+            .collect(),
+        Err(_) => vec![Profile::rural_2g(), Profile::edge()],
+    }
+}
+
 fn config(seed: u64, profile: Profile, day: &Day, photos: u32) -> SimConfig {
     let mut c = SimConfig::new(seed, profile);
     c.workload.devices = day.devices;
@@ -62,8 +78,8 @@ fn print(label: &str, r: &SimReport) {
     let p = r.photos.clone().unwrap_or_default();
     println!(
         "{label:<7} seed {} {:<8}: rounds {:.2} MB on the wire; photos {} ({:.1} MB), {} on the hub ({} excused), \
-         {} thumbnails on devices; photo traffic {:.1} MB up / {:.2} MB down in {} requests ({} failed, {} chunks \
-         repeated); last photo on the hub at {:.1} h; edit → every device P50 {:.1} / P90 {:.1} / P99 {:.1} min; \
+         {} thumbnails on devices; photo traffic {:.1} MB up ({:.1} MB on mobile data) / {:.2} MB down in {} \
+         requests ({} failed, {} chunks repeated); last photo on the hub at {:.1} h; edit → every device P50 {:.1} / P90 {:.1} / P99 {:.1} min; \
          {:.1} h simulated, {} ms wall",
         r.seed,
         r.profile,
@@ -74,6 +90,7 @@ fn print(label: &str, r: &SimReport) {
         p.excused,
         p.thumbnails_held,
         mb(p.bytes_up),
+        mb(p.bytes_up_metered),
         mb(p.bytes_down),
         p.requests,
         p.failed_requests,
@@ -90,7 +107,7 @@ fn print(label: &str, r: &SimReport) {
 /// Each seed on each profile without photos, then with them (in parallel).
 fn run_days(day: &Day) -> Vec<(SimReport, SimReport)> {
     let mut configs = Vec::new();
-    for profile in [Profile::rural_2g(), Profile::edge()] {
+    for profile in profiles() {
         for &seed in &day.seeds {
             configs.push(config(seed, profile.clone(), day, 0));
             configs.push(config(seed, profile.clone(), day, day.per_crew));
@@ -214,7 +231,7 @@ fn the_edits_keep_their_pace_with_photos() {
 fn a_project_on_2g_holds_full_sizes_for_the_depot_wifi() {
     let day = day();
     let mut configs = Vec::new();
-    for profile in [Profile::rural_2g(), Profile::edge()] {
+    for profile in profiles() {
         for &seed in &day.seeds {
             let mut c = config(seed, profile.clone(), &day, day.per_crew);
             c.workload.photos.depot_wifi = true;
