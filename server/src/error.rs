@@ -6,6 +6,11 @@ use crate::store::StoreError;
 
 /// Seconds a client waits after the database was unavailable.
 const UNAVAILABLE_RETRY_S: u64 = 2;
+/// Seconds a device waits after a 507 (the server's disk is full).
+const FULL_RETRY_S: u64 = 60;
+/// The `error` code of the 507 answering a request the server had no disk
+/// space to store.
+pub const SERVER_FULL: &str = "server_full";
 
 /// Why the hub refused a request or an admin call. A request that fails
 /// changed nothing (an audit line in `refusals` aside, for [`HubError::Refused`]).
@@ -122,6 +127,7 @@ impl HubError {
             HubError::ProtocolVersion { .. } => (426, "protocol_version"),
             HubError::RateLimited { .. } => (429, "rate_limited"),
             HubError::Storage(StoreError::Unavailable(_)) => (503, "busy"),
+            HubError::Storage(e) if e.is_disk_full() => (507, SERVER_FULL),
             HubError::Storage(_) => (500, "internal"),
             HubError::Busy { .. } => (503, "busy"),
         }
@@ -137,8 +143,17 @@ impl HubError {
             HubError::RateLimited { retry_after_s, .. } | HubError::Busy { retry_after_s, .. } => Some(*retry_after_s),
             // The pool reconnects on the next call; a short wait is enough.
             HubError::Storage(StoreError::Unavailable(_)) => Some(UNAVAILABLE_RETRY_S),
+            // Someone has to free space: no use asking again at once.
+            HubError::Storage(e) if e.is_disk_full() => Some(FULL_RETRY_S),
             _ => None,
         };
-        ErrorBody { error: self.status().1.to_owned(), message: self.to_string(), refusals, retry_after_s }
+        let message = match self {
+            HubError::Storage(e) if e.is_disk_full() => format!(
+                "the server's disk is full ({e}); nothing of this request was lost: the device keeps it and \
+                 sends it again once the server's operator frees space"
+            ),
+            _ => self.to_string(),
+        };
+        ErrorBody { error: self.status().1.to_owned(), message, refusals, retry_after_s }
     }
 }

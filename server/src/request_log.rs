@@ -124,6 +124,9 @@ pub fn log_failure(e: &HubError) {
         HubError::Storage(cause @ StoreError::Unavailable(_)) => {
             tracing::warn!(%cause, "store unavailable: answered 503, reconnecting")
         }
+        HubError::Storage(cause) if cause.is_disk_full() => {
+            tracing::error!(%cause, "the server's disk is full: answered 507; free space and the devices finish on their own")
+        }
         HubError::Storage(cause) => tracing::error!(%cause, "internal error: the store failed"),
         HubError::Unauthorized(reason) => tracing::warn!(%reason, "authentication failed"),
         HubError::Forbidden(reason) => tracing::warn!(%reason, "not authorized"),

@@ -66,6 +66,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the disk under the store is full: the data directory's file
+    /// system (`ENOSPC`), SQLite's `SQLITE_FULL`, PostgreSQL's `53100`. Not
+    /// the request's fault, and nothing of it is lost: the hub answers 507,
+    /// the device keeps it and tries again later.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
+    }
+}
+
 /// A PostgreSQL error in words: a server error's own message, not just "db
 /// error"; another's cause too ("error performing TLS handshake: invalid peer
 /// certificate: UnknownIssuer").

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod cluster;
 mod device;
+mod disk_full;
 mod hostile;
 mod ops;
 mod serve;

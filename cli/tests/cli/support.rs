@@ -169,8 +169,15 @@ impl Crew {
 
     /// The same crew, its server started by `start(data dir, crew dir)`.
     pub fn with_server(start: impl FnOnce(&Path, &Path) -> Server) -> Crew {
+        Crew::prepared(|_| {}, start)
+    }
+
+    /// The same crew, its data dir made by `prepare(data dir)` before
+    /// anything is in it (a small file system mounted there, say).
+    pub fn prepared(prepare: impl FnOnce(&Path), start: impl FnOnce(&Path, &Path) -> Server) -> Crew {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("server");
+        prepare(&data);
         let d = data.to_str().unwrap();
         ok(&["admin", "--data", d, "create-project", PROJECT, "--max-route-distance", "50"]);
         let mut tokens = BTreeMap::new();

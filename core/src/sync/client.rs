@@ -182,8 +182,10 @@ impl SyncClient {
         let mut run = SyncRun::start(&mut self.lock(), limits, self.renewal.is_some())?;
         self.feed.flush();
         self.run_rounds(&mut run, progress, stop)?;
-        if let Some(photos) = &self.photos {
-            self.send_photos(photos, &mut run, progress, stop)?;
+        if let Some(photos) = &self.photos
+            && let Err(e) = self.send_photos(photos, &mut run, progress, stop)
+        {
+            return Err(run.failed_after_rounds(&mut self.lock(), e));
         }
         Ok(run.into_report())
     }

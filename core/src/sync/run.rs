@@ -392,6 +392,19 @@ impl SyncRun {
         }
     }
 
+    /// End the sync with `e` after its rounds, in the photo lane: recorded
+    /// in the status of every project it synced (the app shows why the
+    /// sync failed, though every round went through).
+    pub fn failed_after_rounds(&mut self, replica: &mut Replica, e: SyncError) -> SyncError {
+        tracing::warn!(problem = e.problem().as_str(), "sync failed sending or fetching photos: {e}");
+        for project in &self.projects {
+            if let Err(stored) = replica.record_sync_error(project, &e.to_string(), e.problem()) {
+                return stored.into();
+            }
+        }
+        e
+    }
+
     /// Run every project's rounds once more (edits made since, e.g. while
     /// photos went up, go before the next photo chunk); the report goes on.
     pub fn again(&mut self) {

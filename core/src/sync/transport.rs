@@ -58,11 +58,13 @@ impl TransportError {
         }
     }
 
-    /// How long the server asked us to wait before trying again (a `429` or
-    /// `503` with `Retry-After`), in ms.
+    /// How long the server asked us to wait before trying again (a `429`,
+    /// `503` or `507` with `Retry-After`), in ms.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
-            TransportError::Server { status: 429 | 503, body } => body.retry_after_s.map(|s| s.saturating_mul(1000)),
+            TransportError::Server { status: 429 | 503 | 507, body } => {
+                body.retry_after_s.map(|s| s.saturating_mul(1000))
+            }
             _ => None,
         }
     }

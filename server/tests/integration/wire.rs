@@ -174,9 +174,17 @@ fn every_error_maps_to_its_status() {
         (E::Timeout("t".into()), 408, "timeout"),
         (E::RateLimited { message: "r".into(), retry_after_s: 3 }, 429, "rate_limited"),
         (E::Busy { message: "b".into(), retry_after_s: 1 }, 503, "busy"),
+        (E::Storage(std::io::Error::from(std::io::ErrorKind::StorageFull).into()), 507, "server_full"),
+        (E::Storage(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None).into()), 507, "server_full"),
+        (E::Storage(std::io::Error::other("bad sector").into()), 500, "internal"),
     ];
     for (e, status, code) in cases {
         assert_eq!(e.status(), (status, code));
         assert_eq!(e.body().error, code);
     }
+    let full = E::Storage(std::io::Error::from(std::io::ErrorKind::StorageFull).into()).body();
+    assert_eq!(full.retry_after_s, Some(60), "someone has to free space first");
+    assert!(
+        full.message.contains("the server's disk is full") && full.message.contains("nothing of this request was lost")
+    );
 }
