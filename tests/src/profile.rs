@@ -38,15 +38,16 @@ impl LinkProfile {
     /// Where crews are at the end of a photo day whose project holds full
     /// sizes for an unmetered link.
     pub fn depot_wifi() -> LinkProfile {
+        let (latency, kbps) = (10, 10_000);
         LinkProfile {
-            up_latency_ms: 10,
-            down_latency_ms: 10,
-            jitter_ms: 5,
-            down_kbps: 20_000,
-            up_kbps: 10_000,
-            loss: 0.0,
+            up_latency_ms: latency,
+            down_latency_ms: latency,
+            jitter_ms: latency / 2,
+            down_kbps: 2 * kbps,
+            up_kbps: kbps,
             burst_bytes: 256 * 1024,
-            timeout_ms: 60_000,
+            // No loss, and 3G's timeout.
+            ..Profile::three_g().link
         }
     }
 }

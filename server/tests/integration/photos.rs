@@ -124,6 +124,29 @@ fn phone_on(link: &Arc<Link>, device: Device) -> (Arc<Mutex<Replica>>, SyncClien
     (replica, client)
 }
 
+/// A phone of the project: its replica, its sync client and its link.
+struct Phone {
+    replica: Arc<Mutex<Replica>>,
+    sync: SyncClient,
+    link: Arc<Link>,
+}
+
+/// Olga's office phone, which created the section "north" (returned) and
+/// synced it, and tina's technician phone, not yet synced.
+fn olga_and_tina(server: &TestServer, dir: &std::path::Path) -> (Phone, Phone, String) {
+    let olga_device = Device::enroll(&server.hub, dir, "olga");
+    let olga_link = Link::new(server, &olga_device.token);
+    let (olga, olga_sync) = phone_on(&olga_link, olga_device);
+    olga_sync.sync_now().unwrap();
+    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
+    olga_sync.sync_now().unwrap();
+    let tina_device = Device::enroll(&server.hub, dir, "tina");
+    let tina_link = Link::new(server, &tina_device.token);
+    let (tina, tina_sync) = phone_on(&tina_link, tina_device);
+    let phone = |replica, sync, link| Phone { replica, sync, link };
+    (phone(olga, olga_sync, olga_link), phone(tina, tina_sync, tina_link), section)
+}
+
 fn state_of(replica: &Mutex<Replica>, section: &str) -> PhotoState {
     let r = replica.lock().unwrap();
     let photo = r.section(section).unwrap().photos.remove(0);
@@ -137,15 +160,9 @@ fn a_photo_goes_up_after_the_edits_resumes_after_a_cut_and_only_members_fetch_it
     hub.create_project("p2", fieldsync_core::ProjectConfig::default()).unwrap();
     hub.add_member("p2", "pete", Role::Office).unwrap();
     let server = TestServer::start(hub);
-    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
-    let olga_link = Link::new(&server, &olga_device.token);
-    let (olga, olga_sync) = phone_on(&olga_link, olga_device);
-    olga_sync.sync_now().unwrap();
-    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
-    olga_sync.sync_now().unwrap();
-    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
-    let tina_link = Link::new(&server, &tina_device.token);
-    let (tina, tina_sync) = phone_on(&tina_link, tina_device);
+    let (olga, tina, section) = olga_and_tina(&server, dir.path());
+    let Phone { replica: olga, sync: olga_sync, link: olga_link } = olga;
+    let Phone { replica: tina, sync: tina_sync, link: tina_link } = tina;
     tina_sync.sync_now().unwrap();
     tina_link.log.lock().unwrap().clear();
 
@@ -238,15 +255,9 @@ pub fn jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
 fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_keep_to_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
-    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
-    let olga_link = Link::new(&server, &olga_device.token);
-    let (olga, mut olga_sync) = phone_on(&olga_link, olga_device);
-    olga_sync.sync_now().unwrap();
-    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
-    olga_sync.sync_now().unwrap();
-    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
-    let tina_link = Link::new(&server, &tina_device.token);
-    let (tina, mut tina_sync) = phone_on(&tina_link, tina_device);
+    let (olga, tina, section) = olga_and_tina(&server, dir.path());
+    let Phone { replica: olga, sync: mut olga_sync, .. } = olga;
+    let Phone { replica: tina, sync: mut tina_sync, link: tina_link } = tina;
     // Larger chunks for these larger photos (4 KiB ones would pass the request rate).
     (tina_sync.photo_chunk_bytes, olga_sync.photo_chunk_bytes) = (256 * 1024, 256 * 1024);
     tina_sync.full_size_photos = FullSizePhotos::OnUnmeteredLinks;
@@ -320,15 +331,8 @@ fn thumbnails_go_first_full_sizes_wait_for_an_unmetered_link_and_fetched_photos_
 fn a_projects_policy_holds_full_sizes_on_mobile_data_whatever_the_device_says() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(hub_with(dir.path(), &[("olga", Role::Office), ("tina", Role::Technician)]));
-    let olga_device = Device::enroll(&server.hub, dir.path(), "olga");
-    let olga_link = Link::new(&server, &olga_device.token);
-    let (olga, olga_sync) = phone_on(&olga_link, olga_device);
-    olga_sync.sync_now().unwrap();
-    let section = olga.lock().unwrap().create_section(PROJECT, "north", &route()).unwrap();
-    olga_sync.sync_now().unwrap();
-    let tina_device = Device::enroll(&server.hub, dir.path(), "tina");
-    let tina_link = Link::new(&server, &tina_device.token);
-    let (tina, mut tina_sync) = phone_on(&tina_link, tina_device);
+    let (_, tina, section) = olga_and_tina(&server, dir.path());
+    let Phone { replica: tina, sync: mut tina_sync, link: tina_link } = tina;
     tina_sync.photo_chunk_bytes = 256 * 1024;
     assert_eq!(tina_sync.full_size_photos, FullSizePhotos::Always, "the device's own setting");
     tina_sync.set_metered(true);
