@@ -148,7 +148,12 @@ fn quick(args: QuickArgs, json: bool) -> Result<(), CliError> {
     let open = |name: &str| {
         Replica::open(
             dir.path().join(format!("{name}.db")),
-            ReplicaOptions { device: name.into(), durability: Durability::Normal, encryption_key: None },
+            ReplicaOptions {
+                device: name.into(),
+                durability: Durability::Normal,
+                encryption_key: None,
+                ..Default::default()
+            },
         )
     };
     let mut clients = Vec::new();

@@ -74,7 +74,12 @@ fn route(i: u32) -> Vec<GeoPoint> {
 }
 
 fn replica(dir: &std::path::Path, name: &str) -> Result<Replica, CliError> {
-    let options = ReplicaOptions { device: name.into(), durability: Durability::Normal, encryption_key: None };
+    let options = ReplicaOptions {
+        device: name.into(),
+        durability: Durability::Normal,
+        encryption_key: None,
+        ..Default::default()
+    };
     let mut r = Replica::open(dir.join(format!("{name}.db")), options)?;
     r.join_project(PROJECT)?;
     Ok(r)

@@ -66,7 +66,12 @@ pub fn run(args: PhotoBenchArgs, json: bool) -> Result<(), CliError> {
     };
     let server = ServerProcess::start(&Store::Data(data), 64, scratch.path(), "serve")?;
     let phone = |name: &str, token: &str| -> Result<(Arc<Mutex<Replica>>, SyncClient), CliError> {
-        let options = ReplicaOptions { device: name.into(), durability: Durability::Normal, encryption_key: None };
+        let options = ReplicaOptions {
+            device: name.into(),
+            durability: Durability::Normal,
+            encryption_key: None,
+            ..Default::default()
+        };
         let mut replica = Replica::open(scratch.path().join(format!("{name}.db")), options)?;
         replica.join_project(PROJECT)?;
         let replica = Arc::new(Mutex::new(replica));

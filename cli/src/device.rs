@@ -218,8 +218,12 @@ fn open(db: &Path, device: &str, create: bool) -> Result<Replica, CliError> {
             db.display()
         )));
     }
-    let options =
-        |device: &str| ReplicaOptions { device: device.to_owned(), durability: Durability::Full, encryption_key: None };
+    let options = |device: &str| ReplicaOptions {
+        device: device.to_owned(),
+        durability: Durability::Full,
+        encryption_key: None,
+        ..Default::default()
+    };
     match Replica::open(db, options(device)) {
         // A store made elsewhere (a phone's, for support): open it as the device it belongs to.
         Err(OpenError::OtherDevice { found, .. }) if !create => Ok(Replica::open(db, options(&found))?),

@@ -325,8 +325,12 @@ pub(crate) fn open_devices(
     threads: usize,
 ) -> Result<Vec<Device>, CliError> {
     let open_one = |(i, e): (usize, Enrolled)| -> Result<Device, CliError> {
-        let options =
-            ReplicaOptions { device: format!("load-{i}"), durability: Durability::Normal, encryption_key: None };
+        let options = ReplicaOptions {
+            device: format!("load-{i}"),
+            durability: Durability::Normal,
+            encryption_key: None,
+            ..Default::default()
+        };
         let mut replica = Replica::open(dir.join(format!("device-{i}.db")), options)?;
         replica.join_project(&e.project_id)?;
         // Devices spread over the processes, as a load balancer would spread them.

@@ -149,7 +149,7 @@ fn memory_kib() -> (u64, u64) {
 // Fixtures
 
 fn options(device: &str, durability: Durability) -> ReplicaOptions {
-    ReplicaOptions { device: device.into(), durability, encryption_key: None }
+    ReplicaOptions { device: device.into(), durability, encryption_key: None, ..Default::default() }
 }
 
 fn member(r: &Replica, user: &str, role: Role) -> Member {

@@ -15,8 +15,10 @@
 //!   sync ([`SyncEngine`], no I/O), a round and a merge on the replica's side,
 //!   the [`SyncClient`] that drives rounds, the live channel.
 //!
-//! What only simulations and tests need (a simulated wall clock, seeded ids)
-//! sits behind the feature `simulation`.
+//! A replica reads time and draws ids through what it is given
+//! ([`ReplicaOptions::clock`], [`ReplicaOptions::ids`]); what only
+//! simulations and tests need (a settable clock, seeded ids) sits behind the
+//! feature `simulation`.
 //!
 //! ```
 //! use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, ConstructionState};
@@ -62,13 +64,15 @@ pub use sync::photo_wire;
 pub use sync::protocol;
 
 pub use domain::coverage::{Bounds, Coverage, InvalidScope, Scope, Subscription};
+#[cfg(feature = "simulation")]
+pub use domain::device_clock::ManualClock;
+pub use domain::device_clock::{DeviceClock, SystemClock, since_boot_ms, wall_clock_ms};
 pub use domain::document::{DocumentError, PhotoBlob, PhotoRef, SectionDoc, SectionInput};
 pub use domain::edit::{Edit, EditId, EditValue, Field};
-pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock, since_boot_ms, wall_clock_ms};
+pub use domain::hlc::{BootAnchor, DeviceTime, Hlc, HlcClock};
 #[cfg(feature = "simulation")]
-pub use domain::hlc::{set_simulated_since_boot, set_simulated_wall_clock};
-#[cfg(feature = "simulation")]
-pub use domain::id::set_simulated_ids;
+pub use domain::id::SeededIds;
+pub use domain::id::{IdSource, RandomIds};
 pub use domain::project::{FullSizePhotos, Member, ProgressBand, ProjectConfig, RoleChange, Roster};
 pub use domain::role::Role;
 pub use domain::route::{GeoPoint, InvalidPoint, distance_to_route_m};

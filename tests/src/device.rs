@@ -17,8 +17,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use fieldsync_core::{DeviceTime, ManualClock, SeededIds};
 use fieldsync_core::{OpenError, Replica, ReplicaOptions, SyncClient, SyncError, SyncReport, TransportError};
-use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
 /// What a session thread says to the loop.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ pub enum Step {
 }
 
 enum ToDevice {
-    Answer { result: Result<Vec<u8>, TransportError>, wall_ms: u64, since_boot_ms: u64 },
+    Answer(Result<Vec<u8>, TransportError>),
     Kill,
 }
 
@@ -60,17 +60,12 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Start `sync_now` on `replica` at device wall time `wall_ms`; returns
-    /// the session and its first step.
-    pub fn start(
-        id: u64,
-        replica: Arc<Mutex<Replica>>,
-        wall_ms: u64,
-        since_boot_ms: u64,
-        upload_budget: usize,
-        response_budget: u32,
-    ) -> (Session, Step) {
-        Self::start_with_photos(id, replica, wall_ms, since_boot_ms, upload_budget, response_budget, None)
+    /// Start `sync_now` on `replica`; returns the session and its first
+    /// step. The loop sets the device's clock ([`Phone::set_time`]) before
+    /// this and before each answer: the session's thread runs only while the
+    /// loop waits, so it reads the time of its latest step.
+    pub fn start(id: u64, replica: Arc<Mutex<Replica>>, upload_budget: usize, response_budget: u32) -> (Session, Step) {
+        Self::start_with_photos(id, replica, upload_budget, response_budget, None)
     }
 
     /// Like [`Session::start`]; with `photos` the client also carries
@@ -79,8 +74,6 @@ impl Session {
     pub fn start_with_photos(
         id: u64,
         replica: Arc<Mutex<Replica>>,
-        wall_ms: u64,
-        since_boot_ms: u64,
         upload_budget: usize,
         response_budget: u32,
         photos: Option<crate::photos::PhotoLane>,
@@ -97,8 +90,6 @@ impl Session {
         let thread = std::thread::Builder::new()
             .name(format!("sim-session-{id}"))
             .spawn(move || {
-                set_simulated_wall_clock(Some(wall_ms));
-                set_simulated_since_boot(Some(since_boot_ms));
                 let outcome = {
                     let mut client = SyncClient::new(replica, Arc::new(transport));
                     client.upload_budget = upload_budget;
@@ -137,10 +128,10 @@ impl Session {
         step
     }
 
-    /// Deliver the answer to the pending request at device wall time
-    /// `wall_ms`, `since_boot_ms` after the device booted.
-    pub fn answer(&mut self, result: Result<Vec<u8>, TransportError>, wall_ms: u64, since_boot_ms: u64) -> Step {
-        let _ = self.to_device.send(ToDevice::Answer { result, wall_ms, since_boot_ms });
+    /// Deliver the answer to the pending request (at the time the loop set
+    /// the device's clock to).
+    pub fn answer(&mut self, result: Result<Vec<u8>, TransportError>) -> Step {
+        let _ = self.to_device.send(ToDevice::Answer(result));
         self.wait()
     }
 
@@ -180,11 +171,7 @@ impl SessionLink {
 fn await_answer(answers: &Mutex<Receiver<ToDevice>>) -> Result<Vec<u8>, TransportError> {
     let next = answers.lock().unwrap_or_else(|p| p.into_inner()).recv();
     match next {
-        Ok(ToDevice::Answer { result, wall_ms, since_boot_ms }) => {
-            set_simulated_wall_clock(Some(wall_ms));
-            set_simulated_since_boot(Some(since_boot_ms));
-            result
-        }
+        Ok(ToDevice::Answer(result)) => result,
         // Not `panic!`: no panic hook runs, nothing is printed.
         Ok(ToDevice::Kill) | Err(_) => resume_unwind(Box::new(Killed)),
     }
@@ -231,8 +218,43 @@ pub fn wipe(path: &Path) {
     }
 }
 
-/// Open (or create) the store of `device` at `path`.
+/// Open (or create) the store of `device` at `path`, on the real clocks
+/// (tests on real threads).
 pub fn open(path: &Path, device: &str) -> Result<Arc<Mutex<Replica>>, OpenError> {
     let options = ReplicaOptions { device: device.to_owned(), ..Default::default() };
     Ok(Arc::new(Mutex::new(Replica::open(path, options)?)))
+}
+
+/// A simulated device's clocks and id sequence, its own and not its
+/// thread's: every store it opens (again after a crash, anew after a
+/// reinstall) reads them, on the loop's thread and its sessions' alike.
+#[derive(Debug, Clone)]
+pub struct Phone {
+    /// Set by the loop to the device's (skewed) time before the device acts.
+    pub clock: Arc<ManualClock>,
+    ids: Arc<SeededIds>,
+}
+
+impl Phone {
+    /// A phone at the epoch whose ids are the sequence of `seed`.
+    pub fn new(seed: u64) -> Phone {
+        let clock = Arc::new(ManualClock::new(DeviceTime::wall(crate::sim::EPOCH_MS)));
+        Phone { clock, ids: Arc::new(SeededIds::new(seed)) }
+    }
+
+    /// Its wall clock shows `wall_ms`, `since_boot_ms` after it booted.
+    pub fn set_time(&self, wall_ms: u64, since_boot_ms: u64) {
+        self.clock.set(DeviceTime { wall_ms, since_boot_ms: Some(since_boot_ms) });
+    }
+
+    /// Open (or create) the store of `device` at `path` on this phone.
+    pub fn open(&self, path: &Path, device: &str) -> Result<Arc<Mutex<Replica>>, OpenError> {
+        let options = ReplicaOptions {
+            device: device.to_owned(),
+            clock: self.clock.clone(),
+            ids: self.ids.clone(),
+            ..Default::default()
+        };
+        Ok(Arc::new(Mutex::new(Replica::open(path, options)?)))
+    }
 }

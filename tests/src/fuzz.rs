@@ -13,17 +13,15 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use fieldsync_core::set_simulated_ids;
-use fieldsync_core::set_simulated_wall_clock;
-use fieldsync_core::{ProjectConfig, Replica, ReplicaError, Role, SyncClient, TransportError};
+use fieldsync_core::{DeviceTime, ProjectConfig, Replica, ReplicaError, Role, SyncClient, TransportError};
 use fieldsync_server::Hub;
 use serde::{Deserialize, Serialize};
 
-use crate::device;
+use crate::device::{self, Phone};
 use crate::invariants::{self, Ack, Subject};
 use crate::rng::Rng;
 use crate::server::transport_error;
-use crate::sim::EPOCH_MS;
+use crate::sim::{EPOCH_MS, phone};
 use crate::workload::{self, EditKind, Plan};
 
 /// Peers: an office device, a foreman and two technicians.
@@ -105,6 +103,8 @@ struct Peer {
     role: Role,
     token: String,
     install: u32,
+    /// Its clock and ids, which every store it opens reads.
+    phone: Phone,
     replica: Arc<Mutex<Replica>>,
     partitioned: bool,
     skew_ms: i64,
@@ -137,7 +137,9 @@ enum Delivery {
 
 impl Fuzz {
     fn clock(&self, p: usize) {
-        set_simulated_wall_clock(Some((EPOCH_MS + self.now).saturating_add_signed(self.peers[p].skew_ms)));
+        // A wall clock only: the fuzzer's phones know no time since boot.
+        let wall = (EPOCH_MS + self.now).saturating_add_signed(self.peers[p].skew_ms);
+        self.peers[p].phone.clock.set(DeviceTime::wall(wall));
     }
 
     fn path(dir: &Path, name: &str, install: u32) -> std::path::PathBuf {
@@ -219,12 +221,15 @@ impl Fuzz {
                 let p = peer(p);
                 let path = lock(&self.peers[p].replica).path().to_owned();
                 let name = self.peers[p].name.clone();
-                let placeholder =
-                    device::open(&self.dir.join("placeholder.db"), "placeholder").map_err(|e| e.to_string())?;
+                let placeholder = self.peers[p]
+                    .phone
+                    .open(&self.dir.join("placeholder.db"), "placeholder")
+                    .map_err(|e| e.to_string())?;
                 let old = std::mem::replace(&mut self.peers[p].replica, placeholder);
                 device::crash(old).map_err(|e| format!("{name}: crash: {e}"))?;
                 self.clock(p);
-                self.peers[p].replica = device::open(&path, &name).map_err(|e| format!("{name}: reopen: {e}"))?;
+                self.peers[p].replica =
+                    self.peers[p].phone.open(&path, &name).map_err(|e| format!("{name}: reopen: {e}"))?;
             }
             Action::Partition { peer: p } => {
                 let p = peer(p);
@@ -253,7 +258,7 @@ impl Fuzz {
                 let old_path = Fuzz::path(&self.dir, &name, install);
                 let new_path = Fuzz::path(&self.dir, &name, install + 1);
                 self.clock(p);
-                let fresh = device::open(&new_path, &name).map_err(|e| e.to_string())?;
+                let fresh = self.peers[p].phone.open(&new_path, &name).map_err(|e| e.to_string())?;
                 lock(&fresh).join_project(PROJECT).map_err(|e| e.to_string())?;
                 drop(std::mem::replace(&mut self.peers[p].replica, fresh));
                 device::wipe(&old_path);
@@ -285,11 +290,7 @@ pub fn run_actions(actions: &[Action]) -> Result<FuzzOutcome, String> {
             std::env::temp_dir()
         })
         .map_err(|e| e.to_string())?;
-    set_simulated_ids(Some(0xF022));
-    let result = run_in(tmp.path(), actions);
-    set_simulated_ids(None);
-    set_simulated_wall_clock(None);
-    result
+    run_in(tmp.path(), actions)
 }
 
 fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
@@ -304,17 +305,19 @@ fn run_in(dir: &Path, actions: &[Action]) -> Result<FuzzOutcome, String> {
         ("tech2", Role::Technician),
     ];
     let mut peers = Vec::new();
-    for (name, role) in people {
+    for (i, (name, role)) in people.into_iter().enumerate() {
         hub.add_member_at(PROJECT, name, role, EPOCH_MS).map_err(|e| e.to_string())?;
         let token = hub.enroll_device(name, name).map_err(|e| e.to_string())?.token;
-        set_simulated_wall_clock(Some(EPOCH_MS));
-        let replica = device::open(&Fuzz::path(dir, name, 0), name).map_err(|e| e.to_string())?;
+        let phone = phone(0xF022, i as u64);
+        phone.clock.set(DeviceTime::wall(EPOCH_MS));
+        let replica = phone.open(&Fuzz::path(dir, name, 0), name).map_err(|e| e.to_string())?;
         lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
         peers.push(Peer {
             name: name.into(),
             role,
             token,
             install: 0,
+            phone,
             replica,
             partitioned: false,
             skew_ms: 0,

@@ -28,6 +28,7 @@ use fieldsync_core::{
     SectionDoc, validate,
 };
 
+use crate::device::Phone;
 use crate::rng::Rng;
 use crate::sim::{FNV_START, fnv};
 
@@ -38,6 +39,8 @@ pub const USER: &str = "mallory";
 pub struct Hostile {
     /// Its bearer token.
     pub token: String,
+    /// Its clocks and ids.
+    pub phone: Phone,
     /// Its honest side.
     pub replica: Arc<Mutex<Replica>>,
     /// Its Automerge actor (hex), bound to it by its first round.
@@ -93,9 +96,9 @@ fn lock(r: &Arc<Mutex<Replica>>) -> std::sync::MutexGuard<'_, Replica> {
 
 impl Hostile {
     /// The device, once its replica is open.
-    pub fn new(token: String, replica: Arc<Mutex<Replica>>, rng: Rng) -> Hostile {
+    pub fn new(token: String, phone: Phone, replica: Arc<Mutex<Replica>>, rng: Rng) -> Hostile {
         let actor = lock(&replica).actor();
-        Hostile { token, replica, actor, stored: BTreeMap::new(), rng, counter: 0 }
+        Hostile { token, phone, replica, actor, stored: BTreeMap::new(), rng, counter: 0 }
     }
 
     /// A stamp at the hub's time `now_ms`, unique among this device's writes.

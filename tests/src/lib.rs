@@ -12,11 +12,12 @@
 //!   scheduled by the real [`fieldsync_core::SyncEngine`];
 //! - the server is the real [`fieldsync_server::Hub`] on a SQLite data dir,
 //!   called with the raw request body as its HTTP route calls it;
-//! - time is virtual (a discrete-event loop, [`sim`]); the devices' clocks
-//!   are the virtual time plus their skew, through
-//!   `fieldsync_core::set_simulated_wall_clock`, and new ids come from
-//!   a seeded sequence (`fieldsync_core::set_simulated_ids`), so the
-//!   same seed gives the same run, byte for byte.
+//! - time is virtual (a discrete-event loop, [`sim`]); each device has a
+//!   clock of its own ([`device::Phone`], a `fieldsync_core::ManualClock`
+//!   its replica is opened with) that the loop sets to the virtual time plus
+//!   its skew before it acts, and new ids come from a sequence of its own
+//!   (`fieldsync_core::SeededIds`, seeded from the run's seed and its
+//!   index), so the same seed gives the same run, byte for byte.
 //!
 //! Module guide:
 //! - [`config`]: [`SimConfig`], [`Workload`], [`FaultConfig`], [`InjectedBug`].

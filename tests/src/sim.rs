@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use fieldsync_core::protocol::{self, SyncRequest, SyncResponse};
-use fieldsync_core::set_simulated_ids;
 use fieldsync_core::{
     ConstructionState, FORWARD, Replica, ReplicaError, Role, RoleChange, Scope, Subscription, SyncClient, SyncEngine,
     SyncError, SyncEvent, TransportError,
 };
-use fieldsync_core::{set_simulated_since_boot, set_simulated_wall_clock};
 
 use crate::config::{InjectedBug, ScopeWorkload, SimConfig};
-use crate::device::{self, Session, Step};
+use crate::device::{self, Phone, Session, Step};
 use crate::hostile::{self, Hostile};
 use crate::invariants::{self, Ack, Subject};
 use crate::link::Link;
@@ -133,6 +131,8 @@ struct Device {
     install: u32,
     token: String,
     device_id: String,
+    /// Its clocks and ids, which every store it opens reads.
+    phone: Phone,
     replica: Option<Arc<Mutex<Replica>>>,
     engine: SyncEngine,
     wake_generation: u64,
@@ -206,6 +206,12 @@ impl Device {
     fn alive(&self) -> bool {
         self.replica.is_some()
     }
+}
+
+/// Device `index`'s phone in the run of `seed`: its ids a sequence of its
+/// own (drawing none from the run's generator, which would shift the rest).
+pub(crate) fn phone(seed: u64, index: u64) -> Phone {
+    Phone::new(Rng::new(seed).fork(index).next_u64())
 }
 
 fn lock(r: &Arc<Mutex<Replica>>) -> MutexGuard<'_, Replica> {
@@ -300,7 +306,6 @@ pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 /// (but its `wall_ms`).
 pub fn run_simulation(config: SimConfig, mut progress: impl FnMut(SimProgress)) -> SimReport {
     let started = Instant::now();
-    set_simulated_ids(Some(config.seed));
     let base = config.dir.clone().unwrap_or_else(|| {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() }
@@ -309,8 +314,6 @@ pub fn run_simulation(config: SimConfig, mut progress: impl FnMut(SimProgress)) 
         Ok(tmp) => run_in(config.clone(), tmp.path(), &mut progress),
         Err(e) => Err(format!("cannot make a temporary directory in {}: {e}", base.display())),
     };
-    set_simulated_ids(None);
-    set_simulated_wall_clock(None);
     let mut report = report.unwrap_or_else(|e| failed_setup(&config, e));
     report.wall_ms = started.elapsed().as_millis() as u64;
     report
@@ -446,6 +449,7 @@ impl Sim {
                 install: 0,
                 token: enrollment.token,
                 device_id: enrollment.device_id,
+                phone: phone(config.seed, i as u64),
                 replica: None,
                 engine: SyncEngine::new(config.sync),
                 wake_generation: 0,
@@ -582,10 +586,10 @@ impl Sim {
         });
     }
 
+    /// Device `d`'s clock shows its time now, before it acts.
     fn set_clock(&self, d: usize) {
-        set_simulated_wall_clock(Some(self.devices[d].wall(self.now)));
         // No phone reboots during the day: its clock since boot is the true time.
-        set_simulated_since_boot(Some(self.now));
+        self.devices[d].phone.set_time(self.devices[d].wall(self.now), self.now);
     }
 
     // ---- setup: the morning at the depot ----
@@ -593,7 +597,8 @@ impl Sim {
     fn open_device(&mut self, d: usize) -> Result<(), String> {
         self.set_clock(d);
         let path = self.path(d);
-        let replica = device::open(&path, &self.devices[d].name).map_err(|e| format!("{}: {e}", path.display()))?;
+        let replica =
+            self.devices[d].phone.open(&path, &self.devices[d].name).map_err(|e| format!("{}: {e}", path.display()))?;
         lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
         if let Some(scope) = self.devices[d].scope.clone() {
             // Kept in the store across restarts; a reinstall sets it again.
@@ -610,26 +615,19 @@ impl Sim {
     fn direct_sync(&mut self, d: usize) -> Result<(), SyncError> {
         let Some(replica) = self.devices[d].replica.clone() else { return Ok(()) };
         let token = self.devices[d].token.clone();
-        let wall = self.devices[d].wall(self.now);
-        let call = self.direct_round(replica, token, wall, true)?;
+        self.set_clock(d);
+        let call = self.direct_round(replica, token, true)?;
         self.devices[d].synced_through = call;
         Ok(())
     }
 
-    /// Sync `replica` as `token` over a perfect link, now, on the first hub
-    /// instance up; `count`: its bytes and rounds go into the stats. Returns
-    /// the hub call it caught up to.
-    fn direct_round(
-        &mut self,
-        replica: Arc<Mutex<Replica>>,
-        token: String,
-        wall: u64,
-        count: bool,
-    ) -> Result<u64, SyncError> {
+    /// Sync `replica` as `token` over a perfect link, now (its clock set
+    /// by the caller), on the first hub instance up; `count`: its bytes and
+    /// rounds go into the stats. Returns the hub call it caught up to.
+    fn direct_round(&mut self, replica: Arc<Mutex<Replica>>, token: String, count: bool) -> Result<u64, SyncError> {
         let Some(hub) = self.servers.any().cloned() else {
             return Err(SyncError::Transport(TransportError::Unreachable("no server up".into())));
         };
-        set_simulated_wall_clock(Some(wall));
         let now = EPOCH_MS + self.now;
         let bytes = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
         let counter = bytes.clone();
@@ -701,13 +699,14 @@ impl Sim {
         hub.add_member_at(PROJECT, hostile::USER, Role::Technician, EPOCH_MS).map_err(|e| e.to_string())?;
         self.roles_log.push(RoleChange { user: hostile::USER.into(), role: Some(Role::Technician), at_ms: EPOCH_MS });
         let enrollment = hub.enroll_device(hostile::USER, "mallory's phone").map_err(|e| e.to_string())?;
-        set_simulated_wall_clock(Some(EPOCH_MS));
+        let phone = phone(self.config.seed, u64::MAX);
+        phone.set_time(EPOCH_MS, self.now);
         let path = self.dir.join(format!("{}.db", hostile::USER));
-        let replica = device::open(&path, hostile::USER).map_err(|e| format!("{}: {e}", path.display()))?;
+        let replica = phone.open(&path, hostile::USER).map_err(|e| format!("{}: {e}", path.display()))?;
         lock(&replica).join_project(PROJECT).map_err(|e| e.to_string())?;
-        self.direct_round(replica.clone(), enrollment.token.clone(), EPOCH_MS, false)
+        self.direct_round(replica.clone(), enrollment.token.clone(), false)
             .map_err(|e| format!("the hostile device's first sync: {e}"))?;
-        self.hostile = Some(Hostile::new(enrollment.token, replica, self.rng.fork(4)));
+        self.hostile = Some(Hostile::new(enrollment.token, phone, replica, self.rng.fork(4)));
         Ok(())
     }
 
@@ -897,8 +896,8 @@ impl Sim {
                         self.devices[device].received = Received::default(); // It starts over, legitimately.
                     }
                     let response = result.as_ref().ok().and_then(|b| protocol::decode_response(b).ok());
-                    let wall = self.devices[device].wall(self.now);
-                    let step = self.devices[device].session.as_mut().expect("checked").answer(result, wall, self.now);
+                    self.set_clock(device);
+                    let step = self.devices[device].session.as_mut().expect("checked").answer(result);
                     // The client commits a response before it asks again or returns.
                     if let Some(response) = response
                         && matches!(step, Step::Request(_) | Step::Photo(_) | Step::Finished(Ok(_)))
@@ -993,12 +992,10 @@ impl Sim {
         let Some(replica) = self.devices[d].replica.clone() else { return };
         self.sessions += 1;
         let id = self.sessions;
-        let wall = self.devices[d].wall(self.now);
+        self.set_clock(d);
         let (session, step) = Session::start_with_photos(
             id,
             replica,
-            wall,
-            self.now,
             self.config.profile.upload_budget,
             self.config.profile.response_budget,
             self.photo_lane(d),
@@ -1472,7 +1469,8 @@ impl Sim {
         }
         let instance = *h.rng.pick(&instances);
         let now_ms = EPOCH_MS + self.now;
-        self.direct_round(h.replica.clone(), h.token.clone(), now_ms, false)
+        h.phone.set_time(now_ms, self.now);
+        self.direct_round(h.replica.clone(), h.token.clone(), false)
             .map_err(|e| format!("the hostile device's honest sync failed: {e}"))?;
         let sections: Vec<String> = lock(&h.replica)
             .list_sections(Some(PROJECT), None, usize::MAX)
@@ -1608,7 +1606,7 @@ impl Sim {
             return (0, 0, fail(format!("{name}: copying its store for the probe: {e}")));
         }
         self.set_clock(d);
-        let probe = match device::open(&copy, &name) {
+        let probe = match self.devices[d].phone.open(&copy, &name) {
             Ok(p) => p,
             Err(e) => return (0, 0, fail(format!("{name}: opening the probe's copy: {e}"))),
         };
@@ -2115,15 +2113,12 @@ pub fn return_from_offline_day(
     config.workload.devices = 3;
     config.workload.sections = sections;
     config.faults = crate::config::FaultConfig { cut_responses, ..crate::config::FaultConfig::none() };
-    set_simulated_ids(Some(seed));
     let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
     let outcome = tempfile::Builder::new()
         .prefix("fieldsync-return-")
         .tempdir_in(base)
         .map_err(|e| e.to_string())
         .and_then(|tmp| return_in(config.clone(), tmp.path(), own_edits));
-    set_simulated_ids(None);
-    set_simulated_wall_clock(None);
     let mut report = outcome.unwrap_or_else(|e| ReturnReport {
         seed,
         profile: config.profile.name.clone(),

@@ -96,11 +96,6 @@ pub struct DeviceTime {
 }
 
 impl DeviceTime {
-    /// The device's clocks now (or the simulated ones, see [`set_simulated_wall_clock`]).
-    pub fn now() -> Self {
-        DeviceTime { wall_ms: wall_clock_ms(), since_boot_ms: since_boot_ms() }
-    }
-
     /// A wall clock reading alone (no clock since boot).
     pub fn wall(wall_ms: u64) -> Self {
         DeviceTime { wall_ms, since_boot_ms: None }
@@ -207,67 +202,6 @@ impl HlcClock {
     }
 }
 
-thread_local! {
-    static SIMULATED_WALL_CLOCK: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    static SIMULATED_SINCE_BOOT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-}
-
-/// Milliseconds since the Unix epoch by the device's wall clock, or by the
-/// simulated clock set on this thread with [`set_simulated_wall_clock`].
-pub fn wall_clock_ms() -> u64 {
-    if let Some(ms) = SIMULATED_WALL_CLOCK.with(std::cell::Cell::get) {
-        return ms;
-    }
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Milliseconds since the device booted, sleep included, by a clock no user
-/// setting moves (Linux and Android: `CLOCK_BOOTTIME`; Apple platforms:
-/// `CLOCK_MONOTONIC`, which counts sleep there); `None` elsewhere. Under a
-/// simulated wall clock, the simulated one (`None` if not set).
-pub fn since_boot_ms() -> Option<u64> {
-    if SIMULATED_WALL_CLOCK.with(std::cell::Cell::get).is_some() {
-        return SIMULATED_SINCE_BOOT.with(std::cell::Cell::get);
-    }
-    boot_clock_ms()
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn boot_clock_ms() -> Option<u64> {
-    Some(ms_of(rustix::time::clock_gettime(rustix::time::ClockId::Boottime)))
-}
-
-#[cfg(target_vendor = "apple")]
-fn boot_clock_ms() -> Option<u64> {
-    Some(ms_of(rustix::time::clock_gettime(rustix::time::ClockId::Monotonic)))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn boot_clock_ms() -> Option<u64> {
-    None
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
-fn ms_of(t: rustix::time::Timespec) -> u64 {
-    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
-}
-
-/// Make [`since_boot_ms`] return `ms` on the calling thread while a
-/// simulated wall clock is set (a simulated device's uptime).
-#[cfg(any(test, feature = "simulation"))]
-pub fn set_simulated_since_boot(ms: Option<u64>) {
-    SIMULATED_SINCE_BOOT.with(|c| c.set(ms));
-}
-
-/// Make [`wall_clock_ms`] return `ms` on the calling thread from now on
-/// (`None`: the real clock again). For deterministic simulations
-/// (`fieldsync-tests` runs devices in virtual time, with skewed clocks); an
-/// app never calls it.
-#[cfg(any(test, feature = "simulation"))]
-pub fn set_simulated_wall_clock(ms: Option<u64>) {
-    SIMULATED_WALL_CLOCK.with(|c| c.set(ms));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,14 +250,6 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_since_boot_never_goes_back() {
-        let (a, b) = (since_boot_ms(), since_boot_ms());
-        if cfg!(target_os = "linux") {
-            assert!(a.is_some() && a <= b, "{a:?} {b:?}");
-        }
-    }
-
-    #[test]
     fn string_form_sorts_like_the_stamp_and_round_trips() {
         let a = Hlc { physical_ms: 9, counter: 2, actor: "ff".into() };
         let b = Hlc { physical_ms: 10, counter: 0, actor: "00".into() };
@@ -339,15 +265,6 @@ mod tests {
         let mut c = HlcClock::new("aa".into(), 0, 0, 0);
         c.anchor_to_server(1_000_000, DeviceTime::wall(1_000_000 + skew));
         assert_eq!(c.tick(DeviceTime::wall(1_000_500 + skew)).physical_ms, 1_000_500);
-    }
-
-    #[test]
-    fn a_simulated_wall_clock_holds_on_its_thread_only() {
-        set_simulated_wall_clock(Some(42));
-        assert_eq!(wall_clock_ms(), 42);
-        assert!(std::thread::spawn(wall_clock_ms).join().unwrap() > 42);
-        set_simulated_wall_clock(None);
-        assert!(wall_clock_ms() > 42);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! construction states, routes, and how a write sits in a section document.
 
 pub mod coverage;
+pub mod device_clock;
 pub mod document;
 pub mod edit;
 pub mod hlc;

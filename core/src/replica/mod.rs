@@ -21,6 +21,7 @@ mod thumbnail;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use automerge::ActorId;
 use rusqlite::Connection;
@@ -33,9 +34,10 @@ pub use scope::{HeldBecause, SectionHolding};
 pub(crate) use scope::{ScopeSettlement, settle_scope};
 pub use write::EditReceipt;
 
+use crate::domain::device_clock::{DeviceClock, SystemClock};
 use crate::domain::document::DocumentError;
-use crate::domain::hlc::HlcClock;
-use crate::domain::id::new_id;
+use crate::domain::hlc::{DeviceTime, HlcClock};
+use crate::domain::id::{IdSource, RandomIds};
 use crate::domain::route::InvalidPoint;
 use crate::rules::conflict::Rule;
 use crate::store::encryption::StoreKey;
@@ -91,7 +93,7 @@ impl From<InvalidPoint> for ReplicaError {
 }
 
 /// How to open a replica.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplicaOptions {
     /// The device this store belongs to; a store refuses to open as another.
     pub device: String,
@@ -99,6 +101,23 @@ pub struct ReplicaOptions {
     pub durability: Durability,
     /// Encrypt the store with this key (feature `encryption`); `None`: a plain SQLite file.
     pub encryption_key: Option<StoreKey>,
+    /// The device's clocks, read for every stamp and by its sync client
+    /// (default: [`SystemClock`]; a simulated device's runs in virtual time).
+    pub clock: Arc<dyn DeviceClock>,
+    /// Where new section, photo and actor ids come from (default: [`RandomIds`]).
+    pub ids: Arc<dyn IdSource>,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            device: String::new(),
+            durability: Durability::default(),
+            encryption_key: None,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+        }
+    }
 }
 
 /// A replica of the sections this device works on.
@@ -111,6 +130,9 @@ pub struct Replica {
     device: String,
     pub(crate) actor: ActorId,
     pub(crate) clock: HlcClock,
+    /// The device's clocks ([`ReplicaOptions::clock`]).
+    device_clock: Arc<dyn DeviceClock>,
+    ids: Arc<dyn IdSource>,
     pub(crate) docs: DocCache,
     pub(crate) feed: ChangeFeed,
     /// Where a sync is (memory only: no sync survives the process).
@@ -131,7 +153,7 @@ impl Replica {
     pub fn open(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Replica, OpenError> {
         let path = path.as_ref().to_owned();
         let key = options.encryption_key.as_ref();
-        let mut conn = schema::open(&path, options.durability, key)?;
+        let mut conn = schema::open(&path, options.durability, key, options.clock.now().wall_ms)?;
         let checkpoints = Checkpointer::start(&mut conn, &path, key.cloned()).map_err(OpenError::Checkpointer)?;
         let identity = store::identity(&conn).map_err(OpenError::from)?;
         let actor = match identity.device {
@@ -142,7 +164,7 @@ impl Replica {
                 ActorId::from(hex::decode(identity.actor.unwrap_or_default()).unwrap_or_default())
             }
             _ => {
-                let actor = ActorId::from(hex::decode(new_id()).expect("new_id is hex"));
+                let actor = ActorId::from(hex::decode(options.ids.new_id()).expect("ids are hex"));
                 let tx = store::immediate(&conn)?;
                 store::set_identity(&tx, &options.device, &actor.to_hex_string())?;
                 tx.commit()?;
@@ -159,6 +181,8 @@ impl Replica {
             device: options.device,
             actor,
             clock,
+            device_clock: options.clock,
+            ids: options.ids,
             docs: DocCache::new(),
             feed: ChangeFeed::default(),
             sync_phase: SyncPhase::Idle,
@@ -185,6 +209,21 @@ impl Replica {
     /// change and change of sync activity changed (see [`ChangeFeed`]).
     pub fn change_feed(&self) -> ChangeFeed {
         self.feed.clone()
+    }
+
+    /// The clocks this replica reads ([`ReplicaOptions::clock`]); its sync client reads them too.
+    pub fn device_clock(&self) -> Arc<dyn DeviceClock> {
+        self.device_clock.clone()
+    }
+
+    /// The device's time now, by its clocks.
+    pub(crate) fn now(&self) -> DeviceTime {
+        self.device_clock.now()
+    }
+
+    /// A new id from the replica's source.
+    pub(crate) fn new_id(&self) -> String {
+        self.ids.new_id()
     }
 
     /// The underlying connection, for tests and simulations that inspect the tables.

@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::document::{PhotoBlob, PhotoRef};
-use crate::domain::hlc::{DeviceTime, wall_clock_ms};
-use crate::domain::id::new_id;
 use crate::domain::project::FullSizePhotos;
 use crate::replica::thumbnail::thumbnail_of;
 use crate::replica::{Replica, ReplicaChange, ReplicaError};
@@ -139,7 +137,7 @@ impl Replica {
             let new = this.conn.execute(
                 "INSERT OR IGNORE INTO photo_uploads (sha256, project, size, thumbnail, added_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![blob.sha256, project, blob.size as i64, thumbnail, wall_clock_ms() as i64],
+                params![blob.sha256, project, blob.size as i64, thumbnail, this.now().wall_ms as i64],
             )? == 1;
             if new {
                 queued.push(blob.sha256.clone());
@@ -266,7 +264,7 @@ impl Replica {
                 "INSERT OR IGNORE INTO photo_cache (sha256, size, used_ms)
                  SELECT sha256, size, ?2 FROM photo_uploads WHERE sha256 = ?1 AND thumbnail = 0",
             )?
-            .execute(params![sha256, wall_clock_ms() as i64])?;
+            .execute(params![sha256, self.now().wall_ms as i64])?;
         }
         tx.commit()?;
         self.publish_photo_moved(sha256)
@@ -283,7 +281,7 @@ impl Replica {
                      (SELECT 1 FROM photo_uploads WHERE sha256 = ?1 AND (on_server = 0 OR thumbnail = 1))
                  ON CONFLICT (sha256) DO UPDATE SET used_ms = excluded.used_ms",
             )?
-            .execute(params![sha256, size as i64, wall_clock_ms() as i64])?;
+            .execute(params![sha256, size as i64, self.now().wall_ms as i64])?;
         Ok(())
     }
 
@@ -457,8 +455,8 @@ impl Replica {
         thumbnail: Option<&PhotoBlob>,
     ) -> Result<String, ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(DeviceTime::now());
-        let id = new_id();
+        let hlc = self.clock.tick(self.device_clock.now());
+        let id = self.new_id();
         let change = doc.add_photo(&hlc, &id, uri, caption, blob, thumbnail)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;

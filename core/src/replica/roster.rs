@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use rusqlite::Transaction;
 
 use crate::domain::document::SectionDoc;
-use crate::domain::hlc::{DeviceTime, wall_clock_ms};
 use crate::domain::project::{Member, ProjectConfig, RoleChange, Roster};
 use crate::domain::role::Role;
 use crate::replica::feed::ReplicaChange;
@@ -60,7 +59,7 @@ impl Replica {
 
     /// Learn the server's time (at each sync) so stamps follow it.
     pub fn observe_server_time(&mut self, server_ms: u64) -> Result<(), ReplicaError> {
-        self.clock.anchor_to_server(server_ms, DeviceTime::now());
+        self.clock.anchor_to_server(server_ms, self.device_clock.now());
         let tx = self.begin()?;
         self.save_clock(&tx)?;
         tx.commit()?;
@@ -79,7 +78,7 @@ impl Replica {
         changed: &mut ReplicaChange,
     ) -> Result<(), ReplicaError> {
         changed.rosters.insert(project.to_owned());
-        let now = wall_clock_ms() as i64;
+        let now = self.now().wall_ms as i64;
         let roster = store::roster(tx, project)?;
         let config = store::config(tx, project)?;
         for id in store::section_ids(tx, project)? {

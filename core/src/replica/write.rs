@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::document::{SectionDoc, SectionInput};
 use crate::domain::edit::{EditId, EditValue, Field};
-use crate::domain::hlc::{DeviceTime, wall_clock_ms};
-use crate::domain::id::new_id;
 use crate::domain::role::Role;
 use crate::domain::route::GeoPoint;
 use crate::domain::state_machine::ConstructionState;
@@ -37,7 +35,7 @@ pub struct EditReceipt {
 impl Replica {
     /// Create a section (office only) with its name and planned route.
     pub fn create_section(&mut self, project: &str, name: &str, route: &[GeoPoint]) -> Result<String, ReplicaError> {
-        let id = new_id();
+        let id = self.new_id();
         self.create_section_with_id(&id, project, name, route)?;
         Ok(id)
     }
@@ -74,7 +72,7 @@ impl Replica {
                 ),
             });
         }
-        let now = DeviceTime::now();
+        let now = self.now();
         let stamps = (self.clock.tick(now), self.clock.tick(now));
         let (mut doc, change) =
             SectionDoc::create(self.actor.clone(), id, project, (&stamps.0, &stamps.1), name, route)?;
@@ -135,7 +133,7 @@ impl Replica {
     /// Replace `delete` characters at `pos` (in characters) of the notes with `insert`.
     pub fn splice_notes(&mut self, section: &str, pos: usize, delete: usize, insert: &str) -> Result<(), ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(DeviceTime::now());
+        let hlc = self.clock.tick(self.device_clock.now());
         let change = doc.splice_notes(&hlc, pos, delete, insert)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
@@ -145,7 +143,7 @@ impl Replica {
     /// Make the notes read `text` (stored as the smallest character diff).
     pub fn set_notes(&mut self, section: &str, text: &str) -> Result<(), ReplicaError> {
         let mut doc = self.docs.take(&self.conn, &self.actor, section)?;
-        let hlc = self.clock.tick(DeviceTime::now());
+        let hlc = self.clock.tick(self.device_clock.now());
         let change = doc.set_notes(&hlc, text)?;
         let validated = self.validate(&self.input_of(&doc)?)?;
         self.commit_local(doc, change, validated, &[])?;
@@ -165,7 +163,7 @@ impl Replica {
             // The latest write of the field seen: writes sharing a base are a contest.
             _ => input.edits.iter().rev().find(|e| e.value.field() == Some(field)).map(|e| e.id.clone()),
         };
-        let hlc = self.clock.tick(DeviceTime::now());
+        let hlc = self.clock.tick(self.device_clock.now());
         let change = doc.write(&hlc, base.as_deref(), &value)?;
         let id = hlc.to_string();
         let written = doc.edit(&id).expect("the record was just written");
@@ -210,13 +208,13 @@ impl Replica {
         let tx = self.begin()?;
         // Uncompressed: a sync batch deflates many changes together far better than
         // changes deflated one by one (Automerge compresses a change over 256 bytes).
-        store::put_change(&tx, &id, &hash, change.raw_bytes(), true, wall_clock_ms() as i64)?;
+        store::put_change(&tx, &id, &hash, change.raw_bytes(), true, self.now().wall_ms as i64)?;
         for (edit_id, field) in edits {
             store::put_local_edit(&tx, edit_id, &id, &hash, field.as_str())?;
         }
         let mut changed = ReplicaChange::status();
         // A new change: new heads, so a new view.
-        store::put_view(&tx, &validated.view, wall_clock_ms() as i64)?;
+        store::put_view(&tx, &validated.view, self.now().wall_ms as i64)?;
         changed.views.insert(id.clone());
         if store::replace_conflicts(&tx, &id, &validated.conflicts)? {
             changed.conflicts.insert(id.clone());

@@ -179,7 +179,8 @@ pub enum Durability {
 /// one is given. A corrupt file is moved aside next to it and reported as
 /// [`OpenError::Corrupt`]; call again to start fresh. A file that the key does
 /// not open, or an encrypted one opened without a key, is left untouched.
-pub fn open(path: &Path, durability: Durability, key: Option<&StoreKey>) -> Result<Connection, OpenError> {
+/// `now_ms`, the device's wall clock, names the file moved aside.
+pub fn open(path: &Path, durability: Durability, key: Option<&StoreKey>, now_ms: u64) -> Result<Connection, OpenError> {
     if key.is_some() && !encryption::AVAILABLE {
         return Err(OpenError::EncryptionUnavailable);
     }
@@ -191,7 +192,7 @@ pub fn open(path: &Path, durability: Durability, key: Option<&StoreKey>) -> Resu
             Err(OpenError::Unreadable { path: path.to_owned() })
         }
         Err(OpenError::Sqlite(e)) if is_corruption(&e) => {
-            let moved_to = move_aside(path)?;
+            let moved_to = move_aside(path, now_ms)?;
             Err(OpenError::Corrupt { path: path.to_owned(), moved_to, detail: e.to_string() })
         }
         other => other,
@@ -206,8 +207,7 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
 }
 
-fn move_aside(path: &Path) -> Result<PathBuf, std::io::Error> {
-    let stamp = crate::domain::hlc::wall_clock_ms();
+fn move_aside(path: &Path, stamp: u64) -> Result<PathBuf, std::io::Error> {
     let moved = path.with_extension(format!("corrupt-{stamp}"));
     std::fs::rename(path, &moved)?;
     for suffix in ["-wal", "-shm"] {
@@ -294,8 +294,8 @@ mod tests {
             tx.execute("INSERT INTO meta VALUES ('device', 'd1')", []).unwrap();
             tx.commit().unwrap();
         }
-        let upgraded = open(&old, Durability::Normal, None).unwrap();
-        let fresh = open(&dir.path().join("fresh.db"), Durability::Normal, None).unwrap();
+        let upgraded = open(&old, Durability::Normal, None, 7).unwrap();
+        let fresh = open(&dir.path().join("fresh.db"), Durability::Normal, None, 7).unwrap();
         assert_eq!(schema_of(&upgraded), schema_of(&fresh));
         let v: i64 = upgraded.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
@@ -315,7 +315,7 @@ mod tests {
             tx.execute("INSERT INTO sections VALUES ('s', 'p', 'n', 'planned', 0, ?1, NULL, NULL)", [view]).unwrap();
             tx.commit().unwrap();
         }
-        let upgraded = open(&old, Durability::Normal, None).unwrap();
+        let upgraded = open(&old, Durability::Normal, None, 7).unwrap();
         let row: (f64, f64, f64, f64, i64) = upgraded
             .query_row("SELECT south, north, west, east, changed_ms FROM sections", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -330,7 +330,7 @@ mod tests {
         let path = dir.path().join("new.db");
         Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let before = std::fs::read(&path).unwrap();
-        let err = open(&path, Durability::Normal, None).unwrap_err();
+        let err = open(&path, Durability::Normal, None, 7).unwrap_err();
         assert!(matches!(err, OpenError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
@@ -344,10 +344,11 @@ mod tests {
         let mut garbage = std::fs::read(&path).unwrap();
         garbage[..16].copy_from_slice(b"field notebook!!");
         std::fs::write(&path, &garbage).unwrap();
-        let err = open(&path, Durability::Normal, None).unwrap_err();
+        let err = open(&path, Durability::Normal, None, 7).unwrap_err();
         let OpenError::Corrupt { moved_to, .. } = err else { panic!("{err}") };
         assert_eq!(std::fs::read(&moved_to).unwrap(), garbage);
+        assert!(moved_to.to_string_lossy().ends_with("corrupt-7"), "named by the time passed in: {moved_to:?}");
         assert!(!path.exists());
-        open(&path, Durability::Normal, None).expect("a fresh store opens after the move");
+        open(&path, Durability::Normal, None, 7).expect("a fresh store opens after the move");
     }
 }

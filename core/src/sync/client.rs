@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::domain::hlc::{DeviceTime, wall_clock_ms};
+use crate::domain::device_clock::DeviceClock;
 use crate::domain::project::FullSizePhotos;
 use crate::replica::{ChangeFeed, Replica, ReplicaError};
 use crate::sync::activity::SyncPhase;
@@ -33,6 +33,8 @@ pub struct SyncClient {
     replica: Arc<Mutex<Replica>>,
     /// The replica's change feed, flushed each time the client lets go of the replica.
     feed: ChangeFeed,
+    /// The replica's clocks: the time of each answer, and background sync's timers.
+    clock: Arc<dyn DeviceClock>,
     transport: Arc<dyn Transport>,
     /// The token cell and the app's connector, when a refused token may be renewed.
     renewal: Option<Renewal>,
@@ -74,10 +76,14 @@ pub const DEFAULT_PHOTO_CHUNK_TIME: Duration = Duration::from_secs(2);
 impl SyncClient {
     /// A client syncing `replica` through `transport`.
     pub fn new(replica: Arc<Mutex<Replica>>, transport: Arc<dyn Transport>) -> Self {
-        let feed = replica.lock().unwrap_or_else(|p| p.into_inner()).change_feed();
+        let (feed, clock) = {
+            let r = replica.lock().unwrap_or_else(|p| p.into_inner());
+            (r.change_feed(), r.device_clock())
+        };
         SyncClient {
             replica,
             feed,
+            clock,
             transport,
             renewal: None,
             upload_budget: DEFAULT_BUDGET,
@@ -209,7 +215,7 @@ impl SyncClient {
                     let started = Instant::now();
                     // The replica is not locked while the request travels: the app keeps editing.
                     let answer = self.transport.round_trip(body);
-                    let time = AnswerTime { now: DeviceTime::now(), latency_ms: started.elapsed().as_millis() as u64 };
+                    let time = AnswerTime { now: self.clock.now(), latency_ms: started.elapsed().as_millis() as u64 };
                     let step = run.answered(&mut self.lock(), round, answer, time)?;
                     self.feed.flush();
                     progress(run.report());
@@ -304,9 +310,10 @@ impl BackgroundSync {
                 let random = || getrandom::u64().unwrap_or(0);
                 let mut wake_at: Option<u64> = None;
                 let mut event = Some(SyncEvent::Started);
+                let clock = client.clock.clone();
                 loop {
                     if let Some(e) = event.take() {
-                        for action in engine.handle(e, wall_clock_ms(), random()) {
+                        for action in engine.handle(e, clock.now().wall_ms, random()) {
                             match action {
                                 SyncAction::WakeAt(t) => wake_at = Some(t),
                                 SyncAction::StartRound => {
@@ -334,7 +341,7 @@ impl BackgroundSync {
                         }
                     }
                     let wait = wake_at.map_or(Duration::from_secs(3600), |t| {
-                        Duration::from_millis(t.saturating_sub(wall_clock_ms()))
+                        Duration::from_millis(t.saturating_sub(clock.now().wall_ms))
                     });
                     match rx.recv_timeout(wait) {
                         Ok(Some(e)) => event = Some(e),

@@ -130,7 +130,7 @@ impl Replica {
     /// Merge changes from elsewhere. The report says what became of our
     /// unconfirmed writes.
     pub fn apply_changes(&mut self, changes: &[SectionChange]) -> Result<MergeReport, ReplicaError> {
-        self.merge(changes, &[], &[], None, DeviceTime::now())
+        self.merge(changes, &[], &[], None, self.now())
     }
 
     /// Re-apply unsynced local changes recovered with [`crate::salvage`]

@@ -148,7 +148,7 @@ impl Replica {
         sent: &[String],
         response: SyncResponse,
     ) -> Result<RoundReport, ReplicaError> {
-        self.commit_round_at(project, sent, response, DeviceTime::now())
+        self.commit_round_at(project, sent, response, self.now())
     }
 
     /// [`Self::commit_round`] with the device's clocks when the answer came

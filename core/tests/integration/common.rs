@@ -1,7 +1,9 @@
 //! Helpers shared by the test modules.
 
 use fieldsync_core::protocol::SyncResponse;
-use fieldsync_core::{GeoPoint, Member, Replica, ReplicaOptions, Role, SectionChange};
+use std::sync::Arc;
+
+use fieldsync_core::{DeviceClock, GeoPoint, Member, Replica, ReplicaOptions, Role, SectionChange, SystemClock};
 
 pub const PROJECT: &str = "p1";
 
@@ -12,11 +14,16 @@ pub fn route() -> Vec<GeoPoint> {
 
 /// Replicas in `dir`, one per role given, all in one roster.
 pub fn crew(dir: &std::path::Path, roles: &[Role]) -> Vec<Replica> {
+    crew_on(dir, roles, Arc::new(SystemClock))
+}
+
+/// Like [`crew`], every replica reading `clock`.
+pub fn crew_on(dir: &std::path::Path, roles: &[Role], clock: Arc<dyn DeviceClock>) -> Vec<Replica> {
     let mut replicas: Vec<Replica> = roles
         .iter()
         .enumerate()
         .map(|(i, _)| {
-            let options = ReplicaOptions { device: format!("dev{i}"), ..Default::default() };
+            let options = ReplicaOptions { device: format!("dev{i}"), clock: clock.clone(), ..Default::default() };
             Replica::open(dir.join(format!("dev{i}.db")), options).unwrap()
         })
         .collect();

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use fieldsync_core::protocol::{self, SectionDocument, SyncRequest, SyncResponse};
 use fieldsync_core::{
-    ConstructionState, GeoBounds, GeoPoint, Replica, ReplicaChange, Role, SectionOrder, SectionQuery, SyncActivity,
-    SyncClient, SyncProblem, TransportError,
+    ConstructionState, DeviceTime, GeoBounds, GeoPoint, ManualClock, Replica, ReplicaChange, Role, SectionOrder,
+    SectionQuery, SyncActivity, SyncClient, SyncProblem, TransportError,
 };
 
-use crate::common::{PROJECT, changes_of, crew, route, sync_section};
+use crate::common::{PROJECT, changes_of, crew, crew_on, route, sync_section};
 
 /// Every change a replica's feed delivers, in order.
 fn record(replica: &Replica) -> (Arc<Mutex<Vec<ReplicaChange>>>, fieldsync_core::FeedSubscription) {
@@ -83,12 +83,12 @@ fn a_merge_publishes_only_the_sections_it_changed() {
 #[test]
 fn a_section_list_filters_orders_and_pages_and_flags_unsynced_edits() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = crew(dir.path(), &[Role::Office, Role::Foreman]);
+    // A clock of their own, so that each step is a millisecond of its own: "last change" is then exact.
+    let clock = Arc::new(ManualClock::new(DeviceTime::wall(1_800_000_000_000)));
+    let mut r = crew_on(dir.path(), &[Role::Office, Role::Foreman], clock.clone());
     let (office, foreman) = r.split_at_mut(1);
     let (office, foreman) = (&mut office[0], &mut foreman[0]);
-    // A clock of its own, so that each step is a millisecond of its own: "last change" is then exact.
-    let at = |ms: u64| fieldsync_core::set_simulated_wall_clock(Some(1_800_000_000_000 + ms));
-    at(0);
+    let at = |ms: u64| clock.set(DeviceTime::wall(1_800_000_000_000 + ms));
     let east = |lon: f64| vec![GeoPoint { lat: 48.0, lon }, GeoPoint { lat: 48.0, lon: lon + 0.01 }];
     let a = office.create_section(PROJECT, "A", &east(11.0)).unwrap();
     let b = office.create_section(PROJECT, "B", &east(12.0)).unwrap();
@@ -158,7 +158,6 @@ fn a_section_list_filters_orders_and_pages_and_flags_unsynced_edits() {
     assert!(of_crew(office, "south").is_empty());
     office.assign_crew(&c, "south").unwrap();
     assert!(of_crew(office, "north").is_empty(), "reassigned");
-    fieldsync_core::set_simulated_wall_clock(None);
 }
 
 /// A stand-in hub that serves `documents` two to a page, then nothing.

@@ -3,6 +3,7 @@
 mod common;
 mod convergence;
 mod crash;
+mod device_clock;
 mod encryption;
 mod feed;
 mod fuzz;

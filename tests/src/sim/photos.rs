@@ -341,8 +341,8 @@ impl Sim {
             let a = self.photos.acked.entry((d, sha)).or_default();
             *a = (*a).max(received);
         }
-        let wall = self.devices[d].wall(self.now);
-        let step = self.devices[d].session.as_mut().expect("checked").answer(result, wall, self.now);
+        self.set_clock(d);
+        let step = self.devices[d].session.as_mut().expect("checked").answer(result);
         self.on_step(d, step);
     }
 
