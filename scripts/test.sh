@@ -16,6 +16,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 # faketime: the CLI's trust tests run a device with its clock days ahead.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# mount: the CLI's disk_full test runs the server on a small tmpfs (as root, like this script).
+command -v mount >/dev/null 2>&1 || missing+=(mount)
 if ((${#missing[@]})); then
     echo "== installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
