@@ -639,17 +639,21 @@ mod tests {
         let _handle = r[0].observe_sync_status(statuses.clone());
         let config = SyncConfig { interval_ms: 60_000, edit_debounce_ms: 10, min_backoff_ms: 10, max_backoff_ms: 100 };
         r[0].start_background_sync(Some(config)).unwrap();
-        wait_until("the first background sync", || statuses.last().pending_changes == 0);
+        // Read from the store, not from the observer's last word: that may
+        // still be the word before the edit on a busy machine.
+        let pending = || r[0].sync_status().unwrap().pending_changes;
+        wait_until("the first background sync", || pending() == 0);
 
         r[0].record_progress(id.clone(), 5).unwrap();
-        wait_until("the edit to go out", || statuses.last().pending_changes == 0);
+        wait_until("the edit to go out", || pending() == 0);
 
         r[0].set_connectivity(false);
         let rounds = *hub.rounds.lock().unwrap();
         r[0].record_progress(id.clone(), 6).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(*hub.rounds.lock().unwrap(), rounds, "no round while offline");
-        assert_eq!(statuses.last().pending_changes, 1);
+        assert_eq!(pending(), 1);
+        wait_until("the observer to hear of it", || statuses.last().pending_changes == 1);
         r[0].set_connectivity(true);
         wait_until("the edit to go out once online", || statuses.last().pending_changes == 0);
 
