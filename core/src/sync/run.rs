@@ -396,6 +396,9 @@ impl SyncRun {
     /// in the status of every project it synced (the app shows why the
     /// sync failed, though every round went through).
     pub fn failed_after_rounds(&mut self, replica: &mut Replica, e: SyncError) -> SyncError {
+        if matches!(e, SyncError::Cancelled) {
+            return e; // The app's own word, not a failure to show.
+        }
         tracing::warn!(problem = e.problem().as_str(), "sync failed sending or fetching photos: {e}");
         for project in &self.projects {
             if let Err(stored) = replica.record_sync_error(project, &e.to_string(), e.problem()) {
