@@ -136,7 +136,12 @@ enum DeviceCommand {
         photo: String,
     },
     /// Sync once with the server, and report what became of unconfirmed local edits.
-    Sync,
+    Sync {
+        /// The link is metered (a phone's hotspot): full-size photos wait
+        /// where the project holds them for an unmetered link; thumbnails go.
+        #[arg(long)]
+        metered: bool,
+    },
     /// A section's validated view.
     Show {
         /// Section id (or a unique prefix).
@@ -284,8 +289,9 @@ fn with_client<T>(
 }
 
 /// Sync once over HTTP; a spinner on a terminal shows rounds and bytes.
-fn sync(replica: Replica, json: bool) -> Result<(Replica, SyncReport), CliError> {
+fn sync(replica: Replica, json: bool, metered: bool) -> Result<(Replica, SyncReport), CliError> {
     with_client(replica, |client, server| {
+        client.set_metered(metered);
         let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
         bar.set_message(format!("syncing with {server}"));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -368,7 +374,7 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
         let (replica, report) = if offline {
             (replica, None)
         } else {
-            let (r, report) = sync(replica, json).map_err(|e| match e {
+            let (r, report) = sync(replica, json, false).map_err(|e| match e {
                 CliError::Failed(m) => CliError::Failed(format!(
                     "the replica is set up (server, token and project saved) but its first {m}; \
                      run `fieldsync device --db {} sync` once the server is reachable",
@@ -475,9 +481,9 @@ pub fn run(args: DeviceArgs, json: bool) -> Result<(), CliError> {
             println!("photo {id} attached to section {}", short(&section));
             Ok(())
         }
-        DeviceCommand::Sync => {
+        DeviceCommand::Sync { metered } => {
             let server = setting(&replica, "server")?;
-            let (_, report) = sync(replica, json)?;
+            let (_, report) = sync(replica, json, metered)?;
             if json {
                 return output::json(&report);
             }

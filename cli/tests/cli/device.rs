@@ -333,6 +333,52 @@ fn a_photo_file_is_kept_by_content_and_the_office_sees_its_record() {
     assert_eq!(crew.device_json("tina", &["photos", "s1"])["photos"].as_array().unwrap().len(), 1);
 }
 
+/// The office changes the project's photo policy with `admin configure`
+/// from another process while `serve` runs: the next metered sync of a
+/// device holds its full sizes, an unmetered one sends them, and lifting
+/// the policy lets them go on mobile data again.
+#[test]
+fn a_policy_changed_while_the_server_runs_holds_full_sizes_on_a_metered_link() {
+    let crew = Crew::new();
+    for user in ["olga", "tina"] {
+        crew.init(user);
+    }
+    crew.create_section("s1", "Dorfstraße");
+    crew.device_ok("olga", &["sync"]);
+    crew.device_ok("tina", &["sync"]);
+    let section = crew.device_json("olga", &["list"])["sections"][0]["id"].as_str().unwrap().to_owned();
+    let photo = |name: &str, width: u32| {
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+        png.extend_from_slice(b"IHDR");
+        png.extend_from_slice(&width.to_be_bytes());
+        png.extend_from_slice(&480u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+        let file = std::path::Path::new(&crew.db("tina")).with_file_name(name);
+        std::fs::write(&file, &png).unwrap();
+        crew.device_json("tina", &["photo", "s1", file.to_str().unwrap()]);
+    };
+    let states = || -> Vec<String> {
+        let listed = crew.device_json("tina", &["photos", "s1"]);
+        listed["photos"].as_array().unwrap().iter().map(|p| p["where"]["state"].as_str().unwrap().to_owned()).collect()
+    };
+    let on_server = || ok_json(&["admin", "--data", &crew.data(), "section", &section])["photos_on_server"].clone();
+
+    ok(&["admin", "--data", &crew.data(), "configure", PROJECT, "--full-size-photos", "on-unmetered-links"]);
+    photo("first.png", 640);
+    crew.device_ok("tina", &["sync", "--metered"]);
+    assert_eq!(states(), ["on_this_device_only"], "held on the metered link");
+    assert_eq!(on_server(), 0);
+    crew.device_ok("tina", &["sync"]);
+    assert_eq!(states(), ["on_server"], "sent on the unmetered one");
+    assert_eq!(on_server(), 1);
+
+    ok(&["admin", "--data", &crew.data(), "configure", PROJECT, "--full-size-photos", "always"]);
+    photo("second.png", 800);
+    crew.device_ok("tina", &["sync", "--metered"]);
+    assert_eq!(states(), ["on_server", "on_server"], "the policy lifted, it goes on mobile data too");
+    assert_eq!(on_server(), 2);
+}
+
 #[test]
 fn a_technician_subscribes_to_a_corridor_and_a_crew_and_holds_only_those() {
     let crew = Crew::new();

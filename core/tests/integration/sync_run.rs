@@ -160,7 +160,6 @@ fn a_server_that_claims_an_absurd_backlog_gets_a_total_that_saturates_not_a_cras
     // A broken (or hostile) server says it holds u64::MAX of each after this page.
     let absurd = fieldsync_core::protocol::SyncResponse {
         still_to_send: Some(StillToSend { changes: u64::MAX, documents: u64::MAX }),
-        full_size_photos: None,
         ..response("c:1", true)
     };
     let next = run.answered(&mut replica, round, Ok(protocol::encode(&absurd)), at(1)).unwrap();
